@@ -1,0 +1,240 @@
+//! Command-line interface: clap definitions and dispatch. clap lives only here; each command's
+//! logic is in [`crate::commands`]. Exit codes are documented in the README and [`ExitStatus`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes that CI can rely on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// success; with `--detailed-exitcode`: success and no changes
+    Success = 0,
+    /// an error: invalid input, Graph failure, a change that did not apply or verify
+    Failure = 1,
+    /// with `--detailed-exitcode`: success, and the plan has changes
+    Changes = 2,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> ExitCode {
+        ExitCode::from(s as u8)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pwdrift",
+    version,
+    about = "Reconcile Microsoft Entra ID users' password state from YAML desired state",
+    long_about = "pwdrift reads desired password state (YAML), reads live state from Microsoft Graph, \
+                  shows the plan (the diff), applies it and verifies the result by reading back."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). Secrets are never logged.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check desired-state files: syntax, types, identifiers, contradictions. Offline.
+    Validate(ValidateArgs),
+    /// Print or write the JSON Schemas pwdrift publishes.
+    Schema(SchemaArgs),
+    /// Show what would change: desired state vs live state.
+    Plan(PlanArgs),
+    /// Apply a saved plan, or plan and apply after confirmation; then verify by reading back.
+    Apply(ApplyArgs),
+    /// Run the Graph sandbox: a local HTTP server that behaves like Microsoft Graph.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files or directories (all *.yaml / *.yml below them). Default: current directory.
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which schema to print (see --list).
+    pub name: Option<String>,
+    /// List the schema names.
+    #[arg(long, conflicts_with_all = ["name", "write"])]
+    pub list: bool,
+    /// Write every schema into this directory (as NAME.schema.json files).
+    #[arg(long, value_name = "DIR", conflicts_with = "name")]
+    pub write: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Cloud {
+    Global,
+    Usgov,
+    UsgovDod,
+    China,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// Where and how to reach Graph, and which part of the desired state to act on.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Desired-state files or directories. Default: current directory.
+    pub paths: Vec<PathBuf>,
+
+    /// Run against an embedded Graph sandbox seeded from this file (state kept in
+    /// .pwdrift-sandbox/ beside it), instead of Microsoft Graph. No credentials needed.
+    #[arg(long, value_name = "SEED")]
+    pub sandbox: Option<PathBuf>,
+
+    /// Only these tenants (domain or id, as written in desired state). Repeatable.
+    #[arg(long = "tenant", value_name = "TENANT")]
+    pub tenants: Vec<String>,
+
+    /// Only these users (UPN, object id or SID, as written in desired state). Repeatable.
+    #[arg(long = "target", value_name = "USER")]
+    pub targets: Vec<String>,
+
+    /// National cloud.
+    #[arg(long, value_enum, default_value_t = Cloud::Global, env = "PWDRIFT_CLOUD")]
+    pub cloud: Cloud,
+
+    /// Override the Graph endpoint (e.g. a sandbox URL). Plain http:// only to loopback.
+    #[arg(long, value_name = "URL", env = "PWDRIFT_GRAPH_URL")]
+    pub graph_url: Option<String>,
+
+    /// Override the identity authority (AZURE_AUTHORITY_HOST is also honoured).
+    #[arg(long, value_name = "URL", env = "AZURE_AUTHORITY_HOST")]
+    pub authority_host: Option<String>,
+
+    /// Do not verify TLS certificates. Dangerous; prints a warning on every run.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+
+    /// Sign in as an admin with the device-code flow, for the delegated-only resetPassword
+    /// (synced users).
+    #[arg(long)]
+    pub delegated: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+
+    /// Save the plan (no secrets) for `pwdrift apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// `PATH ...` are desired-state files/directories, as for `plan`; a single argument that is a
+    /// saved plan (from `plan --out`) is applied as saved, after checking it is not stale.
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// Allow a change set touching more than --change-threshold of the managed users.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Percentage of managed users (when there are at least 10) a run may change without --force.
+    #[arg(long, value_name = "PERCENT", default_value_t = 30)]
+    pub change_threshold: u8,
+
+    /// Refuse to run when the plan has more than N changes.
+    #[arg(long, value_name = "N")]
+    pub max_changes: Option<usize>,
+
+    /// Write generated passwords here (created 0600; refused if it exists with wider permissions).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_out: Option<PathBuf>,
+
+    /// Write a per-user JSON result here.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Parallel $batch requests in flight.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SandboxArgs {
+    /// Seed file (YAML or JSON; see `pwdrift schema sandbox-seed`).
+    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
+    pub seed: Option<PathBuf>,
+
+    /// Generate a tenant of N users instead of reading a seed.
+    #[arg(long, value_name = "N")]
+    pub generate: Option<usize>,
+
+    /// Seed of the deterministic generator and of fault injection.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub rng_seed: u64,
+
+    /// Address to listen on (port 0 picks a free port). Loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: String,
+
+    /// Persist state to this file across restarts.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Throttling model: real (documented Entra limits), off, or scaled:K (windows and quotas / K).
+    #[arg(long, value_name = "MODE", default_value = "real")]
+    pub throttle: String,
+
+    /// Added latency per request: MS or MS+-JITTER.
+    #[arg(long, value_name = "MS[+-JITTER]")]
+    pub latency: Option<String>,
+
+    /// Fault injection, e.g. `429=0.05,500=0.01,503=0.01,drop=0.01,slow=0.01`.
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
+
+    /// Reproduce the disputed behaviour: a PATCH of passwordProfile flags without a password
+    /// returns 204 and changes nothing.
+    #[arg(long)]
+    pub flag_only_patch_noop: bool,
+
+    /// Lifetime of issued access tokens, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3599)]
+    pub token_lifetime: u64,
+}
+
+/// Parses arguments, runs the command, maps the outcome to an exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    crate::commands::init_logging(cli.verbose);
+    match crate::commands::dispatch(cli) {
+        Ok(status) => status.into(),
+        Err(err) => {
+            crate::commands::report_error(&err);
+            ExitStatus::Failure.into()
+        }
+    }
+}

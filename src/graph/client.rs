@@ -1,0 +1,1 @@
+//! The one Graph client: all Microsoft Graph I/O goes through [`GraphClient`].

@@ -1,0 +1,492 @@
+//! Wire types of the Microsoft Graph resources pwdrift reads and writes.
+//!
+//! These are the types the Graph client (de)serialises, and [`PasswordProfile`] is also the source
+//! of the exported `microsoft.graph.passwordProfile` JSON Schema (`pwdrift schema password-profile`),
+//! which must equal the schema Microsoft publishes key for key. Graph returns properties only when
+//! they are named in `$select` and sends `passwordProfile: null` unless a force flag is set, so every
+//! field is optional and unknown fields are ignored.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The `$id` Microsoft publishes for the passwordProfile schema.
+pub const PASSWORD_PROFILE_SCHEMA_ID: &str = "#/components/schemas/microsoft.graph.passwordProfile";
+
+// `microsoft.graph.passwordProfile`: the password profile associated with a user.
+//
+// `password` is write-only in Graph (never returned on read). In pwdrift it is a
+// [`SecretString`]: it is serialised only into the body of a PATCH and its `Debug` is redacted.
+// (Plain comments, not doc comments: schemars would turn a doc comment into a `description`
+// that the published schema does not have.)
+#[derive(Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(title = "passwordProfile", extend("$id" = PASSWORD_PROFILE_SCHEMA_ID))]
+pub struct PasswordProfile {
+    /// true if the user must change their password on the next sign-in; otherwise false.
+    #[serde(
+        rename = "forceChangePasswordNextSignIn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "bool", extend("nullable" = true))]
+    pub force_change_password_next_sign_in: Option<bool>,
+
+    /// If true, at next sign-in, the user must perform a multifactor authentication (MFA) before being forced to change their password. The behavior is identical to forceChangePasswordNextSignIn except that the user is required to first perform a multifactor authentication before password change. After a password change, this property will be automatically reset to false. If not set, default is false.
+    #[serde(
+        rename = "forceChangePasswordNextSignInWithMfa",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "bool", extend("nullable" = true))]
+    pub force_change_password_next_sign_in_with_mfa: Option<bool>,
+
+    /// The password for the user. This property is required when a user is created. It can be updated, but the user will be required to change the password on the next sign-in. The password must satisfy minimum requirements as specified by the user's passwordPolicies property. By default, a strong password is required.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_secret"
+    )]
+    #[schemars(with = "String", extend("nullable" = true))]
+    pub password: Option<SecretString>,
+
+    // No `default`: schemars would then leave it out of `required`. serde still reads a missing
+    // `Option` field as `None`.
+    #[serde(rename = "@odata.type", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub odata_type: Option<String>,
+}
+
+impl std::fmt::Debug for PasswordProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordProfile")
+            .field(
+                "forceChangePasswordNextSignIn",
+                &self.force_change_password_next_sign_in,
+            )
+            .field(
+                "forceChangePasswordNextSignInWithMfa",
+                &self.force_change_password_next_sign_in_with_mfa,
+            )
+            .field("password", &self.password.as_ref().map(|_| "(sensitive)"))
+            .finish()
+    }
+}
+
+impl PartialEq for PasswordProfile {
+    fn eq(&self, other: &Self) -> bool {
+        self.force_change_password_next_sign_in == other.force_change_password_next_sign_in
+            && self.force_change_password_next_sign_in_with_mfa
+                == other.force_change_password_next_sign_in_with_mfa
+            && self.password.as_ref().map(|p| p.expose_secret().to_owned())
+                == other
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose_secret().to_owned())
+            && self.odata_type == other.odata_type
+    }
+}
+
+fn serialize_secret<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(secret) => s.serialize_str(secret.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+/// schemars orders keywords its own way; Microsoft's published document orders them
+/// `$schema, $id, title, required, type, properties` at the top and `type, description, nullable`
+/// in each property. This pass reorders (it never adds, drops or changes a keyword) so that the
+/// export equals the published file byte for byte. Run it on the finished root schema.
+pub fn published_key_order(schema: &mut schemars::Schema) {
+    fn reorder(obj: &mut serde_json::Map<String, serde_json::Value>, order: &[&str]) {
+        let mut reordered = serde_json::Map::new();
+        for key in order {
+            if let Some(v) = obj.remove(*key) {
+                reordered.insert((*key).to_owned(), v);
+            }
+        }
+        reordered.append(obj);
+        *obj = reordered;
+    }
+    if let Some(obj) = schema.as_object_mut() {
+        reorder(
+            obj,
+            &["$schema", "$id", "title", "required", "type", "properties"],
+        );
+        if let Some(serde_json::Value::Object(props)) = obj.get_mut("properties") {
+            for prop in props.values_mut() {
+                if let serde_json::Value::Object(p) = prop {
+                    reorder(p, &["type", "description", "nullable"]);
+                }
+            }
+        }
+    }
+}
+
+/// The two force flags of a password profile, as pwdrift compares them. Graph's `null`
+/// passwordProfile reads as both flags false.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForceFlags {
+    /// `forceChangePasswordNextSignIn`
+    pub force_change_password_next_sign_in: bool,
+    /// `forceChangePasswordNextSignInWithMfa`
+    pub force_change_password_next_sign_in_with_mfa: bool,
+}
+
+impl ForceFlags {
+    /// Flags as read from Graph, where `null` (or an absent field) means false.
+    pub fn from_profile(profile: Option<&PasswordProfile>) -> Self {
+        let p = profile.cloned().unwrap_or_default();
+        ForceFlags {
+            force_change_password_next_sign_in: p
+                .force_change_password_next_sign_in
+                .unwrap_or(false),
+            force_change_password_next_sign_in_with_mfa: p
+                .force_change_password_next_sign_in_with_mfa
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// The properties of `microsoft.graph.user` that pwdrift selects. Every field is optional: Graph
+/// returns only what `$select` names.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphUser {
+    pub id: String,
+    #[serde(default)]
+    pub user_principal_name: Option<String>,
+    #[serde(default)]
+    pub password_profile: Option<PasswordProfile>,
+    /// Comma-separated: `None`, `DisablePasswordExpiration`, `DisableStrongPassword`, ...
+    #[serde(default)]
+    pub password_policies: Option<String>,
+    #[serde(default)]
+    pub last_password_change_date_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub on_premises_sync_enabled: Option<bool>,
+    #[serde(default)]
+    pub on_premises_security_identifier: Option<String>,
+}
+
+/// The exact `$select` pwdrift reads users with.
+pub const USER_SELECT: &str = "id,userPrincipalName,passwordProfile,passwordPolicies,lastPasswordChangeDateTime,onPremisesSyncEnabled,onPremisesSecurityIdentifier";
+
+/// Splits Graph's comma-separated `passwordPolicies` string (`null`, `None`,
+/// `DisablePasswordExpiration, DisableStrongPassword`) into its trimmed, non-empty parts.
+pub fn password_policies(raw: Option<&str>) -> Vec<String> {
+    raw.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "None")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `microsoft.graph.group` as pwdrift reads it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphGroup {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// `microsoft.graph.directoryRole` with its members (`$expand=members($select=id)`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryRole {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub role_template_id: Option<String>,
+    #[serde(default)]
+    pub members: Vec<DirectoryObjectRef>,
+}
+
+/// A bare directory object reference (`{"id": ...}`, possibly with `@odata.type`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct DirectoryObjectRef {
+    pub id: String,
+    #[serde(
+        rename = "@odata.type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub odata_type: Option<String>,
+}
+
+/// A page of a Graph collection.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Page<T> {
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    #[serde(
+        rename = "@odata.nextLink",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_link: Option<String>,
+    #[serde(
+        rename = "@odata.count",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub count: Option<u64>,
+}
+
+/// The id of the password authentication method: always this GUID (seed 003).
+pub const PASSWORD_METHOD_ID: &str = "28c10230-6103-485e-b985-444c60001490";
+
+/// Body of `POST .../authentication/methods/{passwordMethods-id}/resetPassword`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetPasswordRequest {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_secret"
+    )]
+    pub new_password: Option<SecretString>,
+}
+
+impl std::fmt::Debug for ResetPasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetPasswordRequest")
+            .field(
+                "newPassword",
+                &self.new_password.as_ref().map(|_| "(sensitive)"),
+            )
+            .finish()
+    }
+}
+
+/// `microsoft.graph.passwordResetResponse`: the body of a 202 when the system generated the password.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordResetResponse {
+    #[serde(
+        rename = "@odata.context",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub odata_context: Option<String>,
+    #[serde(serialize_with = "serialize_secret_str")]
+    pub new_password: SecretString,
+}
+
+fn serialize_secret_str<S: Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.expose_secret())
+}
+
+impl std::fmt::Debug for PasswordResetResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordResetResponse { newPassword: (sensitive) }")
+    }
+}
+
+/// Status of a `longRunningOperation` (`passwordResetOperation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OperationStatus {
+    NotStarted,
+    Running,
+    Succeeded,
+    Failed,
+    #[serde(other)]
+    UnknownFutureValue,
+}
+
+impl OperationStatus {
+    /// `succeeded` and `failed` are terminal.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OperationStatus::Succeeded | OperationStatus::Failed)
+    }
+}
+
+/// `microsoft.graph.longRunningOperation` as returned by `GET .../authentication/operations/{id}`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LongRunningOperation {
+    pub id: String,
+    #[serde(default)]
+    pub created_date_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_action_date_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub resource_location: Option<String>,
+    pub status: OperationStatus,
+    #[serde(default)]
+    pub status_detail: Option<String>,
+}
+
+/// Graph's error body: `{"error":{"code","message","innerError":{...}}}`. Parsed leniently.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct GraphErrorBody {
+    pub error: GraphErrorDetail,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphErrorDetail {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(
+        rename = "innerError",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inner_error: Option<InnerError>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct InnerError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(
+        rename = "request-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_id: Option<String>,
+    #[serde(
+        rename = "client-request-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_request_id: Option<String>,
+}
+
+/// One request inside a `$batch` envelope.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchRequest {
+    pub id: String,
+    pub method: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct BatchRequestEnvelope {
+    pub requests: Vec<BatchRequest>,
+}
+
+/// One response inside a `$batch` response envelope; responses may come out of order.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct BatchResponse {
+    pub id: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct BatchResponseEnvelope {
+    pub responses: Vec<BatchResponse>,
+}
+
+/// Successful OAuth 2.0 token response.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct TokenResponse {
+    pub token_type: String,
+    pub expires_in: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_expires_in: Option<u64>,
+    #[serde(serialize_with = "serialize_secret_str")]
+    pub access_token: SecretString,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("access_token", &"(sensitive)")
+            .finish()
+    }
+}
+
+/// OAuth 2.0 error response of the Microsoft identity platform.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct TokenErrorResponse {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: String,
+    #[serde(default)]
+    pub error_codes: Vec<u64>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_profile_reads_as_both_flags_false() {
+        let u: GraphUser = serde_json::from_str(r#"{"id":"x","passwordProfile":null}"#).unwrap();
+        assert_eq!(
+            ForceFlags::from_profile(u.password_profile.as_ref()),
+            ForceFlags::default()
+        );
+        let u: GraphUser = serde_json::from_str(
+            r#"{"id":"x","passwordProfile":{"forceChangePasswordNextSignIn":true,"password":null,"extra":1}}"#,
+        )
+        .unwrap();
+        let flags = ForceFlags::from_profile(u.password_profile.as_ref());
+        assert!(flags.force_change_password_next_sign_in);
+        assert!(!flags.force_change_password_next_sign_in_with_mfa);
+    }
+
+    #[test]
+    fn password_policies_split_and_trim() {
+        assert!(password_policies(None).is_empty());
+        assert!(password_policies(Some("None")).is_empty());
+        assert_eq!(
+            password_policies(Some("DisablePasswordExpiration, DisableStrongPassword")),
+            vec!["DisablePasswordExpiration", "DisableStrongPassword"]
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_password() {
+        let p = PasswordProfile {
+            password: Some(SecretString::from("Canary-Secret-123")),
+            ..Default::default()
+        };
+        assert!(!format!("{p:?}").contains("Canary"));
+        let r = ResetPasswordRequest {
+            new_password: Some(SecretString::from("Canary-Secret-123")),
+        };
+        assert!(!format!("{r:?}").contains("Canary"));
+        // but the PATCH body carries it
+        assert!(serde_json::to_string(&p)
+            .unwrap()
+            .contains("Canary-Secret-123"));
+    }
+
+    #[test]
+    fn operation_status_terminal() {
+        let s: OperationStatus = serde_json::from_str("\"somethingNew\"").unwrap();
+        assert_eq!(s, OperationStatus::UnknownFutureValue);
+        assert!(OperationStatus::Succeeded.is_terminal());
+        assert!(!OperationStatus::Running.is_terminal());
+    }
+}

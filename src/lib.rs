@@ -1,0 +1,27 @@
+//! pwdrift: reconcile the password state (`passwordProfile`) of Microsoft Entra ID users from
+//! desired state kept as YAML files, in the style of `terraform plan` / `terraform apply`.
+//!
+//! The pipeline is visible in the module tree, one module per step with data types between them:
+//!
+//! ```text
+//! config (load desired state) -> live (read live state) -> diff (pure: desired x live -> plan)
+//!   -> render (text / json / markdown) -> apply (write through the Graph client) -> verify (read back)
+//! ```
+//!
+//! All Microsoft Graph I/O goes through [`graph::client::GraphClient`]. The Graph sandbox
+//! ([`sandbox`]) is a real HTTP server implementing the documented behaviour of the endpoints that
+//! pwdrift uses; it is the embedded default for trying pwdrift and the peer of the integration tests.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod diff;
+pub mod graph;
+pub mod live;
+pub mod password;
+pub mod plan;
+pub mod render;
+pub mod sandbox;
+pub mod schema;
+pub mod verify;

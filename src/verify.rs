@@ -1,0 +1,1 @@
+//! Step 6 of the pipeline: read changed users back and check the live state now matches the plan.
