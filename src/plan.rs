@@ -6,8 +6,13 @@
 //! come from ([`crate::config::PasswordSource`]); generated passwords are made at apply time. Each
 //! user carries the fingerprint of the live state the change was computed from, so that a stale
 //! plan is refused.
+//!
+//! The JSON Schema of the document (`pwdrift schema plan`, `schemas/pwdrift-plan.schema.json`) is
+//! generated from these types; their doc comments are its descriptions, so they are written for
+//! the reader of a saved plan, not only for Rust callers.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Origin, PasswordSource};
@@ -16,79 +21,169 @@ use crate::graph::model::ForceFlags;
 /// Version of the plan document format. Bump on incompatible change.
 pub const FORMAT_VERSION: &str = "1";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A pwdrift plan: per tenant and per managed user, what `pwdrift apply` would do and why.
+/// Contains no secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "pwdrift plan")]
 pub struct Plan {
+    /// Version of this document format. pwdrift refuses to apply a plan whose version it does not
+    /// know. Currently "1".
     pub format_version: String,
-    /// the pwdrift version that made the plan
+    /// The pwdrift version that made the plan.
     pub pwdrift_version: String,
+    /// When the plan was computed (UTC). Directives that are not yet due (`since` or `notBefore`
+    /// after this instant) were treated as no change.
     pub created_at: DateTime<Utc>,
+    /// One entry per tenant, in the order the tenants were given.
     pub tenants: Vec<TenantPlan>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The plan for one tenant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TenantPlan {
-    /// the tenant as named in desired state
+    /// The tenant as named in desired state (domain or tenant id).
     pub tenant: String,
+    /// The resolved tenant id (GUID).
     pub tenant_id: String,
+    /// Every managed user of the tenant, ordered by userPrincipalName (then object id), including
+    /// the users with no change.
     pub users: Vec<UserPlan>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The plan for one managed user.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UserPlan {
+    /// Object id of the user in Entra ID.
     pub user_id: String,
+    /// The user's userPrincipalName as read from Graph.
     pub user_principal_name: String,
+    /// Every place in desired state that applies to this user (its own entry and the entries of
+    /// the groups it is a transitive member of).
     pub declared_at: Vec<Origin>,
-    /// [`crate::live::LiveUser::fingerprint`] of the state this entry was computed from
+    /// SHA-256 (hex) of the live state this entry was computed from. `pwdrift apply FILE`
+    /// refuses the plan ("stale plan") when a user's live state no longer has this fingerprint.
     pub fingerprint: String,
+    /// What happens to the user.
     pub action: Action,
 }
 
 /// How a password is reset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResetMethod {
-    /// `PATCH /users/{id}` with `passwordProfile.password` (cloud-only users, app or delegated)
+    /// `PATCH /users/{id}` with `passwordProfile.password` and both force flags (cloud-only
+    /// users, application or delegated caller).
     PatchPasswordProfile,
-    /// `POST .../authentication/methods/{id}/resetPassword` (synced users; delegated only)
+    /// `POST /users/{id}/authentication/methods/{passwordMethodId}/resetPassword` (synced users,
+    /// and system-generated passwords; delegated credential only). Always makes the user change
+    /// the password at next sign-in.
     ResetPasswordApi,
 }
 
+impl ResetMethod {
+    /// The request, for humans.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ResetMethod::PatchPasswordProfile => "PATCH /users/{id} passwordProfile",
+            ResetMethod::ResetPasswordApi => {
+                "POST /users/{id}/authentication/methods/{passwordMethodId}/resetPassword"
+            }
+        }
+    }
+}
+
 /// Why a change cannot be made in this run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Blocker {
-    /// resetPassword is delegated-only and no delegated credential was given
+    /// The reset needs the resetPassword API, which is delegated-only, and no delegated
+    /// credential was given.
     NeedsDelegatedCredential,
-    /// the user holds a privileged directory role and the directive lacks `allowPrivileged`
+    /// The user holds a privileged directory role and the directives lack `allowPrivileged`.
     PrivilegedTarget,
-    /// resetPassword cannot be performed on the caller's own account
+    /// A password reset of the account pwdrift itself is signed in as.
     CallersOwnAccount,
-    /// the password source cannot be used for this user (e.g. system-generated for a synced user)
+    /// The password source cannot be used for this user (system-generated for a synced user).
     UnsupportedPasswordSource,
+    /// The directives that apply to the user contradict each other (e.g. `requirePasswordChange`
+    /// needs a force flag that a literal declares `false`).
+    ConflictingDirectives,
+}
+
+impl Blocker {
+    /// Short label, for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Blocker::NeedsDelegatedCredential => "needs a delegated credential",
+            Blocker::PrivilegedTarget => "privileged user",
+            Blocker::CallersOwnAccount => "caller's own account",
+            Blocker::UnsupportedPasswordSource => "unsupported password source",
+            Blocker::ConflictingDirectives => "conflicting directives",
+        }
+    }
+
+    /// What the operator can do about it.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            Blocker::NeedsDelegatedCredential => {
+                "run with --delegated (sign in as an Authentication Administrator) to use resetPassword"
+            }
+            Blocker::PrivilegedTarget => {
+                "if this is intended, add `allowPrivileged: true` to the user's entry in desired state"
+            }
+            Blocker::CallersOwnAccount => {
+                "sign in as another administrator, or change your own password yourself"
+            }
+            Blocker::UnsupportedPasswordSource => {
+                "use `generate`, `env` or `file` as the password source for synced users"
+            }
+            Blocker::ConflictingDirectives => {
+                "fix the desired state so that the directives for this user agree"
+            }
+        }
+    }
 }
 
 /// What happens to one user.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
-    /// Live state already matches desired state.
-    NoChange { reason: String },
+    /// Live state already matches desired state (or the directives are not due yet).
+    NoChange {
+        /// Why nothing changes, with the data compared.
+        reason: String,
+    },
     /// PATCH the two force flags (both always sent explicitly), no password.
     SetFlags {
+        /// The flags as read from Graph.
         before: ForceFlags,
+        /// The flags after the change.
         after: ForceFlags,
+        /// Why, with the data compared.
         reason: String,
     },
     /// Reset the password, then leave the flags at `after`.
     ResetPassword {
+        /// Which Graph request resets the password.
         method: ResetMethod,
+        /// Where the new password comes from at apply time (never the password itself).
         password: PasswordSource,
+        /// The flags as read from Graph.
         before: ForceFlags,
+        /// The flags expected after the reset. With `reset_password_api`,
+        /// `forceChangePasswordNextSignIn` is always true (the API always makes the user change
+        /// the password).
         after: ForceFlags,
+        /// Why, with the data compared.
         reason: String,
     },
     /// A change is wanted but cannot be made; nothing is written for this user.
-    Blocked { blocker: Blocker, detail: String },
+    Blocked {
+        /// The kind of obstacle.
+        blocker: Blocker,
+        /// What was wanted and why it cannot be done, with the data.
+        detail: String,
+    },
 }
 
 impl Action {
@@ -98,12 +193,19 @@ impl Action {
 }
 
 /// Counts of a plan, for the summary line and `--detailed-exitcode`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub unchanged: usize,
     pub set_flags: usize,
     pub reset_password: usize,
     pub blocked: usize,
+}
+
+impl Summary {
+    /// All users counted.
+    pub fn total(&self) -> usize {
+        self.unchanged + self.set_flags + self.reset_password + self.blocked
+    }
 }
 
 impl Plan {
@@ -126,4 +228,48 @@ impl Plan {
             .flat_map(|t| &t.users)
             .any(|u| u.action.is_change())
     }
+}
+
+/// Why a saved plan file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    /// Not JSON, or not a plan document (serde_json's message carries line and column).
+    #[error("not a pwdrift plan: {0}")]
+    Syntax(#[source] serde_json::Error),
+    /// No `format_version` field.
+    #[error("not a pwdrift plan: no `format_version` field")]
+    MissingVersion,
+    /// A `format_version` this pwdrift does not know.
+    #[error(
+        "plan format_version {found} is not supported by pwdrift {} (it reads version {FORMAT_VERSION}); \
+         re-run `pwdrift plan --out FILE` with this pwdrift",
+        env!("CARGO_PKG_VERSION")
+    )]
+    UnsupportedVersion { found: String },
+    /// The right version, but the document does not match it.
+    #[error("invalid pwdrift plan (format_version {FORMAT_VERSION}): {0}")]
+    Invalid(#[source] serde_json::Error),
+}
+
+/// Reads a saved plan (`plan --out FILE`) for `apply FILE`. The version is checked first, so that
+/// a plan of another format version gets a clear error instead of a field-level complaint.
+pub fn parse_saved(text: &str) -> Result<Plan, PlanFileError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        format_version: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_str(text).map_err(PlanFileError::Syntax)?;
+    match probe.format_version {
+        None => return Err(PlanFileError::MissingVersion),
+        Some(serde_json::Value::String(v)) if v == FORMAT_VERSION => {}
+        Some(serde_json::Value::String(v)) => {
+            return Err(PlanFileError::UnsupportedVersion { found: v })
+        }
+        Some(other) => {
+            return Err(PlanFileError::UnsupportedVersion {
+                found: other.to_string(),
+            })
+        }
+    }
+    serde_json::from_str(text).map_err(PlanFileError::Invalid)
 }

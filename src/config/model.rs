@@ -7,13 +7,19 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where something was declared: file, 1-based line and column.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Origin {
+    /// the desired-state file, as given on the command line (or found below a given directory)
     pub file: PathBuf,
+    /// 1-based line
     pub line: usize,
+    /// 1-based column
     pub column: usize,
 }
 
@@ -105,7 +111,7 @@ pub struct RequirePasswordChange {
 }
 
 /// Where the new password of a reset comes from. Never a literal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum PasswordSource {
     /// Generated at apply time from the OS CSPRNG, `length` characters (8..=256).
