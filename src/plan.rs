@@ -28,6 +28,7 @@ pub const FORMAT_VERSION: &str = "1";
 pub struct Plan {
     /// Version of this document format. pwdrift refuses to apply a plan whose version it does not
     /// know. Currently "1".
+    #[schemars(extend("const" = FORMAT_VERSION))]
     pub format_version: String,
     /// The pwdrift version that made the plan.
     pub pwdrift_version: String,
@@ -81,6 +82,14 @@ pub enum ResetMethod {
 }
 
 impl ResetMethod {
+    /// Short name, for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ResetMethod::PatchPasswordProfile => "PATCH passwordProfile",
+            ResetMethod::ResetPasswordApi => "resetPassword API",
+        }
+    }
+
     /// The request, for humans.
     pub fn describe(self) -> &'static str {
         match self {
@@ -230,6 +239,23 @@ impl Plan {
     }
 }
 
+/// The JSON Schema of the plan document (`pwdrift schema plan`), with the document-level keywords
+/// (`$schema`, `title`, `description`) first for the human reader.
+pub fn plan_schema() -> schemars::Schema {
+    let mut schema = schemars::schema_for!(Plan);
+    if let Some(obj) = schema.as_object_mut() {
+        let mut ordered = serde_json::Map::new();
+        for key in ["$schema", "title", "description"] {
+            if let Some(v) = obj.remove(key) {
+                ordered.insert(key.to_owned(), v);
+            }
+        }
+        ordered.append(obj);
+        *obj = ordered;
+    }
+    schema
+}
+
 /// Why a saved plan file cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanFileError {
@@ -272,4 +298,70 @@ pub fn parse_saved(text: &str) -> Result<Plan, PlanFileError> {
         }
     }
     serde_json::from_str(text).map_err(PlanFileError::Invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `schemas/pwdrift-plan.schema.json` is what `pwdrift schema --write schemas/` writes today.
+    #[test]
+    fn committed_plan_schema_is_current() {
+        let spec = crate::schema::find("plan").expect("plan schema registered");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(crate::schema::file_name(&spec));
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == crate::schema::render(&spec),
+            "{} is stale: run `cargo run -- schema --write schemas/`",
+            path.display()
+        );
+    }
+
+    /// Every property of the document is described (doc comments become descriptions).
+    #[test]
+    fn plan_schema_documents_every_property() {
+        let schema = plan_schema();
+        let mut undocumented = Vec::new();
+        fn walk(path: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+            if let Some(obj) = v.as_object() {
+                if let Some(serde_json::Value::Object(props)) = obj.get("properties") {
+                    // an externally tagged enum variant `{"generate": {...}}` is described
+                    // on the wrapping object
+                    let wrapper = props.len() == 1 && obj.get("description").is_some();
+                    for (name, prop) in props {
+                        let described = wrapper
+                            || prop.get("description").is_some()
+                            || prop.get("$ref").is_some()
+                            || name == "type";
+                        if !described {
+                            out.push(format!("{path}.{name}"));
+                        }
+                    }
+                }
+                for (k, child) in obj {
+                    walk(&format!("{path}/{k}"), child, out);
+                }
+            } else if let Some(arr) = v.as_array() {
+                for (i, child) in arr.iter().enumerate() {
+                    walk(&format!("{path}[{i}]"), child, out);
+                }
+            }
+        }
+        walk("", schema.as_value(), &mut undocumented);
+        assert!(undocumented.is_empty(), "undocumented: {undocumented:?}");
+    }
+
+    #[test]
+    fn action_tags_are_snake_case() {
+        let a = Action::Blocked {
+            blocker: Blocker::NeedsDelegatedCredential,
+            detail: "d".to_owned(),
+        };
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::json!({"type": "blocked", "blocker": "needs_delegated_credential", "detail": "d"})
+        );
+    }
 }

@@ -16,15 +16,22 @@ pub struct SchemaSpec {
 
 /// Every schema pwdrift exports, in `--list` order.
 pub fn all() -> Vec<SchemaSpec> {
-    vec![SchemaSpec {
-        name: "password-profile",
-        about: "microsoft.graph.passwordProfile, as Microsoft publishes it",
-        generate: || {
-            let mut schema = schema_for!(crate::graph::model::PasswordProfile);
-            crate::graph::model::published_key_order(&mut schema);
-            schema
+    vec![
+        SchemaSpec {
+            name: "password-profile",
+            about: "microsoft.graph.passwordProfile, as Microsoft publishes it",
+            generate: || {
+                let mut schema = schema_for!(crate::graph::model::PasswordProfile);
+                crate::graph::model::published_key_order(&mut schema);
+                schema
+            },
         },
-    }]
+        SchemaSpec {
+            name: "plan",
+            about: "the plan document of `pwdrift plan --format json` / `--out FILE`",
+            generate: crate::plan::plan_schema,
+        },
+    ]
 }
 
 /// Finds a schema by name.

@@ -115,12 +115,21 @@ pub struct RequirePasswordChange {
 #[serde(rename_all = "camelCase")]
 pub enum PasswordSource {
     /// Generated at apply time from the OS CSPRNG, `length` characters (8..=256).
-    Generate { length: u16 },
+    Generate {
+        /// number of characters
+        length: u16,
+    },
     /// Read from this environment variable at apply time.
-    Env { var: String },
+    Env {
+        /// the variable's name (never its value)
+        var: String,
+    },
     /// Read from this file at apply time (trailing newline stripped); path relative to the
     /// declaring file is resolved at load time.
-    File { path: PathBuf },
+    File {
+        /// the file's path (never its content)
+        path: PathBuf,
+    },
     /// Let Microsoft generate it (resetPassword API only; cloud-only users).
     SystemGenerated,
 }

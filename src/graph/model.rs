@@ -129,9 +129,10 @@ pub fn published_key_order(schema: &mut schemars::Schema) {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ForceFlags {
-    /// `forceChangePasswordNextSignIn`
+    /// `forceChangePasswordNextSignIn`: the user must change the password at next sign-in
     pub force_change_password_next_sign_in: bool,
-    /// `forceChangePasswordNextSignInWithMfa`
+    /// `forceChangePasswordNextSignInWithMfa`: the user must perform MFA, then change the
+    /// password, at next sign-in
     pub force_change_password_next_sign_in_with_mfa: bool,
 }
 

@@ -1,0 +1,306 @@
+//! The human plan, in the spirit of `terraform plan`: a header per tenant, a block per changed or
+//! blocked user (marker, reason, method, and a small diff of the password profile rendered with
+//! `similar`), then a summary line. Unchanged users are counted, and listed only by
+//! [`text_verbose`].
+//!
+//! Colour is decided by the caller (see [`super::color_for_stdout`]): with `color == false` the
+//! output holds no escape sequence at all. Markers: `~` flags updated in place, `±` password
+//! reset, `!` blocked (nothing written). A password is only ever shown as `(sensitive)`.
+
+use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
+use similar::{ChangeTag, TextDiff};
+
+use super::{describe_password_source, reason_parts, summary_line};
+use crate::graph::model::ForceFlags;
+use crate::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
+
+/// The plan as text; unchanged users are counted per tenant, not listed.
+pub fn text(plan: &Plan, color: bool) -> String {
+    render(plan, color, false)
+}
+
+/// As [`text`], and every unchanged user is listed with the reason nothing changes.
+pub fn text_verbose(plan: &Plan, color: bool) -> String {
+    render(plan, color, true)
+}
+
+/// Styles, or none of them when colour is off.
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn paint(&self, style: Style, s: &str) -> String {
+        if self.color {
+            format!("{style}{s}{style:#}")
+        } else {
+            s.to_owned()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint(Style::new().bold(), s)
+    }
+    fn green(&self, s: &str) -> String {
+        self.paint(AnsiColor::Green.on_default(), s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.paint(AnsiColor::Red.on_default(), s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.paint(AnsiColor::Yellow.on_default(), s)
+    }
+    fn red_bold(&self, s: &str) -> String {
+        self.paint(AnsiColor::Red.on_default().bold(), s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.paint(Style::new().dimmed(), s)
+    }
+}
+
+const FLAG_NAMES: [&str; 2] = [
+    "forceChangePasswordNextSignIn",
+    "forceChangePasswordNextSignInWithMfa",
+];
+const NAME_WIDTH: usize = 36; // the longest name above
+
+fn render(plan: &Plan, color: bool, verbose: bool) -> String {
+    let p = Paint { color };
+    let mut out = String::new();
+    for tenant in &plan.tenants {
+        tenant_block(&mut out, &p, tenant, verbose);
+    }
+    let summary = summary_line(plan);
+    let _ = writeln!(out, "{}", p.bold(&summary));
+    out
+}
+
+fn tenant_block(out: &mut String, p: &Paint, tenant: &TenantPlan, verbose: bool) {
+    let _ = writeln!(
+        out,
+        "{}",
+        p.bold(&format!("Tenant {} ({})", tenant.tenant, tenant.tenant_id))
+    );
+    let _ = writeln!(out);
+    let mut unchanged = 0;
+    for user in &tenant.users {
+        if let Action::NoChange { reason } = &user.action {
+            unchanged += 1;
+            if verbose {
+                let _ = writeln!(
+                    out,
+                    "    user {} ({}): no changes",
+                    user.user_principal_name, user.user_id
+                );
+                comment(out, p, "reason", reason_parts(reason));
+                let _ = writeln!(out);
+            }
+            continue;
+        }
+        user_block(out, p, user);
+        let _ = writeln!(out);
+    }
+    if unchanged > 0 {
+        let users = if unchanged == 1 { "user" } else { "users" };
+        let _ = writeln!(
+            out,
+            "  {}",
+            p.dim(&format!("{unchanged} {users} unchanged."))
+        );
+        let _ = writeln!(out);
+    }
+}
+
+/// `      # label: first` then `      #        next` lines.
+fn comment<'a>(out: &mut String, p: &Paint, label: &str, parts: impl Iterator<Item = &'a str>) {
+    let pad = " ".repeat(label.len() + 2);
+    for (i, part) in parts.enumerate() {
+        let line = if i == 0 {
+            format!("# {label}: {part}")
+        } else {
+            format!("# {pad}{part}")
+        };
+        let _ = writeln!(out, "      {}", p.dim(&line));
+    }
+}
+
+fn user_block(out: &mut String, p: &Paint, user: &UserPlan) {
+    let who = format!("user {} ({})", user.user_principal_name, user.user_id);
+    let declared = user
+        .declared_at
+        .iter()
+        .map(|o| o.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match &user.action {
+        Action::NoChange { .. } => {}
+        Action::SetFlags {
+            before,
+            after,
+            reason,
+        } => {
+            let _ = writeln!(
+                out,
+                "  {} {} will be updated in place",
+                p.yellow("~"),
+                p.bold(&who)
+            );
+            comment(out, p, "reason", reason_parts(reason));
+            comment(
+                out,
+                p,
+                "method",
+                std::iter::once(ResetMethod::PatchPasswordProfile.describe()),
+            );
+            if !declared.is_empty() {
+                comment(out, p, "declared at", std::iter::once(declared.as_str()));
+            }
+            profile_diff(out, p, before, after, false);
+        }
+        Action::ResetPassword {
+            method,
+            password,
+            before,
+            after,
+            reason,
+        } => {
+            let _ = writeln!(
+                out,
+                "  {} {} password will be reset",
+                p.yellow("±"),
+                p.bold(&who)
+            );
+            comment(out, p, "reason", reason_parts(reason));
+            comment(out, p, "method", std::iter::once(method.describe()));
+            let source = describe_password_source(password);
+            comment(out, p, "password", std::iter::once(source.as_str()));
+            if !declared.is_empty() {
+                comment(out, p, "declared at", std::iter::once(declared.as_str()));
+            }
+            profile_diff(out, p, before, after, true);
+        }
+        Action::Blocked { blocker, detail } => {
+            let _ = writeln!(
+                out,
+                "  {} {} is blocked ({}): nothing will be written",
+                p.red_bold("!"),
+                p.bold(&who),
+                blocker.label()
+            );
+            comment(out, p, "why", reason_parts(detail));
+            comment(out, p, "to do", std::iter::once(blocker.remedy()));
+            if !declared.is_empty() {
+                comment(out, p, "declared at", std::iter::once(declared.as_str()));
+            }
+        }
+    }
+}
+
+fn profile_lines(flags: &ForceFlags, password: bool) -> String {
+    let mut s = String::new();
+    if password {
+        let _ = writeln!(s, "{:<NAME_WIDTH$} = (sensitive)", "password");
+    }
+    let values = [
+        flags.force_change_password_next_sign_in,
+        flags.force_change_password_next_sign_in_with_mfa,
+    ];
+    for (name, value) in FLAG_NAMES.iter().zip(values) {
+        let _ = writeln!(s, "{name:<NAME_WIDTH$} = {value}");
+    }
+    s
+}
+
+/// The before/after password profile as a line diff (similar's `TextDiff`).
+fn profile_diff(
+    out: &mut String,
+    p: &Paint,
+    before: &ForceFlags,
+    after: &ForceFlags,
+    password: bool,
+) {
+    let old = profile_lines(before, false);
+    let new = profile_lines(after, password);
+    let diff = TextDiff::from_lines(&old, &new);
+    let _ = writeln!(out, "      passwordProfile {{");
+    for change in diff.iter_all_changes() {
+        let line = change.value().trim_end_matches('\n');
+        let _ = match change.tag() {
+            ChangeTag::Equal => writeln!(out, "          {line}"),
+            ChangeTag::Delete => writeln!(out, "  {}", p.red(&format!("-       {line}"))),
+            ChangeTag::Insert => writeln!(out, "  {}", p.green(&format!("+       {line}"))),
+        };
+    }
+    let _ = writeln!(out, "      }}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures;
+
+    #[test]
+    fn rich_plan() {
+        insta::assert_snapshot!(text(&fixtures::rich(), false));
+    }
+
+    #[test]
+    fn rich_plan_verbose() {
+        insta::assert_snapshot!(text_verbose(&fixtures::rich(), false));
+    }
+
+    #[test]
+    fn no_changes_plan() {
+        insta::assert_snapshot!(text(&fixtures::no_changes(), false));
+    }
+
+    #[test]
+    fn color_only_when_asked() {
+        let plan = fixtures::rich();
+        let plain = text(&plan, false);
+        assert!(!plain.contains('\u{1b}'), "no escape without colour");
+        let colored = text(&plan, true);
+        assert!(colored.contains('\u{1b}'));
+        // green `+`, red `-`, yellow `~`
+        assert!(colored.contains("\u{1b}[32m+       "));
+        assert!(colored.contains("\u{1b}[31m-       "));
+        assert!(colored.contains("\u{1b}[33m~"));
+        // the same text once the escapes are removed
+        assert_eq!(strip_ansi(&colored), plain);
+    }
+
+    fn strip_ansi(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn password_only_ever_sensitive() {
+        let out = text(&fixtures::rich(), false);
+        let password_lines: Vec<&str> = out
+            .lines()
+            .filter(|l| {
+                l.trim_start_matches(['+', '-', ' '])
+                    .starts_with("password ")
+            })
+            .collect();
+        assert_eq!(password_lines.len(), 3, "one per reset:\n{out}");
+        for l in password_lines {
+            assert!(l.ends_with("= (sensitive)"), "{l}");
+            assert!(l.starts_with("  +"), "a reset adds the password line: {l}");
+        }
+    }
+}
