@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::{describe_password_source, reason_parts, summary_line};
+use super::{describe_password_source, reason_parts, summary_line, tenant_title};
 use crate::graph::model::ForceFlags;
 use crate::plan::{Action, Plan};
 
@@ -24,12 +24,7 @@ pub fn markdown(plan: &Plan) -> String {
         return out;
     }
     for tenant in &plan.tenants {
-        let _ = writeln!(
-            out,
-            "### {} ({})",
-            escape_cell(&tenant.tenant),
-            escape_cell(&tenant.tenant_id)
-        );
+        let _ = writeln!(out, "### {}", escape_cell(&tenant_title(tenant)));
         let _ = writeln!(out);
         let unchanged = tenant
             .users

@@ -70,6 +70,15 @@ pub fn summary_line(plan: &Plan) -> String {
     }
 }
 
+/// `contoso.com (tenant id)`, or just the id when the tenant is named by its id.
+pub(crate) fn tenant_title(tenant: &crate::plan::TenantPlan) -> String {
+    if tenant.tenant.eq_ignore_ascii_case(&tenant.tenant_id) {
+        tenant.tenant_id.clone()
+    } else {
+        format!("{} ({})", tenant.tenant, tenant.tenant_id)
+    }
+}
+
 /// Reasons are joined with `"; "` by the diff; the renderers show one per line.
 pub(crate) fn reason_parts(reason: &str) -> impl Iterator<Item = &str> {
     reason.split("; ").filter(|s| !s.is_empty())

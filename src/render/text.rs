@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
 
-use super::{describe_password_source, reason_parts, summary_line};
+use super::{describe_password_source, reason_parts, summary_line, tenant_title};
 use crate::graph::model::ForceFlags;
 use crate::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
 
@@ -80,9 +80,13 @@ fn tenant_block(out: &mut String, p: &Paint, tenant: &TenantPlan, verbose: bool)
     let _ = writeln!(
         out,
         "{}",
-        p.bold(&format!("Tenant {} ({})", tenant.tenant, tenant.tenant_id))
+        p.bold(&format!("Tenant {}", tenant_title(tenant)))
     );
     let _ = writeln!(out);
+    if tenant.users.is_empty() {
+        let _ = writeln!(out, "  {}", p.dim("No managed users."));
+        let _ = writeln!(out);
+    }
     let mut unchanged = 0;
     for user in &tenant.users {
         if let Action::NoChange { reason } = &user.action {
@@ -253,6 +257,19 @@ mod tests {
     #[test]
     fn no_changes_plan() {
         insta::assert_snapshot!(text(&fixtures::no_changes(), false));
+    }
+
+    #[test]
+    fn tenant_named_by_id_and_empty_tenant() {
+        let mut plan = fixtures::no_changes();
+        plan.tenants[0].tenant = plan.tenants[0].tenant_id.clone();
+        plan.tenants[0].users.clear();
+        let out = text(&plan, false);
+        assert!(
+            out.starts_with("Tenant c0c0c0c0-0000-4000-8000-000000000001\n\n  No managed users.\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("No changes. Live state matches desired state (0 users).\n"));
     }
 
     #[test]
