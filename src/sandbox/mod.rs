@@ -3,4 +3,6 @@
 //! resetPassword, $batch), with the documented throttling model, fault injection and an
 //! observation endpoint outside the Graph namespace.
 
+pub mod batch;
+pub mod faults;
 pub mod throttle;
