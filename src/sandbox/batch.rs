@@ -472,3 +472,116 @@ fn shuffle(responses: &mut [BatchResponse]) {
         responses.rotate_left(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn responses(ids: &[&str]) -> Vec<BatchResponse> {
+        ids.iter()
+            .map(|id| BatchResponse {
+                id: (*id).to_owned(),
+                status: 200,
+                headers: None,
+                body: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shuffle_is_reproducible_and_never_the_request_order() {
+        for n in 1..=MAX_BATCH_REQUESTS {
+            for prefix in ["", "req-", "X"] {
+                let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let mut a = responses(&ids);
+                let mut b = responses(&ids);
+                shuffle(&mut a);
+                shuffle(&mut b);
+                let order: Vec<&str> = a.iter().map(|r| r.id.as_str()).collect();
+                assert_eq!(
+                    order,
+                    b.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                    "reproducible"
+                );
+                if n > 1 {
+                    assert_ne!(order, ids, "n={n}");
+                }
+                let mut sorted = order.clone();
+                sorted.sort();
+                let mut expected = ids.clone();
+                expected.sort();
+                assert_eq!(sorted, expected, "a permutation");
+            }
+        }
+    }
+
+    #[test]
+    fn cycles() {
+        assert!(!has_cycle(&[vec![], vec![0], vec![0, 1]]));
+        assert!(
+            !has_cycle(&[vec![2], vec![], vec![1]]),
+            "later ids are fine"
+        );
+        assert!(has_cycle(&[vec![0]]), "self-dependency");
+        assert!(has_cycle(&[vec![], vec![2], vec![1]]));
+    }
+
+    #[test]
+    fn inner_request_building() {
+        let mut outer = HeaderMap::new();
+        outer.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        outer.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        outer.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        outer.insert(header::HOST, HeaderValue::from_static("127.0.0.1:1"));
+        let r: BatchRequest = serde_json::from_value(serde_json::json!({
+            "id": "1", "method": "patch", "url": "users/a?$select=id",
+            "headers": {"Content-Type": "application/json", "If-Match": "*"},
+            "body": {"x": 1}
+        }))
+        .unwrap();
+        let req = build_inner(&r, "/beta", &outer, None).unwrap();
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(req.uri(), "/beta/users/a?$select=id");
+        let h = req.headers();
+        assert_eq!(h[header::AUTHORIZATION], "Bearer t");
+        assert_eq!(h[header::HOST], "127.0.0.1:1");
+        assert_eq!(h[header::CONTENT_LENGTH], "7");
+        assert_eq!(h["if-match"], "*");
+        assert_eq!(req.extensions().get::<InBatch>().unwrap().id, "1");
+
+        let bad = |v: serde_json::Value| {
+            let r: BatchRequest = serde_json::from_value(v).unwrap();
+            build_inner(&r, "/v1.0", &outer, None).unwrap_err()
+        };
+        assert!(
+            bad(serde_json::json!({"id": "1", "method": "GET", "url": "http://x/users"}))
+                .contains("absolute")
+        );
+        assert!(
+            bad(serde_json::json!({"id": "1", "method": "POST", "url": "/$batch/"}))
+                .contains("another batch")
+        );
+        assert!(
+            bad(serde_json::json!({"id": "1", "method": "GET", "url": "/users/a b"}))
+                .contains("not a valid")
+        );
+        assert!(bad(
+            serde_json::json!({"id": "1", "method": "GET", "url": "/u", "headers": {"X": {}}})
+        )
+        .contains("must be a string"));
+        assert!(
+            bad(serde_json::json!({"id": "1", "method": "POST", "url": "/u", "body": {}}))
+                .contains("Content-Type")
+        );
+        // A body of null is no body.
+        let r: BatchRequest = serde_json::from_value(
+            serde_json::json!({"id": "1", "method": "POST", "url": "/u", "body": null}),
+        )
+        .unwrap();
+        assert!(build_inner(&r, "/v1.0", &outer, None).is_ok());
+    }
+}
