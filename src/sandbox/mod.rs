@@ -2,3 +2,7 @@
 //! Microsoft Graph endpoints pwdrift uses (auth, users, groups, passwordProfile PATCH,
 //! resetPassword, $batch), with the documented throttling model, fault injection and an
 //! observation endpoint outside the Graph namespace.
+
+pub mod batch;
+pub mod faults;
+pub mod throttle;

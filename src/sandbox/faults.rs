@@ -1,0 +1,671 @@
+//! Latency and fault injection for the Graph sandbox (`--latency MS[+-JITTER]`, `--faults SPEC`).
+//!
+//! [`fault_middleware`] is an axum middleware (`axum::middleware::from_fn_with_state`) that
+//! delays requests and, at the rates of a [`FaultSpec`], answers them with the failure shapes a
+//! Graph client meets in the wild: a 429 `TooManyRequests` that no throttling limit explains
+//! ("429 can happen below the limits"), a 500 `InternalServerError`, a 503 `ServiceUnavailable`,
+//! a slow response, or a connection that is cut with no response at all.
+//!
+//! # What is affected
+//!
+//! - Latency applies to every request except the sandbox's own `/_sandbox/...` endpoints, token
+//!   requests included (a real sign-in takes time too).
+//! - Faults apply only to Graph routes, i.e. paths under `/v1.0/` and `/beta/` (a `$batch`
+//!   envelope counts as one request). The token endpoint never gets a fault: the client's retry
+//!   logic under test is the Graph one, and a flaky token endpoint would mostly test the OAuth
+//!   library. `/_sandbox/...` never gets latency or faults, so tests can always observe.
+//!
+//! # Determinism
+//!
+//! One ChaCha8 generator, seeded with `--rng-seed`, sits behind a mutex. Each affected request
+//! draws from it once, synchronously, when it enters the middleware: a jitter draw (when the
+//! latency has jitter) and then a fault draw (Graph routes, when faults are on). The same seed and
+//! the same order of arriving requests therefore give the same delays and the same faults.
+//!
+//! # Dropped connections
+//!
+//! A dropped request is processed normally (its effects happen: a PATCH is applied) and its
+//! response is then replaced by one whose body fails before yielding a byte, with a
+//! `Content-Length` it never fulfils; hyper aborts the connection, so the client sees a transport
+//! error instead of a status. This is the case a client must survive: it cannot know whether a
+//! write it sent was applied, and must read back rather than assume.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::throttle::{too_many_requests_body, INFORMATION_HEADER, SCOPE_HEADER};
+
+/// Added latency per request, in milliseconds: `50` or `50+-10` (uniform in 40..=60 ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Latency {
+    pub base: Duration,
+    pub jitter: Duration,
+}
+
+/// A `--latency` value that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid latency '{input}': {reason}; expected MS or MS+-JITTER in whole milliseconds, e.g. '50' or '50+-10'")]
+pub struct LatencyError {
+    input: String,
+    reason: String,
+}
+
+impl FromStr for Latency {
+    type Err = LatencyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason: String| LatencyError {
+            input: s.to_owned(),
+            reason,
+        };
+        let ms = |part: &str, what: &str| {
+            part.trim()
+                .parse::<u64>()
+                .map_err(|_| err(format!("{what} '{}' is not a whole number", part.trim())))
+        };
+        let (base, jitter) = match s.split_once("+-") {
+            Some((b, j)) => (ms(b, "base")?, ms(j, "jitter")?),
+            None => (ms(s, "base")?, 0),
+        };
+        if jitter > base {
+            return Err(err(format!(
+                "jitter {jitter} ms is larger than the base {base} ms"
+            )));
+        }
+        Ok(Latency {
+            base: Duration::from_millis(base),
+            jitter: Duration::from_millis(jitter),
+        })
+    }
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.base.as_millis())?;
+        if !self.jitter.is_zero() {
+            write!(f, "+-{}", self.jitter.as_millis())?;
+        }
+        Ok(())
+    }
+}
+
+/// Fault rates (each a probability per Graph request; together at most 1) and the delay of a
+/// slow response. Parsed from `429=0.05,500=0.01,503=0.01,drop=0.01,slow=0.02[,slow_ms=2000]`;
+/// every key is optional (rate 0), `slow_ms` defaults to 2,000.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaultSpec {
+    pub p429: f64,
+    pub p500: f64,
+    pub p503: f64,
+    pub drop: f64,
+    pub slow: f64,
+    pub slow_delay: Duration,
+}
+
+impl Default for FaultSpec {
+    fn default() -> Self {
+        FaultSpec {
+            p429: 0.0,
+            p500: 0.0,
+            p503: 0.0,
+            drop: 0.0,
+            slow: 0.0,
+            slow_delay: Duration::from_millis(2_000),
+        }
+    }
+}
+
+/// A `--faults` value that does not parse or validate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow (rates between 0 and 1, summing to at most 1) and slow_ms (milliseconds), e.g. '429=0.05,500=0.01,drop=0.01'")]
+pub struct FaultSpecError {
+    input: String,
+    reason: String,
+}
+
+const FAULT_KEYS: [&str; 6] = ["429", "500", "503", "drop", "slow", "slow_ms"];
+
+impl FromStr for FaultSpec {
+    type Err = FaultSpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason: String| FaultSpecError {
+            input: s.to_owned(),
+            reason,
+        };
+        let mut spec = FaultSpec::default();
+        let mut seen: Vec<&str> = Vec::new();
+        if s.trim().is_empty() {
+            return Err(err("it is empty".into()));
+        }
+        for item in s.split(',') {
+            let item = item.trim();
+            let Some((key, value)) = item.split_once('=') else {
+                return Err(err(format!("'{item}' is not KEY=VALUE")));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let Some(known) = FAULT_KEYS.iter().find(|k| **k == key) else {
+                let hint = FAULT_KEYS
+                    .iter()
+                    .max_by(|a, b| {
+                        strsim::jaro_winkler(a, key).total_cmp(&strsim::jaro_winkler(b, key))
+                    })
+                    .filter(|k| strsim::jaro_winkler(k, key) > 0.7)
+                    .map(|k| format!(" (did you mean '{k}'?)"))
+                    .unwrap_or_default();
+                return Err(err(format!("unknown key '{key}'{hint}")));
+            };
+            if seen.contains(known) {
+                return Err(err(format!("key '{key}' is given twice")));
+            }
+            seen.push(known);
+            if *known == "slow_ms" {
+                let ms = value
+                    .parse::<u64>()
+                    .map_err(|_| err(format!("slow_ms '{value}' is not a whole number")))?;
+                spec.slow_delay = Duration::from_millis(ms);
+                continue;
+            }
+            let rate = value
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    err(format!(
+                        "rate of '{key}' ('{value}') is not between 0 and 1"
+                    ))
+                })?;
+            match *known {
+                "429" => spec.p429 = rate,
+                "500" => spec.p500 = rate,
+                "503" => spec.p503 = rate,
+                "drop" => spec.drop = rate,
+                _ => spec.slow = rate,
+            }
+        }
+        let total = spec.p429 + spec.p500 + spec.p503 + spec.drop + spec.slow;
+        if total > 1.0 + 1e-9 {
+            return Err(err(format!("the rates add up to {total}, more than 1")));
+        }
+        Ok(spec)
+    }
+}
+
+/// What the injector does to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Nothing: the request goes through (after the latency, if any).
+    None,
+    TooManyRequests,
+    InternalServerError,
+    ServiceUnavailable,
+    /// Processed, then the connection is cut.
+    Drop,
+    /// Delayed by the spec's `slow_delay`, then passed through.
+    Slow,
+}
+
+/// The decision for one request: how long to wait first, then which fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub delay: Duration,
+    pub fault: Fault,
+}
+
+/// Fault and latency counters for `/_sandbox/stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FaultStats {
+    /// Requests that went through the injector (everything but `/_sandbox/...`).
+    pub requests: u64,
+    /// Requests that were given a non-zero latency.
+    pub delayed: u64,
+    pub injected_429: u64,
+    pub injected_500: u64,
+    pub injected_503: u64,
+    pub dropped: u64,
+    pub slow: u64,
+}
+
+/// The seeded injector shared by the middleware (wrap it in an `Arc`).
+#[derive(Debug)]
+pub struct FaultInjector {
+    spec: Option<FaultSpec>,
+    latency: Option<Latency>,
+    rng: Mutex<ChaCha8Rng>,
+    stats: Mutex<FaultStats>,
+}
+
+/// Whether `path` is a Graph route (faults apply) rather than a token or sandbox endpoint.
+fn is_graph_path(path: &str) -> bool {
+    ["/v1.0", "/beta"].iter().any(|v| {
+        path.strip_prefix(v)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+impl FaultInjector {
+    /// `spec: None` injects no faults; `latency: None` adds no delay; `seed` is `--rng-seed`.
+    pub fn new(spec: Option<FaultSpec>, latency: Option<Latency>, seed: u64) -> Self {
+        FaultInjector {
+            spec,
+            latency,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            stats: Mutex::new(FaultStats::default()),
+        }
+    }
+
+    /// Decides (and counts) what happens to the next request on `path`. The middleware calls
+    /// this once per request, in arrival order.
+    pub fn decide(&self, path: &str) -> Decision {
+        if path.starts_with("/_sandbox") {
+            return Decision {
+                delay: Duration::ZERO,
+                fault: Fault::None,
+            };
+        }
+        let (delay, fault) = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            let delay = match self.latency {
+                None => Duration::ZERO,
+                Some(l) if l.jitter.is_zero() => l.base,
+                Some(l) => {
+                    let j = l.jitter.as_micros() as u64;
+                    let offset = rng.random_range(0..=2 * j);
+                    (l.base + Duration::from_micros(offset)).saturating_sub(l.jitter)
+                }
+            };
+            let fault = match self.spec {
+                Some(spec) if is_graph_path(path) => {
+                    let roll: f64 = rng.random();
+                    let bands = [
+                        (spec.p429, Fault::TooManyRequests),
+                        (spec.p500, Fault::InternalServerError),
+                        (spec.p503, Fault::ServiceUnavailable),
+                        (spec.drop, Fault::Drop),
+                        (spec.slow, Fault::Slow),
+                    ];
+                    let mut edge = 0.0;
+                    bands
+                        .iter()
+                        .find(|(p, _)| {
+                            edge += p;
+                            roll < edge
+                        })
+                        .map_or(Fault::None, |(_, f)| *f)
+                }
+                _ => Fault::None,
+            };
+            (delay, fault)
+        };
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.requests += 1;
+        stats.delayed += u64::from(!delay.is_zero());
+        match fault {
+            Fault::None => {}
+            Fault::TooManyRequests => stats.injected_429 += 1,
+            Fault::InternalServerError => stats.injected_500 += 1,
+            Fault::ServiceUnavailable => stats.injected_503 += 1,
+            Fault::Drop => stats.dropped += 1,
+            Fault::Slow => stats.slow += 1,
+        }
+        Decision { delay, fault }
+    }
+
+    pub fn stats(&self) -> FaultStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn slow_delay(&self) -> Duration {
+        self.spec.map_or(Duration::ZERO, |s| s.slow_delay)
+    }
+}
+
+/// The middleware: `Router::layer(axum::middleware::from_fn_with_state(injector, fault_middleware))`.
+pub async fn fault_middleware(
+    State(inj): State<Arc<FaultInjector>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let decision = inj.decide(req.uri().path());
+    if !decision.delay.is_zero() {
+        tokio::time::sleep(decision.delay).await;
+    }
+    match decision.fault {
+        Fault::None => next.run(req).await,
+        Fault::Slow => {
+            tokio::time::sleep(inj.slow_delay()).await;
+            next.run(req).await
+        }
+        Fault::TooManyRequests => {
+            let mut extra = vec![
+                (header::RETRY_AFTER, HeaderValue::from_static("1")),
+                (
+                    INFORMATION_HEADER,
+                    HeaderValue::from_static("CPULimitExceeded"),
+                ),
+            ];
+            if let Some(scope) = token_scope(req.headers()) {
+                extra.push((SCOPE_HEADER, scope));
+            }
+            let ids = RequestIds::new(req.headers());
+            let body = too_many_requests_body(&ids.request_id, ids.client.as_deref(), &ids.date);
+            error_response(StatusCode::TOO_MANY_REQUESTS, body, &ids, extra)
+        }
+        Fault::InternalServerError => {
+            let ids = RequestIds::new(req.headers());
+            let body = ids.error_body(
+                "InternalServerError",
+                "An internal server error occurred. Please retry the request.",
+            );
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, body, &ids, vec![])
+        }
+        Fault::ServiceUnavailable => {
+            let ids = RequestIds::new(req.headers());
+            let body = ids.error_body(
+                "ServiceUnavailable",
+                "The service is temporarily unavailable. Please retry later.",
+            );
+            let extra = vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))];
+            error_response(StatusCode::SERVICE_UNAVAILABLE, body, &ids, extra)
+        }
+        Fault::Drop => {
+            // Let the request take effect, then lose its response.
+            let processed = next.run(req).await;
+            drop(processed);
+            dropped_connection()
+        }
+    }
+}
+
+/// A response hyper cannot complete: a `Content-Length` it never gets and a body whose first
+/// poll fails, so the connection is aborted.
+fn dropped_connection() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "sandbox fault injection: connection dropped",
+        ))
+    });
+    let mut response = Response::new(Body::from_stream(failing));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("4096"));
+    response
+}
+
+/// `request-id`, `client-request-id` and `date` of a Graph error.
+struct RequestIds {
+    request_id: String,
+    client: Option<String>,
+    date: String,
+}
+
+impl RequestIds {
+    fn new(headers: &HeaderMap) -> Self {
+        RequestIds {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            client: headers
+                .get("client-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            date: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+        }
+    }
+
+    fn error_body(&self, code: &str, message: &str) -> serde_json::Value {
+        let mut inner = serde_json::Map::new();
+        inner.insert("date".into(), self.date.clone().into());
+        inner.insert("request-id".into(), self.request_id.clone().into());
+        if let Some(c) = &self.client {
+            inner.insert("client-request-id".into(), c.clone().into());
+        }
+        serde_json::json!({"error": {"code": code, "message": message, "innerError": inner}})
+    }
+}
+
+fn error_response(
+    status: StatusCode,
+    body: serde_json::Value,
+    ids: &RequestIds,
+    extra: Vec<(HeaderName, HeaderValue)>,
+) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::try_from(ids.request_id.as_str()) {
+        headers.insert("request-id", v);
+    }
+    if let Some(v) = ids
+        .client
+        .as_deref()
+        .and_then(|c| HeaderValue::try_from(c).ok())
+    {
+        headers.insert("client-request-id", v);
+    }
+    for (name, value) in extra {
+        headers.insert(name, value);
+    }
+    response
+}
+
+/// `x-ms-throttle-scope` of an injected 429, when the bearer token is a JWT whose payload names
+/// the app (`appid` or `azp`) and tenant (`tid`). The signature is not checked: this only labels
+/// a fault, authentication is the server's business.
+fn token_scope(headers: &HeaderMap) -> Option<HeaderValue> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let payload = token.trim().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let app = claims
+        .get("appid")
+        .or_else(|| claims.get("azp"))?
+        .as_str()?;
+    let tenant = claims.get("tid")?.as_str()?;
+    HeaderValue::try_from(format!("Tenant_Application/ReadWrite/{app}/{tenant}")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_parsing() {
+        assert_eq!(
+            "50".parse::<Latency>(),
+            Ok(Latency {
+                base: Duration::from_millis(50),
+                jitter: Duration::ZERO
+            })
+        );
+        assert_eq!(
+            " 50 +- 10 ".parse::<Latency>(),
+            Ok(Latency {
+                base: Duration::from_millis(50),
+                jitter: Duration::from_millis(10)
+            })
+        );
+        assert_eq!("0".parse::<Latency>().unwrap().base, Duration::ZERO);
+        let e = "fast".parse::<Latency>().unwrap_err().to_string();
+        assert!(
+            e.contains("'fast'") && e.contains("not a whole number"),
+            "{e}"
+        );
+        let e = "10+-20".parse::<Latency>().unwrap_err().to_string();
+        assert!(
+            e.contains("jitter 20 ms is larger than the base 10 ms"),
+            "{e}"
+        );
+        assert!("-5".parse::<Latency>().is_err());
+        assert!("5+-".parse::<Latency>().is_err());
+        assert!("5.5".parse::<Latency>().is_err());
+        assert_eq!("50+-10".parse::<Latency>().unwrap().to_string(), "50+-10");
+        assert_eq!("50".parse::<Latency>().unwrap().to_string(), "50");
+    }
+
+    #[test]
+    fn fault_spec_parsing() {
+        let s: FaultSpec = "429=0.05,500=0.01,503=0.01,drop=0.01,slow=0.02,slow_ms=1500"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            s,
+            FaultSpec {
+                p429: 0.05,
+                p500: 0.01,
+                p503: 0.01,
+                drop: 0.01,
+                slow: 0.02,
+                slow_delay: Duration::from_millis(1500)
+            }
+        );
+        let s: FaultSpec = " drop = 0.5 ".parse().unwrap();
+        assert_eq!((s.drop, s.p429), (0.5, 0.0));
+        assert_eq!(s.slow_delay, Duration::from_millis(2000));
+        let s: FaultSpec = "429=0.5,503=0.5".parse().unwrap();
+        assert_eq!(s.p429 + s.p503, 1.0);
+
+        let err = |s: &str| s.parse::<FaultSpec>().unwrap_err().to_string();
+        assert!(
+            err("429=0.6,500=0.6").contains("add up to"),
+            "{}",
+            err("429=0.6,500=0.6")
+        );
+        assert!(err("429=1.5").contains("not between 0 and 1"));
+        assert!(err("429=-0.1").contains("not between 0 and 1"));
+        assert!(err("429=NaN").contains("not between 0 and 1"));
+        assert!(err("429=abc").contains("not between 0 and 1"));
+        assert!(err("dorp=0.1").contains("unknown key 'dorp' (did you mean 'drop'?)"));
+        assert!(err("404=0.1").contains("unknown key '404'"));
+        assert!(err("429=0.1,429=0.2").contains("given twice"));
+        assert!(err("429").contains("not KEY=VALUE"));
+        assert!(err("").contains("empty"));
+        assert!(err("slow_ms=fast").contains("not a whole number"));
+        assert!(err("429=0.1,").contains("not KEY=VALUE"));
+    }
+
+    #[test]
+    fn same_seed_same_decisions_and_rates_roughly_honoured() {
+        let spec: FaultSpec = "429=0.1,500=0.1,503=0.1,drop=0.1,slow=0.1".parse().unwrap();
+        let latency: Latency = "20+-10".parse().unwrap();
+        let run = |seed| {
+            let inj = FaultInjector::new(Some(spec), Some(latency), seed);
+            (0..2_000)
+                .map(|i| {
+                    inj.decide(if i % 2 == 0 {
+                        "/v1.0/users"
+                    } else {
+                        "/beta/$batch"
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7));
+        assert_ne!(a, run(8));
+        for kind in [
+            Fault::TooManyRequests,
+            Fault::InternalServerError,
+            Fault::ServiceUnavailable,
+            Fault::Drop,
+            Fault::Slow,
+        ] {
+            let n = a.iter().filter(|d| d.fault == kind).count();
+            assert!((120..=280).contains(&n), "{kind:?}: {n} of 2000");
+        }
+        let none = a.iter().filter(|d| d.fault == Fault::None).count();
+        assert!((850..=1150).contains(&none), "{none}");
+        assert!(a
+            .iter()
+            .all(|d| d.delay >= Duration::from_millis(10) && d.delay <= Duration::from_millis(30)));
+        let distinct: std::collections::BTreeSet<_> = a.iter().map(|d| d.delay).collect();
+        assert!(
+            distinct.len() > 100,
+            "jitter should vary: {}",
+            distinct.len()
+        );
+    }
+
+    #[test]
+    fn scope_of_faults_and_latency() {
+        let spec: FaultSpec = "500=1".parse().unwrap();
+        let inj = FaultInjector::new(Some(spec), Some("5".parse().unwrap()), 1);
+        for path in ["/v1.0/users", "/beta/users/x", "/v1.0", "/v1.0/$batch"] {
+            assert_eq!(
+                inj.decide(path),
+                Decision {
+                    delay: Duration::from_millis(5),
+                    fault: Fault::InternalServerError
+                },
+                "{path}"
+            );
+        }
+        // Token endpoint: latency, no fault; look-alike prefixes are not Graph routes.
+        for path in ["/tenant/oauth2/v2.0/token", "/v1.0x/users", "/betas"] {
+            assert_eq!(
+                inj.decide(path),
+                Decision {
+                    delay: Duration::from_millis(5),
+                    fault: Fault::None
+                },
+                "{path}"
+            );
+        }
+        // Sandbox endpoints: nothing, and not counted.
+        assert_eq!(
+            inj.decide("/_sandbox/stats"),
+            Decision {
+                delay: Duration::ZERO,
+                fault: Fault::None
+            }
+        );
+        let s = inj.stats();
+        assert_eq!((s.requests, s.delayed, s.injected_500), (7, 7, 4));
+    }
+
+    #[test]
+    fn no_spec_no_faults() {
+        let inj = FaultInjector::new(None, None, 1);
+        for _ in 0..100 {
+            assert_eq!(inj.decide("/v1.0/users").fault, Fault::None);
+        }
+        assert_eq!(inj.stats().delayed, 0);
+    }
+
+    #[test]
+    fn scope_from_jwt_claims() {
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"appid":"app-1","tid":"tenant-1"}"#);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::try_from(format!("Bearer eyJhbGciOiJub25lIn0.{claims}.sig")).unwrap(),
+        );
+        assert_eq!(
+            token_scope(&h).unwrap(),
+            "Tenant_Application/ReadWrite/app-1/tenant-1"
+        );
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer opaque"),
+        );
+        assert!(token_scope(&h).is_none());
+    }
+}
