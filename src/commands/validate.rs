@@ -46,7 +46,7 @@ pub fn failure_line(diags: &[Diagnostic]) -> String {
     let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.is_error()).collect();
     let files: BTreeSet<_> = errors
         .iter()
-        .filter_map(|d| d.labels.first().map(|l| &l.origin.file))
+        .flat_map(|d| d.labels.iter().map(|l| &l.origin.file))
         .collect();
     let mut line = format!("error: {}", count(errors.len(), "error", "errors"));
     if !files.is_empty() {

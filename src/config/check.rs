@@ -362,7 +362,7 @@ impl<'a> Checker<'a> {
         }
         self.push(
             Diagnostic::error(format!("missing required key `{key}` in {where_}"))
-                .with_label(self.at(pos), format!("`{key}` expected here")),
+                .with_label(self.at(pos), format!("`{key}` missing in this mapping")),
         );
     }
 
@@ -526,7 +526,9 @@ impl<'a> Checker<'a> {
         let directives = self.directives(&known, false, user.as_ref().map(|u| &u.0));
         let (user, origin) = user?;
         let directives = directives?;
-        if directives.is_empty() {
+        // Only when nothing else is written: an entry whose other keys were refused has been
+        // reported already.
+        if directives.is_empty() && entries.len() == 1 {
             self.push(
                 Diagnostic::warning(format!("user `{user}` declares no directive; nothing will be checked for it"))
                     .with_label(origin.clone(), "no directive")
@@ -564,7 +566,9 @@ impl<'a> Checker<'a> {
         let directives = self.directives(&known, true, None);
         let (group, origin) = group?;
         let directives = directives?;
-        if directives.is_empty() {
+        // Only when nothing else is written: an entry whose other keys were refused has been
+        // reported already.
+        if directives.is_empty() && entries.len() == 1 {
             self.push(
                 Diagnostic::warning(format!("group `{group}` declares no directive; nothing will be checked for its members"))
                     .with_label(origin.clone(), "no directive"),

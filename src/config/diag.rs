@@ -298,7 +298,7 @@ pub(crate) fn token_len(line: &str, col: usize) -> usize {
             }
             rest.len()
         }
-        '[' | '{' | '-' | '|' | '>' => 1,
+        '[' | '{' | '-' | '|' | '>' | '\u{fffd}' => 1,
         _ => {
             let mut end = rest.len();
             for i in 0..rest.len() {

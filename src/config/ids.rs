@@ -86,7 +86,7 @@ pub fn parse_domain(s: &str) -> Result<String, String> {
     } else if !d.contains('.') {
         Some("it needs at least two labels, like contoso.com")
     } else if d.split('.').any(str::is_empty) {
-        Some("it has an empty label (`..` or a leading/trailing dot)")
+        Some("it has an empty label: `..`, or a leading or trailing dot")
     } else if d
         .split('.')
         .any(|l| l.len() > 63 || l.starts_with('-') || l.ends_with('-'))
