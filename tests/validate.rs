@@ -90,6 +90,15 @@ fn literal_password_is_refused_and_never_echoed() {
     insta::assert_snapshot!("literal_password", stderr);
 }
 
+/// Every way of writing a password where a source belongs is refused, and none is echoed: not a
+/// block scalar, not a value under an unknown key, not one written where a variable name goes.
+#[test]
+fn literal_password_forms_are_refused_and_never_echoed() {
+    let stderr = failed(&validate(&[&fixture("literal_password_forms.yaml")]));
+    assert!(!stderr.contains("Hunter2"), "a literal leaked:\n{stderr}");
+    insta::assert_snapshot!("literal_password_forms", stderr);
+}
+
 /// One run reports every error of every file in a directory, not only the first.
 #[test]
 fn a_directory_of_bad_files_reports_all_of_them() {
@@ -109,8 +118,8 @@ fn a_directory_of_bad_files_reports_all_of_them() {
 fn all_invalid_fixtures_in_one_run() {
     let stderr = failed(&validate(&["tests/fixtures/config/invalid"]));
     let last = stderr.trim_end().lines().last().unwrap().to_owned();
-    // 25 files under invalid/ (incl. subdirectories), each with at least one error
-    assert!(last.contains(" in 25 files;"), "{last}");
+    // 26 files under invalid/ (incl. subdirectories), each with at least one error
+    assert!(last.contains(" in 26 files;"), "{last}");
 }
 
 /// Writes `bytes` to a file in a fresh temp dir; returns the dir (kept alive) and the file name.

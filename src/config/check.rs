@@ -67,6 +67,15 @@ pub enum Field {
 }
 
 impl Field {
+    /// What a label under this directive says in a contradiction.
+    fn role(self) -> &'static str {
+        match self {
+            Field::ForceChange | Field::ForceChangeWithMfa => "literal flag",
+            Field::RequirePasswordChange => "one-shot change",
+            Field::ResetPassword => "one-shot reset",
+        }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Field::ForceChange => "forceChangePasswordNextSignIn",
@@ -279,7 +288,21 @@ impl<'a> Checker<'a> {
             if secretish {
                 self.mask(&e.value);
             }
-            if secretish && matches!(e.value, Node::Scalar { .. }) && !e.value.is_null() {
+            // A string under a password-like key, or any string where a password source goes
+            // (`password: { literal: ... }`), is a literal password; `x: 1` there is just unknown.
+            let string_value = match &e.value {
+                Node::Scalar { value, style, .. } => {
+                    !e.value.is_null()
+                        && (*style != Style::Plain
+                            || (is_bool(value).is_none() && value.parse::<f64>().is_err()))
+                }
+                _ => false,
+            };
+            if (is_secretish(&e.key)
+                && matches!(e.value, Node::Scalar { .. })
+                && !e.value.is_null())
+                || (in_secret && string_value)
+            {
                 let help = if where_ == "a user entry" || where_ == "a group entry" {
                     format!("a password is only ever set by `resetPassword`; {SOURCE_HELP}")
                 } else {
@@ -622,7 +645,7 @@ impl<'a> Checker<'a> {
             let mut diag = Diagnostic::error(c.message.clone()).with_help(c.help);
             for f in [c.fields.0, c.fields.1] {
                 if let Some(p) = at.of(f) {
-                    diag = diag.with_label(self.at(p), format!("`{}`", f.key()));
+                    diag = diag.with_label(self.at(p), f.role());
                 }
             }
             self.push(diag);

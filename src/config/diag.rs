@@ -279,6 +279,9 @@ pub(crate) fn token_len(line: &str, col: usize) -> usize {
         return 1;
     }
     let rest = &chars[start..];
+    if rest.starts_with(&['-', '-', '-']) {
+        return 3;
+    }
     match rest[0] {
         q @ ('"' | '\'') => {
             let mut i = 1;
