@@ -211,3 +211,18 @@ fn literal_true_is_a_warning() {
     assert!(stderr.contains("Graph clears the flag"));
     insta::assert_snapshot!("literal_true_warning", stderr);
 }
+
+/// A file with thousands of problems gets the first 50 and a note, not thousands of snippets.
+#[test]
+fn problems_per_file_are_capped() {
+    let mut body = String::from("version: 1\ntenant: contoso.onmicrosoft.com\n");
+    for i in 0..5000 {
+        body.push_str(&format!("key{i}: 1\n"));
+    }
+    let (dir, file) = temp_file("many.yaml", body.as_bytes());
+    let stderr = failed(&validate_in(dir.path(), &[file.to_str().unwrap()]));
+    let errors = stderr.lines().filter(|l| l.starts_with("error: ")).count();
+    // 50 kept + the note + the summary line
+    assert_eq!(errors, 52, "{stderr}");
+    assert!(stderr.contains("error: too many problems in this file: stopped after 50"));
+}

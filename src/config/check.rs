@@ -216,6 +216,10 @@ fn suggest(key: &str, known: &[&str]) -> Option<String> {
 struct Checker<'a> {
     file: &'a Path,
     diags: Vec<Diagnostic>,
+    /// errors found, including those not kept
+    errors: usize,
+    /// diagnostics not kept
+    dropped: usize,
 }
 
 impl<'a> Checker<'a> {
@@ -223,8 +227,17 @@ impl<'a> Checker<'a> {
         pos.origin(self.file)
     }
 
+    /// Records a diagnostic; past [`super::MAX_DIAGNOSTICS_PER_FILE`] they are only counted, so
+    /// that a hostile file of a million bad keys costs neither minutes nor gigabytes.
     fn push(&mut self, d: Diagnostic) {
-        self.diags.push(d);
+        if d.is_error() {
+            self.errors += 1;
+        }
+        if self.diags.len() < super::MAX_DIAGNOSTICS_PER_FILE {
+            self.diags.push(d);
+        } else {
+            self.dropped += 1;
+        }
     }
 
     /// Marks every scalar below `node` as secret.
@@ -280,6 +293,9 @@ impl<'a> Checker<'a> {
     ) -> Vec<&'n Entry> {
         let mut out = Vec::new();
         for e in entries {
+            if self.full() {
+                break;
+            }
             if known.contains(&e.key.as_str()) {
                 out.push(e);
                 continue;
@@ -503,6 +519,9 @@ impl<'a> Checker<'a> {
         };
         let mut out = Vec::new();
         for node in items {
+            if self.full() {
+                break;
+            }
             match node {
                 Node::Map { entries, pos } => {
                     if let Some(t) = item(self, entries, *pos) {
@@ -679,8 +698,13 @@ impl<'a> Checker<'a> {
         Some(d)
     }
 
+    /// True once no more diagnostics are kept: checking further is wasted work.
+    fn full(&self) -> bool {
+        self.dropped > 0
+    }
+
     fn error_count(&self) -> usize {
-        self.diags.iter().filter(|d| d.is_error()).count()
+        self.errors
     }
 
     fn require(&mut self, node: &Node) -> Option<RequirePasswordChange> {
@@ -929,8 +953,13 @@ pub fn check_file(file: &Path, root: &Node) -> (Option<FileDoc>, Vec<Diagnostic>
     let mut c = Checker {
         file,
         diags: Vec::new(),
+        errors: 0,
+        dropped: 0,
     };
     let doc = c.document(root);
+    if c.dropped > 0 {
+        c.diags.push(super::too_many(file));
+    }
     (doc, c.diags)
 }
 

@@ -31,6 +31,18 @@ pub use model::*;
 /// Largest desired-state file read: 10 MiB. Larger files are refused before they are read.
 pub const MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
 
+/// Most diagnostics kept for one file; the rest are counted in a last note (see
+/// [`check`]'s `push`). Enough to fix a file in one go, bounded for hostile input.
+pub const MAX_DIAGNOSTICS_PER_FILE: usize = 50;
+
+/// The note that ends a file's diagnostics when checking stopped at the limit.
+fn too_many(file: &Path) -> Diagnostic {
+    Diagnostic::error(format!(
+        "too many problems in this file: stopped after {MAX_DIAGNOSTICS_PER_FILE}"
+    ))
+    .with_label(file_origin(file), "fix these and run again")
+}
+
 /// A successfully loaded desired state and the warnings found on the way.
 #[derive(Debug)]
 pub struct Loaded {

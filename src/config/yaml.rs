@@ -277,6 +277,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, Vec<Diagnostic>> {
                         unreachable!("container keys are refused when they start")
                     };
                     if let Some(first) = seen.get(&key) {
+                        if errors.len() >= super::MAX_DIAGNOSTICS_PER_FILE {
+                            errors.push(super::too_many(file));
+                            return Err(errors);
+                        }
                         errors.push(
                             Diagnostic::error(format!("duplicate key `{key}`"))
                                 .with_label(first.origin(file), "first defined here")
