@@ -20,7 +20,7 @@ use serde::Deserialize;
 )]
 pub struct ConfigDocument {
     /// Format version of this file. Only version 1 exists.
-    #[schemars(extend("const" = 1))]
+    #[schemars(schema_with = "version_schema")]
     pub version: u32,
     /// The tenant: a verified domain (e.g. `contoso.onmicrosoft.com`) or the tenant id (a GUID).
     #[schemars(regex(
@@ -33,6 +33,10 @@ pub struct ConfigDocument {
     /// Groups: their directives apply to every transitive user member of the group.
     #[serde(default)]
     pub groups: Vec<GroupDoc>,
+}
+
+fn version_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "integer", "const": 1 })
 }
 
 /// One user and the password state it must be in. A user may be declared only once per tenant.
@@ -188,7 +192,31 @@ pub fn schema() -> schemars::Schema {
         ordered.append(map);
         value = serde_json::Value::Object(ordered);
     }
+    unwrap_descriptions(&mut value);
     schemars::Schema::try_from(value).expect("an object is a schema")
+}
+
+/// Doc comments are wrapped at 100 columns; editors show descriptions as prose, so line breaks
+/// inside a paragraph become spaces (blank lines between paragraphs stay).
+fn unwrap_descriptions(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match v {
+                    serde_json::Value::String(s) if key == "description" => {
+                        *s = s
+                            .split("\n\n")
+                            .map(|p| p.replace('\n', " "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
+                    }
+                    other => unwrap_descriptions(other),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
