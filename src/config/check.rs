@@ -466,15 +466,13 @@ impl<'a> Checker<'a> {
                 }),
         };
 
-        let mut declared = false;
         let users = self.list(get("users"), "user", |c, entries, pos| {
             c.user_entry(entries, pos)
         });
         let groups = self.list(get("groups"), "group", |c, entries, pos| {
             c.group_entry(entries, pos)
         });
-        declared |= users.1 > 0 || groups.1 > 0;
-        if !declared {
+        if users.1 == 0 && groups.1 == 0 {
             let at = get("users")
                 .or(get("groups"))
                 .map_or(root.pos(), |e| e.key_pos);
