@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::diag::{mark_secret, Diagnostic};
+use super::diag::{mark_secret, Diagnostic, SecretExtent};
 use super::ids;
 use super::model::{
     Directives, GroupEntry, GroupRef, Origin, PasswordSource, RequirePasswordChange, ResetPassword,
@@ -243,14 +243,26 @@ impl<'a> Checker<'a> {
     /// Marks every scalar below `node` as secret.
     fn mask(&self, node: &Node) {
         match node {
-            Node::Scalar { value, style, pos } => {
-                let lines = if *style == Style::Block {
-                    value.lines().count().max(1)
-                } else {
-                    1
-                };
-                mark_secret(&self.at(*pos), lines);
-            }
+            Node::Scalar { value, style, pos } => match style {
+                // single-line plain scalar: its source text is its value
+                Style::Plain if !value.contains('\n') && !value.contains(' ') => {
+                    mark_secret(&self.at(*pos), SecretExtent::Chars(value.chars().count()));
+                }
+                Style::SingleQuoted | Style::DoubleQuoted => {
+                    mark_secret(&self.at(*pos), SecretExtent::Quoted);
+                }
+                // block scalars (and anything that may span lines): whole lines
+                _ => {
+                    mark_secret(&self.at(*pos), SecretExtent::RestOfLine);
+                    for extra in 1..value.lines().count().max(1) {
+                        let line = Pos {
+                            line: pos.line + extra,
+                            col: 1,
+                        };
+                        mark_secret(&self.at(line), SecretExtent::RestOfLine);
+                    }
+                }
+            },
             Node::Seq { items, .. } => items.iter().for_each(|n| self.mask(n)),
             Node::Map { entries, .. } => entries.iter().for_each(|e| self.mask(&e.value)),
         }

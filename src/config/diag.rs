@@ -12,7 +12,7 @@
 //! A label whose line is 0 points at a file as a whole (an empty file, a file too large to read):
 //! only the file name is shown.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -77,23 +77,32 @@ impl Diagnostic {
     }
 }
 
-/// Positions (file, line, column) where a secret value starts; see the module comment.
-static SECRETS: Mutex<BTreeSet<(PathBuf, usize, usize)>> = Mutex::new(BTreeSet::new());
-
-/// Records that the value starting at `origin` is (or may be) a secret, so that [`render`] masks
-/// it. `lines` > 1 masks that many whole lines (block scalars).
-pub fn mark_secret(origin: &Origin, lines: usize) {
-    let mut set = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
-    set.insert((origin.file.clone(), origin.line, origin.column));
-    for extra in 1..lines {
-        set.insert((origin.file.clone(), origin.line + extra, 1));
-    }
+/// How much of a line a secret covers, from its start column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretExtent {
+    /// exactly this many characters (a plain scalar: its source text is its value)
+    Chars(usize),
+    /// a quoted scalar: up to and including the closing quote (or the end of the line)
+    Quoted,
+    /// the rest of the line (a line of a block scalar, or anything of unknown length)
+    RestOfLine,
 }
 
-fn secrets_on(file: &Path, line: usize) -> Vec<usize> {
-    let set = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
-    set.range((file.to_path_buf(), line, 0)..=(file.to_path_buf(), line, usize::MAX))
-        .map(|(_, _, col)| *col)
+/// Secret values by (file, line, column); see the module comment.
+type SecretMap = std::collections::BTreeMap<(PathBuf, usize, usize), SecretExtent>;
+static SECRETS: Mutex<SecretMap> = Mutex::new(std::collections::BTreeMap::new());
+
+/// Records that a value at `origin` is (or may be) a secret, so that [`render`] masks it in every
+/// source line it shows.
+pub fn mark_secret(origin: &Origin, extent: SecretExtent) {
+    let mut map = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    map.insert((origin.file.clone(), origin.line, origin.column), extent);
+}
+
+fn secrets_on(file: &Path, line: usize) -> Vec<(usize, SecretExtent)> {
+    let map = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    map.range((file.to_path_buf(), line, 0)..=(file.to_path_buf(), line, usize::MAX))
+        .map(|((_, _, col), extent)| (*col, *extent))
         .collect()
 }
 
@@ -326,16 +335,17 @@ pub(crate) fn token_len(line: &str, col: usize) -> usize {
 /// Replaces secret values on a shown line with `*`.
 fn mask_line(file: &Path, n: usize, line: &str) -> String {
     let mut chars: Vec<char> = line.chars().collect();
+    let len = chars.len();
     let mut spans: Vec<(usize, usize)> = secrets_on(file, n)
         .into_iter()
-        .map(|col| {
-            if col == 1 {
-                // a continuation line of a block scalar: mask all of it after the indent
-                let indent = chars.iter().take_while(|c| c.is_whitespace()).count();
-                (indent, chars.len())
-            } else {
-                (col - 1, col - 1 + token_len(line, col))
-            }
+        .map(|(col, extent)| {
+            let start = col - 1;
+            let end = match extent {
+                SecretExtent::Chars(n) => start + n,
+                SecretExtent::Quoted => start + token_len(line, col),
+                SecretExtent::RestOfLine => len,
+            };
+            (start, end)
         })
         .collect();
     spans.extend(password_key_values(&chars));
@@ -371,7 +381,13 @@ fn password_key_values(chars: &[char]) -> Vec<(usize, usize)> {
             continue;
         }
         let start = line[..value_start_byte].chars().count();
-        let len = token_len(&line, start + 1);
+        let in_flow = line[..value_start_byte].contains(['{', '[']);
+        let len = if value.starts_with(['"', '\'']) || in_flow {
+            token_len(&line, start + 1)
+        } else {
+            // A plain value in block context may hold `,` `]` `}`: mask up to a comment.
+            value.split(" #").next().unwrap_or(value).chars().count()
+        };
         spans.push((start, start + len));
     }
     spans
@@ -427,19 +443,22 @@ mod tests {
         let f = dir.path().join("s.yaml");
         std::fs::write(
             &f,
-            "a:\n  password: \"Secret1!\"\n  x: { newPassword: hunter2, y: 1 }\n  z: Hidden99\n",
+            "a:\n  password: \"Secret1!\"\n  x: { newPassword: hunter2, y: 1 }\n  z: Hidden99\n  password: ab,cd]e # c\n",
         )
         .unwrap();
-        mark_secret(&o(&f, 4, 6), 1);
+        mark_secret(&o(&f, 4, 6), SecretExtent::Chars(8));
         let diags = [
             Diagnostic::error("e").with_label(o(&f, 2, 13), "here"),
             Diagnostic::error("e").with_label(o(&f, 3, 21), "here"),
             Diagnostic::error("e").with_label(o(&f, 4, 6), "here"),
+            Diagnostic::error("e").with_label(o(&f, 5, 13), "here"),
         ];
         let text = render(&diags, false);
         assert!(!text.contains("Secret1!"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("Hidden99"), "{text}");
+        assert!(!text.contains("cd]e"), "{text}");
+        assert!(text.contains("# c"), "{text}");
         assert!(text.contains("y: 1"), "{text}");
         // source sources are not masked
         assert!(mask_line(&f, 9, "password: { generate: { length: 20 } }").contains("20"));
