@@ -6,6 +6,36 @@
 //! [`diag::Diagnostic`] naming file, line and column; all problems of all files are reported in
 //! one run. [`load_paths`] is the entry point; [`merge::merge_directives`] is for the plan step.
 //!
+//! # The format (version 1)
+//!
+//! ```yaml
+//! version: 1                                  # required; only 1 exists
+//! tenant: contoso.onmicrosoft.com             # required; a domain or the tenant id (GUID)
+//! users:                                      # users and groups: at least one entry in all
+//!   - user: alice@contoso.com                 # UPN, object id (GUID) or on-premises SID
+//!     forceChangePasswordNextSignIn: false    # literal flags: the live value must equal this
+//!     forceChangePasswordNextSignInWithMfa: false
+//!     requirePasswordChange:                  # one-shot: met once lastPasswordChangeDateTime >= since
+//!       since: 2026-11-20T00:00:00Z           # RFC 3339 with `Z` or an offset, never a bare date
+//!       withMfa: false                        # default false
+//!     resetPassword:                          # one-shot: met once lastPasswordChangeDateTime >= notBefore
+//!       notBefore: 2026-11-20T00:00:00Z
+//!       password: { generate: { length: 20 } }  # or { env: VAR }, { file: path } (relative to
+//!                                               # this file), { systemGenerated: true }
+//!       forceChangeAfter: true                # default false
+//!       forceChangeAfterWithMfa: false        # default false
+//!     allowPrivileged: false                  # default false: users in privileged roles untouched
+//! groups:
+//!   - group: Finance                          # display name or object id; transitive members
+//!     requirePasswordChange: { since: 2026-11-20T00:00:00Z }   # same directives as a user
+//! ```
+//!
+//! A system-generated password is spelled `password: { systemGenerated: true }`, like the other
+//! sources a one-key mapping; it is refused for users named by SID (synced users need a supplied
+//! password). On a group, `env` and `file` are refused (every member would get the same
+//! password). Contradictory directives are listed in [`check::contradictions`]; a literal
+//! `true` flag is a warning (it re-forces the user on every run).
+//!
 //! Across files: several files may declare the same tenant (compared after normalisation: domains
 //! and GUIDs lower-case); their entries are merged into one [`TenantDesired`]. A user (or group)
 //! declared twice for one tenant is an error naming both places, whether in one file or two. A

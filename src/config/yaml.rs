@@ -266,11 +266,30 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, Vec<Diagnostic>> {
                 seen,
                 ..
             }) => match pending_key.take() {
-                Some((key, key_pos)) => entries.push(Entry {
-                    key,
-                    key_pos,
-                    value: node,
-                }),
+                Some((key, key_pos)) => {
+                    // An empty value (`key:` and nothing) is marked where the next token starts,
+                    // often lines later: point just after the key's colon instead.
+                    let node = match node {
+                        Node::Scalar {
+                            value,
+                            style: Style::Plain,
+                            ..
+                        } if value.is_empty() => Node::Scalar {
+                            value,
+                            style: Style::Plain,
+                            pos: Pos {
+                                line: key_pos.line,
+                                col: key_pos.col + key.chars().count() + 1,
+                            },
+                        },
+                        node => node,
+                    };
+                    entries.push(Entry {
+                        key,
+                        key_pos,
+                        value: node,
+                    })
+                }
                 None => {
                     // `node` is a key: it must be a scalar (containers were refused above).
                     let Node::Scalar { value: key, .. } = node else {
@@ -388,6 +407,12 @@ mod tests {
         };
         assert_eq!(inner[0].value.kind_name(), "a boolean");
         assert_eq!(inner[0].value.pos(), Pos { line: 4, col: 8 });
+        // an empty value points just after its key's colon, not at the next token
+        let Node::Map { entries, .. } = p("a:\n\n\nb: 1\n").unwrap() else {
+            panic!()
+        };
+        assert!(entries[0].value.is_null());
+        assert_eq!(entries[0].value.pos(), Pos { line: 1, col: 3 });
     }
 
     #[test]
