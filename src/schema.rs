@@ -27,6 +27,11 @@ pub fn all() -> Vec<SchemaSpec> {
             },
         },
         SchemaSpec {
+            name: "config",
+            about: "pwdrift desired-state files (format version 1), for editors and CI",
+            generate: crate::config::schema_doc::schema,
+        },
+        SchemaSpec {
             name: "plan",
             about: "the plan document of `pwdrift plan --format json` / `--out FILE`",
             generate: crate::plan::plan_schema,

@@ -1,10 +1,385 @@
 //! Desired state: the pwdrift YAML format (version 1), its loader and its validator.
 //!
-//! Loading is two steps, as in cargo-deny: files are parsed into spanned YAML nodes, then validated
-//! into the types of [`model`], which cannot be invalid (a UPN is a UPN, a timestamp has a zone, a
-//! password is never a literal). Every problem found becomes a [`diag::Diagnostic`] naming file,
-//! line and column; all problems of all files are reported in one run.
+//! Loading is two steps, as in cargo-deny: files are parsed into spanned YAML nodes ([`yaml`]),
+//! then validated ([`check`]) into the types of [`model`], which cannot be invalid (a UPN is a UPN,
+//! a timestamp has a zone, a password is never a literal). Every problem found becomes a
+//! [`diag::Diagnostic`] naming file, line and column; all problems of all files are reported in
+//! one run. [`load_paths`] is the entry point; [`merge::merge_directives`] is for the plan step.
+//!
+//! # The format (version 1)
+//!
+//! ```yaml
+//! version: 1                                  # required; only 1 exists
+//! tenant: contoso.onmicrosoft.com             # required; a domain or the tenant id (GUID)
+//! users:                                      # users and groups: at least one entry in all
+//!   - user: alice@contoso.com                 # UPN, object id (GUID) or on-premises SID
+//!     forceChangePasswordNextSignIn: false    # literal flags: the live value must equal this
+//!     forceChangePasswordNextSignInWithMfa: false
+//!     requirePasswordChange:                  # one-shot: met once lastPasswordChangeDateTime >= since
+//!       since: 2026-11-20T00:00:00Z           # RFC 3339 with `Z` or an offset, never a bare date
+//!       withMfa: false                        # default false
+//!     resetPassword:                          # one-shot: met once lastPasswordChangeDateTime >= notBefore
+//!       notBefore: 2026-11-20T00:00:00Z
+//!       password: { generate: { length: 20 } }  # or { env: VAR }, { file: path } (relative to
+//!                                               # this file), { systemGenerated: true }
+//!       forceChangeAfter: true                # default false
+//!       forceChangeAfterWithMfa: false        # default false
+//!     allowPrivileged: false                  # default false: users in privileged roles untouched
+//! groups:
+//!   - group: Finance                          # display name or object id; transitive members
+//!     requirePasswordChange: { since: 2026-11-20T00:00:00Z }   # same directives as a user
+//! ```
+//!
+//! A system-generated password is spelled `password: { systemGenerated: true }`, like the other
+//! sources a one-key mapping; it is refused for users named by SID (synced users need a supplied
+//! password). On a group, `env` and `file` are refused (every member would get the same
+//! password). Contradictory directives are listed in [`check::contradictions`]; a literal
+//! `true` flag is a warning (it re-forces the user on every run).
+//!
+//! Across files: several files may declare the same tenant (compared after normalisation: domains
+//! and GUIDs lower-case); their entries are merged into one [`TenantDesired`]. A user (or group)
+//! declared twice for one tenant is an error naming both places, whether in one file or two. A
+//! user named by UPN in one place and by object id in another cannot be recognised offline: the
+//! plan step, which resolves users, has to check that.
 
+pub mod check;
+pub mod diag;
+pub mod ids;
+pub mod merge;
 pub mod model;
+pub mod schema_doc;
+pub mod yaml;
 
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use diag::{Diagnostic, Label, Severity};
+pub use merge::merge_directives;
 pub use model::*;
+
+/// Largest desired-state file read: 10 MiB. Larger files are refused before they are read.
+pub const MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
+
+/// Most diagnostics kept for one file; the rest are counted in a last note (see
+/// [`check`]'s `push`). Enough to fix a file in one go, bounded for hostile input.
+pub const MAX_DIAGNOSTICS_PER_FILE: usize = 50;
+
+/// The note that ends a file's diagnostics when checking stopped at the limit.
+fn too_many(file: &Path) -> Diagnostic {
+    Diagnostic::error(format!(
+        "too many problems in this file: stopped after {MAX_DIAGNOSTICS_PER_FILE}"
+    ))
+    .with_label(file_origin(file), "fix these and run again")
+}
+
+/// A successfully loaded desired state and the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub state: DesiredState,
+    pub warnings: Vec<Diagnostic>,
+}
+
+fn file_origin(file: &Path) -> Origin {
+    Origin {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+    }
+}
+
+/// Loads and validates the desired state in `paths` (files, and directories searched for
+/// `*.yaml`/`*.yml` below them, in sorted order, skipping hidden files and directories such as
+/// `.git` and `.pwdrift-sandbox`). An empty list means the current directory.
+///
+/// `Err` holds every diagnostic (errors and warnings, in file order) when there is at least one
+/// error.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let files = discover(paths, &mut diags);
+    if files.is_empty() && diags.is_empty() {
+        let shown: Vec<String> = if paths.is_empty() {
+            vec![".".to_owned()]
+        } else {
+            paths.iter().map(|p| p.display().to_string()).collect()
+        };
+        diags.push(
+            Diagnostic::error(format!(
+                "no desired-state file (*.yaml, *.yml) found in {}",
+                shown.join(", ")
+            ))
+            .with_help("name a file or a directory that holds pwdrift YAML files"),
+        );
+    }
+
+    let mut docs = Vec::new();
+    for file in &files {
+        let text = match read_file(file) {
+            Ok(text) => text,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        let root = match yaml::parse(file, &text) {
+            Ok(root) => root,
+            Err(errs) => {
+                diags.extend(errs);
+                continue;
+            }
+        };
+        let (doc, found) = check::check_file(file, &root);
+        diags.extend(found);
+        docs.extend(doc);
+    }
+
+    let state = merge_files(&files, docs, &mut diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    Ok(Loaded {
+        state,
+        warnings: diags,
+    })
+}
+
+/// Groups the files' declarations by tenant and finds users and groups declared twice.
+fn merge_files(
+    files: &[PathBuf],
+    docs: Vec<check::FileDoc>,
+    diags: &mut Vec<Diagnostic>,
+) -> DesiredState {
+    let mut tenants: Vec<TenantDesired> = Vec::new();
+    for doc in docs {
+        let idx = match tenants.iter().position(|t| t.tenant == doc.tenant) {
+            Some(i) => i,
+            None => {
+                tenants.push(TenantDesired {
+                    tenant: doc.tenant.clone(),
+                    users: Vec::new(),
+                    groups: Vec::new(),
+                    files: Vec::new(),
+                });
+                tenants.len() - 1
+            }
+        };
+        let t = &mut tenants[idx];
+        t.files.push(doc.file.clone());
+        t.users.extend(doc.users);
+        t.groups.extend(doc.groups);
+    }
+    for t in &mut tenants {
+        let mut seen: HashMap<&UserRef, &Origin> = HashMap::new();
+        let mut dup = Vec::new();
+        for u in &t.users {
+            if let Some(first) = seen.get(&u.user) {
+                dup.push(
+                    Diagnostic::error(format!(
+                        "user `{}` is declared twice for tenant `{}`",
+                        u.user, t.tenant
+                    ))
+                    .with_label((*first).clone(), "first declared here")
+                    .with_label(u.origin.clone(), "declared again here")
+                    .with_help("declare each user once; merge the two entries"),
+                );
+            } else {
+                seen.insert(&u.user, &u.origin);
+            }
+        }
+        let mut seen: HashMap<String, &Origin> = HashMap::new();
+        for g in &t.groups {
+            let key = check::group_key(&g.group);
+            if let Some(first) = seen.get(&key) {
+                dup.push(
+                    Diagnostic::error(format!(
+                        "group `{}` is declared twice for tenant `{}`",
+                        g.group, t.tenant
+                    ))
+                    .with_label((*first).clone(), "first declared here")
+                    .with_label(g.origin.clone(), "declared again here")
+                    .with_help("declare each group once; merge the two entries"),
+                );
+            } else {
+                seen.insert(key, &g.origin);
+            }
+        }
+        diags.extend(dup);
+    }
+    DesiredState {
+        tenants,
+        files: files.to_vec(),
+    }
+}
+
+/// Reads a file as UTF-8 text, refusing files over [`MAX_FILE_SIZE`] before reading them and
+/// reporting the line and column of the first invalid byte.
+fn read_file(file: &Path) -> Result<String, Diagnostic> {
+    let io_err = |e: std::io::Error| {
+        Diagnostic::error(format!("cannot read {}: {e}", file.display()))
+            .with_label(file_origin(file), "")
+    };
+    let too_large = |size: u64| {
+        Diagnostic::error(format!(
+            "file too large: {} bytes; desired-state files may be at most {} MiB",
+            size,
+            MAX_FILE_SIZE / (1024 * 1024)
+        ))
+        .with_label(file_origin(file), "not read")
+        .with_help("split the desired state into several files")
+    };
+    let f = std::fs::File::open(file).map_err(io_err)?;
+    let size = f.metadata().map_err(io_err)?.len();
+    if size > MAX_FILE_SIZE {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        // grew while we looked, or not a regular file
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // valid_up_to is a boundary: this prefix is valid UTF-8
+        let prefix = std::str::from_utf8(good).unwrap_or_default();
+        let line = prefix.matches('\n').count() + 1;
+        let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Diagnostic::error("the file is not valid UTF-8")
+            .with_label(
+                Origin {
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                },
+                "invalid byte",
+            )
+            .with_help("save the file as UTF-8")
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    })
+}
+
+/// The files to load, in order, without duplicates. Problems (a path that does not exist) are
+/// pushed to `diags`.
+fn discover(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let default = [PathBuf::from(".")];
+    let (roots, implicit) = if paths.is_empty() {
+        (&default[..], true)
+    } else {
+        (paths, false)
+    };
+    let mut files = Vec::new();
+    for root in roots {
+        match std::fs::metadata(root) {
+            Err(e) => diags.push(
+                Diagnostic::error(format!("cannot read {}: {e}", root.display()))
+                    .with_label(file_origin(root), ""),
+            ),
+            Ok(m) if m.is_dir() => {
+                let mut found = Vec::new();
+                walk(root, &mut found, diags, 0);
+                found.sort();
+                if implicit {
+                    // `pwdrift validate` with no path: show `a.yaml`, not `./a.yaml`
+                    for f in &mut found {
+                        if let Ok(rest) = f.strip_prefix(".") {
+                            *f = rest.to_path_buf();
+                        }
+                    }
+                }
+                files.extend(found);
+            }
+            Ok(_) => files.push(root.clone()),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
+    files
+}
+
+/// Collects `*.yaml`/`*.yml` files below `dir`; hidden entries and symlinked directories are
+/// skipped (no loops), and the depth is bounded.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(format!("cannot read directory {}: {e}", dir.display()))
+                    .with_label(file_origin(dir), ""),
+            );
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            walk(&path, out, diags, depth + 1);
+        } else if (ft.is_file() || ft.is_symlink() && path.is_file())
+            && (name.ends_with(".yaml") || name.ends_with(".yml"))
+        {
+            out.push(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.yaml");
+        std::fs::write(&f, b"version: 1\ntenant: co\xffntoso.com\n").unwrap();
+        let d = read_file(&f).unwrap_err();
+        assert_eq!(d.labels[0].origin.line, 2);
+        assert_eq!(d.labels[0].origin.column, 11);
+    }
+
+    #[test]
+    fn merges_tenants_across_files_and_finds_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("sub/b.yml");
+        std::fs::create_dir_all(b.parent().unwrap()).unwrap();
+        std::fs::write(&a, "version: 1\ntenant: Contoso.com\nusers:\n  - user: x@contoso.com\n    forceChangePasswordNextSignIn: false\n").unwrap();
+        std::fs::write(&b, "version: 1\ntenant: contoso.com\ngroups:\n  - group: Finance\n    forceChangePasswordNextSignIn: false\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/x.yaml"), "garbage: [").unwrap();
+        let loaded = load_paths(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(loaded.state.files, vec![a.clone(), b.clone()]);
+        assert_eq!(loaded.state.tenants.len(), 1);
+        assert_eq!(loaded.state.tenants[0].users.len(), 1);
+        assert_eq!(loaded.state.tenants[0].groups.len(), 1);
+
+        std::fs::write(&b, "version: 1\ntenant: contoso.com\nusers:\n  - user: X@Contoso.com\n    forceChangePasswordNextSignIn: false\n").unwrap();
+        let errs = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("declared twice"));
+        assert_eq!(errs[0].labels[0].origin.file, a);
+        assert_eq!(errs[0].labels[1].origin.file, b);
+    }
+
+    #[test]
+    fn nothing_found_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let errs = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(errs[0].message.starts_with("no desired-state file"));
+        let errs = load_paths(&[dir.path().join("missing.yaml")]).unwrap_err();
+        assert!(errs[0].message.starts_with("cannot read"));
+    }
+}

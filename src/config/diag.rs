@@ -1,0 +1,475 @@
+//! Diagnostics: errors and warnings that point into desired-state files, and their rendering.
+//!
+//! A [`Diagnostic`] is a message, labelled positions ([`Origin`]s) and an optional help line.
+//! [`render`] prints them the way rustc and cargo do, with the offending source line and a caret
+//! underline, reading the source lines back from the files (once per file and call).
+//!
+//! Secrets: a literal password written in a file must never be echoed, not even in the source line
+//! shown under an error. The loader records where such values sit ([`mark_secret`]) and [`render`]
+//! replaces them with `*` in every line it shows; as a second line of defence it also masks the
+//! value of any `password:`-like key it sees in a shown line. Messages never quote such values.
+//!
+//! A label whose line is 0 points at a file as a whole (an empty file, a file too large to read):
+//! only the file name is shown.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::model::Origin;
+
+/// How bad a diagnostic is: errors fail the run, warnings do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A position in a file and what to say about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub origin: Origin,
+    pub text: String,
+}
+
+/// One error or warning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    pub labels: Vec<Label>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            labels: Vec::new(),
+            help: None,
+        }
+    }
+
+    pub fn warning(message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(message)
+        }
+    }
+
+    pub fn with_label(mut self, origin: Origin, text: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            origin,
+            text: text.into(),
+        });
+        self
+    }
+
+    pub fn with_help(mut self, text: impl Into<String>) -> Self {
+        self.help = Some(text.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// How much of a line a secret covers, from its start column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretExtent {
+    /// exactly this many characters (a plain scalar: its source text is its value)
+    Chars(usize),
+    /// a quoted scalar: up to and including the closing quote (or the end of the line)
+    Quoted,
+    /// the rest of the line (a line of a block scalar, or anything of unknown length)
+    RestOfLine,
+}
+
+/// Secret values by (file, line, column); see the module comment.
+type SecretMap = std::collections::BTreeMap<(PathBuf, usize, usize), SecretExtent>;
+static SECRETS: Mutex<SecretMap> = Mutex::new(std::collections::BTreeMap::new());
+
+/// Records that a value at `origin` is (or may be) a secret, so that [`render`] masks it in every
+/// source line it shows.
+pub fn mark_secret(origin: &Origin, extent: SecretExtent) {
+    let mut map = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    map.insert((origin.file.clone(), origin.line, origin.column), extent);
+}
+
+fn secrets_on(file: &Path, line: usize) -> Vec<(usize, SecretExtent)> {
+    let map = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    map.range((file.to_path_buf(), line, 0)..=(file.to_path_buf(), line, usize::MAX))
+        .map(|((_, _, col), extent)| (*col, *extent))
+        .collect()
+}
+
+/// Longest source file whose lines [`render`] reads back (same limit as the loader).
+const MAX_SOURCE: u64 = super::MAX_FILE_SIZE;
+/// Longest part of a source line shown, in characters.
+const MAX_SHOWN: usize = 120;
+
+struct Styles {
+    error: anstyle::Style,
+    warning: anstyle::Style,
+    note: anstyle::Style,
+    bold: anstyle::Style,
+}
+
+impl Styles {
+    fn new(color: bool) -> Styles {
+        use anstyle::{AnsiColor, Style};
+        if color {
+            Styles {
+                error: AnsiColor::Red.on_default().bold(),
+                warning: AnsiColor::Yellow.on_default().bold(),
+                note: AnsiColor::Blue.on_default().bold(),
+                bold: Style::new().bold(),
+            }
+        } else {
+            Styles {
+                error: Style::new(),
+                warning: Style::new(),
+                note: Style::new(),
+                bold: Style::new(),
+            }
+        }
+    }
+}
+
+/// Renders diagnostics like rustc/cargo, separated by blank lines:
+///
+/// ```text
+/// error: unknown key `forceChangePasswordNextSignon`
+///   --> desired/contoso.yaml:6:5
+///    |
+///  6 |     forceChangePasswordNextSignon: false
+///    |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ unknown key
+///    = help: did you mean `forceChangePasswordNextSignIn`?
+/// ```
+///
+/// ANSI colours only when `color` is true.
+pub fn render(diags: &[Diagnostic], color: bool) -> String {
+    let styles = Styles::new(color);
+    let mut cache: HashMap<PathBuf, Option<Vec<String>>> = HashMap::new();
+    let mut out = String::new();
+    for (i, d) in diags.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        render_one(d, &styles, &mut cache, &mut out);
+    }
+    out
+}
+
+fn render_one(
+    d: &Diagnostic,
+    s: &Styles,
+    cache: &mut HashMap<PathBuf, Option<Vec<String>>>,
+    out: &mut String,
+) {
+    let (level, lstyle) = match d.severity {
+        Severity::Error => ("error", s.error),
+        Severity::Warning => ("warning", s.warning),
+    };
+    let bold = s.bold;
+    let note = s.note;
+    out.push_str(&format!(
+        "{lstyle}{level}{lstyle:#}{bold}: {}{bold:#}\n",
+        d.message
+    ));
+    let width = d
+        .labels
+        .iter()
+        .map(|l| l.origin.line.to_string().len())
+        .max()
+        .unwrap_or(1);
+    let pad = " ".repeat(width);
+    for (i, label) in d.labels.iter().enumerate() {
+        let o = &label.origin;
+        let arrow = if i == 0 { "-->" } else { ":::" };
+        if o.line == 0 {
+            out.push_str(&format!("{pad}{note}{arrow}{note:#} {}", o.file.display()));
+            if !label.text.is_empty() {
+                out.push_str(&format!(": {}", label.text));
+            }
+            out.push('\n');
+            continue;
+        }
+        out.push_str(&format!("{pad}{note}{arrow}{note:#} {o}\n"));
+        let Some(line) = source_line(cache, &o.file, o.line) else {
+            if !label.text.is_empty() {
+                out.push_str(&format!("{pad} {note}={note:#} {}\n", label.text));
+            }
+            continue;
+        };
+        let masked = mask_line(&o.file, o.line, &line);
+        let (shown, caret_col) = window(&masked, o.column);
+        let len = token_len(&masked, o.column).max(1);
+        let len = len.min(shown.chars().count().saturating_sub(caret_col - 1).max(1));
+        out.push_str(&format!("{pad} {note}|{note:#}\n"));
+        out.push_str(&format!(
+            "{note}{:>width$} |{note:#} {}\n",
+            o.line,
+            shown.trim_end()
+        ));
+        let caret = "^".repeat(len);
+        let text = if label.text.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", label.text)
+        };
+        out.push_str(&format!(
+            "{pad} {note}|{note:#} {}{lstyle}{caret}{text}{lstyle:#}\n",
+            " ".repeat(caret_col - 1)
+        ));
+    }
+    if let Some(help) = &d.help {
+        out.push_str(&format!(
+            "{pad} {note}={note:#} {bold}help{bold:#}: {help}\n"
+        ));
+    }
+}
+
+/// Line `n` (1-based) of `file`, tabs shown as one space so that carets line up.
+fn source_line(
+    cache: &mut HashMap<PathBuf, Option<Vec<String>>>,
+    file: &Path,
+    n: usize,
+) -> Option<String> {
+    let lines = cache.entry(file.to_path_buf()).or_insert_with(|| {
+        let f = std::fs::File::open(file).ok()?;
+        if f.metadata().ok()?.len() > MAX_SOURCE {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        f.take(MAX_SOURCE).read_to_end(&mut bytes).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        Some(
+            text.split('\n')
+                .map(|l| l.trim_end_matches('\r').replace('\t', " "))
+                .collect(),
+        )
+    });
+    lines.as_ref()?.get(n.checked_sub(1)?).cloned()
+}
+
+/// Keeps at most [`MAX_SHOWN`] characters of a long line around `col`; returns the shown text and
+/// the caret's column within it.
+fn window(line: &str, col: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_SHOWN {
+        return (line.to_owned(), col.max(1));
+    }
+    let start = col.saturating_sub(40).min(chars.len());
+    let end = (start + MAX_SHOWN).min(chars.len());
+    let mut s = String::new();
+    let mut caret = col.max(1) - start;
+    if start > 0 {
+        s.push_str("...");
+        caret += 3;
+    }
+    s.extend(&chars[start..end]);
+    if end < chars.len() {
+        s.push_str("...");
+    }
+    (s, caret.max(1))
+}
+
+/// Length in characters of the YAML token starting at `col` (1-based) on `line`: a quoted string
+/// up to its closing quote, a key up to its colon, a plain value up to a comment, comma or bracket.
+pub(crate) fn token_len(line: &str, col: usize) -> usize {
+    let chars: Vec<char> = line.chars().collect();
+    let start = col.saturating_sub(1);
+    if start >= chars.len() {
+        return 1;
+    }
+    let rest = &chars[start..];
+    if rest.starts_with(&['-', '-', '-']) {
+        return 3;
+    }
+    match rest[0] {
+        q @ ('"' | '\'') => {
+            let mut i = 1;
+            while i < rest.len() {
+                if rest[i] == '\\' && q == '"' {
+                    i += 2;
+                    continue;
+                }
+                if rest[i] == q {
+                    if q == '\'' && rest.get(i + 1) == Some(&'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    return i + 1;
+                }
+                i += 1;
+            }
+            rest.len()
+        }
+        '[' | '{' | '-' | '|' | '>' | '\u{fffd}' => 1,
+        _ => {
+            let mut end = rest.len();
+            for i in 0..rest.len() {
+                let c = rest[i];
+                let next_blank = rest.get(i + 1).is_none_or(|n| n.is_whitespace());
+                if (c == ':' && next_blank)
+                    || c == ','
+                    || c == ']'
+                    || c == '}'
+                    || (c == '#' && i > 0 && rest[i - 1].is_whitespace())
+                {
+                    end = i;
+                    break;
+                }
+            }
+            let token: String = rest[..end].iter().collect();
+            token.trim_end().chars().count().max(1)
+        }
+    }
+}
+
+/// Replaces secret values on a shown line with `*`.
+fn mask_line(file: &Path, n: usize, line: &str) -> String {
+    let mut chars: Vec<char> = line.chars().collect();
+    let len = chars.len();
+    let mut spans: Vec<(usize, usize)> = secrets_on(file, n)
+        .into_iter()
+        .map(|(col, extent)| {
+            let start = col - 1;
+            let end = match extent {
+                SecretExtent::Chars(n) => start + n,
+                SecretExtent::Quoted => start + token_len(line, col),
+                SecretExtent::RestOfLine => len,
+            };
+            (start, end)
+        })
+        .collect();
+    spans.extend(password_key_values(&chars));
+    for (a, b) in spans {
+        for c in chars.iter_mut().take(b.min(line.chars().count())).skip(a) {
+            if !c.is_whitespace() {
+                *c = '*';
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+/// Spans of the values of `password:`/`newPassword:`-like keys on a line, unless the value is a
+/// mapping or list (a password source such as `{ generate: ... }`).
+fn password_key_values(chars: &[char]) -> Vec<(usize, usize)> {
+    let line: String = chars.iter().collect();
+    let lower = line.to_lowercase();
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("password") {
+        let key_end = from + found + "password".len();
+        from = key_end;
+        // allow a closing quote after the key, then `:`
+        let after = &lower[key_end..];
+        let after = after.strip_prefix(['"', '\'']).unwrap_or(after);
+        let Some(after_colon) = after.strip_prefix(':') else {
+            continue;
+        };
+        let value_start_byte = lower.len() - after_colon.trim_start().len();
+        let value = &line[value_start_byte..];
+        if value.is_empty() || value.starts_with(['{', '[', '#', '|', '>']) {
+            continue;
+        }
+        let start = line[..value_start_byte].chars().count();
+        let in_flow = line[..value_start_byte].contains(['{', '[']);
+        let len = if value.starts_with(['"', '\'']) || in_flow {
+            token_len(&line, start + 1)
+        } else {
+            // A plain value in block context may hold `,` `]` `}`: mask up to a comment.
+            value.split(" #").next().unwrap_or(value).chars().count()
+        };
+        spans.push((start, start + len));
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(file: &Path, line: usize, column: usize) -> Origin {
+        Origin {
+            file: file.to_path_buf(),
+            line,
+            column,
+        }
+    }
+
+    #[test]
+    fn renders_like_rustc_with_caret_under_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.yaml");
+        std::fs::write(&f, "version: 1\ntenant: contoso\n").unwrap();
+        let d = Diagnostic::error("malformed tenant")
+            .with_label(o(&f, 2, 9), "not a domain")
+            .with_help("write a domain");
+        let text = render(&[d], false);
+        let expected = format!(
+            "error: malformed tenant\n --> {}:2:9\n  |\n2 | tenant: contoso\n  |         ^^^^^^^ not a domain\n  = help: write a domain\n",
+            f.display()
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let d = Diagnostic::warning("w");
+        assert!(!render(std::slice::from_ref(&d), false).contains('\u{1b}'));
+        assert!(render(&[d], true).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn token_lengths() {
+        assert_eq!(token_len("  user: alice@x.com # c", 9), 11);
+        assert_eq!(token_len("  \"a\\\"b\": 1", 3), 6);
+        assert_eq!(token_len("  key: value", 3), 3);
+        assert_eq!(token_len("{ a: b, c: d }", 6), 1);
+        assert_eq!(token_len("x", 5), 1);
+    }
+
+    #[test]
+    fn masks_registered_secrets_and_password_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.yaml");
+        std::fs::write(
+            &f,
+            "a:\n  password: \"Secret1!\"\n  x: { newPassword: hunter2, y: 1 }\n  z: Hidden99\n  password: ab,cd]e # c\n",
+        )
+        .unwrap();
+        mark_secret(&o(&f, 4, 6), SecretExtent::Chars(8));
+        let diags = [
+            Diagnostic::error("e").with_label(o(&f, 2, 13), "here"),
+            Diagnostic::error("e").with_label(o(&f, 3, 21), "here"),
+            Diagnostic::error("e").with_label(o(&f, 4, 6), "here"),
+            Diagnostic::error("e").with_label(o(&f, 5, 13), "here"),
+        ];
+        let text = render(&diags, false);
+        assert!(!text.contains("Secret1!"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("Hidden99"), "{text}");
+        assert!(!text.contains("cd]e"), "{text}");
+        assert!(text.contains("# c"), "{text}");
+        assert!(text.contains("y: 1"), "{text}");
+        // source sources are not masked
+        assert!(mask_line(&f, 9, "password: { generate: { length: 20 } }").contains("20"));
+    }
+
+    #[test]
+    fn long_lines_are_windowed() {
+        let line = "[".repeat(1000);
+        let (shown, caret) = window(&line, 500);
+        assert!(shown.chars().count() <= MAX_SHOWN + 6);
+        assert_eq!(shown.chars().nth(caret - 1), Some('['));
+        assert!(shown.starts_with("..."));
+    }
+}
