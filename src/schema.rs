@@ -16,15 +16,22 @@ pub struct SchemaSpec {
 
 /// Every schema pwdrift exports, in `--list` order.
 pub fn all() -> Vec<SchemaSpec> {
-    vec![SchemaSpec {
-        name: "password-profile",
-        about: "microsoft.graph.passwordProfile, as Microsoft publishes it",
-        generate: || {
-            let mut schema = schema_for!(crate::graph::model::PasswordProfile);
-            crate::graph::model::published_key_order(&mut schema);
-            schema
+    vec![
+        SchemaSpec {
+            name: "password-profile",
+            about: "microsoft.graph.passwordProfile, as Microsoft publishes it",
+            generate: || {
+                let mut schema = schema_for!(crate::graph::model::PasswordProfile);
+                crate::graph::model::published_key_order(&mut schema);
+                schema
+            },
         },
-    }]
+        SchemaSpec {
+            name: "sandbox-seed",
+            about: "seed (and --state file) of the Graph sandbox: tenants, apps, users, groups",
+            generate: || schema_for!(crate::sandbox::seed::Seed),
+        },
+    ]
 }
 
 /// Finds a schema by name.
