@@ -285,7 +285,8 @@ pub struct RunningSandbox {
 }
 
 impl RunningSandbox {
-    /// Stops serving (in-flight requests finish, within 5 s), settles due operations and saves
+    /// Stops serving (in-flight requests finish, within 5 s), completes accepted resetPassword
+    /// operations and saves
     /// the state file if configured.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -299,7 +300,7 @@ impl RunningSandbox {
             abort.abort();
         }
         self.background.abort();
-        server::settle_all(&self.state);
+        server::settle_all_at(&self.state, chrono::Utc::now() + chrono::Duration::days(1));
         if let Some(path) = &self.state_file {
             if let Err(e) = server::save_state(&self.state, path) {
                 tracing::warn!("cannot save sandbox state: {e:#}");

@@ -292,6 +292,12 @@ pub async fn background(
 
 /// Settles due operations in every tenant; marks the state dirty when a password changed.
 pub fn settle_all(state: &AppState) {
+    settle_all_at(state, chrono::Utc::now());
+}
+
+/// Settles the operations due at `now` (at shutdown: a far `now`, so that a reset accepted
+/// with 202 is not lost, as it would not be by Graph).
+pub fn settle_all_at(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
     let pending = state
         .read()
         .tenants
@@ -300,7 +306,6 @@ pub fn settle_all(state: &AppState) {
     if !pending {
         return;
     }
-    let now = chrono::Utc::now();
     let mut store = state.write();
     let mut changed = false;
     for t in &mut store.tenants {
