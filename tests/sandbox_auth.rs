@@ -421,3 +421,88 @@ async fn expired_bearer_token() {
     assert_eq!(m, "Access token has expired or is not yet valid.");
     s.sandbox.shutdown().await;
 }
+
+/// The same multi-tenant app in two tenants: a token is for one tenant and sees its users only.
+#[tokio::test]
+async fn multi_tenant_app() {
+    let mut seed = contoso_seed();
+    let mut fabrikam = seed.tenants[0].clone();
+    fabrikam.id = "9d1f0c3a-2b4e-4c6d-8e7f-a1b2c3d4e5f6".into();
+    fabrikam.initial_domain = "fabrikam.onmicrosoft.com".into();
+    fabrikam.domains = vec!["fabrikam.com".into()];
+    fabrikam.device_code_auto_approve = None;
+    fabrikam.groups.clear();
+    fabrikam.users = vec![pwdrift::sandbox::seed::SeedUser {
+        user_principal_name: "zoe@fabrikam.com".into(),
+        ..Default::default()
+    }];
+    seed.tenants.push(fabrikam);
+    let s = start_with(seed, |_| {}).await;
+    assert_eq!(s.info.tenants.len(), 2);
+    assert_eq!(s.info.tenants[1].client_id, APP);
+    let r = s
+        .token_request(
+            "fabrikam.com",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", APP),
+                ("client_secret", "contoso-sandbox-secret-not-for-production"),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = r.json()["access_token"].as_str().unwrap().to_owned();
+    let v = s
+        .get("/v1.0/users?$select=userPrincipalName", &t)
+        .await
+        .json();
+    let users: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["zoe@fabrikam.com"]);
+    s.get("/v1.0/users/alice@contoso.com", &t)
+        .await
+        .graph_error(404, "Request_ResourceNotFound");
+    s.sandbox.shutdown().await;
+}
+
+/// A user who must change the password cannot get a token non-interactively (AADSTS50055).
+#[tokio::test]
+async fn ropc_refuses_a_forced_user() {
+    let mut seed = contoso_seed();
+    let bob = seed.tenants[0]
+        .users
+        .iter_mut()
+        .find(|u| u.user_principal_name == "bob@contoso.com")
+        .unwrap();
+    bob.password = Some("Bob-Pass-2026".into());
+    let s = start_with(seed, |_| {}).await;
+    let r = s
+        .token_request(
+            "contoso.com",
+            &[
+                ("grant_type", "password"),
+                ("client_id", PUBLIC_CLIENT),
+                ("username", "bob@contoso.com"),
+                ("password", "Bob-Pass-2026"),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
+        )
+        .await;
+    token_error(&r, 400, "invalid_grant", 50055);
+    // after bob changed it, he can
+    let r = s
+        .http
+        .post(s.url("/_sandbox/users/bob@contoso.com/changePassword"))
+        .json(&json!({"newPassword": "Bob-Pass-2027"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    s.user_token("bob@contoso.com", "Bob-Pass-2027").await;
+    s.sandbox.shutdown().await;
+}

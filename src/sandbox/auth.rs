@@ -10,7 +10,8 @@
 //!   match a federated credential; `aud` one of its audiences, default `api://AzureADTokenExchange`).
 //!   `scope` must be `{graph_url}/.default` (`https://graph.microsoft.com/.default` and
 //!   `00000003-0000-0000-c000-000000000000/.default` are accepted too).
-//! - `password` (ROPC) for a seeded user with a password, through a seeded public client.
+//! - `password` (ROPC) for a seeded user with a password, through a seeded public client (a user
+//!   who must change the password gets `invalid_grant` AADSTS50055, as from Entra).
 //! - `urn:ietf:params:oauth:grant-type:device_code`: the device code from `/devicecode` is polled;
 //!   it is approved either by `POST /_sandbox/devicecode/approve` (`{"user_code","username"}`) or,
 //!   when the tenant names a `deviceCodeAutoApprove` user, automatically: the first poll answers
@@ -761,6 +762,14 @@ fn ropc(
             "invalid_grant",
             50057,
             "The user account is disabled.",
+        ));
+    }
+    // A user who must change the password cannot sign in non-interactively.
+    if u.force_change || u.force_change_mfa {
+        return Err(TokenError::new(
+            "invalid_grant",
+            50055,
+            "The password is expired.",
         ));
     }
     let scopes = delegated_scopes(form.get("scope"), client, client_id)?;
