@@ -328,6 +328,34 @@ fn binary_prints_info_and_serves() {
     child.kill().unwrap();
     child.wait().unwrap();
 
+    // SIGTERM stops it cleanly and saves --state
+    #[cfg(unix)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))
+            .args(["sandbox", "--generate", "50", "--state"])
+            .arg(&state)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with('{'));
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        assert_eq!(saved["tenants"][0]["users"].as_array().unwrap().len(), 51);
+    }
+
     // non-loopback listen addresses are refused
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))
         .args(["sandbox", "--seed"])

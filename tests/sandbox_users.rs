@@ -245,6 +245,27 @@ async fn filters() {
     s.get(&q("userPrincipalName eq"), &t)
         .await
         .graph_error(400, "BadRequest");
+    // at most 15 values in an `in` (or clauses under an `or`) outside advanced queries
+    let many: Vec<String> = (0..16).map(|i| format!("'u{i}@contoso.com'")).collect();
+    let sixteen = format!(
+        "userPrincipalName in ('alice@contoso.com',{})",
+        many[1..].join(",")
+    );
+    let m = s
+        .get(&q(&sixteen), &t)
+        .await
+        .graph_error(400, "Request_UnsupportedQuery");
+    assert_eq!(m, "Too many child clauses specified in search filter expression containing 'OR' operators: 16. Max allowed: 15.");
+    let r = s
+        .send(
+            Method::GET,
+            &format!("{}&$count=true", q(&sixteen)),
+            Some(&t),
+            None,
+            &[("ConsistencyLevel", "eventual")],
+        )
+        .await;
+    assert_eq!(upns(&r.json()), ["alice@contoso.com"]);
     // endsWith is an advanced query: refused without ConsistencyLevel + $count
     s.get(&q("endsWith(userPrincipalName,'@contoso.com')"), &t)
         .await

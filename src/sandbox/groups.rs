@@ -151,6 +151,7 @@ pub async fn list(
         Some(f) if !f.trim().is_empty() => {
             let f = odata::parse_filter(f)?;
             odata::check_filter(&f, GROUP_FILTERS, "Group", advanced)?;
+            odata::check_complexity(&f, advanced)?;
             Some(f)
         }
         _ => None,

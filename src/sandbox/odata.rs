@@ -6,7 +6,9 @@
 //! then checked against a per-resource table of supported (property, operator) pairs: an operator
 //! Graph only allows as an "advanced query" (`ne`, `not`, `endsWith`) needs the
 //! `ConsistencyLevel: eventual` header and `$count=true`, as Graph requires; an unsupported pair is
-//! Graph's 400 `Request_UnsupportedQuery`.
+//! Graph's 400 `Request_UnsupportedQuery`. Outside advanced queries the directory's limits
+//! apply too: at most 15 clauses under an `or` or values in an `in` ("Too many child clauses
+//! ...: 16. Max allowed: 15."), and a flattened expression height of 3.
 //!
 //! Skip tokens are opaque: base64url of the position to resume at and a digest of the query they
 //! belong to, followed by a check digest. They survive URL round-trips (only `[A-Za-z0-9_-.]`); a
@@ -323,7 +325,11 @@ fn lex(s: &str) -> GraphResult<Vec<Tok>> {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    depth: usize,
 }
+
+/// Nesting beyond this is refused before it can exhaust the stack.
+const MAX_NESTING: usize = 32;
 
 impl Parser {
     fn peek_ident(&self, word: &str) -> bool {
@@ -360,6 +366,15 @@ impl Parser {
         Ok(left)
     }
     fn unary(&mut self) -> GraphResult<Filter> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(invalid_filter("the expression is nested too deeply."));
+        }
+        let f = self.unary_inner();
+        self.depth -= 1;
+        f
+    }
+    fn unary_inner(&mut self) -> GraphResult<Filter> {
         if self.peek_ident("not") {
             self.pos += 1;
             return Ok(Filter::Not(Box::new(self.unary()?)));
@@ -447,7 +462,11 @@ pub fn parse_filter(s: &str) -> GraphResult<Filter> {
     if toks.is_empty() {
         return Err(invalid_filter("the expression is empty."));
     }
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let f = p.or()?;
     if p.pos != p.toks.len() {
         return Err(invalid_filter("unexpected text after the expression."));
@@ -541,6 +560,86 @@ pub fn check_filter(
             }
         }
     }
+}
+
+/// Children of a node once runs of the same operator are flattened (`a and b and c` is one
+/// `and` with three children, as the directory evaluates it).
+fn flat_children<'a>(f: &'a Filter, out: &mut Vec<&'a Filter>) {
+    match f {
+        Filter::And(a, b) => {
+            for x in [a, b] {
+                if matches!(**x, Filter::And(..)) {
+                    flat_children(x, out)
+                } else {
+                    out.push(x)
+                }
+            }
+        }
+        Filter::Or(a, b) => {
+            for x in [a, b] {
+                if matches!(**x, Filter::Or(..)) {
+                    flat_children(x, out)
+                } else {
+                    out.push(x)
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Height of the flattened tree (a comparison is 1; `in` with several values is an `or`).
+fn height(f: &Filter) -> usize {
+    match f {
+        Filter::And(..) | Filter::Or(..) => {
+            let mut c = Vec::new();
+            flat_children(f, &mut c);
+            1 + c.iter().map(|x| height(x)).max().unwrap_or(0)
+        }
+        Filter::Not(x) => 1 + height(x),
+        Filter::In { values, .. } if values.len() > 1 => 2,
+        _ => 1,
+    }
+}
+
+/// The largest number of clauses under one `or` (an `in` list counts its values).
+fn widest_or(f: &Filter) -> usize {
+    match f {
+        Filter::Or(..) | Filter::And(..) => {
+            let mut c = Vec::new();
+            flat_children(f, &mut c);
+            let own = if matches!(f, Filter::Or(..)) {
+                c.len()
+            } else {
+                0
+            };
+            c.iter().map(|x| widest_or(x)).max().unwrap_or(0).max(own)
+        }
+        Filter::Not(x) => widest_or(x),
+        Filter::In { values, .. } => values.len(),
+        _ => 0,
+    }
+}
+
+/// The directory's limits on a filter, outside advanced queries: at most 15 clauses under an
+/// `or` (or values in an `in`), and a height of 3.
+pub fn check_complexity(f: &Filter, advanced: bool) -> GraphResult<()> {
+    if advanced {
+        return Ok(());
+    }
+    let wide = widest_or(f);
+    if wide > 15 {
+        return Err(GraphError::unsupported_query(format!(
+            "Too many child clauses specified in search filter expression containing 'OR' operators: {wide}. Max allowed: 15."
+        )));
+    }
+    let h = height(f);
+    if h > 3 {
+        return Err(GraphError::unsupported_query(format!(
+            "Search filter expression has excessive height: {h}. Max allowed: 3."
+        )));
+    }
+    Ok(())
 }
 
 /// A property value as filters see it.
@@ -720,6 +819,34 @@ mod tests {
         assert!(parse_filter("id eq 'x' extra").is_err());
         assert!(parse_filter("id eq 'x").is_err());
         assert!(parse_filter("").is_err());
+    }
+
+    #[test]
+    fn directory_filter_limits() {
+        let ids = |n: usize| {
+            let v: Vec<String> = (0..n).map(|i| format!("'u{i}@x.com'")).collect();
+            format!("userPrincipalName in ({})", v.join(","))
+        };
+        assert!(check_complexity(&parse_filter(&ids(15)).unwrap(), false).is_ok());
+        let e = check_complexity(&parse_filter(&ids(16)).unwrap(), false).unwrap_err();
+        assert_eq!(e.message, "Too many child clauses specified in search filter expression containing 'OR' operators: 16. Max allowed: 15.");
+        assert!(check_complexity(&parse_filter(&ids(16)).unwrap(), true).is_ok());
+        // a flat chain of `and` is height 2; the documented refusal is height 4
+        let chain = parse_filter("id eq 'a' and id eq 'b' and id eq 'c' and id eq 'd'").unwrap();
+        assert!(check_complexity(&chain, false).is_ok());
+        let deep = parse_filter(
+            "((id eq 'a' or (id eq 'b' and id eq 'c')) and startswith(displayName,'m'))",
+        )
+        .unwrap();
+        let e = check_complexity(&deep, false).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Search filter expression has excessive height: 4. Max allowed: 3."
+        );
+        // nesting cannot exhaust the stack
+        let nested = format!("{}id eq 'a'{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse_filter(&nested).is_err());
+        assert!(parse_filter(&format!("{}id eq 'a'", "not ".repeat(10_000))).is_err());
     }
 
     #[test]

@@ -349,6 +349,7 @@ pub async fn list(
         Some(f) if !f.trim().is_empty() => {
             let f = odata::parse_filter(f)?;
             odata::check_filter(&f, USER_FILTERS, "User", advanced)?;
+            odata::check_complexity(&f, advanced)?;
             Some(f)
         }
         _ => None,
