@@ -115,6 +115,17 @@ async fn certificate_assertion() {
     );
     assert_eq!(assert_with(&s, "contoso.com", &a, None).await.status, 200);
 
+    // x5t in padded standard base64, and x5t#S256 instead of x5t
+    let mut h = Header::new(Algorithm::RS256);
+    h.x5t = Some(base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(&der)));
+    let a = sign(&key, h, &claims(now() + 600, &aud));
+    assert_eq!(assert_with(&s, TENANT, &a, Some(APP)).await.status, 200);
+    let mut h = Header::new(Algorithm::RS256);
+    h.x5t_s256 =
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der)));
+    let a = sign(&key, h, &claims(now() + 600, &aud));
+    assert_eq!(assert_with(&s, TENANT, &a, Some(APP)).await.status, 200);
+
     // signed with another key (same x5t): signature refused
     let a = sign(
         &fixture("wrong-key.pem"),

@@ -458,8 +458,21 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn b64url(data: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+/// Decodes base64 or base64url, padded or not.
+fn lenient_b64(s: &str) -> Option<Vec<u8>> {
+    let normalised: String = s
+        .trim()
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(normalised)
+        .ok()
 }
 
 fn map_jwt_error(e: &jsonwebtoken::errors::Error, federated: bool) -> TokenError {
@@ -550,9 +563,12 @@ fn verify_assertion<'t>(
         let app = tenant
             .app(&app_id)
             .ok_or_else(|| app_not_found(&app_id, &tenant.id))?;
+        // Thumbprints compared as bytes: clients differ on padding and on base64 vs base64url.
+        let x5t = header.x5t.as_deref().and_then(lenient_b64);
+        let x5t_s256 = header.x5t_s256.as_deref().and_then(lenient_b64);
         let cert = app.certificates.iter().find(|c| {
-            header.x5t.as_deref() == Some(b64url(&c.sha1).as_str())
-                || header.x5t_s256.as_deref() == Some(b64url(&c.sha256).as_str())
+            x5t.as_deref() == Some(c.sha1.as_slice())
+                || x5t_s256.as_deref() == Some(c.sha256.as_slice())
         });
         let Some(cert) = cert else {
             let thumb = header

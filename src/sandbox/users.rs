@@ -668,7 +668,9 @@ pub async fn patch(
     if profile.is_some() && !may_manage_password(&caller_roles, u.is_admin()) {
         return Err(GraphError::insufficient_privileges());
     }
-    if u.is_synced() && (policies.is_some() || !others.is_empty()) {
+    // passwordPolicies stays writable for synced users (DisablePasswordExpiration is commonly
+    // set on them); the other modelled properties are mastered on-premises.
+    if u.is_synced() && !others.is_empty() {
         return Err(GraphError::request_bad_request(SYNCED_READ_ONLY));
     }
     let strong = match &policies {
