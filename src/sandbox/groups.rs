@@ -1,0 +1,383 @@
+//! `GET /groups`, `GET /groups/{id}`, `GET /groups/{id}/transitiveMembers/microsoft.graph.user`
+//! and `GET /directoryRoles?$expand=members`.
+//!
+//! Transitive membership is resolved breadth-first through nested groups, each group visited once
+//! (so a cycle cannot loop), each user listed once. Directory roles are listed when activated,
+//! i.e. when at least one user or service principal holds them, as Graph lists them.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::{GraphError, GraphResult};
+use super::odata::{self, Ctx, FilterRule, Property, Query, Val};
+use super::server::{version, AppState};
+use super::store::{Group, Role, ROLES};
+use super::users::{page_over, USER_DEFAULT, USER_PROPS};
+
+macro_rules! gprop {
+    ($name:literal, $f:expr) => {
+        Property::<Group> {
+            name: $name,
+            get: $f,
+        }
+    };
+}
+
+static GROUP_PROPS: &[Property<Group>] = &[
+    gprop!("id", |g, _| Value::String(g.id.clone())),
+    gprop!("displayName", |g, _| Value::String(g.display_name.clone())),
+    gprop!("description", |g, _| g
+        .description
+        .clone()
+        .map_or(Value::Null, Value::String)),
+    gprop!("groupTypes", |_, _| json!([])),
+    gprop!("mail", |_, _| Value::Null),
+    gprop!("mailEnabled", |_, _| Value::Bool(false)),
+    gprop!("mailNickname", |g, _| Value::String(
+        g.display_name.replace(' ', "")
+    )),
+    gprop!("securityEnabled", |_, _| Value::Bool(true)),
+    gprop!("onPremisesSyncEnabled", |_, _| Value::Null),
+];
+
+const GROUP_DEFAULT: &[&str] = &[
+    "id",
+    "description",
+    "displayName",
+    "groupTypes",
+    "mail",
+    "mailEnabled",
+    "mailNickname",
+    "onPremisesSyncEnabled",
+    "securityEnabled",
+];
+
+const GROUP_FILTERS: &[FilterRule] = &[
+    FilterRule {
+        prop: "id",
+        eq: true,
+        ne: true,
+        starts_with: false,
+        ends_with: false,
+        range: false,
+    },
+    FilterRule {
+        prop: "displayName",
+        eq: true,
+        ne: true,
+        starts_with: true,
+        ends_with: true,
+        range: true,
+    },
+];
+
+fn group_val<'a>(g: &'a Group, prop: &str) -> Val<'a> {
+    match prop.to_ascii_lowercase().as_str() {
+        "id" => Val::Str(Some(&g.id)),
+        "displayname" => Val::Str(Some(&g.display_name)),
+        _ => Val::Str(None),
+    }
+}
+
+fn can_read_groups(caller: &Caller) -> bool {
+    caller.has_any(&[
+        "GroupMember.Read.All",
+        "Group.Read.All",
+        "Group.ReadWrite.All",
+        "GroupMember.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "Directory.AccessAsUser.All",
+    ])
+}
+
+fn collection(
+    state: &AppState,
+    uri: &Uri,
+    query: &Query,
+    context: &str,
+    value: Vec<Value>,
+    next: Option<usize>,
+    count: Option<usize>,
+) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "@odata.context".into(),
+        Value::String(format!(
+            "{}/{}/$metadata#{context}",
+            state.base_url,
+            version(uri)
+        )),
+    );
+    if let Some(c) = count {
+        body.insert("@odata.count".into(), json!(c));
+    }
+    if let Some(next) = next {
+        body.insert(
+            "@odata.nextLink".into(),
+            Value::String(odata::next_link(
+                &state.base_url,
+                uri.path(),
+                query,
+                next,
+                &state.skip_secret,
+            )),
+        );
+    }
+    body.insert("value".into(), Value::Array(value));
+    axum::Json(Value::Object(body)).into_response()
+}
+
+/// `GET /groups`.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> GraphResult<Response> {
+    if !can_read_groups(&caller) {
+        return Err(GraphError::insufficient_privileges());
+    }
+    let query = Query::parse(uri.query())?;
+    query.refuse_unimplemented(&["$select", "$top", "$filter", "$count", "$skiptoken"])?;
+    let top = query.top(100)?;
+    let want_count = odata::check_count(&query, &headers)?;
+    let advanced = want_count && odata::eventual(&headers);
+    let filter = match query.get("$filter") {
+        Some(f) if !f.trim().is_empty() => {
+            let f = odata::parse_filter(f)?;
+            odata::check_filter(&f, GROUP_FILTERS, "Group", advanced)?;
+            odata::check_complexity(&f, advanced)?;
+            Some(f)
+        }
+        _ => None,
+    };
+    let props = odata::select(&query, GROUP_PROPS, GROUP_DEFAULT, "microsoft.graph.group")?;
+    let start = odata::page_start(uri.path(), &query, &state.skip_secret)?;
+    let ctx = Ctx {
+        base_url: &state.base_url,
+        version: version(&uri),
+    };
+    let store = state.read();
+    let t = &store.tenants[caller.tenant];
+    let keep = |i: usize| {
+        filter
+            .as_ref()
+            .is_none_or(|f| odata::eval(f, &|p| group_val(&t.groups[i], p)))
+    };
+    let page = page_over(
+        t.groups.len(),
+        &|p| p,
+        &keep,
+        start,
+        top,
+        want_count,
+        filter.is_some(),
+    );
+    let value = page
+        .items
+        .iter()
+        .map(|&i| Value::Object(odata::render(&t.groups[i], &props, &ctx)))
+        .collect();
+    drop(store);
+    let context = format!("groups{}", odata::context_select(&query));
+    Ok(collection(
+        &state, &uri, &query, &context, value, page.next, page.count,
+    ))
+}
+
+/// `GET /groups/{id}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> GraphResult<Response> {
+    if !can_read_groups(&caller) {
+        return Err(GraphError::insufficient_privileges());
+    }
+    let query = Query::parse(uri.query())?;
+    query.refuse_unimplemented(&["$select"])?;
+    let props = odata::select(&query, GROUP_PROPS, GROUP_DEFAULT, "microsoft.graph.group")?;
+    let ctx = Ctx {
+        base_url: &state.base_url,
+        version: version(&uri),
+    };
+    let store = state.read();
+    let t = &store.tenants[caller.tenant];
+    let g = t
+        .group_index(&id)
+        .ok_or_else(|| GraphError::resource_not_found(&id))?;
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "@odata.context".into(),
+        Value::String(format!(
+            "{}/{}/$metadata#groups{}/$entity",
+            state.base_url,
+            version(&uri),
+            odata::context_select(&query)
+        )),
+    );
+    body.extend(odata::render(&t.groups[g], &props, &ctx));
+    Ok(axum::Json(Value::Object(body)).into_response())
+}
+
+/// `GET /groups/{id}/transitiveMembers/microsoft.graph.user`.
+pub async fn transitive_users(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> GraphResult<Response> {
+    if !can_read_groups(&caller) {
+        return Err(GraphError::insufficient_privileges());
+    }
+    let query = Query::parse(uri.query())?;
+    query.refuse_unimplemented(&["$select", "$top", "$count", "$skiptoken"])?;
+    let top = query.top(100)?;
+    let want_count = odata::check_count(&query, &headers)?;
+    let props = odata::select(&query, USER_PROPS, USER_DEFAULT, "microsoft.graph.user")?;
+    let start = odata::page_start(uri.path(), &query, &state.skip_secret)?;
+    let ctx = Ctx {
+        base_url: &state.base_url,
+        version: version(&uri),
+    };
+    let store = state.read();
+    let t = &store.tenants[caller.tenant];
+    let g = t
+        .group_index(&id)
+        .ok_or_else(|| GraphError::resource_not_found(&id))?;
+    let members = t.transitive_users(g);
+    let page = page_over(
+        members.len(),
+        &|p| members[p],
+        &|_| true,
+        start,
+        top,
+        want_count,
+        false,
+    );
+    let value = page
+        .items
+        .iter()
+        .map(|&i| Value::Object(odata::render(&t.users[i], &props, &ctx)))
+        .collect();
+    drop(store);
+    let context = format!("users{}", odata::context_select(&query));
+    Ok(collection(
+        &state, &uri, &query, &context, value, page.next, page.count,
+    ))
+}
+
+/// `GET /directoryRoles` (with `$expand=members`, `$select`).
+pub async fn directory_roles(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> GraphResult<Response> {
+    if !caller.has_any(&[
+        "RoleManagement.Read.Directory",
+        "RoleManagement.ReadWrite.Directory",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+        "RoleManagement.Read.All",
+        "Directory.AccessAsUser.All",
+    ]) {
+        return Err(GraphError::insufficient_privileges());
+    }
+    let query = Query::parse(uri.query())?;
+    query.refuse_unimplemented(&["$expand", "$select", "$filter"])?;
+    let expand = match query.get("$expand").map(str::trim) {
+        None | Some("") => false,
+        Some(e) if e.eq_ignore_ascii_case("members") => true,
+        Some(e) => {
+            return Err(GraphError::bad_request(format!(
+                "Could not find a property named '{e}' on type 'microsoft.graph.directoryRole'."
+            )))
+        }
+    };
+    let role_filter = match query.get("$filter") {
+        None => None,
+        Some(f) => {
+            let f = odata::parse_filter(f)?;
+            match &f {
+                odata::Filter::Cmp {
+                    prop,
+                    op: odata::Op::Eq,
+                    value: odata::Lit::Str(v),
+                } if prop.eq_ignore_ascii_case("roleTemplateId")
+                    || prop.eq_ignore_ascii_case("displayName") =>
+                {
+                    Some(v.to_lowercase())
+                }
+                _ => {
+                    return Err(GraphError::unsupported_query(
+                        "Unsupported or invalid query filter clause specified for property of resource 'DirectoryRole'.",
+                    ))
+                }
+            }
+        }
+    };
+    let store = state.read();
+    let t = &store.tenants[caller.tenant];
+    let mut value = Vec::new();
+    for (ri, (name, template)) in ROLES.iter().enumerate() {
+        let role = Role(ri as u8);
+        if let Some(f) = &role_filter {
+            if f != &name.to_lowercase() && f != template {
+                continue;
+            }
+        }
+        let mut members: Vec<Value> = Vec::new();
+        for u in t.users.iter().filter(|u| u.roles.contains(&role)) {
+            members.push(json!({
+                "@odata.type": "#microsoft.graph.user",
+                "id": u.id,
+                "displayName": u.display_name,
+                "userPrincipalName": u.upn,
+            }));
+        }
+        for a in t.apps.iter().filter(|a| a.roles.contains(&role)) {
+            members.push(json!({
+                "@odata.type": "#microsoft.graph.servicePrincipal",
+                "id": a.service_principal_id,
+                "appId": a.client_id,
+                "displayName": a.display_name,
+            }));
+        }
+        if members.is_empty() {
+            continue;
+        }
+        let mut obj = serde_json::Map::new();
+        obj.insert("id".into(), Value::String(role.object_id(&t.id)));
+        obj.insert("deletedDateTime".into(), Value::Null);
+        obj.insert("description".into(), Value::String(format!("{name}.")));
+        obj.insert("displayName".into(), Value::String((*name).to_owned()));
+        obj.insert(
+            "roleTemplateId".into(),
+            Value::String((*template).to_owned()),
+        );
+        if expand {
+            obj.insert("members".into(), Value::Array(members));
+        }
+        if let Some(sel) = query.get("$select") {
+            let keep: Vec<String> = sel.split(',').map(|s| s.trim().to_lowercase()).collect();
+            obj.retain(|k, _| k == "id" || k == "members" || keep.contains(&k.to_lowercase()));
+        }
+        value.push(Value::Object(obj));
+    }
+    drop(store);
+    let context = if expand {
+        "directoryRoles(members())".to_owned()
+    } else {
+        "directoryRoles".to_owned()
+    };
+    Ok(collection(
+        &state, &uri, &query, &context, value, None, None,
+    ))
+}

@@ -1,0 +1,347 @@
+//! The HTTP server: shared state, the router, the Graph request pipeline, unknown routes, and the
+//! background task (resetPassword operations, `--state` persistence).
+//!
+//! Request pipeline, outermost first:
+//!
+//! ```text
+//! request_ids (request-id / client-request-id, task-local for error bodies)
+//!   -> observe::record (counts by route template and status)
+//!   -> [WIRE: faults::fault_middleware, latency]
+//!   -> router: /{tenant}/oauth2/v2.0/{token,devicecode}   (identity platform)
+//!              /_sandbox/...                              (observation, outside Graph)
+//!              /v1.0/..., /beta/...                       (Graph)
+//!                 -> graph_pipeline: bearer token -> Caller -> [WIRE: throttle] -> handler
+//!              [WIRE: batch_routes: POST /v1.0/$batch, /beta/$batch]
+//! ```
+//!
+//! Throttling sits inside the Graph routes' own middleware, after authentication, because the
+//! model is per app + tenant and depends on the tenant's size; `$batch` inner requests are
+//! dispatched through the same router and so are authenticated and throttled one by one.
+//!
+//! Locking: the store is behind a `std::sync::RwLock`; handlers take it, do synchronous work and
+//! drop it before any `.await` (no lock is ever held across an await point).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::error::GraphError;
+use super::observe::Stats;
+use super::store::Store;
+
+/// Settings that handlers read.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub token_lifetime: u64,
+    pub flag_only_patch_noop: bool,
+    pub reset_operation_duration: Duration,
+    pub reset_retry_after: u64,
+    pub device_code_interval: u64,
+    pub max_body_bytes: usize,
+}
+
+/// State shared by every handler.
+pub struct Shared {
+    store: RwLock<Store>,
+    pub stats: Mutex<Stats>,
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    /// HS256 key of the access tokens, drawn at start.
+    pub token_key: Vec<u8>,
+    /// Binds skip tokens to this tenant set.
+    pub skip_secret: String,
+    pub runtime: Runtime,
+    dirty: AtomicBool,
+}
+
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    pub fn new(store: Store, base_url: String, runtime: Runtime) -> Self {
+        use rand::RngCore;
+        let mut key = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let skip_secret = store
+            .tenants
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        Shared {
+            store: RwLock::new(store),
+            stats: Mutex::new(Stats::default()),
+            base_url,
+            token_key: key,
+            skip_secret,
+            runtime,
+            dirty: AtomicBool::new(false),
+        }
+    }
+    /// Read access (a panic elsewhere never leaves the store unusable).
+    pub fn read(&self) -> RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn write(&self) -> RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Something changed that `--state` should save.
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// The Graph API version of a request path (`v1.0` or `beta`).
+pub fn version(uri: &Uri) -> &'static str {
+    if uri.path().starts_with("/beta/") {
+        "beta"
+    } else {
+        "v1.0"
+    }
+}
+
+/// Graph routes: authentication, then (when wired) throttling, then the handler.
+async fn graph_pipeline(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = match super::auth::authenticate(&state, req.headers()) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    // WIRE: throttle. Call the throttler here, after authentication, for every Graph request
+    // (including each $batch inner request, which comes through this same middleware):
+    //   let users = state.read().tenants[caller.tenant].users.len();
+    //   match state.throttler.admit(&caller.app_id, &caller.tenant_id, users, req.method(), req.uri()) {
+    //       throttled => { state.stats().throttled += 1 is done by observe::record on the 429;
+    //                      return the 429 (Graph body "TooManyRequests"/"Please retry again later.",
+    //                      Retry-After) }
+    //       allowed(headers) => run next, then add x-ms-resource-unit /
+    //                      x-ms-throttle-limit-percentage headers to the response }
+    // `Shared` would gain a `throttler` field built in `start` from `SandboxConfig::throttle`.
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// Known Graph route shapes (`*` = a key), to name the unknown segment of a path like Graph does.
+const GRAPH_SHAPES: &[&[&str]] = &[
+    &[
+        "users",
+        "*",
+        "authentication",
+        "methods",
+        "*",
+        "resetPassword",
+    ],
+    &["users", "*", "authentication", "operations", "*"],
+    &["groups", "*", "transitiveMembers", "microsoft.graph.user"],
+    &["me"],
+    &["directoryRoles"],
+    &["$batch"],
+];
+
+/// Unknown routes: under a Graph version, 400 "Resource not found for the segment '...'.";
+/// elsewhere 400 "Invalid version" (Graph's answer to an unknown first segment), and 404 under
+/// `/_sandbox`.
+async fn fallback(uri: Uri) -> GraphError {
+    let path = uri.path();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.first() {
+        Some(&"v1.0") | Some(&"beta") => {
+            let rest = &segs[1..];
+            if rest.is_empty() {
+                return GraphError::bad_request("Invalid request: no resource was specified.");
+            }
+            let mut best = 0;
+            for shape in GRAPH_SHAPES {
+                let n = shape
+                    .iter()
+                    .zip(rest)
+                    .take_while(|(s, r)| **s == "*" || s.eq_ignore_ascii_case(r))
+                    .count();
+                best = best.max(n);
+            }
+            let seg = rest[best.min(rest.len() - 1)];
+            GraphError::segment_not_found(seg)
+        }
+        Some(&"_sandbox") => GraphError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("No sandbox endpoint at '{path}'."),
+        ),
+        Some(first) => GraphError::bad_request(format!("Invalid version: {first}")),
+        None => GraphError::bad_request("Invalid version: "),
+    }
+}
+
+async fn method_not_allowed() -> GraphError {
+    GraphError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Request_BadRequest",
+        "Specified HTTP method is not allowed for the request target.",
+    )
+}
+
+/// The Graph routes of both versions, with the Graph pipeline.
+fn graph_routes(state: &AppState) -> Router<AppState> {
+    use super::{groups, reset, users};
+    let mut r = Router::new();
+    for v in ["v1.0", "beta"] {
+        r = r
+            .route(&format!("/{v}/users"), get(users::list))
+            .route(
+                &format!("/{v}/users/{{key}}"),
+                get(users::get_one).patch(users::patch),
+            )
+            .route(&format!("/{v}/me"), get(users::me))
+            .route(
+                &format!("/{v}/users/{{key}}/authentication/methods/{{method}}/resetPassword"),
+                post(reset::reset_password),
+            )
+            .route(
+                &format!("/{v}/users/{{key}}/authentication/operations/{{op}}"),
+                get(reset::operation),
+            )
+            .route(&format!("/{v}/groups"), get(groups::list))
+            .route(&format!("/{v}/groups/{{id}}"), get(groups::get_one))
+            .route(
+                &format!("/{v}/groups/{{id}}/transitiveMembers/microsoft.graph.user"),
+                get(groups::transitive_users),
+            )
+            .route(
+                &format!("/{v}/directoryRoles"),
+                get(groups::directory_roles),
+            );
+    }
+    r.route_layer(from_fn_with_state(state.clone(), graph_pipeline))
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    use super::{auth, observe};
+    let app: Router<AppState> = graph_routes(&state)
+        .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(auth::devicecode))
+        .route("/_sandbox/stats", get(observe::stats))
+        .route("/_sandbox/state", get(observe::state))
+        .route("/_sandbox/reset-stats", post(observe::reset_stats))
+        .route(
+            "/_sandbox/users/{key}/changePassword",
+            post(observe::change_password),
+        )
+        .route(
+            "/_sandbox/devicecode/approve",
+            post(auth::approve_device_code),
+        )
+        .route("/_sandbox/devicelogin", get(observe::devicelogin))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed);
+    let app: Router = app.with_state(state.clone());
+    // WIRE: batch. The $batch router dispatches inner requests through the Graph routes:
+    //   let app = app.clone().merge(super::batch::batch_routes(layered(state.clone(), app)));
+    // (`layered` below gives inner requests their own request ids and stats; the merged router
+    // must not define a fallback of its own.)
+    layered(state, app)
+}
+
+/// The outer layers: request ids (outermost), then stats.
+fn layered(state: AppState, app: Router) -> Router {
+    // WIRE: faults/latency. Layer the fault and latency middleware here, inside the request ids
+    // (so injected Graph errors carry them) and inside stats (so injected 429/5xx are counted):
+    //   let app = app.layer(axum::middleware::from_fn_with_state(faults_state, super::faults::fault_middleware));
+    app.layer(from_fn_with_state(state, super::observe::record))
+        .layer(from_fn(super::error::request_ids))
+}
+
+/// Periodic work: settle due resetPassword operations (every 25 ms) and save `--state` when
+/// something changed (every `persist_every`).
+pub async fn background(
+    state: AppState,
+    state_file: Option<std::path::PathBuf>,
+    persist_every: Duration,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_save = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        settle_all(&state);
+        if let Some(path) = &state_file {
+            if last_save.elapsed() >= persist_every && state.take_dirty() {
+                last_save = tokio::time::Instant::now();
+                let st = state.clone();
+                let path = path.clone();
+                let res = tokio::task::spawn_blocking(move || save_state(&st, &path)).await;
+                if let Ok(Err(e)) = res {
+                    tracing::warn!("cannot save sandbox state: {e:#}");
+                    state.mark_dirty();
+                }
+            }
+        }
+    }
+}
+
+/// Settles due operations in every tenant; marks the state dirty when a password changed.
+pub fn settle_all(state: &AppState) {
+    settle_all_at(state, chrono::Utc::now());
+}
+
+/// Settles the operations due at `now` (at shutdown: a far `now`, so that a reset accepted
+/// with 202 is not lost, as it would not be by Graph).
+pub fn settle_all_at(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
+    let pending = state
+        .read()
+        .tenants
+        .iter()
+        .any(|t| !t.pending_operations.is_empty());
+    if !pending {
+        return;
+    }
+    let mut store = state.write();
+    let mut changed = false;
+    for t in &mut store.tenants {
+        changed |= t.settle_operations(now);
+    }
+    drop(store);
+    if changed {
+        state.mark_dirty();
+    }
+}
+
+/// Writes the state file (a seed, with password hashes): to a temporary file, then renamed, with
+/// owner-only permissions because it holds the apps' credentials.
+pub fn save_state(state: &AppState, path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let seed = state.read().to_seed();
+    let json = serde_json::to_vec_pretty(&seed)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
