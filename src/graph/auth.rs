@@ -1244,4 +1244,72 @@ mod tests {
         std::fs::write(&p, " \n").unwrap();
         assert!(read_federated_token(&p).is_err());
     }
+
+    /// A certificate credential's client assertion is an RS256 JWT that verifies with the
+    /// certificate's public key, with x5t = base64url(SHA-1(DER)) and the documented claims.
+    #[test]
+    fn certificate_assertion_verifies_with_the_certificate_key() {
+        use base64::Engine as _;
+        use rsa::pkcs1::EncodeRsaPrivateKey as _;
+        use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
+
+        let mut rng = rsa::rand_core::OsRng;
+        let key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let pkcs8 = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        let public_pem = key
+            .to_public_key()
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap();
+        let key_pair = rcgen::KeyPair::from_pem(&pkcs8).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["pwdrift-test".to_owned()]).unwrap();
+        let cert = params.self_signed(&key_pair).unwrap();
+        let der = cert.der().to_vec();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let expected_x5t = b64.encode(sha1::Sha1::digest(&der));
+
+        let dir = tempfile::tempdir().unwrap();
+        let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        for (name, key_pem) in [
+            ("pkcs8.pem", pkcs8.to_string()),
+            ("pkcs1.pem", pkcs1.to_string()),
+        ] {
+            let path = dir.path().join(name);
+            // key first, certificate second: the order in the file must not matter
+            std::fs::write(&path, format!("{key_pem}{}", cert.pem())).unwrap();
+            let aud = "http://127.0.0.1:9/tenant-1/oauth2/v2.0/token";
+            let jwt = certificate_assertion(&path, "client-1", aud).unwrap();
+
+            let header = jsonwebtoken::decode_header(&jwt).unwrap();
+            assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+            assert_eq!(header.x5t.as_deref(), Some(expected_x5t.as_str()), "{name}");
+            assert_eq!(
+                header.x5t_s256,
+                Some(b64.encode(sha2::Sha256::digest(&der)))
+            );
+
+            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            validation.set_audience(&[aud]);
+            validation.set_issuer(&["client-1"]);
+            validation.validate_nbf = true;
+            let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap();
+            let data =
+                jsonwebtoken::decode::<AssertionClaims>(&jwt, &decoding, &validation).unwrap();
+            let c = data.claims;
+            assert_eq!(
+                (c.iss.as_str(), c.sub.as_str(), c.aud.as_str()),
+                ("client-1", "client-1", aud)
+            );
+            assert_eq!(c.exp - c.nbf, 600);
+            assert!(uuid::Uuid::parse_str(&c.jti).is_ok());
+
+            // a different key does not verify it
+            let other = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+            let other_pem = other
+                .to_public_key()
+                .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+                .unwrap();
+            let wrong = jsonwebtoken::DecodingKey::from_rsa_pem(other_pem.as_bytes()).unwrap();
+            assert!(jsonwebtoken::decode::<AssertionClaims>(&jwt, &wrong, &validation).is_err());
+        }
+    }
 }

@@ -526,6 +526,12 @@ impl GraphClient {
                         });
                     }
                     bump(&inner.counters.retries);
+                    tracing::debug!(
+                        status,
+                        delay_ms = delay.as_millis() as u64,
+                        retry_after = retry_after.is_some(),
+                        "graph: retrying"
+                    );
                     waited += delay;
                     if status == 429 {
                         // every request of this tenant waits it out, not only this one
@@ -905,7 +911,17 @@ impl GraphClient {
             let mut any_429 = false;
             let mut pct: Option<f64> = None;
             for req in pending.drain(..) {
-                match by_id.remove(&req.id.to_ascii_lowercase()) {
+                let resp = by_id.remove(&req.id.to_ascii_lowercase());
+                tracing::debug!(
+                    id = %req.id,
+                    method = %req.method,
+                    url = %loggable_relative(&req.url),
+                    status = resp.as_ref().map_or(0, |r| r.status),
+                    request_id = resp.as_ref().and_then(|r| inner_header(r, "request-id")).as_deref().unwrap_or("-"),
+                    attempt,
+                    "graph batch item"
+                );
+                match resp {
                     Some(resp) if is_retryable_status(resp.status) => {
                         if resp.status == 429 {
                             bump(&inner.counters.throttled);
@@ -956,6 +972,12 @@ impl GraphClient {
                 }
                 break;
             }
+            tracing::debug!(
+                retrying = retry.len(),
+                delay_ms = delay.as_millis() as u64,
+                throttled = any_429,
+                "graph batch: re-sending throttled/unavailable inner requests"
+            );
             inner
                 .counters
                 .retries
@@ -1203,6 +1225,15 @@ fn percent_encode(s: &str, keep: impl Fn(u8) -> bool) -> String {
         }
     }
     out
+}
+
+/// A relative `$batch` URL as it may be logged (see [`loggable_url`]).
+fn loggable_relative(relative: &str) -> String {
+    let base = Url::parse("http://graph.invalid/").expect("static URL parses");
+    match base.join(relative.trim_start_matches('/')) {
+        Ok(u) => loggable_url(&u),
+        Err(_) => "(unparsable)".into(),
+    }
 }
 
 /// The URL as it may be logged: path and query, with opaque paging tokens elided.
