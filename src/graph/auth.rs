@@ -539,6 +539,8 @@ pub fn is_loopback(url: &Url) -> bool {
 struct CachedToken {
     token: SecretString,
     refresh_at: Instant,
+    /// delegated device-code sign-ins: renews the token without asking the user again
+    refresh_token: Option<SecretString>,
 }
 
 /// When to refresh a token that lives `lifetime`: `min(5 min, 10%)` before it expires.
@@ -635,7 +637,7 @@ impl TokenProvider {
                 return Ok(cached.token.clone());
             }
         }
-        let fresh = self.acquire(tenant).await?;
+        let fresh = self.acquire(tenant, guard.take()).await?;
         let token = fresh.token.clone();
         *guard = Some(fresh);
         Ok(token)
@@ -650,16 +652,20 @@ impl TokenProvider {
         }
         let slot = self.slot(tenant);
         let mut guard = slot.lock().await;
-        if guard
-            .as_ref()
-            .is_some_and(|c| c.token.expose_secret() == rejected.expose_secret())
-        {
-            *guard = None;
+        if let Some(cached) = guard.as_mut() {
+            if cached.token.expose_secret() == rejected.expose_secret() {
+                // expire it now, but keep a refresh token
+                cached.refresh_at = Instant::now();
+            }
         }
         true
     }
 
-    async fn acquire(&self, tenant: &str) -> Result<CachedToken, AuthError> {
+    async fn acquire(
+        &self,
+        tenant: &str,
+        previous: Option<CachedToken>,
+    ) -> Result<CachedToken, AuthError> {
         let scope = self.endpoints.scope.clone();
         let client_id = self.credential.client_id().to_owned();
         let mut form: Vec<(&str, String)> = vec![("client_id", client_id.clone())];
@@ -695,7 +701,24 @@ impl TokenProvider {
                 form.push(("username", username.clone()));
                 form.push(("password", password.expose_secret().to_owned()));
             }
-            Credential::DeviceCode { .. } => return self.device_code_flow(tenant).await,
+            Credential::DeviceCode { .. } => {
+                if let Some(refresh_token) = previous.and_then(|p| p.refresh_token) {
+                    let form = [
+                        ("client_id", client_id.clone()),
+                        ("grant_type", "refresh_token".to_owned()),
+                        ("refresh_token", refresh_token.expose_secret().to_owned()),
+                        ("scope", self.delegated_scope()),
+                    ];
+                    let (status, body) = self.post_token_form(tenant, &form).await?;
+                    match parse_token_response(tenant, status, &body) {
+                        Ok(token) => return Ok(token),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "refresh token refused; signing in again");
+                        }
+                    }
+                }
+                return self.device_code_flow(tenant).await;
+            }
         }
         let (status, body) = self.post_token_form(tenant, &form).await?;
         parse_token_response(tenant, status, &body)
@@ -763,6 +786,11 @@ impl TokenProvider {
         }
     }
 
+    /// The device-code scope: Graph's `.default` plus `offline_access` for a refresh token.
+    fn delegated_scope(&self) -> String {
+        format!("{} offline_access", self.endpoints.scope)
+    }
+
     async fn github_oidc_token(
         &self,
         request_url: &str,
@@ -802,7 +830,7 @@ impl TokenProvider {
                 url,
                 &[
                     ("client_id", client_id.clone()),
-                    ("scope", self.endpoints.scope.clone()),
+                    ("scope", self.delegated_scope()),
                 ],
             )
             .await?;
@@ -874,10 +902,19 @@ fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<Cached
         // serde_json's message names the position and the expected type, never the input.
         message: e.to_string(),
     })?;
+    #[derive(Deserialize)]
+    struct RefreshPart {
+        #[serde(default)]
+        refresh_token: Option<SecretString>,
+    }
+    let refresh_token = serde_json::from_slice::<RefreshPart>(body)
+        .ok()
+        .and_then(|r| r.refresh_token);
     let lifetime = Duration::from_secs(resp.expires_in);
     Ok(CachedToken {
         token: resp.access_token,
         refresh_at: Instant::now() + lifetime - refresh_margin(lifetime),
+        refresh_token,
     })
 }
 
