@@ -22,8 +22,11 @@
 //! its own async mutex: concurrent callers for the same tenant queue on the mutex, the first one
 //! refreshes, the others find the fresh token (single flight). A token is refreshed when less
 //! than `min(5 min, 10% of its lifetime)` remains, so that short-lived sandbox tokens are not
-//! refreshed on every call. A rejected token (Graph said 401) is dropped with
-//! [`TokenProvider::invalidate`] and the next call fetches a new one. Secrets only live in
+//! refreshed on every call. A rejected token (Graph said 401) is expired with
+//! [`TokenProvider::invalidate`] and the next call fetches a new one. Device-code sign-ins ask
+//! for `offline_access` and renew with the refresh token, so the user signs in once per run;
+//! username/password and the app-only kinds simply repeat their grant. A pre-acquired token is
+//! never refreshed: a 401 for it is [`AuthError::AccessTokenRejected`]. Secrets only live in
 //! [`SecretString`]s; no `Debug` or `Display` here prints one.
 
 use std::collections::HashMap;

@@ -94,6 +94,19 @@ impl ClientOptions {
         }
     }
 
+    /// Options from the command line's `--cloud`, `--graph-url`, `--authority-host` (or
+    /// `AZURE_AUTHORITY_HOST`) and `--insecure-skip-tls-verify`; `http://` only to loopback.
+    pub fn from_target_args(target: &crate::cli::TargetArgs) -> Result<ClientOptions, AuthError> {
+        let endpoints = Endpoints::new(
+            target.cloud.into(),
+            target.graph_url.as_deref(),
+            target.authority_host.as_deref(),
+        )?;
+        let mut options = ClientOptions::new(endpoints);
+        options.insecure_skip_tls_verify = target.insecure_skip_tls_verify;
+        Ok(options)
+    }
+
     fn policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_retries: self.max_retries,
@@ -360,6 +373,11 @@ impl GraphClient {
         &self.inner.options
     }
 
+    /// The tenant the credential was configured with (`None` for a pre-acquired token).
+    pub fn default_tenant(&self) -> Option<&str> {
+        self.credential().tenant()
+    }
+
     /// The credential in use.
     pub fn credential(&self) -> &Credential {
         self.inner.tokens.credential()
@@ -569,12 +587,21 @@ impl GraphClient {
 
     /// GET a JSON document; non-2xx becomes an error.
     async fn get_json<T: DeserializeOwned>(&self, tenant: &str, url: Url) -> Result<T, GraphError> {
+        self.get_json_with(tenant, url, Vec::new()).await
+    }
+
+    async fn get_json_with<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        url: Url,
+        headers: Vec<(&'static str, &'static str)>,
+    ) -> Result<T, GraphError> {
         let what = url.path().to_owned();
         let req = Req {
             method: Method::GET,
             url,
             body: None,
-            headers: Vec::new(),
+            headers,
             idempotent: true,
         };
         let resp = self.execute(tenant, &req).await?;
@@ -590,10 +617,19 @@ impl GraphClient {
         tenant: &str,
         first: Url,
     ) -> Result<Vec<T>, GraphError> {
+        self.get_paged_with(tenant, first, Vec::new()).await
+    }
+
+    async fn get_paged_with<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        first: Url,
+        headers: Vec<(&'static str, &'static str)>,
+    ) -> Result<Vec<T>, GraphError> {
         let mut out = Vec::new();
         let mut next = Some(first);
         while let Some(url) = next.take() {
-            let page: Page<T> = self.get_json(tenant, url).await?;
+            let page: Page<T> = self.get_json_with(tenant, url, headers.clone()).await?;
             out.extend(page.value);
             if let Some(link) = page.next_link {
                 next = Some(self.same_origin_url(&link)?);
@@ -609,11 +645,17 @@ impl GraphClient {
         filter: Option<&str>,
     ) -> Result<Vec<GraphUser>, GraphError> {
         let mut q = format!("users?$select={USER_SELECT}&$top=999");
+        let mut headers = Vec::new();
         if let Some(f) = filter {
             q.push_str("&$filter=");
             q.push_str(&encode_query_value(f));
+            if needs_advanced_query(f) {
+                // `ne`, `not` and `endsWith` on users are advanced queries (graph-facts)
+                q.push_str("&$count=true");
+                headers.push(("ConsistencyLevel", "eventual"));
+            }
         }
-        self.get_paged(tenant, self.url(&q)?).await
+        self.get_paged_with(tenant, self.url(&q)?, headers).await
     }
 
     /// Reads the given users by `$batch` (20 per envelope): by id or UPN with `GET /users/{key}`,
@@ -1198,6 +1240,12 @@ pub fn user_lookup_url(key: &UserKey) -> String {
     }
 }
 
+/// Whether a `$filter` on users uses an operator that needs `ConsistencyLevel: eventual`.
+fn needs_advanced_query(filter: &str) -> bool {
+    let f = filter.to_ascii_lowercase();
+    f.contains(" ne ") || f.contains("not(") || f.contains("not ") || f.contains("endswith(")
+}
+
 /// OData string literal escaping: `'` doubles.
 fn odata_quote(s: &str) -> String {
     s.replace('\'', "''")
@@ -1328,6 +1376,51 @@ mod tests {
         assert!(matches!(
             error_from(500, b"garbage", None, "x"),
             GraphError::Http { status: 500, .. }
+        ));
+    }
+
+    #[test]
+    fn advanced_query_detection() {
+        assert!(needs_advanced_query("userPrincipalName ne 'a'"));
+        assert!(needs_advanced_query(
+            "endsWith(userPrincipalName,'@contoso.com')"
+        ));
+        assert!(needs_advanced_query(
+            "not(startsWith(userPrincipalName,'a'))"
+        ));
+        assert!(!needs_advanced_query(
+            "passwordProfile/forceChangePasswordNextSignIn eq true"
+        ));
+        assert!(!needs_advanced_query("startsWith(displayName,'Anne')"));
+    }
+
+    #[test]
+    fn options_from_cli_apply_the_loopback_rule() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            target: crate::cli::TargetArgs,
+        }
+        let t = T::parse_from(["x", "--cloud", "china", "--insecure-skip-tls-verify"]);
+        let o = ClientOptions::from_target_args(&t.target).unwrap();
+        assert_eq!(
+            o.endpoints.scope,
+            "https://microsoftgraph.chinacloudapi.cn/.default"
+        );
+        assert!(o.insecure_skip_tls_verify);
+        let t = T::parse_from([
+            "x",
+            "--graph-url",
+            "http://127.0.0.1:8080",
+            "--authority-host",
+            "http://localhost:8080",
+        ]);
+        assert!(ClientOptions::from_target_args(&t.target).is_ok());
+        let t = T::parse_from(["x", "--graph-url", "http://graph.example.com"]);
+        assert!(matches!(
+            ClientOptions::from_target_args(&t.target),
+            Err(AuthError::InsecureUrl { .. })
         ));
     }
 
