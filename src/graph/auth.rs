@@ -764,13 +764,13 @@ impl TokenProvider {
                         }
                         Ok(_) => ra,
                         Err(e) if attempt >= 4 => {
-                            return Err(AuthError::Transport(e.without_url().to_string()))
+                            return Err(AuthError::Transport(crate::graph::client::error_chain(e)))
                         }
                         Err(_) => None,
                     }
                 }
                 Err(e) if attempt >= 4 => {
-                    return Err(AuthError::Transport(e.without_url().to_string()))
+                    return Err(AuthError::Transport(crate::graph::client::error_chain(e)))
                 }
                 Err(e) => {
                     tracing::debug!(url = %url.path(), error = %e.without_url(), "token endpoint transport error");
@@ -812,7 +812,7 @@ impl TokenProvider {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| AuthError::GitHubOidc(e.without_url().to_string()))?;
+            .map_err(|e| AuthError::GitHubOidc(crate::graph::client::error_chain(e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(AuthError::GitHubOidc(format!(

@@ -1,7 +1,7 @@
 //! The one Graph client: all Microsoft Graph I/O of pwdrift goes through [`GraphClient`].
 //!
 //! It owns the reqwest client (rustls), the [`TokenProvider`], one [`Pacer`] per tenant and the
-//! counters of [`ClientStats`]. Every request goes through [`GraphClient::execute`]: admission by
+//! counters of [`ClientStats`]. Every request goes through `GraphClient::execute`: admission by
 //! the tenant's pacer, a bearer token, a fresh `client-request-id`, then the retry policy of
 //! [`crate::graph::retry`] (429/503/504 and transport errors; `Retry-After` first, else full
 //! jitter backoff; bounded in count and in time). A 401 drops the cached token and retries once
@@ -484,12 +484,12 @@ impl GraphClient {
                     match resp.bytes().await {
                         Ok(body) => Ok((status, headers, body.to_vec())),
                         // the server answered, then the body broke: the request ran
-                        Err(e) => Err((e.without_url().to_string(), true)),
+                        Err(e) => Err((error_chain(e), true)),
                     }
                 }
                 Err(e) => {
                     let maybe_sent = !e.is_connect();
-                    Err((e.without_url().to_string(), maybe_sent))
+                    Err((error_chain(e), maybe_sent))
                 }
             };
             drop(permit);
@@ -1075,6 +1075,23 @@ impl GraphClient {
             (status, _) => Err(error_from(status, &resp.body, resp.request_id, "$batch")),
         }
     }
+}
+
+/// A reqwest error with its causes (`error sending request: connection reset ...`), without the
+/// URL.
+pub(crate) fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn bearer(token: &SecretString) -> Result<HeaderValue, GraphError> {
