@@ -1,0 +1,420 @@
+//! Retry policy and per-tenant pacing of the Graph client: which responses are retried, how long
+//! to wait (`Retry-After` or exponential backoff with full jitter, bounded), and how a tenant's
+//! request rate adapts to `x-ms-throttle-limit-percentage` and to 429s.
+//!
+//! # Why hand-written and not `backon`
+//!
+//! `backon` drives one future to completion. The `$batch` case is not that: one envelope carries
+//! 20 inner requests, some of which come back 429 with their own `Retry-After`, and only those
+//! are re-sent, re-batched, after the longest of their delays. The schedule is also not backon's:
+//! its jitter adds a random `(0, min_delay)` on top of the exponential delay, while pwdrift uses
+//! "full jitter" (uniform in `[0, min(cap, base * 2^n)]`), which is what spreads many concurrent
+//! writers best. With a single policy function ([`RetryPolicy::delay`]) used by the single-request
+//! loop, the batch loop and the token endpoint, the behaviour is one thing to read and test.
+//!
+//! # Pacing
+//!
+//! [`Pacer`] is per tenant (Graph's limits are per app + tenant). It holds
+//! - a "blocked until" instant: after any 429 every request for that tenant waits out the
+//!   `Retry-After` before being sent, so that 20 concurrent writers do not each collect a 429;
+//! - an adaptive in-flight limit: a semaphore of `concurrency` permits from which permits are
+//!   withdrawn while Graph reports `x-ms-throttle-limit-percentage >= 0.8` (half at 0.8, one at
+//!   0.95) and given back as the percentage drops;
+//! - a spacing between request starts while the percentage is high (0 below 0.8, rising to 1 s at
+//!   1.0), so that a large apply runs near the quota instead of into it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use rand::Rng as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Statuses worth another attempt: throttled, unavailable, gateway timeout.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 503 | 504)
+}
+
+/// Parses `Retry-After`: delta-seconds (possibly fractional) or an HTTP-date.
+pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
+    let v = value?.trim();
+    if v.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(Duration::from_secs_f64(secs.min(86_400.0)));
+        }
+        return None;
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Full jitter: uniform in `[0, min(cap, base * 2^(attempt-1))]`.
+pub fn full_jitter(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = backoff_ceiling(attempt, base, cap);
+    if ceiling.is_zero() {
+        return ceiling;
+    }
+    let nanos = rand::rng().random_range(0..=ceiling.as_nanos().min(u64::MAX as u128) as u64);
+    Duration::from_nanos(nanos)
+}
+
+/// The upper bound of the jittered delay before retry number `attempt` (1-based).
+pub fn backoff_ceiling(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    base.checked_mul(1u32 << exp).unwrap_or(cap).min(cap)
+}
+
+/// When and how long to retry.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// retries after the first attempt
+    pub max_retries: u32,
+    /// first backoff ceiling
+    pub base_delay: Duration,
+    /// cap of one exponential backoff delay
+    pub max_backoff: Duration,
+    /// cap of a server-given `Retry-After` (a larger one is an error, not a hang)
+    pub max_retry_after: Duration,
+    /// give up when the time spent waiting for one request would exceed this
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 8,
+            base_delay: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
+            max_elapsed: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (1-based): the server's `Retry-After` when given
+    /// (capped at `max_retry_after`), else full-jitter exponential backoff.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
+            Some(ra) => ra.min(self.max_retry_after),
+            None => full_jitter(attempt, self.base_delay, self.max_backoff),
+        }
+    }
+
+    /// Whether retry number `attempt` (1-based) may happen after `waited` so far and a next wait of
+    /// `next`.
+    pub fn allows(&self, attempt: u32, waited: Duration, next: Duration) -> bool {
+        attempt <= self.max_retries && waited + next <= self.max_elapsed
+    }
+}
+
+/// Per-tenant pacing state, see the module documentation.
+#[derive(Debug)]
+pub struct Pacer {
+    semaphore: std::sync::Arc<Semaphore>,
+    concurrency: usize,
+    state: Mutex<PaceState>,
+}
+
+#[derive(Debug)]
+struct PaceState {
+    blocked_until: Option<Instant>,
+    next_start: Instant,
+    spacing: Duration,
+    withheld: Vec<OwnedSemaphorePermit>,
+    last_percentage: f64,
+}
+
+impl Pacer {
+    /// A pacer allowing `concurrency` requests in flight.
+    pub fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        Pacer {
+            semaphore: std::sync::Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            state: Mutex::new(PaceState {
+                blocked_until: None,
+                next_start: Instant::now(),
+                spacing: Duration::ZERO,
+                withheld: Vec::new(),
+                last_percentage: 0.0,
+            }),
+        }
+    }
+
+    /// Waits until a request may start: a free in-flight slot, past any 429 block, past the
+    /// spacing slot. The returned permit is held for the duration of the request.
+    pub async fn admit(&self) -> OwnedSemaphorePermit {
+        let permit = self
+            .semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("pacer semaphore is never closed");
+        loop {
+            let wait_until = {
+                let mut st = self.state.lock().expect("pacer poisoned");
+                let now = Instant::now();
+                match st.blocked_until {
+                    Some(t) if t > now => Some(t),
+                    _ => {
+                        st.blocked_until = None;
+                        let start = st.next_start.max(now);
+                        st.next_start = start + st.spacing;
+                        if start > now {
+                            Some(start)
+                        } else {
+                            None
+                        }
+                    }
+                }
+            };
+            match wait_until {
+                // A block may be extended while we sleep (another 429): re-check after waking.
+                Some(t) => {
+                    tokio::time::sleep_until(t).await;
+                    let st = self.state.lock().expect("pacer poisoned");
+                    if st.blocked_until.is_some_and(|b| b > Instant::now()) {
+                        continue;
+                    }
+                    return permit;
+                }
+                None => return permit,
+            }
+        }
+    }
+
+    /// Blocks the tenant for `retry_after` (after a 429).
+    pub fn block_for(&self, retry_after: Duration) {
+        let until = Instant::now() + retry_after;
+        let mut st = self.state.lock().expect("pacer poisoned");
+        if st.blocked_until.is_none_or(|b| b < until) {
+            st.blocked_until = Some(until);
+        }
+    }
+
+    /// Adapts to the `x-ms-throttle-limit-percentage` of a response (`None`: header absent, which
+    /// Graph does below 0.8). Returns true when this response slowed the pace down.
+    pub fn observe(&self, percentage: Option<f64>) -> bool {
+        let pct = percentage.unwrap_or(0.0).clamp(0.0, 2.0);
+        let mut st = self.state.lock().expect("pacer poisoned");
+        let before = st.spacing;
+        st.last_percentage = pct;
+        st.spacing = spacing_for(pct);
+        let target = allowed_in_flight(self.concurrency, pct);
+        let want_withheld = self.concurrency - target;
+        while st.withheld.len() > want_withheld {
+            drop(st.withheld.pop());
+        }
+        while st.withheld.len() < want_withheld {
+            match self.semaphore.clone().try_acquire_owned() {
+                Ok(p) => st.withheld.push(p),
+                // all in use: withdraw on a later response
+                Err(_) => break,
+            }
+        }
+        st.spacing > before
+    }
+
+    /// The in-flight limit now in force.
+    pub fn current_limit(&self) -> usize {
+        let st = self.state.lock().expect("pacer poisoned");
+        self.concurrency - st.withheld.len()
+    }
+
+    /// The spacing between request starts now in force.
+    pub fn current_spacing(&self) -> Duration {
+        self.state.lock().expect("pacer poisoned").spacing
+    }
+}
+
+/// Spacing between request starts for a throttle percentage: none below 0.8, then linear up to
+/// 1 s at 1.0 and beyond.
+pub fn spacing_for(pct: f64) -> Duration {
+    if pct < 0.8 {
+        Duration::ZERO
+    } else {
+        let f = ((pct - 0.8) / 0.2).clamp(0.0, 1.0);
+        Duration::from_millis(100 + (900.0 * f).round() as u64)
+    }
+}
+
+/// In-flight limit for a throttle percentage: full below 0.8, half from 0.8, one from 0.95.
+pub fn allowed_in_flight(concurrency: usize, pct: f64) -> usize {
+    let c = concurrency.max(1);
+    if pct >= 0.95 {
+        1
+    } else if pct >= 0.8 {
+        c.div_ceil(2)
+    } else {
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after(Some("1")), Some(Duration::from_secs(1)));
+        assert_eq!(
+            parse_retry_after(Some(" 30 ")),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after(Some("0.5")),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(parse_retry_after(Some("")), None);
+        assert_eq!(parse_retry_after(None), None);
+        assert_eq!(parse_retry_after(Some("soon")), None);
+        assert_eq!(parse_retry_after(Some("-3")), None);
+        // an HTTP-date in the past means "now"
+        assert_eq!(
+            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
+        let future = (chrono::Utc::now() + chrono::Duration::seconds(120))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let d = parse_retry_after(Some(&future)).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(2);
+        assert_eq!(backoff_ceiling(1, base, cap), Duration::from_millis(100));
+        assert_eq!(backoff_ceiling(2, base, cap), Duration::from_millis(200));
+        assert_eq!(backoff_ceiling(4, base, cap), Duration::from_millis(800));
+        assert_eq!(backoff_ceiling(5, base, cap), Duration::from_millis(1600));
+        assert_eq!(backoff_ceiling(6, base, cap), cap);
+        assert_eq!(backoff_ceiling(100, base, cap), cap);
+        for attempt in 1..40 {
+            let d = full_jitter(attempt, base, cap);
+            assert!(d <= backoff_ceiling(attempt, base, cap), "{attempt}: {d:?}");
+        }
+        // full jitter really spreads: 200 draws at attempt 6 are not all equal
+        let draws: std::collections::HashSet<_> =
+            (0..200).map(|_| full_jitter(6, base, cap)).collect();
+        assert!(draws.len() > 10);
+    }
+
+    #[test]
+    fn policy_prefers_retry_after_and_caps_it() {
+        let p = RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(60),
+            max_elapsed: Duration::from_secs(100),
+        };
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(7000))),
+            Duration::from_secs(60)
+        );
+        assert!(p.delay(9, None) <= Duration::from_millis(50));
+        assert!(p.allows(3, Duration::ZERO, Duration::from_secs(1)));
+        assert!(!p.allows(4, Duration::ZERO, Duration::from_secs(1)));
+        assert!(!p.allows(1, Duration::from_secs(99), Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for s in [429, 503, 504] {
+            assert!(is_retryable_status(s));
+        }
+        for s in [200, 204, 400, 401, 403, 404, 409, 412, 500, 502] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn pacing_tables() {
+        assert_eq!(spacing_for(0.0), Duration::ZERO);
+        assert_eq!(spacing_for(0.79), Duration::ZERO);
+        assert_eq!(spacing_for(0.8), Duration::from_millis(100));
+        assert_eq!(spacing_for(1.0), Duration::from_millis(1000));
+        assert_eq!(spacing_for(1.5), Duration::from_millis(1000));
+        assert_eq!(allowed_in_flight(8, 0.5), 8);
+        assert_eq!(allowed_in_flight(8, 0.85), 4);
+        assert_eq!(allowed_in_flight(5, 0.85), 3);
+        assert_eq!(allowed_in_flight(8, 0.97), 1);
+        assert_eq!(allowed_in_flight(0, 0.1), 1);
+    }
+
+    #[tokio::test]
+    async fn pacer_withdraws_and_returns_permits() {
+        let p = Pacer::new(8);
+        assert_eq!(p.current_limit(), 8);
+        assert!(p.observe(Some(0.9)));
+        assert_eq!(p.current_limit(), 4);
+        assert!(p.current_spacing() > Duration::ZERO);
+        p.observe(Some(0.99));
+        assert_eq!(p.current_limit(), 1);
+        // the one remaining permit is usable
+        let permit = p.admit().await;
+        drop(permit);
+        assert!(!p.observe(None));
+        assert_eq!(p.current_limit(), 8);
+        assert_eq!(p.current_spacing(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn pacer_cannot_withdraw_permits_in_use_until_later() {
+        let p = Pacer::new(2);
+        let a = p.admit().await;
+        let b = p.admit().await;
+        p.observe(Some(0.99));
+        assert_eq!(
+            p.current_limit(),
+            2,
+            "both permits in use: nothing to withdraw yet"
+        );
+        drop(a);
+        drop(b);
+        p.observe(Some(0.99));
+        assert_eq!(p.current_limit(), 1);
+    }
+
+    /// Polls a future once: is it ready right away?
+    async fn ready_now<F: std::future::Future>(fut: F) -> bool {
+        let mut fut = Box::pin(fut);
+        std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx).is_ready())).await
+    }
+
+    #[tokio::test]
+    async fn pacer_block_holds_admission_back() {
+        let p = Pacer::new(2);
+        assert!(ready_now(p.admit()).await, "nothing blocks a fresh pacer");
+        p.block_for(Duration::from_secs(3600));
+        assert!(
+            !ready_now(p.admit()).await,
+            "a 429 block holds every request back"
+        );
+        let q = Pacer::new(2);
+        q.observe(Some(1.0));
+        assert!(ready_now(q.admit()).await, "the first request goes at once");
+        assert!(
+            !ready_now(q.admit()).await,
+            "the next one waits for its spacing slot"
+        );
+    }
+}
