@@ -165,6 +165,8 @@ impl SandboxConfig {
         c.rng_seed = args.rng_seed;
         c.flag_only_patch_noop = args.flag_only_patch_noop;
         c.token_lifetime = args.token_lifetime;
+        c.reset_operation_duration = Duration::from_millis(args.reset_operation_ms);
+        c.reset_retry_after = args.reset_retry_after;
         Ok(c)
     }
 }
