@@ -227,6 +227,9 @@ async fn filters() {
             &[],
         ),
         ("userPrincipalName eq 'ghost@contoso.com'", &[]),
+        ("onPremisesSyncEnabled eq true", &["carol@contoso.com"]),
+        // cloud-only users have null here, which equals neither true nor false
+        ("onPremisesSyncEnabled eq false", &[]),
     ];
     for (f, want) in cases {
         let r = s.get(&q(f), &t).await;
