@@ -224,6 +224,14 @@ pub struct SandboxArgs {
     /// Lifetime of issued access tokens, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3599)]
     pub token_lifetime: u64,
+
+    /// How long a resetPassword operation takes (notStarted -> running -> succeeded), in ms.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub reset_operation_ms: u64,
+
+    /// `Retry-After` of the resetPassword 202 response, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1)]
+    pub reset_retry_after: u64,
 }
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.

@@ -227,6 +227,9 @@ async fn filters() {
             &[],
         ),
         ("userPrincipalName eq 'ghost@contoso.com'", &[]),
+        ("onPremisesSyncEnabled eq true", &["carol@contoso.com"]),
+        // cloud-only users have null here, which equals neither true nor false
+        ("onPremisesSyncEnabled eq false", &[]),
     ];
     for (f, want) in cases {
         let r = s.get(&q(f), &t).await;
@@ -724,5 +727,97 @@ async fn errors_everywhere() {
     let stats = s.stats().await;
     assert_eq!(stats["requests"]["GET /v1.0/users"]["401"], 2);
     assert_eq!(stats["requests"]["GET (unmatched)"]["400"], 2);
+    s.sandbox.shutdown().await;
+}
+
+/// Hostile or odd input gets a 4xx with Graph's body, and the server keeps serving.
+#[tokio::test]
+async fn hostile_input_never_breaks_the_server() {
+    let s = contoso().await;
+    let t = s.app_token().await;
+    let paths = [
+        "/v1.0/users?$filter=%FF%FE",
+        "/v1.0/users?$filter=(((((",
+        "/v1.0/users?$filter=not",
+        "/v1.0/users?$filter=id%20in%20()",
+        "/v1.0/users?$filter=startsWith(userPrincipalName)",
+        "/v1.0/users?$top=-1",
+        "/v1.0/users?$top=99999999999999999999",
+        "/v1.0/users?$select=,",
+        "/v1.0/users?$skiptoken=",
+        "/v1.0/users?$skiptoken=....",
+        "/v1.0/users?$count=maybe",
+        "/v1.0/users?$orderby=displayName",
+        "/v1.0/users?$foo=1",
+        "/v1.0/users?$top=1&$top=2",
+        "/v1.0/users/%FF",
+        "/v1.0/groups/x/transitiveMembers/microsoft.graph.user",
+        "/v1.0/directoryRoles?$expand=owners",
+        "/beta/",
+        "/nope",
+    ];
+    for p in paths {
+        let r = s.get(p, &t).await;
+        assert!(r.status.is_client_error(), "{p}: {} {}", r.status, r.text);
+        let v = r.json();
+        assert!(v["error"]["code"].is_string(), "{p}: {}", r.text);
+    }
+    for body in [
+        "",
+        "[]",
+        "null",
+        "\"x\"",
+        "{\"passwordProfile\": 5}",
+        "{\"passwordProfile\": {\"password\": 5}}",
+        "{\"unknownProp\": 1}",
+    ] {
+        let r = s.patch("/v1.0/users/grace@contoso.com", &t, body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+    }
+    // still up
+    assert_eq!(s.get("/v1.0/users?$top=1", &t).await.status, 200);
+    s.sandbox.shutdown().await;
+}
+
+/// Many concurrent reads and writes complete (no lock is held across an await).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests() {
+    let s = contoso().await;
+    let t = s.app_token().await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let http = s.http.clone();
+        let base = s.info.graph_url.clone();
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 4 == 0 {
+                let body = format!(
+                    r#"{{"passwordProfile":{{"forceChangePasswordNextSignIn":{},"forceChangePasswordNextSignInWithMfa":false}}}}"#,
+                    i % 8 == 0
+                );
+                http.patch(format!("{base}/v1.0/users/grace@contoso.com"))
+                    .bearer_auth(&t)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            } else {
+                http.get(format!("{base}/v1.0/users?$top=3"))
+                    .bearer_auth(&t)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().is_success());
+    }
+    let stats = s.stats().await;
+    assert_eq!(stats["patchesPerUser"]["grace@contoso.com"], 50);
+    assert_eq!(stats["requests"]["GET /v1.0/users"]["200"], 150);
     s.sandbox.shutdown().await;
 }

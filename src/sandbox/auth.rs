@@ -27,7 +27,8 @@
 //! (app permissions) or `scp` (delegated scopes), like Entra's. Permissions are fixed in the token
 //! at issue; directory roles are looked up live, as Graph does.
 
-use axum::extract::{Path, State};
+use super::error::GraphPath;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -278,7 +279,7 @@ fn content_is_form(headers: &HeaderMap) -> bool {
 /// `POST /{tenant}/oauth2/v2.0/token`.
 pub async fn token(
     State(state): State<AppState>,
-    Path(tenant_key): Path<String>,
+    GraphPath(tenant_key): GraphPath<String>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
@@ -795,7 +796,7 @@ fn ropc(
 /// `POST /{tenant}/oauth2/v2.0/devicecode`.
 pub async fn devicecode(
     State(state): State<AppState>,
-    Path(tenant_key): Path<String>,
+    GraphPath(tenant_key): GraphPath<String>,
     body: axum::body::Body,
 ) -> Response {
     let bytes = match super::error::read_body(body, state.runtime.max_body_bytes).await {

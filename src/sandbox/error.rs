@@ -243,3 +243,28 @@ pub fn parse_json(bytes: &[u8]) -> GraphResult<serde_json::Value> {
         ))
     })
 }
+
+/// `axum::extract::Path` whose rejection (e.g. a segment that is not UTF-8) is Graph's 400 body
+/// instead of axum's plain text.
+pub struct GraphPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for GraphPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = GraphError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(GraphPath(v)),
+            Err(e) => Err(GraphError::bad_request(format!(
+                "Invalid request URL: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! (so a cycle cannot loop), each user listed once. Directory roles are listed when activated,
 //! i.e. when at least one user or service principal holds them, as Graph lists them.
 
-use axum::extract::{Path, State};
+use super::error::GraphPath;
+use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -194,7 +195,7 @@ pub async fn list(
 pub async fn get_one(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    GraphPath(id): GraphPath<String>,
     uri: Uri,
 ) -> GraphResult<Response> {
     if !can_read_groups(&caller) {
@@ -230,7 +231,7 @@ pub async fn get_one(
 pub async fn transitive_users(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    GraphPath(id): GraphPath<String>,
     uri: Uri,
     headers: HeaderMap,
 ) -> GraphResult<Response> {

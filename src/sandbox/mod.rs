@@ -168,6 +168,8 @@ impl SandboxConfig {
         c.rng_seed = args.rng_seed;
         c.flag_only_patch_noop = args.flag_only_patch_noop;
         c.token_lifetime = args.token_lifetime;
+        c.reset_operation_duration = Duration::from_millis(args.reset_operation_ms);
+        c.reset_retry_after = args.reset_retry_after;
         Ok(c)
     }
 }
@@ -356,8 +358,12 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         device_code_interval: config.device_code_interval,
         max_body_bytes: config.max_body_bytes,
     };
-    // WIRE: throttle/faults. Parse `config.throttle` (ThrottleMode), `config.faults` and
-    // `config.latency` here, failing start on a bad value, and hand them to `Shared` / `router`.
+    // WIRE: throttle/faults. Parse here, so that a bad value fails `start` (and `from_args`
+    // callers) before anything listens:
+    //   let mode: super::throttle::ThrottleMode = config.throttle.parse()?;   -> Throttler::new(mode) into Shared
+    //   let spec = config.faults.as_deref().map(str::parse::<super::faults::FaultSpec>).transpose()?;
+    //   let latency = config.latency.as_deref().map(str::parse::<super::faults::Latency>).transpose()?;
+    //   -> FaultInjector::new(spec, latency, config.rng_seed) into `server::router`
     let state: AppState = Arc::new(Shared::new(store, base, runtime));
     let app = server::router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -15,7 +15,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{MatchedPath, Path, Request, State};
+use super::error::GraphPath;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -161,7 +162,7 @@ pub async fn state(State(state): State<AppState>, uri: Uri) -> Response {
 /// `POST /_sandbox/users/{id | upn}/changePassword`.
 pub async fn change_password(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    GraphPath(key): GraphPath<String>,
     body: axum::body::Body,
 ) -> GraphResult<StatusCode> {
     let bytes = super::error::read_body(body, state.runtime.max_body_bytes).await?;

@@ -678,10 +678,10 @@ pub fn eval<'a>(f: &Filter, get: &dyn Fn(&str) -> Val<'a>) -> bool {
                     return matches!(op, Op::Ne);
                 }
                 (Val::Str(Some(a)), Lit::Str(b)) => cmp_str(a, b),
-                (Val::Bool(v), Lit::Bool(b)) => {
-                    // A null boolean (e.g. passwordProfile null) reads as false.
-                    v.unwrap_or(false).cmp(b)
-                }
+                // A null boolean equals neither true nor false (`onPremisesSyncEnabled eq false`
+                // does not find cloud-only users, whose value is null; `ne true` does).
+                (Val::Bool(None), Lit::Bool(_)) => return matches!(op, Op::Ne),
+                (Val::Bool(Some(a)), Lit::Bool(b)) => a.cmp(b),
                 _ => return false,
             };
             match op {

@@ -21,7 +21,8 @@
 //! `lastPasswordChangeDateTime`, and `forceChangePasswordNextSignIn = true`: "The user is prompted
 //! to change their password on their next sign in") takes effect when it succeeds.
 
-use axum::extract::{Path, State};
+use super::error::GraphPath;
+use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -63,7 +64,7 @@ fn may_reset(roles: &[Role], target_is_admin: bool) -> bool {
 pub async fn reset_password(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path((key, method)): Path<(String, String)>,
+    GraphPath((key, method)): GraphPath<(String, String)>,
     uri: Uri,
     body: axum::body::Body,
 ) -> GraphResult<Response> {
@@ -190,7 +191,7 @@ pub async fn reset_password(
 pub async fn operation(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path((key, op_id)): Path<(String, String)>,
+    GraphPath((key, op_id)): GraphPath<(String, String)>,
     uri: Uri,
 ) -> GraphResult<Response> {
     if caller.is_app()

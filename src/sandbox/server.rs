@@ -4,9 +4,9 @@
 //! Request pipeline, outermost first:
 //!
 //! ```text
-//! request_ids (request-id / client-request-id, task-local for error bodies)
+//! [WIRE: faults::fault_middleware, latency (outermost, see `layered`)]
+//!   -> request_ids (request-id / client-request-id, task-local for error bodies)
 //!   -> observe::record (counts by route template and status)
-//!   -> [WIRE: faults::fault_middleware, latency]
 //!   -> router: /{tenant}/oauth2/v2.0/{token,devicecode}   (identity platform)
 //!              /_sandbox/...                              (observation, outside Graph)
 //!              /v1.0/..., /beta/...                       (Graph)
@@ -118,16 +118,30 @@ async fn graph_pipeline(State(state): State<AppState>, mut req: Request, next: N
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    // WIRE: throttle. Call the throttler here, after authentication, for every Graph request
-    // (including each $batch inner request, which comes through this same middleware):
+    // WIRE: throttle. Admit the request here, after authentication, for every Graph request
+    // (each $batch inner request comes through this same middleware). With a
+    // `pub throttler: super::throttle::Throttler` field in `Shared` (built in `start` from
+    // `config.throttle.parse::<ThrottleMode>()`), replace the two lines below this comment by:
+    //   use super::throttle::{cost, too_many_requests_body, Admission, ThrottleKey};
     //   let users = state.read().tenants[caller.tenant].users.len();
-    //   match state.throttler.admit(&caller.app_id, &caller.tenant_id, users, req.method(), req.uri()) {
-    //       throttled => { state.stats().throttled += 1 is done by observe::record on the 429;
-    //                      return the 429 (Graph body "TooManyRequests"/"Please retry again later.",
-    //                      Retry-After) }
-    //       allowed(headers) => run next, then add x-ms-resource-unit /
-    //                      x-ms-throttle-limit-percentage headers to the response }
-    // `Shared` would gain a `throttler` field built in `start` from `SandboxConfig::throttle`.
+    //   let key = ThrottleKey { app_id: &caller.app_id, tenant_id: &caller.tenant_id, tenant_user_count: users };
+    //   let price = cost(req.method(), req.uri().path(), req.uri().query());
+    //   let headers = match state.throttler.admit(&key, &price, std::time::Instant::now()) {
+    //       Admission::Throttled { headers, .. } => {
+    //           // the ids of this request, so that body and headers agree (observe::record counts the 429)
+    //           let ids = super::error::current_ids();
+    //           let date = ids.date.format("%Y-%m-%dT%H:%M:%S").to_string();
+    //           let body = too_many_requests_body(&ids.request_id, Some(&ids.client_request_id), &date);
+    //           let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    //           resp.headers_mut().extend(headers);
+    //           return resp;
+    //       }
+    //       Admission::Allowed { headers } => headers,
+    //   };
+    //   req.extensions_mut().insert(caller);
+    //   let mut resp = next.run(req).await;
+    //   resp.headers_mut().extend(headers);
+    //   resp
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
@@ -246,20 +260,28 @@ pub fn router(state: AppState) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed);
     let app: Router = app.with_state(state.clone());
-    // WIRE: batch. The $batch router dispatches inner requests through the Graph routes:
-    //   let app = app.clone().merge(super::batch::batch_routes(layered(state.clone(), app)));
-    // (`layered` below gives inner requests their own request ids and stats; the merged router
-    // must not define a fallback of its own.)
+    // WIRE: batch. `batch_routes` dispatches each inner request through the router it is given,
+    // so give it the layered app (inner requests then get their own request ids, stats, auth
+    // and throttling), and merge it beside the unlayered routes before layering once more:
+    //   let inner = layered(state.clone(), app.clone());
+    //   let app = app.merge(super::batch::batch_routes(inner));
+    // (`batch_routes` defines no fallback, so the merge keeps ours.)
     layered(state, app)
 }
 
 /// The outer layers: request ids (outermost), then stats.
 fn layered(state: AppState, app: Router) -> Router {
-    // WIRE: faults/latency. Layer the fault and latency middleware here, inside the request ids
-    // (so injected Graph errors carry them) and inside stats (so injected 429/5xx are counted):
-    //   let app = app.layer(axum::middleware::from_fn_with_state(faults_state, super::faults::fault_middleware));
     app.layer(from_fn_with_state(state, super::observe::record))
         .layer(from_fn(super::error::request_ids))
+    // WIRE: faults/latency. Layer the fault middleware OUTSIDE these layers, and only on the
+    // router that is served (not on the `inner` router given to `batch_routes`: a fault hits a
+    // whole HTTP request, not a batch member). In `router`, after `layered(state, app)`:
+    //   let injector = std::sync::Arc::new(super::faults::FaultInjector::new(spec, latency, rng_seed));
+    //   app.layer(axum::middleware::from_fn_with_state(injector, super::faults::fault_middleware))
+    // Outside, because `fault_middleware` makes request ids of its own for the bodies it injects;
+    // inside `request_ids` our header would then disagree with its body. Injected faults are
+    // therefore counted by `FaultInjector::stats`, not by `observe::record`: merge those
+    // counters into `GET /_sandbox/stats` if wanted.
 }
 
 /// Periodic work: settle due resetPassword operations (every 25 ms) and save `--state` when

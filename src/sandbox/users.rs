@@ -26,7 +26,8 @@
 //!   disputed behaviour (204, nothing changes);
 //! - read-only properties (`id`, `lastPasswordChangeDateTime`, `onPremises*`, ...) are a 400.
 
-use axum::extract::{Path, State};
+use super::error::GraphPath;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -458,7 +459,7 @@ fn single_user(
 pub async fn get_one(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(key): Path<String>,
+    GraphPath(key): GraphPath<String>,
     uri: Uri,
     headers: HeaderMap,
 ) -> GraphResult<Response> {
@@ -584,7 +585,7 @@ pub const SYNCED_READ_ONLY: &str = "Unable to update the specified properties fo
 pub async fn patch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(key): Path<String>,
+    GraphPath(key): GraphPath<String>,
     body: axum::body::Body,
 ) -> GraphResult<StatusCode> {
     if !caller.has_any(&[
