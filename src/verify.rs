@@ -1,1 +1,174 @@
-//! Step 6 of the pipeline: read changed users back and check the live state now matches the plan.
+//! Step 6 of the pipeline: read every changed user back and decide whether the change took effect.
+//!
+//! A write that Graph acknowledged is not trusted on its own: the sources disagree on whether a
+//! flags-only `PATCH` of `passwordProfile` does anything (graph-facts.md: one report has it return
+//! 204 and change nothing). So a change counts as done only when the live state read back equals
+//! the planned `after` flags and, for a password reset, `lastPasswordChangeDateTime` moved to (or
+//! past) the moment the apply started.
+
+use chrono::{DateTime, Utc};
+
+use crate::live::LiveUser;
+use crate::plan::{Action, ResetMethod};
+
+/// The verdict on one user after applying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Live state now matches the plan.
+    Verified,
+    /// Graph accepted the write but the live state does not show it.
+    Mismatch { detail: String, hint: String },
+    /// The user could not be read back (deleted meanwhile?).
+    Missing,
+}
+
+/// Compares the read-back state of one user with its planned action. `started` is when apply
+/// began writing (resets must show a `lastPasswordChangeDateTime` at or after it).
+pub fn check(action: &Action, after_write: Option<&LiveUser>, started: DateTime<Utc>) -> Verdict {
+    let Some(live) = after_write else {
+        return Verdict::Missing;
+    };
+    match action {
+        Action::SetFlags { after, .. } => {
+            if live.flags == *after {
+                Verdict::Verified
+            } else {
+                Verdict::Mismatch {
+                    detail: format!(
+                        "Graph accepted the PATCH but the flags read back as \
+                         forceChangePasswordNextSignIn={}, forceChangePasswordNextSignInWithMfa={} \
+                         (wanted {}, {})",
+                        live.flags.force_change_password_next_sign_in,
+                        live.flags.force_change_password_next_sign_in_with_mfa,
+                        after.force_change_password_next_sign_in,
+                        after.force_change_password_next_sign_in_with_mfa,
+                    ),
+                    hint: "this tenant ignores a passwordProfile PATCH that carries flags but no \
+                           password (reported in microsoft-graph-docs#4267); declare a \
+                           `resetPassword` for this user so the flags go out with a new password, \
+                           or set the flag in the Entra admin center"
+                        .to_owned(),
+                }
+            }
+        }
+        Action::ResetPassword { after, method, .. } => {
+            let changed = live
+                .last_password_change
+                .is_some_and(|t| t >= trunc(started));
+            if !changed {
+                return Verdict::Mismatch {
+                    detail: format!(
+                        "the reset was accepted but lastPasswordChangeDateTime is still {}",
+                        live.last_password_change
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| "null".to_owned())
+                    ),
+                    hint: "run `pwdrift plan` again in a minute: Graph may not have finished; the \
+                           next run will not reset again once the change shows"
+                        .to_owned(),
+                };
+            }
+            // resetPassword always prompts the user to change the password (seed 003), so only
+            // the PATCH method is held to the exact after-flags.
+            if *method == ResetMethod::PatchPasswordProfile && live.flags != *after {
+                return Verdict::Mismatch {
+                    detail: format!(
+                        "the password was reset but the flags read back as {}/{} (wanted {}/{})",
+                        live.flags.force_change_password_next_sign_in,
+                        live.flags.force_change_password_next_sign_in_with_mfa,
+                        after.force_change_password_next_sign_in,
+                        after.force_change_password_next_sign_in_with_mfa,
+                    ),
+                    hint: "run `pwdrift plan` to see the remaining difference".to_owned(),
+                };
+            }
+            Verdict::Verified
+        }
+        Action::NoChange { .. } | Action::Blocked { .. } => Verdict::Verified,
+    }
+}
+
+/// Graph reports `lastPasswordChangeDateTime` with whole seconds; compare at that precision.
+fn trunc(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PasswordSource;
+    use crate::graph::model::ForceFlags;
+
+    fn live(flags: ForceFlags, last: Option<&str>) -> LiveUser {
+        LiveUser {
+            id: "u1".into(),
+            user_principal_name: "u1@contoso.com".into(),
+            flags,
+            password_policies: vec![],
+            last_password_change: last.map(|s| s.parse().unwrap()),
+            synced: false,
+            on_premises_security_identifier: None,
+            privileged_roles: vec![],
+        }
+    }
+    const F: ForceFlags = ForceFlags {
+        force_change_password_next_sign_in: false,
+        force_change_password_next_sign_in_with_mfa: false,
+    };
+    const T: ForceFlags = ForceFlags {
+        force_change_password_next_sign_in: true,
+        force_change_password_next_sign_in_with_mfa: false,
+    };
+
+    #[test]
+    fn flags_only_patch_that_changed_nothing_is_caught() {
+        let action = Action::SetFlags {
+            before: F,
+            after: T,
+            reason: String::new(),
+        };
+        let started = "2026-11-23T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            check(&action, Some(&live(T, None)), started),
+            Verdict::Verified
+        );
+        let v = check(&action, Some(&live(F, None)), started);
+        assert!(matches!(v, Verdict::Mismatch { ref hint, .. } if hint.contains("resetPassword")));
+        assert_eq!(check(&action, None, started), Verdict::Missing);
+    }
+
+    #[test]
+    fn reset_needs_last_change_at_or_after_start() {
+        let action = Action::ResetPassword {
+            method: ResetMethod::PatchPasswordProfile,
+            password: PasswordSource::Generate { length: 20 },
+            before: F,
+            after: T,
+            reason: String::new(),
+        };
+        let started: DateTime<Utc> = "2026-11-23T10:00:00.700Z".parse().unwrap();
+        let ok = live(T, Some("2026-11-23T10:00:00Z"));
+        assert_eq!(check(&action, Some(&ok), started), Verdict::Verified);
+        let old = live(T, Some("2026-11-01T10:00:00Z"));
+        assert!(matches!(
+            check(&action, Some(&old), started),
+            Verdict::Mismatch { .. }
+        ));
+        let wrong_flags = live(F, Some("2026-11-23T10:00:01Z"));
+        assert!(matches!(
+            check(&action, Some(&wrong_flags), started),
+            Verdict::Mismatch { .. }
+        ));
+        // the resetPassword API always forces a change: flags are not held to `after`
+        let api = Action::ResetPassword {
+            method: ResetMethod::ResetPasswordApi,
+            password: PasswordSource::Generate { length: 20 },
+            before: F,
+            after: F,
+            reason: String::new(),
+        };
+        let forced = live(T, Some("2026-11-23T10:00:01Z"));
+        assert_eq!(check(&api, Some(&forced), started), Verdict::Verified);
+    }
+}

@@ -1,7 +1,103 @@
-//! `pwdrift plan`.
+//! `pwdrift plan`: desired state vs live state, rendered as text, JSON or Markdown.
+//!
+//! Exit codes: 0 success (with `--detailed-exitcode`: and nothing to do), 1 error, 2 (only with
+//! `--detailed-exitcode`) the plan has changes or blocked users, i.e. live state differs from
+//! desired state.
 
-use crate::cli::{ExitStatus, PlanArgs};
+use std::io::IsTerminal;
 
-pub fn run(_args: PlanArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`pwdrift plan` is not built yet")
+use anyhow::Context;
+use chrono::Utc;
+
+use crate::cli::{ExitStatus, PlanArgs, PlanFormat};
+use crate::commands::session::{self, Session};
+use crate::live::LiveError;
+use crate::plan::Plan;
+
+pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
+    let Some(desired) = session::load_desired(&args.target.paths)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let rt = session::runtime()?;
+    let plan = match rt.block_on(compute(&args.target, desired, 4))? {
+        Some(plan) => plan,
+        None => return Ok(ExitStatus::Failure),
+    };
+
+    let color = session::color_for(std::io::stdout().is_terminal());
+    let rendered = match args.format {
+        PlanFormat::Text => crate::render::text(&plan, color),
+        PlanFormat::Json => crate::render::json(&plan),
+        PlanFormat::Markdown => crate::render::markdown(&plan),
+    };
+    print!("{rendered}");
+
+    if let Some(out) = &args.out {
+        write_atomically(out, crate::render::json(&plan).as_bytes())
+            .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+        eprintln!(
+            "Saved the plan to {}. To apply exactly this plan: pwdrift apply {}",
+            out.display(),
+            out.display()
+        );
+    }
+
+    let s = plan.summary();
+    Ok(
+        if args.detailed_exitcode && (plan.has_changes() || s.blocked > 0) {
+            ExitStatus::Changes
+        } else {
+            ExitStatus::Success
+        },
+    )
+}
+
+/// Connects, reads live state and diffs. `Ok(None)`: a problem already reported to the user.
+pub async fn compute(
+    target: &crate::cli::TargetArgs,
+    desired: crate::config::DesiredState,
+    concurrency: usize,
+) -> anyhow::Result<Option<Plan>> {
+    let session = Session::open(target, desired, concurrency).await?;
+    let live = session.read_live(&target.targets).await;
+    session.close().await;
+    match live {
+        Ok(live) => Ok(Some(crate::diff::diff(&live, Utc::now()))),
+        Err(LiveError::Resolution(diags)) => {
+            let color = session::color_for(std::io::stderr().is_terminal());
+            eprint!("{}", crate::config::diag::render(&diags, color));
+            eprintln!("error: desired state does not match the tenant; nothing was changed");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes a file via a temporary sibling and a rename, so a reader never sees half a plan.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile_in(dir)?;
+    use std::io::Write;
+    tmp.1.write_all(bytes)?;
+    tmp.1.sync_all()?;
+    std::fs::rename(&tmp.0, path)
+}
+
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    for i in 0..100u32 {
+        let p = dir.join(format!(".pwdrift-tmp-{}-{i}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(f) => return Ok((p, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("cannot create a temporary file"))
 }

@@ -230,6 +230,17 @@ impl GraphError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, GraphError::NotFound { .. })
     }
+
+    /// True when a write may or may not have been applied (its response was lost).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            GraphError::Transport {
+                maybe_applied: true,
+                ..
+            }
+        )
+    }
 }
 
 /// How a user is looked up.
@@ -791,6 +802,53 @@ impl GraphClient {
                 (user_id, result)
             })
             .collect()
+    }
+
+    /// PATCHes one user's `passwordProfile` outside `$batch`, as a non-idempotent request: it is
+    /// retried only when it provably did not run (429, 503, no connection). A lost response comes
+    /// back as [`GraphError::Transport`] with `maybe_applied: true` ([`GraphError::outcome_unknown`])
+    /// so that a password reset is never repeated blindly: the caller re-reads
+    /// `lastPasswordChangeDateTime` first.
+    pub async fn patch_password_profile_once(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        profile: PasswordProfile,
+    ) -> Result<(), GraphError> {
+        if profile.force_change_password_next_sign_in.is_none()
+            || profile
+                .force_change_password_next_sign_in_with_mfa
+                .is_none()
+        {
+            return Err(GraphError::InvalidRequest(
+                "a passwordProfile PATCH must set both force flags".into(),
+            ));
+        }
+        let url = self.url(&format!("users/{}", encode_segment(user_id)))?;
+        let body = serde_json::to_vec(&serde_json::json!({ "passwordProfile": profile }))
+            .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
+        let req = Req {
+            method: Method::PATCH,
+            url,
+            body: Some(body),
+            headers: Vec::new(),
+            idempotent: false,
+        };
+        let resp = self.execute(tenant, &req).await?;
+        match resp.status {
+            200..=299 => Ok(()),
+            504 => Err(GraphError::Transport {
+                attempts: 1,
+                message: "gateway timeout (HTTP 504)".into(),
+                maybe_applied: true,
+            }),
+            status => Err(error_from(
+                status,
+                &resp.body,
+                resp.request_id,
+                &format!("user {user_id}"),
+            )),
+        }
     }
 
     /// Resets a password through the password authentication method (delegated only). With

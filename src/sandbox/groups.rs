@@ -296,6 +296,18 @@ pub async fn directory_roles(
     let expand = match query.get("$expand").map(str::trim) {
         None | Some("") => false,
         Some(e) if e.eq_ignore_ascii_case("members") => true,
+        // `members($select=id)`: nested query options on the expansion, as Graph allows. Members
+        // are rendered as `@odata.type` + `id` either way, so a `$select` of `id` changes nothing.
+        Some(e)
+            if e.len() > "members()".len()
+                && e[..8].eq_ignore_ascii_case("members(")
+                && e.ends_with(')')
+                && e[8..e.len() - 1]
+                    .split(';')
+                    .all(|opt| opt.trim().eq_ignore_ascii_case("$select=id")) =>
+        {
+            true
+        }
         Some(e) => {
             return Err(GraphError::bad_request(format!(
                 "Could not find a property named '{e}' on type 'microsoft.graph.directoryRole'."

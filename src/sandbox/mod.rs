@@ -358,13 +358,30 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         device_code_interval: config.device_code_interval,
         max_body_bytes: config.max_body_bytes,
     };
-    // WIRE: throttle/faults. Parse here, so that a bad value fails `start` (and `from_args`
-    // callers) before anything listens:
-    //   let mode: super::throttle::ThrottleMode = config.throttle.parse()?;   -> Throttler::new(mode) into Shared
-    //   let spec = config.faults.as_deref().map(str::parse::<super::faults::FaultSpec>).transpose()?;
-    //   let latency = config.latency.as_deref().map(str::parse::<super::faults::Latency>).transpose()?;
-    //   -> FaultInjector::new(spec, latency, config.rng_seed) into `server::router`
-    let state: AppState = Arc::new(Shared::new(store, base, runtime));
+    let mode: throttle::ThrottleMode = config
+        .throttle
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--throttle {}: {e}", config.throttle))?;
+    let spec = config
+        .faults
+        .as_deref()
+        .map(str::parse::<faults::FaultSpec>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
+    let latency = config
+        .latency
+        .as_deref()
+        .map(str::parse::<faults::Latency>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--latency: {e}"))?;
+    let injector = faults::FaultInjector::new(spec, latency, config.rng_seed);
+    let state: AppState = Arc::new(Shared::new(
+        store,
+        base,
+        runtime,
+        throttle::Throttler::new(mode),
+        injector,
+    ));
     let app = server::router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

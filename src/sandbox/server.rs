@@ -4,14 +4,15 @@
 //! Request pipeline, outermost first:
 //!
 //! ```text
-//! [WIRE: faults::fault_middleware, latency (outermost, see `layered`)]
+//! faults::fault_middleware (latency and injected faults; Graph routes only)
 //!   -> request_ids (request-id / client-request-id, task-local for error bodies)
 //!   -> observe::record (counts by route template and status)
 //!   -> router: /{tenant}/oauth2/v2.0/{token,devicecode}   (identity platform)
 //!              /_sandbox/...                              (observation, outside Graph)
 //!              /v1.0/..., /beta/...                       (Graph)
-//!                 -> graph_pipeline: bearer token -> Caller -> [WIRE: throttle] -> handler
-//!              [WIRE: batch_routes: POST /v1.0/$batch, /beta/$batch]
+//!                 -> graph_pipeline: bearer token -> Caller -> throttle::Throttler::admit -> handler
+//!              batch::batch_routes: POST /v1.0/$batch, /beta/$batch (bearer checked, then
+//!                each inner request through the layered router above)
 //! ```
 //!
 //! Throttling sits inside the Graph routes' own middleware, after authentication, because the
@@ -58,13 +59,23 @@ pub struct Shared {
     /// Binds skip tokens to this tenant set.
     pub skip_secret: String,
     pub runtime: Runtime,
+    /// The documented Entra throttling model (`--throttle`).
+    pub throttler: super::throttle::Throttler,
+    /// Latency and fault injection (`--latency`, `--faults`); layered outermost in [`router`].
+    pub faults: Arc<super::faults::FaultInjector>,
     dirty: AtomicBool,
 }
 
 pub type AppState = Arc<Shared>;
 
 impl Shared {
-    pub fn new(store: Store, base_url: String, runtime: Runtime) -> Self {
+    pub fn new(
+        store: Store,
+        base_url: String,
+        runtime: Runtime,
+        throttler: super::throttle::Throttler,
+        faults: super::faults::FaultInjector,
+    ) -> Self {
         use rand::RngCore;
         let mut key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut key);
@@ -81,6 +92,8 @@ impl Shared {
             token_key: key,
             skip_secret,
             runtime,
+            throttler,
+            faults: Arc::new(faults),
             dirty: AtomicBool::new(false),
         }
     }
@@ -118,31 +131,41 @@ async fn graph_pipeline(State(state): State<AppState>, mut req: Request, next: N
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    // WIRE: throttle. Admit the request here, after authentication, for every Graph request
-    // (each $batch inner request comes through this same middleware). With a
-    // `pub throttler: super::throttle::Throttler` field in `Shared` (built in `start` from
-    // `config.throttle.parse::<ThrottleMode>()`), replace the two lines below this comment by:
-    //   use super::throttle::{cost, too_many_requests_body, Admission, ThrottleKey};
-    //   let users = state.read().tenants[caller.tenant].users.len();
-    //   let key = ThrottleKey { app_id: &caller.app_id, tenant_id: &caller.tenant_id, tenant_user_count: users };
-    //   let price = cost(req.method(), req.uri().path(), req.uri().query());
-    //   let headers = match state.throttler.admit(&key, &price, std::time::Instant::now()) {
-    //       Admission::Throttled { headers, .. } => {
-    //           // the ids of this request, so that body and headers agree (observe::record counts the 429)
-    //           let ids = super::error::current_ids();
-    //           let date = ids.date.format("%Y-%m-%dT%H:%M:%S").to_string();
-    //           let body = too_many_requests_body(&ids.request_id, Some(&ids.client_request_id), &date);
-    //           let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-    //           resp.headers_mut().extend(headers);
-    //           return resp;
-    //       }
-    //       Admission::Allowed { headers } => headers,
-    //   };
-    //   req.extensions_mut().insert(caller);
-    //   let mut resp = next.run(req).await;
-    //   resp.headers_mut().extend(headers);
-    //   resp
+    use super::throttle::{cost, too_many_requests_body, Admission, ThrottleKey};
+    let users = state.read().tenants[caller.tenant].users.len();
+    let key = ThrottleKey {
+        app_id: &caller.app_id,
+        tenant_id: &caller.tenant_id,
+        tenant_user_count: users,
+    };
+    let price = cost(req.method(), req.uri().path(), req.uri().query());
+    let headers = match state
+        .throttler
+        .admit(&key, &price, std::time::Instant::now())
+    {
+        Admission::Throttled { headers, .. } => {
+            // the ids of this request, so that body and headers agree (observe::record counts the 429)
+            let ids = super::error::current_ids();
+            let date = ids.date.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let body = too_many_requests_body(&ids.request_id, Some(&ids.client_request_id), &date);
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            resp.headers_mut().extend(headers);
+            return resp;
+        }
+        Admission::Allowed { headers } => headers,
+    };
     req.extensions_mut().insert(caller);
+    let mut resp = next.run(req).await;
+    resp.headers_mut().extend(headers);
+    resp
+}
+
+/// The `$batch` envelope itself needs a valid bearer token (Graph answers 401 for the whole
+/// request); its inner requests are then authenticated and throttled one by one.
+async fn batch_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(e) = super::auth::authenticate(&state, req.headers()) {
+        return e.into_response();
+    }
     next.run(req).await
 }
 
@@ -260,28 +283,27 @@ pub fn router(state: AppState) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed);
     let app: Router = app.with_state(state.clone());
-    // WIRE: batch. `batch_routes` dispatches each inner request through the router it is given,
-    // so give it the layered app (inner requests then get their own request ids, stats, auth
-    // and throttling), and merge it beside the unlayered routes before layering once more:
-    //   let inner = layered(state.clone(), app.clone());
-    //   let app = app.merge(super::batch::batch_routes(inner));
-    // (`batch_routes` defines no fallback, so the merge keeps ours.)
-    layered(state, app)
+    // `batch_routes` dispatches each inner request through the router it is given: the layered
+    // app, so inner requests get their own request ids, stats, auth and throttling. It is merged
+    // beside the unlayered routes before layering once more (it defines no fallback of its own).
+    let inner = layered(state.clone(), app.clone());
+    let batch =
+        super::batch::batch_routes(inner).layer(from_fn_with_state(state.clone(), batch_auth));
+    let app = app.merge(batch);
+    // Faults and latency hit whole HTTP requests, outermost (outside `request_ids`, because the
+    // fault middleware makes request ids of its own for the bodies it injects), and only on the
+    // served router, not on the `inner` router of `$batch`.
+    let faults = state.faults.clone();
+    layered(state, app).layer(axum::middleware::from_fn_with_state(
+        faults,
+        super::faults::fault_middleware,
+    ))
 }
 
 /// The outer layers: request ids (outermost), then stats.
 fn layered(state: AppState, app: Router) -> Router {
     app.layer(from_fn_with_state(state, super::observe::record))
         .layer(from_fn(super::error::request_ids))
-    // WIRE: faults/latency. Layer the fault middleware OUTSIDE these layers, and only on the
-    // router that is served (not on the `inner` router given to `batch_routes`: a fault hits a
-    // whole HTTP request, not a batch member). In `router`, after `layered(state, app)`:
-    //   let injector = std::sync::Arc::new(super::faults::FaultInjector::new(spec, latency, rng_seed));
-    //   app.layer(axum::middleware::from_fn_with_state(injector, super::faults::fault_middleware))
-    // Outside, because `fault_middleware` makes request ids of its own for the bodies it injects;
-    // inside `request_ids` our header would then disagree with its body. Injected faults are
-    // therefore counted by `FaultInjector::stats`, not by `observe::record`: merge those
-    // counters into `GET /_sandbox/stats` if wanted.
 }
 
 /// Periodic work: settle due resetPassword operations (every 25 ms) and save `--state` when

@@ -1,0 +1,241 @@
+//! What `plan` and `apply` share: load desired state, connect to Graph (or start the embedded
+//! sandbox), and read live state per tenant.
+//!
+//! `--sandbox SEED` starts the Graph sandbox in this process on an ephemeral loopback port, with
+//! its own credentials, and keeps its state in `.pwdrift-sandbox/` beside the seed so that
+//! `plan`, `apply`, `plan` shows "No changes". Without it, credentials come from the environment
+//! in the Azure SDK conventions (see [`crate::graph::auth::Credential::from_env`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::apply::TenantClients;
+use crate::cli::TargetArgs;
+use crate::config::{self, DesiredState, TenantDesired};
+use crate::graph::auth::{Credential, Endpoints};
+use crate::graph::client::{ClientOptions, GraphClient};
+use crate::live::{self, Caller, LiveError, LiveTenant};
+use crate::sandbox::{RunningSandbox, SandboxConfig, SeedSource};
+
+/// Desired state plus live connections for every selected tenant.
+pub struct Session {
+    pub desired: DesiredState,
+    pub tenants: Vec<TenantSession>,
+    sandbox: Option<RunningSandbox>,
+}
+
+pub struct TenantSession {
+    pub desired: TenantDesired,
+    pub clients: TenantClients,
+    pub caller: Caller,
+}
+
+/// Whether stderr/stdout styling is wanted: a terminal, and `NO_COLOR` unset.
+pub fn color_for(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Loads desired state, printing diagnostics. `Ok(None)` means invalid input (already reported).
+pub fn load_desired(paths: &[PathBuf]) -> anyhow::Result<Option<DesiredState>> {
+    use std::io::IsTerminal;
+    let color = color_for(std::io::stderr().is_terminal());
+    match config::load_paths(paths) {
+        Ok(loaded) => {
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", config::diag::render(&loaded.warnings, color));
+            }
+            Ok(Some(loaded.state))
+        }
+        Err(diags) => {
+            eprint!("{}", config::diag::render(&diags, color));
+            eprintln!("error: desired state is invalid; nothing was read or changed");
+            Ok(None)
+        }
+    }
+}
+
+/// Keeps only the tenants named by `--tenant` (all when none named).
+pub fn select_tenants(
+    desired: &DesiredState,
+    wanted: &[String],
+) -> anyhow::Result<Vec<TenantDesired>> {
+    if wanted.is_empty() {
+        return Ok(desired.tenants.clone());
+    }
+    let mut out = Vec::new();
+    for w in wanted {
+        let found = desired
+            .tenants
+            .iter()
+            .find(|t| t.tenant.as_str().eq_ignore_ascii_case(w))
+            .with_context(|| format!("--tenant {w}: no such tenant in desired state"))?;
+        out.push(found.clone());
+    }
+    Ok(out)
+}
+
+/// The state file of the embedded sandbox for a seed: `.pwdrift-sandbox/<seed name>.state.json`
+/// beside the seed.
+pub fn sandbox_state_path(seed: &Path) -> PathBuf {
+    let dir = seed
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(".pwdrift-sandbox");
+    let name = seed
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "seed".into());
+    dir.join(format!("{name}.state.json"))
+}
+
+impl Session {
+    /// Connects to Graph (or starts the embedded sandbox) for the selected tenants.
+    pub async fn open(
+        args: &TargetArgs,
+        desired: DesiredState,
+        concurrency: usize,
+    ) -> anyhow::Result<Session> {
+        let tenants = select_tenants(&desired, &args.tenants)?;
+        let mut sandbox = None;
+        let mut sessions = Vec::new();
+
+        if let Some(seed) = &args.sandbox {
+            let state = sandbox_state_path(seed);
+            if let Some(dir) = state.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let mut config = SandboxConfig::new(SeedSource::File(seed.clone()));
+            config.state_file = Some(state);
+            let running = crate::sandbox::start(config, "127.0.0.1:0".parse()?).await?;
+            let info = running.info.clone();
+            tracing::info!(graph_url = %info.graph_url, "embedded Graph sandbox started");
+            let endpoints = Endpoints::new(
+                crate::graph::auth::Cloud::Global,
+                Some(&info.graph_url),
+                Some(&info.authority_host),
+            )?;
+            for t in tenants {
+                let mut options = ClientOptions::new(endpoints.clone());
+                options.concurrency = concurrency;
+                let app = GraphClient::new(
+                    options.clone(),
+                    Credential::ClientSecret {
+                        tenant: t.tenant.as_str().to_owned(),
+                        client_id: info.client_id.clone(),
+                        secret: info.client_secret.clone().into(),
+                    },
+                )?;
+                let delegated = match (
+                    &info.delegated_client_id,
+                    &info.delegated_username,
+                    &info.delegated_password,
+                ) {
+                    (Some(public_client), Some(user), Some(pw)) => Some(GraphClient::new(
+                        options,
+                        Credential::UsernamePassword {
+                            tenant: t.tenant.as_str().to_owned(),
+                            client_id: public_client.clone(),
+                            username: user.clone(),
+                            password: pw.clone().into(),
+                        },
+                    )?),
+                    _ => None,
+                };
+                sessions.push(Self::tenant_session(t, app, delegated).await?);
+            }
+            sandbox = Some(running);
+        } else {
+            for t in tenants {
+                let mut options = ClientOptions::from_target_args(args)?;
+                options.concurrency = concurrency;
+                let credential = Credential::from_env(Some(t.tenant.as_str()))?;
+                let app = GraphClient::new(options.clone(), credential)?;
+                let delegated = if args.delegated {
+                    Some(GraphClient::new(
+                        options,
+                        Credential::delegated_from_env(Some(t.tenant.as_str()))?,
+                    )?)
+                } else {
+                    None
+                };
+                sessions.push(Self::tenant_session(t, app, delegated).await?);
+            }
+        }
+        Ok(Session {
+            desired,
+            tenants: sessions,
+            sandbox,
+        })
+    }
+
+    async fn tenant_session(
+        desired: TenantDesired,
+        app: GraphClient,
+        delegated: Option<GraphClient>,
+    ) -> anyhow::Result<TenantSession> {
+        let caller = match &delegated {
+            Some(d) => {
+                let me = d
+                    .me(desired.tenant.as_str())
+                    .await
+                    .context("delegated sign-in: cannot read the signed-in user (/me)")?;
+                Caller::Delegated { user_id: me.id }
+            }
+            None => Caller::Application,
+        };
+        Ok(TenantSession {
+            desired,
+            clients: TenantClients { app, delegated },
+            caller,
+        })
+    }
+
+    /// Reads live state for every tenant. Resolution problems are returned together.
+    pub async fn read_live(&self, only: &[String]) -> Result<Vec<LiveTenant>, LiveError> {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for t in &self.tenants {
+            match live::read_tenant(
+                &t.clients.app,
+                &t.desired,
+                t.caller.clone(),
+                t.clients.delegated.is_some(),
+                only,
+            )
+            .await
+            {
+                Ok(l) => out.push(l),
+                Err(LiveError::Resolution(d)) => problems.extend(d),
+                Err(e) => return Err(e),
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(LiveError::Resolution(problems))
+        }
+    }
+
+    /// Stops the embedded sandbox (persisting its state), if any.
+    pub async fn close(self) {
+        if let Some(s) = self.sandbox {
+            s.shutdown().await;
+        }
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<&TenantSession> {
+        self.tenants
+            .iter()
+            .find(|t| t.desired.tenant.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A tokio runtime for a command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
