@@ -70,7 +70,19 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
 /// `GET /_sandbox/stats`.
 pub async fn stats(State(state): State<AppState>) -> Response {
     let s = state.stats().clone();
-    axum::Json(s).into_response()
+    let mut doc = serde_json::to_value(&s).unwrap_or_default();
+    if let Some(obj) = doc.as_object_mut() {
+        // the throttling model's and the fault injector's own counters
+        obj.insert(
+            "throttleModel".into(),
+            serde_json::to_value(state.throttler.stats()).unwrap_or_default(),
+        );
+        obj.insert(
+            "faults".into(),
+            serde_json::to_value(state.faults.stats()).unwrap_or_default(),
+        );
+    }
+    axum::Json(doc).into_response()
 }
 
 /// `POST /_sandbox/reset-stats`.

@@ -1,0 +1,547 @@
+//! End to end: the real `pwdrift` binary against the Graph sandbox over loopback HTTP.
+//!
+//! Each test pins one promise pwdrift makes: plan/apply/plan converges to "No changes"; a user
+//! who complied with a one-shot requirement is not forced again; a stale saved plan writes nothing;
+//! synced users go through the delegated resetPassword API; a flags-only PATCH that Graph ignores
+//! is caught by read-back verification; throttling and faults converge; no secret leaks.
+
+mod common;
+
+use common::*;
+
+const DESIRED: &str = "examples/desired";
+
+fn flags(sb: &Sandbox, upn: &str) -> (bool, bool, Option<String>) {
+    let u = sandbox_user(sb, upn);
+    (
+        u["forceChangePasswordNextSignIn"]
+            .as_bool()
+            .unwrap_or(false),
+        u["forceChangePasswordNextSignInWithMfa"]
+            .as_bool()
+            .unwrap_or(false),
+        u["lastPasswordChangeDateTime"].as_str().map(str::to_owned),
+    )
+}
+
+/// One user as the sandbox's observation endpoint reports it.
+fn sandbox_user(sb: &Sandbox, upn: &str) -> serde_json::Value {
+    let state = sb.call("GET", "/_sandbox/state", None);
+    find_user(&state, upn).unwrap_or_else(|| panic!("no {upn} in sandbox state"))
+}
+
+fn find_user(state: &serde_json::Value, upn: &str) -> Option<serde_json::Value> {
+    let tenants = state["tenants"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![state.clone()]);
+    tenants.iter().find_map(|t| {
+        t["users"]
+            .as_array()?
+            .iter()
+            .find(|u| {
+                u["userPrincipalName"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(upn))
+            })
+            .cloned()
+    })
+}
+
+#[test]
+fn embedded_sandbox_plan_apply_plan_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed_copy(dir.path());
+    let seed = seed.to_str().unwrap();
+    let desired = repo().join(DESIRED);
+    let desired = desired.to_str().unwrap();
+    let secrets = dir.path().join("secrets.jsonl");
+    let report = dir.path().join("report.json");
+
+    let plan = run(std::process::Command::new(BIN).env("NO_COLOR", "1").args([
+        "plan",
+        "--sandbox",
+        seed,
+        desired,
+        "--detailed-exitcode",
+    ]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("bob@contoso.com"), "{plan:?}");
+
+    let apply = run(std::process::Command::new(BIN).env("NO_COLOR", "1").args([
+        "apply",
+        "--sandbox",
+        seed,
+        desired,
+        "--auto-approve",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains("Apply complete"), "{apply:?}");
+
+    let again = run(std::process::Command::new(BIN).env("NO_COLOR", "1").args([
+        "plan",
+        "--sandbox",
+        seed,
+        desired,
+        "--detailed-exitcode",
+    ]));
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("No changes"), "{again:?}");
+
+    // the generated password of carol went to the secrets file only, mode 0600
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    assert!(text.contains("carol@contoso.com"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let pw = line["password"].as_str().unwrap();
+    assert!(pw.len() == 20, "generated length 20");
+    for out in [
+        &plan.stdout,
+        &plan.stderr,
+        &apply.stdout,
+        &apply.stderr,
+        &again.stdout,
+    ] {
+        assert!(!out.contains(pw), "generated password leaked");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(!report.to_string().contains(pw));
+    let statuses: Vec<&str> = report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"verified"), "{report}");
+    assert!(!statuses.contains(&"failed"), "{report}");
+}
+
+const CONTOSO_SEED: &str = "examples/sandbox/contoso.seed.yaml";
+
+fn seed_path() -> String {
+    repo().join(CONTOSO_SEED).to_str().unwrap().to_owned()
+}
+
+fn desired_file(dir: &std::path::Path, users_yaml: &str) -> String {
+    let text = format!("version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n{users_yaml}");
+    write(dir, "desired.yaml", &text)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn patches_of(sb: &Sandbox, upn: &str) -> u64 {
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    stats["patchesPerUser"][upn].as_u64().unwrap_or(0)
+}
+
+fn total_patches(sb: &Sandbox) -> u64 {
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    stats["patchesPerUser"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// `requirePasswordChange` is one-shot: once the user changed the password at or after `since`
+/// (Graph then clears the flag), the next run leaves the user alone. A literal `true`, by
+/// contrast, forces the user again, which is why `validate` warns about it.
+#[test]
+fn user_who_complied_is_not_forced_again() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: alice@contoso.com\n    requirePasswordChange: { since: 2026-11-01T00:00:00Z }\n",
+    );
+
+    let plan = run(sb.pwdrift().args(["plan", &desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(flags(&sb, "alice@contoso.com").0, "flag set by apply");
+
+    // the flag being set satisfies the requirement: nothing more to do
+    let plan = run(sb.pwdrift().args(["plan", &desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+
+    // alice changes her password: Graph clears the flag and stamps lastPasswordChangeDateTime
+    sb.call(
+        "POST",
+        "/_sandbox/users/alice@contoso.com/changePassword",
+        Some(serde_json::json!({})),
+    );
+    let (f, fm, last) = flags(&sb, "alice@contoso.com");
+    assert!(!f && !fm && last.is_some());
+
+    let plan = run(sb.pwdrift().args(["plan", &desired, "--detailed-exitcode"]));
+    assert_eq!(
+        plan.code, 0,
+        "complied user must not be forced again: {plan:?}"
+    );
+    assert!(plan.stdout.contains("No changes"), "{plan:?}");
+    let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(
+        patches_of(&sb, "alice@contoso.com"),
+        1,
+        "exactly one PATCH over both runs"
+    );
+    assert!(!flags(&sb, "alice@contoso.com").0);
+
+    // contrast: a literal `true` re-forces her after she complied
+    let literal = desired_file(
+        dir.path(),
+        "  - user: alice@contoso.com\n    forceChangePasswordNextSignIn: true\n",
+    );
+    let plan = run(sb.pwdrift().args(["plan", &literal, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stderr.contains("warning"),
+        "validate-time warning shown: {plan:?}"
+    );
+}
+
+/// A saved plan whose users changed since it was made is refused, and nothing is written.
+#[test]
+fn stale_saved_plan_is_refused_and_writes_nothing() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n  - user: alice@contoso.com\n    forceChangePasswordNextSignInWithMfa: false\n",
+    );
+    let saved = dir.path().join("plan.json");
+    let plan = run(sb
+        .pwdrift()
+        .args(["plan", &desired, "--out", saved.to_str().unwrap()]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("\"format_version\": \"1\""), "{text}");
+
+    // bob changes his password meanwhile
+    sb.call(
+        "POST",
+        "/_sandbox/users/bob@contoso.com/changePassword",
+        Some(serde_json::json!({})),
+    );
+
+    let apply = run(sb
+        .pwdrift()
+        .args(["apply", saved.to_str().unwrap(), "--auto-approve"]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(apply.stderr.contains("stale"), "{apply:?}");
+    assert!(apply.stderr.contains("bob@contoso.com"), "{apply:?}");
+    assert_eq!(total_patches(&sb), 0, "a stale plan writes nothing");
+
+    // a fresh plan applies
+    let plan = run(sb
+        .pwdrift()
+        .args(["plan", &desired, "--out", saved.to_str().unwrap()]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let apply = run(sb
+        .pwdrift()
+        .args(["apply", saved.to_str().unwrap(), "--auto-approve"]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+}
+
+/// The sandbox's switch that reproduces the disputed Graph behaviour (a flags-only PATCH answers
+/// 204 and changes nothing) is caught by read-back verification: exit 1, with what to do.
+#[test]
+fn flags_only_patch_that_changes_nothing_fails_verification() {
+    let sb = Sandbox::start(&["--seed", &seed_path(), "--flag-only-patch-noop"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let desired = desired_file(
+        dir.path(),
+        "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    let apply = run(sb.pwdrift().args([
+        "apply",
+        &desired,
+        "--auto-approve",
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(apply.stdout.contains("bob@contoso.com"), "{apply:?}");
+    assert!(
+        apply.stdout.contains("resetPassword"),
+        "hint says what to do: {apply:?}"
+    );
+    assert!(
+        apply.stdout.contains("0 changed and verified, 1 failed"),
+        "{apply:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["users"][0]["status"], "failed", "{report}");
+    assert!(
+        flags(&sb, "bob@contoso.com").0,
+        "nothing claimed that did not happen"
+    );
+}
+
+/// Without the needed permission the PATCH is refused (403) and pwdrift reports it, exit 1.
+#[test]
+fn permission_error_is_reported_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed_text = std::fs::read_to_string(repo().join(CONTOSO_SEED))
+        .unwrap()
+        .replace("          - User-PasswordProfile.ReadWrite.All\n", "");
+    let seed = write(dir.path(), "seed.yaml", &seed_text);
+    let sb = Sandbox::start(&["--seed", seed.to_str().unwrap()]);
+    let desired = desired_file(
+        dir.path(),
+        "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(apply.stdout.contains("403"), "{apply:?}");
+    assert!(
+        apply.stdout.contains("Authorization_RequestDenied"),
+        "{apply:?}"
+    );
+    assert!(flags(&sb, "bob@contoso.com").0);
+}
+
+/// A synced user's password can only be reset through the delegated-only resetPassword API:
+/// without a delegated sign-in the user is blocked and nothing is written.
+#[test]
+fn synced_user_reset_needs_a_delegated_sign_in() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: S-1-5-21-1004336348-1177238915-682003330-1104\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { generate: { length: 24 } }\n      forceChangeAfter: true\n",
+    );
+    let plan = run(sb.pwdrift().args(["plan", &desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("carol@contoso.com"), "{plan:?}");
+    assert!(plan.stdout.contains("delegated"), "{plan:?}");
+    let secrets = dir.path().join("s.jsonl");
+    let apply = run(sb.pwdrift().args([
+        "apply",
+        &desired,
+        "--auto-approve",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 1, "blocked is not success: {apply:?}");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert!(
+        stats["resetsPerUser"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{stats}"
+    );
+
+    // with a delegated sign-in (ROPC for the seeded admin, Azure SDK variables) it goes through
+    let apply = run(sb
+        .pwdrift()
+        .env("AZURE_USERNAME", sb.get("delegated_username"))
+        .env("AZURE_PASSWORD", sb.get("delegated_password"))
+        .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"))
+        .args([
+            "apply",
+            &desired,
+            "--delegated",
+            "--auto-approve",
+            "--secrets-out",
+            secrets.to_str().unwrap(),
+        ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let (f, _, last) = flags(&sb, "carol@contoso.com");
+    assert!(f, "resetPassword makes the user change it at next sign-in");
+    assert!(last.unwrap().as_str() > "2026-11-20", "password changed");
+    let line = std::fs::read_to_string(&secrets).unwrap();
+    assert!(line.contains("carol@contoso.com"));
+}
+
+/// A canary secret (the password from an `env` source) never appears in any output: plan in
+/// every format, the saved plan, apply's report, logs at the most verbose level.
+#[test]
+fn canary_secret_never_leaks() {
+    const CANARY: &str = "Canary-7xQ!pwdrift-Leak";
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: alice@contoso.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { env: PWDRIFT_CANARY }\n",
+    );
+    let saved = dir.path().join("plan.json");
+    let report = dir.path().join("report.json");
+    let mut outputs = Vec::new();
+    for format in ["text", "json", "markdown"] {
+        let r = run(sb
+            .pwdrift()
+            .env("PWDRIFT_CANARY", CANARY)
+            .env("RUST_LOG", "trace")
+            .args([
+                "plan",
+                &desired,
+                "-vvv",
+                "--format",
+                format,
+                "--out",
+                saved.to_str().unwrap(),
+            ]));
+        assert_eq!(r.code, 0, "{r:?}");
+        outputs.push(r.stdout);
+        outputs.push(r.stderr);
+    }
+    let apply = run(sb
+        .pwdrift()
+        .env("PWDRIFT_CANARY", CANARY)
+        .env("RUST_LOG", "trace")
+        .args([
+            "apply",
+            saved.to_str().unwrap(),
+            "-vvv",
+            "--auto-approve",
+            "--report",
+            report.to_str().unwrap(),
+        ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stderr.len() > 1000, "trace logging was on: {apply:?}");
+    outputs.push(apply.stdout);
+    outputs.push(apply.stderr);
+    outputs.push(std::fs::read_to_string(&saved).unwrap());
+    outputs.push(std::fs::read_to_string(&report).unwrap());
+    for o in &outputs {
+        assert!(!o.contains(CANARY), "canary leaked in:\n{o}");
+        assert!(
+            !o.contains(&sb.get("client_secret")),
+            "client secret leaked in:\n{o}"
+        );
+    }
+    // and the reset did happen with that password: the sandbox accepted it
+    let (_, _, last) = flags(&sb, "alice@contoso.com");
+    assert!(last.unwrap().as_str() > "2026-11-20");
+}
+
+/// Safety rails refuse before anything is written.
+#[test]
+fn safety_rails_refuse_large_change_sets() {
+    let sb = Sandbox::start(&["--generate", "40", "--rng-seed", "3"]);
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let users: Vec<String> = state["tenants"][0]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["directoryRoles"].as_array().is_none_or(|r| r.is_empty()))
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_owned())
+        .take(20)
+        .collect();
+    let tenant = state["tenants"][0]["initialDomain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("version: 1\ntenant: {tenant}\nusers:\n");
+    for u in &users {
+        text.push_str(&format!(
+            "  - user: {u}\n    requirePasswordChange: {{ since: 2099-01-01T00:00:00Z }}\n"
+        ));
+    }
+    // since in the future: not due, so nothing would change; use an always-due one for half
+    for u in users.iter().take(10) {
+        text = text.replace(
+            &format!(
+                "  - user: {u}\n    requirePasswordChange: {{ since: 2099-01-01T00:00:00Z }}\n"
+            ),
+            &format!(
+                "  - user: {u}\n    requirePasswordChange: {{ since: 2026-11-22T00:00:00Z }}\n"
+            ),
+        );
+    }
+    let desired = write(dir.path(), "d.yaml", &text);
+    let desired = desired.to_str().unwrap();
+    let r = run(sb
+        .pwdrift()
+        .args(["apply", desired, "--auto-approve", "--max-changes", "3"]));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--max-changes"), "{r:?}");
+    let r = run(sb.pwdrift().args(["apply", desired, "--auto-approve"]));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--force"), "{r:?}");
+    assert_eq!(total_patches(&sb), 0);
+    let r = run(sb
+        .pwdrift()
+        .args(["apply", desired, "--auto-approve", "--force"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    // no confirmation on a non-terminal stdin without --auto-approve
+    let r = run(sb
+        .pwdrift()
+        .args(["apply", desired])
+        .stdin(std::process::Stdio::null()));
+    assert!(r.code == 0 || r.stderr.contains("--auto-approve"), "{r:?}");
+}
+
+/// Throttling (the documented model, scaled down) and injected faults (429, 503, dropped
+/// connections) slow pwdrift down but do not change the outcome: every user converges.
+#[test]
+fn throttling_and_faults_converge() {
+    let sb = Sandbox::start(&[
+        "--generate",
+        "200",
+        "--rng-seed",
+        "11",
+        "--throttle",
+        "scaled:300",
+        "--faults",
+        "429=0.08,503=0.04,drop=0.03",
+    ]);
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let tenant = state["tenants"][0]["initialDomain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let users: Vec<String> = state["tenants"][0]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["directoryRoles"].as_array().is_none_or(|r| r.is_empty()))
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_owned())
+        .take(60)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("version: 1\ntenant: {tenant}\nusers:\n");
+    for u in &users {
+        text.push_str(&format!("  - user: {u}\n    forceChangePasswordNextSignInWithMfa: false\n    requirePasswordChange: {{ since: 2026-11-22T00:00:00Z }}\n"));
+    }
+    let desired = write(dir.path(), "d.yaml", &text);
+    let desired = desired.to_str().unwrap();
+    let apply = run(sb
+        .pwdrift()
+        .args(["apply", desired, "--auto-approve", "--force"]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let plan = run(sb.pwdrift().args(["plan", desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let state = sb.call("GET", "/_sandbox/state", None);
+    for u in &users {
+        let found = find_user(&state, u).unwrap();
+        let complied = found["lastPasswordChangeDateTime"]
+            .as_str()
+            .is_some_and(|t| t >= "2026-11-22");
+        assert!(
+            complied || found["forceChangePasswordNextSignIn"].as_bool() == Some(true),
+            "{u} did not converge: {found}"
+        );
+    }
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let injected = stats["faults"]["injected_429"].as_u64().unwrap_or(0)
+        + stats["faults"]["injected_503"].as_u64().unwrap_or(0)
+        + stats["faults"]["dropped"].as_u64().unwrap_or(0);
+    assert!(injected > 0, "faults were injected: {stats}");
+}
