@@ -425,7 +425,23 @@ pub async fn apply_tenant(
             continue;
         };
         let resolved = &passwords[u.user_id.as_str()];
-        match api_reset(delegated, name, u, resolved.password.clone()).await {
+        let outcome = api_reset(delegated, name, u, resolved.password.clone()).await;
+        // resetPassword itself only forces `forceChangePasswordNextSignIn`; when the plan also
+        // wants the MFA variant, it goes out as a flags PATCH after the reset succeeded.
+        if let (Ok(_), Action::ResetPassword { after, .. }) = (&outcome, &u.action) {
+            if after.force_change_password_next_sign_in_with_mfa {
+                if let Err(e) = clients
+                    .app
+                    .patch_password_profile_once(name, &u.user_id, profile(*after, None))
+                    .await
+                {
+                    // The password was reset: keep going so a generated password still reaches
+                    // --secrets-out; read-back verification reports the missing flag.
+                    tracing::warn!(user = %u.user_principal_name, "flags after resetPassword: {e}");
+                }
+            }
+        }
+        match outcome {
             Ok(generated_by_service) => {
                 let to_store = generated_by_service.or_else(|| {
                     resolved

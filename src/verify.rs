@@ -68,9 +68,16 @@ pub fn check(action: &Action, after_write: Option<&LiveUser>, started: DateTime<
                         .to_owned(),
                 };
             }
-            // resetPassword always prompts the user to change the password (seed 003), so only
-            // the PATCH method is held to the exact after-flags.
-            if *method == ResetMethod::PatchPasswordProfile && live.flags != *after {
+            // resetPassword always prompts the user to change the password (seed 003), so the
+            // API method is held only to the MFA flag it was asked for; PATCH to both flags.
+            let flags_ok = match method {
+                ResetMethod::PatchPasswordProfile => live.flags == *after,
+                ResetMethod::ResetPasswordApi => {
+                    !after.force_change_password_next_sign_in_with_mfa
+                        || live.flags.force_change_password_next_sign_in_with_mfa
+                }
+            };
+            if !flags_ok {
                 return Verdict::Mismatch {
                     detail: format!(
                         "the password was reset but the flags read back as {}/{} (wanted {}/{})",

@@ -545,3 +545,72 @@ fn throttling_and_faults_converge() {
         + stats["faults"]["dropped"].as_u64().unwrap_or(0);
     assert!(injected > 0, "faults were injected: {stats}");
 }
+
+/// A declared user that does not exist in the tenant is an error naming file, line and column;
+/// nothing is planned or written.
+#[test]
+fn unknown_user_is_an_error_naming_file_and_line() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n  - user: nobody@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    let plan = run(sb.pwdrift().args(["plan", &desired]));
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(plan.stderr.contains("nobody@contoso.com"), "{plan:?}");
+    assert!(plan.stderr.contains("desired.yaml:6:11"), "{plan:?}");
+    let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert_eq!(total_patches(&sb), 0);
+}
+
+/// A delegated admin cannot reset its own password through resetPassword: blocked in the plan.
+#[test]
+fn callers_own_account_is_blocked() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: admin@contoso.com\n    allowPrivileged: true\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { generate: { length: 20 } }\n",
+    );
+    let plan = run(sb
+        .pwdrift()
+        .env("AZURE_USERNAME", sb.get("delegated_username"))
+        .env("AZURE_PASSWORD", sb.get("delegated_password"))
+        .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"))
+        .args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("own account"), "{plan:?}");
+}
+
+/// Snapshots of the three plan formats for the shipped example, computed against the embedded
+/// sandbox (timestamps and the version filtered out).
+#[test]
+fn plan_formats_of_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed_copy(dir.path());
+    for format in ["text", "json", "markdown"] {
+        let r = run(std::process::Command::new(BIN)
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .args([
+                "plan",
+                "--sandbox",
+                seed.to_str().unwrap(),
+                DESIRED,
+                "--format",
+                format,
+            ]));
+        assert_eq!(r.code, 0, "{r:?}");
+        insta::with_settings!({
+            snapshot_suffix => format,
+            filters => vec![
+                (r#""created_at": "[^"]+""#, r#""created_at": "[time]""#),
+                (r#""pwdrift_version": "[^"]+""#, r#""pwdrift_version": "[version]""#),
+            ],
+        }, {
+            insta::assert_snapshot!(r.stdout);
+        });
+    }
+}
