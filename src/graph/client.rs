@@ -3,10 +3,10 @@
 //! It owns the reqwest client (rustls), the [`TokenProvider`], one [`Pacer`] per tenant and the
 //! counters of [`ClientStats`]. Every request goes through `GraphClient::execute`: admission by
 //! the tenant's pacer, a bearer token, a fresh `client-request-id`, then the retry policy of
-//! [`crate::graph::retry`] (429/503/504 and transport errors; `Retry-After` first, else full
+//! [`crate::graph::retry`] (429/503, and 500/502/504 and transport errors for idempotent requests; `Retry-After` first, else full
 //! jitter backoff; bounded in count and in time). A 401 drops the cached token and retries once
 //! with a new one. `$batch` envelopes of at most 20 requests go through the same path, and the
-//! inner requests that came back 429/503/504 are re-sent, re-batched, after their own
+//! inner requests that came back retryable (429, 5xx) are re-sent, re-batched, after their own
 //! `Retry-After` (see [`GraphClient::run_batches`]).
 //!
 //! # What is logged
@@ -20,7 +20,7 @@
 //! `resetPassword` is a POST whose effect is not idempotent (with `{}` the service generates a
 //! new password each time). It is retried only when the request provably did not run: 429, 503
 //! or a connection that was never established. A transport error after the request was sent
-//! (or a 504) is returned as [`GraphError::Transport`] with `maybe_applied: true`: the caller
+//! (or a 500/502/504) is returned as [`GraphError::Transport`] with `maybe_applied: true`: the caller
 //! must re-read `lastPasswordChangeDateTime` before trying again.
 //!
 //! # Token audience and URLs
@@ -129,8 +129,8 @@ pub struct ClientStats {
     pub retries: u64,
     /// 429 responses seen (envelopes and inner requests).
     pub throttled: u64,
-    /// 503/504 responses seen (envelopes and inner requests).
-    pub unavailable: u64,
+    /// Retried 5xx responses seen (envelopes and inner requests).
+    pub server_errors: u64,
     /// Transport errors (connection reset, incomplete body, timeout).
     pub transport_errors: u64,
     /// 401s answered by fetching a new token.
@@ -147,7 +147,7 @@ struct Counters {
     batch_inner_requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
-    unavailable: AtomicU64,
+    server_errors: AtomicU64,
     transport_errors: AtomicU64,
     token_refreshes: AtomicU64,
     slowdowns: AtomicU64,
@@ -397,7 +397,7 @@ impl GraphClient {
             batch_inner_requests: l(&c.batch_inner_requests),
             retries: l(&c.retries),
             throttled: l(&c.throttled),
-            unavailable: l(&c.unavailable),
+            server_errors: l(&c.server_errors),
             transport_errors: l(&c.transport_errors),
             token_refreshes: l(&c.token_refreshes),
             token_requests: self.inner.tokens.token_requests(),
@@ -517,8 +517,7 @@ impl GraphClient {
                         bump(&inner.counters.token_refreshes);
                         continue;
                     }
-                    let retryable = is_retryable_status(status)
-                        && (req.idempotent || status == 429 || status == 503);
+                    let retryable = is_retryable_status(status, req.idempotent);
                     if !retryable {
                         return Ok(Resp {
                             status,
@@ -532,7 +531,7 @@ impl GraphClient {
                     if status == 429 {
                         bump(&inner.counters.throttled);
                     } else {
-                        bump(&inner.counters.unavailable);
+                        bump(&inner.counters.server_errors);
                     }
                     let delay = inner.policy.delay(attempt, retry_after);
                     if !inner.policy.allows(attempt, waited, delay) {
@@ -725,9 +724,11 @@ impl GraphClient {
         self.get_paged(tenant, self.url(&q)?).await
     }
 
-    /// Activated directory roles with their member ids.
+    /// Activated directory roles with their member ids. `$expand=members` rather than
+    /// `members($select=id)`: Graph accepts both, the sandbox only the plain form, and only the
+    /// ids are parsed ([`crate::graph::model::DirectoryObjectRef`]).
     pub async fn directory_roles(&self, tenant: &str) -> Result<Vec<DirectoryRole>, GraphError> {
-        let url = self.url("directoryRoles?$expand=members($select=id)")?;
+        let url = self.url("directoryRoles?$expand=members")?;
         self.get_paged(tenant, url).await
     }
 
@@ -817,10 +818,13 @@ impl GraphClient {
         let what = format!("resetPassword of user {user_id}");
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {
-            if resp.status == 504 {
+            if matches!(resp.status, 500 | 502 | 504) {
                 return Err(GraphError::Transport {
                     attempts: 1,
-                    message: "gateway timeout (HTTP 504)".into(),
+                    message: format!(
+                        "HTTP {} from Graph: the reset may or may not have happened",
+                        resp.status
+                    ),
                     maybe_applied: true,
                 });
             }
@@ -964,12 +968,12 @@ impl GraphClient {
                     "graph batch item"
                 );
                 match resp {
-                    Some(resp) if is_retryable_status(resp.status) => {
+                    Some(resp) if is_retryable_status(resp.status, req.method != "POST") => {
                         if resp.status == 429 {
                             bump(&inner.counters.throttled);
                             any_429 = true;
                         } else {
-                            bump(&inner.counters.unavailable);
+                            bump(&inner.counters.server_errors);
                         }
                         if let Some(ra) = inner_header(&resp, "retry-after")
                             .and_then(|v| parse_retry_after(Some(&v)))
@@ -1018,7 +1022,7 @@ impl GraphClient {
                 retrying = retry.len(),
                 delay_ms = delay.as_millis() as u64,
                 throttled = any_429,
-                "graph batch: re-sending throttled/unavailable inner requests"
+                "graph batch: re-sending throttled or failed inner requests"
             );
             inner
                 .counters

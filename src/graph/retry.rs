@@ -9,8 +9,8 @@
 //! are re-sent, re-batched, after the longest of their delays. The schedule is also not backon's:
 //! its jitter adds a random `(0, min_delay)` on top of the exponential delay, while pwdrift uses
 //! "full jitter" (uniform in `[0, min(cap, base * 2^n)]`), which is what spreads many concurrent
-//! writers best. With a single policy function ([`RetryPolicy::delay`]) used by the single-request
-//! loop, the batch loop and the token endpoint, the behaviour is one thing to read and test.
+//! writers best. With one policy ([`RetryPolicy`]) used by the single-request loop and the batch
+//! loop (and the same jitter at the token endpoint), the behaviour is one thing to read and test.
 //!
 //! # Pacing
 //!
@@ -31,9 +31,17 @@ use tokio::time::Instant;
 use rand::Rng as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Statuses worth another attempt: throttled, unavailable, gateway timeout.
-pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 503 | 504)
+/// Statuses worth another attempt. 429 and 503 say the request was not processed: always
+/// retried. 500, 502 and 504 leave it open whether it ran: retried only for idempotent requests
+/// (GET, PATCH). A lost response inside a `$batch` surfaces as an inner 500, so without this a
+/// dropped connection between Graph's front end and the workload would fail a PATCH that is safe to
+/// repeat. Other 4xx are never retried.
+pub fn is_retryable_status(status: u16, idempotent: bool) -> bool {
+    match status {
+        429 | 503 => true,
+        500 | 502 | 504 => idempotent,
+        _ => false,
+    }
 }
 
 /// Parses `Retry-After`: delta-seconds (possibly fractional) or an HTTP-date.
@@ -338,11 +346,18 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        for s in [429, 503, 504] {
-            assert!(is_retryable_status(s));
+        for s in [429, 503] {
+            assert!(is_retryable_status(s, true) && is_retryable_status(s, false));
         }
-        for s in [200, 204, 400, 401, 403, 404, 409, 412, 500, 502] {
-            assert!(!is_retryable_status(s), "{s}");
+        for s in [500, 502, 504] {
+            assert!(is_retryable_status(s, true), "{s}");
+            assert!(
+                !is_retryable_status(s, false),
+                "{s}: may have run, not idempotent"
+            );
+        }
+        for s in [200, 202, 204, 400, 401, 403, 404, 409, 412, 424, 501] {
+            assert!(!is_retryable_status(s, true), "{s}");
         }
     }
 
