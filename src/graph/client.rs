@@ -312,6 +312,8 @@ struct Req {
     headers: Vec<(&'static str, &'static str)>,
     /// retry after a transport error / 504 even though the request may have run
     idempotent: bool,
+    /// the caller reports the outcome to the pacer (a `$batch`: its inner statuses count)
+    paced_by_caller: bool,
 }
 
 /// A complete HTTP response.
@@ -506,7 +508,10 @@ impl GraphClient {
                         attempt,
                         "graph"
                     );
-                    if pacer.observe(throttle_percentage(&headers)) {
+                    let throttled = status == 429;
+                    if (throttled || !req.paced_by_caller)
+                        && pacer.observe(throttle_percentage(&headers), throttled)
+                    {
                         bump(&inner.counters.slowdowns);
                     }
                     if status == 401 && !refreshed {
@@ -602,6 +607,7 @@ impl GraphClient {
             body: None,
             headers,
             idempotent: true,
+            paced_by_caller: false,
         };
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {
@@ -814,6 +820,7 @@ impl GraphClient {
             body: Some(body),
             headers: Vec::new(),
             idempotent: false,
+            paced_by_caller: false,
         };
         let what = format!("resetPassword of user {user_id}");
         let resp = self.execute(tenant, &req).await?;
@@ -870,6 +877,7 @@ impl GraphClient {
                 body: None,
                 headers: Vec::new(),
                 idempotent: true,
+                paced_by_caller: false,
             };
             let resp = self.execute(tenant, &req).await?;
             if !(200..300).contains(&resp.status) {
@@ -941,7 +949,7 @@ impl GraphClient {
         let mut waited = Duration::ZERO;
         while !pending.is_empty() {
             attempt += 1;
-            let responses = match self.send_envelope(tenant, &pending).await {
+            let (responses, envelope_pct) = match self.send_envelope(tenant, &pending).await {
                 Ok(r) => r,
                 Err(e) => {
                     done.extend(pending.drain(..).map(|r| (r.id, Err(e.clone()))));
@@ -955,7 +963,7 @@ impl GraphClient {
             let mut retry = Vec::new();
             let mut longest: Option<Duration> = None;
             let mut any_429 = false;
-            let mut pct: Option<f64> = None;
+            let mut pct: Option<f64> = envelope_pct;
             for req in pending.drain(..) {
                 let resp = by_id.remove(&req.id.to_ascii_lowercase());
                 tracing::debug!(
@@ -994,7 +1002,7 @@ impl GraphClient {
                     None => retry.push((req, None)),
                 }
             }
-            if pct.is_some() && pacer.observe(pct) {
+            if pacer.observe(pct, any_429) {
                 bump(&inner.counters.slowdowns);
             }
             if retry.is_empty() {
@@ -1044,7 +1052,7 @@ impl GraphClient {
         &self,
         tenant: &str,
         requests: &[BatchRequest],
-    ) -> Result<Vec<BatchResponse>, GraphError> {
+    ) -> Result<(Vec<BatchResponse>, Option<f64>), GraphError> {
         let envelope = BatchRequestEnvelope {
             requests: requests.to_vec(),
         };
@@ -1061,13 +1069,15 @@ impl GraphClient {
             headers: Vec::new(),
             // a $batch of GETs and PATCHes may be re-sent as a whole
             idempotent: true,
+            paced_by_caller: true,
         };
         let resp = self.execute(tenant, &req).await?;
+        let pct = throttle_percentage(&resp.headers);
         let parsed = serde_json::from_slice::<BatchResponseEnvelope>(&resp.body);
         match (resp.status, parsed) {
-            (200..=299, Ok(env)) => Ok(env.responses),
+            (200..=299, Ok(env)) => Ok((env.responses, pct)),
             // older docs: the envelope itself may be 424 while carrying the inner responses
-            (_, Ok(env)) if !env.responses.is_empty() => Ok(env.responses),
+            (_, Ok(env)) if !env.responses.is_empty() => Ok((env.responses, pct)),
             (200..=299, Err(e)) => Err(GraphError::Decode {
                 what: "$batch".into(),
                 message: e.to_string(),

@@ -138,7 +138,10 @@ struct PaceState {
     next_start: Instant,
     spacing: Duration,
     withheld: Vec<OwnedSemaphorePermit>,
-    last_percentage: f64,
+    /// additive-increase / multiplicative-decrease limit: halved by a 429, +1 per calm response
+    aimd_limit: usize,
+    /// the in-flight limit last decided (withheld permits catch up with it)
+    target: usize,
 }
 
 impl Pacer {
@@ -153,7 +156,8 @@ impl Pacer {
                 next_start: Instant::now(),
                 spacing: Duration::ZERO,
                 withheld: Vec::new(),
-                last_percentage: 0.0,
+                aimd_limit: concurrency,
+                target: concurrency,
             }),
         }
     }
@@ -209,15 +213,23 @@ impl Pacer {
         }
     }
 
-    /// Adapts to the `x-ms-throttle-limit-percentage` of a response (`None`: header absent, which
-    /// Graph does below 0.8). Returns true when this response slowed the pace down.
-    pub fn observe(&self, percentage: Option<f64>) -> bool {
+    /// Adapts to a response: its `x-ms-throttle-limit-percentage` (`None`: header absent, which
+    /// Graph does below 0.8) and whether it was throttled (a 429, or a `$batch` with inner
+    /// 429s). A 429 halves the in-flight limit, each calm response (no 429, below 0.8) adds one
+    /// back, up to `concurrency`; the percentage caps it further (see [`allowed_in_flight`]).
+    /// Returns true when this response slowed the pace down.
+    pub fn observe(&self, percentage: Option<f64>, throttled: bool) -> bool {
         let pct = percentage.unwrap_or(0.0).clamp(0.0, 2.0);
         let mut st = self.state.lock().expect("pacer poisoned");
-        let before = st.spacing;
-        st.last_percentage = pct;
+        let (spacing_before, target_before) = (st.spacing, st.target);
         st.spacing = spacing_for(pct);
-        let target = allowed_in_flight(self.concurrency, pct);
+        if throttled {
+            st.aimd_limit = (st.aimd_limit / 2).max(1);
+        } else if pct < 0.8 {
+            st.aimd_limit = (st.aimd_limit + 1).min(self.concurrency);
+        }
+        let target = allowed_in_flight(self.concurrency, pct).min(st.aimd_limit);
+        st.target = target;
         let want_withheld = self.concurrency - target;
         while st.withheld.len() > want_withheld {
             drop(st.withheld.pop());
@@ -229,7 +241,7 @@ impl Pacer {
                 Err(_) => break,
             }
         }
-        st.spacing > before
+        st.spacing > spacing_before || target < target_before
     }
 
     /// The in-flight limit now in force.
@@ -379,17 +391,40 @@ mod tests {
     async fn pacer_withdraws_and_returns_permits() {
         let p = Pacer::new(8);
         assert_eq!(p.current_limit(), 8);
-        assert!(p.observe(Some(0.9)));
+        assert!(p.observe(Some(0.9), false));
         assert_eq!(p.current_limit(), 4);
         assert!(p.current_spacing() > Duration::ZERO);
-        p.observe(Some(0.99));
+        p.observe(Some(0.99), false);
         assert_eq!(p.current_limit(), 1);
         // the one remaining permit is usable
         let permit = p.admit().await;
         drop(permit);
-        assert!(!p.observe(None));
+        assert!(!p.observe(None, false));
         assert_eq!(p.current_limit(), 8);
         assert_eq!(p.current_spacing(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn pacer_halves_on_429_and_recovers_one_by_one() {
+        let p = Pacer::new(8);
+        assert!(p.observe(None, true));
+        assert_eq!(p.current_limit(), 4);
+        p.observe(None, true);
+        p.observe(None, true);
+        assert_eq!(p.current_limit(), 1);
+        assert!(!p.observe(None, true), "cannot go below one in flight");
+        assert_eq!(p.current_limit(), 1);
+        for expected in 2..=8 {
+            assert!(!p.observe(None, false));
+            assert_eq!(p.current_limit(), expected);
+        }
+        assert!(!p.observe(None, false));
+        assert_eq!(p.current_limit(), 8, "never above concurrency");
+        // a high percentage does not let the AIMD limit grow
+        p.observe(None, true);
+        assert_eq!(p.current_limit(), 4);
+        p.observe(Some(0.85), false);
+        assert_eq!(p.current_limit(), 4);
     }
 
     #[tokio::test]
@@ -397,7 +432,7 @@ mod tests {
         let p = Pacer::new(2);
         let a = p.admit().await;
         let b = p.admit().await;
-        p.observe(Some(0.99));
+        p.observe(Some(0.99), false);
         assert_eq!(
             p.current_limit(),
             2,
@@ -405,7 +440,7 @@ mod tests {
         );
         drop(a);
         drop(b);
-        p.observe(Some(0.99));
+        p.observe(Some(0.99), false);
         assert_eq!(p.current_limit(), 1);
     }
 
@@ -425,7 +460,7 @@ mod tests {
             "a 429 block holds every request back"
         );
         let q = Pacer::new(2);
-        q.observe(Some(1.0));
+        q.observe(Some(1.0), false);
         assert!(ready_now(q.admit()).await, "the first request goes at once");
         assert!(
             !ready_now(q.admit()).await,
