@@ -654,7 +654,10 @@ async fn logs_never_contain_secrets() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not `set_default`: a thread-local subscriber misses events when other tests of
+    // this binary touch the same callsites concurrently (tracing caches callsite interest).
+    // The other tests' events land here too, which only widens the check.
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
 
     let server = start(|s, nth| {
         if s.path == "/v1.0/$batch" {
@@ -708,4 +711,31 @@ async fn logs_never_contain_secrets() {
         );
     }
     assert!(!format!("{c:?}").contains(CANARY_SECRET));
+}
+
+/// After a 429 the whole tenant waits out its Retry-After: a request that was not itself
+/// throttled, started after the 429, is not sent before the second is over.
+#[tokio::test]
+async fn a_429_holds_back_the_other_requests_of_the_tenant() {
+    let server = start(|s, nth| match (s.path.as_str(), nth) {
+        ("/v1.0/me", 0) => status_with(429, &[("Retry-After", "1")], throttled_body()),
+        ("/v1.0/me", _) => json_response(200, user("me")),
+        ("/v1.0/directoryRoles", _) => json_response(200, json!({"value": []})),
+        _ => json_response(404, json!({})),
+    })
+    .await;
+    let c = client(&server, |_| {});
+    let first = {
+        let c = c.clone();
+        tokio::spawn(async move { c.me(TENANT).await })
+    };
+    // the 429 has been seen (the block is set in the same step, with no await in between)
+    while c.stats().throttled == 0 {
+        tokio::task::yield_now().await;
+    }
+    c.directory_roles(TENANT).await.unwrap();
+    first.await.unwrap().unwrap();
+    let throttled_at = server.seen_at("/v1.0/me")[0].at;
+    let other_at = server.seen_at("/v1.0/directoryRoles")[0].at;
+    assert!(other_at.duration_since(throttled_at) >= Duration::from_secs(1));
 }
