@@ -606,6 +606,11 @@ async fn foreign_links_are_refused() {
     let c = client(&server, |_| {});
     let err = c.list_users(TENANT, None).await.unwrap_err();
     assert!(matches!(err, GraphError::ForeignUrl { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("https://evil.example/v1.0/users"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("skiptoken=x"), "{err}");
     let err = c
         .poll_operation(TENANT, "http://127.0.0.2:1/op", Duration::from_secs(1))
         .await

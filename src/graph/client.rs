@@ -3,11 +3,11 @@
 //! It owns the reqwest client (rustls), the [`TokenProvider`], one [`Pacer`] per tenant and the
 //! counters of [`ClientStats`]. Every request goes through `GraphClient::execute`: admission by
 //! the tenant's pacer, a bearer token, a fresh `client-request-id`, then the retry policy of
-//! [`crate::graph::retry`] (429/503, and 500/502/504 and transport errors for idempotent requests; `Retry-After` first, else full
-//! jitter backoff; bounded in count and in time). A 401 drops the cached token and retries once
-//! with a new one. `$batch` envelopes of at most 20 requests go through the same path, and the
-//! inner requests that came back retryable (429, 5xx) are re-sent, re-batched, after their own
-//! `Retry-After` (see [`GraphClient::run_batches`]).
+//! [`crate::graph::retry`]: 429 and 503 always, 500/502/504 and transport errors only for
+//! idempotent requests; `Retry-After` first, else full-jitter backoff; bounded in count and in
+//! time. A 401 expires the cached token and retries once with a new one. `$batch` envelopes go
+//! through the same path; [`GraphClient::run_batches`] re-queues the inner requests that came
+//! back retryable and re-batches them, after their own `Retry-After`.
 //!
 //! # What is logged
 //!
@@ -20,8 +20,8 @@
 //! `resetPassword` is a POST whose effect is not idempotent (with `{}` the service generates a
 //! new password each time). It is retried only when the request provably did not run: 429, 503
 //! or a connection that was never established. A transport error after the request was sent
-//! (or a 500/502/504) is returned as [`GraphError::Transport`] with `maybe_applied: true`: the caller
-//! must re-read `lastPasswordChangeDateTime` before trying again.
+//! (or a 500/502/504) is returned as [`GraphError::Transport`] with `maybe_applied: true`: the
+//! caller must re-read `lastPasswordChangeDateTime` before trying again.
 //!
 //! # Token audience and URLs
 //!
@@ -464,7 +464,7 @@ impl GraphClient {
                     Ok(u)
                 } else {
                     Err(GraphError::ForeignUrl {
-                        url: loggable_url(&u),
+                        url: format!("{}{}", auth::origin(&u), loggable_url(&u)),
                         origin: self.inner.graph_origin.clone(),
                     })
                 }
