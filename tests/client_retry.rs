@@ -212,7 +212,7 @@ async fn throttled_list_is_retried_after_retry_after_then_paged() {
 
 /// 503 and 504 are retried with backoff; a dropped body (transport error) is retried for a GET.
 #[tokio::test]
-async fn unavailable_and_transport_errors_are_retried_for_reads() {
+async fn server_errors_and_transport_errors_are_retried_for_reads() {
     let server = start(|s, nth| match (s.path.as_str(), nth) {
         (p, 0) if p.starts_with("/v1.0/me") => status_with(503, &[], json!({})),
         (p, 1) if p.starts_with("/v1.0/me") => status_with(504, &[], json!({})),
@@ -226,7 +226,7 @@ async fn unavailable_and_transport_errors_are_retried_for_reads() {
     assert_eq!(me.id, "me");
     assert_eq!(server.seen_at("/v1.0/me").len(), 4);
     let s = c.stats();
-    assert_eq!(s.unavailable, 2);
+    assert_eq!(s.server_errors, 2);
     assert_eq!(s.transport_errors, 1);
     assert_eq!(s.retries, 3);
 }
@@ -288,6 +288,9 @@ async fn batch_retries_only_throttled_inner_requests() {
                     json!({"id": id, "status": 429, "headers": {"Retry-After": "1"}, "body": throttled_body()})
                 } else if nth == 0 && n == 4 {
                     json!({"id": id, "status": 503, "headers": {}, "body": {}})
+                } else if nth == 0 && n == 10 {
+                    // a lost inner response: a PATCH is idempotent, so it is retried
+                    json!({"id": id, "status": 500, "body": {"error": {"code": "InternalServerError", "message": "The response of this request was lost."}}})
                 } else if n == 5 {
                     json!({"id": id, "status": 400, "body": {"error": {"code": "Request_BadRequest", "message": "The specified password does not comply with password complexity requirements. Please provide a different password."}}})
                 } else {
@@ -345,8 +348,8 @@ async fn batch_retries_only_throttled_inner_requests() {
     assert_eq!(ids(&first), (0..12).collect::<Vec<_>>());
     assert_eq!(
         ids(&second),
-        [0, 3, 4, 6, 9],
-        "only the 429s and the 503 again"
+        [0, 3, 4, 6, 9, 10],
+        "only the 429s, the 503 and the 500 again"
     );
     assert!(batches[1].at.duration_since(batches[0].at) >= Duration::from_secs(1));
     let r0 = &first["requests"][0];
@@ -363,10 +366,10 @@ async fn batch_retries_only_throttled_inner_requests() {
     );
     let s = c.stats();
     assert_eq!(
-        (s.throttled, s.unavailable, s.retries, s.requests),
-        (4, 1, 5, 2)
+        (s.throttled, s.server_errors, s.retries, s.requests),
+        (4, 2, 6, 2)
     );
-    assert_eq!(s.batch_inner_requests, 17);
+    assert_eq!(s.batch_inner_requests, 18);
 }
 
 /// An inner request that stays throttled ends as `Throttled` after max_retries; more than 20
@@ -511,6 +514,9 @@ async fn reset_password_and_poll() {
         if s.path.starts_with("/v1.0/users/u-2/") {
             return truncated();
         }
+        if s.path.starts_with("/v1.0/users/u-3/") {
+            return status_with(500, &[], json!({"error": {"code": "InternalServerError", "message": "x"}}));
+        }
         json_response(404, json!({}))
     })
     .await;
@@ -566,6 +572,25 @@ async fn reset_password_and_poll() {
         u2[0].body,
         format!("{{\"newPassword\":\"{CANARY_PASSWORD}\"}}")
     );
+
+    // a 500 leaves open whether the reset ran: reported, not repeated
+    let err = c.reset_password(TENANT, "u-3", None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GraphError::Transport {
+                maybe_applied: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let u3 = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.starts_with("/v1.0/users/u-3/"))
+        .count();
+    assert_eq!(u3, 1);
 }
 
 /// A nextLink or Location on another origin is refused: the token never leaves the Graph origin.
@@ -581,6 +606,11 @@ async fn foreign_links_are_refused() {
     let c = client(&server, |_| {});
     let err = c.list_users(TENANT, None).await.unwrap_err();
     assert!(matches!(err, GraphError::ForeignUrl { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("https://evil.example/v1.0/users"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("skiptoken=x"), "{err}");
     let err = c
         .poll_operation(TENANT, "http://127.0.0.2:1/op", Duration::from_secs(1))
         .await
@@ -629,7 +659,10 @@ async fn logs_never_contain_secrets() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not `set_default`: a thread-local subscriber misses events when other tests of
+    // this binary touch the same callsites concurrently (tracing caches callsite interest).
+    // The other tests' events land here too, which only widens the check.
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
 
     let server = start(|s, nth| {
         if s.path == "/v1.0/$batch" {
@@ -683,4 +716,31 @@ async fn logs_never_contain_secrets() {
         );
     }
     assert!(!format!("{c:?}").contains(CANARY_SECRET));
+}
+
+/// After a 429 the whole tenant waits out its Retry-After: a request that was not itself
+/// throttled, started after the 429, is not sent before the second is over.
+#[tokio::test]
+async fn a_429_holds_back_the_other_requests_of_the_tenant() {
+    let server = start(|s, nth| match (s.path.as_str(), nth) {
+        ("/v1.0/me", 0) => status_with(429, &[("Retry-After", "1")], throttled_body()),
+        ("/v1.0/me", _) => json_response(200, user("me")),
+        ("/v1.0/directoryRoles", _) => json_response(200, json!({"value": []})),
+        _ => json_response(404, json!({})),
+    })
+    .await;
+    let c = client(&server, |_| {});
+    let first = {
+        let c = c.clone();
+        tokio::spawn(async move { c.me(TENANT).await })
+    };
+    // the 429 has been seen (the block is set in the same step, with no await in between)
+    while c.stats().throttled == 0 {
+        tokio::task::yield_now().await;
+    }
+    c.directory_roles(TENANT).await.unwrap();
+    first.await.unwrap().unwrap();
+    let throttled_at = server.seen_at("/v1.0/me")[0].at;
+    let other_at = server.seen_at("/v1.0/directoryRoles")[0].at;
+    assert!(other_at.duration_since(throttled_at) >= Duration::from_secs(1));
 }

@@ -646,8 +646,8 @@ impl TokenProvider {
         Ok(token)
     }
 
-    /// Drops the cached token of `tenant` if it is still `rejected` (Graph answered 401 to it),
-    /// so that the next [`TokenProvider::token`] fetches a new one. Returns whether a new token
+    /// Expires the cached token of `tenant` if it is still `rejected` (Graph answered 401 to
+    /// it), so that the next [`TokenProvider::token`] fetches a new one (keeping a refresh token). Returns whether a new token
     /// can be fetched at all (a pre-acquired token cannot).
     pub async fn invalidate(&self, tenant: &str, rejected: &SecretString) -> bool {
         if matches!(self.credential, Credential::AccessToken { .. }) {

@@ -3,11 +3,11 @@
 //! It owns the reqwest client (rustls), the [`TokenProvider`], one [`Pacer`] per tenant and the
 //! counters of [`ClientStats`]. Every request goes through `GraphClient::execute`: admission by
 //! the tenant's pacer, a bearer token, a fresh `client-request-id`, then the retry policy of
-//! [`crate::graph::retry`] (429/503/504 and transport errors; `Retry-After` first, else full
-//! jitter backoff; bounded in count and in time). A 401 drops the cached token and retries once
-//! with a new one. `$batch` envelopes of at most 20 requests go through the same path, and the
-//! inner requests that came back 429/503/504 are re-sent, re-batched, after their own
-//! `Retry-After` (see [`GraphClient::run_batches`]).
+//! [`crate::graph::retry`]: 429 and 503 always, 500/502/504 and transport errors only for
+//! idempotent requests; `Retry-After` first, else full-jitter backoff; bounded in count and in
+//! time. A 401 expires the cached token and retries once with a new one. `$batch` envelopes go
+//! through the same path; [`GraphClient::run_batches`] re-queues the inner requests that came
+//! back retryable and re-batches them, after their own `Retry-After`.
 //!
 //! # What is logged
 //!
@@ -20,8 +20,8 @@
 //! `resetPassword` is a POST whose effect is not idempotent (with `{}` the service generates a
 //! new password each time). It is retried only when the request provably did not run: 429, 503
 //! or a connection that was never established. A transport error after the request was sent
-//! (or a 504) is returned as [`GraphError::Transport`] with `maybe_applied: true`: the caller
-//! must re-read `lastPasswordChangeDateTime` before trying again.
+//! (or a 500/502/504) is returned as [`GraphError::Transport`] with `maybe_applied: true`: the
+//! caller must re-read `lastPasswordChangeDateTime` before trying again.
 //!
 //! # Token audience and URLs
 //!
@@ -38,6 +38,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
 use crate::graph::auth::{self, AuthError, Credential, Endpoints, TokenProvider};
@@ -49,7 +50,7 @@ use crate::graph::model::{
 use crate::graph::retry::{is_retryable_status, parse_retry_after, Pacer, RetryPolicy};
 
 /// At most this many requests in one `$batch` (a Graph limit).
-pub const BATCH_SIZE: usize = 20;
+pub const BATCH_SIZE: usize = crate::graph::retry::MAX_BATCH_SIZE;
 
 /// How the client connects and how hard it retries.
 #[derive(Clone, Debug)]
@@ -129,8 +130,8 @@ pub struct ClientStats {
     pub retries: u64,
     /// 429 responses seen (envelopes and inner requests).
     pub throttled: u64,
-    /// 503/504 responses seen (envelopes and inner requests).
-    pub unavailable: u64,
+    /// Retried 5xx responses seen (envelopes and inner requests).
+    pub server_errors: u64,
     /// Transport errors (connection reset, incomplete body, timeout).
     pub transport_errors: u64,
     /// 401s answered by fetching a new token.
@@ -147,7 +148,7 @@ struct Counters {
     batch_inner_requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
-    unavailable: AtomicU64,
+    server_errors: AtomicU64,
     transport_errors: AtomicU64,
     token_refreshes: AtomicU64,
     slowdowns: AtomicU64,
@@ -314,6 +315,37 @@ impl fmt::Debug for GraphClient {
     }
 }
 
+/// One inner request waiting in a [`GraphClient::run_batches`] queue.
+struct PendingRequest {
+    req: BatchRequest,
+    /// retries so far
+    retries: u32,
+    /// time spent waiting between its attempts
+    waited: Duration,
+}
+
+/// The shared state of one [`GraphClient::run_batches`] call.
+struct BatchWork {
+    queue: Mutex<std::collections::VecDeque<PendingRequest>>,
+    /// requests without a final result yet
+    outstanding: std::sync::atomic::AtomicUsize,
+    results: Mutex<HashMap<String, Result<BatchResponse, GraphError>>>,
+    /// requests were re-queued, or the last one finished
+    changed: tokio::sync::Notify,
+}
+
+impl BatchWork {
+    fn finish(&self, id: String, result: Result<BatchResponse, GraphError>) {
+        self.results
+            .lock()
+            .expect("batch results poisoned")
+            .insert(id, result);
+        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
 /// One HTTP request as the retry loop sees it.
 struct Req {
     method: Method,
@@ -323,6 +355,8 @@ struct Req {
     headers: Vec<(&'static str, &'static str)>,
     /// retry after a transport error / 504 even though the request may have run
     idempotent: bool,
+    /// the caller reports the outcome to the pacer (a `$batch`: its inner statuses count)
+    paced_by_caller: bool,
 }
 
 /// A complete HTTP response.
@@ -408,7 +442,7 @@ impl GraphClient {
             batch_inner_requests: l(&c.batch_inner_requests),
             retries: l(&c.retries),
             throttled: l(&c.throttled),
-            unavailable: l(&c.unavailable),
+            server_errors: l(&c.server_errors),
             transport_errors: l(&c.transport_errors),
             token_refreshes: l(&c.token_refreshes),
             token_requests: self.inner.tokens.token_requests(),
@@ -441,7 +475,7 @@ impl GraphClient {
                     Ok(u)
                 } else {
                     Err(GraphError::ForeignUrl {
-                        url: loggable_url(&u),
+                        url: format!("{}{}", auth::origin(&u), loggable_url(&u)),
                         origin: self.inner.graph_origin.clone(),
                     })
                 }
@@ -464,13 +498,27 @@ impl GraphClient {
     /// response whatever its status (after retries). Errors are transport/auth failures and
     /// exhausted retries.
     async fn execute(&self, tenant: &str, req: &Req) -> Result<Resp, GraphError> {
+        self.execute_admitted(tenant, req, None).await
+    }
+
+    /// [`Self::execute`] where the first attempt may use a permit the caller already holds
+    /// (the `$batch` workers admit before they decide how many requests to send).
+    async fn execute_admitted(
+        &self,
+        tenant: &str,
+        req: &Req,
+        mut admitted: Option<OwnedSemaphorePermit>,
+    ) -> Result<Resp, GraphError> {
         let inner = &self.inner;
         let pacer = self.pacer(tenant);
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
         loop {
-            let permit = pacer.admit().await;
+            let permit = match admitted.take() {
+                Some(p) => p,
+                None => pacer.admit().await,
+            };
             let token = inner.tokens.token(tenant).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut rb = inner
@@ -517,7 +565,10 @@ impl GraphClient {
                         attempt,
                         "graph"
                     );
-                    if pacer.observe(throttle_percentage(&headers)) {
+                    let throttled = status == 429;
+                    if (throttled || !req.paced_by_caller)
+                        && pacer.observe(throttle_percentage(&headers), throttled)
+                    {
                         bump(&inner.counters.slowdowns);
                     }
                     if status == 401 && !refreshed {
@@ -528,8 +579,7 @@ impl GraphClient {
                         bump(&inner.counters.token_refreshes);
                         continue;
                     }
-                    let retryable = is_retryable_status(status)
-                        && (req.idempotent || status == 429 || status == 503);
+                    let retryable = is_retryable_status(status, req.idempotent);
                     if !retryable {
                         return Ok(Resp {
                             status,
@@ -543,7 +593,7 @@ impl GraphClient {
                     if status == 429 {
                         bump(&inner.counters.throttled);
                     } else {
-                        bump(&inner.counters.unavailable);
+                        bump(&inner.counters.server_errors);
                     }
                     let delay = inner.policy.delay(attempt, retry_after);
                     if !inner.policy.allows(attempt, waited, delay) {
@@ -614,6 +664,7 @@ impl GraphClient {
             body: None,
             headers,
             idempotent: true,
+            paced_by_caller: false,
         };
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {
@@ -736,9 +787,11 @@ impl GraphClient {
         self.get_paged(tenant, self.url(&q)?).await
     }
 
-    /// Activated directory roles with their member ids.
+    /// Activated directory roles with their member ids. `$expand=members` rather than
+    /// `members($select=id)`: Graph accepts both, the sandbox only the plain form, and only the
+    /// ids are parsed ([`crate::graph::model::DirectoryObjectRef`]).
     pub async fn directory_roles(&self, tenant: &str) -> Result<Vec<DirectoryRole>, GraphError> {
-        let url = self.url("directoryRoles?$expand=members($select=id)")?;
+        let url = self.url("directoryRoles?$expand=members")?;
         self.get_paged(tenant, url).await
     }
 
@@ -871,14 +924,18 @@ impl GraphClient {
             body: Some(body),
             headers: Vec::new(),
             idempotent: false,
+            paced_by_caller: false,
         };
         let what = format!("resetPassword of user {user_id}");
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {
-            if resp.status == 504 {
+            if matches!(resp.status, 500 | 502 | 504) {
                 return Err(GraphError::Transport {
                     attempts: 1,
-                    message: "gateway timeout (HTTP 504)".into(),
+                    message: format!(
+                        "HTTP {} from Graph: the reset may or may not have happened",
+                        resp.status
+                    ),
                     maybe_applied: true,
                 });
             }
@@ -924,6 +981,7 @@ impl GraphClient {
                 body: None,
                 headers: Vec::new(),
                 idempotent: true,
+                paced_by_caller: false,
             };
             let resp = self.execute(tenant, &req).await?;
             if !(200..300).contains(&resp.status) {
@@ -948,149 +1006,210 @@ impl GraphClient {
         }
     }
 
-    /// Runs any number of `$batch` requests (ids unique across all of them): envelopes of 20,
-    /// concurrently (bounded by the tenant's pacer), each with inner retries. Returns the final
-    /// response (or error) per request id.
+    /// Runs any number of `$batch` requests (ids unique across all of them) and returns the
+    /// final response (or error) per request id.
+    ///
+    /// The requests go into one queue per call. `concurrency` workers take envelopes from it, as
+    /// many requests as the tenant's pacer allows per envelope (20, halved after throttling, grown
+    /// back by 2 per calm envelope), and send them through [`Self::execute`] (which holds the
+    /// pacer's in-flight permit). Inner requests that come back retryable (429, and 5xx for
+    /// idempotent requests) go back to the front of the queue after the longest of their
+    /// `Retry-After`s (a 429 blocks the whole tenant for that long) or a backoff, so they are
+    /// re-batched with whatever is left; each request has its own retry budget.
     pub async fn run_batches(
         &self,
         tenant: &str,
         requests: Vec<BatchRequest>,
     ) -> HashMap<String, Result<BatchResponse, GraphError>> {
-        let mut set = tokio::task::JoinSet::new();
-        let mut chunks = Vec::new();
-        let mut iter = requests.into_iter().peekable();
-        while iter.peek().is_some() {
-            chunks.push(iter.by_ref().take(BATCH_SIZE).collect::<Vec<_>>());
+        let n = requests.len();
+        if n == 0 {
+            return HashMap::new();
         }
-        for chunk in chunks {
+        let work = Arc::new(BatchWork {
+            queue: Mutex::new(
+                requests
+                    .into_iter()
+                    .map(|req| PendingRequest {
+                        req,
+                        retries: 0,
+                        waited: Duration::ZERO,
+                    })
+                    .collect(),
+            ),
+            outstanding: std::sync::atomic::AtomicUsize::new(n),
+            results: Mutex::new(HashMap::with_capacity(n)),
+            changed: tokio::sync::Notify::new(),
+        });
+        let workers = self.inner.options.concurrency.max(1).min(n);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..workers {
             let client = self.clone();
             let tenant = tenant.to_owned();
-            set.spawn(async move { client.run_batch(&tenant, chunk).await });
+            let work = work.clone();
+            set.spawn(async move { client.batch_worker(&tenant, &work).await });
         }
-        let mut out = HashMap::new();
         while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok(results) => out.extend(results),
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => {}
+            if let Err(e) = joined {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
             }
         }
-        out
+        let results = std::mem::take(&mut *work.results.lock().expect("batch results poisoned"));
+        results
     }
 
-    /// One envelope's worth (<= 20) of requests, with the inner retry loop: inner 429/503/504 are
-    /// re-sent together after the longest of their `Retry-After`s (else backoff); the others are
-    /// final.
-    async fn run_batch(
+    async fn batch_worker(&self, tenant: &str, work: &BatchWork) {
+        let pacer = self.pacer(tenant);
+        loop {
+            // registered before looking at the queue, so that no push is missed
+            let notified = work.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if work.outstanding.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if work.queue.lock().expect("batch queue poisoned").is_empty() {
+                notified.await;
+                continue;
+            }
+            // Admission first (in-flight slot, 429 block, spacing), then the size: what the
+            // pacer learnt while we waited decides how many requests go into this envelope.
+            let permit = pacer.admit().await;
+            let batch: Vec<PendingRequest> = {
+                let mut queue = work.queue.lock().expect("batch queue poisoned");
+                let take = pacer.batch_size().min(queue.len());
+                queue.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            self.batch_round(tenant, &pacer, work, batch, permit).await;
+        }
+    }
+
+    /// Sends one envelope and sorts its inner responses into final results and retries.
+    async fn batch_round(
         &self,
         tenant: &str,
-        requests: Vec<BatchRequest>,
-    ) -> Vec<(String, Result<BatchResponse, GraphError>)> {
-        debug_assert!(requests.len() <= BATCH_SIZE);
+        pacer: &Pacer,
+        work: &BatchWork,
+        batch: Vec<PendingRequest>,
+        permit: OwnedSemaphorePermit,
+    ) {
         let inner = &self.inner;
-        let pacer = self.pacer(tenant);
-        let mut pending = requests;
-        let mut done: Vec<(String, Result<BatchResponse, GraphError>)> = Vec::new();
-        let mut attempt: u32 = 0;
-        let mut waited = Duration::ZERO;
-        while !pending.is_empty() {
-            attempt += 1;
-            let responses = match self.send_envelope(tenant, &pending).await {
-                Ok(r) => r,
-                Err(e) => {
-                    done.extend(pending.drain(..).map(|r| (r.id, Err(e.clone()))));
-                    break;
+        let requests: Vec<BatchRequest> = batch.iter().map(|p| p.req.clone()).collect();
+        let (responses, envelope_pct) = match self.send_envelope(tenant, &requests, permit).await {
+            Ok(r) => r,
+            Err(e) => {
+                for p in batch {
+                    work.finish(p.req.id, Err(e.clone()));
                 }
-            };
-            let mut by_id: HashMap<String, BatchResponse> = responses
-                .into_iter()
-                .map(|r| (r.id.to_ascii_lowercase(), r))
-                .collect();
-            let mut retry = Vec::new();
-            let mut longest: Option<Duration> = None;
-            let mut any_429 = false;
-            let mut pct: Option<f64> = None;
-            for req in pending.drain(..) {
-                let resp = by_id.remove(&req.id.to_ascii_lowercase());
-                tracing::debug!(
-                    id = %req.id,
-                    method = %req.method,
-                    url = %loggable_relative(&req.url),
-                    status = resp.as_ref().map_or(0, |r| r.status),
-                    request_id = resp.as_ref().and_then(|r| inner_header(r, "request-id")).as_deref().unwrap_or("-"),
-                    attempt,
-                    "graph batch item"
-                );
-                match resp {
-                    Some(resp) if is_retryable_status(resp.status) => {
-                        if resp.status == 429 {
-                            bump(&inner.counters.throttled);
-                            any_429 = true;
-                        } else {
-                            bump(&inner.counters.unavailable);
-                        }
-                        if let Some(ra) = inner_header(&resp, "retry-after")
-                            .and_then(|v| parse_retry_after(Some(&v)))
-                        {
-                            longest = Some(longest.map_or(ra, |l| l.max(ra)));
-                        }
-                        retry.push((req, Some(resp)));
-                    }
-                    Some(resp) => {
-                        if let Some(p) = inner_header(&resp, "x-ms-throttle-limit-percentage")
-                            .and_then(|v| parse_percentage(&v))
-                        {
-                            pct = Some(pct.map_or(p, |q: f64| q.max(p)));
-                        }
-                        done.push((req.id.clone(), Ok(resp)));
-                    }
-                    // no answer for it: ask again
-                    None => retry.push((req, None)),
-                }
+                return;
             }
-            if pct.is_some() && pacer.observe(pct) {
-                bump(&inner.counters.slowdowns);
-            }
-            if retry.is_empty() {
-                break;
-            }
-            let delay = inner.policy.delay(attempt, longest);
-            if !inner.policy.allows(attempt, waited, delay) {
-                for (req, last) in retry {
-                    let err = match last {
-                        Some(r) if r.status == 429 => GraphError::Throttled {
-                            attempts: attempt,
-                            request_id: inner_header(&r, "request-id"),
-                        },
-                        Some(r) => error_from_inner(&r, &req.url),
-                        None => GraphError::Decode {
-                            what: "$batch".into(),
-                            message: format!("no response for request {}", req.id),
-                        },
-                    };
-                    done.push((req.id, Err(err)));
-                }
-                break;
-            }
+        };
+        let mut by_id: HashMap<String, BatchResponse> = responses
+            .into_iter()
+            .map(|r| (r.id.to_ascii_lowercase(), r))
+            .collect();
+        let mut retry: Vec<(PendingRequest, Option<BatchResponse>)> = Vec::new();
+        let mut longest: Option<Duration> = None;
+        let mut any_429 = false;
+        let mut pct: Option<f64> = envelope_pct;
+        for p in batch {
+            let resp = by_id.remove(&p.req.id.to_ascii_lowercase());
             tracing::debug!(
-                retrying = retry.len(),
-                delay_ms = delay.as_millis() as u64,
-                throttled = any_429,
-                "graph batch: re-sending throttled/unavailable inner requests"
+                id = %p.req.id,
+                method = %p.req.method,
+                url = %loggable_relative(&p.req.url),
+                status = resp.as_ref().map_or(0, |r| r.status),
+                request_id = resp.as_ref().and_then(|r| inner_header(r, "request-id")).as_deref().unwrap_or("-"),
+                attempt = p.retries + 1,
+                "graph batch item"
             );
-            inner
-                .counters
-                .retries
-                .fetch_add(retry.len() as u64, Ordering::Relaxed);
-            waited += delay;
-            if any_429 {
-                pacer.block_for(delay);
-            } else {
-                tokio::time::sleep(delay).await;
+            match resp {
+                Some(resp) if is_retryable_status(resp.status, p.req.method != "POST") => {
+                    if resp.status == 429 {
+                        bump(&inner.counters.throttled);
+                        any_429 = true;
+                    } else {
+                        bump(&inner.counters.server_errors);
+                    }
+                    if let Some(ra) =
+                        inner_header(&resp, "retry-after").and_then(|v| parse_retry_after(Some(&v)))
+                    {
+                        longest = Some(longest.map_or(ra, |l| l.max(ra)));
+                    }
+                    retry.push((p, Some(resp)));
+                }
+                Some(resp) => {
+                    if let Some(v) = inner_header(&resp, "x-ms-throttle-limit-percentage")
+                        .and_then(|v| parse_percentage(&v))
+                    {
+                        pct = Some(pct.map_or(v, |q: f64| q.max(v)));
+                    }
+                    work.finish(p.req.id.clone(), Ok(resp));
+                }
+                // no answer for it: ask again
+                None => retry.push((p, None)),
             }
-            pending = retry.into_iter().map(|(r, _)| r).collect();
         }
-        done
+        if pacer.observe(pct, any_429) {
+            bump(&inner.counters.slowdowns);
+        }
+        if retry.is_empty() {
+            return;
+        }
+        let most_retries = retry.iter().map(|(p, _)| p.retries + 1).max().unwrap_or(1);
+        let delay = inner.policy.delay(most_retries, longest);
+        let mut requeue = Vec::with_capacity(retry.len());
+        for (mut p, last) in retry {
+            let retry_no = p.retries + 1;
+            if !inner.policy.allows(retry_no, p.waited, delay) {
+                let err = match last {
+                    Some(r) if r.status == 429 => GraphError::Throttled {
+                        attempts: retry_no,
+                        request_id: inner_header(&r, "request-id"),
+                    },
+                    Some(r) => error_from_inner(&r, &p.req.url),
+                    None => GraphError::Decode {
+                        what: "$batch".into(),
+                        message: format!("no response for request {}", p.req.id),
+                    },
+                };
+                work.finish(p.req.id, Err(err));
+                continue;
+            }
+            p.retries = retry_no;
+            p.waited += delay;
+            requeue.push(p);
+        }
+        if requeue.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            retrying = requeue.len(),
+            delay_ms = delay.as_millis() as u64,
+            throttled = any_429,
+            "graph batch: re-queueing throttled or failed inner requests"
+        );
+        inner
+            .counters
+            .retries
+            .fetch_add(requeue.len() as u64, Ordering::Relaxed);
+        if any_429 {
+            // every request of this tenant waits it out (in `execute`), not only these
+            pacer.block_for(delay);
+        } else {
+            tokio::time::sleep(delay).await;
+        }
+        {
+            let mut queue = work.queue.lock().expect("batch queue poisoned");
+            for p in requeue.into_iter().rev() {
+                queue.push_front(p);
+            }
+        }
+        work.changed.notify_waiters();
     }
 
     /// POSTs one `$batch` envelope (envelope-level retries inside [`Self::execute`]).
@@ -1098,7 +1217,8 @@ impl GraphClient {
         &self,
         tenant: &str,
         requests: &[BatchRequest],
-    ) -> Result<Vec<BatchResponse>, GraphError> {
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(Vec<BatchResponse>, Option<f64>), GraphError> {
         let envelope = BatchRequestEnvelope {
             requests: requests.to_vec(),
         };
@@ -1115,13 +1235,15 @@ impl GraphClient {
             headers: Vec::new(),
             // a $batch of GETs and PATCHes may be re-sent as a whole
             idempotent: true,
+            paced_by_caller: true,
         };
-        let resp = self.execute(tenant, &req).await?;
+        let resp = self.execute_admitted(tenant, &req, Some(permit)).await?;
+        let pct = throttle_percentage(&resp.headers);
         let parsed = serde_json::from_slice::<BatchResponseEnvelope>(&resp.body);
         match (resp.status, parsed) {
-            (200..=299, Ok(env)) => Ok(env.responses),
+            (200..=299, Ok(env)) => Ok((env.responses, pct)),
             // older docs: the envelope itself may be 424 while carrying the inner responses
-            (_, Ok(env)) if !env.responses.is_empty() => Ok(env.responses),
+            (_, Ok(env)) if !env.responses.is_empty() => Ok((env.responses, pct)),
             (200..=299, Err(e)) => Err(GraphError::Decode {
                 what: "$batch".into(),
                 message: e.to_string(),

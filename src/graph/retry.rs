@@ -9,8 +9,8 @@
 //! are re-sent, re-batched, after the longest of their delays. The schedule is also not backon's:
 //! its jitter adds a random `(0, min_delay)` on top of the exponential delay, while pwdrift uses
 //! "full jitter" (uniform in `[0, min(cap, base * 2^n)]`), which is what spreads many concurrent
-//! writers best. With a single policy function ([`RetryPolicy::delay`]) used by the single-request
-//! loop, the batch loop and the token endpoint, the behaviour is one thing to read and test.
+//! writers best. With one policy ([`RetryPolicy`]) used by the single-request loop and the batch
+//! loop (and the same jitter at the token endpoint), the behaviour is one thing to read and test.
 //!
 //! # Pacing
 //!
@@ -18,8 +18,12 @@
 //! - a "blocked until" instant: after any 429 every request for that tenant waits out the
 //!   `Retry-After` before being sent, so that 20 concurrent writers do not each collect a 429;
 //! - an adaptive in-flight limit: a semaphore of `concurrency` permits from which permits are
-//!   withdrawn while Graph reports `x-ms-throttle-limit-percentage >= 0.8` (half at 0.8, one at
-//!   0.95) and given back as the percentage drops;
+//!   withdrawn, AIMD-style: halved once per throttling event (the 429s of one burst count once),
+//!   grown by one per round of calm responses (as many as the limit), and capped while Graph
+//!   reports `x-ms-throttle-limit-percentage >= 0.8` (half at 0.8, one at 0.95);
+//! - an adaptive `$batch` size: 20 requests per envelope, halved after throttling and grown
+//!   back by 1 per calm envelope, so that a nearly spent write quota is not hit by 20 writes at
+//!   once;
 //! - a spacing between request starts while the percentage is high (0 below 0.8, rising to 1 s at
 //!   1.0), so that a large apply runs near the quota instead of into it.
 
@@ -31,9 +35,17 @@ use tokio::time::Instant;
 use rand::Rng as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Statuses worth another attempt: throttled, unavailable, gateway timeout.
-pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 503 | 504)
+/// Statuses worth another attempt. 429 and 503 say the request was not processed: always
+/// retried. 500, 502 and 504 leave it open whether it ran: retried only for idempotent requests
+/// (GET, PATCH). A lost response inside a `$batch` surfaces as an inner 500, so without this a
+/// dropped connection between Graph's front end and the workload would fail a PATCH that is safe to
+/// repeat. Other 4xx are never retried.
+pub fn is_retryable_status(status: u16, idempotent: bool) -> bool {
+    match status {
+        429 | 503 => true,
+        500 | 502 | 504 => idempotent,
+        _ => false,
+    }
 }
 
 /// Parses `Retry-After`: delta-seconds (possibly fractional) or an HTTP-date.
@@ -116,6 +128,9 @@ impl RetryPolicy {
     }
 }
 
+/// Graph's limit of requests in one `$batch`.
+pub const MAX_BATCH_SIZE: usize = 20;
+
 /// Per-tenant pacing state, see the module documentation.
 #[derive(Debug)]
 pub struct Pacer {
@@ -130,7 +145,14 @@ struct PaceState {
     next_start: Instant,
     spacing: Duration,
     withheld: Vec<OwnedSemaphorePermit>,
-    last_percentage: f64,
+    /// additive-increase / multiplicative-decrease limit: halved by a 429, +1 per calm response
+    aimd_limit: usize,
+    /// the in-flight limit last decided (withheld permits catch up with it)
+    target: usize,
+    /// requests per `$batch` envelope: halved by throttling, +1 per calm envelope, up to 20
+    batch_size: usize,
+    /// calm responses since the in-flight limit last grew
+    calm: usize,
 }
 
 impl Pacer {
@@ -145,7 +167,10 @@ impl Pacer {
                 next_start: Instant::now(),
                 spacing: Duration::ZERO,
                 withheld: Vec::new(),
-                last_percentage: 0.0,
+                aimd_limit: concurrency,
+                target: concurrency,
+                batch_size: MAX_BATCH_SIZE,
+                calm: 0,
             }),
         }
     }
@@ -153,43 +178,50 @@ impl Pacer {
     /// Waits until a request may start: a free in-flight slot, past any 429 block, past the
     /// spacing slot. The returned permit is held for the duration of the request.
     pub async fn admit(&self) -> OwnedSemaphorePermit {
-        let permit = self
-            .semaphore
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("pacer semaphore is never closed");
         loop {
-            let wait_until = {
+            // Wait out a 429 block before taking an in-flight slot, so that slots are free
+            // while blocked and a slowdown decided meanwhile can withdraw them.
+            if let Some(t) = self.blocked_until() {
+                tokio::time::sleep_until(t).await;
+                continue;
+            }
+            let permit = self
+                .semaphore
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("pacer semaphore is never closed");
+            let start = {
                 let mut st = self.state.lock().expect("pacer poisoned");
                 let now = Instant::now();
-                match st.blocked_until {
-                    Some(t) if t > now => Some(t),
-                    _ => {
-                        st.blocked_until = None;
-                        let start = st.next_start.max(now);
-                        st.next_start = start + st.spacing;
-                        if start > now {
-                            Some(start)
-                        } else {
-                            None
-                        }
-                    }
+                if st.blocked_until.is_some_and(|b| b > now) {
+                    // blocked while we waited for the slot: give it back and wait again
+                    None
+                } else {
+                    let start = st.next_start.max(now);
+                    st.next_start = start + st.spacing;
+                    Some(start)
                 }
             };
-            match wait_until {
-                // A block may be extended while we sleep (another 429): re-check after waking.
-                Some(t) => {
-                    tokio::time::sleep_until(t).await;
-                    let st = self.state.lock().expect("pacer poisoned");
-                    if st.blocked_until.is_some_and(|b| b > Instant::now()) {
-                        continue;
-                    }
-                    return permit;
+            let Some(start) = start else {
+                drop(permit);
+                continue;
+            };
+            if start > Instant::now() {
+                tokio::time::sleep_until(start).await;
+                if self.blocked_until().is_some() {
+                    drop(permit);
+                    continue;
                 }
-                None => return permit,
             }
+            return permit;
         }
+    }
+
+    /// The end of the current 429 block, if one is in force.
+    fn blocked_until(&self) -> Option<Instant> {
+        let st = self.state.lock().expect("pacer poisoned");
+        st.blocked_until.filter(|b| *b > Instant::now())
     }
 
     /// Blocks the tenant for `retry_after` (after a 429).
@@ -201,15 +233,37 @@ impl Pacer {
         }
     }
 
-    /// Adapts to the `x-ms-throttle-limit-percentage` of a response (`None`: header absent, which
-    /// Graph does below 0.8). Returns true when this response slowed the pace down.
-    pub fn observe(&self, percentage: Option<f64>) -> bool {
+    /// Adapts to a response: its `x-ms-throttle-limit-percentage` (`None`: header absent, which
+    /// Graph does below 0.8) and whether it was throttled (a 429, or a `$batch` with inner
+    /// 429s). A 429 halves the in-flight limit, each calm response (no 429, below 0.8) adds one
+    /// back, up to `concurrency`; the percentage caps it further (see [`allowed_in_flight`]).
+    /// Returns true when this response slowed the pace down.
+    pub fn observe(&self, percentage: Option<f64>, throttled: bool) -> bool {
         let pct = percentage.unwrap_or(0.0).clamp(0.0, 2.0);
         let mut st = self.state.lock().expect("pacer poisoned");
-        let before = st.spacing;
-        st.last_percentage = pct;
+        let (spacing_before, target_before, batch_before) = (st.spacing, st.target, st.batch_size);
         st.spacing = spacing_for(pct);
-        let target = allowed_in_flight(self.concurrency, pct);
+        // One decrease per throttling event: the responses that come back 429 together (all
+        // sent before the first 429 was seen) halve the pace once, not once each.
+        let already_blocked = st.blocked_until.is_some_and(|b| b > Instant::now());
+        if throttled {
+            if !already_blocked {
+                st.aimd_limit = (st.aimd_limit / 2).max(1);
+                st.batch_size = (st.batch_size / 2).max(1);
+                st.calm = 0;
+            }
+        } else if pct < 0.8 {
+            // congestion avoidance: +1 in flight per `limit` calm responses (one "round"),
+            // +1 request per envelope per calm envelope
+            st.calm += 1;
+            if st.calm >= st.aimd_limit {
+                st.calm = 0;
+                st.aimd_limit = (st.aimd_limit + 1).min(self.concurrency);
+            }
+            st.batch_size = (st.batch_size + 1).min(MAX_BATCH_SIZE);
+        }
+        let target = allowed_in_flight(self.concurrency, pct).min(st.aimd_limit);
+        st.target = target;
         let want_withheld = self.concurrency - target;
         while st.withheld.len() > want_withheld {
             drop(st.withheld.pop());
@@ -221,7 +275,12 @@ impl Pacer {
                 Err(_) => break,
             }
         }
-        st.spacing > before
+        st.spacing > spacing_before || target < target_before || st.batch_size < batch_before
+    }
+
+    /// How many requests the next `$batch` envelope may carry.
+    pub fn batch_size(&self) -> usize {
+        self.state.lock().expect("pacer poisoned").batch_size
     }
 
     /// The in-flight limit now in force.
@@ -338,11 +397,18 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        for s in [429, 503, 504] {
-            assert!(is_retryable_status(s));
+        for s in [429, 503] {
+            assert!(is_retryable_status(s, true) && is_retryable_status(s, false));
         }
-        for s in [200, 204, 400, 401, 403, 404, 409, 412, 500, 502] {
-            assert!(!is_retryable_status(s), "{s}");
+        for s in [500, 502, 504] {
+            assert!(is_retryable_status(s, true), "{s}");
+            assert!(
+                !is_retryable_status(s, false),
+                "{s}: may have run, not idempotent"
+            );
+        }
+        for s in [200, 202, 204, 400, 401, 403, 404, 409, 412, 424, 501] {
+            assert!(!is_retryable_status(s, true), "{s}");
         }
     }
 
@@ -364,17 +430,65 @@ mod tests {
     async fn pacer_withdraws_and_returns_permits() {
         let p = Pacer::new(8);
         assert_eq!(p.current_limit(), 8);
-        assert!(p.observe(Some(0.9)));
+        assert!(p.observe(Some(0.9), false));
         assert_eq!(p.current_limit(), 4);
         assert!(p.current_spacing() > Duration::ZERO);
-        p.observe(Some(0.99));
+        p.observe(Some(0.99), false);
         assert_eq!(p.current_limit(), 1);
         // the one remaining permit is usable
         let permit = p.admit().await;
         drop(permit);
-        assert!(!p.observe(None));
+        assert!(!p.observe(None, false));
         assert_eq!(p.current_limit(), 8);
         assert_eq!(p.current_spacing(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn pacer_halves_on_429_and_recovers_one_by_one() {
+        let p = Pacer::new(8);
+        assert!(p.observe(None, true));
+        assert_eq!(p.current_limit(), 4);
+        p.observe(None, true);
+        p.observe(None, true);
+        assert_eq!(p.current_limit(), 1);
+        assert_eq!(p.batch_size(), 2, "20 halved three times (rounded down)");
+        assert!(p.observe(None, true), "the batch size still shrinks");
+        assert!(
+            !p.observe(None, true),
+            "cannot go below one in flight and one per batch"
+        );
+        assert_eq!(p.batch_size(), 1);
+        assert_eq!(p.current_limit(), 1);
+        // one more in flight per round of calm responses (a round = as many as the limit)
+        for expected in 2..=8 {
+            for _ in 0..expected - 1 {
+                assert_eq!(p.current_limit(), expected - 1);
+                assert!(!p.observe(None, false));
+            }
+            assert_eq!(p.current_limit(), expected);
+        }
+        assert_eq!(p.batch_size(), 20, "one more per calm envelope, at most 20");
+        for _ in 0..8 {
+            p.observe(None, false);
+        }
+        assert_eq!(p.current_limit(), 8, "never above concurrency");
+        // a high percentage does not let the AIMD limit grow
+        p.observe(None, true);
+        assert_eq!(p.current_limit(), 4);
+        p.observe(Some(0.85), false);
+        assert_eq!(p.current_limit(), 4);
+    }
+
+    #[tokio::test]
+    async fn pacer_decreases_once_per_throttling_event() {
+        let p = Pacer::new(8);
+        assert!(p.observe(None, true));
+        p.block_for(Duration::from_secs(3600));
+        // the other responses of the same burst: no further decrease, and no increase either
+        for _ in 0..5 {
+            assert!(!p.observe(None, true));
+        }
+        assert_eq!((p.current_limit(), p.batch_size()), (4, 10));
     }
 
     #[tokio::test]
@@ -382,7 +496,7 @@ mod tests {
         let p = Pacer::new(2);
         let a = p.admit().await;
         let b = p.admit().await;
-        p.observe(Some(0.99));
+        p.observe(Some(0.99), false);
         assert_eq!(
             p.current_limit(),
             2,
@@ -390,7 +504,7 @@ mod tests {
         );
         drop(a);
         drop(b);
-        p.observe(Some(0.99));
+        p.observe(Some(0.99), false);
         assert_eq!(p.current_limit(), 1);
     }
 
@@ -410,7 +524,7 @@ mod tests {
             "a 429 block holds every request back"
         );
         let q = Pacer::new(2);
-        q.observe(Some(1.0));
+        q.observe(Some(1.0), false);
         assert!(ready_now(q.admit()).await, "the first request goes at once");
         assert!(
             !ready_now(q.admit()).await,
