@@ -330,16 +330,30 @@ impl Credential {
         let tenant = tenant_override
             .map(str::to_owned)
             .or_else(|| get("AZURE_TENANT_ID"));
-        let client_id = get("AZURE_CLIENT_ID");
+        // The delegated sign-in usually goes through a public client registration, distinct from
+        // the confidential app in AZURE_CLIENT_ID: PWDRIFT_DELEGATED_CLIENT_ID names it.
+        let client_id = get("PWDRIFT_DELEGATED_CLIENT_ID").or_else(|| get("AZURE_CLIENT_ID"));
         match (tenant, client_id) {
-            (Some(tenant), Some(client_id)) => Ok(Credential::DeviceCode { tenant, client_id }),
+            // Azure SDK convention: AZURE_USERNAME + AZURE_PASSWORD select username/password.
+            (Some(tenant), Some(client_id)) => match (get("AZURE_USERNAME"), var("AZURE_PASSWORD"))
+            {
+                (Some(username), Some(password)) => Ok(Credential::UsernamePassword {
+                    tenant,
+                    client_id,
+                    username,
+                    password: SecretString::from(password),
+                }),
+                _ => Ok(Credential::DeviceCode { tenant, client_id }),
+            },
             (t, c) => {
                 let mut missing = Vec::new();
                 if t.is_none() {
                     missing.push("AZURE_TENANT_ID (or --tenant)");
                 }
                 if c.is_none() {
-                    missing.push("AZURE_CLIENT_ID (a public client app registration)");
+                    missing.push(
+                        "PWDRIFT_DELEGATED_CLIENT_ID or AZURE_CLIENT_ID (a public client app registration)",
+                    );
                 }
                 Err(AuthError::NotConfigured(format!(
                     "delegated sign-in needs {}",
@@ -1155,6 +1169,41 @@ mod tests {
         let err =
             Credential::delegated_from_lookup(None, env(&[("AZURE_TENANT_ID", "t")])).unwrap_err();
         assert!(err.to_string().contains("AZURE_CLIENT_ID"));
+    }
+
+    #[test]
+    fn delegated_username_password_and_public_client() {
+        let c = Credential::delegated_from_lookup(
+            Some("contoso.onmicrosoft.com"),
+            env(&[
+                ("AZURE_CLIENT_ID", "confidential"),
+                ("PWDRIFT_DELEGATED_CLIENT_ID", "public"),
+                ("AZURE_USERNAME", "admin@contoso.com"),
+                ("AZURE_PASSWORD", "Canary-Pw-1!"),
+            ]),
+        )
+        .unwrap();
+        match &c {
+            Credential::UsernamePassword {
+                tenant,
+                client_id,
+                username,
+                ..
+            } => {
+                assert_eq!(tenant, "contoso.onmicrosoft.com");
+                assert_eq!(client_id, "public");
+                assert_eq!(username, "admin@contoso.com");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{c:?}").contains("Canary"));
+        // a username without a password falls back to the device code flow
+        let c = Credential::delegated_from_lookup(
+            Some("t"),
+            env(&[("AZURE_CLIENT_ID", "c"), ("AZURE_USERNAME", "u")]),
+        )
+        .unwrap();
+        assert!(matches!(c, Credential::DeviceCode { ref client_id, .. } if client_id == "c"));
     }
 
     #[test]

@@ -886,6 +886,7 @@ impl GraphClient {
             body: Some(body),
             headers: Vec::new(),
             idempotent: false,
+            paced_by_caller: false,
         };
         let resp = self.execute(tenant, &req).await?;
         match resp.status {

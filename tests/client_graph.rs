@@ -34,7 +34,8 @@ const CANARY_PASSWORD: &str = "Canary-Pw-8d2K!x";
 fn args() -> SandboxArgs {
     SandboxArgs {
         seed: Some(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sandbox/contoso.seed.yaml"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/sandbox/contoso.seed.yaml"),
         ),
         generate: None,
         rng_seed: 1,
@@ -45,6 +46,8 @@ fn args() -> SandboxArgs {
         faults: None,
         flag_only_patch_noop: false,
         token_lifetime: 3599,
+        reset_operation_ms: 200,
+        reset_retry_after: 1,
     }
 }
 
@@ -77,13 +80,30 @@ fn app_credential(sb: &pwdrift::sandbox::RunningSandbox) -> Credential {
 fn delegated_credential(sb: &pwdrift::sandbox::RunningSandbox) -> Credential {
     Credential::UsernamePassword {
         tenant: sb.info.tenant_id.clone(),
-        client_id: sb.info.delegated_client_id.clone().expect("a public client in the seed"),
-        username: sb.info.delegated_username.clone().expect("a delegated admin in the seed"),
-        password: SecretString::from(sb.info.delegated_password.clone().expect("the admin's password in the seed")),
+        client_id: sb
+            .info
+            .delegated_client_id
+            .clone()
+            .expect("a public client in the seed"),
+        username: sb
+            .info
+            .delegated_username
+            .clone()
+            .expect("a delegated admin in the seed"),
+        password: SecretString::from(
+            sb.info
+                .delegated_password
+                .clone()
+                .expect("the admin's password in the seed"),
+        ),
     }
 }
 
-fn client_with(sb: &pwdrift::sandbox::RunningSandbox, credential: Credential, tweak: impl FnOnce(&mut ClientOptions)) -> GraphClient {
+fn client_with(
+    sb: &pwdrift::sandbox::RunningSandbox,
+    credential: Credential,
+    tweak: impl FnOnce(&mut ClientOptions),
+) -> GraphClient {
     let mut options = ClientOptions::new(endpoints(sb));
     options.base_delay = Duration::from_millis(5);
     options.max_backoff = Duration::from_millis(200);
@@ -122,8 +142,14 @@ async fn list_users_follows_next_links_through_all_pages() {
     let ids: HashSet<_> = users.iter().map(|u| u.id.clone()).collect();
     assert_eq!(ids.len(), users.len(), "no user twice");
     assert!(users.len() >= 2100, "{}", users.len());
-    assert!(c.stats().requests >= 3, "2100 users at $top=999 take three pages");
-    assert!(users.iter().all(|u| u.user_principal_name.is_some()), "$select honoured");
+    assert!(
+        c.stats().requests >= 3,
+        "2100 users at $top=999 take three pages"
+    );
+    assert!(
+        users.iter().all(|u| u.user_principal_name.is_some()),
+        "$select honoured"
+    );
 }
 
 /// A smaller generated tenant (250) is one page; the filter form works too.
@@ -139,13 +165,17 @@ async fn list_users_of_250_and_filtered() {
     let all = c.list_users(&tenant(&sb), None).await.unwrap();
     assert!(all.len() >= 250);
     let forced = c
-        .list_users(&tenant(&sb), Some("passwordProfile/forceChangePasswordNextSignIn eq true"))
+        .list_users(
+            &tenant(&sb),
+            Some("passwordProfile/forceChangePasswordNextSignIn eq true"),
+        )
         .await
         .unwrap();
     assert!(forced.len() < all.len());
     assert!(forced
         .iter()
-        .all(|u| ForceFlags::from_profile(u.password_profile.as_ref()).force_change_password_next_sign_in));
+        .all(|u| ForceFlags::from_profile(u.password_profile.as_ref())
+            .force_change_password_next_sign_in));
 }
 
 /// `$batch` reads by id, UPN and SID resolve to the same users; unknown keys are NotFound.
@@ -175,7 +205,12 @@ async fn batch_reads_by_id_upn_and_sid() {
     assert_eq!(results.len(), keys.len());
     assert_eq!(results[0].1.as_ref().unwrap().id, alice.id);
     assert_eq!(
-        results[1].1.as_ref().unwrap().user_principal_name.as_deref(),
+        results[1]
+            .1
+            .as_ref()
+            .unwrap()
+            .user_principal_name
+            .as_deref(),
         Some("bob@contoso.com")
     );
     assert_eq!(results[2].1.as_ref().unwrap().id, synced.id);
@@ -194,9 +229,16 @@ async fn group_members_are_transitive() {
     let c = app_client(&sb);
     let finance = c.find_groups_by_name(&t, "Finance").await.unwrap();
     assert_eq!(finance.len(), 1, "exact displayName match, not a prefix");
-    let contractors = c.find_groups_by_name(&t, "Finance Contractors").await.unwrap();
+    let contractors = c
+        .find_groups_by_name(&t, "Finance Contractors")
+        .await
+        .unwrap();
     assert_eq!(contractors.len(), 1);
-    assert!(c.find_groups_by_name(&t, "No Such Group").await.unwrap().is_empty());
+    assert!(c
+        .find_groups_by_name(&t, "No Such Group")
+        .await
+        .unwrap()
+        .is_empty());
     let all: HashSet<_> = c
         .group_user_members(&t, &finance[0].id)
         .await
@@ -212,7 +254,10 @@ async fn group_members_are_transitive() {
         .map(|u| u.id)
         .collect();
     assert!(!nested.is_empty());
-    assert!(nested.is_subset(&all), "nested members are transitive members");
+    assert!(
+        nested.is_subset(&all),
+        "nested members are transitive members"
+    );
     assert!(all.len() > nested.len(), "Finance has direct members too");
 }
 
@@ -228,7 +273,9 @@ async fn directory_roles_list_members() {
         .await
         .unwrap()
         .remove(0);
-    assert!(roles.iter().any(|r| r.members.iter().any(|m| m.id == admin.id)));
+    assert!(roles
+        .iter()
+        .any(|r| r.members.iter().any(|m| m.id == admin.id)));
 }
 
 /// PATCH of both flags, then read back: the live state is what was written; then back again.
@@ -237,7 +284,10 @@ async fn patch_password_profile_and_read_back() {
     let sb = sandbox(args()).await;
     let t = tenant(&sb);
     let c = app_client(&sb);
-    let keys = [UserKey::Upn("alice@contoso.com".into()), UserKey::Upn("bob@contoso.com".into())];
+    let keys = [
+        UserKey::Upn("alice@contoso.com".into()),
+        UserKey::Upn("bob@contoso.com".into()),
+    ];
     let users: Vec<_> = c
         .get_users_by_batch(&t, &keys)
         .await
@@ -248,22 +298,46 @@ async fn patch_password_profile_and_read_back() {
     let results = c
         .patch_password_profiles(
             &t,
-            vec![(users[0].id.clone(), flags(true, false)), (users[1].id.clone(), flags(false, true))],
+            vec![
+                (users[0].id.clone(), flags(true, false)),
+                (users[1].id.clone(), flags(false, true)),
+            ],
         )
         .await;
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
     let back = c.get_users_by_batch(&t, &keys).await.unwrap();
-    let f = |i: usize| ForceFlags::from_profile(back[i].1.as_ref().unwrap().password_profile.as_ref());
-    assert_eq!(f(0), ForceFlags { force_change_password_next_sign_in: true, force_change_password_next_sign_in_with_mfa: false });
-    assert_eq!(f(1), ForceFlags { force_change_password_next_sign_in: false, force_change_password_next_sign_in_with_mfa: true });
+    let f =
+        |i: usize| ForceFlags::from_profile(back[i].1.as_ref().unwrap().password_profile.as_ref());
+    assert_eq!(
+        f(0),
+        ForceFlags {
+            force_change_password_next_sign_in: true,
+            force_change_password_next_sign_in_with_mfa: false
+        }
+    );
+    assert_eq!(
+        f(1),
+        ForceFlags {
+            force_change_password_next_sign_in: false,
+            force_change_password_next_sign_in_with_mfa: true
+        }
+    );
 
     // a password with the PATCH moves lastPasswordChangeDateTime
     let before = users[0].last_password_change_date_time;
     let mut p = flags(false, false);
     p.password = Some(SecretString::from(CANARY_PASSWORD));
-    let r = c.patch_password_profiles(&t, vec![(users[0].id.clone(), p)]).await;
+    let r = c
+        .patch_password_profiles(&t, vec![(users[0].id.clone(), p)])
+        .await;
     assert!(r[0].1.is_ok(), "{:?}", r[0].1);
-    let after = c.get_users_by_batch(&t, &keys[..1]).await.unwrap().remove(0).1.unwrap();
+    let after = c
+        .get_users_by_batch(&t, &keys[..1])
+        .await
+        .unwrap()
+        .remove(0)
+        .1
+        .unwrap();
     assert!(after.last_password_change_date_time > before);
 }
 
@@ -274,13 +348,26 @@ async fn weak_password_fails_only_its_user() {
     let t = tenant(&sb);
     let c = app_client(&sb);
     let users = c.list_users(&t, None).await.unwrap();
-    let cloud: Vec<_> = users.iter().filter(|u| u.on_premises_sync_enabled != Some(true)).take(2).collect();
+    let cloud: Vec<_> = users
+        .iter()
+        .filter(|u| u.on_premises_sync_enabled != Some(true))
+        .take(2)
+        .collect();
     let mut weak = flags(false, false);
     weak.password = Some(SecretString::from("abc"));
     let r = c
-        .patch_password_profiles(&t, vec![(cloud[0].id.clone(), weak), (cloud[1].id.clone(), flags(true, false))])
+        .patch_password_profiles(
+            &t,
+            vec![
+                (cloud[0].id.clone(), weak),
+                (cloud[1].id.clone(), flags(true, false)),
+            ],
+        )
         .await;
-    assert_eq!(r[0].1.as_ref().unwrap_err().code(), Some("Request_BadRequest"));
+    assert_eq!(
+        r[0].1.as_ref().unwrap_err().code(),
+        Some("Request_BadRequest")
+    );
     assert!(r[1].1.is_ok());
 }
 
@@ -303,7 +390,10 @@ async fn reset_password_delegated_and_polled() {
         .reset_password(&t, &synced.id, Some(SecretString::from(CANARY_PASSWORD)))
         .await
         .unwrap_err();
-    assert!(matches!(err.status(), Some(401) | Some(403)), "app-only is refused: {err}");
+    assert!(
+        matches!(err.status(), Some(401) | Some(403)),
+        "app-only is refused: {err}"
+    );
 
     let me = delegated.me(&t).await.unwrap();
     assert_eq!(me.user_principal_name, sb.info.delegated_username);
@@ -311,14 +401,23 @@ async fn reset_password_delegated_and_polled() {
         .reset_password(&t, &me.id, Some(SecretString::from(CANARY_PASSWORD)))
         .await
         .unwrap_err();
-    assert!(err.status().is_some_and(|s| (400..500).contains(&s)), "own account refused: {err}");
+    assert!(
+        err.status().is_some_and(|s| (400..500).contains(&s)),
+        "own account refused: {err}"
+    );
 
     let out = delegated
         .reset_password(&t, &synced.id, Some(SecretString::from(CANARY_PASSWORD)))
         .await
         .unwrap();
-    assert!(out.generated_password.is_none(), "a given password is not echoed");
-    let op = delegated.poll_operation(&t, &out.location, Duration::from_secs(60)).await.unwrap();
+    assert!(
+        out.generated_password.is_none(),
+        "a given password is not echoed"
+    );
+    let op = delegated
+        .poll_operation(&t, &out.location, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(op.status, OperationStatus::Succeeded);
     let after = app
         .list_users(&t, Some(&format!("id eq '{}'", synced.id)))
@@ -333,9 +432,14 @@ async fn reset_password_delegated_and_polled() {
         .find(|u| u.on_premises_sync_enabled != Some(true) && u.id != me.id)
         .unwrap();
     let out = delegated.reset_password(&t, &cloud.id, None).await.unwrap();
-    let generated = out.generated_password.expect("system-generated password returned");
+    let generated = out
+        .generated_password
+        .expect("system-generated password returned");
     assert!(generated.expose_secret().len() >= 8);
-    let op = delegated.poll_operation(&t, &out.location, Duration::from_secs(60)).await.unwrap();
+    let op = delegated
+        .poll_operation(&t, &out.location, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(op.status.is_terminal());
 }
 
@@ -349,7 +453,11 @@ async fn device_code_sign_in() {
         &sb,
         Credential::DeviceCode {
             tenant: t.clone(),
-            client_id: sb.info.delegated_client_id.clone().expect("a public client in the seed"),
+            client_id: sb
+                .info
+                .delegated_client_id
+                .clone()
+                .expect("a public client in the seed"),
         },
         |_| {},
     );
@@ -411,7 +519,10 @@ async fn write_all_and_verify(c: &GraphClient, t: &str) -> usize {
         .map(|(id, f)| {
             (
                 id.clone(),
-                flags(f.force_change_password_next_sign_in, f.force_change_password_next_sign_in_with_mfa),
+                flags(
+                    f.force_change_password_next_sign_in,
+                    f.force_change_password_next_sign_in_with_mfa,
+                ),
             )
         })
         .collect();
@@ -454,10 +565,17 @@ async fn throttling_converges() {
     });
     let users = write_all_and_verify(&c, &tenant(&sb)).await as u64;
     let s = c.stats();
-    assert!(s.throttled > 0 || s.slowdowns > 0, "the scaled model pushed back: {s:?}");
+    assert!(
+        s.throttled > 0 || s.slowdowns > 0,
+        "the scaled model pushed back: {s:?}"
+    );
     // No storm: one PATCH and one GET per user; the adaptive pacing keeps the throttled inner
     // requests well below twice that (without it: several times as many 429s as operations).
-    assert!(s.throttled <= 4 * users, "too many 429s for {} operations: {s:?}", 2 * users);
+    assert!(
+        s.throttled <= 4 * users,
+        "too many 429s for {} operations: {s:?}",
+        2 * users
+    );
 }
 
 /// Injected faults (429, 503, dropped connections) are absorbed by the retries, the final state
@@ -478,7 +596,10 @@ async fn faults_converge_with_exact_final_state() {
     });
     write_all_and_verify(&c, &tenant(&sb)).await;
     let s = c.stats();
-    assert!(s.retries > 0 && s.throttled > 0, "faults were injected and retried: {s:?}");
+    assert!(
+        s.retries > 0 && s.throttled > 0,
+        "faults were injected and retried: {s:?}"
+    );
 }
 
 /// At TRACE level nothing secret reaches the log: client secret, delegated password, passwords
@@ -517,12 +638,20 @@ async fn no_secret_in_logs() {
     let app = client_with(&sb, app_credential(&sb), |o| o.max_retries = 15);
     let delegated = client_with(&sb, delegated_credential(&sb), |o| o.max_retries = 15);
     let users = app.list_users(&t, None).await.unwrap();
-    let alice = users.iter().find(|u| u.user_principal_name.as_deref() == Some("alice@contoso.com")).unwrap();
+    let alice = users
+        .iter()
+        .find(|u| u.user_principal_name.as_deref() == Some("alice@contoso.com"))
+        .unwrap();
     let mut p = flags(true, false);
     p.password = Some(SecretString::from(CANARY_PASSWORD));
-    let r = app.patch_password_profiles(&t, vec![(alice.id.clone(), p)]).await;
+    let r = app
+        .patch_password_profiles(&t, vec![(alice.id.clone(), p)])
+        .await;
     assert!(r[0].1.is_ok());
-    let bob = users.iter().find(|u| u.user_principal_name.as_deref() == Some("bob@contoso.com")).unwrap();
+    let bob = users
+        .iter()
+        .find(|u| u.user_principal_name.as_deref() == Some("bob@contoso.com"))
+        .unwrap();
     let out = delegated.reset_password(&t, &bob.id, None).await.unwrap();
     let generated = out.generated_password.clone().unwrap();
     let app_token = app.token(&t).await.unwrap();
