@@ -17,7 +17,7 @@ use super::error::{GraphError, GraphResult};
 use super::odata::{self, Ctx, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
 use super::store::{Group, Role, ROLES};
-use super::users::{page_over, USER_DEFAULT, USER_PROPS};
+use super::users::page_over;
 
 macro_rules! gprop {
     ($name:literal, $f:expr) => {
@@ -56,6 +56,15 @@ const GROUP_DEFAULT: &[&str] = &[
     "onPremisesSyncEnabled",
     "securityEnabled",
 ];
+
+/// `GET /groups`.
+const GROUPS: odata::CollectionSpec<Group> = odata::CollectionSpec {
+    filters: Some(GROUP_FILTERS),
+    resource: "Group",
+    props: GROUP_PROPS,
+    default: GROUP_DEFAULT,
+    type_name: "microsoft.graph.group",
+};
 
 const GROUP_FILTERS: &[FilterRule] = &[
     FilterRule {
@@ -143,22 +152,14 @@ pub async fn list(
     if !can_read_groups(&caller) {
         return Err(GraphError::insufficient_privileges());
     }
-    let query = Query::parse(uri.query())?;
-    query.refuse_unimplemented(&["$select", "$top", "$filter", "$count", "$skiptoken"])?;
-    let top = query.top(100)?;
-    let want_count = odata::check_count(&query, &headers)?;
-    let advanced = want_count && odata::eventual(&headers);
-    let filter = match query.get("$filter") {
-        Some(f) if !f.trim().is_empty() => {
-            let f = odata::parse_filter(f)?;
-            odata::check_filter(&f, GROUP_FILTERS, "Group", advanced)?;
-            odata::check_complexity(&f, advanced)?;
-            Some(f)
-        }
-        _ => None,
-    };
-    let props = odata::select(&query, GROUP_PROPS, GROUP_DEFAULT, "microsoft.graph.group")?;
-    let start = odata::page_start(uri.path(), &query, &state.skip_secret)?;
+    let odata::CollectionQuery {
+        query,
+        top,
+        want_count,
+        filter,
+        props,
+        start,
+    } = odata::collection_query(&uri, &headers, &GROUPS, &state.skip_secret)?;
     let ctx = Ctx {
         base_url: &state.base_url,
         version: version(&uri),
@@ -238,12 +239,18 @@ pub async fn transitive_users(
     if !can_read_groups(&caller) {
         return Err(GraphError::insufficient_privileges());
     }
-    let query = Query::parse(uri.query())?;
-    query.refuse_unimplemented(&["$select", "$top", "$count", "$skiptoken"])?;
-    let top = query.top(100)?;
-    let want_count = odata::check_count(&query, &headers)?;
-    let props = odata::select(&query, USER_PROPS, USER_DEFAULT, "microsoft.graph.user")?;
-    let start = odata::page_start(uri.path(), &query, &state.skip_secret)?;
+    let members_spec = odata::CollectionSpec {
+        filters: None,
+        ..super::users::USERS
+    };
+    let odata::CollectionQuery {
+        query,
+        top,
+        want_count,
+        props,
+        start,
+        ..
+    } = odata::collection_query(&uri, &headers, &members_spec, &state.skip_secret)?;
     let ctx = Ctx {
         base_url: &state.base_url,
         version: version(&uri),

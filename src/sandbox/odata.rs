@@ -156,6 +156,67 @@ pub struct Ctx<'a> {
     pub version: &'a str,
 }
 
+/// What a collection endpoint accepts: its `$filter` rules (`None`: no `$filter`) and its
+/// `$select` property table.
+pub struct CollectionSpec<T: 'static> {
+    pub filters: Option<&'static [FilterRule]>,
+    /// resource name in filter error messages (`User`, `Group`)
+    pub resource: &'static str,
+    pub props: &'static [Property<T>],
+    pub default: &'static [&'static str],
+    /// `microsoft.graph.user`, for `$select` error messages
+    pub type_name: &'static str,
+}
+
+/// The validated query options of one collection request.
+pub struct CollectionQuery<T: 'static> {
+    pub query: Query,
+    pub top: usize,
+    pub want_count: bool,
+    pub filter: Option<Filter>,
+    pub props: Vec<&'static Property<T>>,
+    /// index of the first item of this page (from `$skiptoken`)
+    pub start: usize,
+}
+
+/// Parses and checks `$top`, `$count` (with `ConsistencyLevel`), `$filter`, `$select` and the
+/// skip token of a collection request, refusing options the endpoint does not implement.
+pub fn collection_query<T>(
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    spec: &CollectionSpec<T>,
+    skip_secret: &str,
+) -> GraphResult<CollectionQuery<T>> {
+    let query = Query::parse(uri.query())?;
+    if spec.filters.is_some() {
+        query.refuse_unimplemented(&["$select", "$top", "$filter", "$count", "$skiptoken"])?;
+    } else {
+        query.refuse_unimplemented(&["$select", "$top", "$count", "$skiptoken"])?;
+    }
+    let top = query.top(100)?;
+    let want_count = check_count(&query, headers)?;
+    let advanced = want_count && eventual(headers);
+    let filter = match (spec.filters, query.get("$filter")) {
+        (Some(rules), Some(f)) if !f.trim().is_empty() => {
+            let f = parse_filter(f)?;
+            check_filter(&f, rules, spec.resource, advanced)?;
+            check_complexity(&f, advanced)?;
+            Some(f)
+        }
+        _ => None,
+    };
+    let props = select(&query, spec.props, spec.default, spec.type_name)?;
+    let start = page_start(uri.path(), &query, skip_secret)?;
+    Ok(CollectionQuery {
+        query,
+        top,
+        want_count,
+        filter,
+        props,
+        start,
+    })
+}
+
 /// Resolves `$select` against a property table: canonical names, in the order asked.
 pub fn select<T>(
     query: &Query,

@@ -148,6 +148,15 @@ const READ_ONLY: &[&str] = &[
 ];
 
 /// Filterable user properties and their operators (graph-facts.md, "Reading users").
+/// `GET /users` (and group members, which are users).
+pub const USERS: odata::CollectionSpec<User> = odata::CollectionSpec {
+    filters: Some(USER_FILTERS),
+    resource: "User",
+    props: USER_PROPS,
+    default: USER_DEFAULT,
+    type_name: "microsoft.graph.user",
+};
+
 pub const USER_FILTERS: &[FilterRule] = &[
     FilterRule {
         prop: "id",
@@ -341,22 +350,14 @@ pub async fn list(
     if !can_read_users(&caller) {
         return Err(GraphError::insufficient_privileges());
     }
-    let query = Query::parse(uri.query())?;
-    query.refuse_unimplemented(&["$select", "$top", "$filter", "$count", "$skiptoken"])?;
-    let top = query.top(100)?;
-    let want_count = odata::check_count(&query, &headers)?;
-    let advanced = want_count && odata::eventual(&headers);
-    let filter = match query.get("$filter") {
-        Some(f) if !f.trim().is_empty() => {
-            let f = odata::parse_filter(f)?;
-            odata::check_filter(&f, USER_FILTERS, "User", advanced)?;
-            odata::check_complexity(&f, advanced)?;
-            Some(f)
-        }
-        _ => None,
-    };
-    let props = odata::select(&query, USER_PROPS, USER_DEFAULT, "microsoft.graph.user")?;
-    let start = odata::page_start(uri.path(), &query, &state.skip_secret)?;
+    let odata::CollectionQuery {
+        query,
+        top,
+        want_count,
+        filter,
+        props,
+        start,
+    } = odata::collection_query(&uri, &headers, &USERS, &state.skip_secret)?;
     let ver = version(&uri);
     let ctx = Ctx {
         base_url: &state.base_url,
