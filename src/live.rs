@@ -125,26 +125,12 @@ pub async fn read_tenant(
     let tenant = desired.tenant.as_str();
     let mut problems = Vec::new();
 
-    // Who holds directory roles: any directory role makes a user a privileged target.
-    let mut roles_by_user: HashMap<String, Vec<String>> = HashMap::new();
-    for role in client.directory_roles(tenant).await? {
-        let name = role.display_name.clone().unwrap_or_else(|| role.id.clone());
-        for m in &role.members {
-            roles_by_user
-                .entry(m.id.clone())
-                .or_default()
-                .push(name.clone());
-        }
-    }
-    let to_live = |u: &crate::graph::model::GraphUser| {
-        let mut roles = roles_by_user.get(&u.id).cloned().unwrap_or_default();
-        roles.sort();
-        LiveUser::from_graph(u, roles)
-    };
+    let roles = PrivilegedRoles::read(client, tenant).await?;
+    let to_live = |u: &crate::graph::model::GraphUser| roles.live(u);
 
     // Directly declared users.
     let mut resolved: Vec<(&UserEntry, LiveUser)> = Vec::new();
-    if desired.users.len() > LIST_ALL_THRESHOLD {
+    if desired.users.len() > list_all_threshold() {
         let all = client.list_users(tenant, None).await?;
         let mut by_key: HashMap<String, usize> = HashMap::with_capacity(all.len() * 2);
         for (i, u) in all.iter().enumerate() {
@@ -345,32 +331,64 @@ fn not_found(entry: &UserEntry) -> Diagnostic {
     .with_label(entry.origin.clone(), "declared here".to_owned())
 }
 
-/// Reads users by object id (in `$batch` requests of 20) together with their directory roles, in
-/// the same shape [`read_tenant`] produces. Used to check a saved plan for staleness and to verify
-/// after applying. Users that no longer exist are absent from the map.
+/// The threshold in effect: [`LIST_ALL_THRESHOLD`], or `PWDRIFT_LIST_ALL_THRESHOLD` (a tuning
+/// knob, also used by the tests to exercise both read paths on a small tenant).
+pub fn list_all_threshold() -> usize {
+    std::env::var("PWDRIFT_LIST_ALL_THRESHOLD")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(LIST_ALL_THRESHOLD)
+}
+
+/// Who holds directory roles in a tenant: any directory role makes a user a privileged target.
+struct PrivilegedRoles(HashMap<String, Vec<String>>);
+
+impl PrivilegedRoles {
+    async fn read(client: &GraphClient, tenant: &str) -> Result<Self, GraphError> {
+        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
+        for role in client.directory_roles(tenant).await? {
+            let name = role.display_name.clone().unwrap_or_else(|| role.id.clone());
+            for m in &role.members {
+                by_user.entry(m.id.clone()).or_default().push(name.clone());
+            }
+        }
+        for names in by_user.values_mut() {
+            names.sort();
+        }
+        Ok(PrivilegedRoles(by_user))
+    }
+
+    fn live(&self, user: &crate::graph::model::GraphUser) -> LiveUser {
+        LiveUser::from_graph(user, self.0.get(&user.id).cloned().unwrap_or_default())
+    }
+}
+
+/// Reads users by object id together with their directory roles, in the same shape
+/// [`read_tenant`] produces: in `$batch` requests of 20, or by listing the tenant when there are
+/// more than [`list_all_threshold`] of them. Used to check a saved plan for staleness and to
+/// verify after applying. Users that no longer exist are absent from the map.
 pub async fn read_users_by_id(
     client: &GraphClient,
     tenant: &str,
     ids: &[String],
 ) -> Result<HashMap<String, LiveUser>, GraphError> {
-    let mut roles_by_user: HashMap<String, Vec<String>> = HashMap::new();
-    for role in client.directory_roles(tenant).await? {
-        let name = role.display_name.clone().unwrap_or_else(|| role.id.clone());
-        for m in &role.members {
-            roles_by_user
-                .entry(m.id.clone())
-                .or_default()
-                .push(name.clone());
+    let roles = PrivilegedRoles::read(client, tenant).await?;
+    let mut out = HashMap::with_capacity(ids.len());
+    if ids.len() > list_all_threshold() {
+        let wanted: std::collections::HashSet<String> =
+            ids.iter().map(|i| i.to_ascii_lowercase()).collect();
+        for u in client.list_users(tenant, None).await? {
+            if wanted.contains(&u.id.to_ascii_lowercase()) {
+                out.insert(u.id.clone(), roles.live(&u));
+            }
         }
+        return Ok(out);
     }
     let keys: Vec<UserKey> = ids.iter().cloned().map(UserKey::Id).collect();
-    let mut out = HashMap::with_capacity(ids.len());
     for (_, result) in client.get_users_by_batch(tenant, &keys).await? {
         match result {
             Ok(u) => {
-                let mut roles = roles_by_user.get(&u.id).cloned().unwrap_or_default();
-                roles.sort();
-                out.insert(u.id.clone(), LiveUser::from_graph(&u, roles));
+                out.insert(u.id.clone(), roles.live(&u));
             }
             Err(GraphError::NotFound { .. }) => {}
             Err(e) => return Err(e),

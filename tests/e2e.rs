@@ -614,3 +614,158 @@ fn plan_formats_of_the_example() {
         });
     }
 }
+
+/// A user reached through a group and declared directly with conflicting directives is an error
+/// naming both places (known only once group membership is read).
+#[test]
+fn group_and_direct_entry_conflict_names_both_places() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: frank@contoso.com\n    requirePasswordChange: { since: 2026-11-01T00:00:00Z }\ngroups:\n  - group: Finance\n    requirePasswordChange: { since: 2026-11-20T00:00:00Z }\n";
+    let desired = write(dir.path(), "desired.yaml", text);
+    let plan = run(sb.pwdrift().args(["plan", desired.to_str().unwrap()]));
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(plan.stderr.contains("desired.yaml:4:11"), "{plan:?}");
+    assert!(plan.stderr.contains("desired.yaml:7:12"), "{plan:?}");
+    assert_eq!(total_patches(&sb), 0);
+}
+
+/// Reading by `$batch` (few users) and by listing the tenant (many users) give the same plan.
+#[test]
+fn both_read_paths_give_the_same_plan() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let desired = repo().join(DESIRED);
+    let plan_json = |threshold: &str| {
+        let r = run(sb
+            .pwdrift()
+            .current_dir(repo())
+            .env("PWDRIFT_LIST_ALL_THRESHOLD", threshold)
+            .args(["plan", desired.to_str().unwrap(), "--format", "json"]));
+        assert_eq!(r.code, 0, "{r:?}");
+        let mut v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["created_at"] = serde_json::Value::Null;
+        v
+    };
+    let batched = plan_json("100000");
+    let listed = plan_json("0");
+    assert_eq!(batched, listed);
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert!(
+        stats["requests"]["GET /v1.0/users"].is_object(),
+        "the list path ran: {stats}"
+    );
+    assert!(
+        stats["requests"]["POST /v1.0/$batch"].is_object(),
+        "the batch path ran: {stats}"
+    );
+}
+
+/// Password resets whose responses are lost (the sandbox applies the PATCH, then cuts the
+/// connection) are not sent again blindly: pwdrift re-reads `lastPasswordChangeDateTime` first.
+/// Every user ends up reset exactly once, and every generated password reaches --secrets-out.
+#[test]
+fn lost_reset_responses_are_not_repeated() {
+    let sb = Sandbox::start(&[
+        "--seed",
+        &seed_path(),
+        "--faults",
+        "drop=0.5",
+        "--rng-seed",
+        "5",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut users = String::new();
+    for u in ["alice", "bob", "dave", "frank", "grace"] {
+        users.push_str(&format!(
+            "  - user: {u}@contoso.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: {{ generate: {{ length: 16 }} }}\n"
+        ));
+    }
+    let desired = desired_file(dir.path(), &users);
+    let secrets = dir.path().join("secrets.jsonl");
+    let apply = run(sb.pwdrift().args([
+        "apply",
+        &desired,
+        "--auto-approve",
+        "--force",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert!(stats["faults"]["dropped"].as_u64().unwrap() > 0, "{stats}");
+    for u in ["alice", "bob", "dave", "frank", "grace"] {
+        assert_eq!(
+            patches_of(&sb, &format!("{u}@contoso.com")),
+            1,
+            "{u}: {stats}"
+        );
+    }
+    let lines = std::fs::read_to_string(&secrets).unwrap();
+    assert_eq!(lines.lines().count(), 5, "{lines}");
+}
+
+/// Several tenants in one run: one token each, the same (multi-tenant) app registration.
+#[test]
+fn two_tenants_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let contoso = std::fs::read_to_string(repo().join(CONTOSO_SEED)).unwrap();
+    let tenants_at = contoso.find("  - id: ").unwrap();
+    let fabrikam = contoso[tenants_at..]
+        .replace(
+            "7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90",
+            "9d1f3b64-2e5a-4c7b-8d9e-0f1a2b3c4d5e",
+        )
+        .replace("contoso", "fabrikam")
+        .replace("Contoso", "Fabrikam")
+        // the same app registration, with the same secret, consented in both tenants
+        .replace("fabrikam-sandbox-secret", "contoso-sandbox-secret");
+    let seed = write(
+        dir.path(),
+        "two.seed.yaml",
+        &format!("{contoso}\n{fabrikam}"),
+    );
+    let sb = Sandbox::start(&["--seed", seed.to_str().unwrap()]);
+    let desired_dir = dir.path().join("desired");
+    std::fs::create_dir(&desired_dir).unwrap();
+    for t in ["contoso", "fabrikam"] {
+        write(
+            &desired_dir,
+            &format!("{t}.yaml"),
+            &format!("version: 1\ntenant: {t}.onmicrosoft.com\nusers:\n  - user: bob@{t}.com\n    forceChangePasswordNextSignIn: false\n"),
+        );
+    }
+    let desired = desired_dir.to_str().unwrap();
+    let plan = run(sb.pwdrift().args(["plan", desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains("Tenant contoso.onmicrosoft.com"),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains("Tenant fabrikam.onmicrosoft.com"),
+        "{plan:?}"
+    );
+    let only = run(sb.pwdrift().args([
+        "apply",
+        desired,
+        "--tenant",
+        "fabrikam.onmicrosoft.com",
+        "--auto-approve",
+    ]));
+    assert_eq!(only.code, 0, "{only:?}");
+    assert!(
+        flags(&sb, "bob@contoso.com").0,
+        "--tenant left contoso alone"
+    );
+    assert!(!flags(&sb, "bob@fabrikam.com").0);
+    let all = run(sb.pwdrift().args(["apply", desired, "--auto-approve"]));
+    assert_eq!(all.code, 0, "{all:?}");
+    assert!(!flags(&sb, "bob@contoso.com").0);
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert!(
+        stats["requests"]["POST /{tenant}/oauth2/v2.0/token"]["200"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+}

@@ -77,7 +77,7 @@ async fn run_async(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
         let live = match session.read_live(&target.targets).await {
             Ok(l) => l,
             Err(crate::live::LiveError::Resolution(diags)) => {
-                let color = session::color_for(std::io::stderr().is_terminal());
+                let color = crate::render::color_for_stderr();
                 eprint!("{}", crate::config::diag::render(&diags, color));
                 eprintln!("error: desired state does not match the tenant; nothing was changed");
                 session.close().await;
@@ -89,7 +89,7 @@ async fn run_async(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
             }
         };
         let plan = crate::diff::diff(&live, chrono::Utc::now());
-        let color = session::color_for(std::io::stdout().is_terminal());
+        let color = crate::render::color_for_stdout();
         print!("{}", crate::render::text(&plan, color));
         (plan, session)
     };

@@ -4,8 +4,6 @@
 //! `--detailed-exitcode`) the plan has changes or blocked users, i.e. live state differs from
 //! desired state.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use chrono::Utc;
 
@@ -24,7 +22,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
         None => return Ok(ExitStatus::Failure),
     };
 
-    let color = session::color_for(std::io::stdout().is_terminal());
+    let color = crate::render::color_for_stdout();
     let rendered = match args.format {
         PlanFormat::Text => crate::render::text(&plan, color),
         PlanFormat::Json => crate::render::json(&plan),
@@ -64,7 +62,7 @@ pub async fn compute(
     match live {
         Ok(live) => Ok(Some(crate::diff::diff(&live, Utc::now()))),
         Err(LiveError::Resolution(diags)) => {
-            let color = session::color_for(std::io::stderr().is_terminal());
+            let color = crate::render::color_for_stderr();
             eprint!("{}", crate::config::diag::render(&diags, color));
             eprintln!("error: desired state does not match the tenant; nothing was changed");
             Ok(None)

@@ -31,15 +31,9 @@ pub struct TenantSession {
     pub caller: Caller,
 }
 
-/// Whether stderr/stdout styling is wanted: a terminal, and `NO_COLOR` unset.
-pub fn color_for(stream_is_terminal: bool) -> bool {
-    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
 /// Loads desired state, printing diagnostics. `Ok(None)` means invalid input (already reported).
 pub fn load_desired(paths: &[PathBuf]) -> anyhow::Result<Option<DesiredState>> {
-    use std::io::IsTerminal;
-    let color = color_for(std::io::stderr().is_terminal());
+    let color = crate::render::color_for_stderr();
     match config::load_paths(paths) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {

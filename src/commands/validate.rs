@@ -5,7 +5,7 @@
 //! rely on it. Invalid input exits 1 after a last stderr line counting the errors.
 
 use std::collections::BTreeSet;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use crate::cli::{ExitStatus, ValidateArgs};
 use crate::config::{self, diag, Diagnostic};
@@ -13,11 +13,6 @@ use crate::config::{self, diag, Diagnostic};
 /// `n thing`/`n things`.
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// Whether stderr gets colours: only on a terminal, and never with `NO_COLOR` set.
-pub fn stderr_color() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The one-line summary of a valid desired state.
@@ -57,7 +52,7 @@ pub fn failure_line(diags: &[Diagnostic]) -> String {
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
-    let color = stderr_color();
+    let color = crate::render::color_for_stderr();
     let mut err = std::io::stderr().lock();
     match config::load_paths(&args.paths) {
         Ok(loaded) => {

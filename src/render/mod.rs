@@ -29,6 +29,15 @@ pub fn color_for_stdout() -> bool {
     )
 }
 
+/// The same decision for stderr, where diagnostics go.
+pub fn color_for_stderr() -> bool {
+    let stderr = std::io::stderr();
+    !matches!(
+        anstream::AutoStream::choice(&stderr),
+        anstream::ColorChoice::Never
+    )
+}
+
 /// Where a reset's new password comes from, for humans. Never the password.
 pub fn describe_password_source(source: &PasswordSource) -> String {
     match source {
