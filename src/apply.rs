@@ -602,3 +602,65 @@ async fn api_reset(
     }
     Ok(outcome.generated_password)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_file_is_created_0600_and_a_readable_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("new.jsonl");
+        SecretsSink::open(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // an existing 0600 file is reused (appended to)
+        SecretsSink::open(&fresh).unwrap();
+
+        let wide = dir.path().join("wide.jsonl");
+        std::fs::write(&wide, "").unwrap();
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = SecretsSink::open(&wide).err().expect("refused");
+        assert!(err.to_string().contains("644"), "{err}");
+    }
+
+    #[test]
+    fn password_sources_resolve_before_writing() {
+        let user = UserPlan {
+            user_id: "u".into(),
+            user_principal_name: "u@contoso.com".into(),
+            declared_at: vec![],
+            fingerprint: String::new(),
+            action: Action::NoChange {
+                reason: String::new(),
+            },
+        };
+        let missing = PasswordSource::Env {
+            var: "PWDRIFT_TEST_SURELY_UNSET_VAR".into(),
+        };
+        assert!(matches!(
+            resolve_password(&user, &missing),
+            Err(ApplyError::MissingEnv { .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let weak = dir.path().join("weak.txt");
+        std::fs::write(&weak, "abc\n").unwrap();
+        let err = resolve_password(&user, &PasswordSource::File { path: weak })
+            .err()
+            .expect("weak refused");
+        assert!(
+            !err.to_string().contains("abc"),
+            "no password in errors: {err}"
+        );
+        let good = dir.path().join("good.txt");
+        std::fs::write(&good, "Correct-Horse-9\n").unwrap();
+        let r = resolve_password(&user, &PasswordSource::File { path: good }).unwrap();
+        assert_eq!(r.password.unwrap().expose_secret(), "Correct-Horse-9");
+        assert!(!r.generated);
+        let g = resolve_password(&user, &PasswordSource::Generate { length: 30 }).unwrap();
+        assert!(g.generated);
+        assert_eq!(g.password.unwrap().expose_secret().len(), 30);
+    }
+}

@@ -769,3 +769,23 @@ fn two_tenants_in_one_run() {
             >= 2
     );
 }
+
+/// The `$batch` envelope itself needs a bearer token, as in Graph.
+#[test]
+fn batch_without_token_is_401() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/v1.0/$batch", sb.graph_url()))
+            .json(&serde_json::json!({"requests": [{"id": "1", "method": "GET", "url": "/users"}]}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status.as_u16(), 401);
+}
