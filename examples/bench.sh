@@ -25,25 +25,28 @@ info=$(head -1 "$work/info.json")
 get() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$info" "$1"; }
 graph=$(get graph_url)
 
+mkdir -p "$work/desired"
 curl -s "$graph/_sandbox/state" | python3 -c "
 import json, sys
 state = json.load(sys.stdin)
 t = state['tenants'][0]
 users = [u for u in t['users'] if not u.get('directoryRoles')][: int(sys.argv[1])]
-with open(sys.argv[2], 'w') as f:
-    f.write('version: 1\ntenant: %s\nusers:\n' % t['initialDomain'])
-    for u in users:
-        f.write('  - user: %s\n    requirePasswordChange: { since: 2026-11-22T00:00:00Z }\n' % u['userPrincipalName'])
+# files of at most 20,000 users (a desired-state file may be at most 10 MiB)
+for n, i in enumerate(range(0, len(users), 20000)):
+    with open('%s/part%03d.yaml' % (sys.argv[2], n), 'w') as f:
+        f.write('version: 1\\ntenant: %s\\nusers:\\n' % t['initialDomain'])
+        for u in users[i:i + 20000]:
+            f.write('  - user: %s\\n    requirePasswordChange: { since: 2026-11-22T00:00:00Z }\\n' % u['userPrincipalName'])
 print('declared', len(users), 'of', len(t['users']), 'users', file=sys.stderr)
-" "$declared" "$work/desired.yaml"
+" "$declared" "$work/desired"
 
 export AZURE_CLIENT_ID=$(get client_id) AZURE_CLIENT_SECRET=$(get client_secret) AZURE_TENANT_ID=$(get tenant_id)
 export PWDRIFT_GRAPH_URL=$graph AZURE_AUTHORITY_HOST=$(get authority_host) NO_COLOR=1
 
 t0=$(date +%s.%N)
-"$bin" validate "$work/desired.yaml"
+"$bin" validate "$work/desired"
 t1=$(date +%s.%N)
-"$bin" plan "$work/desired.yaml" --out "$work/plan.json" | tail -1
+"$bin" plan "$work/desired" --out "$work/plan.json" | tail -1
 t2=$(date +%s.%N)
 curl -s -X POST "$graph/_sandbox/reset-stats" >/dev/null
 "$bin" apply "$work/plan.json" --auto-approve --force --concurrency 8 | tail -1
