@@ -789,3 +789,30 @@ fn batch_without_token_is_401() {
     });
     assert_eq!(status.as_u16(), 401);
 }
+
+/// `--delegated` without a username signs in with the device-code flow (the sandbox approves it
+/// for its seeded admin); the verification message goes to stderr. `plan -v` lists unchanged
+/// users too, with the reason.
+#[test]
+fn delegated_device_code_sign_in_and_verbose_plan() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: alice@contoso.com\n    forceChangePasswordNextSignIn: false\n  - user: S-1-5-21-1004336348-1177238915-682003330-1104\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { generate: { length: 20 } }\n",
+    );
+    let plan = run(sb
+        .pwdrift()
+        .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"))
+        .args(["plan", &desired, "--delegated", "-v"]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stderr.contains("devicelogin") || plan.stderr.contains("code"),
+        "{plan:?}"
+    );
+    // with a delegated sign-in the synced user's reset is planned, not blocked
+    assert!(plan.stdout.contains("resetPassword"), "{plan:?}");
+    assert!(plan.stdout.contains("0 blocked"), "{plan:?}");
+    // -v: the unchanged user is listed with its reason
+    assert!(plan.stdout.contains("alice@contoso.com"), "{plan:?}");
+}

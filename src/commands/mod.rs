@@ -15,7 +15,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
-        Command::Plan(args) => plan::run(args),
+        Command::Plan(args) => plan::run(args, cli.verbose),
         Command::Apply(args) => apply::run(args),
         Command::Sandbox(args) => sandbox::run(args),
     }

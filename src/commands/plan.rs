@@ -12,7 +12,8 @@ use crate::commands::session::{self, Session};
 use crate::live::LiveError;
 use crate::plan::Plan;
 
-pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
+/// `verbose` (`-v`) also lists unchanged users, with the reason each one is unchanged.
+pub fn run(args: PlanArgs, verbose: u8) -> anyhow::Result<ExitStatus> {
     let Some(desired) = session::load_desired(&args.target.paths)? else {
         return Ok(ExitStatus::Failure);
     };
@@ -24,6 +25,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitStatus> {
 
     let color = crate::render::color_for_stdout();
     let rendered = match args.format {
+        PlanFormat::Text if verbose > 0 => crate::render::text_verbose(&plan, color),
         PlanFormat::Text => crate::render::text(&plan, color),
         PlanFormat::Json => crate::render::json(&plan),
         PlanFormat::Markdown => crate::render::markdown(&plan),
