@@ -1,12 +1,14 @@
 //! Step 5 of the pipeline: carry out a plan through the Graph client, then verify by reading back.
 //!
-//! Order of work, per tenant:
-//! 1. Resolve every password source (generate, env, file) *before* anything is written: a missing
-//!    variable or unreadable file fails the run with nothing changed.
-//! 2. Flag changes and cloud-user resets go out as `PATCH /users/{id}` inside `$batch` requests
-//!    of 20, with both force flags always explicit (an omitted flag next to a password may default
-//!    to true in Graph). Synced users are reset through the delegated-only resetPassword API and
-//!    the long-running operation is polled through its `Location` to a terminal status.
+//! Order of work:
+//! 1. For the whole plan, every password source (generate, env, file) is resolved *before*
+//!    anything is written ([`ResolvedPasswords`]): a missing variable or unreadable file in any
+//!    tenant fails the run with nothing changed.
+//! 2. Per tenant, flag changes go out as `PATCH /users/{id}` inside `$batch` requests of 20, and
+//!    cloud-user resets as single non-idempotent PATCHes; both force flags are always explicit (an
+//!    omitted flag next to a password may default to true in Graph). Synced users are reset
+//!    through the delegated-only resetPassword API and the long-running operation is polled
+//!    through its `Location` to a terminal status.
 //! 3. A reset whose response was lost (transport error) is not sent again blindly: the user's
 //!    `lastPasswordChangeDateTime` is read first, and the reset is repeated only if it did not land.
 //! 4. Every changed user is read back ([`crate::verify`]); only a verified change counts as done.
@@ -241,21 +243,36 @@ fn resolve_password(user: &UserPlan, source: &PasswordSource) -> Result<Resolved
     })
 }
 
-/// Counts the passwords that will be generated (by pwdrift or by Microsoft) in a plan.
-pub fn generated_password_count(plan: &Plan) -> usize {
-    plan.tenants
-        .iter()
-        .flat_map(|t| &t.users)
-        .filter(|u| {
-            matches!(
-                &u.action,
-                Action::ResetPassword {
-                    password: PasswordSource::Generate { .. } | PasswordSource::SystemGenerated,
-                    ..
+/// Every reset password of a plan, resolved from its source before anything is written (a
+/// missing variable or unreadable file in any tenant stops the whole run up front).
+pub struct ResolvedPasswords(HashMap<(String, String), ResolvedReset>);
+
+impl ResolvedPasswords {
+    /// Resolves the password source of every `ResetPassword` in the plan.
+    pub fn resolve(plan: &Plan) -> Result<Self, ApplyError> {
+        let mut out = HashMap::new();
+        for t in &plan.tenants {
+            for u in &t.users {
+                if let Action::ResetPassword { password, .. } = &u.action {
+                    out.insert(
+                        (t.tenant.clone(), u.user_id.clone()),
+                        resolve_password(u, password)?,
+                    );
                 }
-            )
-        })
-        .count()
+            }
+        }
+        Ok(ResolvedPasswords(out))
+    }
+
+    /// How many passwords will be generated (by pwdrift or by Microsoft): each must reach
+    /// `--secrets-out`.
+    pub fn generated_count(&self) -> usize {
+        self.0.values().filter(|r| r.generated).count()
+    }
+
+    fn get(&self, tenant: &TenantPlan, user: &UserPlan) -> Option<&ResolvedReset> {
+        self.0.get(&(tenant.tenant.clone(), user.user_id.clone()))
+    }
 }
 
 fn action_name(a: &Action) -> &'static str {
@@ -293,42 +310,33 @@ fn profile(flags: ForceFlags, password: Option<SecretString>) -> PasswordProfile
 /// Progress callback: called once per user when its write finished (ok or not).
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
-/// Applies one tenant's part of a plan and verifies it. `started` is when the apply began.
+/// Applies one tenant's part of a plan and verifies it, with the passwords resolved for the whole
+/// plan beforehand.
 pub async fn apply_tenant(
     clients: &TenantClients,
     tenant: &TenantPlan,
+    passwords: &ResolvedPasswords,
     secrets: &mut Option<SecretsSink>,
     progress: Progress<'_>,
 ) -> Result<Vec<UserResult>, ApplyError> {
     let started = Utc::now();
     let name = tenant.tenant.as_str();
 
-    // 1. passwords first, nothing written yet
-    let mut passwords: HashMap<&str, ResolvedReset> = HashMap::new();
-    for u in &tenant.users {
-        if let Action::ResetPassword { password, .. } = &u.action {
-            let resolved = resolve_password(u, password)?;
-            if resolved.generated && secrets.is_none() {
-                return Err(ApplyError::SecretsOutRequired {
-                    count: tenant
-                        .users
-                        .iter()
-                        .filter(|u| {
-                            matches!(
-                                &u.action,
-                                Action::ResetPassword {
-                                    password: PasswordSource::Generate { .. }
-                                        | PasswordSource::SystemGenerated,
-                                    ..
-                                }
-                            )
-                        })
-                        .count(),
-                });
-            }
-            passwords.insert(u.user_id.as_str(), resolved);
-        }
+    // Passwords were resolved before anything was written; a generated one must have somewhere
+    // to go.
+    let generated = tenant
+        .users
+        .iter()
+        .filter(|u| passwords.get(tenant, u).is_some_and(|r| r.generated))
+        .count();
+    if generated > 0 && secrets.is_none() {
+        return Err(ApplyError::SecretsOutRequired { count: generated });
     }
+    let resolved = |u: &UserPlan| {
+        passwords
+            .get(tenant, u)
+            .expect("every reset of the plan was resolved")
+    };
 
     let mut results: Vec<UserResult> = Vec::new();
     let mut written: Vec<&UserPlan> = Vec::new();
@@ -382,15 +390,15 @@ pub async fn apply_tenant(
         let Action::ResetPassword { after, .. } = &u.action else {
             unreachable!()
         };
-        let pw = passwords
-            .get(u.user_id.as_str())
-            .and_then(|r| r.password.clone())
-            .expect("resolved above");
+        let pw = resolved(u)
+            .password
+            .clone()
+            .expect("a PATCH reset has a password (systemGenerated goes through the API)");
         let outcome = patch_reset_once(clients, name, u, *after, pw.clone(), started).await;
         progress(&u.user_principal_name);
         match outcome {
             Ok(()) => {
-                let generated = passwords[u.user_id.as_str()].generated.then_some(pw);
+                let generated = resolved(u).generated.then_some(pw);
                 match store_secret(secrets, tenant, u, generated) {
                     Some(failure) => results.push(failure),
                     None => written.push(u),
@@ -412,7 +420,7 @@ pub async fn apply_tenant(
             ));
             continue;
         };
-        let resolved = &passwords[u.user_id.as_str()];
+        let resolved = resolved(u);
         let outcome = api_reset(delegated, name, u, resolved.password.clone()).await;
         // resetPassword itself only forces `forceChangePasswordNextSignIn`; when the plan also
         // wants the MFA variant, it goes out as a flags PATCH after the reset succeeded.

@@ -708,23 +708,7 @@ fn lost_reset_responses_are_not_repeated() {
 #[test]
 fn two_tenants_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
-    let contoso = std::fs::read_to_string(repo().join(CONTOSO_SEED)).unwrap();
-    let tenants_at = contoso.find("  - id: ").unwrap();
-    let fabrikam = contoso[tenants_at..]
-        .replace(
-            "7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90",
-            "9d1f3b64-2e5a-4c7b-8d9e-0f1a2b3c4d5e",
-        )
-        .replace("contoso", "fabrikam")
-        .replace("Contoso", "Fabrikam")
-        // the same app registration, with the same secret, consented in both tenants
-        .replace("fabrikam-sandbox-secret", "contoso-sandbox-secret");
-    let seed = write(
-        dir.path(),
-        "two.seed.yaml",
-        &format!("{contoso}\n{fabrikam}"),
-    );
-    let sb = Sandbox::start(&["--seed", seed.to_str().unwrap()]);
+    let sb = two_tenant_sandbox(dir.path());
     let desired_dir = dir.path().join("desired");
     std::fs::create_dir(&desired_dir).unwrap();
     for t in ["contoso", "fabrikam"] {
@@ -815,4 +799,51 @@ fn delegated_device_code_sign_in_and_verbose_plan() {
     assert!(plan.stdout.contains("0 blocked"), "{plan:?}");
     // -v: the unchanged user is listed with its reason
     assert!(plan.stdout.contains("alice@contoso.com"), "{plan:?}");
+}
+
+/// A sandbox with two tenants, contoso and fabrikam, and the same app registered in both.
+fn two_tenant_sandbox(dir: &std::path::Path) -> Sandbox {
+    let contoso = std::fs::read_to_string(repo().join(CONTOSO_SEED)).unwrap();
+    let tenants_at = contoso.find("  - id: ").unwrap();
+    let fabrikam = contoso[tenants_at..]
+        .replace(
+            "7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90",
+            "9d1f3b64-2e5a-4c7b-8d9e-0f1a2b3c4d5e",
+        )
+        .replace("contoso", "fabrikam")
+        .replace("Contoso", "Fabrikam")
+        // the same app registration, with the same secret, consented in both tenants
+        .replace("fabrikam-sandbox-secret", "contoso-sandbox-secret");
+    let seed = write(dir, "two.seed.yaml", &format!("{contoso}\n{fabrikam}"));
+    Sandbox::start(&["--seed", seed.to_str().unwrap()])
+}
+
+/// Password sources are resolved for the whole plan before any tenant is written: a missing
+/// variable for one tenant leaves the other tenant untouched too.
+#[test]
+fn bad_password_source_in_one_tenant_writes_nothing_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = two_tenant_sandbox(dir.path());
+    let desired_dir = dir.path().join("desired");
+    std::fs::create_dir(&desired_dir).unwrap();
+    write(
+        &desired_dir,
+        "a-contoso.yaml",
+        "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    write(
+        &desired_dir,
+        "b-fabrikam.yaml",
+        "version: 1\ntenant: fabrikam.onmicrosoft.com\nusers:\n  - user: alice@fabrikam.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { env: PWDRIFT_TEST_UNSET_PASSWORD }\n",
+    );
+    let apply = run(sb
+        .pwdrift()
+        .args(["apply", desired_dir.to_str().unwrap(), "--auto-approve"]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(
+        apply.stderr.contains("PWDRIFT_TEST_UNSET_PASSWORD"),
+        "{apply:?}"
+    );
+    assert_eq!(total_patches(&sb), 0, "nothing written in either tenant");
+    assert!(flags(&sb, "bob@contoso.com").0);
 }

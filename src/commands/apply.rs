@@ -156,7 +156,9 @@ async fn apply_plan(
             args.change_threshold
         );
     }
-    let generated = apply::generated_password_count(plan);
+    // Every password source of every tenant, before anything is written.
+    let passwords = apply::ResolvedPasswords::resolve(plan)?;
+    let generated = passwords.generated_count();
     let mut secrets = match &args.secrets_out {
         Some(p) => Some(SecretsSink::open(p)?),
         None if generated > 0 => {
@@ -201,7 +203,7 @@ async fn apply_plan(
         let ts = session
             .tenant(&t.tenant)
             .with_context(|| format!("no connection for tenant {}", t.tenant))?;
-        users.extend(apply::apply_tenant(&ts.clients, t, &mut secrets, &tick).await?);
+        users.extend(apply::apply_tenant(&ts.clients, t, &passwords, &mut secrets, &tick).await?);
     }
     bar.finish_and_clear();
 
