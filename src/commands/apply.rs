@@ -74,21 +74,13 @@ async fn run_async(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Failure);
         };
         let session = Session::open(target, desired, args.concurrency).await?;
-        let live = match session.read_live(&target.targets).await {
-            Ok(l) => l,
-            Err(crate::live::LiveError::Resolution(diags)) => {
-                let color = crate::render::color_for_stderr();
-                eprint!("{}", crate::config::diag::render(&diags, color));
-                eprintln!("error: desired state does not match the tenant; nothing was changed");
+        let plan = match session.plan(&target.targets).await {
+            Ok(Some(plan)) => plan,
+            other => {
                 session.close().await;
-                return Ok(ExitStatus::Failure);
-            }
-            Err(e) => {
-                session.close().await;
-                return Err(e.into());
+                return other.map(|_| ExitStatus::Failure);
             }
         };
-        let plan = crate::diff::diff(&live, chrono::Utc::now());
         let color = crate::render::color_for_stdout();
         print!("{}", crate::render::text(&plan, color));
         (plan, session)

@@ -5,11 +5,9 @@
 //! desired state.
 
 use anyhow::Context;
-use chrono::Utc;
 
 use crate::cli::{ExitStatus, PlanArgs, PlanFormat};
 use crate::commands::session::{self, Session};
-use crate::live::LiveError;
 use crate::plan::Plan;
 
 /// `verbose` (`-v`) also lists unchanged users, with the reason each one is unchanged.
@@ -53,24 +51,15 @@ pub fn run(args: PlanArgs, verbose: u8) -> anyhow::Result<ExitStatus> {
 }
 
 /// Connects, reads live state and diffs. `Ok(None)`: a problem already reported to the user.
-pub async fn compute(
+async fn compute(
     target: &crate::cli::TargetArgs,
     desired: crate::config::DesiredState,
     concurrency: usize,
 ) -> anyhow::Result<Option<Plan>> {
     let session = Session::open(target, desired, concurrency).await?;
-    let live = session.read_live(&target.targets).await;
+    let plan = session.plan(&target.targets).await;
     session.close().await;
-    match live {
-        Ok(live) => Ok(Some(crate::diff::diff(&live, Utc::now()))),
-        Err(LiveError::Resolution(diags)) => {
-            let color = crate::render::color_for_stderr();
-            eprint!("{}", crate::config::diag::render(&diags, color));
-            eprintln!("error: desired state does not match the tenant; nothing was changed");
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    plan
 }
 
 /// Writes a file via a temporary sibling and a rename, so a reader never sees half a plan.

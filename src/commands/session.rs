@@ -186,6 +186,22 @@ impl Session {
         })
     }
 
+    /// Reads live state and diffs it against desired state. `Ok(None)`: desired state does not
+    /// match the tenant (a user that does not exist, a conflict through a group, ...), already
+    /// reported on stderr with file, line and column.
+    pub async fn plan(&self, only: &[String]) -> anyhow::Result<Option<crate::plan::Plan>> {
+        match self.read_live(only).await {
+            Ok(live) => Ok(Some(crate::diff::diff(&live, chrono::Utc::now()))),
+            Err(LiveError::Resolution(diags)) => {
+                let color = crate::render::color_for_stderr();
+                eprint!("{}", config::diag::render(&diags, color));
+                eprintln!("error: desired state does not match the tenant; nothing was changed");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads live state for every tenant. Resolution problems are returned together.
     pub async fn read_live(&self, only: &[String]) -> Result<Vec<LiveTenant>, LiveError> {
         let mut out = Vec::new();
