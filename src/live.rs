@@ -126,7 +126,6 @@ pub async fn read_tenant(
     let mut problems = Vec::new();
 
     let roles = PrivilegedRoles::read(client, tenant).await?;
-    let to_live = |u: &crate::graph::model::GraphUser| roles.live(u);
 
     // Directly declared users.
     let mut resolved: Vec<(&UserEntry, LiveUser)> = Vec::new();
@@ -148,19 +147,19 @@ pub async fn read_tenant(
                 other => other.as_str().to_lowercase(),
             };
             match by_key.get(&key) {
-                Some(&i) => resolved.push((entry, to_live(&all[i]))),
+                Some(&i) => resolved.push((entry, roles.live(&all[i]))),
                 None => problems.push(not_found(entry)),
             }
         }
     } else {
         let keys: Vec<UserKey> = desired.users.iter().map(|e| user_key(&e.user)).collect();
         let results = client.get_users_by_batch(tenant, &keys).await?;
-        // results come back keyed; match them to entries by position of the key
+        // results come back keyed by the lookup key, in any order
         let mut by_key: HashMap<UserKey, Result<crate::graph::model::GraphUser, GraphError>> =
             results.into_iter().collect();
         for entry in &desired.users {
             match by_key.remove(&user_key(&entry.user)) {
-                Some(Ok(u)) => resolved.push((entry, to_live(&u))),
+                Some(Ok(u)) => resolved.push((entry, roles.live(&u))),
                 Some(Err(GraphError::NotFound { .. })) | None => problems.push(not_found(entry)),
                 Some(Err(e)) => return Err(e.into()),
             }
@@ -223,7 +222,7 @@ pub async fn read_tenant(
             }
             Err(e) => return Err(e.into()),
         };
-        group_members.push((g, members.iter().map(to_live).collect()));
+        group_members.push((g, members.iter().map(|u| roles.live(u)).collect()));
     }
 
     // Merge: per user, its direct entry and every group entry that reaches it.
