@@ -17,7 +17,7 @@ use super::error::{GraphError, GraphResult};
 use super::odata::{self, Ctx, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
 use super::store::{Group, Role, ROLES};
-use super::users::page_over;
+use super::users::{collection, page_over};
 
 macro_rules! gprop {
     ($name:literal, $f:expr) => {
@@ -103,43 +103,6 @@ fn can_read_groups(caller: &Caller) -> bool {
         "Directory.ReadWrite.All",
         "Directory.AccessAsUser.All",
     ])
-}
-
-fn collection(
-    state: &AppState,
-    uri: &Uri,
-    query: &Query,
-    context: &str,
-    value: Vec<Value>,
-    next: Option<usize>,
-    count: Option<usize>,
-) -> Response {
-    let mut body = serde_json::Map::new();
-    body.insert(
-        "@odata.context".into(),
-        Value::String(format!(
-            "{}/{}/$metadata#{context}",
-            state.base_url,
-            version(uri)
-        )),
-    );
-    if let Some(c) = count {
-        body.insert("@odata.count".into(), json!(c));
-    }
-    if let Some(next) = next {
-        body.insert(
-            "@odata.nextLink".into(),
-            Value::String(odata::next_link(
-                &state.base_url,
-                uri.path(),
-                query,
-                next,
-                &state.skip_secret,
-            )),
-        );
-    }
-    body.insert("value".into(), Value::Array(value));
-    axum::Json(Value::Object(body)).into_response()
 }
 
 /// `GET /groups`.

@@ -391,32 +391,49 @@ pub async fn list(
         .collect();
     drop(store);
 
+    let context = format!("users{}", odata::context_select(&query));
+    Ok(collection(
+        &state, &uri, &query, &context, value, page.next, page.count,
+    ))
+}
+
+/// A collection response: `@odata.context`, `@odata.count` when asked, `@odata.nextLink` while
+/// more pages remain, and `value`.
+pub fn collection(
+    state: &AppState,
+    uri: &Uri,
+    query: &Query,
+    context: &str,
+    value: Vec<Value>,
+    next: Option<usize>,
+    count: Option<usize>,
+) -> Response {
     let mut body = serde_json::Map::new();
     body.insert(
         "@odata.context".into(),
         Value::String(format!(
-            "{}/{ver}/$metadata#users{}",
+            "{}/{}/$metadata#{context}",
             state.base_url,
-            odata::context_select(&query)
+            version(uri)
         )),
     );
-    if let Some(c) = page.count {
+    if let Some(c) = count {
         body.insert("@odata.count".into(), json!(c));
     }
-    if let Some(next) = page.next {
+    if let Some(next) = next {
         body.insert(
             "@odata.nextLink".into(),
             Value::String(odata::next_link(
                 &state.base_url,
                 uri.path(),
-                &query,
+                query,
                 next,
                 &state.skip_secret,
             )),
         );
     }
     body.insert("value".into(), Value::Array(value));
-    Ok(axum::Json(Value::Object(body)).into_response())
+    axum::Json(Value::Object(body)).into_response()
 }
 
 fn single_user(
