@@ -24,15 +24,14 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
     rt.block_on(run_async(args))
 }
 
-/// A single path that holds a saved plan document (not YAML desired state).
-fn saved_plan_path(paths: &[PathBuf]) -> Option<&Path> {
+/// A single path that holds a saved plan document (not YAML desired state), with its text.
+fn saved_plan(paths: &[PathBuf]) -> Option<(&Path, String)> {
     match paths {
         [one] if one.is_file() => {
-            let head = std::fs::read(one).ok()?;
-            let text = std::str::from_utf8(&head).ok()?;
+            let text = std::fs::read_to_string(one).ok()?;
             let trimmed = text.trim_start();
             (trimmed.starts_with('{') && trimmed.contains("\"format_version\""))
-                .then_some(one.as_path())
+                .then_some((one.as_path(), text))
         }
         _ => None,
     }
@@ -40,9 +39,7 @@ fn saved_plan_path(paths: &[PathBuf]) -> Option<&Path> {
 
 async fn run_async(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
     let target = &args.target;
-    let (plan, session) = if let Some(path) = saved_plan_path(&target.paths) {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+    let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths) {
         let plan = crate::plan::parse_saved(&text)
             .with_context(|| format!("{} is not a usable saved plan", path.display()))?;
         let desired = DesiredState {
