@@ -51,6 +51,7 @@ pub enum Command {
     /// Apply a saved plan, or plan and apply after confirmation; then verify by reading back.
     Apply(ApplyArgs),
     /// Run the Graph sandbox: a local HTTP server that behaves like Microsoft Graph.
+    #[cfg(feature = "sandbox")]
     Sandbox(SandboxArgs),
 }
 

@@ -8,9 +8,11 @@
 //!   -> render (text / json / markdown) -> apply (write through the Graph client) -> verify (read back)
 //! ```
 //!
-//! All Microsoft Graph I/O goes through [`graph::client::GraphClient`]. The Graph sandbox
-//! ([`sandbox`]) is a real HTTP server implementing the documented behaviour of the endpoints that
-//! pwdrift uses; it is the embedded default for trying pwdrift and the peer of the integration tests.
+//! All Microsoft Graph I/O goes through [`graph::client::GraphClient`]. The Graph sandbox (the
+//! `graph-sandbox` crate of this workspace, behind the default-on `sandbox` feature) is a real
+//! HTTP server implementing the documented behaviour of the endpoints that pwdrift uses; it is the
+//! embedded default for trying pwdrift and the peer of the integration tests. It shares no code
+//! with pwdrift, and only the command layer and the schema export use it.
 
 pub mod apply;
 pub mod cli;
@@ -22,6 +24,5 @@ pub mod live;
 pub mod password;
 pub mod plan;
 pub mod render;
-pub mod sandbox;
 pub mod schema;
 pub mod verify;

@@ -36,10 +36,11 @@ pub fn all() -> Vec<SchemaSpec> {
             about: "the plan document of `pwdrift plan --format json` / `--out FILE`",
             generate: crate::plan::plan_schema,
         },
+        #[cfg(feature = "sandbox")]
         SchemaSpec {
             name: "sandbox-seed",
             about: "seed (and --state file) of the Graph sandbox: tenants, apps, users, groups",
-            generate: || schema_for!(crate::sandbox::seed::Seed),
+            generate: || schema_for!(graph_sandbox::seed::Seed),
         },
     ]
 }

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod plan;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod schema;
 pub mod session;
@@ -17,6 +18,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Schema(args) => schema::run(args),
         Command::Plan(args) => plan::run(args, cli.verbose),
         Command::Apply(args) => apply::run(args),
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args),
     }
 }

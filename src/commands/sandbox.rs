@@ -1,6 +1,6 @@
 //! `pwdrift sandbox`: runs the Graph sandbox until SIGINT/SIGTERM.
 //!
-//! The first line on stdout is one JSON object ([`crate::sandbox::SandboxInfo`]) with the URLs and
+//! The first line on stdout is one JSON object ([`graph_sandbox::SandboxInfo`]) with the URLs and
 //! the app-only credentials the sandbox accepts, flushed at once so scripts can read it; nothing
 //! else is written to stdout. Logs go to stderr. On SIGINT/SIGTERM the server stops and `--state`
 //! is saved.
@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 
 use crate::cli::{ExitStatus, SandboxArgs};
-use crate::sandbox::{start, SandboxConfig};
+use graph_sandbox::{start, SandboxConfig, SeedSource};
 
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
     let listen: SocketAddr = args.listen.parse().with_context(|| {
@@ -25,12 +25,16 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
             "--listen {listen}: the sandbox listens on loopback addresses only (127.0.0.1 or ::1)"
         );
     }
-    let config = SandboxConfig::from_args(&args)?;
+    let config = config_from_args(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Listen for signals before announcing readiness: a script that sends SIGTERM as soon as
+        // it has read the info line must get a clean shutdown (and a saved --state), not the
+        // default action.
+        let stop = shutdown_signal()?;
         let sandbox = start(config, listen).await?;
         {
             let mut out = std::io::stdout().lock();
@@ -39,31 +43,58 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
             out.flush()?;
         }
         tracing::info!("sandbox listening on {}", sandbox.info.graph_url);
-        wait_for_signal().await;
+        stop.await;
         sandbox.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitStatus::Success)
 }
 
-async fn wait_for_signal() {
+/// The sandbox's configuration from `pwdrift sandbox` arguments.
+pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
+    let seed = match (&args.seed, args.generate) {
+        (Some(p), None) => SeedSource::File(p.clone()),
+        (None, Some(n)) => SeedSource::Generate {
+            users: n,
+            rng_seed: args.rng_seed,
+        },
+        (None, None) => anyhow::bail!("give a seed: --seed FILE or --generate N"),
+        (Some(_), Some(_)) => anyhow::bail!("--seed and --generate exclude each other"),
+    };
+    if args.token_lifetime == 0 {
+        anyhow::bail!("--token-lifetime must be at least 1 second");
+    }
+    let mut c = SandboxConfig::new(seed);
+    c.state_file = args.state.clone();
+    c.throttle = args.throttle.clone();
+    c.latency = args.latency.clone();
+    c.faults = args.faults.clone();
+    c.rng_seed = args.rng_seed;
+    c.flag_only_patch_noop = args.flag_only_patch_noop;
+    c.token_lifetime = args.token_lifetime;
+    c.reset_operation_duration = std::time::Duration::from_millis(args.reset_operation_ms);
+    c.reset_retry_after = args.reset_retry_after;
+    Ok(c)
+}
+
+/// Installs the SIGINT/SIGTERM handlers now and returns a future that resolves on the first.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -13,17 +13,21 @@ use anyhow::Context;
 use crate::apply::TenantClients;
 use crate::cli::TargetArgs;
 use crate::config::{self, DesiredState, TenantDesired};
-use crate::graph::auth::{Credential, Endpoints};
+use crate::graph::auth::Credential;
 use crate::graph::client::{ClientOptions, GraphClient};
 use crate::live::{self, Caller, LiveError, LiveTenant};
-use crate::sandbox::{RunningSandbox, SandboxConfig, SeedSource};
 
 /// Desired state plus live connections for every selected tenant.
 pub struct Session {
     pub desired: DesiredState,
     pub tenants: Vec<TenantSession>,
-    sandbox: Option<RunningSandbox>,
+    sandbox: Option<EmbeddedSandbox>,
 }
+
+#[cfg(feature = "sandbox")]
+type EmbeddedSandbox = graph_sandbox::RunningSandbox;
+#[cfg(not(feature = "sandbox"))]
+type EmbeddedSandbox = std::convert::Infallible;
 
 pub struct TenantSession {
     pub desired: TenantDesired,
@@ -95,50 +99,8 @@ impl Session {
         let mut sessions = Vec::new();
 
         if let Some(seed) = &args.sandbox {
-            let state = sandbox_state_path(seed);
-            if let Some(dir) = state.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            let mut config = SandboxConfig::new(SeedSource::File(seed.clone()));
-            config.state_file = Some(state);
-            let running = crate::sandbox::start(config, "127.0.0.1:0".parse()?).await?;
-            let info = running.info.clone();
-            tracing::info!(graph_url = %info.graph_url, "embedded Graph sandbox started");
-            let endpoints = Endpoints::new(
-                crate::graph::auth::Cloud::Global,
-                Some(&info.graph_url),
-                Some(&info.authority_host),
-            )?;
-            for t in tenants {
-                let mut options = ClientOptions::new(endpoints.clone());
-                options.concurrency = concurrency;
-                let app = GraphClient::new(
-                    options.clone(),
-                    Credential::ClientSecret {
-                        tenant: t.tenant.as_str().to_owned(),
-                        client_id: info.client_id.clone(),
-                        secret: info.client_secret.clone().into(),
-                    },
-                )?;
-                let delegated = match (
-                    &info.delegated_client_id,
-                    &info.delegated_username,
-                    &info.delegated_password,
-                ) {
-                    (Some(public_client), Some(user), Some(pw)) => Some(GraphClient::new(
-                        options,
-                        Credential::UsernamePassword {
-                            tenant: t.tenant.as_str().to_owned(),
-                            client_id: public_client.clone(),
-                            username: user.clone(),
-                            password: pw.clone().into(),
-                        },
-                    )?),
-                    _ => None,
-                };
-                sessions.push(Self::tenant_session(t, app, delegated).await?);
-            }
+            let (running, opened) = Self::open_sandbox(seed, tenants, concurrency).await?;
+            sessions = opened;
             sandbox = Some(running);
         } else {
             for t in tenants {
@@ -162,6 +124,72 @@ impl Session {
             tenants: sessions,
             sandbox,
         })
+    }
+
+    /// Starts the embedded sandbox (state kept beside the seed) and opens every tenant on it.
+    #[cfg(feature = "sandbox")]
+    async fn open_sandbox(
+        seed: &Path,
+        tenants: Vec<TenantDesired>,
+        concurrency: usize,
+    ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
+        use crate::graph::auth::Endpoints;
+        use graph_sandbox::{SandboxConfig, SeedSource};
+        let mut sessions = Vec::new();
+        let state = sandbox_state_path(seed);
+        if let Some(dir) = state.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mut config = SandboxConfig::new(SeedSource::File(seed.to_path_buf()));
+        config.state_file = Some(state);
+        let running = graph_sandbox::start(config, "127.0.0.1:0".parse()?).await?;
+        let info = running.info.clone();
+        tracing::info!(graph_url = %info.graph_url, "embedded Graph sandbox started");
+        let endpoints = Endpoints::new(
+            crate::graph::auth::Cloud::Global,
+            Some(&info.graph_url),
+            Some(&info.authority_host),
+        )?;
+        for t in tenants {
+            let mut options = ClientOptions::new(endpoints.clone());
+            options.concurrency = concurrency;
+            let app = GraphClient::new(
+                options.clone(),
+                Credential::ClientSecret {
+                    tenant: t.tenant.as_str().to_owned(),
+                    client_id: info.client_id.clone(),
+                    secret: info.client_secret.clone().into(),
+                },
+            )?;
+            let delegated = match (
+                &info.delegated_client_id,
+                &info.delegated_username,
+                &info.delegated_password,
+            ) {
+                (Some(public_client), Some(user), Some(pw)) => Some(GraphClient::new(
+                    options,
+                    Credential::UsernamePassword {
+                        tenant: t.tenant.as_str().to_owned(),
+                        client_id: public_client.clone(),
+                        username: user.clone(),
+                        password: pw.clone().into(),
+                    },
+                )?),
+                _ => None,
+            };
+            sessions.push(Self::tenant_session(t, app, delegated).await?);
+        }
+        Ok((running, sessions))
+    }
+
+    #[cfg(not(feature = "sandbox"))]
+    async fn open_sandbox(
+        _seed: &Path,
+        _tenants: Vec<TenantDesired>,
+        _concurrency: usize,
+    ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
+        anyhow::bail!("--sandbox: this pwdrift was built without the `sandbox` feature")
     }
 
     async fn tenant_session(
@@ -231,7 +259,10 @@ impl Session {
     /// Stops the embedded sandbox (persisting its state), if any.
     pub async fn close(self) {
         if let Some(s) = self.sandbox {
+            #[cfg(feature = "sandbox")]
             s.shutdown().await;
+            #[cfg(not(feature = "sandbox"))]
+            match s {}
         }
     }
 

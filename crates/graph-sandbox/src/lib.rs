@@ -1,0 +1,400 @@
+//! The Graph sandbox: a real HTTP server on loopback implementing the documented behaviour of the
+//! Microsoft Graph endpoints pwdrift uses (auth, users, groups, passwordProfile PATCH,
+//! resetPassword, $batch), with the documented throttling model, fault injection and an
+//! observation endpoint outside the Graph namespace.
+//!
+//! # A test oracle, not a mirror
+//!
+//! This crate imports nothing from pwdrift. It is written from Microsoft's documentation and from
+//! public reports of how Graph behaves (the project's `graph-facts.md`), with its own password
+//! rules ([`password`]) and its own wire types (e.g. the `$batch` envelope in `batch`),
+//! duplicated on purpose: a bug in pwdrift's client is not mirrored here, so the integration
+//! tests can catch it. Where real tenants differ or sources disagree, each case is a switch
+//! ([`SandboxConfig`], seed fields).
+//!
+//! # Surface
+//!
+//! [`start`] a sandbox from a [`SandboxConfig`] (whose [`SeedSource`] is a [`seed::Seed`] file,
+//! text or generated tenant) and get a [`RunningSandbox`] with its [`SandboxInfo`] (URLs and the
+//! credentials it accepts). [`testing`] exposes the pieces the integration tests drive directly
+//! (the `$batch` layer, the throttling model, fault injection, the generator). pwdrift embeds it
+//! behind its default-on `sandbox` feature (`pwdrift sandbox`, `plan --sandbox SEED`).
+//!
+//! # Modules
+//!
+//! - [`seed`]: the seed format (documented, with a JSON Schema) and `generate` (`--generate N`);
+//! - `store`: the in-memory directory with its indexes; `--state` files are seeds;
+//! - `server`: router, request pipeline, background work; `error`: Graph's error body;
+//! - `auth`: token endpoint (client secret, certificate and federated assertions, ROPC, device
+//!   code) and bearer validation;
+//! - `odata`: `$select`/`$top`/`$filter`/`$count`/skip tokens; `users`, `groups`, `reset`:
+//!   the Graph endpoints; `observe`: `/_sandbox/...`;
+//! - `throttle`, `faults`, `batch`: the documented limits, fault injection and `$batch`.
+//!
+//! Where Graph's behaviour is disputed or undocumented, the choice is stated in the module that
+//! makes it (e.g. `users`: an omitted `forceChangePasswordNextSignIn` next to a password
+//! defaults to true; `reset`: a reset of one's own account is a 403).
+
+mod auth;
+mod batch;
+mod error;
+mod faults;
+mod generate;
+mod groups;
+mod observe;
+mod odata;
+mod password;
+mod reset;
+pub mod seed;
+mod server;
+mod store;
+pub mod testing;
+mod throttle;
+mod users;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use self::seed::Seed;
+use self::server::{AppState, Runtime, Shared};
+use self::store::Store;
+
+/// Where the initial directory comes from.
+#[derive(Clone)]
+pub enum SeedSource {
+    /// A seed file (YAML or JSON).
+    File(PathBuf),
+    /// Seed text (YAML or JSON); `name` is used in error messages.
+    Text { name: String, text: String },
+    /// An already parsed seed.
+    Seed(Box<Seed>),
+    /// `--generate N --rng-seed S`.
+    Generate { users: usize, rng_seed: u64 },
+}
+
+impl std::fmt::Debug for SeedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SeedSource::File(p) => write!(f, "File({})", p.display()),
+            SeedSource::Text { name, .. } => write!(f, "Text({name})"),
+            SeedSource::Seed(_) => f.write_str("Seed(..)"),
+            SeedSource::Generate { users, rng_seed } => {
+                write!(f, "Generate({users}, seed {rng_seed})")
+            }
+        }
+    }
+}
+
+impl SeedSource {
+    /// Reads, parses or generates the seed.
+    pub fn load(&self) -> anyhow::Result<Seed> {
+        Ok(match self {
+            SeedSource::File(p) => seed::load(p)?,
+            SeedSource::Text { name, text } => seed::parse(name, text)?,
+            SeedSource::Seed(s) => (**s).clone(),
+            SeedSource::Generate { users, rng_seed } => generate::generate(*users, *rng_seed),
+        })
+    }
+    fn name(&self) -> String {
+        match self {
+            SeedSource::File(p) => p.display().to_string(),
+            SeedSource::Text { name, .. } => name.clone(),
+            SeedSource::Seed(_) => "(seed)".to_owned(),
+            SeedSource::Generate { users, rng_seed } => {
+                format!("(generated: {users} users, seed {rng_seed})")
+            }
+        }
+    }
+}
+
+/// Everything a sandbox needs to start.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    pub seed: SeedSource,
+    /// `--state FILE`: loaded at start when it exists (the seed is then ignored, except to
+    /// print the delegated admin's password), saved on changes (at most every
+    /// `persist_interval`) and at shutdown.
+    pub state_file: Option<PathBuf>,
+    /// `--throttle real|off|scaled:K` (interpreted by the throttling module when wired).
+    pub throttle: String,
+    /// `--latency MS[+-JITTER]` (interpreted by the fault module when wired).
+    pub latency: Option<String>,
+    /// `--faults SPEC` (interpreted by the fault module when wired).
+    pub faults: Option<String>,
+    /// Seed of fault injection (and of `--generate`).
+    pub rng_seed: u64,
+    /// `--flag-only-patch-noop`.
+    pub flag_only_patch_noop: bool,
+    /// Access token lifetime, seconds (`expires_in`).
+    pub token_lifetime: u64,
+    /// Total time of a resetPassword operation (notStarted -> running -> terminal).
+    pub reset_operation_duration: Duration,
+    /// `Retry-After` of the resetPassword 202, seconds.
+    pub reset_retry_after: u64,
+    /// `interval` of device code responses, seconds.
+    pub device_code_interval: u64,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// How often `--state` is saved when something changed.
+    pub persist_interval: Duration,
+}
+
+impl SandboxConfig {
+    /// Defaults around a seed source.
+    pub fn new(seed: SeedSource) -> Self {
+        SandboxConfig {
+            seed,
+            state_file: None,
+            throttle: "real".to_owned(),
+            latency: None,
+            faults: None,
+            rng_seed: 1,
+            flag_only_patch_noop: false,
+            token_lifetime: 3599,
+            reset_operation_duration: Duration::from_millis(200),
+            reset_retry_after: 1,
+            device_code_interval: 1,
+            max_body_bytes: 1024 * 1024,
+            persist_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One tenant's credentials, as printed at start.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct TenantInfo {
+    pub tenant_id: String,
+    pub tenant_domain: String,
+    pub domains: Vec<String>,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for TenantInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantInfo")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"(sensitive)")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a running sandbox accepts: printed as one JSON line by `pwdrift sandbox`.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxInfo {
+    /// `http://127.0.0.1:PORT` (without `/v1.0`).
+    pub graph_url: String,
+    /// `http://127.0.0.1:PORT`: token endpoint at `{authority_host}/{tenant}/oauth2/v2.0/token`.
+    pub authority_host: String,
+    /// The first tenant's id, initial domain and app credentials.
+    pub tenant_id: String,
+    pub tenant_domain: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// A public client allowed to sign in users (ROPC, device code), if seeded.
+    pub delegated_client_id: Option<String>,
+    /// The delegated admin (the device-code auto-approver, else the first user with a password).
+    pub delegated_username: Option<String>,
+    /// Their password, when known from the seed.
+    pub delegated_password: Option<String>,
+    /// Every tenant (the first one repeats the fields above).
+    pub tenants: Vec<TenantInfo>,
+}
+
+impl std::fmt::Debug for SandboxInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxInfo")
+            .field("graph_url", &self.graph_url)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"(sensitive)")
+            .field("delegated_username", &self.delegated_username)
+            .field("delegated_password", &"(sensitive)")
+            .finish_non_exhaustive()
+    }
+}
+
+fn info(store: &Store, seed: Option<&Seed>, base: &str) -> SandboxInfo {
+    let tenants: Vec<TenantInfo> = store
+        .tenants
+        .iter()
+        .map(|t| {
+            let app = t.apps.first();
+            TenantInfo {
+                tenant_id: t.id.clone(),
+                tenant_domain: t.initial_domain.clone(),
+                domains: t.domains.clone(),
+                client_id: app.map(|a| a.client_id.clone()).unwrap_or_default(),
+                client_secret: app
+                    .and_then(|a| a.secrets.first().cloned())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    let t0 = &store.tenants[0];
+    let delegated = t0
+        .device_code_auto_approve
+        .or_else(|| {
+            t0.users
+                .iter()
+                .position(|u| u.password_sha256.is_some() && u.is_admin())
+        })
+        .map(|i| &t0.users[i]);
+    let delegated_password = delegated.and_then(|u| {
+        let s = seed?;
+        s.tenants
+            .iter()
+            .flat_map(|t| &t.users)
+            .find(|su| su.user_principal_name.eq_ignore_ascii_case(&u.upn))
+            .and_then(|su| su.password.clone())
+            .filter(|pw| u.password_sha256.as_deref() == Some(&seed::password_hash(pw)))
+    });
+    SandboxInfo {
+        graph_url: base.to_owned(),
+        authority_host: base.to_owned(),
+        tenant_id: tenants[0].tenant_id.clone(),
+        tenant_domain: tenants[0].tenant_domain.clone(),
+        client_id: tenants[0].client_id.clone(),
+        client_secret: tenants[0].client_secret.clone(),
+        delegated_client_id: t0.public_clients.first().map(|p| p.client_id.clone()),
+        delegated_username: delegated.map(|u| u.upn.clone()),
+        delegated_password,
+        tenants,
+    }
+}
+
+/// A running sandbox. Stop it with [`RunningSandbox::shutdown`] (which also saves `--state`).
+pub struct RunningSandbox {
+    pub info: SandboxInfo,
+    pub addr: SocketAddr,
+    state: AppState,
+    state_file: Option<PathBuf>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    background: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSandbox {
+    /// Stops serving (in-flight requests finish, within 5 s), completes accepted resetPassword
+    /// operations and saves
+    /// the state file if configured.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let abort = self.server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.server)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+        self.background.abort();
+        server::settle_all_at(&self.state, chrono::Utc::now() + chrono::Duration::days(1));
+        if let Some(path) = &self.state_file {
+            if let Err(e) = server::save_state(&self.state, path) {
+                tracing::warn!("cannot save sandbox state: {e:#}");
+            }
+        }
+    }
+
+    /// Saves the state file now (if configured).
+    pub fn persist(&self) -> anyhow::Result<()> {
+        match &self.state_file {
+            Some(path) => server::save_state(&self.state, path),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts a sandbox on `listen` (loopback only; port 0 picks one).
+pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<RunningSandbox> {
+    if !listen.ip().is_loopback() {
+        anyhow::bail!(
+            "the sandbox listens on loopback addresses only (127.0.0.1 or ::1), not {}",
+            listen.ip()
+        );
+    }
+    let seed_result = config.seed.load();
+    let (store, seed) = match &config.state_file {
+        Some(path) if path.exists() => {
+            let state_seed = seed::load(path)?;
+            let store = Store::from_seed(&state_seed, &path.display().to_string())?;
+            (store, seed_result.ok())
+        }
+        _ => {
+            let seed = seed_result?;
+            let store = Store::from_seed(&seed, &config.seed.name())?;
+            (store, Some(seed))
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let base = format!("http://{addr}");
+    let info = info(&store, seed.as_ref(), &base);
+    drop(seed);
+    let runtime = Runtime {
+        token_lifetime: config.token_lifetime,
+        flag_only_patch_noop: config.flag_only_patch_noop,
+        reset_operation_duration: config.reset_operation_duration,
+        reset_retry_after: config.reset_retry_after,
+        device_code_interval: config.device_code_interval,
+        max_body_bytes: config.max_body_bytes,
+    };
+    let mode: throttle::ThrottleMode = config
+        .throttle
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--throttle {}: {e}", config.throttle))?;
+    let spec = config
+        .faults
+        .as_deref()
+        .map(str::parse::<faults::FaultSpec>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
+    let latency = config
+        .latency
+        .as_deref()
+        .map(str::parse::<faults::Latency>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--latency: {e}"))?;
+    let injector = faults::FaultInjector::new(spec, latency, config.rng_seed);
+    let state: AppState = Arc::new(Shared::new(
+        store,
+        base,
+        runtime,
+        throttle::Throttler::new(mode),
+        injector,
+    ));
+    let app = server::router(state.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!("sandbox server stopped: {e}");
+        }
+    });
+    let background = tokio::spawn(server::background(
+        state.clone(),
+        config.state_file.clone(),
+        config.persist_interval,
+    ));
+    Ok(RunningSandbox {
+        info,
+        addr,
+        state,
+        state_file: config.state_file,
+        stop: Some(stop),
+        server,
+        background,
+    })
+}

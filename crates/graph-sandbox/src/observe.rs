@@ -1,0 +1,235 @@
+//! Observation endpoints, outside the Graph namespace (`/_sandbox/...`), so tests and benchmarks
+//! can assert what happened:
+//!
+//! - `GET /_sandbox/stats`: request counts by method + route template and status, the number of
+//!   429s, resetPassword calls per user, PATCHes per user;
+//! - `POST /_sandbox/reset-stats`: zeroes them;
+//! - `GET /_sandbox/state` (optional `?user=UPN|id`): the current directory: users with their
+//!   flags, policies, `lastPasswordChangeDateTime`, SIDs, roles; groups; operations. Never a
+//!   password or a hash;
+//! - `POST /_sandbox/users/{id | upn}/changePassword` (`{"newPassword": ...}` optional): the user
+//!   changes their own password: both force flags clear and `lastPasswordChangeDateTime` = now;
+//! - `GET /_sandbox/devicelogin`: what to do with a device code.
+//!
+//! These endpoints need no token.
+
+use std::collections::BTreeMap;
+
+use super::error::GraphPath;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::SecondsFormat;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::error::{GraphError, GraphResult};
+use super::server::AppState;
+
+/// Request statistics.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// All requests seen.
+    pub total: u64,
+    /// "METHOD /route/{template}" -> status -> count
+    pub requests: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// Responses with status 429.
+    pub throttled: u64,
+    /// resetPassword calls accepted (202), by UPN.
+    pub resets_per_user: BTreeMap<String, u64>,
+    /// passwordProfile PATCHes answered 204, by UPN.
+    pub patches_per_user: BTreeMap<String, u64>,
+}
+
+/// Middleware: counts every response by route template and status.
+pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "(unmatched)".to_owned());
+    let key = format!("{} {route}", req.method());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let mut stats = state.stats();
+    stats.total += 1;
+    *stats
+        .requests
+        .entry(key)
+        .or_default()
+        .entry(status)
+        .or_default() += 1;
+    if status == 429 {
+        stats.throttled += 1;
+    }
+    resp
+}
+
+/// `GET /_sandbox/stats`.
+pub async fn stats(State(state): State<AppState>) -> Response {
+    let s = state.stats().clone();
+    let mut doc = serde_json::to_value(&s).unwrap_or_default();
+    if let Some(obj) = doc.as_object_mut() {
+        // the throttling model's and the fault injector's own counters
+        obj.insert(
+            "throttleModel".into(),
+            serde_json::to_value(state.throttler.stats()).unwrap_or_default(),
+        );
+        obj.insert(
+            "faults".into(),
+            serde_json::to_value(state.faults.stats()).unwrap_or_default(),
+        );
+    }
+    axum::Json(doc).into_response()
+}
+
+/// `POST /_sandbox/reset-stats`.
+pub async fn reset_stats(State(state): State<AppState>) -> StatusCode {
+    *state.stats() = Stats::default();
+    StatusCode::NO_CONTENT
+}
+
+/// `GET /_sandbox/state`.
+pub async fn state(State(state): State<AppState>, uri: Uri) -> Response {
+    super::server::settle_all(&state);
+    let only: Option<String> = uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "user")
+            .map(|(_, v)| v.into_owned())
+    });
+    let now = chrono::Utc::now();
+    let store = state.read();
+    let tenants: Vec<Value> = store
+        .tenants
+        .iter()
+        .map(|t| {
+            let users: Vec<Value> = t
+                .users
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| {
+                    only.as_ref()
+                        .is_none_or(|k| t.user_index(k) == Some(*i))
+                })
+                .map(|(_, u)| {
+                    json!({
+                        "id": u.id,
+                        "userPrincipalName": u.upn,
+                        "displayName": u.display_name,
+                        "accountEnabled": u.account_enabled,
+                        "forceChangePasswordNextSignIn": u.force_change,
+                        "forceChangePasswordNextSignInWithMfa": u.force_change_mfa,
+                        "passwordPolicies": u.password_policies,
+                        "lastPasswordChangeDateTime": u.last_password_change.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        "onPremisesSyncEnabled": u.on_premises_sync_enabled,
+                        "onPremisesSecurityIdentifier": u.on_premises_sid,
+                        "directoryRoles": u.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let groups: Vec<Value> = if only.is_some() {
+                Vec::new()
+            } else {
+                t.groups
+                    .iter()
+                    .map(|g| {
+                        json!({
+                            "id": g.id,
+                            "displayName": g.display_name,
+                            "members": g.members.iter().map(|m| match *m {
+                                super::store::Member::User(u) => t.users[u].id.clone(),
+                                super::store::Member::Group(x) => t.groups[x].id.clone(),
+                            }).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect()
+            };
+            let operations: Vec<Value> = t
+                .operations
+                .values()
+                .map(|op| {
+                    json!({
+                        "id": op.id,
+                        "userId": t.users[op.user].id,
+                        "status": op.status_at(now).as_str(),
+                    })
+                })
+                .collect();
+            json!({
+                "id": t.id,
+                "initialDomain": t.initial_domain,
+                "domains": t.domains,
+                "users": users,
+                "groups": groups,
+                "operations": operations,
+            })
+        })
+        .collect();
+    drop(store);
+    axum::Json(json!({ "tenants": tenants })).into_response()
+}
+
+/// `POST /_sandbox/users/{id | upn}/changePassword`.
+pub async fn change_password(
+    State(state): State<AppState>,
+    GraphPath(key): GraphPath<String>,
+    body: axum::body::Body,
+) -> GraphResult<StatusCode> {
+    let bytes = super::error::read_body(body, state.runtime.max_body_bytes).await?;
+    let new_password = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match super::error::parse_json(&bytes)? {
+            Value::Object(m) => match m.get("newPassword") {
+                Some(Value::String(s)) => Some(s.clone()),
+                None | Some(Value::Null) => None,
+                Some(_) => {
+                    return Err(GraphError::bad_request(
+                        "Invalid value for 'newPassword': a string is expected.",
+                    ))
+                }
+            },
+            _ => {
+                return Err(GraphError::bad_request(
+                    "The request payload must be a JSON object.",
+                ))
+            }
+        }
+    };
+    let mut store = state.write();
+    let found = store
+        .tenants
+        .iter()
+        .enumerate()
+        .find_map(|(ti, t)| t.user_index(&key).map(|u| (ti, u)));
+    let Some((ti, ui)) = found else {
+        return Err(GraphError::resource_not_found(&key));
+    };
+    let u = &mut store.tenants[ti].users[ui];
+    if let Some(pw) = &new_password {
+        if !crate::password::acceptable(pw, u.strong_password_required()) {
+            return Err(GraphError::request_bad_request(super::users::WEAK_PASSWORD));
+        }
+    }
+    u.password_changed(
+        chrono::Utc::now(),
+        new_password.as_deref().map(super::seed::password_hash),
+    );
+    // The force flags are cleared once the user has changed the password (passwordProfile page;
+    // graph-facts.md: "in practice so is forceChangePasswordNextSignIn").
+    u.force_change = false;
+    u.force_change_mfa = false;
+    drop(store);
+    state.mark_dirty();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /_sandbox/devicelogin`: instructions (the sandbox has no sign-in page).
+pub async fn devicelogin() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "pwdrift sandbox: approve a device code with\n  POST /_sandbox/devicecode/approve {\"user_code\": \"...\", \"username\": \"admin@contoso.com\"}\nor name a deviceCodeAutoApprove user in the seed.\n",
+    )
+}

@@ -1,0 +1,875 @@
+//! The sandbox's in-memory directory: tenants, apps, users, groups, directory roles, pending
+//! resetPassword operations and device codes, with the indexes that make a 100,000-user tenant
+//! cheap to serve (by id, by lower-cased UPN, by SID; paging is a slice of the user vector).
+//!
+//! Built from a validated [`Seed`](super::seed::Seed) ([`Store::from_seed`]) and written back as
+//! one ([`Store::to_seed`]) for `--state` files: a saved state is a seed, with password hashes
+//! instead of passwords. Users and groups are never created or deleted by the sandbox, so the
+//! indexes (positions in the vectors) stay valid for the life of the store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use jsonwebtoken::DecodingKey;
+use sha1::Digest as _;
+
+use super::seed::{
+    derived_guid, password_hash, Seed, SeedApp, SeedError, SeedFederatedCredential, SeedGroup,
+    SeedPasswordProfile, SeedPublicClient, SeedTenant, SeedUser,
+};
+
+/// Directory roles the sandbox knows: display name and the role template id (the same in every
+/// tenant; these are Microsoft's built-in role template ids).
+pub const ROLES: &[(&str, &str)] = &[
+    (
+        "Global Administrator",
+        "62e90394-69f5-4237-9190-012177145e10",
+    ),
+    ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1"),
+    (
+        "Privileged Authentication Administrator",
+        "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",
+    ),
+    (
+        "Authentication Administrator",
+        "c4e39bd9-1100-46d3-8c65-fb160da0071f",
+    ),
+    (
+        "Helpdesk Administrator",
+        "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+    ),
+    (
+        "Password Administrator",
+        "966707d0-3269-4727-9be2-8c3a10f19b9d",
+    ),
+    (
+        "Privileged Role Administrator",
+        "e8611ab8-c189-46e8-94e1-60213ab1f814",
+    ),
+    (
+        "Security Administrator",
+        "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    ),
+    ("Global Reader", "f2ef992c-3afb-46b9-b7cf-a126ee74c451"),
+    ("Directory Readers", "88d8e3e3-8f55-4a1e-953a-9b9898b8876b"),
+];
+
+/// A directory role, as an index into [`ROLES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Role(pub u8);
+
+impl Role {
+    pub const GLOBAL_ADMINISTRATOR: Role = Role(0);
+    pub const USER_ADMINISTRATOR: Role = Role(1);
+    pub const PRIVILEGED_AUTHENTICATION_ADMINISTRATOR: Role = Role(2);
+    pub const AUTHENTICATION_ADMINISTRATOR: Role = Role(3);
+    pub const HELPDESK_ADMINISTRATOR: Role = Role(4);
+    pub const PASSWORD_ADMINISTRATOR: Role = Role(5);
+
+    pub fn by_name(name: &str) -> Option<Role> {
+        ROLES
+            .iter()
+            .position(|(n, t)| n.eq_ignore_ascii_case(name.trim()) || t.eq_ignore_ascii_case(name))
+            .map(|i| Role(i as u8))
+    }
+    pub fn name(self) -> &'static str {
+        ROLES[self.0 as usize].0
+    }
+    pub fn template_id(self) -> &'static str {
+        ROLES[self.0 as usize].1
+    }
+    /// The role object's id in a tenant (derived, stable).
+    pub fn object_id(self, tenant_id: &str) -> String {
+        derived_guid(&format!("role:{tenant_id}"), self.template_id())
+    }
+}
+
+/// A registered certificate of an app.
+#[derive(Clone)]
+pub struct Certificate {
+    pub pem: String,
+    /// SHA-1 of the DER (what `x5t` carries, base64url).
+    pub sha1: Vec<u8>,
+    /// SHA-256 of the DER (what `x5t#S256` carries, base64url).
+    pub sha256: Vec<u8>,
+    pub key: Arc<DecodingKey>,
+}
+
+#[derive(Clone)]
+pub struct FederatedCredential {
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+    pub pem: String,
+    pub key: Arc<DecodingKey>,
+}
+
+/// A confidential client app with its service principal in one tenant.
+#[derive(Clone)]
+pub struct App {
+    pub client_id: String,
+    pub display_name: String,
+    pub service_principal_id: String,
+    pub secrets: Vec<String>,
+    pub certificates: Vec<Certificate>,
+    pub federated: Vec<FederatedCredential>,
+    pub permissions: Vec<String>,
+    pub roles: Vec<Role>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("client_id", &self.client_id)
+            .field("secrets", &"(sensitive)")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PublicClient {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+}
+
+/// A user.
+#[derive(Clone)]
+pub struct User {
+    pub id: String,
+    pub upn: String,
+    pub display_name: String,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub mail: Option<String>,
+    pub job_title: Option<String>,
+    pub account_enabled: bool,
+    pub force_change: bool,
+    pub force_change_mfa: bool,
+    pub password_policies: Option<String>,
+    pub last_password_change: DateTime<Utc>,
+    pub created: DateTime<Utc>,
+    pub on_premises_sync_enabled: Option<bool>,
+    pub on_premises_sid: Option<String>,
+    pub roles: Vec<Role>,
+    pub password_sha256: Option<String>,
+    pub reset_fails: bool,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("upn", &self.upn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    /// Synced from on-premises AD.
+    pub fn is_synced(&self) -> bool {
+        self.on_premises_sync_enabled == Some(true)
+    }
+    /// Holds a directory role (an "admin target").
+    pub fn is_admin(&self) -> bool {
+        !self.roles.is_empty()
+    }
+    /// `DisableStrongPassword` in passwordPolicies.
+    pub fn strong_password_required(&self) -> bool {
+        !self.password_policies.as_deref().is_some_and(|p| {
+            p.split(',')
+                .any(|x| x.trim().eq_ignore_ascii_case("DisableStrongPassword"))
+        })
+    }
+    /// The user changed the password (themselves, or an admin set it): the force flags clear.
+    pub fn password_changed(&mut self, at: DateTime<Utc>, new_hash: Option<String>) {
+        self.last_password_change = at;
+        if new_hash.is_some() {
+            self.password_sha256 = new_hash;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Member {
+    User(usize),
+    Group(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub id: String,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub members: Vec<Member>,
+}
+
+/// State of a resetPassword long-running operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpStatus {
+    NotStarted,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl OpStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpStatus::NotStarted => "notStarted",
+            OpStatus::Running => "running",
+            OpStatus::Succeeded => "succeeded",
+            OpStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A resetPassword operation. Its status is a function of time (see [`Operation::status_at`]);
+/// the password change is applied once, when it is first settled as succeeded.
+#[derive(Clone)]
+pub struct Operation {
+    pub id: String,
+    pub user: usize,
+    pub created: DateTime<Utc>,
+    pub duration: chrono::Duration,
+    pub new_password_sha256: String,
+    pub fails: bool,
+    pub settled: bool,
+}
+
+impl Operation {
+    /// notStarted for the first third of the duration, running until its end, then terminal.
+    pub fn status_at(&self, now: DateTime<Utc>) -> OpStatus {
+        let elapsed = now - self.created;
+        if elapsed >= self.duration {
+            if self.fails {
+                OpStatus::Failed
+            } else {
+                OpStatus::Succeeded
+            }
+        } else if elapsed * 3 >= self.duration {
+            OpStatus::Running
+        } else {
+            OpStatus::NotStarted
+        }
+    }
+    /// When the operation last changed state (at or before `now`).
+    pub fn last_action_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self.status_at(now) {
+            OpStatus::NotStarted => self.created,
+            OpStatus::Running => self.created + self.duration / 3,
+            _ => self.created + self.duration,
+        }
+    }
+    pub fn finished_at(&self) -> DateTime<Utc> {
+        self.created + self.duration
+    }
+}
+
+/// A pending device-code sign-in.
+#[derive(Clone, Debug)]
+pub struct DeviceCode {
+    pub user_code: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub expires: DateTime<Utc>,
+    pub approved_user: Option<usize>,
+    pub polls: u32,
+}
+
+/// One tenant.
+pub struct Tenant {
+    pub id: String,
+    pub initial_domain: String,
+    pub domains: Vec<String>,
+    pub display_name: Option<String>,
+    pub apps: Vec<App>,
+    pub public_clients: Vec<PublicClient>,
+    pub device_code_auto_approve: Option<usize>,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    by_id: HashMap<String, usize>,
+    by_upn: HashMap<String, usize>,
+    by_sid: HashMap<String, usize>,
+    group_by_id: HashMap<String, usize>,
+    pub operations: HashMap<String, Operation>,
+    pub pending_operations: Vec<String>,
+    /// device_code -> state
+    pub device_codes: HashMap<String, DeviceCode>,
+}
+
+impl Tenant {
+    /// A user by object id or UPN (case-insensitive), as Graph resolves `/users/{id | upn}`.
+    pub fn user_index(&self, key: &str) -> Option<usize> {
+        let k = key.to_lowercase();
+        self.by_id.get(&k).or_else(|| self.by_upn.get(&k)).copied()
+    }
+    pub fn user_by_id(&self, id: &str) -> Option<usize> {
+        self.by_id.get(&id.to_lowercase()).copied()
+    }
+    pub fn user_by_upn(&self, upn: &str) -> Option<usize> {
+        self.by_upn.get(&upn.to_lowercase()).copied()
+    }
+    pub fn user_by_sid(&self, sid: &str) -> Option<usize> {
+        self.by_sid.get(&sid.to_uppercase()).copied()
+    }
+    pub fn group_index(&self, id: &str) -> Option<usize> {
+        self.group_by_id.get(&id.to_lowercase()).copied()
+    }
+    pub fn app(&self, client_id: &str) -> Option<&App> {
+        self.apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+    }
+    /// The tenant answers to its id and every domain.
+    pub fn answers_to(&self, key: &str) -> bool {
+        self.id.eq_ignore_ascii_case(key)
+            || self.initial_domain.eq_ignore_ascii_case(key)
+            || self.domains.iter().any(|d| d.eq_ignore_ascii_case(key))
+    }
+
+    /// Users reachable from a group through nested groups, each once, in discovery order
+    /// (breadth-first; cycles are cut by the visited set).
+    pub fn transitive_users(&self, group: usize) -> Vec<usize> {
+        let mut seen_groups = HashSet::from([group]);
+        let mut seen_users = HashSet::new();
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([group]);
+        while let Some(g) = queue.pop_front() {
+            for m in &self.groups[g].members {
+                match *m {
+                    Member::User(u) => {
+                        if seen_users.insert(u) {
+                            out.push(u);
+                        }
+                    }
+                    Member::Group(n) => {
+                        if seen_groups.insert(n) {
+                            queue.push_back(n);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies operations whose time has come; returns whether anything changed.
+    pub fn settle_operations(&mut self, now: DateTime<Utc>) -> bool {
+        if self.pending_operations.is_empty() {
+            return false;
+        }
+        let mut changed = false;
+        let pending = std::mem::take(&mut self.pending_operations);
+        for id in pending {
+            let Some(op) = self.operations.get_mut(&id) else {
+                continue;
+            };
+            match op.status_at(now) {
+                OpStatus::Succeeded => {
+                    op.settled = true;
+                    let at = op.finished_at();
+                    let hash = op.new_password_sha256.clone();
+                    let user = &mut self.users[op.user];
+                    user.password_changed(at, Some(hash));
+                    // seed 003: "The user is prompted to change their password on their next sign in."
+                    user.force_change = true;
+                    changed = true;
+                }
+                OpStatus::Failed => op.settled = true,
+                _ => self.pending_operations.push(id),
+            }
+        }
+        changed
+    }
+}
+
+/// All tenants.
+pub struct Store {
+    pub tenants: Vec<Tenant>,
+}
+
+impl Store {
+    /// The tenant answering to an id or domain.
+    pub fn tenant_index(&self, key: &str) -> Option<usize> {
+        self.tenants.iter().position(|t| t.answers_to(key))
+    }
+
+    /// Validates a seed into a store. `name` (the file) is used in error messages.
+    pub fn from_seed(seed: &Seed, name: &str) -> Result<Store, SeedError> {
+        let err = |at: String, message: String| SeedError::Invalid {
+            path: name.to_owned(),
+            at,
+            message,
+        };
+        if seed.tenants.is_empty() {
+            return Err(err(
+                "tenants".into(),
+                "at least one tenant is needed".into(),
+            ));
+        }
+        let mut tenants = Vec::with_capacity(seed.tenants.len());
+        let mut tenant_keys = HashSet::new();
+        for (ti, st) in seed.tenants.iter().enumerate() {
+            let at = format!("tenants[{ti}]");
+            let t = build_tenant(st, &at, &err)?;
+            for key in std::iter::once(&t.id)
+                .chain(std::iter::once(&t.initial_domain))
+                .chain(t.domains.iter())
+            {
+                if !tenant_keys.insert(key.to_lowercase()) {
+                    return Err(err(
+                        at.clone(),
+                        format!("tenant id or domain '{key}' is used by two tenants"),
+                    ));
+                }
+            }
+            tenants.push(t);
+        }
+        Ok(Store { tenants })
+    }
+
+    /// The store as a seed (for `--state`): passwords as hashes.
+    pub fn to_seed(&self) -> Seed {
+        Seed {
+            tenants: self.tenants.iter().map(tenant_to_seed).collect(),
+        }
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
+}
+
+type ErrFn<'a> = dyn Fn(String, String) -> SeedError + 'a;
+
+fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedError> {
+    if !is_guid(&st.id) {
+        return Err(err(
+            format!("{at}.id"),
+            format!("'{}' is not a GUID", st.id),
+        ));
+    }
+    if !st.initial_domain.contains('.') {
+        return Err(err(
+            format!("{at}.initialDomain"),
+            format!("'{}' is not a domain name", st.initial_domain),
+        ));
+    }
+    let mut apps = Vec::new();
+    for (ai, sa) in st.apps.iter().enumerate() {
+        let at = format!("{at}.apps[{ai}]");
+        if apps
+            .iter()
+            .any(|a: &App| a.client_id.eq_ignore_ascii_case(&sa.client_id))
+        {
+            return Err(err(
+                format!("{at}.clientId"),
+                format!("app '{}' is registered twice", sa.client_id),
+            ));
+        }
+        apps.push(build_app(st, sa, &at, err)?);
+    }
+    let public_clients = st
+        .public_clients
+        .iter()
+        .enumerate()
+        .map(|(pi, p)| {
+            if is_guid(&p.client_id) {
+                Ok(PublicClient {
+                    client_id: p.client_id.to_lowercase(),
+                    scopes: p.scopes.clone(),
+                })
+            } else {
+                Err(err(
+                    format!("{at}.publicClients[{pi}].clientId"),
+                    format!("'{}' is not a GUID", p.client_id),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let domains: Vec<String> = std::iter::once(st.initial_domain.to_lowercase())
+        .chain(st.domains.iter().map(|d| d.to_lowercase()))
+        .collect();
+    let mut users = Vec::with_capacity(st.users.len());
+    let mut by_id = HashMap::with_capacity(st.users.len());
+    let mut by_upn = HashMap::with_capacity(st.users.len());
+    let mut by_sid = HashMap::new();
+    for (ui, su) in st.users.iter().enumerate() {
+        let at = format!("{at}.users[{ui}]");
+        let u = build_user(su, &domains, &at, err)?;
+        if by_id.insert(u.id.to_lowercase(), ui).is_some() {
+            return Err(err(format!("{at}.id"), format!("duplicate id '{}'", u.id)));
+        }
+        if by_upn.insert(u.upn.to_lowercase(), ui).is_some() {
+            return Err(err(
+                format!("{at}.userPrincipalName"),
+                format!("duplicate userPrincipalName '{}'", u.upn),
+            ));
+        }
+        if let Some(sid) = &u.on_premises_sid {
+            if by_sid.insert(sid.to_uppercase(), ui).is_some() {
+                return Err(err(
+                    format!("{at}.onPremisesSecurityIdentifier"),
+                    format!("duplicate SID '{sid}'"),
+                ));
+            }
+        }
+        users.push(u);
+    }
+
+    // Groups: ids first, then members (which may name groups defined later).
+    let mut groups = Vec::with_capacity(st.groups.len());
+    let mut group_by_id = HashMap::with_capacity(st.groups.len());
+    let mut group_by_name: HashMap<String, usize> = HashMap::new();
+    for (gi, sg) in st.groups.iter().enumerate() {
+        let at = format!("{at}.groups[{gi}]");
+        let id = match &sg.id {
+            Some(id) if is_guid(id) => id.to_lowercase(),
+            Some(id) => return Err(err(format!("{at}.id"), format!("'{id}' is not a GUID"))),
+            None => derived_guid(&format!("group:{}", st.id), &sg.display_name),
+        };
+        if sg.display_name.trim().is_empty() {
+            return Err(err(
+                format!("{at}.displayName"),
+                "a group needs a display name".into(),
+            ));
+        }
+        if group_by_id.insert(id.clone(), gi).is_some() || by_id.contains_key(&id) {
+            return Err(err(format!("{at}.id"), format!("duplicate id '{id}'")));
+        }
+        if group_by_name
+            .insert(sg.display_name.to_lowercase(), gi)
+            .is_some()
+        {
+            return Err(err(
+                format!("{at}.displayName"),
+                format!("duplicate group name '{}'", sg.display_name),
+            ));
+        }
+        groups.push(Group {
+            id,
+            display_name: sg.display_name.clone(),
+            description: sg.description.clone(),
+            members: Vec::new(),
+        });
+    }
+    for (gi, sg) in st.groups.iter().enumerate() {
+        let mut members = Vec::with_capacity(sg.members.len());
+        let mut seen = HashSet::new();
+        for (mi, m) in sg.members.iter().enumerate() {
+            let key = m.trim().to_lowercase();
+            let member = if let Some(&u) = by_upn.get(&key).or_else(|| by_id.get(&key)) {
+                Member::User(u)
+            } else if let Some(&g) = group_by_id.get(&key).or_else(|| group_by_name.get(&key)) {
+                Member::Group(g)
+            } else {
+                return Err(err(
+                    format!("{at}.groups[{gi}].members[{mi}]"),
+                    format!("'{m}' is neither a user (UPN or id) nor a group (name or id) of this tenant"),
+                ));
+            };
+            if member == Member::Group(gi) {
+                return Err(err(
+                    format!("{at}.groups[{gi}].members[{mi}]"),
+                    "a group cannot be a member of itself".into(),
+                ));
+            }
+            if seen.insert(member) {
+                members.push(member);
+            }
+        }
+        groups[gi].members = members;
+    }
+
+    let device_code_auto_approve = match &st.device_code_auto_approve {
+        None => None,
+        Some(key) => {
+            let k = key.to_lowercase();
+            match by_upn.get(&k).or_else(|| by_id.get(&k)) {
+                Some(&u) => Some(u),
+                None => {
+                    return Err(err(
+                        format!("{at}.deviceCodeAutoApprove"),
+                        format!("'{key}' is not a user of this tenant"),
+                    ))
+                }
+            }
+        }
+    };
+
+    Ok(Tenant {
+        id: st.id.to_lowercase(),
+        initial_domain: st.initial_domain.to_lowercase(),
+        domains: st.domains.iter().map(|d| d.to_lowercase()).collect(),
+        display_name: st.display_name.clone(),
+        apps,
+        public_clients,
+        device_code_auto_approve,
+        users,
+        groups,
+        by_id,
+        by_upn,
+        by_sid,
+        group_by_id,
+        operations: HashMap::new(),
+        pending_operations: Vec::new(),
+        device_codes: HashMap::new(),
+    })
+}
+
+fn roles(names: &[String], at: &str, err: &ErrFn) -> Result<Vec<Role>, SeedError> {
+    let mut out = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        match Role::by_name(n) {
+            Some(r) if !out.contains(&r) => out.push(r),
+            Some(_) => {}
+            None => {
+                let known: Vec<_> = ROLES.iter().map(|(n, _)| *n).collect();
+                return Err(err(
+                    format!("{at}[{i}]"),
+                    format!("unknown directory role '{n}'; known: {}", known.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn build_app(st: &SeedTenant, sa: &SeedApp, at: &str, err: &ErrFn) -> Result<App, SeedError> {
+    if !is_guid(&sa.client_id) {
+        return Err(err(
+            format!("{at}.clientId"),
+            format!("'{}' is not a GUID", sa.client_id),
+        ));
+    }
+    let mut certificates = Vec::new();
+    for (ci, pem_text) in sa.certificates.iter().enumerate() {
+        let at = format!("{at}.certificates[{ci}]");
+        let parsed = pem::parse(pem_text.as_bytes())
+            .map_err(|e| err(at.clone(), format!("not a PEM certificate: {e}")))?;
+        if parsed.tag() != "CERTIFICATE" {
+            return Err(err(
+                at,
+                format!("expected a CERTIFICATE PEM block, found {}", parsed.tag()),
+            ));
+        }
+        let der = parsed.contents();
+        let key = DecodingKey::from_rsa_pem(pem_text.as_bytes()).map_err(|e| {
+            err(
+                at.clone(),
+                format!("no RSA public key in the certificate: {e}"),
+            )
+        })?;
+        certificates.push(Certificate {
+            pem: pem_text.clone(),
+            sha1: sha1::Sha1::digest(der).to_vec(),
+            sha256: sha2::Sha256::digest(der).to_vec(),
+            key: Arc::new(key),
+        });
+    }
+    let mut federated = Vec::new();
+    for (fi, f) in sa.federated_credentials.iter().enumerate() {
+        let at = format!("{at}.federatedCredentials[{fi}]");
+        let key = DecodingKey::from_rsa_pem(f.issuer_public_key_pem.as_bytes()).map_err(|e| {
+            err(
+                format!("{at}.issuerPublicKeyPem"),
+                format!("not an RSA public key: {e}"),
+            )
+        })?;
+        if f.issuer.is_empty() || f.subject.is_empty() {
+            return Err(err(at, "issuer and subject are required".into()));
+        }
+        federated.push(FederatedCredential {
+            issuer: f.issuer.clone(),
+            subject: f.subject.clone(),
+            audiences: if f.audiences.is_empty() {
+                vec![super::auth::FEDERATED_AUDIENCE.to_owned()]
+            } else {
+                f.audiences.clone()
+            },
+            pem: f.issuer_public_key_pem.clone(),
+            key: Arc::new(key),
+        });
+    }
+    Ok(App {
+        client_id: sa.client_id.to_lowercase(),
+        display_name: sa
+            .display_name
+            .clone()
+            .unwrap_or_else(|| "pwdrift".to_owned()),
+        service_principal_id: match &sa.service_principal_id {
+            Some(id) if is_guid(id) => id.to_lowercase(),
+            Some(id) => {
+                return Err(err(
+                    format!("{at}.servicePrincipalId"),
+                    format!("'{id}' is not a GUID"),
+                ))
+            }
+            None => derived_guid(&format!("sp:{}", st.id), &sa.client_id),
+        },
+        secrets: sa.client_secrets.clone(),
+        certificates,
+        federated,
+        permissions: sa.application_permissions.clone(),
+        roles: roles(&sa.directory_roles, &format!("{at}.directoryRoles"), err)?,
+    })
+}
+
+fn default_created() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn build_user(su: &SeedUser, domains: &[String], at: &str, err: &ErrFn) -> Result<User, SeedError> {
+    let upn = su.user_principal_name.trim();
+    let Some((local, domain)) = upn.rsplit_once('@') else {
+        return Err(err(
+            format!("{at}.userPrincipalName"),
+            format!("'{upn}' is not a user principal name (local@domain)"),
+        ));
+    };
+    if local.is_empty() || !domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+        return Err(err(
+            format!("{at}.userPrincipalName"),
+            format!(
+                "the domain of '{upn}' is not one of the tenant's ({})",
+                domains.join(", ")
+            ),
+        ));
+    }
+    let id = match &su.id {
+        Some(id) if is_guid(id) => id.to_lowercase(),
+        Some(id) => return Err(err(format!("{at}.id"), format!("'{id}' is not a GUID"))),
+        None => derived_guid("user", upn),
+    };
+    if let Some(sid) = &su.on_premises_security_identifier {
+        if !sid.to_uppercase().starts_with("S-1-") {
+            return Err(err(
+                format!("{at}.onPremisesSecurityIdentifier"),
+                format!("'{sid}' is not a SID (S-1-...)"),
+            ));
+        }
+    }
+    if su.password.is_some() && su.password_sha256.is_some() {
+        return Err(err(
+            format!("{at}.password"),
+            "give password or passwordSha256, not both".into(),
+        ));
+    }
+    let created = su.created_date_time.unwrap_or_else(default_created);
+    let profile = su.password_profile.unwrap_or_default();
+    Ok(User {
+        id,
+        upn: upn.to_owned(),
+        display_name: su.display_name.clone().unwrap_or_else(|| local.to_owned()),
+        given_name: su.given_name.clone(),
+        surname: su.surname.clone(),
+        mail: su.mail.clone(),
+        job_title: su.job_title.clone(),
+        account_enabled: su.account_enabled.unwrap_or(true),
+        force_change: profile.force_change_password_next_sign_in,
+        force_change_mfa: profile.force_change_password_next_sign_in_with_mfa,
+        password_policies: su.password_policies.clone(),
+        last_password_change: su.last_password_change_date_time.unwrap_or(created),
+        created,
+        on_premises_sync_enabled: su.on_premises_sync_enabled,
+        on_premises_sid: su.on_premises_security_identifier.clone(),
+        roles: roles(&su.directory_roles, &format!("{at}.directoryRoles"), err)?,
+        password_sha256: su
+            .password
+            .as_deref()
+            .map(password_hash)
+            .or_else(|| su.password_sha256.clone()),
+        reset_fails: su.reset_fails,
+    })
+}
+
+fn tenant_to_seed(t: &Tenant) -> SeedTenant {
+    SeedTenant {
+        id: t.id.clone(),
+        initial_domain: t.initial_domain.clone(),
+        domains: t.domains.clone(),
+        display_name: t.display_name.clone(),
+        apps: t
+            .apps
+            .iter()
+            .map(|a| SeedApp {
+                client_id: a.client_id.clone(),
+                display_name: Some(a.display_name.clone()),
+                service_principal_id: Some(a.service_principal_id.clone()),
+                client_secrets: a.secrets.clone(),
+                certificates: a.certificates.iter().map(|c| c.pem.clone()).collect(),
+                federated_credentials: a
+                    .federated
+                    .iter()
+                    .map(|f| SeedFederatedCredential {
+                        issuer: f.issuer.clone(),
+                        subject: f.subject.clone(),
+                        audiences: f.audiences.clone(),
+                        issuer_public_key_pem: f.pem.clone(),
+                    })
+                    .collect(),
+                application_permissions: a.permissions.clone(),
+                directory_roles: a.roles.iter().map(|r| r.name().to_owned()).collect(),
+            })
+            .collect(),
+        public_clients: t
+            .public_clients
+            .iter()
+            .map(|p| SeedPublicClient {
+                client_id: p.client_id.clone(),
+                scopes: p.scopes.clone(),
+            })
+            .collect(),
+        device_code_auto_approve: t.device_code_auto_approve.map(|u| t.users[u].upn.clone()),
+        users: t
+            .users
+            .iter()
+            .map(|u| SeedUser {
+                id: Some(u.id.clone()),
+                user_principal_name: u.upn.clone(),
+                display_name: Some(u.display_name.clone()),
+                given_name: u.given_name.clone(),
+                surname: u.surname.clone(),
+                mail: u.mail.clone(),
+                job_title: u.job_title.clone(),
+                account_enabled: Some(u.account_enabled),
+                password_profile: (u.force_change || u.force_change_mfa).then_some(
+                    SeedPasswordProfile {
+                        force_change_password_next_sign_in: u.force_change,
+                        force_change_password_next_sign_in_with_mfa: u.force_change_mfa,
+                    },
+                ),
+                password_policies: u.password_policies.clone(),
+                last_password_change_date_time: Some(u.last_password_change),
+                created_date_time: Some(u.created),
+                on_premises_sync_enabled: u.on_premises_sync_enabled,
+                on_premises_security_identifier: u.on_premises_sid.clone(),
+                directory_roles: u.roles.iter().map(|r| r.name().to_owned()).collect(),
+                password: None,
+                password_sha256: u.password_sha256.clone(),
+                reset_fails: u.reset_fails,
+            })
+            .collect(),
+        groups: t
+            .groups
+            .iter()
+            .map(|g| SeedGroup {
+                id: Some(g.id.clone()),
+                display_name: g.display_name.clone(),
+                description: g.description.clone(),
+                members: g
+                    .members
+                    .iter()
+                    .map(|m| match *m {
+                        Member::User(u) => t.users[u].id.clone(),
+                        Member::Group(g) => t.groups[g].id.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}

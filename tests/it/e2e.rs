@@ -1,0 +1,847 @@
+//! End to end: the real `pwdrift` binary against the Graph sandbox over loopback HTTP.
+//!
+//! Each test pins one promise pwdrift makes: plan/apply/plan converges to "No changes"; a user
+//! who complied with a one-shot requirement is not forced again; a stale saved plan writes nothing;
+//! synced users go through the delegated resetPassword API; a flags-only PATCH that Graph ignores
+//! is caught by read-back verification; throttling and faults converge; no secret leaks.
+
+use crate::common::*;
+
+const DESIRED: &str = "examples/desired";
+
+fn flags(sb: &Sandbox, upn: &str) -> (bool, bool, Option<String>) {
+    let u = sandbox_user(sb, upn);
+    (
+        u["forceChangePasswordNextSignIn"]
+            .as_bool()
+            .unwrap_or(false),
+        u["forceChangePasswordNextSignInWithMfa"]
+            .as_bool()
+            .unwrap_or(false),
+        u["lastPasswordChangeDateTime"].as_str().map(str::to_owned),
+    )
+}
+
+/// One user as the sandbox's observation endpoint reports it.
+fn sandbox_user(sb: &Sandbox, upn: &str) -> serde_json::Value {
+    let state = sb.call("GET", "/_sandbox/state", None);
+    find_user(&state, upn).unwrap_or_else(|| panic!("no {upn} in sandbox state"))
+}
+
+fn find_user(state: &serde_json::Value, upn: &str) -> Option<serde_json::Value> {
+    let tenants = state["tenants"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![state.clone()]);
+    tenants.iter().find_map(|t| {
+        t["users"]
+            .as_array()?
+            .iter()
+            .find(|u| {
+                u["userPrincipalName"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(upn))
+            })
+            .cloned()
+    })
+}
+
+#[test]
+fn embedded_sandbox_plan_apply_plan_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed_copy(dir.path());
+    let seed = seed.to_str().unwrap();
+    let desired = repo().join(DESIRED);
+    let desired = desired.to_str().unwrap();
+    let secrets = dir.path().join("secrets.jsonl");
+    let report = dir.path().join("report.json");
+
+    let plan = run(std::process::Command::new(BIN).env("NO_COLOR", "1").args([
+        "plan",
+        "--sandbox",
+        seed,
+        desired,
+        "--detailed-exitcode",
+    ]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("bob@contoso.com"), "{plan:?}");
+
+    let apply = run(std::process::Command::new(BIN).env("NO_COLOR", "1").args([
+        "apply",
+        "--sandbox",
+        seed,
+        desired,
+        "--auto-approve",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains("Apply complete"), "{apply:?}");
+
+    let again = run(std::process::Command::new(BIN).env("NO_COLOR", "1").args([
+        "plan",
+        "--sandbox",
+        seed,
+        desired,
+        "--detailed-exitcode",
+    ]));
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("No changes"), "{again:?}");
+
+    // the generated password of carol went to the secrets file only, mode 0600
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    assert!(text.contains("carol@contoso.com"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let pw = line["password"].as_str().unwrap();
+    assert!(pw.len() == 20, "generated length 20");
+    for out in [
+        &plan.stdout,
+        &plan.stderr,
+        &apply.stdout,
+        &apply.stderr,
+        &again.stdout,
+    ] {
+        assert!(!out.contains(pw), "generated password leaked");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(!report.to_string().contains(pw));
+    let statuses: Vec<&str> = report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"verified"), "{report}");
+    assert!(!statuses.contains(&"failed"), "{report}");
+}
+
+const CONTOSO_SEED: &str = "examples/sandbox/contoso.seed.yaml";
+
+fn seed_path() -> String {
+    repo().join(CONTOSO_SEED).to_str().unwrap().to_owned()
+}
+
+fn desired_file(dir: &std::path::Path, users_yaml: &str) -> String {
+    let text = format!("version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n{users_yaml}");
+    write(dir, "desired.yaml", &text)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn patches_of(sb: &Sandbox, upn: &str) -> u64 {
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    stats["patchesPerUser"][upn].as_u64().unwrap_or(0)
+}
+
+fn total_patches(sb: &Sandbox) -> u64 {
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    stats["patchesPerUser"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// `requirePasswordChange` is one-shot: once the user changed the password at or after `since`
+/// (Graph then clears the flag), the next run leaves the user alone. A literal `true`, by
+/// contrast, forces the user again, which is why `validate` warns about it.
+#[test]
+fn user_who_complied_is_not_forced_again() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: alice@contoso.com\n    requirePasswordChange: { since: 2026-11-01T00:00:00Z }\n",
+    );
+
+    let plan = run(sb.pwdrift().args(["plan", &desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(flags(&sb, "alice@contoso.com").0, "flag set by apply");
+
+    // the flag being set satisfies the requirement: nothing more to do
+    let plan = run(sb.pwdrift().args(["plan", &desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+
+    // alice changes her password: Graph clears the flag and stamps lastPasswordChangeDateTime
+    sb.call(
+        "POST",
+        "/_sandbox/users/alice@contoso.com/changePassword",
+        Some(serde_json::json!({})),
+    );
+    let (f, fm, last) = flags(&sb, "alice@contoso.com");
+    assert!(!f && !fm && last.is_some());
+
+    let plan = run(sb.pwdrift().args(["plan", &desired, "--detailed-exitcode"]));
+    assert_eq!(
+        plan.code, 0,
+        "complied user must not be forced again: {plan:?}"
+    );
+    assert!(plan.stdout.contains("No changes"), "{plan:?}");
+    let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(
+        patches_of(&sb, "alice@contoso.com"),
+        1,
+        "exactly one PATCH over both runs"
+    );
+    assert!(!flags(&sb, "alice@contoso.com").0);
+
+    // contrast: a literal `true` re-forces her after she complied
+    let literal = desired_file(
+        dir.path(),
+        "  - user: alice@contoso.com\n    forceChangePasswordNextSignIn: true\n",
+    );
+    let plan = run(sb.pwdrift().args(["plan", &literal, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stderr.contains("warning"),
+        "validate-time warning shown: {plan:?}"
+    );
+}
+
+/// A saved plan whose users changed since it was made is refused, and nothing is written.
+#[test]
+fn stale_saved_plan_is_refused_and_writes_nothing() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n  - user: alice@contoso.com\n    forceChangePasswordNextSignInWithMfa: false\n",
+    );
+    let saved = dir.path().join("plan.json");
+    let plan = run(sb
+        .pwdrift()
+        .args(["plan", &desired, "--out", saved.to_str().unwrap()]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("\"format_version\": \"1\""), "{text}");
+
+    // bob changes his password meanwhile
+    sb.call(
+        "POST",
+        "/_sandbox/users/bob@contoso.com/changePassword",
+        Some(serde_json::json!({})),
+    );
+
+    let apply = run(sb
+        .pwdrift()
+        .args(["apply", saved.to_str().unwrap(), "--auto-approve"]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(apply.stderr.contains("stale"), "{apply:?}");
+    assert!(apply.stderr.contains("bob@contoso.com"), "{apply:?}");
+    assert_eq!(total_patches(&sb), 0, "a stale plan writes nothing");
+
+    // a fresh plan applies
+    let plan = run(sb
+        .pwdrift()
+        .args(["plan", &desired, "--out", saved.to_str().unwrap()]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let apply = run(sb
+        .pwdrift()
+        .args(["apply", saved.to_str().unwrap(), "--auto-approve"]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+}
+
+/// The sandbox's switch that reproduces the disputed Graph behaviour (a flags-only PATCH answers
+/// 204 and changes nothing) is caught by read-back verification: exit 1, with what to do.
+#[test]
+fn flags_only_patch_that_changes_nothing_fails_verification() {
+    let sb = Sandbox::start(&["--seed", &seed_path(), "--flag-only-patch-noop"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let desired = desired_file(
+        dir.path(),
+        "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    let apply = run(sb.pwdrift().args([
+        "apply",
+        &desired,
+        "--auto-approve",
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(apply.stdout.contains("bob@contoso.com"), "{apply:?}");
+    assert!(
+        apply.stdout.contains("resetPassword"),
+        "hint says what to do: {apply:?}"
+    );
+    assert!(
+        apply.stdout.contains("0 changed and verified, 1 failed"),
+        "{apply:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["users"][0]["status"], "failed", "{report}");
+    assert!(
+        flags(&sb, "bob@contoso.com").0,
+        "nothing claimed that did not happen"
+    );
+}
+
+/// Without the needed permission the PATCH is refused (403) and pwdrift reports it, exit 1.
+#[test]
+fn permission_error_is_reported_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed_text = std::fs::read_to_string(repo().join(CONTOSO_SEED))
+        .unwrap()
+        .replace("          - User-PasswordProfile.ReadWrite.All\n", "");
+    let seed = write(dir.path(), "seed.yaml", &seed_text);
+    let sb = Sandbox::start(&["--seed", seed.to_str().unwrap()]);
+    let desired = desired_file(
+        dir.path(),
+        "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(apply.stdout.contains("403"), "{apply:?}");
+    assert!(
+        apply.stdout.contains("Authorization_RequestDenied"),
+        "{apply:?}"
+    );
+    assert!(flags(&sb, "bob@contoso.com").0);
+}
+
+/// A synced user's password can only be reset through the delegated-only resetPassword API:
+/// without a delegated sign-in the user is blocked and nothing is written.
+#[test]
+fn synced_user_reset_needs_a_delegated_sign_in() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: S-1-5-21-1004336348-1177238915-682003330-1104\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { generate: { length: 24 } }\n      forceChangeAfter: true\n",
+    );
+    let plan = run(sb.pwdrift().args(["plan", &desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("carol@contoso.com"), "{plan:?}");
+    assert!(plan.stdout.contains("delegated"), "{plan:?}");
+    let secrets = dir.path().join("s.jsonl");
+    let apply = run(sb.pwdrift().args([
+        "apply",
+        &desired,
+        "--auto-approve",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 1, "blocked is not success: {apply:?}");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert!(
+        stats["resetsPerUser"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{stats}"
+    );
+
+    // with a delegated sign-in (ROPC for the seeded admin, Azure SDK variables) it goes through
+    let apply = run(sb
+        .pwdrift()
+        .env("AZURE_USERNAME", sb.get("delegated_username"))
+        .env("AZURE_PASSWORD", sb.get("delegated_password"))
+        .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"))
+        .args([
+            "apply",
+            &desired,
+            "--delegated",
+            "--auto-approve",
+            "--secrets-out",
+            secrets.to_str().unwrap(),
+        ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let (f, _, last) = flags(&sb, "carol@contoso.com");
+    assert!(f, "resetPassword makes the user change it at next sign-in");
+    assert!(last.unwrap().as_str() > "2026-11-20", "password changed");
+    let line = std::fs::read_to_string(&secrets).unwrap();
+    assert!(line.contains("carol@contoso.com"));
+}
+
+/// A canary secret (the password from an `env` source) never appears in any output: plan in
+/// every format, the saved plan, apply's report, logs at the most verbose level.
+#[test]
+fn canary_secret_never_leaks() {
+    const CANARY: &str = "Canary-7xQ!pwdrift-Leak";
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: alice@contoso.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { env: PWDRIFT_CANARY }\n",
+    );
+    let saved = dir.path().join("plan.json");
+    let report = dir.path().join("report.json");
+    let mut outputs = Vec::new();
+    for format in ["text", "json", "markdown"] {
+        let r = run(sb
+            .pwdrift()
+            .env("PWDRIFT_CANARY", CANARY)
+            .env("RUST_LOG", "trace")
+            .args([
+                "plan",
+                &desired,
+                "-vvv",
+                "--format",
+                format,
+                "--out",
+                saved.to_str().unwrap(),
+            ]));
+        assert_eq!(r.code, 0, "{r:?}");
+        outputs.push(r.stdout);
+        outputs.push(r.stderr);
+    }
+    let apply = run(sb
+        .pwdrift()
+        .env("PWDRIFT_CANARY", CANARY)
+        .env("RUST_LOG", "trace")
+        .args([
+            "apply",
+            saved.to_str().unwrap(),
+            "-vvv",
+            "--auto-approve",
+            "--report",
+            report.to_str().unwrap(),
+        ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stderr.len() > 1000, "trace logging was on: {apply:?}");
+    outputs.push(apply.stdout);
+    outputs.push(apply.stderr);
+    outputs.push(std::fs::read_to_string(&saved).unwrap());
+    outputs.push(std::fs::read_to_string(&report).unwrap());
+    for o in &outputs {
+        assert!(!o.contains(CANARY), "canary leaked in:\n{o}");
+        assert!(
+            !o.contains(&sb.get("client_secret")),
+            "client secret leaked in:\n{o}"
+        );
+    }
+    // and the reset did happen with that password: the sandbox accepted it
+    let (_, _, last) = flags(&sb, "alice@contoso.com");
+    assert!(last.unwrap().as_str() > "2026-11-20");
+}
+
+/// Safety rails refuse before anything is written.
+#[test]
+fn safety_rails_refuse_large_change_sets() {
+    let sb = Sandbox::start(&["--generate", "40", "--rng-seed", "3"]);
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let users: Vec<String> = state["tenants"][0]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["directoryRoles"].as_array().is_none_or(|r| r.is_empty()))
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_owned())
+        .take(20)
+        .collect();
+    let tenant = state["tenants"][0]["initialDomain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("version: 1\ntenant: {tenant}\nusers:\n");
+    for u in &users {
+        text.push_str(&format!(
+            "  - user: {u}\n    requirePasswordChange: {{ since: 2099-01-01T00:00:00Z }}\n"
+        ));
+    }
+    // since in the future: not due, so nothing would change; use an always-due one for half
+    for u in users.iter().take(10) {
+        text = text.replace(
+            &format!(
+                "  - user: {u}\n    requirePasswordChange: {{ since: 2099-01-01T00:00:00Z }}\n"
+            ),
+            &format!(
+                "  - user: {u}\n    requirePasswordChange: {{ since: 2026-11-22T00:00:00Z }}\n"
+            ),
+        );
+    }
+    let desired = write(dir.path(), "d.yaml", &text);
+    let desired = desired.to_str().unwrap();
+    let r = run(sb
+        .pwdrift()
+        .args(["apply", desired, "--auto-approve", "--max-changes", "3"]));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--max-changes"), "{r:?}");
+    let r = run(sb.pwdrift().args(["apply", desired, "--auto-approve"]));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--force"), "{r:?}");
+    assert_eq!(total_patches(&sb), 0);
+    let r = run(sb
+        .pwdrift()
+        .args(["apply", desired, "--auto-approve", "--force"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    // no confirmation on a non-terminal stdin without --auto-approve
+    let r = run(sb
+        .pwdrift()
+        .args(["apply", desired])
+        .stdin(std::process::Stdio::null()));
+    assert!(r.code == 0 || r.stderr.contains("--auto-approve"), "{r:?}");
+}
+
+/// Throttling (the documented model, scaled down) and injected faults (429, 503, dropped
+/// connections) slow pwdrift down but do not change the outcome: every user converges.
+#[test]
+fn throttling_and_faults_converge() {
+    let sb = Sandbox::start(&[
+        "--generate",
+        "200",
+        "--rng-seed",
+        "11",
+        "--throttle",
+        "scaled:300",
+        "--faults",
+        "429=0.08,503=0.04,drop=0.03",
+    ]);
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let tenant = state["tenants"][0]["initialDomain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let users: Vec<String> = state["tenants"][0]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["directoryRoles"].as_array().is_none_or(|r| r.is_empty()))
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_owned())
+        .take(60)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!("version: 1\ntenant: {tenant}\nusers:\n");
+    for u in &users {
+        text.push_str(&format!("  - user: {u}\n    forceChangePasswordNextSignInWithMfa: false\n    requirePasswordChange: {{ since: 2026-11-22T00:00:00Z }}\n"));
+    }
+    let desired = write(dir.path(), "d.yaml", &text);
+    let desired = desired.to_str().unwrap();
+    let apply = run(sb
+        .pwdrift()
+        .args(["apply", desired, "--auto-approve", "--force"]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let plan = run(sb.pwdrift().args(["plan", desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let state = sb.call("GET", "/_sandbox/state", None);
+    for u in &users {
+        let found = find_user(&state, u).unwrap();
+        let complied = found["lastPasswordChangeDateTime"]
+            .as_str()
+            .is_some_and(|t| t >= "2026-11-22");
+        assert!(
+            complied || found["forceChangePasswordNextSignIn"].as_bool() == Some(true),
+            "{u} did not converge: {found}"
+        );
+    }
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let injected = stats["faults"]["injected_429"].as_u64().unwrap_or(0)
+        + stats["faults"]["injected_503"].as_u64().unwrap_or(0)
+        + stats["faults"]["dropped"].as_u64().unwrap_or(0);
+    assert!(injected > 0, "faults were injected: {stats}");
+}
+
+/// A declared user that does not exist in the tenant is an error naming file, line and column;
+/// nothing is planned or written.
+#[test]
+fn unknown_user_is_an_error_naming_file_and_line() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n  - user: nobody@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    let plan = run(sb.pwdrift().args(["plan", &desired]));
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(plan.stderr.contains("nobody@contoso.com"), "{plan:?}");
+    assert!(plan.stderr.contains("desired.yaml:6:11"), "{plan:?}");
+    let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert_eq!(total_patches(&sb), 0);
+}
+
+/// A delegated admin cannot reset its own password through resetPassword: blocked in the plan.
+#[test]
+fn callers_own_account_is_blocked() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: admin@contoso.com\n    allowPrivileged: true\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { generate: { length: 20 } }\n",
+    );
+    let plan = run(sb
+        .pwdrift()
+        .env("AZURE_USERNAME", sb.get("delegated_username"))
+        .env("AZURE_PASSWORD", sb.get("delegated_password"))
+        .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"))
+        .args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("own account"), "{plan:?}");
+}
+
+/// Snapshots of the three plan formats for the shipped example, computed against the embedded
+/// sandbox (timestamps and the version filtered out).
+#[test]
+fn plan_formats_of_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed_copy(dir.path());
+    for format in ["text", "json", "markdown"] {
+        let r = run(std::process::Command::new(BIN)
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .args([
+                "plan",
+                "--sandbox",
+                seed.to_str().unwrap(),
+                DESIRED,
+                "--format",
+                format,
+            ]));
+        assert_eq!(r.code, 0, "{r:?}");
+        insta::with_settings!({
+            snapshot_suffix => format,
+            filters => vec![
+                (r#""created_at": "[^"]+""#, r#""created_at": "[time]""#),
+                (r#""pwdrift_version": "[^"]+""#, r#""pwdrift_version": "[version]""#),
+            ],
+        }, {
+            insta::assert_snapshot!(r.stdout);
+        });
+    }
+}
+
+/// A user reached through a group and declared directly with conflicting directives is an error
+/// naming both places (known only once group membership is read).
+#[test]
+fn group_and_direct_entry_conflict_names_both_places() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: frank@contoso.com\n    requirePasswordChange: { since: 2026-11-01T00:00:00Z }\ngroups:\n  - group: Finance\n    requirePasswordChange: { since: 2026-11-20T00:00:00Z }\n";
+    let desired = write(dir.path(), "desired.yaml", text);
+    let plan = run(sb.pwdrift().args(["plan", desired.to_str().unwrap()]));
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(plan.stderr.contains("desired.yaml:4:11"), "{plan:?}");
+    assert!(plan.stderr.contains("desired.yaml:7:12"), "{plan:?}");
+    assert_eq!(total_patches(&sb), 0);
+}
+
+/// Reading by `$batch` (few users) and by listing the tenant (many users) give the same plan.
+#[test]
+fn both_read_paths_give_the_same_plan() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let desired = repo().join(DESIRED);
+    let plan_json = |threshold: &str| {
+        let r = run(sb
+            .pwdrift()
+            .current_dir(repo())
+            .env("PWDRIFT_LIST_ALL_THRESHOLD", threshold)
+            .args(["plan", desired.to_str().unwrap(), "--format", "json"]));
+        assert_eq!(r.code, 0, "{r:?}");
+        let mut v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["created_at"] = serde_json::Value::Null;
+        v
+    };
+    let batched = plan_json("100000");
+    let listed = plan_json("0");
+    assert_eq!(batched, listed);
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert!(
+        stats["requests"]["GET /v1.0/users"].is_object(),
+        "the list path ran: {stats}"
+    );
+    assert!(
+        stats["requests"]["POST /v1.0/$batch"].is_object(),
+        "the batch path ran: {stats}"
+    );
+}
+
+/// Password resets whose responses are lost (the sandbox applies the PATCH, then cuts the
+/// connection) are not sent again blindly: pwdrift re-reads `lastPasswordChangeDateTime` first.
+/// Every user ends up reset exactly once, and every generated password reaches --secrets-out.
+#[test]
+fn lost_reset_responses_are_not_repeated() {
+    let sb = Sandbox::start(&[
+        "--seed",
+        &seed_path(),
+        "--faults",
+        "drop=0.5",
+        "--rng-seed",
+        "5",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut users = String::new();
+    for u in ["alice", "bob", "dave", "frank", "grace"] {
+        users.push_str(&format!(
+            "  - user: {u}@contoso.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: {{ generate: {{ length: 16 }} }}\n"
+        ));
+    }
+    let desired = desired_file(dir.path(), &users);
+    let secrets = dir.path().join("secrets.jsonl");
+    let apply = run(sb.pwdrift().args([
+        "apply",
+        &desired,
+        "--auto-approve",
+        "--force",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert!(stats["faults"]["dropped"].as_u64().unwrap() > 0, "{stats}");
+    for u in ["alice", "bob", "dave", "frank", "grace"] {
+        assert_eq!(
+            patches_of(&sb, &format!("{u}@contoso.com")),
+            1,
+            "{u}: {stats}"
+        );
+    }
+    let lines = std::fs::read_to_string(&secrets).unwrap();
+    assert_eq!(lines.lines().count(), 5, "{lines}");
+}
+
+/// Several tenants in one run: one token each, the same (multi-tenant) app registration.
+#[test]
+fn two_tenants_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = two_tenant_sandbox(dir.path());
+    let desired_dir = dir.path().join("desired");
+    std::fs::create_dir(&desired_dir).unwrap();
+    for t in ["contoso", "fabrikam"] {
+        write(
+            &desired_dir,
+            &format!("{t}.yaml"),
+            &format!("version: 1\ntenant: {t}.onmicrosoft.com\nusers:\n  - user: bob@{t}.com\n    forceChangePasswordNextSignIn: false\n"),
+        );
+    }
+    let desired = desired_dir.to_str().unwrap();
+    let plan = run(sb.pwdrift().args(["plan", desired, "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains("Tenant contoso.onmicrosoft.com"),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains("Tenant fabrikam.onmicrosoft.com"),
+        "{plan:?}"
+    );
+    let only = run(sb.pwdrift().args([
+        "apply",
+        desired,
+        "--tenant",
+        "fabrikam.onmicrosoft.com",
+        "--auto-approve",
+    ]));
+    assert_eq!(only.code, 0, "{only:?}");
+    assert!(
+        flags(&sb, "bob@contoso.com").0,
+        "--tenant left contoso alone"
+    );
+    assert!(!flags(&sb, "bob@fabrikam.com").0);
+    let all = run(sb.pwdrift().args(["apply", desired, "--auto-approve"]));
+    assert_eq!(all.code, 0, "{all:?}");
+    assert!(!flags(&sb, "bob@contoso.com").0);
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert!(
+        stats["requests"]["POST /{tenant}/oauth2/v2.0/token"]["200"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+}
+
+/// The `$batch` envelope itself needs a bearer token, as in Graph.
+#[test]
+fn batch_without_token_is_401() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/v1.0/$batch", sb.graph_url()))
+            .json(&serde_json::json!({"requests": [{"id": "1", "method": "GET", "url": "/users"}]}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status.as_u16(), 401);
+}
+
+/// `--delegated` without a username signs in with the device-code flow (the sandbox approves it
+/// for its seeded admin); the verification message goes to stderr. `plan -v` lists unchanged
+/// users too, with the reason.
+#[test]
+fn delegated_device_code_sign_in_and_verbose_plan() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: alice@contoso.com\n    forceChangePasswordNextSignIn: false\n  - user: S-1-5-21-1004336348-1177238915-682003330-1104\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { generate: { length: 20 } }\n",
+    );
+    let plan = run(sb
+        .pwdrift()
+        .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"))
+        .args(["plan", &desired, "--delegated", "-v"]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stderr.contains("devicelogin") || plan.stderr.contains("code"),
+        "{plan:?}"
+    );
+    // with a delegated sign-in the synced user's reset is planned, not blocked
+    assert!(plan.stdout.contains("resetPassword"), "{plan:?}");
+    assert!(plan.stdout.contains("0 blocked"), "{plan:?}");
+    // -v: the unchanged user is listed with its reason
+    assert!(plan.stdout.contains("alice@contoso.com"), "{plan:?}");
+}
+
+/// A sandbox with two tenants, contoso and fabrikam, and the same app registered in both.
+fn two_tenant_sandbox(dir: &std::path::Path) -> Sandbox {
+    let contoso = std::fs::read_to_string(repo().join(CONTOSO_SEED)).unwrap();
+    let tenants_at = contoso.find("  - id: ").unwrap();
+    let fabrikam = contoso[tenants_at..]
+        .replace(
+            "7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90",
+            "9d1f3b64-2e5a-4c7b-8d9e-0f1a2b3c4d5e",
+        )
+        .replace("contoso", "fabrikam")
+        .replace("Contoso", "Fabrikam")
+        // the same app registration, with the same secret, consented in both tenants
+        .replace("fabrikam-sandbox-secret", "contoso-sandbox-secret");
+    let seed = write(dir, "two.seed.yaml", &format!("{contoso}\n{fabrikam}"));
+    Sandbox::start(&["--seed", seed.to_str().unwrap()])
+}
+
+/// Password sources are resolved for the whole plan before any tenant is written: a missing
+/// variable for one tenant leaves the other tenant untouched too.
+#[test]
+fn bad_password_source_in_one_tenant_writes_nothing_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = two_tenant_sandbox(dir.path());
+    let desired_dir = dir.path().join("desired");
+    std::fs::create_dir(&desired_dir).unwrap();
+    write(
+        &desired_dir,
+        "a-contoso.yaml",
+        "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    write(
+        &desired_dir,
+        "b-fabrikam.yaml",
+        "version: 1\ntenant: fabrikam.onmicrosoft.com\nusers:\n  - user: alice@fabrikam.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { env: PWDRIFT_TEST_UNSET_PASSWORD }\n",
+    );
+    let apply = run(sb
+        .pwdrift()
+        .args(["apply", desired_dir.to_str().unwrap(), "--auto-approve"]));
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(
+        apply.stderr.contains("PWDRIFT_TEST_UNSET_PASSWORD"),
+        "{apply:?}"
+    );
+    assert_eq!(total_patches(&sb), 0, "nothing written in either tenant");
+    assert!(flags(&sb, "bob@contoso.com").0);
+}

@@ -1,0 +1,14 @@
+//! pwdrift's integration tests, in one test binary (one link): the real binary and the real Graph
+//! client driven over loopback HTTP against the Graph sandbox (`graph-sandbox`, a dev-dependency),
+//! plus desired-state validation and the committed schemas.
+
+#![allow(dead_code)]
+
+mod client_auth;
+mod client_graph;
+mod client_retry;
+mod common;
+mod e2e;
+mod sandbox_cli;
+mod schemas;
+mod validate;
