@@ -25,4 +25,5 @@ pub mod password;
 pub mod plan;
 pub mod render;
 pub mod schema;
+pub mod secrets;
 pub mod verify;
