@@ -21,6 +21,7 @@ pub mod graph;
 pub mod live;
 pub mod password;
 pub mod plan;
+pub mod printer;
 pub mod render;
 pub mod sandbox;
 pub mod schema;

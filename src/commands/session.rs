@@ -16,6 +16,7 @@ use crate::config::{self, DesiredState, TenantDesired};
 use crate::graph::auth::{Credential, Endpoints};
 use crate::graph::client::{ClientOptions, GraphClient};
 use crate::live::{self, Caller, LiveError, LiveTenant};
+use crate::printer::Printer;
 use crate::sandbox::{RunningSandbox, SandboxConfig, SeedSource};
 
 /// Desired state plus live connections for every selected tenant.
@@ -32,18 +33,18 @@ pub struct TenantSession {
 }
 
 /// Loads desired state, printing diagnostics. `Ok(None)` means invalid input (already reported).
-pub fn load_desired(paths: &[PathBuf]) -> anyhow::Result<Option<DesiredState>> {
-    let color = crate::render::color_for_stderr();
+pub fn load_desired(paths: &[PathBuf], printer: &Printer) -> anyhow::Result<Option<DesiredState>> {
+    let color = printer.color_err();
     match config::load_paths(paths) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
-                eprint!("{}", config::diag::render(&loaded.warnings, color));
+                printer.diagnostics(&config::diag::render(&loaded.warnings, color));
             }
             Ok(Some(loaded.state))
         }
         Err(diags) => {
-            eprint!("{}", config::diag::render(&diags, color));
-            eprintln!("error: desired state is invalid; nothing was read or changed");
+            printer.diagnostics(&config::diag::render(&diags, color));
+            printer.error("error: desired state is invalid; nothing was read or changed");
             Ok(None)
         }
     }
@@ -189,13 +190,17 @@ impl Session {
     /// Reads live state and diffs it against desired state. `Ok(None)`: desired state does not
     /// match the tenant (a user that does not exist, a conflict through a group, ...), already
     /// reported on stderr with file, line and column.
-    pub async fn plan(&self, only: &[String]) -> anyhow::Result<Option<crate::plan::Plan>> {
+    pub async fn plan(
+        &self,
+        only: &[String],
+        printer: &Printer,
+    ) -> anyhow::Result<Option<crate::plan::Plan>> {
         match self.read_live(only).await {
             Ok(live) => Ok(Some(crate::diff::diff(&live, chrono::Utc::now()))),
             Err(LiveError::Resolution(diags)) => {
-                let color = crate::render::color_for_stderr();
-                eprint!("{}", config::diag::render(&diags, color));
-                eprintln!("error: desired state does not match the tenant; nothing was changed");
+                printer.diagnostics(&config::diag::render(&diags, printer.color_err()));
+                printer
+                    .error("error: desired state does not match the tenant; nothing was changed");
                 Ok(None)
             }
             Err(e) => Err(e.into()),
