@@ -78,11 +78,11 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         }
         (plan, session)
     } else {
-        let Some(desired) = session::load_desired(&target.paths, printer)? else {
+        let Some((desired, sources)) = session::load_desired(&target.paths, printer)? else {
             return Ok(ExitStatus::Failure);
         };
         let session = Session::open(target, desired, args.concurrency).await?;
-        let plan = match session.plan(&target.targets, printer).await {
+        let plan = match session.plan(&target.targets, &sources, printer).await {
             Ok(Some(plan)) => plan,
             other => {
                 session.close().await;

@@ -13,11 +13,11 @@ use crate::printer::Printer;
 
 /// `verbose` (`-v`) also lists unchanged users, with the reason each one is unchanged.
 pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let Some(desired) = session::load_desired(&args.target.paths, printer)? else {
+    let Some((desired, sources)) = session::load_desired(&args.target.paths, printer)? else {
         return Ok(ExitStatus::Failure);
     };
     let rt = session::runtime()?;
-    let plan = match rt.block_on(compute(&args.target, desired, 4, printer))? {
+    let plan = match rt.block_on(compute(&args.target, desired, &sources, 4, printer))? {
         Some(plan) => plan,
         None => return Ok(ExitStatus::Failure),
     };
@@ -57,11 +57,12 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
 async fn compute(
     target: &crate::cli::TargetArgs,
     desired: crate::config::DesiredState,
+    sources: &crate::config::SourceMap,
     concurrency: usize,
     printer: &Printer,
 ) -> anyhow::Result<Option<Plan>> {
     let session = Session::open(target, desired, concurrency).await?;
-    let plan = session.plan(&target.targets, printer).await;
+    let plan = session.plan(&target.targets, sources, printer).await;
     session.close().await;
     plan
 }

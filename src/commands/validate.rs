@@ -56,16 +56,19 @@ pub fn run(args: ValidateArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     match config::load_paths(&args.paths) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
-                printer.diagnostics(&format!("{}\n", diag::render(&loaded.warnings, color)));
+                printer.diagnostics(&format!(
+                    "{}\n",
+                    diag::render(&loaded.warnings, &loaded.sources, color)
+                ));
             }
             printer.outln(&summary(&loaded))?;
             Ok(ExitStatus::Success)
         }
-        Err(diags) => {
+        Err(invalid) => {
             printer.diagnostics(&format!(
                 "{}\n{}\n",
-                diag::render(&diags, color),
-                failure_line(&diags)
+                diag::render(&invalid.diagnostics, &invalid.sources, color),
+                failure_line(&invalid.diagnostics)
             ));
             Ok(ExitStatus::Failure)
         }
