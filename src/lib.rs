@@ -22,6 +22,7 @@ pub mod live;
 pub mod password;
 pub mod plan;
 pub mod printer;
+pub mod rails;
 pub mod render;
 pub mod sandbox;
 pub mod schema;

@@ -3,8 +3,9 @@
 //!
 //! A saved plan is applied only if every user it lists still has the live state the plan was
 //! computed from (fingerprints); otherwise it is refused as stale and nothing is written.
-//! Safety rails, checked before any write: `--max-changes N`, and a change set touching more than
-//! `--change-threshold` percent of at least 10 managed users needs `--force` (as octoDNS does).
+//! Safety rails, checked before any write ([`crate::rails`]): `--max-changes N`, and a change set
+//! touching more than `--change-threshold` percent of at least 10 managed users needs `--force`
+//! (as octoDNS does).
 //!
 //! Exit 0 only if every change was applied and verified; 1 otherwise, with what failed and why.
 
@@ -141,21 +142,12 @@ async fn apply_plan(
     }
 
     // Safety rails, before anything is written.
-    if let Some(max) = args.max_changes {
-        if changes > max {
-            anyhow::bail!("the plan has {changes} changes, more than --max-changes {max}; nothing was written");
-        }
+    crate::rails::Rails {
+        max_changes: args.max_changes,
+        change_threshold: args.change_threshold,
+        force: args.force,
     }
-    let managed = summary.unchanged + summary.set_flags + summary.reset_password + summary.blocked;
-    if managed >= 10 && changes * 100 > usize::from(args.change_threshold) * managed && !args.force
-    {
-        anyhow::bail!(
-            "the plan changes {changes} of {managed} managed users ({}%), more than the {}% threshold; \
-             review it and pass --force to proceed (or raise --change-threshold); nothing was written",
-            changes * 100 / managed,
-            args.change_threshold
-        );
-    }
+    .check(plan)?;
     // Every password source of every tenant, before anything is written.
     let passwords = apply::ResolvedPasswords::resolve(plan)?;
     let generated = passwords.generated_count();
