@@ -202,7 +202,7 @@ fn user_who_complied_is_not_forced_again() {
     // contrast: a literal `true` re-forces her after she complied
     let literal = desired_file(
         dir.path(),
-        "  - user: alice@contoso.com\n    requirePasswordChange: { since: 2026-11-20T00:00:00Z }\n",
+        "  - user: alice@contoso.com\n    forceChangePasswordNextSignIn: true\n",
     );
     let plan = run(sb.pwdrift().args(["plan", &literal, "--detailed-exitcode"]));
     assert_eq!(plan.code, 2, "{plan:?}");
