@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Exit codes that CI can rely on.
+///
+/// A closed stdout (`pwdrift plan ... | head -1`) is not an error: the command stops writing and
+/// exits quietly (nothing on stderr) with `Success` (0), as ripgrep does; see
+/// [`crate::printer`]. `apply` is the exception: it goes on applying without its output, and its
+/// exit code still says whether every change was applied and verified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
     /// success; with `--detailed-exitcode`: success and no changes
@@ -35,6 +40,11 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace). Secrets are never logged.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// No informational messages on stderr (progress, "Saved the plan to ..."). Errors, warnings
+    /// and the requested output on stdout are always written.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -239,10 +249,12 @@ pub struct SandboxArgs {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     crate::commands::init_logging(cli.verbose);
-    match crate::commands::dispatch(cli) {
+    let printer = crate::printer::Printer::new(cli.quiet);
+    match crate::commands::dispatch(cli, &printer) {
         Ok(status) => status.into(),
+        Err(err) if crate::printer::is_closed_stdout(&err) => ExitStatus::Success.into(),
         Err(err) => {
-            crate::commands::report_error(&err);
+            printer.report_error(&err);
             ExitStatus::Failure.into()
         }
     }

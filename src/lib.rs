@@ -23,6 +23,8 @@ pub mod graph;
 pub mod live;
 pub mod password;
 pub mod plan;
+pub mod printer;
+pub mod rails;
 pub mod render;
 pub mod schema;
 pub mod secrets;

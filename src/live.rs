@@ -2,6 +2,9 @@
 //! resolve desired-state references (UPN, object id, SID, group) to concrete users.
 //!
 //! The output, [`LiveTenant`], is everything [`crate::diff`] needs, so the diff itself does no I/O.
+//! Reading is two halves: [`fetch_tenant`] does the Graph I/O and returns what it read
+//! ([`Fetched`]); [`resolve`], a pure function unit-tested below, turns desired state and that
+//! data into the [`LiveTenant`] (or every resolution problem, as diagnostics).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Directives, Origin};
-use crate::graph::model::{password_policies, ForceFlags, GraphUser};
+use crate::graph::model::{password_policies, ForceFlags};
 
 /// A user's live password state as pwdrift compares it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +97,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::config::diag::Diagnostic;
 use crate::config::{GroupRef, TenantDesired, UserEntry, UserRef};
 use crate::graph::client::{GraphClient, GraphError, UserKey};
+use crate::graph::model::GraphUser;
 
 /// When the desired state names more users than this, the whole tenant is listed with
 /// `$top=999` paging (about `n/999` requests); below it, users are fetched by id, UPN or SID in
@@ -115,6 +119,9 @@ pub enum LiveError {
 /// Reads the live state of everything `desired` declares in one tenant and resolves it into
 /// [`Target`]s. `only` limits the run to the named users (as written in desired state: UPN,
 /// object id or SID; compared case-insensitively); empty means all.
+///
+/// Two halves: [`fetch_tenant`] does the Graph I/O, [`resolve`] (pure) turns what was fetched
+/// into the live view the diff consumes.
 pub async fn read_tenant(
     client: &GraphClient,
     desired: &TenantDesired,
@@ -122,46 +129,173 @@ pub async fn read_tenant(
     delegated_reset_available: bool,
     only: &[String],
 ) -> Result<LiveTenant, LiveError> {
-    let tenant = desired.tenant.as_str();
-    let mut problems = Vec::new();
+    let fetched = fetch_tenant(client, desired).await?;
+    resolve(desired, fetched, caller, delegated_reset_available, only)
+        .map_err(LiveError::Resolution)
+}
 
+/// Everything read from Graph for one tenant's desired state, before resolution.
+#[derive(Clone, Debug, Default)]
+pub struct Fetched {
+    /// the tenant id (GUID) as the access token states it (see [`tenant_id`])
+    pub tenant_id: String,
+    /// who holds directory roles
+    pub roles: PrivilegedRoles,
+    /// the directly declared users
+    pub users: FetchedUsers,
+    /// one per declared group, in the order of desired state
+    pub groups: Vec<FetchedGroup>,
+}
+
+/// The directly declared users, as they were read.
+#[derive(Clone, Debug)]
+pub enum FetchedUsers {
+    /// the whole tenant, listed (when many users are declared: see [`LIST_ALL_THRESHOLD`])
+    Listed(Vec<GraphUser>),
+    /// looked up one by one; `None` (or a key absent): no such user
+    ByKey(HashMap<UserKey, Option<GraphUser>>),
+}
+
+impl Default for FetchedUsers {
+    fn default() -> Self {
+        FetchedUsers::ByKey(HashMap::new())
+    }
+}
+
+/// A declared group, as it was read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FetchedGroup {
+    /// its transitive user members
+    Members(Vec<GraphUser>),
+    /// no group has this display name
+    NoneNamed,
+    /// this many groups have this display name
+    Ambiguous(usize),
+    /// the group does not exist (named by an object id that is not there, or gone since found)
+    NotFound,
+}
+
+/// The I/O half of [`read_tenant`]: directory roles, the declared users (listed or looked up by
+/// key in `$batch`), and each declared group's transitive members. Only Graph failures are
+/// errors; a user or group that does not exist is recorded for [`resolve`] to report.
+pub async fn fetch_tenant(
+    client: &GraphClient,
+    desired: &TenantDesired,
+) -> Result<Fetched, GraphError> {
+    let tenant = desired.tenant.as_str();
     let roles = PrivilegedRoles::read(client, tenant).await?;
+
+    let users = if desired.users.len() > list_all_threshold() {
+        FetchedUsers::Listed(client.list_users(tenant, None).await?)
+    } else {
+        let keys: Vec<UserKey> = desired.users.iter().map(|e| user_key(&e.user)).collect();
+        // results come back keyed by the lookup key, in any order
+        let mut results: HashMap<UserKey, Result<GraphUser, GraphError>> = client
+            .get_users_by_batch(tenant, &keys)
+            .await?
+            .into_iter()
+            .collect();
+        let mut found = HashMap::with_capacity(results.len());
+        for key in keys {
+            match results.remove(&key) {
+                Some(Ok(u)) => {
+                    found.insert(key, Some(u));
+                }
+                Some(Err(GraphError::NotFound { .. })) | None => {
+                    found.entry(key).or_insert(None);
+                }
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        FetchedUsers::ByKey(found)
+    };
+
+    let mut groups = Vec::with_capacity(desired.groups.len());
+    for g in &desired.groups {
+        let group_id = match &g.group {
+            GroupRef::ObjectId(id) => id.clone(),
+            GroupRef::DisplayName(name) => {
+                let found = client.find_groups_by_name(tenant, name).await?;
+                match found.as_slice() {
+                    [one] => one.id.clone(),
+                    [] => {
+                        groups.push(FetchedGroup::NoneNamed);
+                        continue;
+                    }
+                    many => {
+                        groups.push(FetchedGroup::Ambiguous(many.len()));
+                        continue;
+                    }
+                }
+            }
+        };
+        groups.push(match client.group_user_members(tenant, &group_id).await {
+            Ok(members) => FetchedGroup::Members(members),
+            Err(GraphError::NotFound { .. }) => FetchedGroup::NotFound,
+            Err(e) => return Err(e),
+        });
+    }
+
+    Ok(Fetched {
+        tenant_id: tenant_id(client, tenant).await,
+        roles,
+        users,
+        groups,
+    })
+}
+
+/// The pure half of [`read_tenant`]: desired state x fetched data -> the live view the diff
+/// consumes. Every user reached (directly or through groups) becomes one [`Target`] with its
+/// merged directives; `only` keeps the named users. `Err` holds every resolution problem: a user
+/// or group that does not exist, a group name that matches several groups, one user declared
+/// under two spellings, conflicting directives through group membership.
+pub fn resolve(
+    desired: &TenantDesired,
+    fetched: Fetched,
+    caller: Caller,
+    delegated_reset_available: bool,
+    only: &[String],
+) -> Result<LiveTenant, Vec<Diagnostic>> {
+    let tenant = desired.tenant.as_str();
+    let Fetched {
+        tenant_id,
+        roles,
+        users,
+        groups,
+    } = fetched;
+    let mut problems = Vec::new();
 
     // Directly declared users.
     let mut resolved: Vec<(&UserEntry, LiveUser)> = Vec::new();
-    if desired.users.len() > list_all_threshold() {
-        let all = client.list_users(tenant, None).await?;
-        let mut by_key: HashMap<String, usize> = HashMap::with_capacity(all.len() * 2);
-        for (i, u) in all.iter().enumerate() {
-            by_key.insert(u.id.to_ascii_lowercase(), i);
-            if let Some(upn) = &u.user_principal_name {
-                by_key.insert(upn.to_lowercase(), i);
+    match users {
+        FetchedUsers::Listed(all) => {
+            let mut by_key: HashMap<String, usize> = HashMap::with_capacity(all.len() * 2);
+            for (i, u) in all.iter().enumerate() {
+                by_key.insert(u.id.to_ascii_lowercase(), i);
+                if let Some(upn) = &u.user_principal_name {
+                    by_key.insert(upn.to_lowercase(), i);
+                }
+                if let Some(sid) = &u.on_premises_security_identifier {
+                    by_key.insert(sid.to_ascii_uppercase(), i);
+                }
             }
-            if let Some(sid) = &u.on_premises_security_identifier {
-                by_key.insert(sid.to_ascii_uppercase(), i);
+            for entry in &desired.users {
+                let key = match &entry.user {
+                    UserRef::Sid(s) => s.to_ascii_uppercase(),
+                    other => other.as_str().to_lowercase(),
+                };
+                match by_key.get(&key) {
+                    Some(&i) => resolved.push((entry, roles.live(&all[i]))),
+                    None => problems.push(not_found(entry)),
+                }
             }
         }
-        for entry in &desired.users {
-            let key = match &entry.user {
-                UserRef::Sid(s) => s.to_ascii_uppercase(),
-                other => other.as_str().to_lowercase(),
-            };
-            match by_key.get(&key) {
-                Some(&i) => resolved.push((entry, roles.live(&all[i]))),
-                None => problems.push(not_found(entry)),
-            }
-        }
-    } else {
-        let keys: Vec<UserKey> = desired.users.iter().map(|e| user_key(&e.user)).collect();
-        let results = client.get_users_by_batch(tenant, &keys).await?;
-        // results come back keyed by the lookup key, in any order
-        let mut by_key: HashMap<UserKey, Result<crate::graph::model::GraphUser, GraphError>> =
-            results.into_iter().collect();
-        for entry in &desired.users {
-            match by_key.remove(&user_key(&entry.user)) {
-                Some(Ok(u)) => resolved.push((entry, roles.live(&u))),
-                Some(Err(GraphError::NotFound { .. })) | None => problems.push(not_found(entry)),
-                Some(Err(e)) => return Err(e.into()),
+        FetchedUsers::ByKey(mut by_key) => {
+            for entry in &desired.users {
+                match by_key.remove(&user_key(&entry.user)).flatten() {
+                    Some(u) => resolved.push((entry, roles.live(&u))),
+                    None => problems.push(not_found(entry)),
+                }
             }
         }
     }
@@ -183,46 +317,25 @@ pub async fn read_tenant(
 
     // Groups: every transitive user member.
     let mut group_members: Vec<(&crate::config::GroupEntry, Vec<LiveUser>)> = Vec::new();
-    for g in &desired.groups {
-        let group_id = match &g.group {
-            GroupRef::ObjectId(id) => id.clone(),
-            GroupRef::DisplayName(name) => {
-                let found = client.find_groups_by_name(tenant, name).await?;
-                match found.as_slice() {
-                    [one] => one.id.clone(),
-                    [] => {
-                        problems.push(
-                            Diagnostic::error(format!("no group named `{name}` in {tenant}"))
-                                .with_label(g.origin.clone(), "declared here".to_owned()),
-                        );
-                        continue;
-                    }
-                    many => {
-                        problems.push(
-                            Diagnostic::error(format!(
-                                "{} groups are named `{name}` in {tenant}",
-                                many.len()
-                            ))
-                            .with_label(g.origin.clone(), "declared here".to_owned())
-                            .with_help("name the group by its object id instead".to_owned()),
-                        );
-                        continue;
-                    }
-                }
+    for (g, fetched) in desired.groups.iter().zip(groups) {
+        match fetched {
+            FetchedGroup::Members(members) => {
+                group_members.push((g, members.iter().map(|u| roles.live(u)).collect()));
             }
-        };
-        let members = match client.group_user_members(tenant, &group_id).await {
-            Ok(m) => m,
-            Err(GraphError::NotFound { .. }) => {
-                problems.push(
-                    Diagnostic::error(format!("group {} does not exist in {tenant}", g.group))
-                        .with_label(g.origin.clone(), "declared here".to_owned()),
-                );
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        group_members.push((g, members.iter().map(|u| roles.live(u)).collect()));
+            FetchedGroup::NoneNamed => problems.push(
+                Diagnostic::error(format!("no group named `{}` in {tenant}", g.group))
+                    .with_label(g.origin.clone(), "declared here".to_owned()),
+            ),
+            FetchedGroup::Ambiguous(n) => problems.push(
+                Diagnostic::error(format!("{n} groups are named `{}` in {tenant}", g.group))
+                    .with_label(g.origin.clone(), "declared here".to_owned())
+                    .with_help("name the group by its object id instead".to_owned()),
+            ),
+            FetchedGroup::NotFound => problems.push(
+                Diagnostic::error(format!("group {} does not exist in {tenant}", g.group))
+                    .with_label(g.origin.clone(), "declared here".to_owned()),
+            ),
+        }
     }
 
     // Merge: per user, its direct entry and every group entry that reaches it.
@@ -279,9 +392,8 @@ pub async fn read_tenant(
     }
 
     if !problems.is_empty() {
-        return Err(LiveError::Resolution(problems));
+        return Err(problems);
     }
-    let tenant_id = tenant_id(client, tenant).await;
     Ok(LiveTenant {
         tenant: tenant.to_owned(),
         tenant_id,
@@ -340,12 +452,18 @@ pub fn list_all_threshold() -> usize {
 }
 
 /// Who holds directory roles in a tenant: any directory role makes a user a privileged target.
-struct PrivilegedRoles(HashMap<String, Vec<String>>);
+#[derive(Clone, Debug, Default)]
+pub struct PrivilegedRoles(HashMap<String, Vec<String>>);
 
 impl PrivilegedRoles {
     async fn read(client: &GraphClient, tenant: &str) -> Result<Self, GraphError> {
+        Ok(Self::from_roles(&client.directory_roles(tenant).await?))
+    }
+
+    /// Role names per member (sorted); a role without a display name is named by its id.
+    pub fn from_roles(roles: &[crate::graph::model::DirectoryRole]) -> Self {
         let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
-        for role in client.directory_roles(tenant).await? {
+        for role in roles {
             let name = role.display_name.clone().unwrap_or_else(|| role.id.clone());
             for m in &role.members {
                 by_user.entry(m.id.clone()).or_default().push(name.clone());
@@ -354,7 +472,7 @@ impl PrivilegedRoles {
         for names in by_user.values_mut() {
             names.sort();
         }
-        Ok(PrivilegedRoles(by_user))
+        PrivilegedRoles(by_user)
     }
 
     fn live(&self, user: &crate::graph::model::GraphUser) -> LiveUser {
@@ -394,4 +512,372 @@ pub async fn read_users_by_id(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GroupEntry, TenantRef};
+    use crate::graph::model::{DirectoryObjectRef, DirectoryRole};
+    use std::path::PathBuf;
+
+    fn at(line: usize) -> Origin {
+        Origin {
+            file: PathBuf::from("d.yaml"),
+            line,
+            column: 5,
+        }
+    }
+
+    fn user(id: &str, upn: &str, sid: Option<&str>) -> GraphUser {
+        GraphUser {
+            id: id.to_owned(),
+            user_principal_name: Some(upn.to_owned()),
+            on_premises_security_identifier: sid.map(str::to_owned),
+            ..GraphUser::default()
+        }
+    }
+
+    fn flag(value: bool) -> Directives {
+        Directives {
+            force_change_password_next_sign_in: Some(value),
+            ..Directives::default()
+        }
+    }
+
+    fn entry(user: UserRef, line: usize, directives: Directives) -> UserEntry {
+        UserEntry {
+            user,
+            directives,
+            origin: at(line),
+        }
+    }
+
+    fn group(name: &str, line: usize, directives: Directives) -> GroupEntry {
+        GroupEntry {
+            group: GroupRef::DisplayName(name.to_owned()),
+            directives,
+            origin: at(line),
+        }
+    }
+
+    fn desired(users: Vec<UserEntry>, groups: Vec<GroupEntry>) -> TenantDesired {
+        TenantDesired {
+            tenant: TenantRef::Domain("contoso.com".into()),
+            users,
+            groups,
+            files: vec![PathBuf::from("d.yaml")],
+        }
+    }
+
+    fn fetched(users: FetchedUsers, groups: Vec<FetchedGroup>) -> Fetched {
+        Fetched {
+            tenant_id: "7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90".into(),
+            roles: PrivilegedRoles::from_roles(&[DirectoryRole {
+                id: "r1".into(),
+                display_name: Some("User Administrator".into()),
+                role_template_id: None,
+                members: vec![DirectoryObjectRef {
+                    id: "id-a".into(),
+                    odata_type: None,
+                }],
+            }]),
+            users,
+            groups,
+        }
+    }
+
+    fn by_key(pairs: Vec<(UserKey, Option<GraphUser>)>) -> FetchedUsers {
+        FetchedUsers::ByKey(pairs.into_iter().collect())
+    }
+
+    fn messages(problems: &[Diagnostic]) -> Vec<&str> {
+        problems.iter().map(|d| d.message.as_str()).collect()
+    }
+
+    #[test]
+    fn declared_users_become_targets_with_roles_and_origins() {
+        let d = desired(
+            vec![
+                entry(UserRef::Upn("a@contoso.com".into()), 3, flag(false)),
+                entry(UserRef::ObjectId("id-b".into()), 5, flag(true)),
+            ],
+            vec![],
+        );
+        let f = fetched(
+            by_key(vec![
+                (
+                    UserKey::Upn("a@contoso.com".into()),
+                    Some(user("id-a", "A@contoso.com", None)),
+                ),
+                (
+                    UserKey::Id("id-b".into()),
+                    Some(user("id-b", "b@contoso.com", None)),
+                ),
+            ]),
+            vec![],
+        );
+        let live = resolve(&d, f, Caller::Application, false, &[]).unwrap();
+        assert_eq!(live.tenant, "contoso.com");
+        assert_eq!(live.tenant_id, "7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90");
+        assert_eq!(live.caller, Caller::Application);
+        let ids: Vec<&str> = live.targets.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["id-a", "id-b"]);
+        let a = &live.targets["id-a"];
+        assert_eq!(a.live.privileged_roles, ["User Administrator"]);
+        assert_eq!(a.directives, flag(false));
+        assert_eq!(a.declared_at, [at(3)]);
+        assert!(live.targets["id-b"].live.privileged_roles.is_empty());
+    }
+
+    #[test]
+    fn a_user_that_does_not_exist_is_a_problem_at_its_entry() {
+        let d = desired(
+            vec![
+                entry(UserRef::Upn("gone@contoso.com".into()), 4, flag(false)),
+                entry(UserRef::Upn("absent@contoso.com".into()), 6, flag(false)),
+            ],
+            vec![],
+        );
+        // one looked up and not found, one missing from the batch answer altogether
+        let f = fetched(
+            by_key(vec![(UserKey::Upn("gone@contoso.com".into()), None)]),
+            vec![],
+        );
+        let problems = resolve(&d, f, Caller::Application, false, &[]).unwrap_err();
+        assert_eq!(
+            messages(&problems),
+            [
+                "user `gone@contoso.com` does not exist in the tenant",
+                "user `absent@contoso.com` does not exist in the tenant"
+            ]
+        );
+        assert_eq!(problems[0].labels[0].origin, at(4));
+    }
+
+    #[test]
+    fn a_listed_tenant_is_matched_by_upn_id_and_sid_ignoring_case() {
+        let sid = "S-1-5-21-1-2-3-1104";
+        let d = desired(
+            vec![
+                entry(UserRef::Upn("a@contoso.com".into()), 3, flag(false)),
+                entry(UserRef::ObjectId("id-b".into()), 4, flag(false)),
+                entry(UserRef::Sid(sid.into()), 5, flag(false)),
+                entry(UserRef::Upn("nobody@contoso.com".into()), 6, flag(false)),
+            ],
+            vec![],
+        );
+        let f = fetched(
+            FetchedUsers::Listed(vec![
+                user("ID-A", "A@Contoso.com", None),
+                user("ID-B", "b@contoso.com", None),
+                user("id-c", "c@contoso.com", Some(&sid.to_lowercase())),
+                user("id-z", "z@contoso.com", None),
+            ]),
+            vec![],
+        );
+        let problems = resolve(&d, f.clone(), Caller::Application, false, &[]).unwrap_err();
+        assert_eq!(
+            messages(&problems),
+            ["user `nobody@contoso.com` does not exist in the tenant"]
+        );
+        let mut d = d;
+        d.users.pop();
+        let live = resolve(&d, f, Caller::Application, false, &[]).unwrap();
+        let upns: Vec<&str> = live
+            .targets
+            .values()
+            .map(|t| t.live.user_principal_name.as_str())
+            .collect();
+        assert_eq!(upns, ["A@Contoso.com", "b@contoso.com", "c@contoso.com"]);
+    }
+
+    #[test]
+    fn one_user_under_two_spellings_is_reported() {
+        let d = desired(
+            vec![
+                entry(UserRef::Upn("a@contoso.com".into()), 3, flag(false)),
+                entry(UserRef::ObjectId("id-a".into()), 7, flag(false)),
+            ],
+            vec![],
+        );
+        let a = user("id-a", "a@contoso.com", None);
+        let f = fetched(
+            by_key(vec![
+                (UserKey::Upn("a@contoso.com".into()), Some(a.clone())),
+                (UserKey::Id("id-a".into()), Some(a)),
+            ]),
+            vec![],
+        );
+        let problems = resolve(&d, f, Caller::Application, false, &[]).unwrap_err();
+        assert_eq!(
+            messages(&problems),
+            ["user a@contoso.com is declared twice (as `a@contoso.com` and `id-a`)"]
+        );
+        let origins: Vec<&Origin> = problems[0].labels.iter().map(|l| &l.origin).collect();
+        assert_eq!(origins, [&at(3), &at(7)]);
+    }
+
+    #[test]
+    fn group_members_merge_with_direct_entries() {
+        let require = Directives {
+            require_password_change: Some(crate::config::RequirePasswordChange {
+                since: "2026-11-20T00:00:00Z".parse().unwrap(),
+                with_mfa: false,
+            }),
+            ..Directives::default()
+        };
+        let allow = Directives {
+            allow_privileged: true,
+            ..Directives::default()
+        };
+        let d = desired(
+            vec![entry(UserRef::Upn("a@contoso.com".into()), 3, allow)],
+            vec![group("Finance", 9, require.clone())],
+        );
+        let f = fetched(
+            by_key(vec![(
+                UserKey::Upn("a@contoso.com".into()),
+                Some(user("id-a", "a@contoso.com", None)),
+            )]),
+            vec![FetchedGroup::Members(vec![
+                user("id-a", "a@contoso.com", None),
+                user("id-m", "m@contoso.com", None),
+            ])],
+        );
+        let live = resolve(&d, f, Caller::Application, true, &[]).unwrap();
+        assert!(live.delegated_reset_available);
+        let a = &live.targets["id-a"];
+        assert_eq!(a.declared_at, [at(3), at(9)]);
+        assert!(a.directives.allow_privileged);
+        assert!(a.directives.require_password_change.is_some());
+        assert_eq!(live.targets["id-m"].directives, require);
+        assert_eq!(live.targets["id-m"].declared_at, [at(9)]);
+    }
+
+    #[test]
+    fn conflicting_directives_through_a_group_are_a_problem() {
+        let d = desired(
+            vec![entry(UserRef::Upn("a@contoso.com".into()), 3, flag(false))],
+            vec![group("Finance", 9, flag(true))],
+        );
+        let f = fetched(
+            by_key(vec![(
+                UserKey::Upn("a@contoso.com".into()),
+                Some(user("id-a", "a@contoso.com", None)),
+            )]),
+            vec![FetchedGroup::Members(vec![user(
+                "id-a",
+                "a@contoso.com",
+                None,
+            )])],
+        );
+        let problems = resolve(&d, f, Caller::Application, false, &[]).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let origins: Vec<&Origin> = problems[0].labels.iter().map(|l| &l.origin).collect();
+        assert!(
+            origins.contains(&&at(3)) && origins.contains(&&at(9)),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn groups_that_cannot_be_resolved_are_reported_each() {
+        let d = desired(
+            vec![],
+            vec![
+                group("Nobody", 2, flag(false)),
+                group("Twice", 4, flag(false)),
+                group("Gone", 6, flag(false)),
+                group("Empty", 8, flag(false)),
+            ],
+        );
+        let f = fetched(
+            by_key(vec![]),
+            vec![
+                FetchedGroup::NoneNamed,
+                FetchedGroup::Ambiguous(2),
+                FetchedGroup::NotFound,
+                FetchedGroup::Members(vec![]),
+            ],
+        );
+        let problems = resolve(&d, f, Caller::Application, false, &[]).unwrap_err();
+        assert_eq!(
+            messages(&problems),
+            [
+                "no group named `Nobody` in contoso.com",
+                "2 groups are named `Twice` in contoso.com",
+                "group Gone does not exist in contoso.com",
+            ]
+        );
+        assert_eq!(
+            problems[1].help.as_deref(),
+            Some("name the group by its object id instead")
+        );
+        let lines: Vec<usize> = problems.iter().map(|p| p.labels[0].origin.line).collect();
+        assert_eq!(lines, [2, 4, 6]);
+    }
+
+    #[test]
+    fn only_keeps_the_named_users_by_upn_id_or_sid() {
+        let sid = "S-1-5-21-1-2-3-1104";
+        let d = desired(vec![], vec![group("All", 2, flag(false))]);
+        let f = fetched(
+            by_key(vec![]),
+            vec![FetchedGroup::Members(vec![
+                user("id-a", "a@contoso.com", None),
+                user("id-b", "b@contoso.com", None),
+                user("id-c", "c@contoso.com", Some(sid)),
+                user("id-d", "d@contoso.com", None),
+            ])],
+        );
+        let caller = Caller::Delegated {
+            user_id: "id-x".into(),
+        };
+        let only = [
+            "A@CONTOSO.COM".to_owned(),
+            "id-b".to_owned(),
+            sid.to_lowercase(),
+        ];
+        let live = resolve(&d, f.clone(), caller.clone(), false, &only).unwrap();
+        let ids: Vec<&str> = live.targets.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["id-a", "id-b", "id-c"]);
+        assert_eq!(live.caller, caller);
+        let all = resolve(&d, f, caller, false, &[]).unwrap();
+        assert_eq!(all.targets.len(), 4);
+    }
+
+    #[test]
+    fn roles_are_sorted_and_named_by_id_without_a_display_name() {
+        let member = |id: &str| DirectoryObjectRef {
+            id: id.into(),
+            odata_type: None,
+        };
+        let roles = PrivilegedRoles::from_roles(&[
+            DirectoryRole {
+                id: "role-z".into(),
+                display_name: Some("Global Administrator".into()),
+                role_template_id: None,
+                members: vec![member("u1")],
+            },
+            DirectoryRole {
+                id: "role-a".into(),
+                display_name: None,
+                role_template_id: None,
+                members: vec![member("u1"), member("u2")],
+            },
+        ]);
+        assert_eq!(
+            roles.live(&user("u1", "u1@x.com", None)).privileged_roles,
+            ["Global Administrator", "role-a"]
+        );
+        assert_eq!(
+            roles.live(&user("u2", "u2@x.com", None)).privileged_roles,
+            ["role-a"]
+        );
+        assert!(roles
+            .live(&user("u3", "u3@x.com", None))
+            .privileged_roles
+            .is_empty());
+    }
 }

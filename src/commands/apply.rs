@@ -3,12 +3,12 @@
 //!
 //! A saved plan is applied only if every user it lists still has the live state the plan was
 //! computed from (fingerprints); otherwise it is refused as stale and nothing is written.
-//! Safety rails, checked before any write: `--max-changes N`, and a change set touching more than
-//! `--change-threshold` percent of at least 10 managed users needs `--force` (as octoDNS does).
+//! Safety rails, checked before any write ([`crate::rails`]): `--max-changes N`, and a change set
+//! touching more than `--change-threshold` percent of at least 10 managed users needs `--force`
+//! (as octoDNS does).
 //!
 //! Exit 0 only if every change was applied and verified; 1 otherwise, with what failed and why.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -18,10 +18,21 @@ use crate::cli::{ApplyArgs, ExitStatus};
 use crate::commands::session::{self, Session};
 use crate::config::{DesiredState, TenantDesired, TenantRef};
 use crate::plan::Plan;
+use crate::printer::{OutputError, Printer};
 
-pub fn run(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
+/// A closed stdout does not stop an apply: its output is dropped and the exit code still says
+/// whether every change was applied and verified.
+pub fn run(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let rt = session::runtime()?;
-    rt.block_on(run_async(args))
+    rt.block_on(run_async(args, printer))
+}
+
+/// Requested output; a closed stdout is ignored (see [`run`]).
+fn out(printer: &Printer, text: &str) -> Result<(), OutputError> {
+    match printer.out(text) {
+        Err(OutputError::Closed) => Ok(()),
+        other => other,
+    }
 }
 
 /// A single path that holds a saved plan document (not YAML desired state), with its text.
@@ -37,7 +48,7 @@ fn saved_plan(paths: &[PathBuf]) -> Option<(&Path, String)> {
     }
 }
 
-async fn run_async(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
+async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let target = &args.target;
     let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths) {
         let plan = crate::plan::parse_saved(&text)
@@ -58,32 +69,32 @@ async fn run_async(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
         let session = Session::open(target, desired, args.concurrency).await?;
         if let Err(stale) = check_not_stale(&session, &plan).await? {
             session.close().await;
-            eprintln!("error: the saved plan is stale: live state changed since it was made; nothing was written");
+            printer.error("error: the saved plan is stale: live state changed since it was made; nothing was written");
             for line in stale {
-                eprintln!("  - {line}");
+                printer.error(&format!("  - {line}"));
             }
-            eprintln!("Run `pwdrift plan --out FILE` again, review it, and apply the new plan.");
+            printer
+                .error("Run `pwdrift plan --out FILE` again, review it, and apply the new plan.");
             return Ok(ExitStatus::Failure);
         }
         (plan, session)
     } else {
-        let Some(desired) = session::load_desired(&target.paths)? else {
+        let Some((desired, sources)) = session::load_desired(&target.paths, printer)? else {
             return Ok(ExitStatus::Failure);
         };
         let session = Session::open(target, desired, args.concurrency).await?;
-        let plan = match session.plan(&target.targets).await {
+        let plan = match session.plan(&target.targets, &sources, printer).await {
             Ok(Some(plan)) => plan,
             other => {
                 session.close().await;
                 return other.map(|_| ExitStatus::Failure);
             }
         };
-        let color = crate::render::color_for_stdout();
-        print!("{}", crate::render::text(&plan, color));
+        out(printer, &crate::render::text(&plan, printer.color_out()))?;
         (plan, session)
     };
 
-    let result = apply_plan(&args, &plan, &session).await;
+    let result = apply_plan(&args, &plan, &session, printer).await;
     session.close().await;
     result
 }
@@ -117,11 +128,12 @@ async fn apply_plan(
     args: &ApplyArgs,
     plan: &Plan,
     session: &Session,
+    printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let summary = plan.summary();
     let changes = summary.set_flags + summary.reset_password;
     if changes == 0 {
-        println!("No changes to apply.");
+        out(printer, "No changes to apply.\n")?;
         return Ok(if summary.blocked > 0 {
             ExitStatus::Failure
         } else {
@@ -130,21 +142,12 @@ async fn apply_plan(
     }
 
     // Safety rails, before anything is written.
-    if let Some(max) = args.max_changes {
-        if changes > max {
-            anyhow::bail!("the plan has {changes} changes, more than --max-changes {max}; nothing was written");
-        }
+    crate::rails::Rails {
+        max_changes: args.max_changes,
+        change_threshold: args.change_threshold,
+        force: args.force,
     }
-    let managed = summary.unchanged + summary.set_flags + summary.reset_password + summary.blocked;
-    if managed >= 10 && changes * 100 > usize::from(args.change_threshold) * managed && !args.force
-    {
-        anyhow::bail!(
-            "the plan changes {changes} of {managed} managed users ({}%), more than the {}% threshold; \
-             review it and pass --force to proceed (or raise --change-threshold); nothing was written",
-            changes * 100 / managed,
-            args.change_threshold
-        );
-    }
+    .check(plan)?;
     // Every password source of every tenant, before anything is written.
     let passwords = apply::ResolvedPasswords::resolve(plan)?;
     let generated = passwords.generated_count();
@@ -157,31 +160,20 @@ async fn apply_plan(
     };
 
     if !args.auto_approve {
-        if !std::io::stdin().is_terminal() {
+        if !printer.can_ask() {
             anyhow::bail!("refusing to apply without confirmation: stdin is not a terminal; pass --auto-approve");
         }
-        eprint!("\nDo you want to apply these {changes} change(s)? Only 'yes' will be accepted: ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            eprintln!("Apply cancelled; nothing was written.");
+        let answer = printer.ask(&format!(
+            "\nDo you want to apply these {changes} change(s)? Only 'yes' will be accepted: "
+        ))?;
+        if answer != "yes" {
+            printer.error("Apply cancelled; nothing was written.");
             return Ok(ExitStatus::Failure);
         }
     }
 
     let started_at = chrono::Utc::now();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(changes as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = printer.progress(changes as u64);
     let tick = |upn: &str| {
         bar.inc(1);
         bar.set_message(upn.to_owned());
@@ -208,7 +200,8 @@ async fn apply_plan(
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
 
-    let mut out = anstream::stdout();
+    use std::fmt::Write;
+    let mut text = String::new();
     for u in report
         .users
         .iter()
@@ -220,21 +213,21 @@ async fn apply_plan(
             "blocked"
         };
         writeln!(
-            out,
+            text,
             "  ! {} ({}): {what}: {}",
             u.user_principal_name,
             u.action,
             u.detail.as_deref().unwrap_or("")
         )?;
         if let Some(h) = &u.hint {
-            writeln!(out, "      hint: {h}")?;
+            writeln!(text, "      hint: {h}")?;
         }
     }
     let verified = report.count(Status::Verified);
     let failed = report.count(Status::Failed);
     let blocked = report.count(Status::Blocked);
     writeln!(
-        out,
+        text,
         "Apply {}: {verified} changed and verified, {failed} failed, {blocked} blocked, {} unchanged.",
         if failed == 0 && blocked == 0 { "complete" } else { "incomplete" },
         report.count(Status::Unchanged)
@@ -242,12 +235,18 @@ async fn apply_plan(
     if let Some(s) = &secrets {
         if generated > 0 {
             writeln!(
-                out,
+                text,
                 "Generated passwords were written to {}.",
                 s.path().display()
             )?;
         }
     }
+    // Details come from Graph: without colour, any escape sequence in them is stripped (as
+    // anstream did when this was written through it).
+    if !printer.color_out() {
+        text = anstream::adapter::strip_str(&text).to_string();
+    }
+    out(printer, &text)?;
     Ok(if failed == 0 && blocked == 0 {
         ExitStatus::Success
     } else {

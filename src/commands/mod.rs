@@ -10,16 +10,17 @@ pub mod session;
 pub mod validate;
 
 use crate::cli::{Cli, Command, ExitStatus};
+use crate::printer::Printer;
 
-/// Runs the parsed command.
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+/// Runs the parsed command; all its user-facing output goes through `printer`.
+pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitStatus> {
     match cli.command {
-        Command::Validate(args) => validate::run(args),
-        Command::Schema(args) => schema::run(args),
-        Command::Plan(args) => plan::run(args, cli.verbose),
-        Command::Apply(args) => apply::run(args),
+        Command::Validate(args) => validate::run(args, printer),
+        Command::Schema(args) => schema::run(args, printer),
+        Command::Plan(args) => plan::run(args, cli.verbose, printer),
+        Command::Apply(args) => apply::run(args, printer),
         #[cfg(feature = "sandbox")]
-        Command::Sandbox(args) => sandbox::run(args),
+        Command::Sandbox(args) => sandbox::run(args, printer),
     }
 }
 
@@ -38,16 +39,4 @@ pub fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-}
-
-/// Prints an error and its whole chain on stderr.
-pub fn report_error(err: &anyhow::Error) {
-    let mut out = anstream::stderr();
-    use std::io::Write;
-    let red = anstyle::AnsiColor::Red.on_default().bold();
-    let _ = write!(out, "{red}error{red:#}: {err}");
-    for cause in err.chain().skip(1) {
-        let _ = write!(out, "\n  caused by: {cause}");
-    }
-    let _ = writeln!(out);
 }

@@ -9,36 +9,39 @@ use anyhow::Context;
 use crate::cli::{ExitStatus, PlanArgs, PlanFormat};
 use crate::commands::session::{self, Session};
 use crate::plan::Plan;
+use crate::printer::Printer;
 
 /// `verbose` (`-v`) also lists unchanged users, with the reason each one is unchanged.
-pub fn run(args: PlanArgs, verbose: u8) -> anyhow::Result<ExitStatus> {
-    let Some(desired) = session::load_desired(&args.target.paths)? else {
+pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let Some((desired, sources)) = session::load_desired(&args.target.paths, printer)? else {
         return Ok(ExitStatus::Failure);
     };
     let rt = session::runtime()?;
-    let plan = match rt.block_on(compute(&args.target, desired, 4))? {
+    let plan = match rt.block_on(compute(&args.target, desired, &sources, 4, printer))? {
         Some(plan) => plan,
         None => return Ok(ExitStatus::Failure),
     };
 
-    let color = crate::render::color_for_stdout();
+    let color = printer.color_out();
     let rendered = match args.format {
         PlanFormat::Text if verbose > 0 => crate::render::text_verbose(&plan, color),
         PlanFormat::Text => crate::render::text(&plan, color),
         PlanFormat::Json => crate::render::json(&plan),
         PlanFormat::Markdown => crate::render::markdown(&plan),
     };
-    print!("{rendered}");
+    // A closed stdout ends the run quietly, but not before the plan asked for is saved.
+    let printed = printer.out(&rendered);
 
     if let Some(out) = &args.out {
         write_atomically(out, crate::render::json(&plan).as_bytes())
             .with_context(|| format!("cannot write the plan to {}", out.display()))?;
-        eprintln!(
+        printer.info(&format!(
             "Saved the plan to {}. To apply exactly this plan: pwdrift apply {}",
             out.display(),
             out.display()
-        );
+        ));
     }
+    printed?;
 
     let s = plan.summary();
     Ok(
@@ -54,10 +57,12 @@ pub fn run(args: PlanArgs, verbose: u8) -> anyhow::Result<ExitStatus> {
 async fn compute(
     target: &crate::cli::TargetArgs,
     desired: crate::config::DesiredState,
+    sources: &crate::config::SourceMap,
     concurrency: usize,
+    printer: &Printer,
 ) -> anyhow::Result<Option<Plan>> {
     let session = Session::open(target, desired, concurrency).await?;
-    let plan = session.plan(&target.targets).await;
+    let plan = session.plan(&target.targets, sources, printer).await;
     session.close().await;
     plan
 }

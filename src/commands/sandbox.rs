@@ -5,15 +5,15 @@
 //! else is written to stdout. Logs go to stderr. On SIGINT/SIGTERM the server stops and `--state`
 //! is saved.
 
-use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Context;
 
 use crate::cli::{ExitStatus, SandboxArgs};
+use crate::printer::Printer;
 use graph_sandbox::{start, SandboxConfig, SeedSource};
 
-pub fn run(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
+pub fn run(args: SandboxArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let listen: SocketAddr = args.listen.parse().with_context(|| {
         format!(
             "--listen {}: expected ADDRESS:PORT, e.g. 127.0.0.1:0",
@@ -36,12 +36,7 @@ pub fn run(args: SandboxArgs) -> anyhow::Result<ExitStatus> {
         // default action.
         let stop = shutdown_signal()?;
         let sandbox = start(config, listen).await?;
-        {
-            let mut out = std::io::stdout().lock();
-            serde_json::to_writer(&mut out, &sandbox.info)?;
-            out.write_all(b"\n")?;
-            out.flush()?;
-        }
+        printer.outln(&serde_json::to_string(&sandbox.info)?)?;
         tracing::info!("sandbox listening on {}", sandbox.info.graph_url);
         stop.await;
         sandbox.shutdown().await;

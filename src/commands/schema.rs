@@ -3,12 +3,13 @@
 use anyhow::Context;
 
 use crate::cli::{ExitStatus, SchemaArgs};
+use crate::printer::Printer;
 use crate::schema;
 
-pub fn run(args: SchemaArgs) -> anyhow::Result<ExitStatus> {
+pub fn run(args: SchemaArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     if args.list {
         for spec in schema::all() {
-            println!("{:<18} {}", spec.name, spec.about);
+            printer.outln(&format!("{:<18} {}", spec.name, spec.about))?;
         }
         return Ok(ExitStatus::Success);
     }
@@ -19,7 +20,7 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<ExitStatus> {
             let path = dir.join(schema::file_name(&spec));
             std::fs::write(&path, schema::render(&spec))
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("wrote {}", path.display());
+            printer.info(&format!("wrote {}", path.display()));
         }
         return Ok(ExitStatus::Success);
     }
@@ -30,6 +31,6 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<ExitStatus> {
         let names: Vec<_> = schema::all().iter().map(|s| s.name).collect();
         anyhow::bail!("no schema named `{name}`; known: {}", names.join(", "));
     };
-    print!("{}", schema::render(&spec));
+    printer.out(&schema::render(&spec))?;
     Ok(ExitStatus::Success)
 }

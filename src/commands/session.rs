@@ -12,10 +12,11 @@ use anyhow::Context;
 
 use crate::apply::TenantClients;
 use crate::cli::TargetArgs;
-use crate::config::{self, DesiredState, TenantDesired};
+use crate::config::{self, DesiredState, SourceMap, TenantDesired};
 use crate::graph::auth::Credential;
 use crate::graph::client::{ClientOptions, GraphClient};
 use crate::live::{self, Caller, LiveError, LiveTenant};
+use crate::printer::Printer;
 
 /// Desired state plus live connections for every selected tenant.
 pub struct Session {
@@ -35,19 +36,31 @@ pub struct TenantSession {
     pub caller: Caller,
 }
 
-/// Loads desired state, printing diagnostics. `Ok(None)` means invalid input (already reported).
-pub fn load_desired(paths: &[PathBuf]) -> anyhow::Result<Option<DesiredState>> {
-    let color = crate::render::color_for_stderr();
+/// Loads desired state, printing diagnostics; returns it with the files' source map, for the
+/// diagnostics of the plan step. `Ok(None)` means invalid input (already reported).
+pub fn load_desired(
+    paths: &[PathBuf],
+    printer: &Printer,
+) -> anyhow::Result<Option<(DesiredState, SourceMap)>> {
+    let color = printer.color_err();
     match config::load_paths(paths) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
-                eprint!("{}", config::diag::render(&loaded.warnings, color));
+                printer.diagnostics(&config::diag::render(
+                    &loaded.warnings,
+                    &loaded.sources,
+                    color,
+                ));
             }
-            Ok(Some(loaded.state))
+            Ok(Some((loaded.state, loaded.sources)))
         }
-        Err(diags) => {
-            eprint!("{}", config::diag::render(&diags, color));
-            eprintln!("error: desired state is invalid; nothing was read or changed");
+        Err(invalid) => {
+            printer.diagnostics(&config::diag::render(
+                &invalid.diagnostics,
+                &invalid.sources,
+                color,
+            ));
+            printer.error("error: desired state is invalid; nothing was read or changed");
             Ok(None)
         }
     }
@@ -216,14 +229,19 @@ impl Session {
 
     /// Reads live state and diffs it against desired state. `Ok(None)`: desired state does not
     /// match the tenant (a user that does not exist, a conflict through a group, ...), already
-    /// reported on stderr with file, line and column.
-    pub async fn plan(&self, only: &[String]) -> anyhow::Result<Option<crate::plan::Plan>> {
+    /// reported on stderr with file, line and column (the lines shown come from `sources`).
+    pub async fn plan(
+        &self,
+        only: &[String],
+        sources: &SourceMap,
+        printer: &Printer,
+    ) -> anyhow::Result<Option<crate::plan::Plan>> {
         match self.read_live(only).await {
             Ok(live) => Ok(Some(crate::diff::diff(&live, chrono::Utc::now()))),
             Err(LiveError::Resolution(diags)) => {
-                let color = crate::render::color_for_stderr();
-                eprint!("{}", config::diag::render(&diags, color));
-                eprintln!("error: desired state does not match the tenant; nothing was changed");
+                printer.diagnostics(&config::diag::render(&diags, sources, printer.color_err()));
+                printer
+                    .error("error: desired state does not match the tenant; nothing was changed");
                 Ok(None)
             }
             Err(e) => Err(e.into()),

@@ -5,10 +5,10 @@
 //! rely on it. Invalid input exits 1 after a last stderr line counting the errors.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 
 use crate::cli::{ExitStatus, ValidateArgs};
 use crate::config::{self, diag, Diagnostic};
+use crate::printer::Printer;
 
 /// `n thing`/`n things`.
 fn count(n: usize, one: &str, many: &str) -> String {
@@ -51,24 +51,25 @@ pub fn failure_line(diags: &[Diagnostic]) -> String {
     line
 }
 
-pub fn run(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
-    let color = crate::render::color_for_stderr();
-    let mut err = std::io::stderr().lock();
+pub fn run(args: ValidateArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let color = printer.color_err();
     match config::load_paths(&args.paths) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
-                writeln!(err, "{}", diag::render(&loaded.warnings, color))?;
+                printer.diagnostics(&format!(
+                    "{}\n",
+                    diag::render(&loaded.warnings, &loaded.sources, color)
+                ));
             }
-            println!("{}", summary(&loaded));
+            printer.outln(&summary(&loaded))?;
             Ok(ExitStatus::Success)
         }
-        Err(diags) => {
-            write!(
-                err,
+        Err(invalid) => {
+            printer.diagnostics(&format!(
                 "{}\n{}\n",
-                diag::render(&diags, color),
-                failure_line(&diags)
-            )?;
+                diag::render(&invalid.diagnostics, &invalid.sources, color),
+                failure_line(&invalid.diagnostics)
+            ));
             Ok(ExitStatus::Failure)
         }
     }

@@ -7,12 +7,12 @@
 //!
 //! Literal passwords: any key that looks like it holds a password (`password`, `newPassword`,
 //! `pwd`, `secret`, ...) and has a plain value is reported as a literal password, and every scalar
-//! below such a key that is not a known password *source* is marked secret
-//! ([`super::diag::mark_secret`]) so that no rendered snippet shows it. Messages never quote them.
+//! below such a key that is not a known password *source* is marked secret in the loader's
+//! [`SourceMap`] so that no rendered snippet shows it. Messages never quote them.
 
 use std::path::{Path, PathBuf};
 
-use super::diag::{mark_secret, Diagnostic, SecretExtent};
+use super::diag::{Diagnostic, SecretExtent, SourceMap};
 use super::ids;
 use super::model::{
     Directives, GroupEntry, GroupRef, Origin, PasswordSource, RequirePasswordChange, ResetPassword,
@@ -215,6 +215,8 @@ fn suggest(key: &str, known: &[&str]) -> Option<String> {
 
 struct Checker<'a> {
     file: &'a Path,
+    /// where secret values sit, for the diagnostics renderer
+    sources: &'a mut SourceMap,
     diags: Vec<Diagnostic>,
     /// errors found, including those not kept
     errors: usize,
@@ -241,25 +243,29 @@ impl<'a> Checker<'a> {
     }
 
     /// Marks every scalar below `node` as secret.
-    fn mask(&self, node: &Node) {
+    fn mask(&mut self, node: &Node) {
         match node {
             Node::Scalar { value, style, pos } => match style {
                 // single-line plain scalar: its source text is its value
                 Style::Plain if !value.contains('\n') && !value.contains(' ') => {
-                    mark_secret(&self.at(*pos), SecretExtent::Chars(value.chars().count()));
+                    self.sources
+                        .mark_secret(&self.at(*pos), SecretExtent::Chars(value.chars().count()));
                 }
                 Style::SingleQuoted | Style::DoubleQuoted => {
-                    mark_secret(&self.at(*pos), SecretExtent::Quoted);
+                    self.sources
+                        .mark_secret(&self.at(*pos), SecretExtent::Quoted);
                 }
                 // block scalars (and anything that may span lines): whole lines
                 _ => {
-                    mark_secret(&self.at(*pos), SecretExtent::RestOfLine);
+                    self.sources
+                        .mark_secret(&self.at(*pos), SecretExtent::RestOfLine);
                     for extra in 1..value.lines().count().max(1) {
                         let line = Pos {
                             line: pos.line + extra,
                             col: 1,
                         };
-                        mark_secret(&self.at(line), SecretExtent::RestOfLine);
+                        self.sources
+                            .mark_secret(&self.at(line), SecretExtent::RestOfLine);
                     }
                 }
             },
@@ -958,10 +964,15 @@ impl<'a> Checker<'a> {
 }
 
 /// Validates the tree of one file. Returns what it declares (None when it is unusable) and every
-/// diagnostic (errors and warnings) found.
-pub fn check_file(file: &Path, root: &Node) -> (Option<FileDoc>, Vec<Diagnostic>) {
+/// diagnostic (errors and warnings) found; marks where secret values sit in `sources`.
+pub fn check_file(
+    file: &Path,
+    root: &Node,
+    sources: &mut SourceMap,
+) -> (Option<FileDoc>, Vec<Diagnostic>) {
     let mut c = Checker {
         file,
+        sources,
         diags: Vec::new(),
         errors: 0,
         dropped: 0,
@@ -989,7 +1000,7 @@ mod tests {
     fn check(text: &str) -> (Option<FileDoc>, Vec<Diagnostic>) {
         let path = Path::new("dir/t.yaml");
         let root = super::super::yaml::parse(path, text).expect("parses");
-        check_file(path, &root)
+        check_file(path, &root, &mut SourceMap::default())
     }
 
     fn errors(text: &str) -> Vec<String> {

@@ -2,20 +2,20 @@
 //!
 //! A [`Diagnostic`] is a message, labelled positions ([`Origin`]s) and an optional help line.
 //! [`render`] prints them the way rustc and cargo do, with the offending source line and a caret
-//! underline, reading the source lines back from the files (once per file and call).
+//! underline, taken from the [`SourceMap`] the loader built: the text of every file it read, as
+//! it read it. Nothing is read again from disk at render time, and there is no global state.
 //!
 //! Secrets: a literal password written in a file must never be echoed, not even in the source line
-//! shown under an error. The loader records where such values sit ([`mark_secret`]) and [`render`]
-//! replaces them with `*` in every line it shows; as a second line of defence it also masks the
-//! value of any `password:`-like key it sees in a shown line. Messages never quote such values.
+//! shown under an error. The loader records where such values sit
+//! ([`SourceMap::mark_secret`]) and [`render`] replaces them with `*` in every line it shows; as a
+//! second line of defence it also masks the value of any `password:`-like key it sees in a shown
+//! line. Messages never quote such values.
 //!
 //! A label whose line is 0 points at a file as a whole (an empty file, a file too large to read):
 //! only the file name is shown.
 
-use std::collections::HashMap;
-use std::io::Read;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use super::model::Origin;
 
@@ -88,26 +88,58 @@ pub enum SecretExtent {
     RestOfLine,
 }
 
-/// Secret values by (file, line, column); see the module comment.
-type SecretMap = std::collections::BTreeMap<(PathBuf, usize, usize), SecretExtent>;
-static SECRETS: Mutex<SecretMap> = Mutex::new(std::collections::BTreeMap::new());
-
-/// Records that a value at `origin` is (or may be) a secret, so that [`render`] masks it in every
-/// source line it shows.
-pub fn mark_secret(origin: &Origin, extent: SecretExtent) {
-    let mut map = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
-    map.insert((origin.file.clone(), origin.line, origin.column), extent);
+/// The loaded files' text and where secrets sit in them: built by the loader
+/// ([`super::load_paths`]), read by [`render`].
+#[derive(Clone, Debug, Default)]
+pub struct SourceMap {
+    files: HashMap<PathBuf, SourceFile>,
 }
 
-fn secrets_on(file: &Path, line: usize) -> Vec<(usize, SecretExtent)> {
-    let map = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
-    map.range((file.to_path_buf(), line, 0)..=(file.to_path_buf(), line, usize::MAX))
-        .map(|((_, _, col), extent)| (*col, *extent))
-        .collect()
+#[derive(Clone, Debug, Default)]
+struct SourceFile {
+    /// the lines, tabs shown as one space so that carets line up; `None` until the text is added
+    lines: Option<Vec<String>>,
+    /// secret values by (line, column)
+    secrets: BTreeMap<(usize, usize), SecretExtent>,
 }
 
-/// Longest source file whose lines [`render`] reads back (same limit as the loader).
-const MAX_SOURCE: u64 = super::MAX_FILE_SIZE;
+impl SourceMap {
+    /// Keeps the text of `file` (a leading byte-order mark removed) for the lines [`render`] shows.
+    pub fn add_file(&mut self, file: &Path, text: &str) {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let lines = text
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r').replace('\t', " "))
+            .collect();
+        self.files.entry(file.to_path_buf()).or_default().lines = Some(lines);
+    }
+
+    /// Records that a value at `origin` is (or may be) a secret, so that [`render`] masks it in
+    /// every source line it shows.
+    pub fn mark_secret(&mut self, origin: &Origin, extent: SecretExtent) {
+        self.files
+            .entry(origin.file.clone())
+            .or_default()
+            .secrets
+            .insert((origin.line, origin.column), extent);
+    }
+
+    /// Line `n` (1-based) of `file`, if its text is known.
+    fn line(&self, file: &Path, n: usize) -> Option<&str> {
+        let lines = self.files.get(file)?.lines.as_ref()?;
+        lines.get(n.checked_sub(1)?).map(String::as_str)
+    }
+
+    fn secrets_on(&self, file: &Path, line: usize) -> Vec<(usize, SecretExtent)> {
+        self.files.get(file).map_or_else(Vec::new, |f| {
+            f.secrets
+                .range((line, 0)..=(line, usize::MAX))
+                .map(|((_, col), extent)| (*col, *extent))
+                .collect()
+        })
+    }
+}
+
 /// Longest part of a source line shown, in characters.
 const MAX_SHOWN: usize = 120;
 
@@ -150,26 +182,21 @@ impl Styles {
 ///    = help: did you mean `forceChangePasswordNextSignIn`?
 /// ```
 ///
-/// ANSI colours only when `color` is true.
-pub fn render(diags: &[Diagnostic], color: bool) -> String {
+/// Source lines come from `sources` (a label in a file it does not hold shows no line). ANSI
+/// colours only when `color` is true.
+pub fn render(diags: &[Diagnostic], sources: &SourceMap, color: bool) -> String {
     let styles = Styles::new(color);
-    let mut cache: HashMap<PathBuf, Option<Vec<String>>> = HashMap::new();
     let mut out = String::new();
     for (i, d) in diags.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        render_one(d, &styles, &mut cache, &mut out);
+        render_one(d, &styles, sources, &mut out);
     }
     out
 }
 
-fn render_one(
-    d: &Diagnostic,
-    s: &Styles,
-    cache: &mut HashMap<PathBuf, Option<Vec<String>>>,
-    out: &mut String,
-) {
+fn render_one(d: &Diagnostic, s: &Styles, sources: &SourceMap, out: &mut String) {
     let (level, lstyle) = match d.severity {
         Severity::Error => ("error", s.error),
         Severity::Warning => ("warning", s.warning),
@@ -199,13 +226,13 @@ fn render_one(
             continue;
         }
         out.push_str(&format!("{pad}{note}{arrow}{note:#} {o}\n"));
-        let Some(line) = source_line(cache, &o.file, o.line) else {
+        let Some(line) = sources.line(&o.file, o.line) else {
             if !label.text.is_empty() {
                 out.push_str(&format!("{pad} {note}={note:#} {}\n", label.text));
             }
             continue;
         };
-        let masked = mask_line(&o.file, o.line, &line);
+        let masked = mask_line(&sources.secrets_on(&o.file, o.line), line);
         let (shown, caret_col) = window(&masked, o.column);
         let len = token_len(&masked, o.column).max(1);
         let len = len.min(shown.chars().count().saturating_sub(caret_col - 1).max(1));
@@ -231,30 +258,6 @@ fn render_one(
             "{pad} {note}={note:#} {bold}help{bold:#}: {help}\n"
         ));
     }
-}
-
-/// Line `n` (1-based) of `file`, tabs shown as one space so that carets line up.
-fn source_line(
-    cache: &mut HashMap<PathBuf, Option<Vec<String>>>,
-    file: &Path,
-    n: usize,
-) -> Option<String> {
-    let lines = cache.entry(file.to_path_buf()).or_insert_with(|| {
-        let f = std::fs::File::open(file).ok()?;
-        if f.metadata().ok()?.len() > MAX_SOURCE {
-            return None;
-        }
-        let mut bytes = Vec::new();
-        f.take(MAX_SOURCE).read_to_end(&mut bytes).ok()?;
-        let text = String::from_utf8_lossy(&bytes);
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        Some(
-            text.split('\n')
-                .map(|l| l.trim_end_matches('\r').replace('\t', " "))
-                .collect(),
-        )
-    });
-    lines.as_ref()?.get(n.checked_sub(1)?).cloned()
 }
 
 /// Keeps at most [`MAX_SHOWN`] characters of a long line around `col`; returns the shown text and
@@ -332,13 +335,14 @@ pub(crate) fn token_len(line: &str, col: usize) -> usize {
     }
 }
 
-/// Replaces secret values on a shown line with `*`.
-fn mask_line(file: &Path, n: usize, line: &str) -> String {
+/// Replaces secret values (the marked ones, by column, and those of password-like keys) on a
+/// shown line with `*`.
+fn mask_line(secrets: &[(usize, SecretExtent)], line: &str) -> String {
     let mut chars: Vec<char> = line.chars().collect();
     let len = chars.len();
-    let mut spans: Vec<(usize, usize)> = secrets_on(file, n)
-        .into_iter()
-        .map(|(col, extent)| {
+    let mut spans: Vec<(usize, usize)> = secrets
+        .iter()
+        .map(|&(col, extent)| {
             let start = col - 1;
             let end = match extent {
                 SecretExtent::Chars(n) => start + n,
@@ -405,15 +409,20 @@ mod tests {
         }
     }
 
+    fn map(f: &Path, text: &str) -> SourceMap {
+        let mut sources = SourceMap::default();
+        sources.add_file(f, text);
+        sources
+    }
+
     #[test]
     fn renders_like_rustc_with_caret_under_the_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("a.yaml");
-        std::fs::write(&f, "version: 1\ntenant: contoso\n").unwrap();
+        let f = Path::new("dir/a.yaml");
+        let sources = map(f, "version: 1\ntenant: contoso\n");
         let d = Diagnostic::error("malformed tenant")
-            .with_label(o(&f, 2, 9), "not a domain")
+            .with_label(o(f, 2, 9), "not a domain")
             .with_help("write a domain");
-        let text = render(&[d], false);
+        let text = render(&[d], &sources, false);
         let expected = format!(
             "error: malformed tenant\n --> {}:2:9\n  |\n2 | tenant: contoso\n  |         ^^^^^^^ not a domain\n  = help: write a domain\n",
             f.display()
@@ -422,10 +431,28 @@ mod tests {
     }
 
     #[test]
+    fn source_lines_come_from_the_map_not_the_disk() {
+        // the file does not exist: its text is what the loader read
+        let f = Path::new("gone/b.yaml");
+        let d = Diagnostic::error("e").with_label(o(f, 1, 1), "here");
+        let shown = render(
+            std::slice::from_ref(&d),
+            &map(f, "\u{feff}x:\t1\r\n"),
+            false,
+        );
+        assert!(shown.contains("1 | x: 1\n"), "{shown}");
+        // a file the map does not hold: location only, no line
+        let other = render(&[d], &SourceMap::default(), false);
+        assert!(!other.contains(" | "), "{other}");
+        assert!(other.contains("--> gone/b.yaml:1:1"), "{other}");
+    }
+
+    #[test]
     fn colour_only_when_asked() {
         let d = Diagnostic::warning("w");
-        assert!(!render(std::slice::from_ref(&d), false).contains('\u{1b}'));
-        assert!(render(&[d], true).contains('\u{1b}'));
+        let none = SourceMap::default();
+        assert!(!render(std::slice::from_ref(&d), &none, false).contains('\u{1b}'));
+        assert!(render(&[d], &none, true).contains('\u{1b}'));
     }
 
     #[test]
@@ -439,21 +466,19 @@ mod tests {
 
     #[test]
     fn masks_registered_secrets_and_password_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("s.yaml");
-        std::fs::write(
+        let f = PathBuf::from("s.yaml");
+        let mut sources = map(
             &f,
             "a:\n  password: \"Secret1!\"\n  x: { newPassword: hunter2, y: 1 }\n  z: Hidden99\n  password: ab,cd]e # c\n",
-        )
-        .unwrap();
-        mark_secret(&o(&f, 4, 6), SecretExtent::Chars(8));
+        );
+        sources.mark_secret(&o(&f, 4, 6), SecretExtent::Chars(8));
         let diags = [
             Diagnostic::error("e").with_label(o(&f, 2, 13), "here"),
             Diagnostic::error("e").with_label(o(&f, 3, 21), "here"),
             Diagnostic::error("e").with_label(o(&f, 4, 6), "here"),
             Diagnostic::error("e").with_label(o(&f, 5, 13), "here"),
         ];
-        let text = render(&diags, false);
+        let text = render(&diags, &sources, false);
         assert!(!text.contains("Secret1!"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("Hidden99"), "{text}");
@@ -461,7 +486,10 @@ mod tests {
         assert!(text.contains("# c"), "{text}");
         assert!(text.contains("y: 1"), "{text}");
         // source sources are not masked
-        assert!(mask_line(&f, 9, "password: { generate: { length: 20 } }").contains("20"));
+        assert!(mask_line(&[], "password: { generate: { length: 20 } }").contains("20"));
+        // a marked secret is masked wherever the map says, whatever the key
+        let masked = mask_line(&sources.secrets_on(&f, 4), "  z: Hidden99");
+        assert_eq!(masked, "  z: ********");
     }
 
     #[test]

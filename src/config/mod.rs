@@ -54,7 +54,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-pub use diag::{Diagnostic, Label, Severity};
+pub use diag::{Diagnostic, Label, Severity, SourceMap};
 pub use merge::merge_directives;
 pub use model::*;
 
@@ -78,6 +78,17 @@ fn too_many(file: &Path) -> Diagnostic {
 pub struct Loaded {
     pub state: DesiredState,
     pub warnings: Vec<Diagnostic>,
+    /// the files' text and secret spans, for rendering these warnings and any later diagnostic
+    /// that points into the files (the plan step's resolution errors)
+    pub sources: SourceMap,
+}
+
+/// A desired state that failed to load: every diagnostic (errors and warnings, in file order) and
+/// the files' text and secret spans to render them with.
+#[derive(Debug)]
+pub struct Invalid {
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: SourceMap,
 }
 
 fn file_origin(file: &Path) -> Origin {
@@ -93,9 +104,11 @@ fn file_origin(file: &Path) -> Origin {
 /// `.git` and `.pwdrift-sandbox`). An empty list means the current directory.
 ///
 /// `Err` holds every diagnostic (errors and warnings, in file order) when there is at least one
-/// error.
-pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
+/// error. Either way the result carries the [`SourceMap`] of what was read, for
+/// [`diag::render`].
+pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
     let mut diags = Vec::new();
+    let mut sources = SourceMap::default();
     let files = discover(paths, &mut diags);
     if files.is_empty() && diags.is_empty() {
         let shown: Vec<String> = if paths.is_empty() {
@@ -116,11 +129,15 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
     for file in &files {
         let text = match read_file(file) {
             Ok(text) => text,
-            Err(d) => {
+            Err((d, text)) => {
+                if let Some(text) = text {
+                    sources.add_file(file, &text);
+                }
                 diags.push(d);
                 continue;
             }
         };
+        sources.add_file(file, &text);
         let root = match yaml::parse(file, &text) {
             Ok(root) => root,
             Err(errs) => {
@@ -128,18 +145,22 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
                 continue;
             }
         };
-        let (doc, found) = check::check_file(file, &root);
+        let (doc, found) = check::check_file(file, &root, &mut sources);
         diags.extend(found);
         docs.extend(doc);
     }
 
     let state = merge_files(&files, docs, &mut diags);
     if diags.iter().any(Diagnostic::is_error) {
-        return Err(diags);
+        return Err(Invalid {
+            diagnostics: diags,
+            sources,
+        });
     }
     Ok(Loaded {
         state,
         warnings: diags,
+        sources,
     })
 }
 
@@ -212,20 +233,27 @@ fn merge_files(
 }
 
 /// Reads a file as UTF-8 text, refusing files over [`MAX_FILE_SIZE`] before reading them and
-/// reporting the line and column of the first invalid byte.
-fn read_file(file: &Path) -> Result<String, Diagnostic> {
+/// reporting the line and column of the first invalid byte; with that error comes the text read
+/// (invalid bytes replaced), so that the line can be shown.
+fn read_file(file: &Path) -> Result<String, (Diagnostic, Option<String>)> {
     let io_err = |e: std::io::Error| {
-        Diagnostic::error(format!("cannot read {}: {e}", file.display()))
-            .with_label(file_origin(file), "")
+        (
+            Diagnostic::error(format!("cannot read {}: {e}", file.display()))
+                .with_label(file_origin(file), ""),
+            None,
+        )
     };
     let too_large = |size: u64| {
-        Diagnostic::error(format!(
-            "file too large: {} bytes; desired-state files may be at most {} MiB",
-            size,
-            MAX_FILE_SIZE / (1024 * 1024)
-        ))
-        .with_label(file_origin(file), "not read")
-        .with_help("split the desired state into several files")
+        (
+            Diagnostic::error(format!(
+                "file too large: {} bytes; desired-state files may be at most {} MiB",
+                size,
+                MAX_FILE_SIZE / (1024 * 1024)
+            ))
+            .with_label(file_origin(file), "not read")
+            .with_help("split the desired state into several files"),
+            None,
+        )
     };
     let f = std::fs::File::open(file).map_err(io_err)?;
     let size = f.metadata().map_err(io_err)?.len();
@@ -246,7 +274,7 @@ fn read_file(file: &Path) -> Result<String, Diagnostic> {
         let prefix = std::str::from_utf8(good).unwrap_or_default();
         let line = prefix.matches('\n').count() + 1;
         let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Diagnostic::error("the file is not valid UTF-8")
+        let diag = Diagnostic::error("the file is not valid UTF-8")
             .with_label(
                 Origin {
                     file: file.to_path_buf(),
@@ -255,7 +283,11 @@ fn read_file(file: &Path) -> Result<String, Diagnostic> {
                 },
                 "invalid byte",
             )
-            .with_help("save the file as UTF-8")
+            .with_help("save the file as UTF-8");
+        (
+            diag,
+            Some(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        )
     })?;
     Ok(match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_owned(),
@@ -344,7 +376,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("bad.yaml");
         std::fs::write(&f, b"version: 1\ntenant: co\xffntoso.com\n").unwrap();
-        let d = read_file(&f).unwrap_err();
+        let (d, text) = read_file(&f).unwrap_err();
+        assert_eq!(
+            text.as_deref(),
+            Some("version: 1\ntenant: co\u{fffd}ntoso.com\n")
+        );
         assert_eq!(d.labels[0].origin.line, 2);
         assert_eq!(d.labels[0].origin.column, 11);
     }
@@ -367,7 +403,9 @@ mod tests {
         assert_eq!(loaded.state.tenants[0].groups.len(), 1);
 
         std::fs::write(&b, "version: 1\ntenant: contoso.com\nusers:\n  - user: X@Contoso.com\n    forceChangePasswordNextSignIn: false\n").unwrap();
-        let errs = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        let errs = load_paths(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .diagnostics;
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("declared twice"));
         assert_eq!(errs[0].labels[0].origin.file, a);
@@ -377,9 +415,31 @@ mod tests {
     #[test]
     fn nothing_found_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let errs = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        let errs = load_paths(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .diagnostics;
         assert!(errs[0].message.starts_with("no desired-state file"));
-        let errs = load_paths(&[dir.path().join("missing.yaml")]).unwrap_err();
+        let errs = load_paths(&[dir.path().join("missing.yaml")])
+            .unwrap_err()
+            .diagnostics;
         assert!(errs[0].message.starts_with("cannot read"));
+    }
+
+    #[test]
+    fn diagnostics_render_from_the_loaders_source_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.yaml");
+        std::fs::write(
+            &f,
+            "version: 1\ntenant: contoso.com\nusers:\n  - user: a@contoso.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { literal: Hunter2-x }\n",
+        )
+        .unwrap();
+        let invalid = load_paths(std::slice::from_ref(&f)).unwrap_err();
+        // the file is gone by render time: its lines come from what the loader read
+        std::fs::remove_file(&f).unwrap();
+        let shown = diag::render(&invalid.diagnostics, &invalid.sources, false);
+        assert!(shown.contains(" | "), "{shown}");
+        assert!(shown.contains("literal"), "{shown}");
+        assert!(!shown.contains("Hunter2-x"), "{shown}");
     }
 }

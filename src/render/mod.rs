@@ -1,9 +1,9 @@
 //! Step 4 of the pipeline: render a plan as text (terraform-style), JSON or Markdown.
 //!
 //! Every renderer is a pure function from a [`Plan`] to a `String`; the command decides where it
-//! goes and whether colour is wanted ([`color_for_stdout`]). A plan holds no secret by
-//! construction, and the renderers only ever print a password as `(sensitive)` next to where it
-//! will come from (a variable *name*, a file *path*, "generated").
+//! goes and whether colour is wanted ([`crate::printer::Printer::color_out`]). A plan holds no
+//! secret by construction, and the renderers only ever print a password as `(sensitive)` next to
+//! where it will come from (a variable *name*, a file *path*, "generated").
 //!
 //! The user-facing wording shared by the formats (password sources, action labels) lives here so
 //! that text and Markdown say the same thing.
@@ -18,25 +18,6 @@ pub use text::{text, text_verbose};
 
 use crate::config::PasswordSource;
 use crate::plan::{Plan, Summary};
-
-/// Whether plan text on stdout should be coloured: stdout is a terminal and neither `NO_COLOR`
-/// nor `CLICOLOR=0` asks otherwise (`CLICOLOR_FORCE` forces it), as anstream decides.
-pub fn color_for_stdout() -> bool {
-    let stdout = std::io::stdout();
-    !matches!(
-        anstream::AutoStream::choice(&stdout),
-        anstream::ColorChoice::Never
-    )
-}
-
-/// The same decision for stderr, where diagnostics go.
-pub fn color_for_stderr() -> bool {
-    let stderr = std::io::stderr();
-    !matches!(
-        anstream::AutoStream::choice(&stderr),
-        anstream::ColorChoice::Never
-    )
-}
 
 /// Where a reset's new password comes from, for humans. Never the password.
 pub fn describe_password_source(source: &PasswordSource) -> String {

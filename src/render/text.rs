@@ -3,8 +3,8 @@
 //! `similar`), then a summary line. Unchanged users are counted, and listed only by
 //! [`text_verbose`].
 //!
-//! Colour is decided by the caller (see [`super::color_for_stdout`]): with `color == false` the
-//! output holds no escape sequence at all. Markers: `~` flags updated in place, `±` password
+//! Colour is decided by the caller (see [`crate::printer::Printer::color_out`]): with
+//! `color == false` the output holds no escape sequence at all. Markers: `~` flags updated in place, `±` password
 //! reset, `!` blocked (nothing written). A password is only ever shown as `(sensitive)`.
 
 use std::fmt::Write as _;

@@ -845,3 +845,173 @@ fn bad_password_source_in_one_tenant_writes_nothing_anywhere() {
     assert_eq!(total_patches(&sb), 0, "nothing written in either tenant");
     assert!(flags(&sb, "bob@contoso.com").0);
 }
+
+/// Runs pwdrift with stdout a pipe whose reader is gone before pwdrift writes anything (closed
+/// at once; every command below takes longer to start than that).
+fn with_stdout_closed(cmd: &mut std::process::Command) -> Run {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pwdrift");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr,
+    }
+}
+
+/// `pwdrift plan ... | head -1`: a closed stdout ends the run quietly with exit 0 (as ripgrep),
+/// no panic and no message, and the plan asked for with `--out` is still saved.
+#[test]
+fn closed_stdout_exits_quietly_with_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed_copy(dir.path());
+    let saved = dir.path().join("plan.json");
+    let plan = with_stdout_closed(
+        std::process::Command::new(BIN)
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .args(["plan", "--sandbox", seed.to_str().unwrap(), DESIRED])
+            .args(["--detailed-exitcode", "--quiet", "--out"])
+            .arg(&saved),
+    );
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert_eq!(plan.stderr, "", "{plan:?}");
+    assert!(
+        saved.is_file(),
+        "the plan is saved even though stdout closed"
+    );
+
+    let schema = with_stdout_closed(
+        std::process::Command::new(BIN)
+            .env_remove("RUST_LOG")
+            .args(["schema", "config"]),
+    );
+    assert_eq!(schema.code, 0, "{schema:?}");
+    assert_eq!(schema.stderr, "", "{schema:?}");
+}
+
+/// The same with a reader that takes the first line of a large plan and goes away, as
+/// `pwdrift plan ... | head -1` does: pwdrift fills the pipe (the plan is larger than the pipe's
+/// buffer), gets a broken pipe, and exits 0 with nothing on stderr.
+#[test]
+fn plan_piped_into_head_exits_quietly() {
+    use std::io::{BufRead, Read};
+    const USERS: usize = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed_copy(dir.path());
+    let mut users = String::new();
+    let mut members = Vec::new();
+    for i in 0..USERS {
+        users.push_str(&format!(
+            "      - id: 00000000-0000-4000-8000-{i:012}\n        userPrincipalName: user{i}@contoso.com\n        displayName: User {i}\n"
+        ));
+        members.push(format!("user{i}@contoso.com"));
+    }
+    let text = std::fs::read_to_string(&seed).unwrap();
+    let text = text.replacen("\n    groups:\n", &format!("\n{users}\n    groups:\n"), 1)
+        + &format!(
+            "      - id: 2c4e6a8b-1d3f-4a5b-8c7d-9e0f1a2b3cff\n        displayName: Everyone\n        members: [{}]\n",
+            members.join(", ")
+        );
+    std::fs::write(&seed, text).unwrap();
+    let desired = write(
+        dir.path(),
+        "everyone.yaml",
+        "version: 1\ntenant: contoso.onmicrosoft.com\ngroups:\n  - group: Everyone\n    requirePasswordChange: { since: 2026-11-20T00:00:00Z }\n",
+    );
+
+    let mut child = std::process::Command::new(BIN)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .args(["plan", "--sandbox", seed.to_str().unwrap()])
+        .arg(&desired)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty(), "the plan starts");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(stderr, "", "no panic, no message");
+    assert_eq!(status.code(), Some(0));
+
+    // and the plan is indeed larger than a pipe's buffer
+    let full = run(std::process::Command::new(BIN)
+        .env("NO_COLOR", "1")
+        .args(["plan", "--sandbox", seed.to_str().unwrap()])
+        .arg(&desired));
+    assert_eq!(full.code, 0, "{}", full.stderr);
+    assert!(
+        full.stdout.len() > 256 * 1024,
+        "{} bytes",
+        full.stdout.len()
+    );
+}
+
+/// `--quiet` drops informational messages, never the requested output; `CLICOLOR_FORCE=1`
+/// colours the plan even through a pipe, and `NO_COLOR` wins over it.
+#[test]
+fn quiet_and_forced_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed_copy(dir.path());
+    let saved = dir.path().join("plan.json");
+    let plan = |quiet: bool, env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.current_dir(repo())
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .args([
+                "plan",
+                "--sandbox",
+                seed.to_str().unwrap(),
+                DESIRED,
+                "--out",
+            ])
+            .arg(&saved);
+        if quiet {
+            cmd.arg("-q");
+        }
+        run(&mut cmd)
+    };
+    let loud = plan(false, &[]);
+    assert_eq!(loud.code, 0, "{loud:?}");
+    assert!(loud.stderr.contains("Saved the plan to"), "{loud:?}");
+    assert!(!loud.stdout.contains('\u{1b}'), "no colour into a pipe");
+    let quiet = plan(true, &[]);
+    assert_eq!(quiet.code, 0, "{quiet:?}");
+    assert_eq!(quiet.stderr, "", "{quiet:?}");
+    assert_eq!(
+        quiet.stdout, loud.stdout,
+        "--quiet keeps the requested output"
+    );
+    let forced = plan(true, &[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.stdout.contains('\u{1b}'), "{forced:?}");
+    let both = plan(true, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!both.stdout.contains('\u{1b}'), "{both:?}");
+}
