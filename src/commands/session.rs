@@ -142,7 +142,7 @@ impl Session {
             sandbox = Some(running);
         } else {
             for t in tenants {
-                let mut options = ClientOptions::from_target_args(args)?;
+                let mut options = super::target::client_options(args)?;
                 options.concurrency = concurrency;
                 let credential = Credential::from_env(Some(t.tenant.as_str()))?;
                 let app = GraphClient::new(options.clone(), credential)?;

@@ -441,17 +441,6 @@ impl Cloud {
     }
 }
 
-impl From<crate::cli::Cloud> for Cloud {
-    fn from(c: crate::cli::Cloud) -> Self {
-        match c {
-            crate::cli::Cloud::Global => Cloud::Global,
-            crate::cli::Cloud::Usgov => Cloud::UsGov,
-            crate::cli::Cloud::UsgovDod => Cloud::UsGovDod,
-            crate::cli::Cloud::China => Cloud::China,
-        }
-    }
-}
-
 /// Where Graph and the identity platform are. `graph_url` is the service root (with or without
 /// a version segment: `/v1.0` is appended by the client when the path has none); `scope` is the
 /// `.default` scope of the Graph resource tokens are requested for.
@@ -1262,7 +1251,6 @@ mod tests {
             e.device_code_url("contoso.com").unwrap().as_str(),
             "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/devicecode"
         );
-        assert_eq!(Cloud::from(crate::cli::Cloud::UsgovDod), Cloud::UsGovDod);
 
         let e = Endpoints::new(
             Cloud::Global,

@@ -95,19 +95,6 @@ impl ClientOptions {
         }
     }
 
-    /// Options from the command line's `--cloud`, `--graph-url`, `--authority-host` (or
-    /// `AZURE_AUTHORITY_HOST`) and `--insecure-skip-tls-verify`; `http://` only to loopback.
-    pub fn from_target_args(target: &crate::cli::TargetArgs) -> Result<ClientOptions, AuthError> {
-        let endpoints = Endpoints::new(
-            target.cloud.into(),
-            target.graph_url.as_deref(),
-            target.authority_host.as_deref(),
-        )?;
-        let mut options = ClientOptions::new(endpoints);
-        options.insecure_skip_tls_verify = target.insecure_skip_tls_verify;
-        Ok(options)
-    }
-
     fn policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_retries: self.max_retries,
@@ -1590,36 +1577,6 @@ mod tests {
             "passwordProfile/forceChangePasswordNextSignIn eq true"
         ));
         assert!(!needs_advanced_query("startsWith(displayName,'Anne')"));
-    }
-
-    #[test]
-    fn options_from_cli_apply_the_loopback_rule() {
-        use clap::Parser as _;
-        #[derive(clap::Parser)]
-        struct T {
-            #[command(flatten)]
-            target: crate::cli::TargetArgs,
-        }
-        let t = T::parse_from(["x", "--cloud", "china", "--insecure-skip-tls-verify"]);
-        let o = ClientOptions::from_target_args(&t.target).unwrap();
-        assert_eq!(
-            o.endpoints.scope,
-            "https://microsoftgraph.chinacloudapi.cn/.default"
-        );
-        assert!(o.insecure_skip_tls_verify);
-        let t = T::parse_from([
-            "x",
-            "--graph-url",
-            "http://127.0.0.1:8080",
-            "--authority-host",
-            "http://localhost:8080",
-        ]);
-        assert!(ClientOptions::from_target_args(&t.target).is_ok());
-        let t = T::parse_from(["x", "--graph-url", "http://graph.example.com"]);
-        assert!(matches!(
-            ClientOptions::from_target_args(&t.target),
-            Err(AuthError::InsecureUrl { .. })
-        ));
     }
 
     #[test]
