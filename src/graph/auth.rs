@@ -767,13 +767,13 @@ impl TokenProvider {
                         }
                         Ok(_) => ra,
                         Err(e) if attempt >= 4 => {
-                            return Err(AuthError::Transport(crate::graph::client::error_chain(e)))
+                            return Err(AuthError::Transport(crate::graph::error_chain(e)))
                         }
                         Err(_) => None,
                     }
                 }
                 Err(e) if attempt >= 4 => {
-                    return Err(AuthError::Transport(crate::graph::client::error_chain(e)))
+                    return Err(AuthError::Transport(crate::graph::error_chain(e)))
                 }
                 Err(e) => {
                     tracing::debug!(url = %url.path(), error = %e.without_url(), "token endpoint transport error");
@@ -815,7 +815,7 @@ impl TokenProvider {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| AuthError::GitHubOidc(crate::graph::client::error_chain(e)))?;
+            .map_err(|e| AuthError::GitHubOidc(crate::graph::error_chain(e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(AuthError::GitHubOidc(format!(
