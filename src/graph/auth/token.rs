@@ -27,7 +27,9 @@ use url::Url;
 use super::cloud::{checked_url, Endpoints};
 use super::credential::{certificate_assertion, read_federated_token, Credential};
 use super::{AuthError, TokenFailure};
+use crate::graph::error_chain;
 use crate::graph::model::{TokenErrorResponse, TokenResponse};
+use crate::graph::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
 
 /// The audience of federated tokens exchanged for Entra tokens (workload identity, GitHub OIDC).
 pub(crate) const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -232,56 +234,55 @@ impl TokenProvider {
         self.post_form(url, form).await
     }
 
-    /// POSTs a form, retrying transport errors, 429 and 5xx a few times (the token endpoint is as
-    /// flaky as any other). The body is never logged.
+    /// POSTs a form with the token endpoint's [`RetryPolicy::token_endpoint`]: transport errors
+    /// and the statuses [`is_retryable_status`] names for an idempotent request (asking for a
+    /// token again is harmless) are retried, after `Retry-After` or a full-jitter backoff. When
+    /// the retries are spent, the last answer (or transport error) is the result. The body is
+    /// never logged.
     async fn post_form(
         &self,
         url: Url,
         form: &[(&str, String)],
     ) -> Result<(u16, Vec<u8>), AuthError> {
-        let mut attempt: u32 = 0;
+        let policy = RetryPolicy::token_endpoint();
+        let mut retries: u32 = 0;
+        let mut waited = Duration::ZERO;
         loop {
             self.token_requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let sent = self.http.post(url.clone()).form(form).send().await;
-            let retry_after = match sent {
+            // the result if no retry follows, and the server's Retry-After
+            let (last, retry_after) = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let ra = crate::graph::retry::parse_retry_after(
+                    let ra = parse_retry_after(
                         resp.headers()
                             .get(reqwest::header::RETRY_AFTER)
                             .and_then(|v| v.to_str().ok()),
                     );
                     tracing::debug!(method = "POST", url = %url.path(), status, "token endpoint");
-                    let retryable = status == 429 || status >= 500;
                     match resp.bytes().await {
-                        Ok(body) if !retryable || attempt >= 4 => {
+                        Ok(body) if !is_retryable_status(status, true) => {
                             return Ok((status, body.to_vec()))
                         }
-                        Ok(_) => ra,
-                        Err(e) if attempt >= 4 => {
-                            return Err(AuthError::Transport(crate::graph::error_chain(e)))
-                        }
-                        Err(_) => None,
+                        Ok(body) => (Ok((status, body.to_vec())), ra),
+                        Err(e) => (Err(error_chain(e)), None),
                     }
                 }
-                Err(e) if attempt >= 4 => {
-                    return Err(AuthError::Transport(crate::graph::error_chain(e)))
-                }
                 Err(e) => {
-                    tracing::debug!(url = %url.path(), error = %e.without_url(), "token endpoint transport error");
-                    None
+                    let message = error_chain(e);
+                    tracing::debug!(url = %url.path(), error = %message, "token endpoint transport error");
+                    (Err(message), None)
                 }
             };
-            attempt += 1;
-            let delay = retry_after.unwrap_or_else(|| {
-                crate::graph::retry::full_jitter(
-                    attempt,
-                    Duration::from_millis(200),
-                    Duration::from_secs(5),
-                )
-            });
-            tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+            retries += 1;
+            match policy.next_delay(retries, waited, retry_after) {
+                Some(delay) => {
+                    waited += delay;
+                    tokio::time::sleep(delay).await;
+                }
+                None => return last.map_err(AuthError::Transport),
+            }
         }
     }
 
@@ -308,7 +309,7 @@ impl TokenProvider {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| AuthError::GitHubOidc(crate::graph::error_chain(e)))?;
+            .map_err(|e| AuthError::GitHubOidc(error_chain(e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(AuthError::GitHubOidc(format!(
