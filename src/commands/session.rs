@@ -113,6 +113,7 @@ impl Session {
             for t in tenants {
                 let mut options = ClientOptions::new(endpoints.clone());
                 options.concurrency = concurrency;
+                options.notices = super::target::stderr_notices();
                 let app = GraphClient::new(
                     options.clone(),
                     Credential::ClientSecret {

@@ -1,10 +1,13 @@
 //! From the command line's target flags (`--cloud`, `--graph-url`, `--authority-host`,
 //! `--insecure-skip-tls-verify`) to the Graph client's [`ClientOptions`]. The conversion lives
-//! here, in the command layer, so that `graph/` never imports clap types from `cli.rs`.
+//! here, in the command layer, so that `graph/` never imports clap types from `cli.rs`. The
+//! notices the Graph library returns instead of printing (device-code prompt, insecure-TLS
+//! warning) are printed from here.
 
 use crate::cli::{self, TargetArgs};
 use crate::graph::auth::{AuthError, Cloud, Endpoints};
 use crate::graph::client::ClientOptions;
+use crate::graph::notice::Notifier;
 
 /// The Graph client's cloud for a `--cloud` value.
 pub fn cloud(c: cli::Cloud) -> Cloud {
@@ -14,6 +17,11 @@ pub fn cloud(c: cli::Cloud) -> Cloud {
         cli::Cloud::UsgovDod => Cloud::UsGovDod,
         cli::Cloud::China => Cloud::China,
     }
+}
+
+/// Prints each notice of the Graph library on stderr.
+pub fn stderr_notices() -> Notifier {
+    Notifier::new(|notice| eprintln!("{}", notice.message()))
 }
 
 /// Options from `--cloud`, `--graph-url`, `--authority-host` (or `AZURE_AUTHORITY_HOST`) and
@@ -26,6 +34,7 @@ pub fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
     )?;
     let mut options = ClientOptions::new(endpoints);
     options.insecure_skip_tls_verify = target.insecure_skip_tls_verify;
+    options.notices = stderr_notices();
     Ok(options)
 }
 
@@ -49,6 +58,11 @@ mod tests {
             "https://microsoftgraph.chinacloudapi.cn/.default"
         );
         assert!(o.insecure_skip_tls_verify);
+        assert_eq!(
+            format!("{:?}", o.notices),
+            "Notifier(callback)",
+            "notices are printed, not dropped"
+        );
         let t = T::parse_from([
             "x",
             "--graph-url",

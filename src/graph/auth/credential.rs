@@ -46,7 +46,8 @@ pub enum Credential {
     },
     /// A pre-acquired access token (`PWDRIFT_ACCESS_TOKEN`), used as is and never refreshed.
     AccessToken { token: SecretString },
-    /// Delegated sign-in with the device-code flow; the verification message goes to stderr.
+    /// Delegated sign-in with the device-code flow; the verification message is handed to the
+    /// client's notifier as a [`crate::graph::notice::Notice::DeviceCode`].
     DeviceCode { tenant: String, client_id: String },
     /// Delegated, resource owner password credentials (used with the sandbox's seeded admin).
     UsernamePassword {

@@ -29,6 +29,7 @@ use super::credential::{certificate_assertion, read_federated_token, Credential}
 use super::{AuthError, TokenFailure};
 use crate::graph::error_chain;
 use crate::graph::model::{TokenErrorResponse, TokenResponse};
+use crate::graph::notice::{Notice, Notifier};
 use crate::graph::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
 
 /// The audience of federated tokens exchanged for Entra tokens (workload identity, GitHub OIDC).
@@ -58,6 +59,7 @@ pub(crate) struct TokenProvider {
     http: reqwest::Client,
     slots: std::sync::Mutex<HashMap<String, Slot>>,
     token_requests: std::sync::atomic::AtomicU64,
+    notices: Notifier,
 }
 
 impl fmt::Debug for TokenProvider {
@@ -98,12 +100,19 @@ struct GitHubTokenResponse {
 
 impl TokenProvider {
     /// A provider for `credential` against `endpoints`, sending through `http` (the Graph
-    /// client's reqwest client, so the TLS settings are the same).
-    pub fn new(credential: Credential, endpoints: Endpoints, http: reqwest::Client) -> Self {
+    /// client's reqwest client, so the TLS settings are the same). The device-code prompt goes
+    /// to `notices`.
+    pub fn new(
+        credential: Credential,
+        endpoints: Endpoints,
+        http: reqwest::Client,
+        notices: Notifier,
+    ) -> Self {
         TokenProvider {
             credential,
             endpoints,
             http,
+            notices,
             slots: std::sync::Mutex::new(HashMap::new()),
             token_requests: std::sync::atomic::AtomicU64::new(0),
         }
@@ -342,16 +351,7 @@ impl TokenProvider {
                 what: "device code endpoint".into(),
                 message: e.to_string(),
             })?;
-        let message = dc.message.clone().unwrap_or_else(|| {
-            format!(
-                "To sign in, open {} and enter the code {}",
-                dc.verification_uri
-                    .as_deref()
-                    .unwrap_or("the verification page"),
-                dc.user_code.as_deref().unwrap_or("(none)")
-            )
-        });
-        eprintln!("{message}");
+        self.notices.notify(device_code_notice(&dc));
         let deadline = Instant::now() + Duration::from_secs(dc.expires_in);
         let mut interval = Duration::from_secs(dc.interval.max(1));
         loop {
@@ -383,6 +383,25 @@ impl TokenProvider {
                 _ => return Err(token_error(tenant, status, &body)),
             }
         }
+    }
+}
+
+/// The sign-in prompt of a device-code response: the identity platform's message, or one built
+/// from the verification URI and the user code.
+fn device_code_notice(dc: &DeviceCodeResponse) -> Notice {
+    let message = dc.message.clone().unwrap_or_else(|| {
+        format!(
+            "To sign in, open {} and enter the code {}",
+            dc.verification_uri
+                .as_deref()
+                .unwrap_or("the verification page"),
+            dc.user_code.as_deref().unwrap_or("(none)")
+        )
+    });
+    Notice::DeviceCode {
+        verification_uri: dc.verification_uri.clone(),
+        user_code: dc.user_code.clone(),
+        message,
     }
 }
 
@@ -454,6 +473,35 @@ mod tests {
             Duration::from_secs(6)
         );
         assert_eq!(refresh_margin(Duration::from_secs(0)), Duration::ZERO);
+    }
+
+    #[test]
+    fn device_code_notice_uses_the_platform_message_or_builds_one() {
+        let dc: DeviceCodeResponse = serde_json::from_str(
+            r#"{"device_code":"Canary-Device","user_code":"ABCD","verification_uri":"https://microsoft.com/devicelogin","message":"Open the page and enter ABCD."}"#,
+        )
+        .unwrap();
+        let n = device_code_notice(&dc);
+        assert_eq!(n.message(), "Open the page and enter ABCD.");
+        assert!(matches!(
+            &n,
+            Notice::DeviceCode { verification_uri: Some(u), user_code: Some(c), .. }
+                if u == "https://microsoft.com/devicelogin" && c == "ABCD"
+        ));
+        assert!(!format!("{n:?}").contains("Canary"));
+        let dc: DeviceCodeResponse = serde_json::from_str(
+            r#"{"device_code":"d","user_code":"WXYZ","verification_uri":"https://example.test/dl"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            device_code_notice(&dc).message(),
+            "To sign in, open https://example.test/dl and enter the code WXYZ"
+        );
+        let dc: DeviceCodeResponse = serde_json::from_str(r#"{"device_code":"d"}"#).unwrap();
+        assert_eq!(
+            device_code_notice(&dc).message(),
+            "To sign in, open the verification page and enter the code (none)"
+        );
     }
 
     #[test]

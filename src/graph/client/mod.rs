@@ -58,9 +58,15 @@ pub use options::ClientOptions;
 pub use stats::ClientStats;
 
 use crate::graph::auth::{self, Credential, TokenProvider};
+use crate::graph::notice::Notice;
 use crate::graph::retry::{Pacer, RetryPolicy};
 use stats::Counters;
 use urls::api_base;
+
+/// What `--insecure-skip-tls-verify` warns about, every time a client is built with it.
+const INSECURE_TLS_WARNING: &str = "WARNING: --insecure-skip-tls-verify: TLS certificates are \
+     NOT verified. Anyone on the network path can read and change Graph traffic, including \
+     tokens and passwords. Never use this against Microsoft Graph.";
 
 /// The Graph client. Cheap to clone (shared state behind an `Arc`).
 #[derive(Clone)]
@@ -90,14 +96,14 @@ impl fmt::Debug for GraphClient {
 }
 
 impl GraphClient {
-    /// Builds the client. With `insecure_skip_tls_verify`, warns on stderr and in the log.
+    /// Builds the client. With `insecure_skip_tls_verify`, warns in the log and through
+    /// `options.notices` ([`Notice::InsecureTls`]).
     pub fn new(options: ClientOptions, credential: Credential) -> Result<Self, GraphError> {
         if options.insecure_skip_tls_verify {
-            let msg = "WARNING: --insecure-skip-tls-verify: TLS certificates are NOT verified. \
-                       Anyone on the network path can read and change Graph traffic, including \
-                       tokens and passwords. Never use this against Microsoft Graph.";
-            tracing::warn!("{msg}");
-            eprintln!("{msg}");
+            tracing::warn!("{INSECURE_TLS_WARNING}");
+            options.notices.notify(Notice::InsecureTls {
+                message: INSECURE_TLS_WARNING.to_owned(),
+            });
         }
         let http = reqwest::Client::builder()
             .use_rustls_tls()
@@ -115,7 +121,12 @@ impl GraphClient {
         auth::checked_url(options.endpoints.authority_host.as_str())?;
         let api_base = api_base(&options.endpoints.graph_url);
         let graph_origin = auth::origin(&options.endpoints.graph_url);
-        let tokens = TokenProvider::new(credential, options.endpoints.clone(), http.clone());
+        let tokens = TokenProvider::new(
+            credential,
+            options.endpoints.clone(),
+            http.clone(),
+            options.notices.clone(),
+        );
         Ok(GraphClient {
             inner: Arc::new(Inner {
                 http,
@@ -170,5 +181,41 @@ impl GraphClient {
             token_requests: self.inner.tokens.token_requests(),
             slowdowns: l(&c.slowdowns),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::auth::{Cloud, Endpoints};
+    use crate::graph::notice::Notifier;
+
+    /// The insecure-TLS warning is handed to the notifier (not printed), once per client built.
+    #[tokio::test]
+    async fn insecure_tls_warning_goes_to_the_notifier() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let mut options = ClientOptions::new(Endpoints::for_cloud(Cloud::Global));
+        options.notices = Notifier::new(move |n| sink.lock().unwrap().push(n));
+        let credential = Credential::AccessToken {
+            token: SecretString::from("t"),
+        };
+        GraphClient::new(options.clone(), credential.clone()).unwrap();
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "no warning without the flag"
+        );
+        options.insecure_skip_tls_verify = true;
+        GraphClient::new(options, credential).unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.as_slice(),
+            [Notice::InsecureTls {
+                message: "WARNING: --insecure-skip-tls-verify: TLS certificates are NOT verified. \
+                          Anyone on the network path can read and change Graph traffic, including \
+                          tokens and passwords. Never use this against Microsoft Graph."
+                    .into()
+            }]
+        );
     }
 }

@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use crate::graph::auth::Endpoints;
+use crate::graph::notice::Notifier;
 use crate::graph::retry::RetryPolicy;
 
 /// How the client connects and how hard it retries.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     pub endpoints: Endpoints,
-    /// Accept any TLS certificate. Warned about loudly on construction.
+    /// Accept any TLS certificate. Warned about loudly on construction (a
+    /// [`crate::graph::notice::Notice::InsecureTls`] to `notices`, and the log).
     pub insecure_skip_tls_verify: bool,
     /// Retries after the first attempt (per request, and per inner request of a `$batch`).
     pub max_retries: u32,
@@ -28,6 +30,8 @@ pub struct ClientOptions {
     /// Timeout of one HTTP exchange.
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Where the device-code prompt and the insecure-TLS warning go (default: nowhere).
+    pub notices: Notifier,
 }
 
 impl ClientOptions {
@@ -46,6 +50,7 @@ impl ClientOptions {
             user_agent: format!("pwdrift/{}", env!("CARGO_PKG_VERSION")),
             request_timeout: Duration::from_secs(100),
             connect_timeout: Duration::from_secs(10),
+            notices: Notifier::default(),
         }
     }
 
