@@ -1,5 +1,5 @@
 //! Microsoft Graph: the wire types pwdrift (de)serialises ([`model`]), the credentials it
-//! authenticates with ([`auth`]), the retry and pacing policy ([`retry`]), the one client
+//! authenticates with ([`auth`]), the retry and pacing policy (`retry`), the one client
 //! through which all Graph I/O goes ([`client`]), and the notices it returns instead of
 //! printing ([`notice`]). Nothing here imports from the layers above (commands, cli).
 
@@ -7,7 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod model;
 pub mod notice;
-pub mod retry;
+pub(crate) mod retry;
 
 /// A reqwest error with its causes (`error sending request: connection reset ...`), without the
 /// URL.

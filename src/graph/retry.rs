@@ -309,13 +309,15 @@ impl Pacer {
         self.state.lock().expect("pacer poisoned").batch_size
     }
 
-    /// The in-flight limit now in force.
+    /// The in-flight limit now in force. (for tests)
+    #[cfg(test)]
     pub fn current_limit(&self) -> usize {
         let st = self.state.lock().expect("pacer poisoned");
         self.concurrency - st.withheld.len()
     }
 
-    /// The spacing between request starts now in force.
+    /// The spacing between request starts now in force. (for tests)
+    #[cfg(test)]
     pub fn current_spacing(&self) -> Duration {
         self.state.lock().expect("pacer poisoned").spacing
     }

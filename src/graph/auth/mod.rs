@@ -1,7 +1,7 @@
 //! Authentication against the Microsoft identity platform: the national-cloud endpoints and the
 //! loopback rule for plain `http://` (`cloud`), the credentials pwdrift authenticates with
 //! (`credential`), and token acquisition with a per-tenant cache (`token`). The token endpoint
-//! is retried with the Graph client's policy ([`crate::graph::retry`]).
+//! is retried with the Graph client's policy (`graph::retry`).
 //!
 //! # Why hand-written and not `azure_identity`
 //!

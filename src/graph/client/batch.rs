@@ -63,7 +63,7 @@ impl GraphClient {
     /// 500/502/504 for requests other than POST) go back to the front of the queue after the longest of their
     /// `Retry-After`s (a 429 blocks the whole tenant for that long) or a backoff, so they are
     /// re-batched with whatever is left; each request has its own retry budget.
-    pub async fn run_batches(
+    pub(crate) async fn run_batches(
         &self,
         tenant: &str,
         requests: Vec<BatchRequest>,

@@ -1,12 +1,12 @@
 //! The one Graph client: all Microsoft Graph I/O of pwdrift goes through [`GraphClient`].
 //!
-//! It owns the reqwest client (rustls), the [`TokenProvider`], one [`Pacer`] per tenant and the
+//! It owns the reqwest client (rustls), the `TokenProvider`, one `Pacer` per tenant and the
 //! counters of [`ClientStats`]. Every request goes through `GraphClient::execute`: admission by
 //! the tenant's pacer, a bearer token, a fresh `client-request-id`, then the retry policy of
-//! [`crate::graph::retry`]: 429 and 503 always, 500/502/504 and transport errors only for
+//! `graph::retry`: 429 and 503 always, 500/502/504 and transport errors only for
 //! idempotent requests; `Retry-After` first, else full-jitter backoff; bounded in count and in
 //! time. A 401 expires the cached token and retries once with a new one. `$batch` envelopes go
-//! through the same path; [`GraphClient::run_batches`] re-queues the inner requests that came
+//! through the same path; `GraphClient::run_batches` re-queues the inner requests that came
 //! back retryable and re-batches them, after their own `Retry-After`.
 //!
 //! # What is logged
@@ -30,7 +30,7 @@
 //!
 //! # Layout
 //!
-//! [`options`] (what the client is built with), [`error`] (`GraphError` and the mapping of
+//! `options` (what the client is built with), `error` (`GraphError` and the mapping of
 //! Graph's error answers), `execute` (pacing admission, token, retry loop), `batch` (the
 //! `$batch` work queue), `api` (the endpoint catalogue), `urls` (API root, same-origin rule,
 //! percent-encoding, loggable URLs) and `stats` (counters). This file holds [`GraphClient`]
