@@ -138,6 +138,13 @@ impl Printer {
     }
 }
 
+/// A line on stderr that the user must see even with `--quiet`, from code that holds no
+/// [`Printer`]: the notices the Graph library hands back (the device-code prompt, the
+/// insecure-TLS warning), which arrive on the client's tasks.
+pub fn notice(line: &str) {
+    write_stderr(&format!("{line}\n"));
+}
+
 /// Writes to stderr, ignoring failures: there is nowhere left to report them.
 fn write_stderr(text: &str) {
     let mut stderr = std::io::stderr().lock();

@@ -7,6 +7,7 @@ pub mod plan;
 pub mod sandbox;
 pub mod schema;
 pub mod session;
+pub mod target;
 pub mod validate;
 
 use crate::cli::{Cli, Command, ExitStatus};

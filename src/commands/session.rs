@@ -117,7 +117,7 @@ impl Session {
             sandbox = Some(running);
         } else {
             for t in tenants {
-                let mut options = ClientOptions::from_target_args(args)?;
+                let mut options = super::target::client_options(args)?;
                 options.concurrency = concurrency;
                 let credential = Credential::from_env(Some(t.tenant.as_str()))?;
                 let app = GraphClient::new(options.clone(), credential)?;
@@ -167,6 +167,7 @@ impl Session {
         for t in tenants {
             let mut options = ClientOptions::new(endpoints.clone());
             options.concurrency = concurrency;
+            options.notices = super::target::stderr_notices();
             let app = GraphClient::new(
                 options.clone(),
                 Credential::ClientSecret {

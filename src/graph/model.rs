@@ -20,7 +20,7 @@ pub const PASSWORD_PROFILE_SCHEMA_ID: &str = "#/components/schemas/microsoft.gra
 // [`SecretString`]: it is serialised only into the body of a PATCH and its `Debug` is redacted.
 // (Plain comments, not doc comments: schemars would turn a doc comment into a `description`
 // that the published schema does not have.)
-#[derive(Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[schemars(title = "passwordProfile", extend("$id" = PASSWORD_PROFILE_SCHEMA_ID))]
 pub struct PasswordProfile {
     /// true if the user must change their password on the next sign-in; otherwise false.
@@ -55,22 +55,6 @@ pub struct PasswordProfile {
     #[serde(rename = "@odata.type", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String")]
     pub odata_type: Option<String>,
-}
-
-impl std::fmt::Debug for PasswordProfile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordProfile")
-            .field(
-                "forceChangePasswordNextSignIn",
-                &self.force_change_password_next_sign_in,
-            )
-            .field(
-                "forceChangePasswordNextSignInWithMfa",
-                &self.force_change_password_next_sign_in_with_mfa,
-            )
-            .field("password", &self.password.as_ref().map(|_| "(sensitive)"))
-            .finish()
-    }
 }
 
 impl PartialEq for PasswordProfile {
@@ -243,7 +227,7 @@ pub struct Page<T> {
 pub const PASSWORD_METHOD_ID: &str = "28c10230-6103-485e-b985-444c60001490";
 
 /// Body of `POST .../authentication/methods/{passwordMethods-id}/resetPassword`.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResetPasswordRequest {
     #[serde(
@@ -254,19 +238,8 @@ pub struct ResetPasswordRequest {
     pub new_password: Option<SecretString>,
 }
 
-impl std::fmt::Debug for ResetPasswordRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResetPasswordRequest")
-            .field(
-                "newPassword",
-                &self.new_password.as_ref().map(|_| "(sensitive)"),
-            )
-            .finish()
-    }
-}
-
 /// `microsoft.graph.passwordResetResponse`: the body of a 202 when the system generated the password.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PasswordResetResponse {
     #[serde(
@@ -281,12 +254,6 @@ pub struct PasswordResetResponse {
 
 fn serialize_secret_str<S: Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value.expose_secret())
-}
-
-impl std::fmt::Debug for PasswordResetResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PasswordResetResponse { newPassword: (sensitive) }")
-    }
 }
 
 /// Status of a `longRunningOperation` (`passwordResetOperation`).
@@ -399,8 +366,8 @@ pub struct BatchResponseEnvelope {
     pub responses: Vec<BatchResponse>,
 }
 
-/// Successful OAuth 2.0 token response.
-#[derive(Clone, Deserialize, Serialize)]
+/// Successful OAuth 2.0 token response. `Debug` redacts the token (a [`SecretString`]).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct TokenResponse {
     pub token_type: String,
     pub expires_in: u64,
@@ -408,16 +375,6 @@ pub struct TokenResponse {
     pub ext_expires_in: Option<u64>,
     #[serde(serialize_with = "serialize_secret_str")]
     pub access_token: SecretString,
-}
-
-impl std::fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenResponse")
-            .field("token_type", &self.token_type)
-            .field("expires_in", &self.expires_in)
-            .field("access_token", &"(sensitive)")
-            .finish()
-    }
 }
 
 /// OAuth 2.0 error response of the Microsoft identity platform.
@@ -477,6 +434,14 @@ mod tests {
             new_password: Some(SecretString::from("Canary-Secret-123")),
         };
         assert!(!format!("{r:?}").contains("Canary"));
+        let g: PasswordResetResponse =
+            serde_json::from_str(r#"{"newPassword":"Canary-Generated-1"}"#).unwrap();
+        assert!(!format!("{g:?}").contains("Canary"));
+        let t: TokenResponse = serde_json::from_str(
+            r#"{"token_type":"Bearer","expires_in":3599,"access_token":"Canary-Token-1"}"#,
+        )
+        .unwrap();
+        assert!(!format!("{t:?}").contains("Canary"));
         // but the PATCH body carries it
         assert!(serde_json::to_string(&p)
             .unwrap()

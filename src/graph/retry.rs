@@ -9,8 +9,9 @@
 //! are re-sent, re-batched, after the longest of their delays. The schedule is also not backon's:
 //! its jitter adds a random `(0, min_delay)` on top of the exponential delay, while pwdrift uses
 //! "full jitter" (uniform in `[0, min(cap, base * 2^n)]`), which is what spreads many concurrent
-//! writers best. With one policy ([`RetryPolicy`]) used by the single-request loop and the batch
-//! loop (and the same jitter at the token endpoint), the behaviour is one thing to read and test.
+//! writers best. With one policy ([`RetryPolicy`]) used by the single-request loop, the batch
+//! loop and the token endpoint (with its own bounds, [`RetryPolicy::token_endpoint`]), the
+//! behaviour is one thing to read and test.
 //!
 //! # Pacing
 //!
@@ -125,6 +126,31 @@ impl RetryPolicy {
     /// `next`.
     pub fn allows(&self, attempt: u32, waited: Duration, next: Duration) -> bool {
         attempt <= self.max_retries && waited + next <= self.max_elapsed
+    }
+
+    /// [`Self::delay`] and [`Self::allows`] together: the wait before retry number `attempt`
+    /// (1-based), or `None` when the policy says to stop.
+    pub fn next_delay(
+        &self,
+        attempt: u32,
+        waited: Duration,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        let delay = self.delay(attempt, retry_after);
+        self.allows(attempt, waited, delay).then_some(delay)
+    }
+
+    /// The token endpoint's policy: 4 retries, a 200 ms first backoff ceiling capped at 5 s, a
+    /// `Retry-After` honoured up to 30 s. The time budget (4 × 30 s) never binds before the
+    /// retry count does.
+    pub fn token_endpoint() -> Self {
+        RetryPolicy {
+            max_retries: 4,
+            base_delay: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
+            max_elapsed: Duration::from_secs(4 * 30),
+        }
     }
 }
 
@@ -283,13 +309,15 @@ impl Pacer {
         self.state.lock().expect("pacer poisoned").batch_size
     }
 
-    /// The in-flight limit now in force.
+    /// The in-flight limit now in force. (for tests)
+    #[cfg(test)]
     pub fn current_limit(&self) -> usize {
         let st = self.state.lock().expect("pacer poisoned");
         self.concurrency - st.withheld.len()
     }
 
-    /// The spacing between request starts now in force.
+    /// The spacing between request starts now in force. (for tests)
+    #[cfg(test)]
     pub fn current_spacing(&self) -> Duration {
         self.state.lock().expect("pacer poisoned").spacing
     }
@@ -393,6 +421,48 @@ mod tests {
         assert!(p.allows(3, Duration::ZERO, Duration::from_secs(1)));
         assert!(!p.allows(4, Duration::ZERO, Duration::from_secs(1)));
         assert!(!p.allows(1, Duration::from_secs(99), Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn next_delay_is_delay_within_the_limits() {
+        let p = RetryPolicy::token_endpoint();
+        for attempt in 1..=4 {
+            let d = p.next_delay(attempt, Duration::ZERO, None).unwrap();
+            assert!(d <= backoff_ceiling(attempt, p.base_delay, p.max_backoff));
+            assert!(d <= Duration::from_secs(5));
+        }
+        assert_eq!(
+            p.next_delay(5, Duration::ZERO, None),
+            None,
+            "4 retries at most"
+        );
+        assert_eq!(
+            p.next_delay(1, Duration::ZERO, Some(Duration::from_secs(2))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            p.next_delay(1, Duration::ZERO, Some(Duration::from_secs(600))),
+            Some(Duration::from_secs(30)),
+            "Retry-After capped at 30 s"
+        );
+        // the longest possible waits still fit the time budget: the count is the limit
+        let mut waited = Duration::ZERO;
+        for attempt in 1..=4 {
+            let d = p
+                .next_delay(attempt, waited, Some(Duration::from_secs(3600)))
+                .unwrap();
+            waited += d;
+        }
+        assert_eq!(waited, Duration::from_secs(120));
+        let tight = RetryPolicy {
+            max_elapsed: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            tight.next_delay(1, Duration::ZERO, Some(Duration::from_secs(2))),
+            None,
+            "a wait beyond the time budget stops"
+        );
     }
 
     #[test]

@@ -351,3 +351,42 @@ async fn access_token_is_used_as_is() {
     );
     assert!(server.at(&token_path()).is_empty());
 }
+
+/// The token endpoint is retried with the Graph client's retry policy: a 503 or a 500 is
+/// transient (after a full-jitter backoff), at most 4 retries; then the last answer is the error.
+#[tokio::test]
+async fn token_endpoint_retries_transient_failures_then_gives_up() {
+    let secret = || Credential::ClientSecret {
+        tenant: TENANT.into(),
+        client_id: "client-1".into(),
+        secret: SecretString::from("s"),
+    };
+    let server = start(|_, n| {
+        if n < 2 {
+            (503, json!({}))
+        } else {
+            token(n, 3599)
+        }
+    })
+    .await;
+    let c = client(&server, secret());
+    assert_eq!(c.token(TENANT).await.unwrap().expose_secret(), "tok-2");
+    assert_eq!(server.at(&token_path()).len(), 3);
+    assert_eq!(c.stats().token_requests, 3);
+
+    let server = start(|_, _| {
+        (
+            500,
+            json!({"error": "temporarily_unavailable", "error_description": "AADSTS50000: try again later"}),
+        )
+    })
+    .await;
+    let c = client(&server, secret());
+    let err = c.token(TENANT).await.unwrap_err();
+    assert!(err.to_string().contains("temporarily_unavailable"), "{err}");
+    assert_eq!(
+        server.at(&token_path()).len(),
+        5,
+        "the first attempt and 4 retries"
+    );
+}

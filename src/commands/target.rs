@@ -1,0 +1,89 @@
+//! From the command line's target flags (`--cloud`, `--graph-url`, `--authority-host`,
+//! `--insecure-skip-tls-verify`) to the Graph client's [`ClientOptions`]. The conversion lives
+//! here, in the command layer, so that `graph/` never imports clap types from `cli.rs`. The
+//! notices the Graph library returns instead of printing (device-code prompt, insecure-TLS
+//! warning) are printed from here.
+
+use crate::cli::{self, TargetArgs};
+use crate::graph::auth::{AuthError, Cloud, Endpoints};
+use crate::graph::client::ClientOptions;
+use crate::graph::notice::Notifier;
+
+/// The Graph client's cloud for a `--cloud` value.
+pub fn cloud(c: cli::Cloud) -> Cloud {
+    match c {
+        cli::Cloud::Global => Cloud::Global,
+        cli::Cloud::Usgov => Cloud::UsGov,
+        cli::Cloud::UsgovDod => Cloud::UsGovDod,
+        cli::Cloud::China => Cloud::China,
+    }
+}
+
+/// Prints each notice of the Graph library on stderr, through the printer (never silenced by
+/// `--quiet`: a device-code prompt must reach the user).
+pub fn stderr_notices() -> Notifier {
+    Notifier::new(|notice| crate::printer::notice(notice.message()))
+}
+
+/// Options from `--cloud`, `--graph-url`, `--authority-host` (or `AZURE_AUTHORITY_HOST`) and
+/// `--insecure-skip-tls-verify`; `http://` only to loopback.
+pub fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
+    let endpoints = Endpoints::new(
+        cloud(target.cloud),
+        target.graph_url.as_deref(),
+        target.authority_host.as_deref(),
+    )?;
+    let mut options = ClientOptions::new(endpoints);
+    options.insecure_skip_tls_verify = target.insecure_skip_tls_verify;
+    options.notices = stderr_notices();
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct T {
+        #[command(flatten)]
+        target: TargetArgs,
+    }
+
+    #[test]
+    fn options_from_cli_apply_the_loopback_rule() {
+        let t = T::parse_from(["x", "--cloud", "china", "--insecure-skip-tls-verify"]);
+        let o = client_options(&t.target).unwrap();
+        assert_eq!(
+            o.endpoints.scope,
+            "https://microsoftgraph.chinacloudapi.cn/.default"
+        );
+        assert!(o.insecure_skip_tls_verify);
+        assert_eq!(
+            format!("{:?}", o.notices),
+            "Notifier(callback)",
+            "notices are printed, not dropped"
+        );
+        let t = T::parse_from([
+            "x",
+            "--graph-url",
+            "http://127.0.0.1:8080",
+            "--authority-host",
+            "http://localhost:8080",
+        ]);
+        assert!(client_options(&t.target).is_ok());
+        let t = T::parse_from(["x", "--graph-url", "http://graph.example.com"]);
+        assert!(matches!(
+            client_options(&t.target),
+            Err(AuthError::InsecureUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn every_cli_cloud_maps_to_its_cloud() {
+        assert_eq!(cloud(cli::Cloud::Global), Cloud::Global);
+        assert_eq!(cloud(cli::Cloud::Usgov), Cloud::UsGov);
+        assert_eq!(cloud(cli::Cloud::UsgovDod), Cloud::UsGovDod);
+        assert_eq!(cloud(cli::Cloud::China), Cloud::China);
+    }
+}

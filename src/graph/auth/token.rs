@@ -1,0 +1,519 @@
+//! [`TokenProvider`]: acquires access tokens with the grant each [`Credential`] calls for
+//! (client credentials with a secret or a client assertion, password, device code, refresh
+//! token) and caches them per tenant.
+//!
+//! # Token cache
+//!
+//! [`TokenProvider`] keeps one slot per tenant (the key is tenant + credential kind), each behind
+//! its own async mutex: concurrent callers for the same tenant queue on the mutex, the first one
+//! refreshes, the others find the fresh token (single flight). A token is refreshed when less
+//! than `min(5 min, 10% of its lifetime)` remains, so that short-lived sandbox tokens are not
+//! refreshed on every call. A rejected token (Graph said 401) is expired with
+//! [`TokenProvider::invalidate`] and the next call fetches a new one. Device-code sign-ins ask
+//! for `offline_access` and renew with the refresh token, so the user signs in once per run;
+//! username/password and the app-only kinds simply repeat their grant. A pre-acquired token is
+//! never refreshed: a 401 for it is [`AuthError::AccessTokenRejected`]. Secrets only live in
+//! [`SecretString`]s; no `Debug` or `Display` here prints one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use super::cloud::{checked_url, Endpoints};
+use super::credential::{certificate_assertion, read_federated_token, Credential};
+use super::{AuthError, TokenFailure};
+use crate::graph::error_chain;
+use crate::graph::model::{TokenErrorResponse, TokenResponse};
+use crate::graph::notice::{Notice, Notifier};
+use crate::graph::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
+
+/// The audience of federated tokens exchanged for Entra tokens (workload identity, GitHub OIDC).
+pub(crate) const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// A cached token and when to stop using it.
+struct CachedToken {
+    token: SecretString,
+    refresh_at: Instant,
+    /// delegated device-code sign-ins: renews the token without asking the user again
+    refresh_token: Option<SecretString>,
+}
+
+/// When to refresh a token that lives `lifetime`: `min(5 min, 10%)` before it expires.
+pub(crate) fn refresh_margin(lifetime: Duration) -> Duration {
+    std::cmp::min(Duration::from_secs(300), lifetime / 10)
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+
+/// Acquires and caches tokens, one slot per tenant, single flight per slot.
+pub(crate) struct TokenProvider {
+    credential: Credential,
+    endpoints: Endpoints,
+    http: reqwest::Client,
+    slots: std::sync::Mutex<HashMap<String, Slot>>,
+    token_requests: std::sync::atomic::AtomicU64,
+    notices: Notifier,
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenProvider")
+            .field("credential", &self.credential)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct DeviceCodeResponse {
+    device_code: SecretString,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    user_code: Option<String>,
+    #[serde(default)]
+    verification_uri: Option<String>,
+    #[serde(default = "default_device_expiry")]
+    expires_in: u64,
+    #[serde(default = "default_interval")]
+    interval: u64,
+}
+
+fn default_device_expiry() -> u64 {
+    900
+}
+fn default_interval() -> u64 {
+    5
+}
+
+#[derive(Deserialize)]
+struct GitHubTokenResponse {
+    value: SecretString,
+}
+
+impl TokenProvider {
+    /// A provider for `credential` against `endpoints`, sending through `http` (the Graph
+    /// client's reqwest client, so the TLS settings are the same). The device-code prompt goes
+    /// to `notices`.
+    pub fn new(
+        credential: Credential,
+        endpoints: Endpoints,
+        http: reqwest::Client,
+        notices: Notifier,
+    ) -> Self {
+        TokenProvider {
+            credential,
+            endpoints,
+            http,
+            notices,
+            slots: std::sync::Mutex::new(HashMap::new()),
+            token_requests: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The credential this provider uses.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// How many token requests went to the token endpoint so far.
+    pub fn token_requests(&self) -> u64 {
+        self.token_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn slot(&self, tenant: &str) -> Slot {
+        let key = format!("{tenant}\u{0}{}", self.credential.kind());
+        let mut slots = self.slots.lock().expect("token slot map poisoned");
+        slots.entry(key).or_default().clone()
+    }
+
+    /// A valid access token for `tenant`, from the cache or freshly acquired.
+    pub async fn token(&self, tenant: &str) -> Result<SecretString, AuthError> {
+        if let Credential::AccessToken { token } = &self.credential {
+            return Ok(token.clone());
+        }
+        let slot = self.slot(tenant);
+        let mut guard = slot.lock().await;
+        if let Some(cached) = guard.as_ref() {
+            if Instant::now() < cached.refresh_at {
+                return Ok(cached.token.clone());
+            }
+        }
+        let fresh = self.acquire(tenant, guard.take()).await?;
+        let token = fresh.token.clone();
+        *guard = Some(fresh);
+        Ok(token)
+    }
+
+    /// Expires the cached token of `tenant` if it is still `rejected` (Graph answered 401 to
+    /// it), so that the next [`TokenProvider::token`] fetches a new one (keeping a refresh token). Returns whether a new token
+    /// can be fetched at all (a pre-acquired token cannot).
+    pub async fn invalidate(&self, tenant: &str, rejected: &SecretString) -> bool {
+        if matches!(self.credential, Credential::AccessToken { .. }) {
+            return false;
+        }
+        let slot = self.slot(tenant);
+        let mut guard = slot.lock().await;
+        if let Some(cached) = guard.as_mut() {
+            if cached.token.expose_secret() == rejected.expose_secret() {
+                // expire it now, but keep a refresh token
+                cached.refresh_at = Instant::now();
+            }
+        }
+        true
+    }
+
+    async fn acquire(
+        &self,
+        tenant: &str,
+        previous: Option<CachedToken>,
+    ) -> Result<CachedToken, AuthError> {
+        let scope = self.endpoints.scope.clone();
+        let client_id = self.credential.client_id().to_owned();
+        let mut form: Vec<(&str, String)> = vec![("client_id", client_id.clone())];
+        match &self.credential {
+            Credential::AccessToken { .. } => unreachable!("handled in token()"),
+            Credential::ClientSecret { secret, .. } => {
+                form.push(("scope", scope));
+                form.push(("grant_type", "client_credentials".into()));
+                form.push(("client_secret", secret.expose_secret().to_owned()));
+            }
+            Credential::Certificate { pem_path, .. } => {
+                let aud = self.endpoints.token_url(tenant)?;
+                let assertion = certificate_assertion(pem_path, &client_id, aud.as_str())?;
+                push_assertion(&mut form, scope, assertion);
+            }
+            Credential::WorkloadIdentity { token_file, .. } => {
+                let assertion = read_federated_token(token_file)?;
+                push_assertion(&mut form, scope, assertion);
+            }
+            Credential::GitHubOidc {
+                request_url,
+                request_token,
+                ..
+            } => {
+                let assertion = self.github_oidc_token(request_url, request_token).await?;
+                push_assertion(&mut form, scope, assertion);
+            }
+            Credential::UsernamePassword {
+                username, password, ..
+            } => {
+                form.push(("scope", scope));
+                form.push(("grant_type", "password".into()));
+                form.push(("username", username.clone()));
+                form.push(("password", password.expose_secret().to_owned()));
+            }
+            Credential::DeviceCode { .. } => {
+                if let Some(refresh_token) = previous.and_then(|p| p.refresh_token) {
+                    let form = [
+                        ("client_id", client_id.clone()),
+                        ("grant_type", "refresh_token".to_owned()),
+                        ("refresh_token", refresh_token.expose_secret().to_owned()),
+                        ("scope", self.delegated_scope()),
+                    ];
+                    let (status, body) = self.post_token_form(tenant, &form).await?;
+                    match parse_token_response(tenant, status, &body) {
+                        Ok(token) => return Ok(token),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "refresh token refused; signing in again");
+                        }
+                    }
+                }
+                return self.device_code_flow(tenant).await;
+            }
+        }
+        let (status, body) = self.post_token_form(tenant, &form).await?;
+        parse_token_response(tenant, status, &body)
+    }
+
+    async fn post_token_form(
+        &self,
+        tenant: &str,
+        form: &[(&str, String)],
+    ) -> Result<(u16, Vec<u8>), AuthError> {
+        let url = self.endpoints.token_url(tenant)?;
+        self.post_form(url, form).await
+    }
+
+    /// POSTs a form with the token endpoint's [`RetryPolicy::token_endpoint`]: transport errors
+    /// and the statuses [`is_retryable_status`] names for an idempotent request (asking for a
+    /// token again is harmless) are retried, after `Retry-After` or a full-jitter backoff. When
+    /// the retries are spent, the last answer (or transport error) is the result. The body is
+    /// never logged.
+    async fn post_form(
+        &self,
+        url: Url,
+        form: &[(&str, String)],
+    ) -> Result<(u16, Vec<u8>), AuthError> {
+        let policy = RetryPolicy::token_endpoint();
+        let mut retries: u32 = 0;
+        let mut waited = Duration::ZERO;
+        loop {
+            self.token_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let sent = self.http.post(url.clone()).form(form).send().await;
+            // the result if no retry follows, and the server's Retry-After
+            let (last, retry_after) = match sent {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let ra = parse_retry_after(
+                        resp.headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok()),
+                    );
+                    tracing::debug!(method = "POST", url = %url.path(), status, "token endpoint");
+                    match resp.bytes().await {
+                        Ok(body) if !is_retryable_status(status, true) => {
+                            return Ok((status, body.to_vec()))
+                        }
+                        Ok(body) => (Ok((status, body.to_vec())), ra),
+                        Err(e) => (Err(error_chain(e)), None),
+                    }
+                }
+                Err(e) => {
+                    let message = error_chain(e);
+                    tracing::debug!(url = %url.path(), error = %message, "token endpoint transport error");
+                    (Err(message), None)
+                }
+            };
+            retries += 1;
+            match policy.next_delay(retries, waited, retry_after) {
+                Some(delay) => {
+                    waited += delay;
+                    tokio::time::sleep(delay).await;
+                }
+                None => return last.map_err(AuthError::Transport),
+            }
+        }
+    }
+
+    /// The device-code scope: Graph's `.default` plus `offline_access` for a refresh token.
+    fn delegated_scope(&self) -> String {
+        format!("{} offline_access", self.endpoints.scope)
+    }
+
+    async fn github_oidc_token(
+        &self,
+        request_url: &str,
+        request_token: &SecretString,
+    ) -> Result<String, AuthError> {
+        let sep = if request_url.contains('?') { '&' } else { '?' };
+        let url = checked_url(&format!("{request_url}{sep}audience={FEDERATED_AUDIENCE}"))
+            .map_err(|e| AuthError::GitHubOidc(e.to_string()))?;
+        let resp = self
+            .http
+            .get(url)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("bearer {}", request_token.expose_secret()),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| AuthError::GitHubOidc(error_chain(e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(AuthError::GitHubOidc(format!(
+                "HTTP {status} from ACTIONS_ID_TOKEN_REQUEST_URL (does the job have `permissions: id-token: write`?)"
+            )));
+        }
+        let body: GitHubTokenResponse = resp.json().await.map_err(|e| {
+            AuthError::GitHubOidc(format!("no `value` in the response: {}", e.without_url()))
+        })?;
+        Ok(body.value.expose_secret().to_owned())
+    }
+
+    async fn device_code_flow(&self, tenant: &str) -> Result<CachedToken, AuthError> {
+        let client_id = self.credential.client_id().to_owned();
+        let url = self.endpoints.device_code_url(tenant)?;
+        let (status, body) = self
+            .post_form(
+                url,
+                &[
+                    ("client_id", client_id.clone()),
+                    ("scope", self.delegated_scope()),
+                ],
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(token_error(tenant, status, &body));
+        }
+        let dc: DeviceCodeResponse =
+            serde_json::from_slice(&body).map_err(|e| AuthError::Decode {
+                what: "device code endpoint".into(),
+                message: e.to_string(),
+            })?;
+        self.notices.notify(device_code_notice(&dc));
+        let deadline = Instant::now() + Duration::from_secs(dc.expires_in);
+        let mut interval = Duration::from_secs(dc.interval.max(1));
+        loop {
+            if Instant::now() >= deadline {
+                return Err(AuthError::DeviceCode(
+                    "the code expired before sign-in completed".into(),
+                ));
+            }
+            tokio::time::sleep(interval).await;
+            let (status, body) = self
+                .post_token_form(
+                    tenant,
+                    &[
+                        ("client_id", client_id.clone()),
+                        ("grant_type", DEVICE_CODE_GRANT.into()),
+                        ("device_code", dc.device_code.expose_secret().to_owned()),
+                    ],
+                )
+                .await?;
+            if (200..300).contains(&status) {
+                return parse_token_response(tenant, status, &body);
+            }
+            match serde_json::from_slice::<TokenErrorResponse>(&body) {
+                Ok(e) if e.error == "authorization_pending" => continue,
+                Ok(e) if e.error == "slow_down" => {
+                    interval += Duration::from_secs(5);
+                    continue;
+                }
+                _ => return Err(token_error(tenant, status, &body)),
+            }
+        }
+    }
+}
+
+/// The sign-in prompt of a device-code response: the identity platform's message, or one built
+/// from the verification URI and the user code.
+fn device_code_notice(dc: &DeviceCodeResponse) -> Notice {
+    let message = dc.message.clone().unwrap_or_else(|| {
+        format!(
+            "To sign in, open {} and enter the code {}",
+            dc.verification_uri
+                .as_deref()
+                .unwrap_or("the verification page"),
+            dc.user_code.as_deref().unwrap_or("(none)")
+        )
+    });
+    Notice::DeviceCode {
+        verification_uri: dc.verification_uri.clone(),
+        user_code: dc.user_code.clone(),
+        message,
+    }
+}
+
+fn push_assertion(form: &mut Vec<(&str, String)>, scope: String, assertion: String) {
+    form.push(("scope", scope));
+    form.push(("grant_type", "client_credentials".into()));
+    form.push(("client_assertion_type", JWT_BEARER.into()));
+    form.push(("client_assertion", assertion));
+}
+
+fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<CachedToken, AuthError> {
+    if !(200..300).contains(&status) {
+        return Err(token_error(tenant, status, body));
+    }
+    let resp: TokenResponse = serde_json::from_slice(body).map_err(|e| AuthError::Decode {
+        what: "token endpoint".into(),
+        // serde_json's message names the position and the expected type, never the input.
+        message: e.to_string(),
+    })?;
+    #[derive(Deserialize)]
+    struct RefreshPart {
+        #[serde(default)]
+        refresh_token: Option<SecretString>,
+    }
+    let refresh_token = serde_json::from_slice::<RefreshPart>(body)
+        .ok()
+        .and_then(|r| r.refresh_token);
+    let lifetime = Duration::from_secs(resp.expires_in);
+    Ok(CachedToken {
+        token: resp.access_token,
+        refresh_at: Instant::now() + lifetime - refresh_margin(lifetime),
+        refresh_token,
+    })
+}
+
+fn token_error(tenant: &str, status: u16, body: &[u8]) -> AuthError {
+    match serde_json::from_slice::<TokenErrorResponse>(body) {
+        Ok(e) => AuthError::Token(Box::new(TokenFailure {
+            tenant: tenant.to_owned(),
+            status,
+            error: e.error,
+            description: e.error_description,
+            trace_id: e.trace_id,
+            correlation_id: e.correlation_id,
+        })),
+        Err(_) => AuthError::Token(Box::new(TokenFailure {
+            tenant: tenant.to_owned(),
+            status,
+            error: "unexpected_response".into(),
+            description: format!("HTTP {status} without an OAuth error body"),
+            trace_id: None,
+            correlation_id: None,
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_margin_is_min_of_five_minutes_and_ten_percent() {
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3599)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(60)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(refresh_margin(Duration::from_secs(0)), Duration::ZERO);
+    }
+
+    #[test]
+    fn device_code_notice_uses_the_platform_message_or_builds_one() {
+        let dc: DeviceCodeResponse = serde_json::from_str(
+            r#"{"device_code":"Canary-Device","user_code":"ABCD","verification_uri":"https://microsoft.com/devicelogin","message":"Open the page and enter ABCD."}"#,
+        )
+        .unwrap();
+        let n = device_code_notice(&dc);
+        assert_eq!(n.message(), "Open the page and enter ABCD.");
+        assert!(matches!(
+            &n,
+            Notice::DeviceCode { verification_uri: Some(u), user_code: Some(c), .. }
+                if u == "https://microsoft.com/devicelogin" && c == "ABCD"
+        ));
+        assert!(!format!("{n:?}").contains("Canary"));
+        let dc: DeviceCodeResponse = serde_json::from_str(
+            r#"{"device_code":"d","user_code":"WXYZ","verification_uri":"https://example.test/dl"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            device_code_notice(&dc).message(),
+            "To sign in, open https://example.test/dl and enter the code WXYZ"
+        );
+        let dc: DeviceCodeResponse = serde_json::from_str(r#"{"device_code":"d"}"#).unwrap();
+        assert_eq!(
+            device_code_notice(&dc).message(),
+            "To sign in, open the verification page and enter the code (none)"
+        );
+    }
+
+    #[test]
+    fn token_error_is_parsed_and_carries_no_secret() {
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215],"trace_id":"tr","correlation_id":"co"}"#;
+        let e = token_error("contoso", 401, body);
+        let s = e.to_string();
+        assert!(
+            s.contains("invalid_client") && s.contains("AADSTS7000215") && s.contains("tr"),
+            "{s}"
+        );
+        let e = token_error("contoso", 502, b"<html>");
+        assert!(e.to_string().contains("502"));
+    }
+}

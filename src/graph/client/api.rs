@@ -1,0 +1,490 @@
+//! The endpoint catalogue: the Graph calls pwdrift makes (list and look up users, groups and
+//! their transitive members, activated directory roles, `/me`, `passwordProfile` PATCHes singly
+//! or by `$batch`, `resetPassword` and polling its operation), each written on the executor and
+//! the `$batch` queue, with the result types they return ([`UserKey`], [`ResetOutcome`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::Method;
+use secrecy::SecretString;
+
+use super::error::{decode, error_from, error_from_inner};
+use super::execute::{header_str, Req};
+use super::urls::{encode_query_value, encode_segment};
+use super::{GraphClient, GraphError};
+use crate::graph::model::{
+    BatchRequest, BatchResponse, DirectoryRole, GraphGroup, GraphUser, LongRunningOperation, Page,
+    PasswordProfile, PasswordResetResponse, ResetPasswordRequest, PASSWORD_METHOD_ID, USER_SELECT,
+};
+use crate::graph::retry::parse_retry_after;
+
+/// How a user is looked up.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UserKey {
+    /// object id
+    Id(String),
+    /// userPrincipalName
+    Upn(String),
+    /// onPremisesSecurityIdentifier
+    Sid(String),
+}
+
+impl fmt::Display for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserKey::Id(s) => write!(f, "user id {s}"),
+            UserKey::Upn(s) => write!(f, "user {s}"),
+            UserKey::Sid(s) => write!(f, "user with onPremisesSecurityIdentifier {s}"),
+        }
+    }
+}
+
+/// The answer to a resetPassword: where to poll, and the generated password if the service made
+/// one. `Debug` redacts the password (a [`SecretString`]).
+#[derive(Clone, Debug)]
+pub struct ResetOutcome {
+    /// `Location` of the `passwordResetOperation` (absolute URL).
+    pub location: String,
+    pub retry_after: Option<Duration>,
+    pub generated_password: Option<SecretString>,
+}
+
+impl GraphClient {
+    /// Every user (or those matching the OData `filter`), with exactly [`USER_SELECT`], 999 per page.
+    pub async fn list_users(
+        &self,
+        tenant: &str,
+        filter: Option<&str>,
+    ) -> Result<Vec<GraphUser>, GraphError> {
+        let mut q = format!("users?$select={USER_SELECT}&$top=999");
+        let mut headers = Vec::new();
+        if let Some(f) = filter {
+            q.push_str("&$filter=");
+            q.push_str(&encode_query_value(f));
+            if needs_advanced_query(f) {
+                // `ne`, `not` and `endsWith` on users are advanced queries (graph-facts)
+                q.push_str("&$count=true");
+                headers.push(("ConsistencyLevel", "eventual"));
+            }
+        }
+        self.get_paged_with(tenant, self.url(&q)?, headers).await
+    }
+
+    /// Reads the given users by `$batch` (20 per envelope): by id or UPN with `GET /users/{key}`,
+    /// by SID with a `$filter` on `onPremisesSecurityIdentifier`. Results are in the order of
+    /// `keys`; a missing user is `Err(NotFound)` for its key. The outer error is for failures
+    /// that are not about one user (authentication).
+    pub async fn get_users_by_batch(
+        &self,
+        tenant: &str,
+        keys: &[UserKey],
+    ) -> Result<Vec<(UserKey, Result<GraphUser, GraphError>)>, GraphError> {
+        let requests: Vec<BatchRequest> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| BatchRequest {
+                id: i.to_string(),
+                method: "GET".into(),
+                url: user_lookup_url(key),
+                headers: None,
+                body: None,
+                depends_on: None,
+            })
+            .collect();
+        let mut responses = self.run_batches(tenant, requests).await;
+        let mut out = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let result = match responses.remove(&i.to_string()) {
+                None => Err(GraphError::Decode {
+                    what: "$batch".into(),
+                    message: format!("no response for {key}"),
+                }),
+                Some(Err(e)) => Err(e),
+                Some(Ok(r)) => user_from_batch_response(key, r),
+            };
+            if let Err(GraphError::Auth(e)) = &result {
+                return Err(GraphError::Auth(e.clone()));
+            }
+            out.push((key.clone(), result));
+        }
+        Ok(out)
+    }
+
+    /// Groups whose `displayName` equals `display_name`.
+    pub async fn find_groups_by_name(
+        &self,
+        tenant: &str,
+        display_name: &str,
+    ) -> Result<Vec<GraphGroup>, GraphError> {
+        let filter = format!("displayName eq '{}'", odata_quote(display_name));
+        let q = format!(
+            "groups?$filter={}&$select=id,displayName",
+            encode_query_value(&filter)
+        );
+        self.get_paged(tenant, self.url(&q)?).await
+    }
+
+    /// The users among a group's transitive members (nested groups expanded), paged.
+    pub async fn group_user_members(
+        &self,
+        tenant: &str,
+        group_id: &str,
+    ) -> Result<Vec<GraphUser>, GraphError> {
+        let q = format!(
+            "groups/{}/transitiveMembers/microsoft.graph.user?$select={USER_SELECT}&$top=999",
+            encode_segment(group_id)
+        );
+        self.get_paged(tenant, self.url(&q)?).await
+    }
+
+    /// Activated directory roles with their member ids. `$expand=members` rather than
+    /// `members($select=id)`: Graph accepts both, the sandbox only the plain form, and only the
+    /// ids are parsed ([`crate::graph::model::DirectoryObjectRef`]).
+    pub async fn directory_roles(&self, tenant: &str) -> Result<Vec<DirectoryRole>, GraphError> {
+        let url = self.url("directoryRoles?$expand=members")?;
+        self.get_paged(tenant, url).await
+    }
+
+    /// The signed-in user (delegated credentials only).
+    pub async fn me(&self, tenant: &str) -> Result<GraphUser, GraphError> {
+        let url = self.url(&format!("me?$select={USER_SELECT}"))?;
+        self.get_json(tenant, url).await
+    }
+
+    /// PATCHes `passwordProfile` of each user by `$batch` (20 per envelope, `concurrency`
+    /// envelopes in flight). Both force flags must be set in every profile: Graph may default an
+    /// omitted one (graph-facts). Results are in input order.
+    pub async fn patch_password_profiles(
+        &self,
+        tenant: &str,
+        patches: Vec<(String, PasswordProfile)>,
+    ) -> Vec<(String, Result<(), GraphError>)> {
+        let mut out: Vec<(String, Option<Result<(), GraphError>>)> =
+            Vec::with_capacity(patches.len());
+        let mut requests = Vec::with_capacity(patches.len());
+        for (i, (user_id, profile)) in patches.into_iter().enumerate() {
+            let complete = profile.force_change_password_next_sign_in.is_some()
+                && profile
+                    .force_change_password_next_sign_in_with_mfa
+                    .is_some();
+            debug_assert!(complete, "passwordProfile PATCH without both force flags");
+            if !complete {
+                out.push((
+                    user_id,
+                    Some(Err(GraphError::InvalidRequest(
+                        "a passwordProfile PATCH must set both force flags".into(),
+                    ))),
+                ));
+                continue;
+            }
+            let mut headers = serde_json::Map::new();
+            headers.insert("Content-Type".into(), "application/json".into());
+            requests.push(BatchRequest {
+                id: i.to_string(),
+                method: "PATCH".into(),
+                url: format!("/users/{}", encode_segment(&user_id)),
+                headers: Some(headers),
+                body: Some(serde_json::json!({ "passwordProfile": profile })),
+                depends_on: None,
+            });
+            out.push((user_id, None));
+        }
+        let mut responses = self.run_batches(tenant, requests).await;
+        out.into_iter()
+            .enumerate()
+            .map(|(i, (user_id, done))| {
+                let result = done.unwrap_or_else(|| match responses.remove(&i.to_string()) {
+                    None => Err(GraphError::Decode {
+                        what: "$batch".into(),
+                        message: format!("no response for the PATCH of user {user_id}"),
+                    }),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(r)) if (200..300).contains(&r.status) => Ok(()),
+                    Some(Ok(r)) => Err(error_from_inner(&r, &format!("user {user_id}"))),
+                });
+                (user_id, result)
+            })
+            .collect()
+    }
+
+    /// PATCHes one user's `passwordProfile` outside `$batch`, as a non-idempotent request: it is
+    /// retried only when it provably did not run (429, 503, no connection). A lost response comes
+    /// back as [`GraphError::Transport`] with `maybe_applied: true` ([`GraphError::outcome_unknown`])
+    /// so that a password reset is never repeated blindly: the caller re-reads
+    /// `lastPasswordChangeDateTime` first.
+    pub async fn patch_password_profile_once(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        profile: PasswordProfile,
+    ) -> Result<(), GraphError> {
+        if profile.force_change_password_next_sign_in.is_none()
+            || profile
+                .force_change_password_next_sign_in_with_mfa
+                .is_none()
+        {
+            return Err(GraphError::InvalidRequest(
+                "a passwordProfile PATCH must set both force flags".into(),
+            ));
+        }
+        let url = self.url(&format!("users/{}", encode_segment(user_id)))?;
+        let body = serde_json::to_vec(&serde_json::json!({ "passwordProfile": profile }))
+            .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
+        let req = Req {
+            method: Method::PATCH,
+            url,
+            body: Some(body),
+            headers: Vec::new(),
+            idempotent: false,
+            paced_by_caller: false,
+        };
+        let resp = self.execute(tenant, &req).await?;
+        match resp.status {
+            200..=299 => Ok(()),
+            504 => Err(GraphError::Transport {
+                attempts: 1,
+                message: "gateway timeout (HTTP 504)".into(),
+                maybe_applied: true,
+            }),
+            status => Err(error_from(
+                status,
+                &resp.body,
+                resp.request_id,
+                &format!("user {user_id}"),
+            )),
+        }
+    }
+
+    /// Resets a password through the password authentication method (delegated only). With
+    /// `None` the service generates the password and returns it.
+    pub async fn reset_password(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        new_password: Option<SecretString>,
+    ) -> Result<ResetOutcome, GraphError> {
+        let url = self.url(&format!(
+            "users/{}/authentication/methods/{PASSWORD_METHOD_ID}/resetPassword",
+            encode_segment(user_id)
+        ))?;
+        let body = serde_json::to_vec(&ResetPasswordRequest { new_password })
+            .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
+        let req = Req {
+            method: Method::POST,
+            url,
+            body: Some(body),
+            headers: Vec::new(),
+            idempotent: false,
+            paced_by_caller: false,
+        };
+        let what = format!("resetPassword of user {user_id}");
+        let resp = self.execute(tenant, &req).await?;
+        if !(200..300).contains(&resp.status) {
+            if matches!(resp.status, 500 | 502 | 504) {
+                return Err(GraphError::Transport {
+                    attempts: 1,
+                    message: format!(
+                        "HTTP {} from Graph: the reset may or may not have happened",
+                        resp.status
+                    ),
+                    maybe_applied: true,
+                });
+            }
+            return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
+        }
+        let location = header_str(&resp.headers, "location").ok_or_else(|| GraphError::Decode {
+            what: what.clone(),
+            message: format!("HTTP {} without a Location header", resp.status),
+        })?;
+        let location = self.same_origin_url(&location)?.to_string();
+        let retry_after = parse_retry_after(header_str(&resp.headers, "retry-after").as_deref());
+        let generated_password = if resp.body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            match serde_json::from_slice::<PasswordResetResponse>(&resp.body) {
+                Ok(r) => Some(r.new_password),
+                // a body without newPassword (e.g. `{}`) is not an error
+                Err(_) => None,
+            }
+        };
+        Ok(ResetOutcome {
+            location,
+            retry_after,
+            generated_password,
+        })
+    }
+
+    /// Polls a `passwordResetOperation` until `succeeded` or `failed`, waiting `Retry-After`
+    /// (default 1 s) between polls, at most `timeout` in total.
+    pub async fn poll_operation(
+        &self,
+        tenant: &str,
+        location: &str,
+        timeout: Duration,
+    ) -> Result<LongRunningOperation, GraphError> {
+        let url = self.same_origin_url(location)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let what = url.path().to_owned();
+        loop {
+            let req = Req {
+                method: Method::GET,
+                url: url.clone(),
+                body: None,
+                headers: Vec::new(),
+                idempotent: true,
+                paced_by_caller: false,
+            };
+            let resp = self.execute(tenant, &req).await?;
+            if !(200..300).contains(&resp.status) {
+                return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
+            }
+            let op: LongRunningOperation = decode(&resp.body, &what)?;
+            if op.status.is_terminal() {
+                return Ok(op);
+            }
+            let wait = parse_retry_after(header_str(&resp.headers, "retry-after").as_deref())
+                .unwrap_or(Duration::from_secs(1))
+                .min(self.inner.policy.max_retry_after);
+            let now = tokio::time::Instant::now();
+            if now + wait > deadline {
+                return Err(GraphError::OperationTimeout {
+                    location: what,
+                    timeout,
+                    last_status: format!("{:?}", op.status),
+                });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+fn user_from_batch_response(key: &UserKey, r: BatchResponse) -> Result<GraphUser, GraphError> {
+    if !(200..300).contains(&r.status) {
+        return Err(error_from_inner(&r, &key.to_string()));
+    }
+    let body = r.body.unwrap_or(serde_json::Value::Null);
+    let what = key.to_string();
+    match key {
+        UserKey::Sid(_) => {
+            let page: Page<GraphUser> =
+                serde_json::from_value(body).map_err(|e| GraphError::Decode {
+                    what: what.clone(),
+                    message: e.to_string(),
+                })?;
+            let mut users = page.value;
+            match users.len() {
+                0 => Err(GraphError::NotFound {
+                    what,
+                    request_id: None,
+                }),
+                1 => Ok(users.remove(0)),
+                count => Err(GraphError::Ambiguous { what, count }),
+            }
+        }
+        _ => serde_json::from_value(body).map_err(|e| GraphError::Decode {
+            what,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The relative `$batch` URL that reads one user with [`USER_SELECT`].
+pub(crate) fn user_lookup_url(key: &UserKey) -> String {
+    match key {
+        UserKey::Id(id) => format!("/users/{}?$select={USER_SELECT}", encode_segment(id)),
+        UserKey::Upn(upn) => format!("/users/{}?$select={USER_SELECT}", encode_segment(upn)),
+        UserKey::Sid(sid) => {
+            let filter = format!("onPremisesSecurityIdentifier eq '{}'", odata_quote(sid));
+            format!(
+                "/users?$filter={}&$select={USER_SELECT}",
+                encode_query_value(&filter)
+            )
+        }
+    }
+}
+
+/// Whether a `$filter` on users uses an operator that needs `ConsistencyLevel: eventual`.
+fn needs_advanced_query(filter: &str) -> bool {
+    let f = filter.to_ascii_lowercase();
+    f.contains(" ne ") || f.contains("not(") || f.contains("not ") || f.contains("endswith(")
+}
+
+/// OData string literal escaping: `'` doubles.
+fn odata_quote(s: &str) -> String {
+    s.replace('\'', "''")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::urls::{encode_query_value, encode_segment};
+    use super::*;
+
+    #[test]
+    fn lookup_urls() {
+        assert_eq!(
+            user_lookup_url(&UserKey::Upn("ext_user#EXT#@contoso.com".into())),
+            format!("/users/ext_user%23EXT%23@contoso.com?$select={USER_SELECT}")
+        );
+        assert_eq!(
+            user_lookup_url(&UserKey::Sid("S-1-5-21-1-2-3-1104".into())),
+            format!("/users?$filter=onPremisesSecurityIdentifier%20eq%20'S-1-5-21-1-2-3-1104'&$select={USER_SELECT}")
+        );
+        assert_eq!(odata_quote("O'Brien"), "O''Brien");
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(
+            encode_query_value("displayName eq 'A&B'"),
+            "displayName%20eq%20'A%26B'"
+        );
+    }
+
+    #[test]
+    fn advanced_query_detection() {
+        assert!(needs_advanced_query("userPrincipalName ne 'a'"));
+        assert!(needs_advanced_query(
+            "endsWith(userPrincipalName,'@contoso.com')"
+        ));
+        assert!(needs_advanced_query(
+            "not(startsWith(userPrincipalName,'a'))"
+        ));
+        assert!(!needs_advanced_query(
+            "passwordProfile/forceChangePasswordNextSignIn eq true"
+        ));
+        assert!(!needs_advanced_query("startsWith(displayName,'Anne')"));
+    }
+
+    #[test]
+    fn sid_batch_response_shapes() {
+        let key = UserKey::Sid("S-1".into());
+        let resp = |body: serde_json::Value| BatchResponse {
+            id: "0".into(),
+            status: 200,
+            headers: None,
+            body: Some(body),
+        };
+        assert!(
+            user_from_batch_response(&key, resp(serde_json::json!({"value": []})))
+                .unwrap_err()
+                .is_not_found()
+        );
+        let one =
+            user_from_batch_response(&key, resp(serde_json::json!({"value": [{"id": "u1"}]})))
+                .unwrap();
+        assert_eq!(one.id, "u1");
+        let two = user_from_batch_response(
+            &key,
+            resp(serde_json::json!({"value": [{"id": "a"}, {"id": "b"}]})),
+        );
+        assert!(matches!(two, Err(GraphError::Ambiguous { count: 2, .. })));
+    }
+
+    #[test]
+    fn reset_outcome_debug_redacts() {
+        let o = ResetOutcome {
+            location: "l".into(),
+            retry_after: None,
+            generated_password: Some(SecretString::from("Canary-Pw-1")),
+        };
+        assert!(!format!("{o:?}").contains("Canary"));
+    }
+}

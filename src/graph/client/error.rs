@@ -1,0 +1,177 @@
+//! [`GraphError`], the client's error type, and the mapping of Graph's error answers (a status
+//! and an `error` body, plain or inside a `$batch`) onto it. No `Display` carries a secret.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::batch::inner_header;
+use crate::graph::auth::AuthError;
+use crate::graph::model::{BatchResponse, GraphErrorBody};
+
+/// A Graph failure. `Display` never contains a secret, a token or a request body.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("Graph returned HTTP {status} {code}: {message}{}", rid(.request_id))]
+    Http {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    #[error("not found: {what}{}", rid(.request_id))]
+    NotFound {
+        what: String,
+        request_id: Option<String>,
+    },
+    #[error("{what}: matches {count} users, expected one")]
+    Ambiguous { what: String, count: usize },
+    #[error("Graph kept throttling (HTTP 429) after {attempts} attempts; try again later or lower --concurrency{}", rid(.request_id))]
+    Throttled {
+        attempts: u32,
+        request_id: Option<String>,
+    },
+    #[error("transport error talking to Graph after {attempts} attempts: {message}{}", if *.maybe_applied { " (the request may have been applied: re-read before retrying)" } else { "" })]
+    Transport {
+        attempts: u32,
+        message: String,
+        maybe_applied: bool,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("unexpected response from Graph ({what}): {message}")]
+    Decode { what: String, message: String },
+    #[error("refusing to follow {url}: it is not on the Graph origin {origin}")]
+    ForeignUrl { url: String, origin: String },
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("operation {location} did not finish within {timeout:?} (last status: {last_status})")]
+    OperationTimeout {
+        location: String,
+        timeout: Duration,
+        last_status: String,
+    },
+}
+
+fn rid(request_id: &Option<String>) -> String {
+    request_id
+        .as_deref()
+        .map(|r| format!(" (request-id {r})"))
+        .unwrap_or_default()
+}
+
+impl GraphError {
+    /// The HTTP status, when the error is a Graph answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GraphError::Http { status, .. } => Some(*status),
+            GraphError::NotFound { .. } => Some(404),
+            GraphError::Throttled { .. } => Some(429),
+            _ => None,
+        }
+    }
+
+    /// Graph's error code (`Authorization_RequestDenied`, `Request_BadRequest`, ...).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            GraphError::Http { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, GraphError::NotFound { .. })
+    }
+
+    /// True when a write may or may not have been applied (its response was lost).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            GraphError::Transport {
+                maybe_applied: true,
+                ..
+            }
+        )
+    }
+}
+
+pub(super) fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, GraphError> {
+    serde_json::from_slice(body).map_err(|e| GraphError::Decode {
+        what: what.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Maps a non-2xx Graph answer to an error (404 to `NotFound`), parsing the error body leniently.
+pub(super) fn error_from(
+    status: u16,
+    body: &[u8],
+    request_id: Option<String>,
+    what: &str,
+) -> GraphError {
+    let parsed = serde_json::from_slice::<GraphErrorBody>(body).ok();
+    error_from_parts(status, parsed, request_id, what)
+}
+
+fn error_from_parts(
+    status: u16,
+    parsed: Option<GraphErrorBody>,
+    request_id: Option<String>,
+    what: &str,
+) -> GraphError {
+    let request_id = request_id.or_else(|| {
+        parsed
+            .as_ref()
+            .and_then(|b| b.error.inner_error.as_ref())
+            .and_then(|i| i.request_id.clone())
+    });
+    if status == 404 {
+        return GraphError::NotFound {
+            what: what.to_owned(),
+            request_id,
+        };
+    }
+    if status == 429 {
+        return GraphError::Throttled {
+            attempts: 1,
+            request_id,
+        };
+    }
+    let (code, message) = match parsed {
+        Some(b) => (b.error.code, b.error.message),
+        None => (String::new(), format!("no Graph error body ({what})")),
+    };
+    GraphError::Http {
+        status,
+        code,
+        message,
+        request_id,
+    }
+}
+
+pub(super) fn error_from_inner(resp: &BatchResponse, what: &str) -> GraphError {
+    let parsed = resp
+        .body
+        .clone()
+        .and_then(|b| serde_json::from_value::<GraphErrorBody>(b).ok());
+    error_from_parts(resp.status, parsed, inner_header(resp, "request-id"), what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_statuses_and_codes() {
+        let body = br#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"request-id":"r-1"}}}"#;
+        let e = error_from(403, body, None, "x");
+        assert_eq!(e.status(), Some(403));
+        assert_eq!(e.code(), Some("Authorization_RequestDenied"));
+        assert!(e.to_string().contains("r-1"));
+        assert!(error_from(404, b"", None, "user bob").is_not_found());
+        assert!(matches!(
+            error_from(500, b"garbage", None, "x"),
+            GraphError::Http { status: 500, .. }
+        ));
+    }
+}

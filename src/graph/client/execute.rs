@@ -1,0 +1,311 @@
+//! The executor: every Graph request goes through [`GraphClient::execute`], which admits it
+//! through the tenant's [`Pacer`], attaches a bearer token and a fresh `client-request-id`, and
+//! applies the retry policy of [`crate::graph::retry`] (429 and 503 always, 500/502/504 and
+//! transport errors only for idempotent requests; `Retry-After` first, else full-jitter backoff;
+//! a 401 expires the token and retries once). Also the GET helpers (one JSON document, every
+//! page of a collection) the endpoint catalogue is written with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use tokio::sync::OwnedSemaphorePermit;
+use url::Url;
+
+use super::error::{decode, error_from};
+use super::stats::bump;
+use super::urls::loggable_url;
+use super::{GraphClient, GraphError};
+use crate::graph::auth::AuthError;
+use crate::graph::error_chain;
+use crate::graph::model::Page;
+use crate::graph::retry::{is_retryable_status, parse_retry_after, Pacer};
+
+/// One HTTP request as the retry loop sees it.
+pub(super) struct Req {
+    pub(super) method: Method,
+    pub(super) url: Url,
+    /// JSON body; may hold a password: never logged
+    pub(super) body: Option<Vec<u8>>,
+    pub(super) headers: Vec<(&'static str, &'static str)>,
+    /// retry after a transport error / 504 even though the request may have run
+    pub(super) idempotent: bool,
+    /// the caller reports the outcome to the pacer (a `$batch`: its inner statuses count)
+    pub(super) paced_by_caller: bool,
+}
+
+/// A complete HTTP response.
+pub(super) struct Resp {
+    pub(super) status: u16,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Vec<u8>,
+    pub(super) request_id: Option<String>,
+}
+
+impl GraphClient {
+    pub(super) fn pacer(&self, tenant: &str) -> Arc<Pacer> {
+        let mut pacers = self.inner.pacers.lock().expect("pacer map poisoned");
+        pacers
+            .entry(tenant.to_owned())
+            .or_insert_with(|| Arc::new(Pacer::new(self.inner.options.concurrency)))
+            .clone()
+    }
+
+    /// Sends one request through pacing, auth and the retry policy, and returns the final
+    /// response whatever its status (after retries). Errors are transport/auth failures and
+    /// exhausted retries.
+    pub(super) async fn execute(&self, tenant: &str, req: &Req) -> Result<Resp, GraphError> {
+        self.execute_admitted(tenant, req, None).await
+    }
+
+    /// [`Self::execute`] where the first attempt may use a permit the caller already holds
+    /// (the `$batch` workers admit before they decide how many requests to send).
+    pub(super) async fn execute_admitted(
+        &self,
+        tenant: &str,
+        req: &Req,
+        mut admitted: Option<OwnedSemaphorePermit>,
+    ) -> Result<Resp, GraphError> {
+        let inner = &self.inner;
+        let pacer = self.pacer(tenant);
+        let mut attempt: u32 = 0;
+        let mut waited = Duration::ZERO;
+        let mut refreshed = false;
+        loop {
+            let permit = match admitted.take() {
+                Some(p) => p,
+                None => pacer.admit().await,
+            };
+            let token = inner.tokens.token(tenant).await?;
+            let client_request_id = uuid::Uuid::new_v4().to_string();
+            let mut rb = inner
+                .http
+                .request(req.method.clone(), req.url.clone())
+                .header(AUTHORIZATION, bearer(&token)?)
+                .header("client-request-id", &client_request_id)
+                .header("return-client-request-id", "true");
+            for (k, v) in &req.headers {
+                rb = rb.header(*k, *v);
+            }
+            if let Some(body) = &req.body {
+                rb = rb
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            bump(&inner.counters.requests);
+            let outcome = match rb.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(body) => Ok((status, headers, body.to_vec())),
+                        // the server answered, then the body broke: the request ran
+                        Err(e) => Err((error_chain(e), true)),
+                    }
+                }
+                Err(e) => {
+                    let maybe_sent = !e.is_connect();
+                    Err((error_chain(e), maybe_sent))
+                }
+            };
+            drop(permit);
+            attempt += 1;
+            match outcome {
+                Ok((status, headers, body)) => {
+                    let request_id = header_str(&headers, "request-id");
+                    tracing::debug!(
+                        method = %req.method,
+                        url = %loggable_url(&req.url),
+                        status,
+                        request_id = request_id.as_deref().unwrap_or("-"),
+                        client_request_id = %client_request_id,
+                        attempt,
+                        "graph"
+                    );
+                    let throttled = status == 429;
+                    if (throttled || !req.paced_by_caller)
+                        && pacer.observe(throttle_percentage(&headers), throttled)
+                    {
+                        bump(&inner.counters.slowdowns);
+                    }
+                    if status == 401 && !refreshed {
+                        if !inner.tokens.invalidate(tenant, &token).await {
+                            return Err(GraphError::Auth(AuthError::AccessTokenRejected));
+                        }
+                        refreshed = true;
+                        bump(&inner.counters.token_refreshes);
+                        continue;
+                    }
+                    let retryable = is_retryable_status(status, req.idempotent);
+                    if !retryable {
+                        return Ok(Resp {
+                            status,
+                            headers,
+                            body,
+                            request_id,
+                        });
+                    }
+                    let retry_after =
+                        parse_retry_after(header_str(&headers, "retry-after").as_deref());
+                    if status == 429 {
+                        bump(&inner.counters.throttled);
+                    } else {
+                        bump(&inner.counters.server_errors);
+                    }
+                    let delay = inner.policy.delay(attempt, retry_after);
+                    if !inner.policy.allows(attempt, waited, delay) {
+                        return Ok(Resp {
+                            status,
+                            headers,
+                            body,
+                            request_id,
+                        });
+                    }
+                    bump(&inner.counters.retries);
+                    tracing::debug!(
+                        status,
+                        delay_ms = delay.as_millis() as u64,
+                        retry_after = retry_after.is_some(),
+                        "graph: retrying"
+                    );
+                    waited += delay;
+                    if status == 429 {
+                        // every request of this tenant waits it out, not only this one
+                        pacer.block_for(delay);
+                    } else {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+                Err((message, maybe_sent)) => {
+                    bump(&inner.counters.transport_errors);
+                    tracing::debug!(
+                        method = %req.method,
+                        url = %loggable_url(&req.url),
+                        client_request_id = %client_request_id,
+                        attempt,
+                        error = %message,
+                        "graph transport error"
+                    );
+                    let delay = inner.policy.delay(attempt, None);
+                    let may_retry = req.idempotent || !maybe_sent;
+                    if !may_retry || !inner.policy.allows(attempt, waited, delay) {
+                        return Err(GraphError::Transport {
+                            attempts: attempt,
+                            message,
+                            maybe_applied: maybe_sent && !req.idempotent,
+                        });
+                    }
+                    bump(&inner.counters.retries);
+                    waited += delay;
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// GET a JSON document; non-2xx becomes an error.
+    pub(super) async fn get_json<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        url: Url,
+    ) -> Result<T, GraphError> {
+        self.get_json_with(tenant, url, Vec::new()).await
+    }
+
+    pub(super) async fn get_json_with<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        url: Url,
+        headers: Vec<(&'static str, &'static str)>,
+    ) -> Result<T, GraphError> {
+        let what = url.path().to_owned();
+        let req = Req {
+            method: Method::GET,
+            url,
+            body: None,
+            headers,
+            idempotent: true,
+            paced_by_caller: false,
+        };
+        let resp = self.execute(tenant, &req).await?;
+        if !(200..300).contains(&resp.status) {
+            return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
+        }
+        decode(&resp.body, &what)
+    }
+
+    /// GETs every page of a collection, following `@odata.nextLink` until absent.
+    pub(super) async fn get_paged<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        first: Url,
+    ) -> Result<Vec<T>, GraphError> {
+        self.get_paged_with(tenant, first, Vec::new()).await
+    }
+
+    pub(super) async fn get_paged_with<T: DeserializeOwned>(
+        &self,
+        tenant: &str,
+        first: Url,
+        headers: Vec<(&'static str, &'static str)>,
+    ) -> Result<Vec<T>, GraphError> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let page: Page<T> = self.get_json_with(tenant, url, headers.clone()).await?;
+            out.extend(page.value);
+            if let Some(link) = page.next_link {
+                next = Some(self.same_origin_url(&link)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn bearer(token: &SecretString) -> Result<HeaderValue, GraphError> {
+    let mut v =
+        HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| {
+            GraphError::Auth(AuthError::Decode {
+                what: "token endpoint".into(),
+                message: "the access token is not a valid header value".into(),
+            })
+        })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// `x-ms-throttle-limit-percentage`: a fraction (`0.8`); a value above 2 is read as percent.
+pub(super) fn parse_percentage(v: &str) -> Option<f64> {
+    let p: f64 = v.trim().parse().ok()?;
+    if !p.is_finite() || p < 0.0 {
+        return None;
+    }
+    Some(if p > 2.0 { p / 100.0 } else { p })
+}
+
+pub(super) fn throttle_percentage(headers: &HeaderMap) -> Option<f64> {
+    header_str(headers, "x-ms-throttle-limit-percentage").and_then(|v| parse_percentage(&v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentage_parsing() {
+        assert_eq!(parse_percentage("0.85"), Some(0.85));
+        assert_eq!(parse_percentage("85"), Some(0.85));
+        assert_eq!(parse_percentage("x"), None);
+        assert_eq!(parse_percentage("-1"), None);
+    }
+}

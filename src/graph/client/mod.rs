@@ -1,0 +1,221 @@
+//! The one Graph client: all Microsoft Graph I/O of pwdrift goes through [`GraphClient`].
+//!
+//! It owns the reqwest client (rustls), the `TokenProvider`, one `Pacer` per tenant and the
+//! counters of [`ClientStats`]. Every request goes through `GraphClient::execute`: admission by
+//! the tenant's pacer, a bearer token, a fresh `client-request-id`, then the retry policy of
+//! `graph::retry`: 429 and 503 always, 500/502/504 and transport errors only for
+//! idempotent requests; `Retry-After` first, else full-jitter backoff; bounded in count and in
+//! time. A 401 expires the cached token and retries once with a new one. `$batch` envelopes go
+//! through the same path; `GraphClient::run_batches` re-queues the inner requests that came
+//! back retryable and re-batches them, after their own `Retry-After`.
+//!
+//! # What is logged
+//!
+//! One `debug` event per HTTP exchange: method, path and query (opaque paging tokens elided),
+//! status, `request-id`, `client-request-id`, attempt. Never a request body (PATCH bodies carry
+//! passwords), never a header value of `Authorization`, never a response body.
+//!
+//! # Non-idempotent requests
+//!
+//! `resetPassword` is a POST whose effect is not idempotent (with `{}` the service generates a
+//! new password each time). It is retried only when the request provably did not run: 429, 503
+//! or a connection that was never established. A transport error after the request was sent
+//! (or a 500/502/504) is returned as [`GraphError::Transport`] with `maybe_applied: true`: the
+//! caller must re-read `lastPasswordChangeDateTime` before trying again.
+//!
+//! # Token audience and URLs
+//!
+//! The bearer token is only ever sent to the origin of `graph_url`: an `@odata.nextLink` or a
+//! `Location` pointing elsewhere is an error, not a request.
+//!
+//! # Layout
+//!
+//! `options` (what the client is built with), `error` (`GraphError` and the mapping of
+//! Graph's error answers), `execute` (pacing admission, token, retry loop), `batch` (the
+//! `$batch` work queue), `api` (the endpoint catalogue), `urls` (API root, same-origin rule,
+//! percent-encoding, loggable URLs) and `stats` (counters). This file holds [`GraphClient`]
+//! itself: its shared state and accessors.
+
+mod api;
+mod batch;
+mod error;
+mod execute;
+mod options;
+mod stats;
+mod urls;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use secrecy::SecretString;
+use url::Url;
+
+pub use api::{ResetOutcome, UserKey};
+pub use error::GraphError;
+pub use options::ClientOptions;
+pub use stats::ClientStats;
+
+use crate::graph::auth::{self, Credential, TokenProvider};
+use crate::graph::notice::Notice;
+use crate::graph::retry::{Pacer, RetryPolicy};
+use stats::Counters;
+use urls::api_base;
+
+/// What `--insecure-skip-tls-verify` warns about, every time a client is built with it.
+const INSECURE_TLS_WARNING: &str = "WARNING: --insecure-skip-tls-verify: TLS certificates are \
+     NOT verified. Anyone on the network path can read and change Graph traffic, including \
+     tokens and passwords. Never use this against Microsoft Graph.";
+
+/// The Graph client. Cheap to clone (shared state behind an `Arc`).
+#[derive(Clone)]
+pub struct GraphClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    options: ClientOptions,
+    policy: RetryPolicy,
+    tokens: TokenProvider,
+    /// `graph_url` with a version segment, ending in `/`
+    api_base: Url,
+    graph_origin: String,
+    pacers: Mutex<HashMap<String, Arc<Pacer>>>,
+    counters: Counters,
+}
+
+impl fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("api_base", &self.inner.api_base.as_str())
+            .field("credential", self.inner.tokens.credential())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphClient {
+    /// Builds the client. With `insecure_skip_tls_verify`, warns in the log and through
+    /// `options.notices` ([`Notice::InsecureTls`]).
+    pub fn new(options: ClientOptions, credential: Credential) -> Result<Self, GraphError> {
+        if options.insecure_skip_tls_verify {
+            tracing::warn!("{INSECURE_TLS_WARNING}");
+            options.notices.notify(Notice::InsecureTls {
+                message: INSECURE_TLS_WARNING.to_owned(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .danger_accept_invalid_certs(options.insecure_skip_tls_verify)
+            .user_agent(options.user_agent.clone())
+            .timeout(options.request_timeout)
+            .connect_timeout(options.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                GraphError::InvalidRequest(format!("cannot build the HTTP client: {e}"))
+            })?;
+        // Re-check overrides built by hand rather than through Endpoints::new.
+        auth::checked_url(options.endpoints.graph_url.as_str())?;
+        auth::checked_url(options.endpoints.authority_host.as_str())?;
+        let api_base = api_base(&options.endpoints.graph_url);
+        let graph_origin = auth::origin(&options.endpoints.graph_url);
+        let tokens = TokenProvider::new(
+            credential,
+            options.endpoints.clone(),
+            http.clone(),
+            options.notices.clone(),
+        );
+        Ok(GraphClient {
+            inner: Arc::new(Inner {
+                http,
+                policy: options.policy(),
+                options,
+                tokens,
+                api_base,
+                graph_origin,
+                pacers: Mutex::new(HashMap::new()),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The versioned API root requests are made under (ends in `/`).
+    pub fn api_base(&self) -> &Url {
+        &self.inner.api_base
+    }
+
+    /// The options the client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// The tenant the credential was configured with (`None` for a pre-acquired token).
+    pub fn default_tenant(&self) -> Option<&str> {
+        self.credential().tenant()
+    }
+
+    /// The credential in use.
+    pub fn credential(&self) -> &Credential {
+        self.inner.tokens.credential()
+    }
+
+    /// A token for `tenant` (from the cache), e.g. to check credentials before a run.
+    pub async fn token(&self, tenant: &str) -> Result<SecretString, GraphError> {
+        Ok(self.inner.tokens.token(tenant).await?)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClientStats {
+            requests: l(&c.requests),
+            batch_inner_requests: l(&c.batch_inner_requests),
+            retries: l(&c.retries),
+            throttled: l(&c.throttled),
+            server_errors: l(&c.server_errors),
+            transport_errors: l(&c.transport_errors),
+            token_refreshes: l(&c.token_refreshes),
+            token_requests: self.inner.tokens.token_requests(),
+            slowdowns: l(&c.slowdowns),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::auth::{Cloud, Endpoints};
+    use crate::graph::notice::Notifier;
+
+    /// The insecure-TLS warning is handed to the notifier (not printed), once per client built.
+    #[tokio::test]
+    async fn insecure_tls_warning_goes_to_the_notifier() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let mut options = ClientOptions::new(Endpoints::for_cloud(Cloud::Global));
+        options.notices = Notifier::new(move |n| sink.lock().unwrap().push(n));
+        let credential = Credential::AccessToken {
+            token: SecretString::from("t"),
+        };
+        GraphClient::new(options.clone(), credential.clone()).unwrap();
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "no warning without the flag"
+        );
+        options.insecure_skip_tls_verify = true;
+        GraphClient::new(options, credential).unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.as_slice(),
+            [Notice::InsecureTls {
+                message: "WARNING: --insecure-skip-tls-verify: TLS certificates are NOT verified. \
+                          Anyone on the network path can read and change Graph traffic, including \
+                          tokens and passwords. Never use this against Microsoft Graph."
+                    .into()
+            }]
+        );
+    }
+}

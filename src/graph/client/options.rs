@@ -1,0 +1,66 @@
+//! [`ClientOptions`]: where the Graph client connects, how it authenticates its TLS peer, how
+//! hard it retries and how many requests it keeps in flight.
+
+use std::time::Duration;
+
+use crate::graph::auth::Endpoints;
+use crate::graph::notice::Notifier;
+use crate::graph::retry::RetryPolicy;
+
+/// How the client connects and how hard it retries.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub endpoints: Endpoints,
+    /// Accept any TLS certificate. Warned about loudly on construction (a
+    /// [`crate::graph::notice::Notice::InsecureTls`] to `notices`, and the log).
+    pub insecure_skip_tls_verify: bool,
+    /// Retries after the first attempt (per request, and per inner request of a `$batch`).
+    pub max_retries: u32,
+    /// Cap of one exponential-backoff delay.
+    pub max_backoff: Duration,
+    /// First backoff ceiling (doubles per retry, full jitter).
+    pub base_delay: Duration,
+    /// Cap of a server-given `Retry-After`.
+    pub max_retry_after: Duration,
+    /// Total time one request may spend waiting between retries.
+    pub max_elapsed: Duration,
+    /// `$batch` requests (or plain requests) in flight per tenant, before adaptive pacing.
+    pub concurrency: usize,
+    pub user_agent: String,
+    /// Timeout of one HTTP exchange.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Where the device-code prompt and the insecure-TLS warning go (default: nowhere).
+    pub notices: Notifier,
+}
+
+impl ClientOptions {
+    /// Defaults: 8 retries, 250 ms base, 30 s backoff cap, 4 in flight.
+    pub fn new(endpoints: Endpoints) -> Self {
+        let p = RetryPolicy::default();
+        ClientOptions {
+            endpoints,
+            insecure_skip_tls_verify: false,
+            max_retries: p.max_retries,
+            max_backoff: p.max_backoff,
+            base_delay: p.base_delay,
+            max_retry_after: p.max_retry_after,
+            max_elapsed: p.max_elapsed,
+            concurrency: 4,
+            user_agent: format!("pwdrift/{}", env!("CARGO_PKG_VERSION")),
+            request_timeout: Duration::from_secs(100),
+            connect_timeout: Duration::from_secs(10),
+            notices: Notifier::default(),
+        }
+    }
+
+    pub(super) fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+            base_delay: self.base_delay,
+            max_backoff: self.max_backoff,
+            max_retry_after: self.max_retry_after,
+            max_elapsed: self.max_elapsed,
+        }
+    }
+}
