@@ -24,4 +24,5 @@ pub mod plan;
 pub mod render;
 pub mod sandbox;
 pub mod schema;
+pub mod shard;
 pub mod verify;

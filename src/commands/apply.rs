@@ -40,8 +40,10 @@ fn saved_plan(paths: &[PathBuf]) -> Option<(&Path, String)> {
 async fn run_async(args: ApplyArgs) -> anyhow::Result<ExitStatus> {
     let target = &args.target;
     let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths) {
-        let plan = crate::plan::parse_saved(&text)
+        let mut plan = crate::plan::parse_saved(&text)
             .with_context(|| format!("{} is not a usable saved plan", path.display()))?;
+        plan.tenants
+            .retain(|t| session::in_shard(target.shard, &t.tenant));
         let desired = DesiredState {
             tenants: plan
                 .tenants

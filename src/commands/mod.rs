@@ -2,6 +2,7 @@
 //! modules below use typed errors.
 
 pub mod apply;
+pub mod completions;
 pub mod plan;
 pub mod sandbox;
 pub mod schema;
@@ -18,6 +19,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Plan(args) => plan::run(args, cli.verbose),
         Command::Apply(args) => apply::run(args),
         Command::Sandbox(args) => sandbox::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `pwdrift plan`: desired state vs live state, rendered as text, JSON or Markdown.
+//! `pwdrift plan`: desired state vs live state, rendered as text, JSON, Markdown or GitHub
+//! workflow commands (with `--format github`, errors are `::error` commands too).
 //!
 //! Exit codes: 0 success (with `--detailed-exitcode`: and nothing to do), 1 error, 2 (only with
 //! `--detailed-exitcode`) the plan has changes or blocked users, i.e. live state differs from
@@ -7,16 +8,21 @@
 use anyhow::Context;
 
 use crate::cli::{ExitStatus, PlanArgs, PlanFormat};
-use crate::commands::session::{self, Session};
+use crate::commands::session::{self, DiagnosticStyle, Session};
 use crate::plan::Plan;
 
 /// `verbose` (`-v`) also lists unchanged users, with the reason each one is unchanged.
 pub fn run(args: PlanArgs, verbose: u8) -> anyhow::Result<ExitStatus> {
-    let Some(desired) = session::load_desired(&args.target.paths)? else {
+    let style = if args.format == PlanFormat::Github {
+        DiagnosticStyle::Github
+    } else {
+        DiagnosticStyle::Text
+    };
+    let Some(desired) = session::load_desired_styled(&args.target.paths, style)? else {
         return Ok(ExitStatus::Failure);
     };
     let rt = session::runtime()?;
-    let plan = match rt.block_on(compute(&args.target, desired, 4))? {
+    let plan = match rt.block_on(compute(&args.target, desired, 4, style))? {
         Some(plan) => plan,
         None => return Ok(ExitStatus::Failure),
     };
@@ -27,6 +33,9 @@ pub fn run(args: PlanArgs, verbose: u8) -> anyhow::Result<ExitStatus> {
         PlanFormat::Text => crate::render::text(&plan, color),
         PlanFormat::Json => crate::render::json(&plan),
         PlanFormat::Markdown => crate::render::markdown(&plan),
+        PlanFormat::Github => {
+            crate::render::github::plan(&plan, &uuid::Uuid::new_v4().simple().to_string())
+        }
     };
     print!("{rendered}");
 
@@ -55,9 +64,10 @@ async fn compute(
     target: &crate::cli::TargetArgs,
     desired: crate::config::DesiredState,
     concurrency: usize,
+    style: DiagnosticStyle,
 ) -> anyhow::Result<Option<Plan>> {
     let session = Session::open(target, desired, concurrency).await?;
-    let plan = session.plan(&target.targets).await;
+    let plan = session.plan_styled(&target.targets, style).await;
     session.close().await;
     plan
 }

@@ -31,18 +31,44 @@ pub struct TenantSession {
     pub caller: Caller,
 }
 
+/// How diagnostics are reported on stderr: as rustc does, or as GitHub workflow commands
+/// (`plan --format github`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiagnosticStyle {
+    Text,
+    Github,
+}
+
+/// Prints diagnostics on stderr in `style`.
+pub fn report_diagnostics(diags: &[config::Diagnostic], style: DiagnosticStyle) {
+    match style {
+        DiagnosticStyle::Text => {
+            let color = crate::render::color_for_stderr();
+            eprint!("{}", config::diag::render(diags, color));
+        }
+        DiagnosticStyle::Github => eprint!("{}", crate::render::github::diagnostics(diags)),
+    }
+}
+
 /// Loads desired state, printing diagnostics. `Ok(None)` means invalid input (already reported).
 pub fn load_desired(paths: &[PathBuf]) -> anyhow::Result<Option<DesiredState>> {
-    let color = crate::render::color_for_stderr();
+    load_desired_styled(paths, DiagnosticStyle::Text)
+}
+
+/// [`load_desired`], diagnostics in `style`.
+pub fn load_desired_styled(
+    paths: &[PathBuf],
+    style: DiagnosticStyle,
+) -> anyhow::Result<Option<DesiredState>> {
     match config::load_paths(paths) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
-                eprint!("{}", config::diag::render(&loaded.warnings, color));
+                report_diagnostics(&loaded.warnings, style);
             }
             Ok(Some(loaded.state))
         }
         Err(diags) => {
-            eprint!("{}", config::diag::render(&diags, color));
+            report_diagnostics(&diags, style);
             eprintln!("error: desired state is invalid; nothing was read or changed");
             Ok(None)
         }
@@ -69,6 +95,11 @@ pub fn select_tenants(
     Ok(out)
 }
 
+/// Whether `tenant` is acted on under `--shard` (always, without it).
+pub fn in_shard(shard: Option<crate::shard::Shard>, tenant: &str) -> bool {
+    shard.is_none_or(|s| s.contains(tenant))
+}
+
 /// The state file of the embedded sandbox for a seed: `.pwdrift-sandbox/<seed name>.state.json`
 /// beside the seed.
 pub fn sandbox_state_path(seed: &Path) -> PathBuf {
@@ -90,7 +121,15 @@ impl Session {
         desired: DesiredState,
         concurrency: usize,
     ) -> anyhow::Result<Session> {
-        let tenants = select_tenants(&desired, &args.tenants)?;
+        let tenants: Vec<TenantDesired> = select_tenants(&desired, &args.tenants)?
+            .into_iter()
+            .filter(|t| in_shard(args.shard, t.tenant.as_str()))
+            .collect();
+        if let Some(shard) = args.shard {
+            if tenants.is_empty() {
+                eprintln!("note: no tenant of the desired state is in shard {shard}");
+            }
+        }
         let mut sandbox = None;
         let mut sessions = Vec::new();
 
@@ -190,11 +229,19 @@ impl Session {
     /// match the tenant (a user that does not exist, a conflict through a group, ...), already
     /// reported on stderr with file, line and column.
     pub async fn plan(&self, only: &[String]) -> anyhow::Result<Option<crate::plan::Plan>> {
+        self.plan_styled(only, DiagnosticStyle::Text).await
+    }
+
+    /// [`Session::plan`], resolution problems reported in `style`.
+    pub async fn plan_styled(
+        &self,
+        only: &[String],
+        style: DiagnosticStyle,
+    ) -> anyhow::Result<Option<crate::plan::Plan>> {
         match self.read_live(only).await {
             Ok(live) => Ok(Some(crate::diff::diff(&live, chrono::Utc::now()))),
             Err(LiveError::Resolution(diags)) => {
-                let color = crate::render::color_for_stderr();
-                eprint!("{}", config::diag::render(&diags, color));
+                report_diagnostics(&diags, style);
                 eprintln!("error: desired state does not match the tenant; nothing was changed");
                 Ok(None)
             }

@@ -3,11 +3,14 @@
 //! Output contract: diagnostics (errors and warnings) go to stderr; on success exactly one summary
 //! line goes to stdout (`ok: 2 files, 1 tenant, 5 users, 1 group (1 warning)`), so scripts can
 //! rely on it. Invalid input exits 1 after a last stderr line counting the errors.
+//! `--format json` prints one JSON document on stdout instead ([`crate::render::diagnostics`]);
+//! `--format github` prints workflow commands on stdout ([`crate::render::github`]), then the
+//! summary or failure line. The exit code is the same in every format.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use crate::cli::{ExitStatus, ValidateArgs};
+use crate::cli::{ExitStatus, ValidateArgs, ValidateFormat};
 use crate::config::{self, diag, Diagnostic};
 
 /// `n thing`/`n things`.
@@ -52,24 +55,67 @@ pub fn failure_line(diags: &[Diagnostic]) -> String {
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
+    let loaded = config::load_paths(&args.paths);
+    let status = if loaded.is_ok() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    };
+    match args.format {
+        ValidateFormat::Text => text(&loaded)?,
+        ValidateFormat::Json => {
+            let out = match &loaded {
+                Ok(l) => crate::render::diagnostics::json(&l.warnings, Some(counts(l))),
+                Err(diags) => crate::render::diagnostics::json(diags, None),
+            };
+            print!("{out}");
+        }
+        ValidateFormat::Github => {
+            // the annotations, then the human summary as a plain log line
+            match &loaded {
+                Ok(l) => {
+                    print!("{}", crate::render::github::diagnostics(&l.warnings));
+                    println!("{}", summary(l));
+                }
+                Err(diags) => {
+                    print!("{}", crate::render::github::diagnostics(diags));
+                    println!("{}", failure_line(diags));
+                }
+            }
+        }
+    }
+    Ok(status)
+}
+
+fn counts(loaded: &config::Loaded) -> crate::render::diagnostics::Counts {
+    let state = &loaded.state;
+    crate::render::diagnostics::Counts {
+        files: state.files.len(),
+        tenants: state.tenants.len(),
+        users: state.tenants.iter().map(|t| t.users.len()).sum(),
+        groups: state.tenants.iter().map(|t| t.groups.len()).sum(),
+    }
+}
+
+/// The text format: diagnostics on stderr, the summary on stdout.
+fn text(loaded: &Result<config::Loaded, Vec<Diagnostic>>) -> anyhow::Result<()> {
     let color = crate::render::color_for_stderr();
     let mut err = std::io::stderr().lock();
-    match config::load_paths(&args.paths) {
+    match loaded {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
                 writeln!(err, "{}", diag::render(&loaded.warnings, color))?;
             }
-            println!("{}", summary(&loaded));
-            Ok(ExitStatus::Success)
+            println!("{}", summary(loaded));
         }
         Err(diags) => {
             write!(
                 err,
                 "{}\n{}\n",
-                diag::render(&diags, color),
-                failure_line(&diags)
+                diag::render(diags, color),
+                failure_line(diags)
             )?;
-            Ok(ExitStatus::Failure)
         }
     }
+    Ok(())
 }

@@ -1,0 +1,121 @@
+//! `pwdrift completions SHELL` and `pwdrift man`: shell completions and man pages, both generated
+//! from the clap definitions in [`crate::cli`], so they cannot drift from the real options.
+//! The committed pages under `doc/man/` are what `pwdrift man --dir doc/man` writes (a test
+//! checks it).
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::CommandFactory;
+
+use crate::cli::{Cli, CompletionsArgs, ExitStatus, ManArgs};
+
+/// The binary name completions are registered for.
+const BIN: &str = "pwdrift";
+
+pub fn completions(args: CompletionsArgs) -> anyhow::Result<ExitStatus> {
+    let mut out = std::io::stdout().lock();
+    write_completions(args.shell, &mut out);
+    Ok(ExitStatus::Success)
+}
+
+/// The completion script for `shell`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, BIN, out);
+}
+
+pub fn man(args: ManArgs) -> anyhow::Result<ExitStatus> {
+    match args.dir {
+        Some(dir) => {
+            write_man_pages(&dir)?;
+            eprintln!("wrote the man pages to {}", dir.display());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .context("cannot write the man page")?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Writes `pwdrift.1` and `pwdrift-COMMAND.1` for every command into `dir` (created if needed).
+pub fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("cannot write the man pages into {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn files(dir: &Path) -> BTreeMap<String, String> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read_to_string(e.path()).unwrap(),
+                    )
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `doc/man/` is exactly what `pwdrift man --dir doc/man` writes today.
+    #[test]
+    fn committed_man_pages_are_current() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_man_pages(tmp.path()).unwrap();
+        let fresh = files(tmp.path());
+        assert!(fresh.contains_key("pwdrift.1"), "{:?}", fresh.keys());
+        assert!(fresh.contains_key("pwdrift-plan.1"), "{:?}", fresh.keys());
+        assert!(fresh["pwdrift-plan.1"].contains("shard"));
+        let committed = files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/man"));
+        assert_eq!(
+            fresh.keys().collect::<Vec<_>>(),
+            committed.keys().collect::<Vec<_>>(),
+            "the set of man pages differs: run `cargo run -- man --dir doc/man`"
+        );
+        for (name, text) in &fresh {
+            assert!(
+                committed[name] == *text,
+                "doc/man/{name} is stale: run `cargo run -- man --dir doc/man`"
+            );
+        }
+    }
+
+    #[test]
+    fn completions_are_produced_for_every_shell() {
+        for (shell, marker) in [
+            (clap_complete::Shell::Bash, "complete -F"),
+            (clap_complete::Shell::Zsh, "#compdef pwdrift"),
+            (clap_complete::Shell::Fish, "complete -c pwdrift"),
+            (
+                clap_complete::Shell::PowerShell,
+                "Register-ArgumentCompleter",
+            ),
+        ] {
+            let mut out = Vec::new();
+            write_completions(shell, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(marker), "{shell}: no `{marker}`");
+            for word in [
+                "validate",
+                "plan",
+                "apply",
+                "shard",
+                "format",
+                "completions",
+            ] {
+                assert!(text.contains(word), "{shell}: no `{word}`");
+            }
+        }
+    }
+}
