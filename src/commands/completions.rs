@@ -32,9 +32,9 @@ pub fn man(args: ManArgs) -> anyhow::Result<ExitStatus> {
             eprintln!("wrote the man pages to {}", dir.display());
         }
         None => {
-            let mut out = std::io::stdout().lock();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut out)
+            let mut cmd = Cli::command().disable_help_subcommand(true);
+            cmd.build();
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &man_page(cmd)?)
                 .context("cannot write the man page")?;
         }
     }
@@ -44,8 +44,47 @@ pub fn man(args: ManArgs) -> anyhow::Result<ExitStatus> {
 /// Writes `pwdrift.1` and `pwdrift-COMMAND.1` for every command into `dir` (created if needed).
 pub fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    clap_mangen::generate_to(Cli::command(), dir)
-        .with_context(|| format!("cannot write the man pages into {}", dir.display()))
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = vec![cmd.clone()];
+    pages.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    for page in pages {
+        let name = format!("{}.1", page.get_display_name().unwrap_or(page.get_name()));
+        let path = dir.join(name);
+        std::fs::write(&path, man_page(page)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One page, as clap_mangen renders it, except that the examples (the `after_help` text) form an
+/// EXAMPLES section printed line by line (roff no-fill) instead of a filled EXTRA paragraph.
+fn man_page(cmd: clap::Command) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut out)
+        .context("cannot render the man page")?;
+    let text = String::from_utf8(out).context("man page is not UTF-8")?;
+    let Some(start) = text.find(".SH EXTRA\n") else {
+        return Ok(text.into_bytes());
+    };
+    let body_start = start + ".SH EXTRA\n".len();
+    let body_end = text[body_start..]
+        .find("\n.SH ")
+        .map_or(text.len(), |i| body_start + i + 1);
+    let body = text[body_start..body_end]
+        .strip_prefix("Examples:\n")
+        .unwrap_or(&text[body_start..body_end]);
+    let mut page = String::with_capacity(text.len() + 16);
+    page.push_str(&text[..start]);
+    page.push_str(".SH EXAMPLES\n.nf\n");
+    page.push_str(body);
+    if !body.ends_with('\n') {
+        page.push('\n');
+    }
+    page.push_str(".fi\n");
+    page.push_str(&text[body_end..]);
+    Ok(page.into_bytes())
 }
 
 #[cfg(test)]
@@ -77,6 +116,11 @@ mod tests {
         assert!(fresh.contains_key("pwdrift.1"), "{:?}", fresh.keys());
         assert!(fresh.contains_key("pwdrift-plan.1"), "{:?}", fresh.keys());
         assert!(fresh["pwdrift-plan.1"].contains("shard"));
+        assert!(
+            fresh["pwdrift-plan.1"].contains(".SH EXAMPLES\n.nf\n  pwdrift plan "),
+            "{}",
+            fresh["pwdrift-plan.1"]
+        );
         let committed = files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/man"));
         assert_eq!(
             fresh.keys().collect::<Vec<_>>(),
