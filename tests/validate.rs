@@ -240,7 +240,10 @@ fn json_format_lists_every_diagnostic_and_no_secret() {
         assert_eq!(doc["valid"], false);
         let diags = doc["diagnostics"].as_array().unwrap();
         assert!(!diags.is_empty());
-        assert_eq!(doc["summary"]["errors"].as_u64().unwrap() as usize, diags.len());
+        assert_eq!(
+            doc["summary"]["errors"].as_u64().unwrap() as usize,
+            diags.len()
+        );
         for d in diags {
             assert_eq!(d["severity"], "error");
             assert!(d["file"].as_str().unwrap().ends_with(name), "{d}");
@@ -277,7 +280,11 @@ fn github_format_prints_annotations() {
         .unwrap()
         .starts_with("::error file=tests/fixtures/config/invalid/unknown_key.yaml,line="));
     insta::assert_snapshot!("github_unknown_key", stdout);
-    let out = validate(&["--format", "github", &fixture("literal_password_forms.yaml")]);
+    let out = validate(&[
+        "--format",
+        "github",
+        &fixture("literal_password_forms.yaml"),
+    ]);
     let stdout = text(&out.stdout);
     assert!(!stdout.contains("Hunter2"), "a literal leaked:\n{stdout}");
     assert!(stdout.lines().filter(|l| l.starts_with("::error ")).count() > 1);
