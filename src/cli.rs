@@ -34,7 +34,8 @@ impl From<ExitStatus> for ExitCode {
     version,
     about = "Reconcile Microsoft Entra ID users' password state from YAML desired state",
     long_about = "pwdrift reads desired password state (YAML), reads live state from Microsoft Graph, \
-                  shows the plan (the diff), applies it and verifies the result by reading back."
+                  shows the plan (the diff), applies it and verifies the result by reading back.",
+    after_help = EXAMPLES_MAIN
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace). Secrets are never logged.
@@ -50,25 +51,120 @@ pub struct Cli {
     pub command: Command,
 }
 
+const EXAMPLES_MAIN: &str = "\
+Examples:
+  pwdrift validate examples/desired
+  pwdrift plan --sandbox examples/sandbox/contoso.seed.yaml examples/desired
+  pwdrift plan desired/ --out plan.json && pwdrift apply plan.json
+  pwdrift completions bash > ~/.local/share/bash-completion/completions/pwdrift";
+
+const EXAMPLES_VALIDATE: &str = "\
+Examples:
+  pwdrift validate                        # every *.yaml below the current directory
+  pwdrift validate examples/desired
+  pwdrift validate desired/ --format json
+  pwdrift validate desired/ --format github   # annotations on the pull request's diff";
+
+const EXAMPLES_SCHEMA: &str = "\
+Examples:
+  pwdrift schema --list
+  pwdrift schema config > pwdrift-config.schema.json
+  pwdrift schema --write schemas/";
+
+const EXAMPLES_PLAN: &str = "\
+Examples:
+  pwdrift plan --sandbox examples/sandbox/contoso.seed.yaml examples/desired
+  pwdrift plan desired/ --out plan.json --detailed-exitcode
+  pwdrift plan desired/ --format markdown > plan.md     # for a pull-request comment
+  pwdrift plan desired/ --format github                 # workflow-command annotations
+  pwdrift plan desired/ --tenant contoso.onmicrosoft.com --target bob@contoso.com
+  pwdrift plan desired/ --shard 2/4                     # the tenants of CI job 2 of 4";
+
+const EXAMPLES_APPLY: &str = "\
+Examples:
+  pwdrift apply plan.json --auto-approve                # exactly a saved plan (refused if stale)
+  pwdrift apply --sandbox examples/sandbox/contoso.seed.yaml examples/desired
+  pwdrift apply desired/ --auto-approve --secrets-out secrets.jsonl --report report.json
+  pwdrift apply plan.json --auto-approve --max-changes 50";
+
+const EXAMPLES_SANDBOX: &str = "\
+Examples:
+  pwdrift sandbox --seed examples/sandbox/contoso.seed.yaml
+  pwdrift sandbox --generate 10000 --listen 127.0.0.1:8080 --throttle scaled:10
+  pwdrift sandbox --seed examples/sandbox/contoso.seed.yaml --faults 429=0.05,503=0.01";
+
+const EXAMPLES_COMPLETIONS: &str = "\
+Examples:
+  pwdrift completions bash > ~/.local/share/bash-completion/completions/pwdrift
+  pwdrift completions zsh > ~/.zfunc/_pwdrift
+  pwdrift completions fish > ~/.config/fish/completions/pwdrift.fish
+  pwdrift completions powershell >> $PROFILE";
+
+const EXAMPLES_MAN: &str = "\
+Examples:
+  pwdrift man | man -l -
+  pwdrift man --dir doc/man          # pwdrift.1 and one page per command";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check desired-state files: syntax, types, identifiers, contradictions. Offline.
+    #[command(after_help = EXAMPLES_VALIDATE)]
     Validate(ValidateArgs),
     /// Print or write the JSON Schemas pwdrift publishes.
+    #[command(after_help = EXAMPLES_SCHEMA)]
     Schema(SchemaArgs),
     /// Show what would change: desired state vs live state.
+    #[command(after_help = EXAMPLES_PLAN)]
     Plan(PlanArgs),
     /// Apply a saved plan, or plan and apply after confirmation; then verify by reading back.
+    #[command(after_help = EXAMPLES_APPLY)]
     Apply(ApplyArgs),
     /// Run the Graph sandbox: a local HTTP server that behaves like Microsoft Graph.
     #[cfg(feature = "sandbox")]
+    #[command(after_help = EXAMPLES_SANDBOX)]
     Sandbox(SandboxArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    #[command(after_help = EXAMPLES_COMPLETIONS)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write every page into a directory.
+    #[command(after_help = EXAMPLES_MAN)]
+    Man(ManArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    /// diagnostics on stderr as rustc shows them, one summary line on stdout
+    Text,
+    /// one JSON document on stdout: every diagnostic (file, line, column, severity, message) and
+    /// a summary
+    Json,
+    /// GitHub Actions workflow commands (`::error file=…,line=…,col=…::`) on stdout
+    Github,
 }
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Files or directories (all *.yaml / *.yml below them). Default: current directory.
     pub paths: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write pwdrift.1 and one page per command (pwdrift-plan.1, ...) into this directory instead
+    /// of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -93,9 +189,14 @@ pub enum Cloud {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
+    /// terraform-style text (colour on a terminal)
     Text,
+    /// the plan document (as saved by --out)
     Json,
+    /// GitHub-flavoured Markdown for a pull-request comment, under 65,536 characters
     Markdown,
+    /// GitHub Actions workflow commands: a notice with the summary, a warning per blocked user
+    Github,
 }
 
 /// Where and how to reach Graph, and which part of the desired state to act on.
@@ -116,6 +217,11 @@ pub struct TargetArgs {
     /// Only these users (UPN, object id or SID, as written in desired state). Repeatable.
     #[arg(long = "target", value_name = "USER")]
     pub targets: Vec<String>,
+
+    /// Only the tenants of shard I of N (1 <= I <= N), for N parallel CI jobs: each tenant is in
+    /// exactly one shard (a stable hash of its identifier), and adding tenants moves no other.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::shard::Shard>,
 
     /// National cloud.
     #[arg(long, value_enum, default_value_t = Cloud::Global, env = "PWDRIFT_CLOUD")]

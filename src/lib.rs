@@ -28,4 +28,5 @@ pub mod rails;
 pub mod render;
 pub mod schema;
 pub mod secrets;
+pub mod shard;
 pub mod verify;

@@ -217,18 +217,32 @@ impl Summary {
     }
 }
 
-impl Plan {
-    pub fn summary(&self) -> Summary {
-        let mut s = Summary::default();
-        for u in self.tenants.iter().flat_map(|t| &t.users) {
+impl Summary {
+    fn count(mut self, users: &[UserPlan]) -> Summary {
+        for u in users {
             match u.action {
-                Action::NoChange { .. } => s.unchanged += 1,
-                Action::SetFlags { .. } => s.set_flags += 1,
-                Action::ResetPassword { .. } => s.reset_password += 1,
-                Action::Blocked { .. } => s.blocked += 1,
+                Action::NoChange { .. } => self.unchanged += 1,
+                Action::SetFlags { .. } => self.set_flags += 1,
+                Action::ResetPassword { .. } => self.reset_password += 1,
+                Action::Blocked { .. } => self.blocked += 1,
             }
         }
-        s
+        self
+    }
+}
+
+impl TenantPlan {
+    /// The counts of this tenant alone.
+    pub fn summary(&self) -> Summary {
+        Summary::default().count(&self.users)
+    }
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        self.tenants
+            .iter()
+            .fold(Summary::default(), |s, t| s.count(&t.users))
     }
 
     pub fn has_changes(&self) -> bool {

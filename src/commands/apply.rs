@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use crate::apply::{self, ApplyReport, SecretsSink, Status};
 use crate::cli::{ApplyArgs, ExitStatus};
-use crate::commands::session::{self, Session};
+use crate::commands::session::{self, DiagnosticStyle, Session};
 use crate::config::{DesiredState, TenantDesired, TenantRef};
 use crate::plan::Plan;
 use crate::printer::{OutputError, Printer};
@@ -51,8 +51,10 @@ fn saved_plan(paths: &[PathBuf]) -> Option<(&Path, String)> {
 async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let target = &args.target;
     let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths) {
-        let plan = crate::plan::parse_saved(&text)
+        let mut plan = crate::plan::parse_saved(&text)
             .with_context(|| format!("{} is not a usable saved plan", path.display()))?;
+        plan.tenants
+            .retain(|t| session::in_shard(target.shard, &t.tenant));
         let desired = DesiredState {
             tenants: plan
                 .tenants
@@ -66,7 +68,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
                 .collect(),
             files: vec![],
         };
-        let session = Session::open(target, desired, args.concurrency).await?;
+        let session = Session::open(target, desired, args.concurrency, printer).await?;
         if let Err(stale) = check_not_stale(&session, &plan).await? {
             session.close().await;
             printer.error("error: the saved plan is stale: live state changed since it was made; nothing was written");
@@ -79,11 +81,16 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         }
         (plan, session)
     } else {
-        let Some((desired, sources)) = session::load_desired(&target.paths, printer)? else {
+        let Some((desired, sources)) =
+            session::load_desired(&target.paths, printer, DiagnosticStyle::Text)?
+        else {
             return Ok(ExitStatus::Failure);
         };
-        let session = Session::open(target, desired, args.concurrency).await?;
-        let plan = match session.plan(&target.targets, &sources, printer).await {
+        let session = Session::open(target, desired, args.concurrency, printer).await?;
+        let plan = match session
+            .plan(&target.targets, &sources, printer, DiagnosticStyle::Text)
+            .await
+        {
             Ok(Some(plan)) => plan,
             other => {
                 session.close().await;

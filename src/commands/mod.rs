@@ -2,6 +2,7 @@
 //! modules below use typed errors.
 
 pub mod apply;
+pub mod completions;
 pub mod plan;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
@@ -22,6 +23,8 @@ pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitStatus> {
         Command::Apply(args) => apply::run(args, printer),
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args, printer),
+        Command::Completions(args) => completions::completions(args, printer),
+        Command::Man(args) => completions::man(args, printer),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `pwdrift plan`: desired state vs live state, rendered as text, JSON or Markdown.
+//! `pwdrift plan`: desired state vs live state, rendered as text, JSON, Markdown or GitHub
+//! workflow commands (with `--format github`, errors are `::error` commands too).
 //!
 //! Exit codes: 0 success (with `--detailed-exitcode`: and nothing to do), 1 error, 2 (only with
 //! `--detailed-exitcode`) the plan has changes or blocked users, i.e. live state differs from
@@ -7,17 +8,23 @@
 use anyhow::Context;
 
 use crate::cli::{ExitStatus, PlanArgs, PlanFormat};
-use crate::commands::session::{self, Session};
+use crate::commands::session::{self, DiagnosticStyle, Session};
 use crate::plan::Plan;
 use crate::printer::Printer;
 
 /// `verbose` (`-v`) also lists unchanged users, with the reason each one is unchanged.
 pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let Some((desired, sources)) = session::load_desired(&args.target.paths, printer)? else {
+    let style = if args.format == PlanFormat::Github {
+        DiagnosticStyle::Github
+    } else {
+        DiagnosticStyle::Text
+    };
+    let Some((desired, sources)) = session::load_desired(&args.target.paths, printer, style)?
+    else {
         return Ok(ExitStatus::Failure);
     };
     let rt = session::runtime()?;
-    let plan = match rt.block_on(compute(&args.target, desired, &sources, 4, printer))? {
+    let plan = match rt.block_on(compute(&args.target, desired, &sources, 4, printer, style))? {
         Some(plan) => plan,
         None => return Ok(ExitStatus::Failure),
     };
@@ -28,6 +35,9 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
         PlanFormat::Text => crate::render::text(&plan, color),
         PlanFormat::Json => crate::render::json(&plan),
         PlanFormat::Markdown => crate::render::markdown(&plan),
+        PlanFormat::Github => {
+            crate::render::github::plan(&plan, &uuid::Uuid::new_v4().simple().to_string())
+        }
     };
     // A closed stdout ends the run quietly, but not before the plan asked for is saved.
     let printed = printer.out(&rendered);
@@ -60,9 +70,10 @@ async fn compute(
     sources: &crate::config::SourceMap,
     concurrency: usize,
     printer: &Printer,
+    style: DiagnosticStyle,
 ) -> anyhow::Result<Option<Plan>> {
-    let session = Session::open(target, desired, concurrency).await?;
-    let plan = session.plan(&target.targets, sources, printer).await;
+    let session = Session::open(target, desired, concurrency, printer).await?;
+    let plan = session.plan(&target.targets, sources, printer, style).await;
     session.close().await;
     plan
 }

@@ -36,30 +36,43 @@ pub struct TenantSession {
     pub caller: Caller,
 }
 
-/// Loads desired state, printing diagnostics; returns it with the files' source map, for the
-/// diagnostics of the plan step. `Ok(None)` means invalid input (already reported).
+/// How diagnostics are reported on stderr: as rustc does, or as GitHub workflow commands
+/// (`plan --format github`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiagnosticStyle {
+    Text,
+    Github,
+}
+
+/// Prints diagnostics on stderr in `style`; the lines shown come from `sources`.
+pub fn report_diagnostics(
+    printer: &Printer,
+    diags: &[config::Diagnostic],
+    sources: &SourceMap,
+    style: DiagnosticStyle,
+) {
+    printer.diagnostics(&match style {
+        DiagnosticStyle::Text => config::diag::render(diags, sources, printer.color_err()),
+        DiagnosticStyle::Github => crate::render::github::diagnostics(diags),
+    });
+}
+
+/// Loads desired state, printing diagnostics in `style`; returns it with the files' source map,
+/// for the diagnostics of the plan step. `Ok(None)` means invalid input (already reported).
 pub fn load_desired(
     paths: &[PathBuf],
     printer: &Printer,
+    style: DiagnosticStyle,
 ) -> anyhow::Result<Option<(DesiredState, SourceMap)>> {
-    let color = printer.color_err();
     match config::load_paths(paths) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
-                printer.diagnostics(&config::diag::render(
-                    &loaded.warnings,
-                    &loaded.sources,
-                    color,
-                ));
+                report_diagnostics(printer, &loaded.warnings, &loaded.sources, style);
             }
             Ok(Some((loaded.state, loaded.sources)))
         }
         Err(invalid) => {
-            printer.diagnostics(&config::diag::render(
-                &invalid.diagnostics,
-                &invalid.sources,
-                color,
-            ));
+            report_diagnostics(printer, &invalid.diagnostics, &invalid.sources, style);
             printer.error("error: desired state is invalid; nothing was read or changed");
             Ok(None)
         }
@@ -86,6 +99,11 @@ pub fn select_tenants(
     Ok(out)
 }
 
+/// Whether `tenant` is acted on under `--shard` (always, without it).
+pub fn in_shard(shard: Option<crate::shard::Shard>, tenant: &str) -> bool {
+    shard.is_none_or(|s| s.contains(tenant))
+}
+
 /// The state file of the embedded sandbox for a seed: `.pwdrift-sandbox/<seed name>.state.json`
 /// beside the seed.
 pub fn sandbox_state_path(seed: &Path) -> PathBuf {
@@ -106,8 +124,19 @@ impl Session {
         args: &TargetArgs,
         desired: DesiredState,
         concurrency: usize,
+        printer: &Printer,
     ) -> anyhow::Result<Session> {
-        let tenants = select_tenants(&desired, &args.tenants)?;
+        let tenants: Vec<TenantDesired> = select_tenants(&desired, &args.tenants)?
+            .into_iter()
+            .filter(|t| in_shard(args.shard, t.tenant.as_str()))
+            .collect();
+        if let Some(shard) = args.shard {
+            if tenants.is_empty() {
+                printer.info(&format!(
+                    "note: no tenant of the desired state is in shard {shard}"
+                ));
+            }
+        }
         let mut sandbox = None;
         let mut sessions = Vec::new();
 
@@ -230,17 +259,19 @@ impl Session {
 
     /// Reads live state and diffs it against desired state. `Ok(None)`: desired state does not
     /// match the tenant (a user that does not exist, a conflict through a group, ...), already
-    /// reported on stderr with file, line and column (the lines shown come from `sources`).
+    /// reported on stderr with file, line and column (the lines shown come from `sources`), in
+    /// `style`.
     pub async fn plan(
         &self,
         only: &[String],
         sources: &SourceMap,
         printer: &Printer,
+        style: DiagnosticStyle,
     ) -> anyhow::Result<Option<crate::plan::Plan>> {
         match self.read_live(only).await {
             Ok(live) => Ok(Some(crate::diff::diff(&live, chrono::Utc::now()))),
             Err(LiveError::Resolution(diags)) => {
-                printer.diagnostics(&config::diag::render(&diags, sources, printer.color_err()));
+                report_diagnostics(printer, &diags, sources, style);
                 printer
                     .error("error: desired state does not match the tenant; nothing was changed");
                 Ok(None)

@@ -3,10 +3,13 @@
 //! Output contract: diagnostics (errors and warnings) go to stderr; on success exactly one summary
 //! line goes to stdout (`ok: 2 files, 1 tenant, 5 users, 1 group (1 warning)`), so scripts can
 //! rely on it. Invalid input exits 1 after a last stderr line counting the errors.
+//! `--format json` prints one JSON document on stdout instead ([`crate::render::diagnostics`]);
+//! `--format github` prints workflow commands on stdout ([`crate::render::github`]), then the
+//! summary or failure line. The exit code is the same in every format.
 
 use std::collections::BTreeSet;
 
-use crate::cli::{ExitStatus, ValidateArgs};
+use crate::cli::{ExitStatus, ValidateArgs, ValidateFormat};
 use crate::config::{self, diag, Diagnostic};
 use crate::printer::Printer;
 
@@ -52,8 +55,55 @@ pub fn failure_line(diags: &[Diagnostic]) -> String {
 }
 
 pub fn run(args: ValidateArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let loaded = config::load_paths(&args.paths);
+    let status = if loaded.is_ok() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    };
+    match args.format {
+        ValidateFormat::Text => text(&loaded, printer)?,
+        ValidateFormat::Json => {
+            let out = match &loaded {
+                Ok(l) => crate::render::diagnostics::json(&l.warnings, Some(counts(l))),
+                Err(invalid) => crate::render::diagnostics::json(&invalid.diagnostics, None),
+            };
+            printer.out(&out)?;
+        }
+        ValidateFormat::Github => {
+            // the annotations, then the human summary as a plain log line
+            let out = match &loaded {
+                Ok(l) => format!(
+                    "{}{}\n",
+                    crate::render::github::diagnostics(&l.warnings),
+                    summary(l)
+                ),
+                Err(invalid) => format!(
+                    "{}{}\n",
+                    crate::render::github::diagnostics(&invalid.diagnostics),
+                    failure_line(&invalid.diagnostics)
+                ),
+            };
+            printer.out(&out)?;
+        }
+    }
+    Ok(status)
+}
+
+fn counts(loaded: &config::Loaded) -> crate::render::diagnostics::Counts {
+    let state = &loaded.state;
+    crate::render::diagnostics::Counts {
+        files: state.files.len(),
+        tenants: state.tenants.len(),
+        users: state.tenants.iter().map(|t| t.users.len()).sum(),
+        groups: state.tenants.iter().map(|t| t.groups.len()).sum(),
+    }
+}
+
+/// The text format: diagnostics on stderr, the summary on stdout.
+fn text(loaded: &Result<config::Loaded, config::Invalid>, printer: &Printer) -> anyhow::Result<()> {
     let color = printer.color_err();
-    match config::load_paths(&args.paths) {
+    match loaded {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
                 printer.diagnostics(&format!(
@@ -61,8 +111,7 @@ pub fn run(args: ValidateArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                     diag::render(&loaded.warnings, &loaded.sources, color)
                 ));
             }
-            printer.outln(&summary(&loaded))?;
-            Ok(ExitStatus::Success)
+            printer.outln(&summary(loaded))?;
         }
         Err(invalid) => {
             printer.diagnostics(&format!(
@@ -70,7 +119,7 @@ pub fn run(args: ValidateArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 diag::render(&invalid.diagnostics, &invalid.sources, color),
                 failure_line(&invalid.diagnostics)
             ));
-            Ok(ExitStatus::Failure)
         }
     }
+    Ok(())
 }

@@ -1,6 +1,10 @@
-//! The plan as Markdown for a pull-request comment: a title, the summary line, per tenant a table
-//! `| | User | Change | Reason |` of the changed and blocked users, and the full text plan in a
-//! collapsed `<details>` section.
+//! The plan as Markdown for a pull-request comment: a title, the summary line, a table of counts
+//! per tenant, per tenant a table `| | User | Change | Reason |` of the changed and blocked users,
+//! and the full text plan in a collapsed `<details>` section.
+//!
+//! A comment on GitHub holds at most 65,536 characters ([`COMMENT_LIMIT`]). Whatever the plan's
+//! size the output stays under it: the summary and the counts always, then as many users as fit,
+//! then a line saying how many were left out and that the full plan is the saved plan artifact.
 //!
 //! Markers are plain characters in code spans (`~` update, `±` password reset, `!` blocked), no
 //! emoji. Every cell built from data is escaped ([`escape_cell`]): a `|` would end the cell, a
@@ -12,8 +16,26 @@ use super::{describe_password_source, reason_parts, summary_line, tenant_title};
 use crate::graph::model::ForceFlags;
 use crate::plan::{Action, Plan};
 
-/// The plan as GitHub-flavoured Markdown.
+/// GitHub's limit on the body of a pull-request comment, in characters.
+pub const COMMENT_LIMIT: usize = 65_536;
+
+/// What [`markdown`] aims at, in bytes (a character is at least one byte): under
+/// [`COMMENT_LIMIT`] with room for a marker line a CI step adds to find its sticky comment.
+pub const BUDGET: usize = COMMENT_LIMIT - 4_096;
+
+/// Room kept for the closing lines (the omitted-count line) while rows are added.
+const RESERVE: usize = 1_024;
+
+/// The plan as GitHub-flavoured Markdown, under [`BUDGET`] bytes whatever the plan's size.
 pub fn markdown(plan: &Plan) -> String {
+    markdown_within(plan, BUDGET)
+}
+
+/// The plan as Markdown in at most about `budget` bytes: the summary and the per-tenant counts
+/// always; then the changed and blocked users, in plan order, as long as they fit; then a line
+/// saying how many were left out and where the full plan is; the full text plan only when it fits
+/// too.
+pub fn markdown_within(plan: &Plan, budget: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## pwdrift plan");
     let _ = writeln!(out);
@@ -23,81 +45,153 @@ pub fn markdown(plan: &Plan) -> String {
     if s.set_flags == 0 && s.reset_password == 0 && s.blocked == 0 {
         return out;
     }
-    for tenant in &plan.tenants {
-        let _ = writeln!(out, "### {}", escape_cell(&tenant_title(tenant)));
-        let _ = writeln!(out);
-        let unchanged = tenant
-            .users
-            .iter()
-            .filter(|u| matches!(u.action, Action::NoChange { .. }))
-            .count();
-        if unchanged < tenant.users.len() {
-            let _ = writeln!(out, "| | User | Change | Reason |");
-            let _ = writeln!(out, "|---|---|---|---|");
-            for user in &tenant.users {
-                let (marker, change, reason) = match &user.action {
-                    Action::NoChange { .. } => continue,
-                    Action::SetFlags {
-                        before,
-                        after,
-                        reason,
-                    } => ("~", flag_changes(before, after), reason.as_str()),
-                    Action::ResetPassword {
-                        method,
-                        password,
-                        before,
-                        after,
-                        reason,
-                    } => {
-                        let flags = flag_changes(before, after);
-                        let mut change = format!(
-                            "password reset by {}; new password {}",
-                            method.label(),
-                            describe_password_source(password)
-                        );
-                        if flags != "no flag change" {
-                            change.push_str("; ");
-                            change.push_str(&flags);
-                        }
-                        ("±", change, reason.as_str())
-                    }
-                    Action::Blocked { blocker, detail } => (
-                        "!",
-                        format!(
-                            "blocked ({}), nothing written; to do: {}",
-                            blocker.label(),
-                            blocker.remedy()
-                        ),
-                        detail.as_str(),
-                    ),
-                };
-                let _ = writeln!(
-                    out,
-                    "| `{marker}` | {} | {} | {} |",
-                    code_cell(&user.user_principal_name),
-                    cell_lines(&change),
-                    cell_lines(reason)
-                );
-            }
-            let _ = writeln!(out);
+
+    // Per-tenant counts: always (at most half the budget, for a plan of thousands of tenants).
+    let _ = writeln!(
+        out,
+        "| Tenant | To update | Password resets | Blocked | Unchanged |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for (i, tenant) in plan.tenants.iter().enumerate() {
+        let c = tenant.summary();
+        let row = format!(
+            "| {} | {} | {} | {} | {} |\n",
+            escape_cell(&tenant_title(tenant)),
+            c.set_flags,
+            c.reset_password,
+            c.blocked,
+            c.unchanged
+        );
+        if out.len() + row.len() > budget / 2 {
+            let _ = writeln!(
+                out,
+                "| … {} more tenants, counted in the summary above | | | | |",
+                plan.tenants.len() - i
+            );
+            break;
         }
-        if unchanged > 0 {
-            let users = if unchanged == 1 { "user" } else { "users" };
-            let _ = writeln!(out, "{unchanged} {users} unchanged.");
-            let _ = writeln!(out);
-        }
+        out.push_str(&row);
     }
+    let _ = writeln!(out);
+
+    let total = s.set_flags + s.reset_password + s.blocked;
+    let mut shown = 0usize;
+    let mut full = false;
+    for tenant in &plan.tenants {
+        if full {
+            break;
+        }
+        let rows: Vec<String> = tenant.users.iter().filter_map(row).collect();
+        let unchanged = tenant.users.len() - rows.len();
+        let mut section = String::new();
+        let _ = writeln!(section, "### {}", escape_cell(&tenant_title(tenant)));
+        let _ = writeln!(section);
+        if !rows.is_empty() {
+            let _ = writeln!(section, "| | User | Change | Reason |");
+            let _ = writeln!(section, "|---|---|---|---|");
+        }
+        let mut tenant_shown = 0;
+        for r in &rows {
+            if out.len() + section.len() + r.len() + RESERVE > budget {
+                full = true;
+                break;
+            }
+            section.push_str(r);
+            tenant_shown += 1;
+        }
+        if tenant_shown == 0 && !rows.is_empty() {
+            break; // not even the heading of a tenant whose rows do not fit
+        }
+        shown += tenant_shown;
+        if !rows.is_empty() {
+            let _ = writeln!(section);
+        }
+        if unchanged > 0 && !full {
+            let users = if unchanged == 1 { "user" } else { "users" };
+            let _ = writeln!(section, "{unchanged} {users} unchanged.");
+            let _ = writeln!(section);
+        }
+        out.push_str(&section);
+    }
+
+    if shown < total {
+        let _ = writeln!(
+            out,
+            "**{} of {total} changed or blocked users are not shown** (a comment is limited to \
+             {COMMENT_LIMIT} characters). The full plan is in the saved plan (`pwdrift plan --out`), \
+             kept as this run's artifact.",
+            total - shown
+        );
+        return out;
+    }
+
     let text = super::text(plan, false);
     let fence = "`".repeat(longest_backtick_run(&text).max(2) + 1);
-    let _ = writeln!(out, "<details>");
-    let _ = writeln!(out, "<summary>Full plan</summary>");
-    let _ = writeln!(out);
-    let _ = writeln!(out, "{fence}text");
-    out.push_str(&text);
-    let _ = writeln!(out, "{fence}");
-    let _ = writeln!(out);
-    let _ = writeln!(out, "</details>");
+    let mut details = String::new();
+    let _ = writeln!(details, "<details>");
+    let _ = writeln!(details, "<summary>Full plan</summary>");
+    let _ = writeln!(details);
+    let _ = writeln!(details, "{fence}text");
+    details.push_str(&text);
+    let _ = writeln!(details, "{fence}");
+    let _ = writeln!(details);
+    let _ = writeln!(details, "</details>");
+    if out.len() + details.len() <= budget {
+        out.push_str(&details);
+    } else {
+        let _ = writeln!(
+            out,
+            "The full text plan is too long for a comment; it is in the saved plan \
+             (`pwdrift plan --out`), kept as this run's artifact."
+        );
+    }
     out
+}
+
+/// The table row of a changed or blocked user; `None` for an unchanged one.
+fn row(user: &crate::plan::UserPlan) -> Option<String> {
+    let (marker, change, reason) = match &user.action {
+        Action::NoChange { .. } => return None,
+        Action::SetFlags {
+            before,
+            after,
+            reason,
+        } => ("~", flag_changes(before, after), reason.as_str()),
+        Action::ResetPassword {
+            method,
+            password,
+            before,
+            after,
+            reason,
+        } => {
+            let flags = flag_changes(before, after);
+            let mut change = format!(
+                "password reset by {}; new password {}",
+                method.label(),
+                describe_password_source(password)
+            );
+            if flags != "no flag change" {
+                change.push_str("; ");
+                change.push_str(&flags);
+            }
+            ("±", change, reason.as_str())
+        }
+        Action::Blocked { blocker, detail } => (
+            "!",
+            format!(
+                "blocked ({}), nothing written; to do: {}",
+                blocker.label(),
+                blocker.remedy()
+            ),
+            detail.as_str(),
+        ),
+    };
+    Some(format!(
+        "| `{marker}` | {} | {} | {} |\n",
+        code_cell(&user.user_principal_name),
+        cell_lines(&change),
+        cell_lines(reason)
+    ))
 }
 
 fn flag_changes(before: &ForceFlags, after: &ForceFlags) -> String {
@@ -233,6 +327,98 @@ mod tests {
                 .count();
             assert_eq!(delimiters, 5, "{row}");
         }
+    }
+
+    /// A plan of `n` flag changes spread over three tenants, built directly.
+    fn huge_plan(n: usize) -> Plan {
+        use crate::plan::{TenantPlan, UserPlan};
+        let flags = |b| ForceFlags {
+            force_change_password_next_sign_in: b,
+            force_change_password_next_sign_in_with_mfa: false,
+        };
+        let tenants = (0..3)
+            .map(|t| TenantPlan {
+                tenant: format!("tenant{t}.onmicrosoft.com"),
+                tenant_id: format!("00000000-0000-4000-8000-00000000000{t}"),
+                users: (0..n)
+                    .filter(|i| i % 3 == t)
+                    .map(|i| UserPlan {
+                        user_id: format!("00000000-0000-4000-8000-{i:012}"),
+                        user_principal_name: format!("user{i:05}@tenant{t}.onmicrosoft.com"),
+                        declared_at: vec![crate::config::Origin {
+                            file: format!("desired/tenant{t}.yaml").into(),
+                            line: i + 1,
+                            column: 5,
+                        }],
+                        fingerprint: "0".repeat(64),
+                        action: Action::SetFlags {
+                            before: flags(true),
+                            after: flags(false),
+                            reason: "forceChangePasswordNextSignIn declared false, live true"
+                                .to_owned(),
+                        },
+                    })
+                    .collect(),
+            })
+            .collect();
+        Plan {
+            format_version: crate::plan::FORMAT_VERSION.to_owned(),
+            pwdrift_version: "0.0.0-test".to_owned(),
+            created_at: "2026-11-23T12:00:00Z".parse().unwrap(),
+            tenants,
+        }
+    }
+
+    #[test]
+    fn a_10000_change_plan_fits_in_a_comment() {
+        let md = markdown(&huge_plan(10_000));
+        assert!(
+            md.chars().count() < COMMENT_LIMIT,
+            "{} chars",
+            md.chars().count()
+        );
+        assert!(md.len() < COMMENT_LIMIT, "{} bytes", md.len());
+        // summary and every tenant's counts
+        assert!(
+            md.contains("**Plan: 10000 to update, 0 password resets, 0 blocked, 0 unchanged.**")
+        );
+        for t in 0..3 {
+            assert!(
+                md.contains(&format!("| tenant{t}.onmicrosoft.com (")),
+                "tenant {t}"
+            );
+        }
+        let shown = md.lines().filter(|l| l.starts_with("| `~` |")).count();
+        assert!(shown > 100, "only {shown} rows shown");
+        let omitted = format!(
+            "**{} of 10000 changed or blocked users are not shown**",
+            10_000 - shown
+        );
+        assert!(md.contains(&omitted), "{}", &md[md.len() - 600..]);
+        assert!(md.trim_end().ends_with("kept as this run's artifact."));
+        assert!(
+            !md.contains("<details>"),
+            "no full text plan when rows are omitted"
+        );
+    }
+
+    #[test]
+    fn a_small_plan_is_complete() {
+        let md = markdown(&huge_plan(30));
+        assert_eq!(md.lines().filter(|l| l.starts_with("| `~` |")).count(), 30);
+        assert!(!md.contains("not shown"));
+        assert!(md.contains("<details>"));
+    }
+
+    #[test]
+    fn counts_survive_a_tiny_budget() {
+        let md = markdown_within(&fixtures::rich(), 1_500);
+        assert!(md.len() <= 1_500, "{md}");
+        assert!(md.contains("| contoso.onmicrosoft.com (c0c0c0c0-0000-4000-8000-000000000001) | 1 | 1 | 2 | 2 |"), "{md}");
+        assert!(
+            md.contains("changed or blocked users are not shown"),
+            "{md}"
+        );
     }
 
     #[test]

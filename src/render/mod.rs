@@ -1,4 +1,5 @@
-//! Step 4 of the pipeline: render a plan as text (terraform-style), JSON or Markdown.
+//! Step 4 of the pipeline: render a plan as text (terraform-style), JSON, Markdown or GitHub
+//! workflow commands; and diagnostics for machines ([`diagnostics`], [`github`]).
 //!
 //! Every renderer is a pure function from a [`Plan`] to a `String`; the command decides where it
 //! goes and whether colour is wanted ([`crate::printer::Printer::color_out`]). A plan holds no
@@ -8,6 +9,8 @@
 //! The user-facing wording shared by the formats (password sources, action labels) lives here so
 //! that text and Markdown say the same thing.
 
+pub mod diagnostics;
+pub mod github;
 pub mod json;
 pub mod markdown;
 pub mod text;

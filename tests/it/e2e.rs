@@ -1015,3 +1015,37 @@ fn quiet_and_forced_colour() {
     let both = plan(true, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
     assert!(!both.stdout.contains('\u{1b}'), "{both:?}");
 }
+
+/// `--shard I/N`: the example's tenant is planned by exactly one of N shards; the others plan
+/// nothing and say so.
+#[test]
+fn shards_split_the_tenants_between_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = seed_copy(dir.path());
+    let desired = repo().join(DESIRED);
+    for n in [1u32, 3] {
+        let mut holders = 0;
+        for i in 1..=n {
+            let r = run(std::process::Command::new(BIN).env("NO_COLOR", "1").args([
+                "plan",
+                "--sandbox",
+                seed.to_str().unwrap(),
+                desired.to_str().unwrap(),
+                "--format",
+                "json",
+                "--shard",
+                &format!("{i}/{n}"),
+            ]));
+            assert_eq!(r.code, 0, "{r:?}");
+            let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+            match plan["tenants"].as_array().unwrap().len() {
+                0 => assert!(r
+                    .stderr
+                    .contains("no tenant of the desired state is in shard")),
+                1 => holders += 1,
+                k => panic!("{k} tenants in one shard"),
+            }
+        }
+        assert_eq!(holders, 1, "N={n}");
+    }
+}

@@ -4,11 +4,13 @@
 
 #![allow(dead_code)]
 
+mod ci_recipes;
 mod client_auth;
 mod client_graph;
 mod client_retry;
 mod common;
 mod e2e;
+mod examples;
 mod sandbox_cli;
 mod schemas;
 mod validate;

@@ -226,3 +226,66 @@ fn problems_per_file_are_capped() {
     assert_eq!(errors, 52, "{stderr}");
     assert!(stderr.contains("error: too many problems in this file: stopped after 50"));
 }
+
+/// `--format json`: one document on stdout with every diagnostic's position, and the same exit
+/// code; the literal passwords of the fixtures appear nowhere.
+#[test]
+fn json_format_lists_every_diagnostic_and_no_secret() {
+    for name in ["literal_password.yaml", "literal_password_forms.yaml"] {
+        let out = validate(&["--format", "json", &fixture(name)]);
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = text(&out.stdout);
+        assert!(!stdout.contains("Hunter2"), "a literal leaked:\n{stdout}");
+        let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+        assert_eq!(doc["valid"], false);
+        let diags = doc["diagnostics"].as_array().unwrap();
+        assert!(!diags.is_empty());
+        assert_eq!(
+            doc["summary"]["errors"].as_u64().unwrap() as usize,
+            diags.len()
+        );
+        for d in diags {
+            assert_eq!(d["severity"], "error");
+            assert!(d["file"].as_str().unwrap().ends_with(name), "{d}");
+            assert!(d["line"].as_u64().unwrap() > 0, "{d}");
+            assert!(d["column"].as_u64().unwrap() > 0, "{d}");
+        }
+    }
+    let out = validate(&["--format", "json", &fixture("unknown_key.yaml")]);
+    let stdout = text(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    insta::assert_json_snapshot!("json_unknown_key", doc);
+}
+
+#[test]
+fn json_format_of_a_valid_state_counts_it() {
+    let out = validate(&["--format", "json", "examples/desired"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["summary"]["errors"], 0);
+    assert_eq!(doc["summary"]["files"], 1);
+    assert_eq!(doc["summary"]["tenants"], 1);
+}
+
+/// `--format github`: workflow commands at file, line and column, then the failure line.
+#[test]
+fn github_format_prints_annotations() {
+    let out = validate(&["--format", "github", &fixture("unknown_key.yaml")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout
+        .lines()
+        .next()
+        .unwrap()
+        .starts_with("::error file=tests/fixtures/config/invalid/unknown_key.yaml,line="));
+    insta::assert_snapshot!("github_unknown_key", stdout);
+    let out = validate(&[
+        "--format",
+        "github",
+        &fixture("literal_password_forms.yaml"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("Hunter2"), "a literal leaked:\n{stdout}");
+    assert!(stdout.lines().filter(|l| l.starts_with("::error ")).count() > 1);
+}

@@ -1,0 +1,149 @@
+//! The CI recipes under `examples/ci/` only use pwdrift commands and flags that exist: every
+//! `pwdrift SUBCOMMAND --flag ...` in their scripts is looked up in the clap definition
+//! (`pwdrift::cli::Cli::command()`). Their syntax is linted by `.ci/run` (actionlint,
+//! check-jsonschema).
+
+use std::path::Path;
+
+use clap::CommandFactory;
+
+const RECIPES: [&str; 3] = ["github-actions.yml", "gitlab-ci.yml", "azure-pipelines.yml"];
+
+/// Every string scalar of a YAML document (scripts, `run:` blocks, list items).
+fn strings(v: &serde_yaml::Value, out: &mut Vec<String>) {
+    match v {
+        serde_yaml::Value::String(s) => out.push(s.clone()),
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| strings(i, out)),
+        serde_yaml::Value::Mapping(m) => m.values().for_each(|i| strings(i, out)),
+        serde_yaml::Value::Tagged(t) => strings(&t.value, out),
+        _ => {}
+    }
+}
+
+/// Shell lines with backslash continuations joined.
+fn logical_lines(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in script.lines() {
+        let trimmed = line.trim_end();
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            cur.push_str(head);
+            cur.push(' ');
+        } else {
+            cur.push_str(trimmed);
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// One pwdrift invocation: the subcommand and the flags given to it.
+#[derive(Debug)]
+struct Invocation {
+    subcommand: String,
+    flags: Vec<String>,
+}
+
+/// `pwdrift SUB ...` invocations of a shell line; the command ends at `|`, `;`, `&&`, `||`, `>`,
+/// `<` or a `)`.
+fn invocations(line: &str) -> Vec<Invocation> {
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let t = t.trim_start_matches(['(', '`', '"', '\'']);
+        if t != "pwdrift" && !t.ends_with("/pwdrift") {
+            continue;
+        }
+        // `cargo install ... pwdrift` names the package, not a command
+        let Some(sub) = tokens.get(i + 1) else {
+            continue;
+        };
+        if !sub.chars().all(|c| c.is_ascii_lowercase()) {
+            continue;
+        }
+        let mut flags = Vec::new();
+        for t in &tokens[i + 2..] {
+            if ["|", ";", "&&", "||", ")"].contains(t)
+                || t.starts_with('>')
+                || t.starts_with('<')
+                || t.starts_with("2>")
+            {
+                break;
+            }
+            if t.starts_with('-') && *t != "-" {
+                flags.push(t.split('=').next().unwrap().to_owned());
+            }
+        }
+        out.push(Invocation {
+            subcommand: (*sub).to_owned(),
+            flags,
+        });
+    }
+    out
+}
+
+#[test]
+fn recipes_use_only_existing_commands_and_flags() {
+    let cli = pwdrift::cli::Cli::command();
+    let globals: Vec<clap::Arg> = cli.get_arguments().cloned().collect();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci");
+    let mut problems = Vec::new();
+    for recipe in RECIPES {
+        let text = std::fs::read_to_string(dir.join(recipe)).unwrap();
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{recipe} is not YAML: {e}"));
+        let mut scripts = Vec::new();
+        strings(&doc, &mut scripts);
+        let found: Vec<Invocation> = scripts
+            .iter()
+            .flat_map(|s| logical_lines(s))
+            .flat_map(|l| invocations(&l))
+            .collect();
+        let used: Vec<&str> = found.iter().map(|i| i.subcommand.as_str()).collect();
+        for needed in ["validate", "plan", "apply"] {
+            assert!(
+                used.contains(&needed),
+                "{recipe} never runs `pwdrift {needed}`: {used:?}"
+            );
+        }
+        for inv in &found {
+            let Some(sub) = cli.find_subcommand(&inv.subcommand) else {
+                problems.push(format!("{recipe}: no command `pwdrift {}`", inv.subcommand));
+                continue;
+            };
+            for flag in &inv.flags {
+                let known = sub.get_arguments().chain(&globals).any(|a| {
+                    if let Some(long) = flag.strip_prefix("--") {
+                        a.get_long() == Some(long)
+                    } else {
+                        let short = flag.trim_start_matches('-');
+                        short.chars().all(|c| a.get_short() == Some(c))
+                    }
+                });
+                if !known && flag != "--help" && flag != "-h" {
+                    problems.push(format!(
+                        "{recipe}: `pwdrift {}` has no option {flag}",
+                        inv.subcommand
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The scanner itself: it finds commands and flags, and stops at the end of a command.
+#[test]
+fn scanner_finds_flags_and_stops_at_redirections() {
+    let lines = logical_lines("pwdrift plan desired --shard \"$S/4\" \\\n  --out p.json --format=markdown > p.md || status=$?\ncargo install --locked pwdrift");
+    let found: Vec<Invocation> = lines.iter().flat_map(|l| invocations(l)).collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].subcommand, "plan");
+    assert_eq!(found[0].flags, ["--shard", "--out", "--format"]);
+    assert!(pwdrift::cli::Cli::command()
+        .find_subcommand("nosuch")
+        .is_none());
+}
