@@ -48,6 +48,7 @@ fn args() -> SandboxArgs {
         token_lifetime: 3599,
         reset_operation_ms: 200,
         reset_retry_after: 1,
+        realism: Default::default(),
     }
 }
 

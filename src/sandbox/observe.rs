@@ -207,12 +207,18 @@ pub async fn change_password(
     let Some((ti, ui)) = found else {
         return Err(GraphError::resource_not_found(&key));
     };
-    let u = &mut store.tenants[ti].users[ui];
     if let Some(pw) = &new_password {
-        if crate::password::check(pw, u.strong_password_required()).is_err() {
+        let strong = store.tenants[ti].users[ui].strong_password_required();
+        if crate::password::check(pw, strong).is_err() {
             return Err(GraphError::request_bad_request(super::users::WEAK_PASSWORD));
         }
     }
+    store.tenants[ti].before_write(
+        ui,
+        std::time::Instant::now(),
+        state.runtime.realism.read_lag,
+    );
+    let u = &mut store.tenants[ti].users[ui];
     u.password_changed(
         chrono::Utc::now(),
         new_password.as_deref().map(super::seed::password_hash),

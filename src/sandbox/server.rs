@@ -46,6 +46,7 @@ pub struct Runtime {
     pub reset_retry_after: u64,
     pub device_code_interval: u64,
     pub max_body_bytes: usize,
+    pub realism: super::Realism,
 }
 
 /// State shared by every handler.
@@ -183,6 +184,14 @@ const GRAPH_SHAPES: &[&[&str]] = &[
     &["groups", "*", "transitiveMembers", "microsoft.graph.user"],
     &["me"],
     &["directoryRoles"],
+    &["roleManagement", "directory", "roleDefinitions"],
+    &["roleManagement", "directory", "roleAssignments"],
+    &[
+        "roleManagement",
+        "directory",
+        "roleEligibilityScheduleInstances",
+    ],
+    &["domains", "*"],
     &["$batch"],
 ];
 
@@ -230,7 +239,7 @@ async fn method_not_allowed() -> GraphError {
 
 /// The Graph routes of both versions, with the Graph pipeline.
 fn graph_routes(state: &AppState) -> Router<AppState> {
-    use super::{groups, reset, users};
+    use super::{groups, reset, roles, users};
     let mut r = Router::new();
     for v in ["v1.0", "beta"] {
         r = r
@@ -257,7 +266,21 @@ fn graph_routes(state: &AppState) -> Router<AppState> {
             .route(
                 &format!("/{v}/directoryRoles"),
                 get(groups::directory_roles),
-            );
+            )
+            .route(
+                &format!("/{v}/roleManagement/directory/roleDefinitions"),
+                get(roles::role_definitions),
+            )
+            .route(
+                &format!("/{v}/roleManagement/directory/roleAssignments"),
+                get(roles::role_assignments),
+            )
+            .route(
+                &format!("/{v}/roleManagement/directory/roleEligibilityScheduleInstances"),
+                get(roles::eligibility_instances),
+            )
+            .route(&format!("/{v}/domains"), get(roles::list_domains))
+            .route(&format!("/{v}/domains/{{id}}"), get(roles::get_domain));
     }
     r.route_layer(from_fn_with_state(state.clone(), graph_pipeline))
 }
@@ -352,8 +375,9 @@ pub fn settle_all_at(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
     }
     let mut store = state.write();
     let mut changed = false;
+    let lag = state.runtime.realism.read_lag;
     for t in &mut store.tenants {
-        changed |= t.settle_operations(now);
+        changed |= t.settle_operations(now, lag);
     }
     drop(store);
     if changed {
