@@ -502,7 +502,12 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         throttle::Throttler::new(mode),
         injector,
     ));
-    let app = server::router(state.clone());
+    // `users('{key}')` is rewritten before routing (a `Router::layer` would run after it).
+    let app = tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(server::rewrite_users_key),
+        server::router(state.clone()),
+    );
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

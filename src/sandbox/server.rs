@@ -126,8 +126,104 @@ pub fn version(uri: &Uri) -> &'static str {
     }
 }
 
+/// Request extension: the user key of this request came in the `users('{key}')` form.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyInParens;
+
+/// Percent-decodes a path segment (invalid escapes are kept as they are).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `/{version}/users('{key}')/rest` (OData key syntax, which Graph documents for UPNs starting
+/// with `$`) as `/{version}/users/{key}/rest`; `None` for any other path. A `''` in the key is a
+/// `'`.
+pub fn users_key_syntax(uri: &Uri) -> Option<Uri> {
+    let path = uri.path();
+    let mut segs = path.split('/');
+    segs.next()?; // leading empty
+    let version = segs.next()?;
+    if version != "v1.0" && version != "beta" {
+        return None;
+    }
+    let raw = segs.next()?;
+    let seg = percent_decode(raw);
+    if seg.len() < "users('')".len() || !seg[..7].eq_ignore_ascii_case("users('") {
+        return None;
+    }
+    let key = seg[7..].strip_suffix("')")?.replace("''", "'");
+    let rest: Vec<&str> = segs.collect();
+    let mut new_path = format!("/{version}/users/{}", percent_encode_segment(&key));
+    for r in rest {
+        new_path.push('/');
+        new_path.push_str(r);
+    }
+    if let Some(q) = uri.query() {
+        new_path.push('?');
+        new_path.push_str(q);
+    }
+    new_path.parse().ok()
+}
+
+/// The service-level rewrite of `users('{key}')` paths, before routing.
+pub fn rewrite_users_key(mut req: Request) -> Request {
+    if let Some(uri) = users_key_syntax(req.uri()) {
+        *req.uri_mut() = uri;
+        req.extensions_mut().insert(KeyInParens);
+    }
+    req
+}
+
+/// A `/users/{key}` path segment that Graph cannot take: a key starting with `$` (other than
+/// `$count`) is an OData system segment to Graph; such UPNs must use `users('{key}')`.
+fn dollar_key_refused(req: &Request) -> Option<GraphError> {
+    if req.extensions().get::<KeyInParens>().is_some() {
+        return None;
+    }
+    let mut segs = req.uri().path().split('/').skip(2);
+    if !segs.next()?.eq_ignore_ascii_case("users") {
+        return None;
+    }
+    let raw = segs.next()?;
+    let key = percent_decode(raw);
+    (key.starts_with('$') && !key.eq_ignore_ascii_case("$count"))
+        .then(|| GraphError::segment_not_found(&key))
+}
+
 /// Graph routes: authentication, then (when wired) throttling, then the handler.
 async fn graph_pipeline(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(e) = dollar_key_refused(&req) {
+        return e.into_response();
+    }
     let caller = match super::auth::authenticate(&state, req.headers()) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
