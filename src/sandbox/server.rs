@@ -4,7 +4,8 @@
 //! Request pipeline, outermost first:
 //!
 //! ```text
-//! faults::fault_middleware (latency and injected faults; Graph routes only)
+//! rewrite_users_key (service level, before routing: `users('{key}')` -> `users/{key}`)
+//!   -> faults::fault_middleware (latency and injected faults; Graph routes only)
 //!   -> request_ids (request-id / client-request-id, task-local for error bodies)
 //!   -> observe::record (counts by route template and status)
 //!   -> router: /{tenant}/oauth2/v2.0/{token,devicecode}   (identity platform)
@@ -14,6 +15,12 @@
 //!              batch::batch_routes: POST /v1.0/$batch, /beta/$batch (bearer checked, then
 //!                each inner request through the layered router above)
 //! ```
+//!
+//! User keys: Graph documents that a UPN starting with `$` cannot be a path segment and must be
+//! addressed as `/users('$x@contoso.com')`. The sandbox accepts the key syntax for any key (in
+//! `$batch` urls too) and refuses a `/users/{key}` segment starting with `$` (raw or `%24`,
+//! except `$count`) with 400 `BadRequest` "Resource not found for the segment '...'": the exact
+//! answer is undocumented, this is the sandbox's guess (Graph reads `$...` as a system segment).
 //!
 //! Throttling sits inside the Graph routes' own middleware, after authentication, because the
 //! model is per app + tenant and depends on the tenant's size; `$batch` inner requests are
@@ -508,4 +515,31 @@ pub fn save_state(state: &AppState, path: &std::path::Path) -> anyhow::Result<()
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_key_syntax_rewrites_only_that_form() {
+        let rw = |s: &str| users_key_syntax(&s.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(
+            rw("/v1.0/users('$x@contoso.com')?$select=id").as_deref(),
+            Some("/v1.0/users/%24x@contoso.com?$select=id")
+        );
+        assert_eq!(
+            rw("/beta/Users('o''brien@contoso.com')/authentication/operations/1").as_deref(),
+            Some("/beta/users/o%27brien@contoso.com/authentication/operations/1")
+        );
+        assert_eq!(
+            rw("/v1.0/users(%27%24x%40contoso.com%27)").as_deref(),
+            Some("/v1.0/users/%24x@contoso.com")
+        );
+        assert_eq!(rw("/v1.0/users/x@contoso.com"), None);
+        assert_eq!(rw("/v1.0/users('x"), None);
+        assert_eq!(rw("/v2/users('x')"), None);
+        assert_eq!(percent_decode("%24a%4"), "$a%4");
+        assert_eq!(percent_decode("%e2%82%ac%zz"), "\u{20ac}%zz");
+    }
 }
