@@ -52,6 +52,7 @@ async fn reads_lag_writes_exactly_by_read_lag() {
     tokio::time::sleep(Duration::from_millis(650)).await;
     assert!(force_flag(&s, &t, one).await, "visible after the lag");
     assert!(force_flag(&s, &t, many).await);
+    assert_eq!(s.state_of("frank@contoso.com").await["privileged"], false);
 
     // without the switch, reads are immediate
     let s = contoso().await;
@@ -101,11 +102,29 @@ async fn lost_responses_are_applied_writes() {
         );
     }
     assert_eq!(timeouts + dropped, 4);
+    // resetPassword is a write too: the generated password in its 202 body is lost with it,
+    // yet the reset happens
+    let admin = s.admin_token().await;
+    let path =
+        format!("/v1.0/users/{DAVE_ID}/authentication/methods/{PASSWORD_METHOD}/resetPassword");
+    let r = s
+        .http
+        .post(s.url(&path))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 504);
+    }
     let stats = s.stats().await;
+    assert_eq!(stats["resetsPerUser"]["dave@contoso.com"], 1, "{stats}");
     assert_eq!(
         stats["faults"]["lost_504"].as_u64().unwrap()
             + stats["faults"]["lost_dropped"].as_u64().unwrap(),
-        4
+        5,
+        "four PATCHes and one resetPassword"
     );
 }
 
