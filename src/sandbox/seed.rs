@@ -27,6 +27,12 @@
 //!       - displayName: Finance
 //!         members: [alice@contoso.com]
 //! ```
+//!
+//! Roles, eligibility, federated domains and guests (see `examples/sandbox/privileged.seed.yaml`):
+//! `federatedDomains`, `defaultDomain`, `pimLicense` on a tenant; `roleDefinitions` (custom
+//! roles), `administrativeUnits`, `roleAssignments` and `roleEligibilities` (`role`, `principal`,
+//! `scope`); `isAssignableToRole` on a group; `userType`, `creationType`, `externalUserState` on
+//! a user.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;

@@ -2,6 +2,13 @@
 //! resetPassword operations and device codes, with the indexes that make a 100,000-user tenant
 //! cheap to serve (by id, by lower-cased UPN, by SID; paging is a slice of the user vector).
 //!
+//! Directory roles: every tenant has the built-in role definitions of [`ROLES`] and its custom
+//! ones ([`RoleDef`]); active assignments and PIM eligibilities ([`Assignment`]) name a user, a
+//! role-assignable group or an app's service principal, tenant-wide or on an administrative unit.
+//! A user's or app's `directoryRoles` are tenant-wide active assignments of built-in roles.
+//! [`Tenant::is_privileged`] is the sandbox's notion of an admin target. `--read-lag` keeps the
+//! previous version of recently written users ([`Tenant::user_view`]).
+//!
 //! Built from a validated [`Seed`](super::seed::Seed) ([`Store::from_seed`]) and written back as
 //! one ([`Store::to_seed`]) for `--state` files: a saved state is a seed, with password hashes
 //! instead of passwords. Users and groups are never created or deleted by the sandbox, so the
@@ -246,8 +253,6 @@ pub struct Assignment {
     pub principal: Principal,
     /// `/` or `/administrativeUnits/{id}`.
     pub scope: String,
-    /// The seed's scope text (name or id), for `--state` round trips.
-    pub scope_key: Option<String>,
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
     /// Made from a user's or app's `directoryRoles` (not saved in `roleAssignments`).
@@ -925,7 +930,6 @@ fn build_assignments(
             role,
             principal: p,
             scope: "/".into(),
-            scope_key: None,
             start: None,
             end: None,
             from_directory_roles: true,
@@ -1006,8 +1010,8 @@ fn build_assignment(
             ),
         ));
     };
-    let (scope, scope_key) = match sa.scope.as_deref().map(str::trim) {
-        None | Some("/") | Some("") => ("/".to_owned(), None),
+    let scope = match sa.scope.as_deref().map(str::trim) {
+        None | Some("/") | Some("") => "/".to_owned(),
         Some(s) => {
             let k = s.trim_start_matches("/administrativeUnits/").to_lowercase();
             let u = t
@@ -1020,7 +1024,7 @@ fn build_assignment(
                         format!("'{s}' is neither '/' nor an administrative unit of this tenant"),
                     )
                 })?;
-            (format!("/administrativeUnits/{}", u.id), Some(s.to_owned()))
+            format!("/administrativeUnits/{}", u.id)
         }
     };
     let pid = t.principal_id(principal).to_owned();
@@ -1033,7 +1037,6 @@ fn build_assignment(
         role,
         principal,
         scope,
-        scope_key,
         start: if eligible {
             Some(sa.start_date_time.unwrap_or_else(default_created))
         } else {
