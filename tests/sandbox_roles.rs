@@ -345,3 +345,35 @@ async fn privileged_holders_are_protected_like_admins() {
     let r = s.patch("/v1.0/users/ada@northwind.com", &t, body).await;
     assert_eq!(r.status, 204, "{}", r.text);
 }
+
+/// A saved `--state` keeps roles, scopes, eligibilities, domains and guests.
+#[test]
+fn state_round_trip_keeps_roles_domains_and_guests() {
+    use pwdrift::sandbox::store::Store;
+    let a = Store::from_seed(&privileged_seed(), "privileged").unwrap();
+    let b = Store::from_seed(&a.to_seed(), "state").unwrap();
+    let (ta, tb) = (&a.tenants[0], &b.tenants[0]);
+    let ids = |l: &[pwdrift::sandbox::store::Assignment]| {
+        let mut v: Vec<(String, String)> =
+            l.iter().map(|x| (x.id.clone(), x.scope.clone())).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&ta.assignments), ids(&tb.assignments));
+    assert_eq!(ids(&ta.eligibilities), ids(&tb.eligibilities));
+    assert_eq!(ta.role_defs.len(), tb.role_defs.len());
+    assert_eq!(tb.federated_domains, ["corp.northwind.com"]);
+    assert_eq!(tb.default_domain.as_deref(), Some("northwind.com"));
+    let guest = tb.users.iter().find(|u| u.is_guest()).unwrap();
+    assert_eq!(guest.external_user_state.as_deref(), Some("Accepted"));
+    assert!(tb.groups.iter().any(|g| g.assignable_to_role));
+    // a role-assignable group cannot nest groups; a role needs a role-assignable group
+    let mut seed = privileged_seed();
+    seed.tenants[0].groups[0].members.push("All Staff".into());
+    let e = Store::from_seed(&seed, "x").err().unwrap().to_string();
+    assert!(e.contains("nesting"), "{e}");
+    let mut seed = privileged_seed();
+    seed.tenants[0].role_assignments[2].principal = "All Staff".into();
+    let e = Store::from_seed(&seed, "x").err().unwrap().to_string();
+    assert!(e.contains("not role-assignable"), "{e}");
+}
