@@ -349,6 +349,66 @@ pub struct SandboxArgs {
     /// `Retry-After` of the resetPassword 202 response, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 1)]
     pub reset_retry_after: u64,
+
+    /// Behaviours where real tenants differ (see `pwdrift sandbox --help`).
+    #[command(flatten)]
+    pub realism: SandboxRealismArgs,
+}
+
+/// `pwdrift sandbox` switches for behaviours where real tenants differ or the docs and public
+/// reports disagree.
+#[derive(Debug, Args, Clone)]
+pub struct SandboxRealismArgs {
+    /// Most related objects a `$expand` returns (no next link), e.g. `/directoryRoles?$expand=members`;
+    /// 0 = no cap.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub expand_cap: usize,
+
+    /// Page size of the role-management collections when no `$top` is given.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub role_page_size: usize,
+
+    /// Reads lag writes: a GET of a user within MS of a write to it returns the previous version.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub read_lag: u64,
+
+    /// `transitiveMembers/microsoft.graph.user`: documented (needs `ConsistencyLevel: eventual`
+    /// and `$count=true`), lenient (works without), cast-ignored (groups come back too).
+    #[arg(long, value_name = "MODE", default_value = "documented")]
+    pub transitive_members: String,
+
+    /// resetPassword answers 202 without a `Location` header.
+    #[arg(long)]
+    pub reset_no_location: bool,
+
+    /// resetPassword's `Location` carries the query parameters real tenants send
+    /// (`?aadgdc=...&aadgsu=...`).
+    #[arg(long)]
+    pub reset_location_query: bool,
+
+    /// Every resetPassword operation ends `failed`.
+    #[arg(long)]
+    pub reset_fail: bool,
+
+    /// No tenant has a licence that includes PIM: eligibility reads answer 400
+    /// `AadPremiumLicenseRequired`.
+    #[arg(long, alias = "no-pim-licence")]
+    pub no_pim_license: bool,
+}
+
+impl Default for SandboxRealismArgs {
+    fn default() -> Self {
+        SandboxRealismArgs {
+            expand_cap: 20,
+            role_page_size: 5,
+            read_lag: 0,
+            transitive_members: "documented".into(),
+            reset_no_location: false,
+            reset_location_query: false,
+            reset_fail: false,
+            no_pim_license: false,
+        }
+    }
 }
 
 /// Parses arguments, runs the command, maps the outcome to an exit code.

@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use crate::cli::{ExitStatus, SandboxArgs};
 use crate::printer::Printer;
-use graph_sandbox::{start, SandboxConfig, SeedSource};
+use graph_sandbox::{start, Realism, SandboxConfig, SeedSource};
 
 pub fn run(args: SandboxArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let listen: SocketAddr = args.listen.parse().with_context(|| {
@@ -69,6 +69,23 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     c.token_lifetime = args.token_lifetime;
     c.reset_operation_duration = std::time::Duration::from_millis(args.reset_operation_ms);
     c.reset_retry_after = args.reset_retry_after;
+    let r = &args.realism;
+    if r.role_page_size == 0 {
+        anyhow::bail!("--role-page-size must be at least 1");
+    }
+    c.realism = Realism {
+        expand_cap: (r.expand_cap > 0).then_some(r.expand_cap),
+        role_page_size: r.role_page_size,
+        read_lag: std::time::Duration::from_millis(r.read_lag),
+        transitive_members: r
+            .transitive_members
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--transitive-members: {e}"))?,
+        reset_no_location: r.reset_no_location,
+        reset_location_query: r.reset_location_query,
+        reset_fail: r.reset_fail,
+        no_pim_license: r.no_pim_license,
+    };
     Ok(c)
 }
 

@@ -140,6 +140,14 @@ impl ForceFlags {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GraphUser {
+    /// `@odata.type`, where Graph names it (in mixed directory-object collections such as
+    /// transitive members): `#microsoft.graph.user` for a user.
+    #[serde(
+        default,
+        rename = "@odata.type",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub odata_type: Option<String>,
     pub id: String,
     #[serde(default)]
     pub user_principal_name: Option<String>,
@@ -154,6 +162,17 @@ pub struct GraphUser {
     pub on_premises_sync_enabled: Option<bool>,
     #[serde(default)]
     pub on_premises_security_identifier: Option<String>,
+}
+
+impl GraphUser {
+    /// False only for an object that says it is something else (a group or device in a member
+    /// list whose type cast Graph ignored); an object without `@odata.type` came back from a user
+    /// endpoint or a user cast.
+    pub fn is_user(&self) -> bool {
+        self.odata_type
+            .as_deref()
+            .is_none_or(|t| t.eq_ignore_ascii_case("#microsoft.graph.user"))
+    }
 }
 
 /// The exact `$select` pwdrift reads users with.

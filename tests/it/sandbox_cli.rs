@@ -114,3 +114,69 @@ fn binary_prints_info_and_serves() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
     assert!(out.stdout.is_empty());
 }
+
+/// The switches are `pwdrift sandbox` flags; a licence-less tenant cannot hold eligibilities.
+#[test]
+fn switches_are_cli_flags() {
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/sandbox/privileged.seed.yaml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--seed"])
+        .arg(&seed)
+        .args([
+            "--read-lag",
+            "250",
+            "--expand-cap",
+            "0",
+            "--role-page-size",
+            "2",
+            "--transitive-members",
+            "cast-ignored",
+            "--reset-no-location",
+            "--reset-location-query",
+            "--reset-fail",
+            "--faults",
+            "lost=0.05,429=0.01",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("northwind.onmicrosoft.com"), "{line}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-pim-licence",
+            "--seed",
+        ])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("eligible"), "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--transitive-members",
+            "sometimes",
+            "--seed",
+        ])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--transitive-members"));
+}

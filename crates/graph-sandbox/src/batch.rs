@@ -28,6 +28,12 @@
 //! - Response bodies are JSON when they parse as JSON, absent when empty (204), and otherwise
 //!   base64, as Graph does for binary content.
 //!
+//! # Lost responses
+//!
+//! With `lost=RATE` in `--faults`, each `PATCH`/`POST` member draws (in the order of `requests`,
+//! before any member runs): a hit is applied and then answered `504 GatewayTimeout` in its
+//! response; the whole envelope can be lost too (the envelope is a `POST`).
+//!
 //! # Response order
 //!
 //! Graph documents that responses may come back in any order, and clients must match them by
@@ -229,6 +235,18 @@ async fn handle(inner: Router, version: &'static str, req: Request) -> Response 
     }
 
     let connect_info = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
+    // `lost` faults of members, drawn in request order before anything runs (deterministic).
+    let injector = parts
+        .extensions
+        .get::<std::sync::Arc<super::faults::FaultInjector>>()
+        .cloned();
+    let lost: Vec<bool> = requests
+        .iter()
+        .map(|r| {
+            let write = ["PATCH", "POST"].contains(&r.method.to_ascii_uppercase().as_str());
+            write && injector.as_ref().is_some_and(|i| i.decide_batch_member())
+        })
+        .collect();
     let mut responses: Vec<Option<BatchResponse>> = vec![None; requests.len()];
     loop {
         let mut wave: Vec<(usize, Request)> = Vec::new();
@@ -271,7 +289,19 @@ async fn handle(inner: Router, version: &'static str, req: Request) -> Response 
             let inner = inner.clone();
             let id = requests[i].id.clone();
             let outer = &outer;
-            async move { (i, dispatch(inner, id, req, outer).await) }
+            let lost = lost[i];
+            async move {
+                let r = dispatch(inner, id.clone(), req, outer).await;
+                if lost {
+                    // Applied; its response is lost.
+                    let body = super::faults::gateway_timeout_body(
+                        outer.get("client-request-id").and_then(|v| v.to_str().ok()),
+                    );
+                    drop(r);
+                    return (i, json_response(&id, StatusCode::GATEWAY_TIMEOUT, body));
+                }
+                (i, r)
+            }
         });
         for (i, response) in futures_util::future::join_all(calls).await {
             responses[i] = Some(response);
@@ -409,6 +439,8 @@ fn build_inner(
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
+    // `users('{key}')`, as on the served router.
+    let mut req = super::server::rewrite_users_key(req);
     req.extensions_mut().insert(InBatch { id: r.id.clone() });
     if let Some(ci) = connect_info {
         req.extensions_mut().insert(*ci);

@@ -22,6 +22,12 @@
 //! latency has jitter) and then a fault draw (Graph routes, when faults are on). The same seed and
 //! the same order of arriving requests therefore give the same delays and the same faults.
 //!
+//! # Lost responses
+//!
+//! `lost=RATE` hits writes only (see [`FaultSpec`]): the write is applied and its response is
+//! replaced by a 504 or a dropped connection, deterministically with `--rng-seed`; `$batch`
+//! members draw in the order of the envelope's `requests`, before any of them runs.
+//!
 //! # Dropped connections
 //!
 //! A dropped request is processed normally (its effects happen: a PATCH is applied) and its
@@ -102,8 +108,14 @@ impl fmt::Display for Latency {
 }
 
 /// Fault rates (each a probability per Graph request; together at most 1) and the delay of a
-/// slow response. Parsed from `429=0.05,500=0.01,503=0.01,drop=0.01,slow=0.02[,slow_ms=2000]`;
-/// every key is optional (rate 0), `slow_ms` defaults to 2,000.
+/// slow response. Parsed from
+/// `429=0.05,500=0.01,503=0.01,drop=0.01,slow=0.02,lost=0.05[,slow_ms=2000]`; every key is
+/// optional (rate 0), `slow_ms` defaults to 2,000.
+///
+/// `lost` applies to writes only (`PATCH` and `POST`, a `$batch` envelope included): the request
+/// is applied, then its response is lost: half of the band answers 504 `GatewayTimeout`, the
+/// other half drops the connection. Inside a `$batch` envelope, every `PATCH`/`POST` member draws
+/// too (in the order of the `requests` array): a hit applies it and answers that member 504.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FaultSpec {
     pub p429: f64,
@@ -111,6 +123,7 @@ pub struct FaultSpec {
     pub p503: f64,
     pub drop: f64,
     pub slow: f64,
+    pub lost: f64,
     pub slow_delay: Duration,
 }
 
@@ -122,6 +135,7 @@ impl Default for FaultSpec {
             p503: 0.0,
             drop: 0.0,
             slow: 0.0,
+            lost: 0.0,
             slow_delay: Duration::from_millis(2_000),
         }
     }
@@ -129,13 +143,13 @@ impl Default for FaultSpec {
 
 /// A `--faults` value that does not parse or validate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow (rates between 0 and 1, summing to at most 1) and slow_ms (milliseconds), e.g. '429=0.05,500=0.01,drop=0.01'")]
+#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow, lost (rates between 0 and 1, summing to at most 1) and slow_ms (milliseconds), e.g. '429=0.05,500=0.01,drop=0.01'")]
 pub struct FaultSpecError {
     input: String,
     reason: String,
 }
 
-const FAULT_KEYS: [&str; 6] = ["429", "500", "503", "drop", "slow", "slow_ms"];
+const FAULT_KEYS: [&str; 7] = ["429", "500", "503", "drop", "slow", "lost", "slow_ms"];
 
 impl FromStr for FaultSpec {
     type Err = FaultSpecError;
@@ -192,10 +206,11 @@ impl FromStr for FaultSpec {
                 "500" => spec.p500 = rate,
                 "503" => spec.p503 = rate,
                 "drop" => spec.drop = rate,
+                "lost" => spec.lost = rate,
                 _ => spec.slow = rate,
             }
         }
-        let total = spec.p429 + spec.p500 + spec.p503 + spec.drop + spec.slow;
+        let total = spec.p429 + spec.p500 + spec.p503 + spec.drop + spec.slow + spec.lost;
         if total > 1.0 + 1e-9 {
             return Err(err(format!("the rates add up to {total}, more than 1")));
         }
@@ -216,6 +231,10 @@ pub enum Fault {
     Drop,
     /// Delayed by the spec's `slow_delay`, then passed through.
     Slow,
+    /// A write applied, then answered 504 `GatewayTimeout`.
+    LostGatewayTimeout,
+    /// A write applied, then the connection is cut.
+    LostDropped,
 }
 
 /// The decision for one request: how long to wait first, then which fault.
@@ -237,6 +256,12 @@ pub struct FaultStats {
     pub injected_503: u64,
     pub dropped: u64,
     pub slow: u64,
+    /// Writes applied and answered 504 (`lost`).
+    pub lost_504: u64,
+    /// Writes applied and their connection cut (`lost`).
+    pub lost_dropped: u64,
+    /// `$batch` members applied and answered 504 (`lost`).
+    pub lost_batch_members: u64,
 }
 
 /// The seeded injector shared by the middleware (wrap it in an `Arc`).
@@ -267,9 +292,15 @@ impl FaultInjector {
         }
     }
 
-    /// Decides (and counts) what happens to the next request on `path`. The middleware calls
-    /// this once per request, in arrival order.
+    /// Decides (and counts) what happens to the next request on `path`, as a read.
     pub fn decide(&self, path: &str) -> Decision {
+        self.decide_request(false, path)
+    }
+
+    /// Decides (and counts) what happens to the next request on `path`; `write` (PATCH or POST)
+    /// makes it eligible for `lost`. The middleware calls this once per request, in arrival
+    /// order. Without `lost` in the spec, the draws are those of [`FaultInjector::decide`].
+    pub fn decide_request(&self, write: bool, path: &str) -> Decision {
         if path.starts_with("/_sandbox") {
             return Decision {
                 delay: Duration::ZERO,
@@ -296,15 +327,21 @@ impl FaultInjector {
                         (spec.p503, Fault::ServiceUnavailable),
                         (spec.drop, Fault::Drop),
                         (spec.slow, Fault::Slow),
+                        (spec.lost / 2.0, Fault::LostGatewayTimeout),
+                        (spec.lost / 2.0, Fault::LostDropped),
                     ];
                     let mut edge = 0.0;
-                    bands
+                    match bands
                         .iter()
                         .find(|(p, _)| {
                             edge += p;
                             roll < edge
                         })
                         .map_or(Fault::None, |(_, f)| *f)
+                    {
+                        Fault::LostGatewayTimeout | Fault::LostDropped if !write => Fault::None,
+                        f => f,
+                    }
                 }
                 _ => Fault::None,
             };
@@ -320,8 +357,27 @@ impl FaultInjector {
             Fault::ServiceUnavailable => stats.injected_503 += 1,
             Fault::Drop => stats.dropped += 1,
             Fault::Slow => stats.slow += 1,
+            Fault::LostGatewayTimeout => stats.lost_504 += 1,
+            Fault::LostDropped => stats.lost_dropped += 1,
         }
         Decision { delay, fault }
+    }
+
+    /// Whether the response of one `PATCH`/`POST` member of a `$batch` envelope is lost (it is
+    /// applied, then answered 504). Draws only when the spec has a `lost` rate.
+    pub fn decide_batch_member(&self) -> bool {
+        let Some(spec) = self.spec.filter(|s| s.lost > 0.0) else {
+            return false;
+        };
+        let roll: f64 = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
+        let lost = roll < spec.lost;
+        if lost {
+            self.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .lost_batch_members += 1;
+        }
+        lost
     }
 
     pub fn stats(&self) -> FaultStats {
@@ -336,10 +392,16 @@ impl FaultInjector {
 /// The middleware: `Router::layer(axum::middleware::from_fn_with_state(injector, fault_middleware))`.
 pub async fn fault_middleware(
     State(inj): State<Arc<FaultInjector>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    let decision = inj.decide(req.uri().path());
+    let write = matches!(
+        *req.method(),
+        axum::http::Method::PATCH | axum::http::Method::POST
+    );
+    let decision = inj.decide_request(write, req.uri().path());
+    // `$batch` draws for its members from the same injector.
+    req.extensions_mut().insert(inj.clone());
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }
@@ -381,13 +443,41 @@ pub async fn fault_middleware(
             let extra = vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))];
             error_response(StatusCode::SERVICE_UNAVAILABLE, body, &ids, extra)
         }
-        Fault::Drop => {
+        Fault::Drop | Fault::LostDropped => {
             // Let the request take effect, then lose its response.
             let processed = next.run(req).await;
             drop(processed);
             dropped_connection()
         }
+        Fault::LostGatewayTimeout => {
+            let ids = RequestIds::new(req.headers());
+            let processed = next.run(req).await;
+            drop(processed);
+            gateway_timeout(&ids)
+        }
     }
+}
+
+/// The 504 of a lost response. Graph's gateway-timeout body is not documented: this shape (code
+/// `GatewayTimeout`) is the sandbox's guess.
+pub fn gateway_timeout_body(ids_client: Option<&str>) -> serde_json::Value {
+    let ids = RequestIds {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        client: ids_client.map(str::to_owned),
+        date: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+    };
+    ids.error_body(
+        "GatewayTimeout",
+        "The operation timed out before the service answered.",
+    )
+}
+
+fn gateway_timeout(ids: &RequestIds) -> Response {
+    let body = ids.error_body(
+        "GatewayTimeout",
+        "The operation timed out before the service answered.",
+    );
+    error_response(StatusCode::GATEWAY_TIMEOUT, body, ids, vec![])
 }
 
 /// A response hyper cannot complete: a `Content-Length` it never gets and a body whose first
@@ -533,6 +623,7 @@ mod tests {
                 p503: 0.01,
                 drop: 0.01,
                 slow: 0.02,
+                lost: 0.0,
                 slow_delay: Duration::from_millis(1500)
             }
         );

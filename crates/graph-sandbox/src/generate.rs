@@ -134,6 +134,7 @@ pub fn generate(users: usize, rng_seed: u64) -> Seed {
             password: None,
             password_sha256: None,
             reset_fails: false,
+            ..SeedUser::default()
         });
     }
     // A few admins among the cloud users.
@@ -182,6 +183,7 @@ pub fn generate(users: usize, rng_seed: u64) -> Seed {
                 display_name: name,
                 description: None,
                 members: Vec::new(),
+                is_assignable_to_role: false,
             }
         })
         .collect();
@@ -240,6 +242,7 @@ pub fn generate(users: usize, rng_seed: u64) -> Seed {
             device_code_auto_approve: Some(admin_upn),
             users: seed_users,
             groups,
+            ..SeedTenant::default()
         }],
     }
 }

@@ -2,8 +2,17 @@
 //! and `GET /directoryRoles?$expand=members`.
 //!
 //! Transitive membership is resolved breadth-first through nested groups, each group visited once
-//! (so a cycle cannot loop), each user listed once. Directory roles are listed when activated,
-//! i.e. when at least one user or service principal holds them, as Graph lists them.
+//! (so a cycle cannot loop), each user listed once. The OData cast `microsoft.graph.user` needs
+//! `ConsistencyLevel: eventual` and `$count=true` as documented, else 400
+//! `Request_UnsupportedQuery` (message: the sandbox's wording, modelled on Graph's advanced-query
+//! errors); `--transitive-members lenient` accepts it without them (as reported), and
+//! `cast-ignored` also returns the nested groups (`#microsoft.graph.group`), as reported once.
+//!
+//! `/directoryRoles` lists only activated *built-in* roles (assigned at least once, at any scope,
+//! active or eligible) and, under `$expand=members`, only the tenant-wide active members: users,
+//! service principals, and role-assignable groups as groups (not their users). Custom roles,
+//! administrative-unit scopes and eligibilities are not there, as documented. The expansion is
+//! capped at `--expand-cap` (default 20, as documented) members, with no next link.
 
 use super::error::GraphPath;
 use axum::extract::State;
@@ -16,7 +25,7 @@ use super::auth::Caller;
 use super::error::{GraphError, GraphResult};
 use super::odata::{self, Ctx, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
-use super::store::{Group, Role, ROLES};
+use super::store::{Group, Member, Principal, Role, ROLES};
 use super::users::{collection, page_over};
 
 macro_rules! gprop {
@@ -202,6 +211,13 @@ pub async fn transitive_users(
     if !can_read_groups(&caller) {
         return Err(GraphError::insufficient_privileges());
     }
+    let mode = state.runtime.realism.transitive_members;
+    if mode == super::TransitiveMembersMode::Documented {
+        let q = Query::parse(uri.query())?;
+        if !(odata::eventual(&headers) && q.count()?) {
+            return Err(GraphError::unsupported_query(CAST_NEEDS_ADVANCED));
+        }
+    }
     let members_spec = odata::CollectionSpec {
         filters: None,
         ..super::users::USERS
@@ -223,20 +239,41 @@ pub async fn transitive_users(
     let g = t
         .group_index(&id)
         .ok_or_else(|| GraphError::resource_not_found(&id))?;
-    let members = t.transitive_users(g);
+    let mut members: Vec<Member> = t
+        .transitive_users(g)
+        .into_iter()
+        .map(Member::User)
+        .collect();
+    if mode == super::TransitiveMembersMode::CastIgnored {
+        members.extend(t.transitive_groups(g).into_iter().map(Member::Group));
+    }
     let page = page_over(
         members.len(),
-        &|p| members[p],
+        &|p| p,
         &|_| true,
         start,
         top,
         want_count,
         false,
     );
+    let (now, lag) = (std::time::Instant::now(), state.runtime.realism.read_lag);
     let value = page
         .items
         .iter()
-        .map(|&i| Value::Object(odata::render(&t.users[i], &props, &ctx)))
+        .map(|&p| match members[p] {
+            Member::User(i) => {
+                let mut m = serde_json::Map::new();
+                m.insert("@odata.type".into(), json!("#microsoft.graph.user"));
+                m.extend(odata::render(t.user_view(i, now, lag), &props, &ctx));
+                Value::Object(m)
+            }
+            Member::Group(gi) => {
+                let mut m = serde_json::Map::new();
+                m.insert("@odata.type".into(), json!("#microsoft.graph.group"));
+                m.extend(odata::render(&t.groups[gi], &group_props(), &ctx));
+                Value::Object(m)
+            }
+        })
         .collect();
     drop(store);
     let context = format!("users{}", odata::context_select(&query));
@@ -244,6 +281,14 @@ pub async fn transitive_users(
         &state, &uri, &query, &context, value, page.next, page.count,
     ))
 }
+
+fn group_props() -> Vec<&'static Property<Group>> {
+    GROUP_PROPS.iter().collect()
+}
+
+/// The sandbox's wording of the 400 for the OData cast without advanced-query parameters (the
+/// docs say they are required, not what Graph answers without them).
+pub const CAST_NEEDS_ADVANCED: &str = "The OData cast is not supported because the required parameters might be missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information";
 
 /// `GET /directoryRoles` (with `$expand=members`, `$select`).
 pub async fn directory_roles(
@@ -308,6 +353,7 @@ pub async fn directory_roles(
     };
     let store = state.read();
     let t = &store.tenants[caller.tenant];
+    let cap = state.runtime.realism.expand_cap;
     let mut value = Vec::new();
     for (ri, (name, template)) in ROLES.iter().enumerate() {
         let role = Role(ri as u8);
@@ -316,25 +362,59 @@ pub async fn directory_roles(
                 continue;
             }
         }
-        let mut members: Vec<Value> = Vec::new();
-        for u in t.users.iter().filter(|u| u.roles.contains(&role)) {
-            members.push(json!({
-                "@odata.type": "#microsoft.graph.user",
-                "id": u.id,
-                "displayName": u.display_name,
-                "userPrincipalName": u.upn,
-            }));
-        }
-        for a in t.apps.iter().filter(|a| a.roles.contains(&role)) {
-            members.push(json!({
-                "@odata.type": "#microsoft.graph.servicePrincipal",
-                "id": a.service_principal_id,
-                "appId": a.client_id,
-                "displayName": a.display_name,
-            }));
-        }
-        if members.is_empty() {
+        // Activated: the role has been assigned (any scope, active or eligible). Members: the
+        // tenant-wide active assignments, a group as the group (not its members).
+        let activated = t
+            .assignments
+            .iter()
+            .chain(&t.eligibilities)
+            .any(|a| a.role == ri);
+        if !activated {
             continue;
+        }
+        let mut members: Vec<Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for a in t
+            .assignments
+            .iter()
+            .filter(|a| a.role == ri && a.scope == "/")
+        {
+            if !seen.insert(a.principal) {
+                continue;
+            }
+            members.push(match a.principal {
+                Principal::User(u) => {
+                    let u = &t.users[u];
+                    json!({
+                        "@odata.type": "#microsoft.graph.user",
+                        "id": u.id,
+                        "displayName": u.display_name,
+                        "userPrincipalName": u.upn,
+                    })
+                }
+                Principal::Group(g) => {
+                    let g = &t.groups[g];
+                    json!({
+                        "@odata.type": "#microsoft.graph.group",
+                        "id": g.id,
+                        "displayName": g.display_name,
+                        "isAssignableToRole": true,
+                    })
+                }
+                Principal::App(a) => {
+                    let a = &t.apps[a];
+                    json!({
+                        "@odata.type": "#microsoft.graph.servicePrincipal",
+                        "id": a.service_principal_id,
+                        "appId": a.client_id,
+                        "displayName": a.display_name,
+                    })
+                }
+            });
+        }
+        // Documented: an expanded collection holds at most `expand_cap` items, with no next link.
+        if let Some(cap) = cap {
+            members.truncate(cap);
         }
         let mut obj = serde_json::Map::new();
         obj.insert("id".into(), Value::String(role.object_id(&t.id)));

@@ -27,9 +27,13 @@
 //! - `server`: router, request pipeline, background work; `error`: Graph's error body;
 //! - `auth`: token endpoint (client secret, certificate and federated assertions, ROPC, device
 //!   code) and bearer validation;
-//! - `odata`: `$select`/`$top`/`$filter`/`$count`/skip tokens; `users`, `groups`, `reset`:
-//!   the Graph endpoints; `observe`: `/_sandbox/...`;
+//! - `odata`: `$select`/`$top`/`$filter`/`$count`/skip tokens; `users`, `groups`, `reset`,
+//!   `roles` (role management and domains): the Graph endpoints; `observe`: `/_sandbox/...`;
 //! - `throttle`, `faults`, `batch`: the documented limits, fault injection and `$batch`.
+//!
+//! Where real tenants differ, or the docs and public reports disagree, the behaviour is a switch
+//! ([`Realism`], `pwdrift sandbox` flags, seed fields); [`Realism`] lists which documented or
+//! disputed behaviour each one models.
 //!
 //! Where Graph's behaviour is disputed or undocumented, the choice is stated in the module that
 //! makes it (e.g. `users`: an omitted `forceChangePasswordNextSignIn` next to a password
@@ -45,6 +49,7 @@ mod observe;
 mod odata;
 mod password;
 mod reset;
+mod roles;
 pub mod seed;
 mod server;
 mod store;
@@ -142,6 +147,91 @@ pub struct SandboxConfig {
     pub max_body_bytes: usize,
     /// How often `--state` is saved when something changed.
     pub persist_interval: Duration,
+    /// Where real tenants differ or the docs and reports disagree (see [`Realism`]).
+    pub realism: Realism,
+}
+
+/// How `GET /groups/{id}/transitiveMembers/microsoft.graph.user` treats its requirements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransitiveMembersMode {
+    /// As documented: the OData cast needs `ConsistencyLevel: eventual` and `$count=true`,
+    /// else 400 `Request_UnsupportedQuery`.
+    #[default]
+    Documented,
+    /// As reported: the cast works without them.
+    Lenient,
+    /// As reported once: the cast is ignored, groups (and devices) come back too.
+    CastIgnored,
+}
+
+impl std::str::FromStr for TransitiveMembersMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "documented" => Ok(Self::Documented),
+            "lenient" => Ok(Self::Lenient),
+            "cast-ignored" => Ok(Self::CastIgnored),
+            other => Err(format!(
+                "'{other}' is not one of documented, lenient, cast-ignored"
+            )),
+        }
+    }
+}
+
+/// Behaviours where real tenants differ, or where the documentation and public reports
+/// disagree, each with the sandbox's default (the documented behaviour where there is one):
+///
+/// - `expand_cap` (`--expand-cap N`, default 20, 0 = none): `$expand` on a directory-object
+///   collection returns at most N related objects and no next link (documented: "returns at most
+///   20 items" for `GET /directoryRoles?$expand=members`; some pages say 100);
+/// - `role_page_size` (`--role-page-size N`, default 5): the page size of the role-management
+///   collections without `$top`, small so that clients must follow `@odata.nextLink` (the real
+///   default is undocumented);
+/// - `read_lag` (`--read-lag MS`, default 0): reads are served from replicas that lag writes
+///   (documented in spirit: "replication delays", no bound published): a GET of a user within
+///   `read_lag` of a write to that user returns the pre-write version (exact, deterministic; see
+///   [`store::Tenant::user_view`]);
+/// - `transitive_members` (`--transitive-members documented|lenient|cast-ignored`): the docs
+///   require `ConsistencyLevel: eventual` and `$count=true` for the OData cast; reports say it
+///   works without; one says the cast was ignored;
+/// - `reset_no_location` (`--reset-no-location`): the resetPassword page marks `Location`
+///   required but also says the 202 "may" include it: answer without it;
+/// - `reset_location_query` (`--reset-location-query`): `Location` carries the query parameters
+///   real tenants send (`?aadgdc=...&aadgsu=...`), absent from the docs' example;
+/// - `reset_fail` (`--reset-fail`): every resetPassword operation ends `failed` (per user: the
+///   seed's `resetFails`);
+/// - `no_pim_license` (`--no-pim-license`): every tenant lacks a PIM licence (per tenant: the
+///   seed's `pimLicense: false`): the eligibility endpoints answer 400
+///   `AadPremiumLicenseRequired`.
+///
+/// Writes whose response is lost are a fault kind: `lost=RATE` in `--faults`
+/// ([`faults::FaultSpec`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Realism {
+    pub expand_cap: Option<usize>,
+    pub role_page_size: usize,
+    pub read_lag: Duration,
+    pub transitive_members: TransitiveMembersMode,
+    pub reset_no_location: bool,
+    pub reset_location_query: bool,
+    pub reset_fail: bool,
+    pub no_pim_license: bool,
+}
+
+impl Default for Realism {
+    fn default() -> Self {
+        Realism {
+            expand_cap: Some(20),
+            role_page_size: 5,
+            read_lag: Duration::ZERO,
+            transitive_members: TransitiveMembersMode::Documented,
+            reset_no_location: false,
+            reset_location_query: false,
+            reset_fail: false,
+            no_pim_license: false,
+        }
+    }
 }
 
 impl SandboxConfig {
@@ -161,6 +251,7 @@ impl SandboxConfig {
             device_code_interval: 1,
             max_body_bytes: 1024 * 1024,
             persist_interval: Duration::from_secs(2),
+            realism: Realism::default(),
         }
     }
 }
@@ -322,7 +413,7 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         );
     }
     let seed_result = config.seed.load();
-    let (store, seed) = match &config.state_file {
+    let (mut store, seed) = match &config.state_file {
         Some(path) if path.exists() => {
             let state_seed = seed::load(path)?;
             let store = Store::from_seed(&state_seed, &path.display().to_string())?;
@@ -334,6 +425,17 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
             (store, Some(seed))
         }
     };
+    if config.realism.no_pim_license {
+        for t in &mut store.tenants {
+            if !t.eligibilities.is_empty() {
+                anyhow::bail!(
+                    "--no-pim-license: tenant {} has eligible role assignments, which a tenant without a PIM licence cannot have",
+                    t.id
+                );
+            }
+            t.pim_license = false;
+        }
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -348,6 +450,7 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         reset_retry_after: config.reset_retry_after,
         device_code_interval: config.device_code_interval,
         max_body_bytes: config.max_body_bytes,
+        realism: config.realism.clone(),
     };
     let mode: throttle::ThrottleMode = config
         .throttle
@@ -373,7 +476,12 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         throttle::Throttler::new(mode),
         injector,
     ));
-    let app = server::router(state.clone());
+    // `users('{key}')` is rewritten before routing (a `Router::layer` would run after it).
+    let app = tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(server::rewrite_users_key),
+        server::router(state.clone()),
+    );
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

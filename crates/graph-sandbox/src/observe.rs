@@ -5,8 +5,10 @@
 //!   429s, resetPassword calls per user, PATCHes per user;
 //! - `POST /_sandbox/reset-stats`: zeroes them;
 //! - `GET /_sandbox/state` (optional `?user=UPN|id`): the current directory: users with their
-//!   flags, policies, `lastPasswordChangeDateTime`, SIDs, roles; groups; operations. Never a
-//!   password or a hash;
+//!   flags, policies, `lastPasswordChangeDateTime`, SIDs, roles, `privileged` (holds a role in
+//!   any way, eligible included, or is in a role-assignable group), `userType`,
+//!   `federatedDomain`; groups; operations. Never a password or a hash. It is the primary's
+//!   view: `--read-lag` does not apply;
 //! - `POST /_sandbox/users/{id | upn}/changePassword` (`{"newPassword": ...}` optional): the user
 //!   changes their own password: both force flags clear and `lastPasswordChangeDateTime` = now;
 //! - `GET /_sandbox/devicelogin`: what to do with a device code.
@@ -113,7 +115,7 @@ pub async fn state(State(state): State<AppState>, uri: Uri) -> Response {
                     only.as_ref()
                         .is_none_or(|k| t.user_index(k) == Some(*i))
                 })
-                .map(|(_, u)| {
+                .map(|(i, u)| {
                     json!({
                         "id": u.id,
                         "userPrincipalName": u.upn,
@@ -126,6 +128,9 @@ pub async fn state(State(state): State<AppState>, uri: Uri) -> Response {
                         "onPremisesSyncEnabled": u.on_premises_sync_enabled,
                         "onPremisesSecurityIdentifier": u.on_premises_sid,
                         "directoryRoles": u.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
+                        "privileged": t.is_privileged(i),
+                        "userType": u.user_type.as_deref().unwrap_or("Member"),
+                        "federatedDomain": t.in_federated_domain(&u.upn),
                     })
                 })
                 .collect();
@@ -207,12 +212,18 @@ pub async fn change_password(
     let Some((ti, ui)) = found else {
         return Err(GraphError::resource_not_found(&key));
     };
-    let u = &mut store.tenants[ti].users[ui];
     if let Some(pw) = &new_password {
-        if !crate::password::acceptable(pw, u.strong_password_required()) {
+        let strong = store.tenants[ti].users[ui].strong_password_required();
+        if !crate::password::acceptable(pw, strong) {
             return Err(GraphError::request_bad_request(super::users::WEAK_PASSWORD));
         }
     }
+    store.tenants[ti].before_write(
+        ui,
+        std::time::Instant::now(),
+        state.runtime.realism.read_lag,
+    );
+    let u = &mut store.tenants[ti].users[ui];
     u.password_changed(
         chrono::Utc::now(),
         new_password.as_deref().map(super::seed::password_hash),

@@ -16,8 +16,14 @@
 //!   `Retry-After` (seconds, configurable); no body when `newPassword` was given, a
 //!   `passwordResetResponse` with the generated password otherwise.
 //!
+//! Switches ([`super::Realism`]): `--reset-no-location` answers the 202 without `Location` (the
+//! page marks it required but also says the response "may" include it); `--reset-fail` makes
+//! every operation end `failed` (per user: the seed's `resetFails`); `--reset-location-query`
+//! adds the query parameters real tenants put in `Location` (`?aadgdc=...&aadgsu=...`; the docs'
+//! example has none); the operation URL answers with or without them. Status values are the documented camelCase ones.
+//!
 //! The operation goes `notStarted` (first third of its duration) -> `running` -> `succeeded`
-//! (or `failed` for users seeded with `resetFails: true`). The change (new password,
+//! (or `failed` for users seeded with `resetFails: true`, with a `statusDetail`). The change (new password,
 //! `lastPasswordChangeDateTime`, and `forceChangePasswordNextSignIn = true`: "The user is prompted
 //! to change their password on their next sign in") takes effect when it succeeds.
 
@@ -119,8 +125,9 @@ pub async fn reset_password(
             "A password reset can't be performed on the caller's own account.",
         ));
     }
+    let privileged = t.is_privileged(target);
     let u = &t.users[target];
-    if !may_reset(&roles, u.is_admin()) {
+    if !may_reset(&roles, privileged) {
         return Err(access_denied());
     }
     let generated = match &new_password {
@@ -158,7 +165,7 @@ pub async fn reset_password(
             created: Utc::now(),
             duration,
             new_password_sha256: password_hash,
-            fails: u.reset_fails,
+            fails: u.reset_fails || state.runtime.realism.reset_fail,
             settled: false,
         },
     );
@@ -166,24 +173,38 @@ pub async fn reset_password(
     drop(store);
     *state.stats().resets_per_user.entry(upn).or_default() += 1;
 
+    // Real tenants' Location carries routing query parameters (the docs' example has none).
+    let query = if state.runtime.realism.reset_location_query {
+        "?aadgdc=DUB02P&aadgsu=ssprprod-a"
+    } else {
+        ""
+    };
     let location = format!(
-        "{}/{ver}/users/{user_id}/authentication/operations/{op_id}",
+        "{}/{ver}/users/{user_id}/authentication/operations/{op_id}{query}",
         state.base_url
     );
     let retry = state.runtime.reset_retry_after.to_string();
-    let headers = [(header::LOCATION, location), (header::RETRY_AFTER, retry)];
-    Ok(match generated {
-        None => (StatusCode::ACCEPTED, headers).into_response(),
+    let mut resp = match generated {
+        None => StatusCode::ACCEPTED.into_response(),
         Some(pw) => (
             StatusCode::ACCEPTED,
-            headers,
             axum::Json(json!({
                 "@odata.context": format!("{}/{ver}/$metadata#microsoft.graph.passwordResetResponse", state.base_url),
                 "newPassword": pw,
             })),
         )
             .into_response(),
-    })
+    };
+    let h = resp.headers_mut();
+    if !state.runtime.realism.reset_no_location {
+        if let Ok(v) = header::HeaderValue::from_str(&location) {
+            h.insert(header::LOCATION, v);
+        }
+    }
+    if let Ok(v) = header::HeaderValue::from_str(&retry) {
+        h.insert(header::RETRY_AFTER, v);
+    }
+    Ok(resp)
 }
 
 /// `GET .../authentication/operations/{id}`.

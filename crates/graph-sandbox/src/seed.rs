@@ -27,6 +27,12 @@
 //!       - displayName: Finance
 //!         members: [alice@contoso.com]
 //! ```
+//!
+//! Roles, eligibility, federated domains and guests (see `examples/sandbox/privileged.seed.yaml`):
+//! `federatedDomains`, `defaultDomain`, `pimLicense` on a tenant; `roleDefinitions` (custom
+//! roles), `administrativeUnits`, `roleAssignments` and `roleEligibilities` (`role`, `principal`,
+//! `scope`); `isAssignableToRole` on a group; `userType`, `creationType`, `externalUserState` on
+//! a user.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -82,6 +88,90 @@ pub struct SeedTenant {
     /// The groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<SeedGroup>,
+    /// Verified domains whose authentication is federated with another identity provider
+    /// (`authenticationType: Federated` in `GET /domains`): the identity provider owns the
+    /// passwords of their users. Users may have UPNs in them; the token endpoint answers to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub federated_domains: Vec<String>,
+    /// The default domain (`isDefault` in `GET /domains`). Default: the initial domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_domain: Option<String>,
+    /// Whether the tenant has a licence that includes Privileged Identity Management (Entra ID
+    /// P2 or ID Governance). Default true. Without it, the eligibility endpoints answer 400
+    /// `AadPremiumLicenseRequired` and `roleEligibilities` must be empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pim_license: Option<bool>,
+    /// Custom directory role definitions (`isBuiltIn: false`). Built-in roles are always there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role_definitions: Vec<SeedRoleDefinition>,
+    /// Administrative units, usable as the scope of role assignments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub administrative_units: Vec<SeedAdministrativeUnit>,
+    /// Active role assignments (besides the `directoryRoles` of users and apps, which are
+    /// tenant-wide active assignments of built-in roles): any role, built-in or custom, to a
+    /// user, a role-assignable group or an app's service principal, tenant-wide or on an
+    /// administrative unit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role_assignments: Vec<SeedRoleAssignment>,
+    /// PIM-eligible role assignments (`roleEligibilityScheduleInstances`), independent of the
+    /// active ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role_eligibilities: Vec<SeedRoleAssignment>,
+}
+
+/// A custom directory role definition.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedRoleDefinition {
+    /// Role definition id (GUID). Derived from the display name when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Display name (unique among the tenant's roles, built-in ones included).
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_enabled: Option<bool>,
+    /// `rolePermissions[0].allowedResourceActions`, e.g. `microsoft.directory/users/password/update`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_resource_actions: Vec<String>,
+}
+
+/// An administrative unit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedAdministrativeUnit {
+    /// Object id (GUID). Derived from the display name when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Display name (unique in the tenant).
+    pub display_name: String,
+}
+
+/// A role assignment (active) or eligibility (PIM).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedRoleAssignment {
+    /// Assignment id. Derived when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The role: a built-in role's display name or template id, or a custom role's display name
+    /// or id.
+    pub role: String,
+    /// Who holds it: a user (UPN or id), a role-assignable group (display name or id) or an
+    /// app (client id or service principal id).
+    pub principal: String,
+    /// `/` (default, tenant-wide) or an administrative unit (display name or id), which gives
+    /// `directoryScopeId` `/administrativeUnits/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Eligibilities only: `startDateTime` (default 2024-01-01T00:00:00Z).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date_time: Option<DateTime<Utc>>,
+    /// Eligibilities only: `endDateTime` (default none: permanent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date_time: Option<DateTime<Utc>>,
 }
 
 /// A confidential client app registered in the tenant.
@@ -218,6 +308,16 @@ pub struct SeedUser {
     /// Test hook: resetPassword operations on this user end in `failed` and change nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reset_fails: bool,
+    /// `Member` (default) or `Guest`. A guest's UPN is usually `name_home.example#EXT#@` the
+    /// tenant's initial domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<String>,
+    /// `creationType`, e.g. `Invitation` for B2B guests (default null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_type: Option<String>,
+    /// `externalUserState`: `PendingAcceptance` or `Accepted` (default null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_user_state: Option<String>,
 }
 
 impl std::fmt::Debug for SeedUser {
@@ -252,6 +352,10 @@ pub struct SeedGroup {
     /// Direct members: user UPNs or ids, and nested groups by display name or id.
     #[serde(default)]
     pub members: Vec<String>,
+    /// `isAssignableToRole`: directory roles can be assigned to the group. As documented, such a
+    /// group cannot have groups as members ("Group nesting isn't supported").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_assignable_to_role: bool,
 }
 
 /// Where a seed came from, for error messages.

@@ -4,7 +4,8 @@
 //! Request pipeline, outermost first:
 //!
 //! ```text
-//! faults::fault_middleware (latency and injected faults; Graph routes only)
+//! rewrite_users_key (service level, before routing: `users('{key}')` -> `users/{key}`)
+//!   -> faults::fault_middleware (latency and injected faults; Graph routes only)
 //!   -> request_ids (request-id / client-request-id, task-local for error bodies)
 //!   -> observe::record (counts by route template and status)
 //!   -> router: /{tenant}/oauth2/v2.0/{token,devicecode}   (identity platform)
@@ -14,6 +15,12 @@
 //!              batch::batch_routes: POST /v1.0/$batch, /beta/$batch (bearer checked, then
 //!                each inner request through the layered router above)
 //! ```
+//!
+//! User keys: Graph documents that a UPN starting with `$` cannot be a path segment and must be
+//! addressed as `/users('$x@contoso.com')`. The sandbox accepts the key syntax for any key (in
+//! `$batch` urls too) and refuses a `/users/{key}` segment starting with `$` (raw or `%24`,
+//! except `$count`) with 400 `BadRequest` "Resource not found for the segment '...'": the exact
+//! answer is undocumented, this is the sandbox's guess (Graph reads `$...` as a system segment).
 //!
 //! Throttling sits inside the Graph routes' own middleware, after authentication, because the
 //! model is per app + tenant and depends on the tenant's size; `$batch` inner requests are
@@ -46,6 +53,7 @@ pub struct Runtime {
     pub reset_retry_after: u64,
     pub device_code_interval: u64,
     pub max_body_bytes: usize,
+    pub realism: super::Realism,
 }
 
 /// State shared by every handler.
@@ -125,8 +133,104 @@ pub fn version(uri: &Uri) -> &'static str {
     }
 }
 
+/// Request extension: the user key of this request came in the `users('{key}')` form.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyInParens;
+
+/// Percent-decodes a path segment (invalid escapes are kept as they are).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `/{version}/users('{key}')/rest` (OData key syntax, which Graph documents for UPNs starting
+/// with `$`) as `/{version}/users/{key}/rest`; `None` for any other path. A `''` in the key is a
+/// `'`.
+pub fn users_key_syntax(uri: &Uri) -> Option<Uri> {
+    let path = uri.path();
+    let mut segs = path.split('/');
+    segs.next()?; // leading empty
+    let version = segs.next()?;
+    if version != "v1.0" && version != "beta" {
+        return None;
+    }
+    let raw = segs.next()?;
+    let seg = percent_decode(raw);
+    if seg.len() < "users('')".len() || !seg[..7].eq_ignore_ascii_case("users('") {
+        return None;
+    }
+    let key = seg[7..].strip_suffix("')")?.replace("''", "'");
+    let rest: Vec<&str> = segs.collect();
+    let mut new_path = format!("/{version}/users/{}", percent_encode_segment(&key));
+    for r in rest {
+        new_path.push('/');
+        new_path.push_str(r);
+    }
+    if let Some(q) = uri.query() {
+        new_path.push('?');
+        new_path.push_str(q);
+    }
+    new_path.parse().ok()
+}
+
+/// The service-level rewrite of `users('{key}')` paths, before routing.
+pub fn rewrite_users_key(mut req: Request) -> Request {
+    if let Some(uri) = users_key_syntax(req.uri()) {
+        *req.uri_mut() = uri;
+        req.extensions_mut().insert(KeyInParens);
+    }
+    req
+}
+
+/// A `/users/{key}` path segment that Graph cannot take: a key starting with `$` (other than
+/// `$count`) is an OData system segment to Graph; such UPNs must use `users('{key}')`.
+fn dollar_key_refused(req: &Request) -> Option<GraphError> {
+    if req.extensions().get::<KeyInParens>().is_some() {
+        return None;
+    }
+    let mut segs = req.uri().path().split('/').skip(2);
+    if !segs.next()?.eq_ignore_ascii_case("users") {
+        return None;
+    }
+    let raw = segs.next()?;
+    let key = percent_decode(raw);
+    (key.starts_with('$') && !key.eq_ignore_ascii_case("$count"))
+        .then(|| GraphError::segment_not_found(&key))
+}
+
 /// Graph routes: authentication, then (when wired) throttling, then the handler.
 async fn graph_pipeline(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(e) = dollar_key_refused(&req) {
+        return e.into_response();
+    }
     let caller = match super::auth::authenticate(&state, req.headers()) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -183,6 +287,14 @@ const GRAPH_SHAPES: &[&[&str]] = &[
     &["groups", "*", "transitiveMembers", "microsoft.graph.user"],
     &["me"],
     &["directoryRoles"],
+    &["roleManagement", "directory", "roleDefinitions"],
+    &["roleManagement", "directory", "roleAssignments"],
+    &[
+        "roleManagement",
+        "directory",
+        "roleEligibilityScheduleInstances",
+    ],
+    &["domains", "*"],
     &["$batch"],
 ];
 
@@ -230,7 +342,7 @@ async fn method_not_allowed() -> GraphError {
 
 /// The Graph routes of both versions, with the Graph pipeline.
 fn graph_routes(state: &AppState) -> Router<AppState> {
-    use super::{groups, reset, users};
+    use super::{groups, reset, roles, users};
     let mut r = Router::new();
     for v in ["v1.0", "beta"] {
         r = r
@@ -257,7 +369,21 @@ fn graph_routes(state: &AppState) -> Router<AppState> {
             .route(
                 &format!("/{v}/directoryRoles"),
                 get(groups::directory_roles),
-            );
+            )
+            .route(
+                &format!("/{v}/roleManagement/directory/roleDefinitions"),
+                get(roles::role_definitions),
+            )
+            .route(
+                &format!("/{v}/roleManagement/directory/roleAssignments"),
+                get(roles::role_assignments),
+            )
+            .route(
+                &format!("/{v}/roleManagement/directory/roleEligibilityScheduleInstances"),
+                get(roles::eligibility_instances),
+            )
+            .route(&format!("/{v}/domains"), get(roles::list_domains))
+            .route(&format!("/{v}/domains/{{id}}"), get(roles::get_domain));
     }
     r.route_layer(from_fn_with_state(state.clone(), graph_pipeline))
 }
@@ -352,8 +478,9 @@ pub fn settle_all_at(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
     }
     let mut store = state.write();
     let mut changed = false;
+    let lag = state.runtime.realism.read_lag;
     for t in &mut store.tenants {
-        changed |= t.settle_operations(now);
+        changed |= t.settle_operations(now, lag);
     }
     drop(store);
     if changed {
@@ -388,4 +515,31 @@ pub fn save_state(state: &AppState, path: &std::path::Path) -> anyhow::Result<()
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_key_syntax_rewrites_only_that_form() {
+        let rw = |s: &str| users_key_syntax(&s.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(
+            rw("/v1.0/users('$x@contoso.com')?$select=id").as_deref(),
+            Some("/v1.0/users/%24x@contoso.com?$select=id")
+        );
+        assert_eq!(
+            rw("/beta/Users('o''brien@contoso.com')/authentication/operations/1").as_deref(),
+            Some("/beta/users/o%27brien@contoso.com/authentication/operations/1")
+        );
+        assert_eq!(
+            rw("/v1.0/users(%27%24x%40contoso.com%27)").as_deref(),
+            Some("/v1.0/users/%24x@contoso.com")
+        );
+        assert_eq!(rw("/v1.0/users/x@contoso.com"), None);
+        assert_eq!(rw("/v1.0/users('x"), None);
+        assert_eq!(rw("/v2/users('x')"), None);
+        assert_eq!(percent_decode("%24a%4"), "$a%4");
+        assert_eq!(percent_decode("%e2%82%ac%zz"), "\u{20ac}%zz");
+    }
 }

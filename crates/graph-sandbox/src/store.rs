@@ -2,6 +2,13 @@
 //! resetPassword operations and device codes, with the indexes that make a 100,000-user tenant
 //! cheap to serve (by id, by lower-cased UPN, by SID; paging is a slice of the user vector).
 //!
+//! Directory roles: every tenant has the built-in role definitions of [`ROLES`] and its custom
+//! ones ([`RoleDef`]); active assignments and PIM eligibilities ([`Assignment`]) name a user, a
+//! role-assignable group or an app's service principal, tenant-wide or on an administrative unit.
+//! A user's or app's `directoryRoles` are tenant-wide active assignments of built-in roles.
+//! [`Tenant::is_privileged`] is the sandbox's notion of an admin target. `--read-lag` keeps the
+//! previous version of recently written users ([`Tenant::user_view`]).
+//!
 //! Built from a validated [`Seed`](super::seed::Seed) ([`Store::from_seed`]) and written back as
 //! one ([`Store::to_seed`]) for `--state` files: a saved state is a seed, with password hashes
 //! instead of passwords. Users and groups are never created or deleted by the sandbox, so the
@@ -15,8 +22,9 @@ use jsonwebtoken::DecodingKey;
 use sha1::Digest as _;
 
 use super::seed::{
-    derived_guid, password_hash, Seed, SeedApp, SeedError, SeedFederatedCredential, SeedGroup,
-    SeedPasswordProfile, SeedPublicClient, SeedTenant, SeedUser,
+    derived_guid, password_hash, Seed, SeedAdministrativeUnit, SeedApp, SeedError,
+    SeedFederatedCredential, SeedGroup, SeedPasswordProfile, SeedPublicClient, SeedRoleAssignment,
+    SeedRoleDefinition, SeedTenant, SeedUser,
 };
 
 /// Directory roles the sandbox knows: display name and the role template id (the same in every
@@ -154,6 +162,10 @@ pub struct User {
     pub roles: Vec<Role>,
     pub password_sha256: Option<String>,
     pub reset_fails: bool,
+    /// `Member` or `Guest`.
+    pub user_type: Option<String>,
+    pub creation_type: Option<String>,
+    pub external_user_state: Option<String>,
 }
 
 impl std::fmt::Debug for User {
@@ -170,9 +182,16 @@ impl User {
     pub fn is_synced(&self) -> bool {
         self.on_premises_sync_enabled == Some(true)
     }
-    /// Holds a directory role (an "admin target").
+    /// Holds a directory role directly (seeded `directoryRoles`). See
+    /// [`Tenant::is_privileged`] for every way of holding one.
     pub fn is_admin(&self) -> bool {
         !self.roles.is_empty()
+    }
+    /// `userType` `Guest`.
+    pub fn is_guest(&self) -> bool {
+        self.user_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("Guest"))
     }
     /// `DisableStrongPassword` in passwordPolicies.
     pub fn strong_password_required(&self) -> bool {
@@ -202,6 +221,49 @@ pub struct Group {
     pub display_name: String,
     pub description: Option<String>,
     pub members: Vec<Member>,
+    pub assignable_to_role: bool,
+}
+
+/// A directory role definition: built-in (from [`ROLES`], id = template id) or custom.
+#[derive(Clone, Debug)]
+pub struct RoleDef {
+    pub id: String,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub built_in: bool,
+    pub enabled: bool,
+    pub actions: Vec<String>,
+}
+
+/// Who holds a role assignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Principal {
+    User(usize),
+    Group(usize),
+    /// An app's service principal (index into `apps`).
+    App(usize),
+}
+
+/// An active role assignment or a PIM eligibility.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    pub id: String,
+    /// Index into `role_defs`.
+    pub role: usize,
+    pub principal: Principal,
+    /// `/` or `/administrativeUnits/{id}`.
+    pub scope: String,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    /// Made from a user's or app's `directoryRoles` (not saved in `roleAssignments`).
+    pub from_directory_roles: bool,
+}
+
+/// An administrative unit.
+#[derive(Clone, Debug)]
+pub struct AdminUnit {
+    pub id: String,
+    pub display_name: String,
 }
 
 /// State of a resetPassword long-running operation.
@@ -288,6 +350,20 @@ pub struct Tenant {
     pub device_code_auto_approve: Option<usize>,
     pub users: Vec<User>,
     pub groups: Vec<Group>,
+    /// Federated domains (lower case), also in `domains`.
+    pub federated_domains: Vec<String>,
+    pub default_domain: Option<String>,
+    pub pim_license: bool,
+    /// Built-in role definitions first (in [`ROLES`] order), then custom ones.
+    pub role_defs: Vec<RoleDef>,
+    pub admin_units: Vec<AdminUnit>,
+    /// Active role assignments, the `directoryRoles` of users and apps included.
+    pub assignments: Vec<Assignment>,
+    /// PIM eligibilities.
+    pub eligibilities: Vec<Assignment>,
+    /// The previous version of users written recently (`--read-lag`), with the time of the last
+    /// write: see [`Tenant::user_view`].
+    pub shadows: HashMap<usize, (User, std::time::Instant)>,
     by_id: HashMap<String, usize>,
     by_upn: HashMap<String, usize>,
     by_sid: HashMap<String, usize>,
@@ -328,6 +404,76 @@ impl Tenant {
             || self.domains.iter().any(|d| d.eq_ignore_ascii_case(key))
     }
 
+    /// The user as a read served `lag` after `now`'s writes sees it: the version before the
+    /// last burst of writes while `now` is within `lag` of the last write to that user.
+    pub fn user_view(&self, i: usize, now: std::time::Instant, lag: std::time::Duration) -> &User {
+        if !lag.is_zero() {
+            if let Some((old, at)) = self.shadows.get(&i) {
+                if now.duration_since(*at) < lag {
+                    return old;
+                }
+            }
+        }
+        &self.users[i]
+    }
+
+    /// Call before writing user `i` (with `--read-lag`): keeps the pre-write version for
+    /// [`Tenant::user_view`]. A write within `lag` of the previous one keeps the older version
+    /// (reads lag the whole burst) and moves the time of the last write.
+    pub fn before_write(&mut self, i: usize, now: std::time::Instant, lag: std::time::Duration) {
+        if lag.is_zero() {
+            return;
+        }
+        match self.shadows.get_mut(&i) {
+            Some((_, at)) if now.duration_since(*at) < lag => *at = now,
+            _ => {
+                let old = self.users[i].clone();
+                self.shadows.insert(i, (old, now));
+            }
+        }
+    }
+
+    /// The domain part of a UPN is a federated domain.
+    pub fn in_federated_domain(&self, upn: &str) -> bool {
+        upn.rsplit_once('@').is_some_and(|(_, d)| {
+            self.federated_domains
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(d))
+        })
+    }
+
+    /// A user Entra protects as an administrator: holds a role (active, directly or through a
+    /// role-assignable group, at any scope, or PIM-eligible), or is a member of a
+    /// role-assignable group (documented: changing such members' credentials needs Privileged
+    /// Authentication Administrator).
+    pub fn is_privileged(&self, user: usize) -> bool {
+        if self.users[user].is_admin() {
+            return true;
+        }
+        let holds = |p: &Principal| match *p {
+            Principal::User(u) => u == user,
+            Principal::Group(g) => self.groups[g].members.contains(&Member::User(user)),
+            Principal::App(_) => false,
+        };
+        self.assignments
+            .iter()
+            .chain(&self.eligibilities)
+            .any(|a| holds(&a.principal))
+            || self
+                .groups
+                .iter()
+                .any(|g| g.assignable_to_role && g.members.contains(&Member::User(user)))
+    }
+
+    /// The object id of a principal.
+    pub fn principal_id(&self, p: Principal) -> &str {
+        match p {
+            Principal::User(u) => &self.users[u].id,
+            Principal::Group(g) => &self.groups[g].id,
+            Principal::App(a) => &self.apps[a].service_principal_id,
+        }
+    }
+
     /// Users reachable from a group through nested groups, each once, in discovery order
     /// (breadth-first; cycles are cut by the visited set).
     pub fn transitive_users(&self, group: usize) -> Vec<usize> {
@@ -354,8 +500,27 @@ impl Tenant {
         out
     }
 
-    /// Applies operations whose time has come; returns whether anything changed.
-    pub fn settle_operations(&mut self, now: DateTime<Utc>) -> bool {
+    /// Groups nested (transitively) in a group, each once, breadth-first.
+    pub fn transitive_groups(&self, group: usize) -> Vec<usize> {
+        let mut seen = HashSet::from([group]);
+        let mut out = Vec::new();
+        let mut queue = std::collections::VecDeque::from([group]);
+        while let Some(g) = queue.pop_front() {
+            for m in &self.groups[g].members {
+                if let Member::Group(n) = *m {
+                    if seen.insert(n) {
+                        out.push(n);
+                        queue.push_back(n);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies operations whose time has come; returns whether anything changed. `lag` is
+    /// `--read-lag` (the settled password change is a write).
+    pub fn settle_operations(&mut self, now: DateTime<Utc>, lag: std::time::Duration) -> bool {
         if self.pending_operations.is_empty() {
             return false;
         }
@@ -370,7 +535,9 @@ impl Tenant {
                     op.settled = true;
                     let at = op.finished_at();
                     let hash = op.new_password_sha256.clone();
-                    let user = &mut self.users[op.user];
+                    let ui = op.user;
+                    self.before_write(ui, std::time::Instant::now(), lag);
+                    let user = &mut self.users[ui];
                     user.password_changed(at, Some(hash));
                     // seed 003: "The user is prompted to change their password on their next sign in."
                     user.force_change = true;
@@ -491,7 +658,16 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
 
     let domains: Vec<String> = std::iter::once(st.initial_domain.to_lowercase())
         .chain(st.domains.iter().map(|d| d.to_lowercase()))
+        .chain(st.federated_domains.iter().map(|d| d.to_lowercase()))
         .collect();
+    if let Some(d) = &st.default_domain {
+        if !domains.iter().any(|x| x.eq_ignore_ascii_case(d)) {
+            return Err(err(
+                format!("{at}.defaultDomain"),
+                format!("'{d}' is not one of the tenant's domains"),
+            ));
+        }
+    }
     let mut users = Vec::with_capacity(st.users.len());
     let mut by_id = HashMap::with_capacity(st.users.len());
     let mut by_upn = HashMap::with_capacity(st.users.len());
@@ -553,6 +729,7 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
             display_name: sg.display_name.clone(),
             description: sg.description.clone(),
             members: Vec::new(),
+            assignable_to_role: sg.is_assignable_to_role,
         });
     }
     for (gi, sg) in st.groups.iter().enumerate() {
@@ -574,6 +751,12 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
                 return Err(err(
                     format!("{at}.groups[{gi}].members[{mi}]"),
                     "a group cannot be a member of itself".into(),
+                ));
+            }
+            if sg.is_assignable_to_role && matches!(member, Member::Group(_)) {
+                return Err(err(
+                    format!("{at}.groups[{gi}].members[{mi}]"),
+                    "a role-assignable group cannot have groups as members (Entra: \"Group nesting isn't supported\")".into(),
                 ));
             }
             if seen.insert(member) {
@@ -599,10 +782,28 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
         }
     };
 
-    Ok(Tenant {
+    let (role_defs, admin_units) = build_roles(st, at, err)?;
+    let mut t = Tenant {
         id: st.id.to_lowercase(),
         initial_domain: st.initial_domain.to_lowercase(),
-        domains: st.domains.iter().map(|d| d.to_lowercase()).collect(),
+        domains: st
+            .domains
+            .iter()
+            .chain(&st.federated_domains)
+            .map(|d| d.to_lowercase())
+            .collect(),
+        federated_domains: st
+            .federated_domains
+            .iter()
+            .map(|d| d.to_lowercase())
+            .collect(),
+        default_domain: st.default_domain.as_ref().map(|d| d.to_lowercase()),
+        pim_license: st.pim_license.unwrap_or(true),
+        role_defs,
+        admin_units,
+        assignments: Vec::new(),
+        eligibilities: Vec::new(),
+        shadows: HashMap::new(),
         display_name: st.display_name.clone(),
         apps,
         public_clients,
@@ -616,6 +817,233 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
         operations: HashMap::new(),
         pending_operations: Vec::new(),
         device_codes: HashMap::new(),
+    };
+    build_assignments(&mut t, st, at, err)?;
+    Ok(t)
+}
+
+fn build_roles(
+    st: &SeedTenant,
+    at: &str,
+    err: &ErrFn,
+) -> Result<(Vec<RoleDef>, Vec<AdminUnit>), SeedError> {
+    let mut defs: Vec<RoleDef> = ROLES
+        .iter()
+        .map(|(name, template)| RoleDef {
+            id: (*template).to_owned(),
+            display_name: (*name).to_owned(),
+            description: Some(format!("{name}.")),
+            built_in: true,
+            enabled: true,
+            actions: Vec::new(),
+        })
+        .collect();
+    for (ri, r) in st.role_definitions.iter().enumerate() {
+        let at = format!("{at}.roleDefinitions[{ri}]");
+        let id = match &r.id {
+            Some(id) if is_guid(id) => id.to_lowercase(),
+            Some(id) => return Err(err(format!("{at}.id"), format!("'{id}' is not a GUID"))),
+            None => derived_guid(&format!("roledef:{}", st.id), &r.display_name),
+        };
+        if r.display_name.trim().is_empty()
+            || defs
+                .iter()
+                .any(|d| d.display_name.eq_ignore_ascii_case(&r.display_name) || d.id == id)
+        {
+            return Err(err(
+                format!("{at}.displayName"),
+                format!(
+                    "'{}' is empty or already a role of the tenant (built-in roles included)",
+                    r.display_name
+                ),
+            ));
+        }
+        defs.push(RoleDef {
+            id,
+            display_name: r.display_name.clone(),
+            description: r.description.clone(),
+            built_in: false,
+            enabled: r.is_enabled.unwrap_or(true),
+            actions: r.allowed_resource_actions.clone(),
+        });
+    }
+    let mut units: Vec<AdminUnit> = Vec::new();
+    for (ui, u) in st.administrative_units.iter().enumerate() {
+        let at = format!("{at}.administrativeUnits[{ui}]");
+        let id = match &u.id {
+            Some(id) if is_guid(id) => id.to_lowercase(),
+            Some(id) => return Err(err(format!("{at}.id"), format!("'{id}' is not a GUID"))),
+            None => derived_guid(&format!("au:{}", st.id), &u.display_name),
+        };
+        if units
+            .iter()
+            .any(|x| x.id == id || x.display_name.eq_ignore_ascii_case(&u.display_name))
+        {
+            return Err(err(
+                format!("{at}.displayName"),
+                format!("duplicate administrative unit '{}'", u.display_name),
+            ));
+        }
+        units.push(AdminUnit {
+            id,
+            display_name: u.display_name.clone(),
+        });
+    }
+    Ok((defs, units))
+}
+
+/// Graph-like ids of role assignments (`...-1`) and eligibility instances (`...-1-e`).
+fn assignment_id(tenant: &str, what: &str, role: &str, principal: &str, scope: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(format!("{tenant}:{what}:{role}:{principal}:{scope}"));
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d[..24]);
+    if what == "eligible" {
+        format!("{b}-1-e")
+    } else {
+        format!("{b}-1")
+    }
+}
+
+fn build_assignments(
+    t: &mut Tenant,
+    st: &SeedTenant,
+    at: &str,
+    err: &ErrFn,
+) -> Result<(), SeedError> {
+    // The directoryRoles of users and apps: tenant-wide active assignments of built-in roles.
+    let mut direct = Vec::new();
+    for (ui, u) in t.users.iter().enumerate() {
+        for r in &u.roles {
+            direct.push((r.0 as usize, Principal::User(ui)));
+        }
+    }
+    for (ai, a) in t.apps.iter().enumerate() {
+        for r in &a.roles {
+            direct.push((r.0 as usize, Principal::App(ai)));
+        }
+    }
+    for (role, p) in direct {
+        let pid = t.principal_id(p).to_owned();
+        t.assignments.push(Assignment {
+            id: assignment_id(&t.id, "active", &t.role_defs[role].id, &pid, "/"),
+            role,
+            principal: p,
+            scope: "/".into(),
+            start: None,
+            end: None,
+            from_directory_roles: true,
+        });
+    }
+    for (list, eligible, name) in [
+        (&st.role_assignments, false, "roleAssignments"),
+        (&st.role_eligibilities, true, "roleEligibilities"),
+    ] {
+        for (i, sa) in list.iter().enumerate() {
+            let at = format!("{at}.{name}[{i}]");
+            let a = build_assignment(t, sa, eligible, &at, err)?;
+            if eligible {
+                t.eligibilities.push(a);
+            } else {
+                t.assignments.push(a);
+            }
+        }
+    }
+    if !t.pim_license && !t.eligibilities.is_empty() {
+        return Err(err(
+            format!("{at}.roleEligibilities"),
+            "a tenant without a PIM licence (pimLicense: false) cannot have eligible assignments"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn build_assignment(
+    t: &Tenant,
+    sa: &SeedRoleAssignment,
+    eligible: bool,
+    at: &str,
+    err: &ErrFn,
+) -> Result<Assignment, SeedError> {
+    let key = sa.role.trim();
+    let role = t
+        .role_defs
+        .iter()
+        .position(|d| d.id.eq_ignore_ascii_case(key) || d.display_name.eq_ignore_ascii_case(key))
+        .ok_or_else(|| {
+            err(
+                format!("{at}.role"),
+                format!("'{key}' is neither a built-in role nor a custom role of the tenant"),
+            )
+        })?;
+    let pk = sa.principal.trim().to_lowercase();
+    let principal = if let Some(u) = t.user_index(&pk) {
+        Principal::User(u)
+    } else if let Some(g) = t.group_index(&pk).or_else(|| {
+        t.groups
+            .iter()
+            .position(|g| g.display_name.to_lowercase() == pk)
+    }) {
+        if !t.groups[g].assignable_to_role {
+            return Err(err(
+                format!("{at}.principal"),
+                format!(
+                    "group '{}' is not role-assignable (isAssignableToRole: true is needed)",
+                    t.groups[g].display_name
+                ),
+            ));
+        }
+        Principal::Group(g)
+    } else if let Some(a) = t
+        .apps
+        .iter()
+        .position(|a| a.client_id == pk || a.service_principal_id == pk)
+    {
+        Principal::App(a)
+    } else {
+        return Err(err(
+            format!("{at}.principal"),
+            format!(
+                "'{}' is not a user, group or app of this tenant",
+                sa.principal
+            ),
+        ));
+    };
+    let scope = match sa.scope.as_deref().map(str::trim) {
+        None | Some("/") | Some("") => "/".to_owned(),
+        Some(s) => {
+            let k = s.trim_start_matches("/administrativeUnits/").to_lowercase();
+            let u = t
+                .admin_units
+                .iter()
+                .find(|u| u.id == k || u.display_name.to_lowercase() == k)
+                .ok_or_else(|| {
+                    err(
+                        format!("{at}.scope"),
+                        format!("'{s}' is neither '/' nor an administrative unit of this tenant"),
+                    )
+                })?;
+            format!("/administrativeUnits/{}", u.id)
+        }
+    };
+    let pid = t.principal_id(principal).to_owned();
+    let what = if eligible { "eligible" } else { "active" };
+    Ok(Assignment {
+        id: sa
+            .id
+            .clone()
+            .unwrap_or_else(|| assignment_id(&t.id, what, &t.role_defs[role].id, &pid, &scope)),
+        role,
+        principal,
+        scope,
+        start: if eligible {
+            Some(sa.start_date_time.unwrap_or_else(default_created))
+        } else {
+            None
+        },
+        end: sa.end_date_time,
+        from_directory_roles: false,
     })
 }
 
@@ -784,6 +1212,9 @@ fn build_user(su: &SeedUser, domains: &[String], at: &str, err: &ErrFn) -> Resul
             .map(password_hash)
             .or_else(|| su.password_sha256.clone()),
         reset_fails: su.reset_fails,
+        user_type: su.user_type.clone(),
+        creation_type: su.creation_type.clone(),
+        external_user_state: su.external_user_state.clone(),
     })
 }
 
@@ -791,7 +1222,6 @@ fn tenant_to_seed(t: &Tenant) -> SeedTenant {
     SeedTenant {
         id: t.id.clone(),
         initial_domain: t.initial_domain.clone(),
-        domains: t.domains.clone(),
         display_name: t.display_name.clone(),
         apps: t
             .apps
@@ -852,6 +1282,9 @@ fn tenant_to_seed(t: &Tenant) -> SeedTenant {
                 password: None,
                 password_sha256: u.password_sha256.clone(),
                 reset_fails: u.reset_fails,
+                user_type: u.user_type.clone(),
+                creation_type: u.creation_type.clone(),
+                external_user_state: u.external_user_state.clone(),
             })
             .collect(),
         groups: t
@@ -869,7 +1302,96 @@ fn tenant_to_seed(t: &Tenant) -> SeedTenant {
                         Member::Group(g) => t.groups[g].id.clone(),
                     })
                     .collect(),
+                is_assignable_to_role: g.assignable_to_role,
             })
             .collect(),
+        domains: t
+            .domains
+            .iter()
+            .filter(|d| !t.federated_domains.contains(d))
+            .cloned()
+            .collect(),
+        federated_domains: t.federated_domains.clone(),
+        default_domain: t.default_domain.clone(),
+        pim_license: (!t.pim_license).then_some(false),
+        role_definitions: t
+            .role_defs
+            .iter()
+            .filter(|d| !d.built_in)
+            .map(|d| SeedRoleDefinition {
+                id: Some(d.id.clone()),
+                display_name: d.display_name.clone(),
+                description: d.description.clone(),
+                is_enabled: Some(d.enabled),
+                allowed_resource_actions: d.actions.clone(),
+            })
+            .collect(),
+        administrative_units: t
+            .admin_units
+            .iter()
+            .map(|u| SeedAdministrativeUnit {
+                id: Some(u.id.clone()),
+                display_name: u.display_name.clone(),
+            })
+            .collect(),
+        role_assignments: assignments_to_seed(t, &t.assignments),
+        role_eligibilities: assignments_to_seed(t, &t.eligibilities),
+    }
+}
+
+fn assignments_to_seed(t: &Tenant, list: &[Assignment]) -> Vec<SeedRoleAssignment> {
+    list.iter()
+        .filter(|a| !a.from_directory_roles)
+        .map(|a| SeedRoleAssignment {
+            id: Some(a.id.clone()),
+            role: t.role_defs[a.role].id.clone(),
+            principal: t.principal_id(a.principal).to_owned(),
+            scope: (a.scope != "/").then(|| a.scope.clone()),
+            start_date_time: a.start,
+            end_date_time: a.end,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod role_state_tests {
+    fn privileged_seed() -> crate::seed::Seed {
+        crate::seed::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../examples/sandbox/privileged.seed.yaml"),
+        )
+        .expect("example seed loads")
+    }
+
+    /// A saved `--state` keeps roles, scopes, eligibilities, domains and guests.
+    #[test]
+    fn state_round_trip_keeps_roles_domains_and_guests() {
+        use crate::store::Store;
+        let a = Store::from_seed(&privileged_seed(), "privileged").unwrap();
+        let b = Store::from_seed(&a.to_seed(), "state").unwrap();
+        let (ta, tb) = (&a.tenants[0], &b.tenants[0]);
+        let ids = |l: &[crate::store::Assignment]| {
+            let mut v: Vec<(String, String)> =
+                l.iter().map(|x| (x.id.clone(), x.scope.clone())).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&ta.assignments), ids(&tb.assignments));
+        assert_eq!(ids(&ta.eligibilities), ids(&tb.eligibilities));
+        assert_eq!(ta.role_defs.len(), tb.role_defs.len());
+        assert_eq!(tb.federated_domains, ["corp.northwind.com"]);
+        assert_eq!(tb.default_domain.as_deref(), Some("northwind.com"));
+        let guest = tb.users.iter().find(|u| u.is_guest()).unwrap();
+        assert_eq!(guest.external_user_state.as_deref(), Some("Accepted"));
+        assert!(tb.groups.iter().any(|g| g.assignable_to_role));
+        // a role-assignable group cannot nest groups; a role needs a role-assignable group
+        let mut seed = privileged_seed();
+        seed.tenants[0].groups[0].members.push("All Staff".into());
+        let e = Store::from_seed(&seed, "x").err().unwrap().to_string();
+        assert!(e.contains("nesting"), "{e}");
+        let mut seed = privileged_seed();
+        seed.tenants[0].role_assignments[2].principal = "All Staff".into();
+        let e = Store::from_seed(&seed, "x").err().unwrap().to_string();
+        assert!(e.contains("not role-assignable"), "{e}");
     }
 }

@@ -24,7 +24,17 @@
 //!   an omitted `forceChangePasswordNextSignInWithMfa` next to a password defaults to false;
 //! - flags without a password are applied, unless `--flag-only-patch-noop` reproduces the
 //!   disputed behaviour (204, nothing changes);
-//! - read-only properties (`id`, `lastPasswordChangeDateTime`, `onPremises*`, ...) are a 400.
+//! - read-only properties (`id`, `lastPasswordChangeDateTime`, `onPremises*`, ...) are a 400;
+//! - "admin targets" are every user Entra protects ([`Tenant::is_privileged`]): direct,
+//!   group-held, AU-scoped, custom and PIM-eligible role holders, and members of role-assignable
+//!   groups (counting eligible holders is the sandbox's conservative choice);
+//! - **a password for a user of a federated domain** (not synced) is refused with 400
+//!   `Request_BadRequest` ([`FEDERATED_PASSWORD`]) and **for a guest** (`userType: Guest`) with 400
+//!   `Request_BadRequest` ([`GUEST_PASSWORD`]): the docs only say passwordProfile "cannot be used
+//!   for federated users"; the exact responses are guesses. Flags without a password are applied.
+//!
+//! Reads lag writes with `--read-lag` ([`super::Realism`]): `GET /users`, `GET /users/{key}` and
+//! `$batch` members serve [`Tenant::user_view`]; writes always see the current version.
 
 use super::error::GraphPath;
 use axum::extract::State;
@@ -83,7 +93,11 @@ pub static USER_PROPS: &[Property<User>] = &[
     prop!("surname", |u, _| opt(&u.surname)),
     prop!("userPrincipalName", |u, _| Value::String(u.upn.clone())),
     prop!("accountEnabled", |u, _| Value::Bool(u.account_enabled)),
-    prop!("userType", |_, _| Value::String("Member".into())),
+    prop!("userType", |u, _| Value::String(
+        u.user_type.clone().unwrap_or_else(|| "Member".into())
+    )),
+    prop!("creationType", |u, _| opt(&u.creation_type)),
+    prop!("externalUserState", |u, _| opt(&u.external_user_state)),
     prop!("createdDateTime", |u, _| dt(&u.created)),
     prop!("mailNickname", |u, _| Value::String(
         u.upn.split('@').next().unwrap_or_default().to_owned()
@@ -145,6 +159,8 @@ const READ_ONLY: &[&str] = &[
     "onPremisesDomainName",
     "mailNickname",
     "proxyAddresses",
+    "creationType",
+    "externalUserState",
 ];
 
 /// Filterable user properties and their operators (graph-facts.md, "Reading users").
@@ -366,11 +382,12 @@ pub async fn list(
 
     let store = state.read();
     let t = &store.tenants[caller.tenant];
+    let (now, lag) = (std::time::Instant::now(), state.runtime.realism.read_lag);
     let cands = filter.as_ref().and_then(|f| candidates(f, t));
     let keep = |i: usize| {
         filter
             .as_ref()
-            .is_none_or(|f| odata::eval(f, &|p| user_val(&t.users[i], p)))
+            .is_none_or(|f| odata::eval(f, &|p| user_val(t.user_view(i, now, lag), p)))
     };
     let page = match &cands {
         Some(c) => page_over(c.len(), &|p| c[p], &keep, start, top, want_count, true),
@@ -387,7 +404,7 @@ pub async fn list(
     let value: Vec<Value> = page
         .items
         .iter()
-        .map(|&i| Value::Object(odata::render(&t.users[i], &props, &ctx)))
+        .map(|&i| Value::Object(odata::render(t.user_view(i, now, lag), &props, &ctx)))
         .collect();
     drop(store);
 
@@ -469,7 +486,8 @@ fn single_user(
             odata::context_select(&query)
         )),
     );
-    body.extend(odata::render(&t.users[i], &props, &ctx));
+    let view = t.user_view(i, std::time::Instant::now(), state.runtime.realism.read_lag);
+    body.extend(odata::render(view, &props, &ctx));
     Ok(axum::Json(Value::Object(body)).into_response())
 }
 
@@ -596,6 +614,13 @@ fn parse_profile(v: &Value) -> GraphResult<ProfilePatch> {
 /// Graph's message for a password that fails the complexity rules.
 pub const WEAK_PASSWORD: &str = "The specified password does not comply with password complexity requirements. Please provide a different password.";
 
+/// The sandbox's answer to a password set on a user of a federated domain (undocumented: a
+/// guess).
+pub const FEDERATED_PASSWORD: &str = "Unable to update the password of a user of a federated domain: the password is managed by the domain's identity provider.";
+
+/// The sandbox's answer to a password set on a guest (undocumented: a guess).
+pub const GUEST_PASSWORD: &str = "Unable to update the password of an external (guest) user: the password is managed by the user's home identity provider.";
+
 /// Graph's message for a write to a property mastered on-premises.
 pub const SYNCED_READ_ONLY: &str = "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.";
 
@@ -683,9 +708,21 @@ pub async fn patch(
     let i = t
         .user_index(&key)
         .ok_or_else(|| GraphError::resource_not_found(&key))?;
+    let privileged = t.is_privileged(i);
+    let federated = t.in_federated_domain(&t.users[i].upn);
     let u = &t.users[i];
-    if profile.is_some() && !may_manage_password(&caller_roles, u.is_admin()) {
+    if profile.is_some() && !may_manage_password(&caller_roles, privileged) {
         return Err(GraphError::insufficient_privileges());
+    }
+    if profile.as_ref().is_some_and(|p| p.password.is_some()) {
+        // Undocumented responses (the docs say only that passwordProfile "cannot be used for
+        // federated users"): the sandbox's guesses, see the module documentation.
+        if u.is_guest() {
+            return Err(GraphError::request_bad_request(GUEST_PASSWORD));
+        }
+        if federated && !u.is_synced() {
+            return Err(GraphError::request_bad_request(FEDERATED_PASSWORD));
+        }
     }
     // passwordPolicies stays writable for synced users (DisablePasswordExpiration is commonly
     // set on them); the other modelled properties are mastered on-premises.
@@ -720,6 +757,7 @@ pub async fn patch(
         return Ok(StatusCode::NO_CONTENT);
     }
 
+    t.before_write(i, std::time::Instant::now(), state.runtime.realism.read_lag);
     let u = &mut t.users[i];
     if let Some(p) = policies {
         u.password_policies = p;

@@ -131,11 +131,21 @@ impl GraphClient {
         tenant: &str,
         group_id: &str,
     ) -> Result<Vec<GraphUser>, GraphError> {
+        // The type cast is an advanced query: the docs require `ConsistencyLevel: eventual` and
+        // `$count=true` (reports say it works without, and one that the cast was ignored). Send
+        // both, and keep only the users, whatever comes back.
         let q = format!(
-            "groups/{}/transitiveMembers/microsoft.graph.user?$select={USER_SELECT}&$top=999",
+            "groups/{}/transitiveMembers/microsoft.graph.user?$select={USER_SELECT}&$top=999&$count=true",
             encode_segment(group_id)
         );
-        self.get_paged(tenant, self.url(&q)?).await
+        let members: Vec<GraphUser> = self
+            .get_paged_with(
+                tenant,
+                self.url(&q)?,
+                vec![("ConsistencyLevel", "eventual")],
+            )
+            .await?;
+        Ok(members.into_iter().filter(GraphUser::is_user).collect())
     }
 
     /// Activated directory roles with their member ids. `$expand=members` rather than

@@ -6,7 +6,9 @@
 
 mod auth;
 mod layers;
+mod realism;
 mod reset;
+mod roles;
 mod snapshots;
 mod state;
 mod users;

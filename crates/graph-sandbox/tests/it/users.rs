@@ -310,13 +310,17 @@ async fn groups_and_roles() {
     assert_eq!(groups.len(), 1);
     let id = groups[0]["id"].as_str().unwrap().to_owned();
 
-    // transitive members resolve the nested group; paging over them
+    // transitive members resolve the nested group; paging over them (the OData cast needs the
+    // advanced-query parameters, as documented)
     let r = s
-        .get(
+        .send(
+            reqwest::Method::GET,
             &format!(
-                "/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user?$select=id,userPrincipalName&$top=1"
+                "/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user?$select=id,userPrincipalName&$top=1&$count=true"
             ),
-            &t,
+            Some(&t),
+            None,
+            &[("ConsistencyLevel", "eventual")],
         )
         .await;
     let v = r.json();
@@ -326,6 +330,7 @@ async fn groups_and_roles() {
         .http
         .get(next)
         .bearer_auth(&t)
+        .header("ConsistencyLevel", "eventual")
         .send()
         .await
         .unwrap()
@@ -335,9 +340,12 @@ async fn groups_and_roles() {
     assert_eq!(upns(&v), ["grace@contoso.com"]);
     assert!(v.get("@odata.nextLink").is_none());
 
-    s.get(
-        "/v1.0/groups/00000000-0000-4000-8000-000000000000/transitiveMembers/microsoft.graph.user",
-        &t,
+    s.send(
+        reqwest::Method::GET,
+        "/v1.0/groups/00000000-0000-4000-8000-000000000000/transitiveMembers/microsoft.graph.user?$count=true",
+        Some(&t),
+        None,
+        &[("ConsistencyLevel", "eventual")],
     )
     .await
     .graph_error(404, "Request_ResourceNotFound");

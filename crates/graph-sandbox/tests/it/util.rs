@@ -244,3 +244,31 @@ impl Sbx {
             .unwrap()
     }
 }
+
+/// The example seed with roles, eligibility, a federated domain and guests
+/// (examples/sandbox/privileged.seed.yaml).
+pub fn privileged_seed() -> Seed {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/sandbox/privileged.seed.yaml");
+    graph_sandbox::seed::load(&p).expect("privileged seed loads")
+}
+
+impl Sbx {
+    /// Follows `@odata.nextLink` from `path`; returns every item and the number of pages.
+    pub async fn get_all(&self, path: &str, token: &str) -> (Vec<Value>, usize) {
+        let mut url = self.url(path);
+        let mut items = Vec::new();
+        let mut pages = 0;
+        loop {
+            let r = self.http.get(&url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            let v: Value = r.json().await.unwrap();
+            pages += 1;
+            items.extend(v["value"].as_array().unwrap().iter().cloned());
+            match v["@odata.nextLink"].as_str() {
+                Some(n) => url = n.to_owned(),
+                None => return (items, pages),
+            }
+        }
+    }
+}
