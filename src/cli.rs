@@ -1,5 +1,6 @@
-//! Command-line interface: clap definitions and dispatch. clap lives only here; each command's
-//! logic is in [`crate::commands`]. Exit codes are documented in the README and [`ExitStatus`].
+//! Command-line interface: the clap definitions. clap lives only here and in the command layer
+//! ([`crate::commands`], which parses, dispatches and holds each command's logic); nothing below
+//! it imports this module. Exit codes are documented in the README and [`ExitStatus`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -407,21 +408,6 @@ impl Default for SandboxRealismArgs {
             reset_location_query: false,
             reset_fail: false,
             no_pim_license: false,
-        }
-    }
-}
-
-/// Parses arguments, runs the command, maps the outcome to an exit code.
-pub fn run() -> ExitCode {
-    let cli = Cli::parse();
-    crate::commands::init_logging(cli.verbose);
-    let printer = crate::printer::Printer::new(cli.quiet);
-    match crate::commands::dispatch(cli, &printer) {
-        Ok(status) => status.into(),
-        Err(err) if crate::printer::is_closed_stdout(&err) => ExitStatus::Success.into(),
-        Err(err) => {
-            printer.report_error(&err);
-            ExitStatus::Failure.into()
         }
     }
 }

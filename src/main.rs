@@ -1,5 +1,5 @@
-//! The `pwdrift` binary: a thin shell around [`pwdrift::cli::run`].
+//! The `pwdrift` binary: a thin shell around [`pwdrift::commands::run`].
 
 fn main() -> std::process::ExitCode {
-    pwdrift::cli::run()
+    pwdrift::commands::run()
 }

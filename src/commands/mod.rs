@@ -11,8 +11,28 @@ pub mod session;
 pub mod target;
 pub mod validate;
 
+use std::process::ExitCode;
+
+use clap::Parser;
+
 use crate::cli::{Cli, Command, ExitStatus};
 use crate::printer::Printer;
+
+/// Parses arguments, runs the command, maps the outcome to an exit code (a closed stdout is a
+/// quiet success, see [`ExitStatus`]).
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let printer = Printer::new(cli.quiet);
+    match dispatch(cli, &printer) {
+        Ok(status) => status.into(),
+        Err(err) if crate::printer::is_closed_stdout(&err) => ExitStatus::Success.into(),
+        Err(err) => {
+            printer.report_error(&err);
+            ExitStatus::Failure.into()
+        }
+    }
+}
 
 /// Runs the parsed command; all its user-facing output goes through `printer`.
 pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitStatus> {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+mod architecture;
 mod ci_recipes;
 mod client_auth;
 mod client_graph;
