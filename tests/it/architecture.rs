@@ -104,7 +104,7 @@ fn layers_point_down() {
             if name == "cli" && !CLI_USERS.contains(&top.as_str()) {
                 problems.insert(
                     rel.display().to_string(),
-                    format!("names crate::cli (clap types belong to the command layer)"),
+                    "names crate::cli (clap types belong to the command layer)".to_owned(),
                 );
                 continue;
             }
