@@ -78,31 +78,18 @@ async fn compute(
     plan
 }
 
-/// Writes a file via a temporary sibling and a rename, so a reader never sees half a plan.
+/// Writes a file via a temporary sibling (tempfile: a random name, created exclusively, removed
+/// on failure), flushed to disk, then renamed over `path`: a reader never sees half a file.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".pwdrift-tmp-")
+        .tempfile_in(dir)?;
     use std::io::Write;
-    tmp.1.write_all(bytes)?;
-    tmp.1.sync_all()?;
-    std::fs::rename(&tmp.0, path)
-}
-
-fn tempfile_in(dir: &std::path::Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
-    for i in 0..100u32 {
-        let p = dir.join(format!(".pwdrift-tmp-{}-{i}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p)
-        {
-            Ok(f) => return Ok((p, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("cannot create a temporary file"))
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }
