@@ -5,7 +5,7 @@
 //!
 //! - [`Printer::out`]: the output the user asked for (a plan, a schema, a summary line), on
 //!   stdout. Never suppressed. When stdout is closed early (`pwdrift plan | head -1`), it returns
-//!   [`OutputError::Closed`]; [`crate::cli::run`] turns that into a quiet exit 0, as ripgrep does.
+//!   [`OutputError::Closed`]; [`crate::commands::run`] turns that into a quiet exit 0, as ripgrep does.
 //! - [`Printer::info`]: informational messages on stderr ("Saved the plan to ..."); suppressed
 //!   by `--quiet`.
 //! - [`Printer::diagnostics`] and [`Printer::error`]: warnings and errors on stderr; never

@@ -5,7 +5,7 @@
 //!
 //! The peer is a scripted axum server standing in for the identity platform's token endpoint
 //! (and GitHub's OIDC endpoint, which the sandbox does not emulate). It checks the OAuth2 form
-//! fields only; Graph behaviour is tested against the sandbox in `tests/client_graph.rs`.
+//! fields only; Graph behaviour is tested against the sandbox in `client_graph.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

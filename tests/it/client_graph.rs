@@ -1,13 +1,6 @@
 //! End-to-end tests of the Graph client against the Graph sandbox over loopback HTTP.
 //!
-//! PENDING: this file is not compiled on the `client` branch (`.pending`) because the sandbox
-//! lives on other branches. Once `sandbox` (and `throttle`, for `$batch`, faults and the
-//! throttling model) are merged, rename it to `tests/client_graph.rs`. It is written against the
-//! sandbox API of branch `sandbox` at 14a02da (`SandboxConfig::from_args`, `start(config, addr)`,
-//! `SandboxInfo` with `Option` delegated fields); all 13 tests passed in a scratch copy that
-//! combined this branch with `sandbox` 14a02da and `throttle` e4a552a, wired as their `WIRE:`
-//! comments describe. Only [`sandbox`], [`app_credential`] and [`delegated_credential`] know
-//! the sandbox API.
+//! Only [`sandbox`], [`app_credential`] and [`delegated_credential`] know the sandbox API.
 //!
 //! Seed facts used (examples/sandbox/contoso.seed.yaml): carol is synced with a SID; admin is a
 //! Privileged Authentication Administrator with a known password (ROPC) through the seeded

@@ -4,7 +4,7 @@
 //! `Retry-After`, 503, a dropped body, a `$batch` with inner 429s, a 401 for a stale token). It
 //! exists ONLY to pin down the retry, backoff, pacing and token-refresh behaviour of
 //! `GraphClient` now; it is not a Graph implementation and not a substitute for the end-to-end
-//! tests against the Graph sandbox (`tests/client_graph.rs`), which check Graph semantics.
+//! tests against the Graph sandbox (`client_graph.rs`), which check Graph semantics.
 
 use std::collections::HashMap;
 use std::io::Write as _;
