@@ -475,7 +475,7 @@ pub fn render(
 ) -> String {
     let mut s = format!("# yaml-language-server: $schema={schema}\n#\n");
     s.push_str(&format!(
-        "# Imported by `pwdrift import` from tenant {tenant}\n"
+        "# Imported by `pwdrift import` from tenant {tenant}"
     ));
     let count = format!(
         "{} user{}",
@@ -484,13 +484,13 @@ pub fn render(
     );
     s.push_str(&match group {
         Some(Part::Group(g)) => format!(
-            "# (the user members of group {}, nested groups included): {count}.\n",
+            "\n# (the user members of group {}, nested groups included): {count}.\n",
             comment_text(g)
         ),
         Some(Part::Ungrouped) => {
-            format!("# (the users selected that no imported group holds): {count}.\n")
+            format!("\n# (the users selected that no imported group holds): {count}.\n")
         }
-        None => format!("# {count}.\n"),
+        None => format!(": {count}.\n"),
     });
     s.push_str(
         "# Each user carries the force flags Graph reports set, and nothing else: a flag left out is not\n\
