@@ -13,6 +13,7 @@ mod common;
 mod e2e;
 mod examples;
 mod import;
+mod readme;
 mod sandbox_cli;
 mod schemas;
 mod validate;
