@@ -1,7 +1,7 @@
 //! `pwdrift import` against the embedded sandbox: what it writes is valid (by `pwdrift validate`
 //! and by the exported JSON Schema through an independent validator), the next
 //! `plan --detailed-exitcode` finds it already met (exit 0), selections by `--group` and
-//! `--users-from` import exactly their users, files are never overwritten without `--force`, and
+//! `--users-from` and `--filter` import exactly their users, files are never overwritten without `--force`, and
 //! re-importing an unchanged tenant rewrites identical bytes.
 
 use std::path::{Path, PathBuf};
@@ -258,6 +258,29 @@ fn group_and_users_from_select_exactly_their_users() {
         ]
     );
     assert_valid_and_met(dir, CONTOSO, "u");
+
+    // --filter: an OData filter on /users (here: who must change the password)
+    let filtered = pwdrift(
+        dir,
+        &[
+            "import",
+            "--sandbox",
+            CONTOSO,
+            "--tenant",
+            "contoso.onmicrosoft.com",
+            "--out",
+            "f",
+            "--filter",
+            "passwordProfile/forceChangePasswordNextSignIn eq true",
+        ],
+    );
+    assert_eq!(filtered.code, 0, "{filtered:?}");
+    let file = dir.join("f/contoso.onmicrosoft.com.yaml");
+    assert_eq!(users_of(&file), ["bob@contoso.com"]);
+    assert!(std::fs::read_to_string(&file).unwrap().ends_with(
+        "  - user: bob@contoso.com  # Bob Brown\n    forceChangePasswordNextSignIn: true\n"
+    ));
+    assert_valid_and_met(dir, CONTOSO, "f");
 
     // both, split by group: frank is in Finance only (each user once), the rest ungrouped; the
     // group named by object id gets no file (grace is already in Finance's)

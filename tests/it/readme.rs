@@ -25,35 +25,58 @@ struct Shown {
     expected: i32,
 }
 
-/// The `pwdrift` commands of the runnable ```` ```sh ```` blocks of `text`.
+/// The `pwdrift` commands of the runnable ```` ```sh ```` blocks of `text`, and the number of
+/// `no-run` blocks.
 fn commands(text: &str) -> (Vec<Shown>, usize) {
-    let mut out = Vec::new();
+    let (shown, skipped, _) = all_commands(text);
+    (shown, skipped)
+}
+
+/// The `pwdrift` commands of the `no-run` blocks.
+fn not_run(text: &str) -> Vec<Shown> {
+    all_commands(text).2
+}
+
+/// A fenced block of the README.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// ```` ```sh ````
+    Run,
+    /// ```` ```sh no-run ````
+    NoRun,
+    /// any other language
+    Other,
+}
+
+fn all_commands(text: &str) -> (Vec<Shown>, usize, Vec<Shown>) {
+    let mut run = Vec::new();
+    let mut not_run = Vec::new();
     let mut skipped_blocks = 0;
-    let mut in_block: Option<bool> = None; // Some(runnable)
+    let mut block: Option<Block> = None;
     let mut pending: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
-        let trimmed = raw.trim_start();
-        if let Some(info) = trimmed.strip_prefix("```") {
-            match in_block {
+        if let Some(info) = raw.trim_start().strip_prefix("```") {
+            block = match block {
+                Some(_) => None,
                 None => {
                     let words: Vec<&str> = info.split_whitespace().collect();
-                    if words.first() == Some(&"sh") {
-                        let runnable = !words.contains(&"no-run");
-                        if !runnable {
+                    Some(match words.as_slice() {
+                        ["sh"] => Block::Run,
+                        ["sh", "no-run"] => {
                             skipped_blocks += 1;
+                            Block::NoRun
                         }
-                        in_block = Some(runnable);
-                    } else {
-                        in_block = Some(false);
-                    }
+                        _ => Block::Other,
+                    })
                 }
-                Some(_) => in_block = None,
-            }
+            };
             continue;
         }
-        if in_block != Some(true) {
-            continue;
-        }
+        let into = match block {
+            Some(Block::Run) => &mut run,
+            Some(Block::NoRun) => &mut not_run,
+            _ => continue,
+        };
         let (start, mut joined) = pending.take().unwrap_or((i + 1, String::new()));
         if let Some(head) = raw.trim_end().strip_suffix('\\') {
             joined.push_str(head);
@@ -72,13 +95,13 @@ fn commands(text: &str) -> (Vec<Shown>, usize) {
             .and_then(|rest| rest.split(')').next())
             .map(|n| n.trim().parse().expect("(exit N) with a number"))
             .unwrap_or(0);
-        out.push(Shown {
+        into.push(Shown {
             line: start,
             command: code.to_owned(),
             expected,
         });
     }
-    (out, skipped_blocks)
+    (run, skipped_blocks, not_run)
 }
 
 /// Splits a shell line at its trailing comment: a `#` at the start of a word, outside quotes.
@@ -128,6 +151,23 @@ fn comments_and_exit_codes_are_read_from_the_shown_lines() {
     assert_eq!(shown[0].expected, 2);
     assert_eq!(shown[1].command, "pwdrift validate \"x # y\"");
     assert_eq!(shown[1].expected, 0);
+}
+
+/// The commands that are not run still parse: every subcommand and flag they use exists.
+#[test]
+fn commands_not_run_use_existing_flags() {
+    use clap::Parser as _;
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let shown = not_run(&readme);
+    assert!(shown.len() >= 3, "{shown:#?}");
+    for s in shown {
+        let words: Vec<&str> = s.command.split_whitespace().collect();
+        match pwdrift::cli::Cli::try_parse_from(&words) {
+            Ok(_) => {}
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {}
+            Err(e) => panic!("README.md:{}: `{}`: {e}", s.line, s.command),
+        }
+    }
 }
 
 #[test]
