@@ -96,6 +96,7 @@ Examples:
   pwdrift import --tenant contoso.onmicrosoft.com --out desired/ --filter \"startsWith(userPrincipalName,'svc-')\"
   pwdrift import --tenant contoso.onmicrosoft.com --out desired/ --users-from users.txt --force";
 
+#[cfg(feature = "sandbox")]
 const EXAMPLES_SANDBOX: &str = "\
 Examples:
   pwdrift sandbox --seed examples/sandbox/contoso.seed.yaml

@@ -14,7 +14,9 @@ use crate::apply::TenantClients;
 use crate::cli::TargetArgs;
 use crate::config::{self, DesiredState, SourceMap, TenantDesired};
 use crate::graph::auth::Credential;
-use crate::graph::client::{ClientOptions, GraphClient};
+#[cfg(feature = "sandbox")]
+use crate::graph::client::ClientOptions;
+use crate::graph::client::GraphClient;
 use crate::live::{self, Caller, LiveError, LiveTenant};
 use crate::printer::Printer;
 
