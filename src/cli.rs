@@ -90,11 +90,12 @@ Examples:
 
 const EXAMPLES_IMPORT: &str = "\
 Examples:
-  pwdrift import --sandbox examples/sandbox/contoso.seed.yaml --tenant contoso.onmicrosoft.com --out desired/
-  pwdrift import --tenant contoso.onmicrosoft.com --out desired/ --group Finance --group Sales
-  pwdrift import --tenant contoso.onmicrosoft.com --out desired/ --group Finance --split-by-group
-  pwdrift import --tenant contoso.onmicrosoft.com --out desired/ --filter \"startsWith(userPrincipalName,'svc-')\"
-  pwdrift import --tenant contoso.onmicrosoft.com --out desired/ --users-from users.txt --force";
+  pwdrift import --tenant contoso.onmicrosoft.com --out desired/
+  pwdrift import --sandbox examples/sandbox/contoso.seed.yaml --tenant contoso.com --out imported/
+  pwdrift import --tenant contoso.com --out desired/ --group Finance --group Sales
+  pwdrift import --tenant contoso.com --out desired/ --group Finance --split-by-group
+  pwdrift import --tenant contoso.com --out desired/ --filter \"startsWith(userPrincipalName,'svc-')\"
+  pwdrift import --tenant contoso.com --out desired/ --users-from users.txt --force";
 
 #[cfg(feature = "sandbox")]
 const EXAMPLES_SANDBOX: &str = "\

@@ -167,8 +167,13 @@ pub fn run(args: ImportArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             if f.users == 1 { "" } else { "s" }
         ));
     }
+    let sandbox = args
+        .sandbox
+        .as_ref()
+        .map(|s| format!("--sandbox {} ", s.display()))
+        .unwrap_or_default();
     printer.info(&format!(
-        "Next: pwdrift validate {d} && pwdrift plan {d} --detailed-exitcode (no changes expected)",
+        "Next: pwdrift validate {d} && pwdrift plan {sandbox}{d} --detailed-exitcode (no changes expected)",
         d = args.out.display()
     ));
     Ok(ExitStatus::Success)
