@@ -88,6 +88,16 @@ Examples:
   pwdrift apply desired/ --auto-approve --secrets-out secrets.jsonl --report report.json
   pwdrift apply plan.json --auto-approve --max-changes 50";
 
+const EXAMPLES_IMPORT: &str = "\
+Examples:
+  pwdrift import --tenant contoso.onmicrosoft.com --out desired/
+  pwdrift import --sandbox examples/sandbox/contoso.seed.yaml --tenant contoso.com --out imported/
+  pwdrift import --tenant contoso.com --out desired/ --group Finance --group Sales
+  pwdrift import --tenant contoso.com --out desired/ --group Finance --split-by-group
+  pwdrift import --tenant contoso.com --out desired/ --filter \"startsWith(userPrincipalName,'svc-')\"
+  pwdrift import --tenant contoso.com --out desired/ --users-from users.txt --force";
+
+#[cfg(feature = "sandbox")]
 const EXAMPLES_SANDBOX: &str = "\
 Examples:
   pwdrift sandbox --seed examples/sandbox/contoso.seed.yaml
@@ -120,6 +130,10 @@ pub enum Command {
     /// Apply a saved plan, or plan and apply after confirmation; then verify by reading back.
     #[command(after_help = EXAMPLES_APPLY)]
     Apply(ApplyArgs),
+    /// Write desired state from a live tenant: the users' current flags, which the next plan
+    /// finds already met. Never a password or a reset.
+    #[command(after_help = EXAMPLES_IMPORT)]
+    Import(ImportArgs),
     /// Run the Graph sandbox: a local HTTP server that behaves like Microsoft Graph.
     #[cfg(feature = "sandbox")]
     #[command(after_help = EXAMPLES_SANDBOX)]
@@ -298,6 +312,63 @@ pub struct ApplyArgs {
     /// Parallel $batch requests in flight.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
+}
+
+/// `pwdrift import`: which tenant and users to read, where to write, and how to reach Graph.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The tenant to read (a verified domain or the tenant id), as it will be written in the
+    /// files. Repeatable: one file per tenant.
+    #[arg(long = "tenant", value_name = "TENANT", required = true)]
+    pub tenants: Vec<String>,
+
+    /// Directory to write into: DIR/<tenant>.yaml (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Import the transitive user members of this group (display name or object id).
+    /// Repeatable; with --filter and --users-from, the union is imported. Default: all users.
+    #[arg(long = "group", value_name = "NAME|ID")]
+    pub groups: Vec<String>,
+
+    /// Import the users matching this OData filter on /users, e.g.
+    /// "startsWith(userPrincipalName,'svc-')" or "passwordProfile/forceChangePasswordNextSignIn eq true".
+    #[arg(long, value_name = "ODATA")]
+    pub filter: Option<String>,
+
+    /// Import the users listed in FILE: one UPN, object id or SID per line; `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    pub users_from: Option<PathBuf>,
+
+    /// One file per --group: DIR/<tenant>/<group>.yaml (a user in several groups goes in the
+    /// first named), and DIR/<tenant>/ungrouped.yaml for the users selected otherwise.
+    #[arg(long, requires = "groups")]
+    pub split_by_group: bool,
+
+    /// Overwrite files that exist (otherwise refused, and nothing is written).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Read an embedded Graph sandbox seeded from this file (state kept in .pwdrift-sandbox/
+    /// beside it, shared with plan and apply), instead of Microsoft Graph.
+    #[arg(long, value_name = "SEED")]
+    pub sandbox: Option<PathBuf>,
+
+    /// National cloud.
+    #[arg(long, value_enum, default_value_t = Cloud::Global, env = "PWDRIFT_CLOUD")]
+    pub cloud: Cloud,
+
+    /// Override the Graph endpoint (e.g. a sandbox URL). Plain http:// only to loopback.
+    #[arg(long, value_name = "URL", env = "PWDRIFT_GRAPH_URL")]
+    pub graph_url: Option<String>,
+
+    /// Override the identity authority (AZURE_AUTHORITY_HOST is also honoured).
+    #[arg(long, value_name = "URL", env = "AZURE_AUTHORITY_HOST")]
+    pub authority_host: Option<String>,
+
+    /// Do not verify TLS certificates. Dangerous; prints a warning on every run.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
 }
 
 #[derive(Debug, Args, Clone)]

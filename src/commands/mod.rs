@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod completions;
+pub mod import;
 pub mod plan;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
@@ -41,6 +42,7 @@ pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitStatus> {
         Command::Schema(args) => schema::run(args, printer),
         Command::Plan(args) => plan::run(args, cli.verbose, printer),
         Command::Apply(args) => apply::run(args, printer),
+        Command::Import(args) => import::run(args, printer),
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args, printer),
         Command::Completions(args) => completions::completions(args, printer),

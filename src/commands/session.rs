@@ -14,7 +14,9 @@ use crate::apply::TenantClients;
 use crate::cli::TargetArgs;
 use crate::config::{self, DesiredState, SourceMap, TenantDesired};
 use crate::graph::auth::Credential;
-use crate::graph::client::{ClientOptions, GraphClient};
+#[cfg(feature = "sandbox")]
+use crate::graph::client::ClientOptions;
+use crate::graph::client::GraphClient;
 use crate::live::{self, Caller, LiveError, LiveTenant};
 use crate::printer::Printer;
 
@@ -26,9 +28,9 @@ pub struct Session {
 }
 
 #[cfg(feature = "sandbox")]
-type EmbeddedSandbox = graph_sandbox::RunningSandbox;
+pub type EmbeddedSandbox = graph_sandbox::RunningSandbox;
 #[cfg(not(feature = "sandbox"))]
-type EmbeddedSandbox = std::convert::Infallible;
+pub type EmbeddedSandbox = std::convert::Infallible;
 
 pub struct TenantSession {
     pub desired: TenantDesired,
@@ -118,6 +120,69 @@ pub fn sandbox_state_path(seed: &Path) -> PathBuf {
     dir.join(format!("{name}.state.json"))
 }
 
+/// Starts the embedded sandbox seeded from `seed`, its state kept in
+/// [`sandbox_state_path`] (so that `import`, `plan` and `apply` runs see each other's writes).
+#[cfg(feature = "sandbox")]
+pub async fn start_embedded_sandbox(seed: &Path) -> anyhow::Result<EmbeddedSandbox> {
+    use graph_sandbox::{SandboxConfig, SeedSource};
+    let state = sandbox_state_path(seed);
+    if let Some(dir) = state.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut config = SandboxConfig::new(SeedSource::File(seed.to_path_buf()));
+    config.state_file = Some(state);
+    let running = graph_sandbox::start(config, "127.0.0.1:0".parse()?).await?;
+    tracing::info!(graph_url = %running.info.graph_url, "embedded Graph sandbox started");
+    Ok(running)
+}
+
+/// Without the `sandbox` feature, `--sandbox` is refused.
+#[cfg(not(feature = "sandbox"))]
+pub async fn start_embedded_sandbox(_seed: &Path) -> anyhow::Result<EmbeddedSandbox> {
+    anyhow::bail!("--sandbox: this pwdrift was built without the `sandbox` feature")
+}
+
+/// Client options that reach the embedded sandbox (its Graph URL and authority).
+#[cfg(feature = "sandbox")]
+pub fn embedded_sandbox_options(running: &EmbeddedSandbox) -> anyhow::Result<ClientOptions> {
+    use crate::graph::auth::Endpoints;
+    let info = &running.info;
+    let endpoints = Endpoints::new(
+        crate::graph::auth::Cloud::Global,
+        Some(&info.graph_url),
+        Some(&info.authority_host),
+    )?;
+    let mut options = ClientOptions::new(endpoints);
+    options.notices = super::target::stderr_notices();
+    Ok(options)
+}
+
+/// The embedded sandbox's application client for `tenant` (client credentials it issued itself).
+#[cfg(feature = "sandbox")]
+pub fn embedded_sandbox_app(
+    running: &EmbeddedSandbox,
+    options: ClientOptions,
+    tenant: &str,
+) -> anyhow::Result<GraphClient> {
+    let info = &running.info;
+    Ok(GraphClient::new(
+        options,
+        Credential::ClientSecret {
+            tenant: tenant.to_owned(),
+            client_id: info.client_id.clone(),
+            secret: info.client_secret.clone().into(),
+        },
+    )?)
+}
+
+/// Stops the embedded sandbox, persisting its state.
+pub async fn stop_embedded_sandbox(running: EmbeddedSandbox) {
+    #[cfg(feature = "sandbox")]
+    running.shutdown().await;
+    #[cfg(not(feature = "sandbox"))]
+    match running {}
+}
+
 impl Session {
     /// Connects to Graph (or starts the embedded sandbox) for the selected tenants.
     pub async fn open(
@@ -175,36 +240,13 @@ impl Session {
         tenants: Vec<TenantDesired>,
         concurrency: usize,
     ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
-        use crate::graph::auth::Endpoints;
-        use graph_sandbox::{SandboxConfig, SeedSource};
         let mut sessions = Vec::new();
-        let state = sandbox_state_path(seed);
-        if let Some(dir) = state.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let mut config = SandboxConfig::new(SeedSource::File(seed.to_path_buf()));
-        config.state_file = Some(state);
-        let running = graph_sandbox::start(config, "127.0.0.1:0".parse()?).await?;
+        let running = start_embedded_sandbox(seed).await?;
         let info = running.info.clone();
-        tracing::info!(graph_url = %info.graph_url, "embedded Graph sandbox started");
-        let endpoints = Endpoints::new(
-            crate::graph::auth::Cloud::Global,
-            Some(&info.graph_url),
-            Some(&info.authority_host),
-        )?;
         for t in tenants {
-            let mut options = ClientOptions::new(endpoints.clone());
+            let mut options = embedded_sandbox_options(&running)?;
             options.concurrency = concurrency;
-            options.notices = super::target::stderr_notices();
-            let app = GraphClient::new(
-                options.clone(),
-                Credential::ClientSecret {
-                    tenant: t.tenant.as_str().to_owned(),
-                    client_id: info.client_id.clone(),
-                    secret: info.client_secret.clone().into(),
-                },
-            )?;
+            let app = embedded_sandbox_app(&running, options.clone(), t.tenant.as_str())?;
             let delegated = match (
                 &info.delegated_client_id,
                 &info.delegated_username,
@@ -309,10 +351,7 @@ impl Session {
     /// Stops the embedded sandbox (persisting its state), if any.
     pub async fn close(self) {
         if let Some(s) = self.sandbox {
-            #[cfg(feature = "sandbox")]
-            s.shutdown().await;
-            #[cfg(not(feature = "sandbox"))]
-            match s {}
+            stop_embedded_sandbox(s).await;
         }
     }
 

@@ -28,13 +28,25 @@ pub fn stderr_notices() -> Notifier {
 /// Options from `--cloud`, `--graph-url`, `--authority-host` (or `AZURE_AUTHORITY_HOST`) and
 /// `--insecure-skip-tls-verify`; `http://` only to loopback.
 pub fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
-    let endpoints = Endpoints::new(
-        cloud(target.cloud),
+    connection_options(
+        target.cloud,
         target.graph_url.as_deref(),
         target.authority_host.as_deref(),
-    )?;
+        target.insecure_skip_tls_verify,
+    )
+}
+
+/// [`client_options`] from the connection flags alone (`import` has them without the rest of
+/// [`TargetArgs`]).
+pub fn connection_options(
+    cloud_flag: cli::Cloud,
+    graph_url: Option<&str>,
+    authority_host: Option<&str>,
+    insecure_skip_tls_verify: bool,
+) -> Result<ClientOptions, AuthError> {
+    let endpoints = Endpoints::new(cloud(cloud_flag), graph_url, authority_host)?;
     let mut options = ClientOptions::new(endpoints);
-    options.insecure_skip_tls_verify = target.insecure_skip_tls_verify;
+    options.insecure_skip_tls_verify = insecure_skip_tls_verify;
     options.notices = stderr_notices();
     Ok(options)
 }

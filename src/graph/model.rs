@@ -162,6 +162,9 @@ pub struct GraphUser {
     pub on_premises_sync_enabled: Option<bool>,
     #[serde(default)]
     pub on_premises_security_identifier: Option<String>,
+    /// Only read by `pwdrift import` ([`IMPORT_USER_SELECT`]), for the comment beside each user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 impl GraphUser {
@@ -177,6 +180,10 @@ impl GraphUser {
 
 /// The exact `$select` pwdrift reads users with.
 pub const USER_SELECT: &str = "id,userPrincipalName,passwordProfile,passwordPolicies,lastPasswordChangeDateTime,onPremisesSyncEnabled,onPremisesSecurityIdentifier";
+
+/// What `pwdrift import` reads users with: [`USER_SELECT`] and `displayName` (for the comment
+/// beside each imported user). `plan` and `apply` keep reading exactly [`USER_SELECT`].
+pub const IMPORT_USER_SELECT: &str = "id,userPrincipalName,passwordProfile,passwordPolicies,lastPasswordChangeDateTime,onPremisesSyncEnabled,onPremisesSecurityIdentifier,displayName";
 
 /// Splits Graph's comma-separated `passwordPolicies` string (`null`, `None`,
 /// `DisablePasswordExpiration, DisableStrongPassword`) into its trimmed, non-empty parts.

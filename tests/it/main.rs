@@ -12,6 +12,8 @@ mod client_retry;
 mod common;
 mod e2e;
 mod examples;
+mod import;
+mod readme;
 mod sandbox_cli;
 mod schemas;
 mod validate;

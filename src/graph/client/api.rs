@@ -57,7 +57,18 @@ impl GraphClient {
         tenant: &str,
         filter: Option<&str>,
     ) -> Result<Vec<GraphUser>, GraphError> {
-        let mut q = format!("users?$select={USER_SELECT}&$top=999");
+        self.list_users_selecting(tenant, filter, USER_SELECT).await
+    }
+
+    /// [`Self::list_users`] with another `$select` (`pwdrift import` reads `displayName` too:
+    /// [`crate::graph::model::IMPORT_USER_SELECT`]).
+    pub async fn list_users_selecting(
+        &self,
+        tenant: &str,
+        filter: Option<&str>,
+        select: &str,
+    ) -> Result<Vec<GraphUser>, GraphError> {
+        let mut q = format!("users?$select={select}&$top=999");
         let mut headers = Vec::new();
         if let Some(f) = filter {
             q.push_str("&$filter=");
@@ -80,13 +91,24 @@ impl GraphClient {
         tenant: &str,
         keys: &[UserKey],
     ) -> Result<Vec<(UserKey, Result<GraphUser, GraphError>)>, GraphError> {
+        self.get_users_by_batch_selecting(tenant, keys, USER_SELECT)
+            .await
+    }
+
+    /// [`Self::get_users_by_batch`] with another `$select`.
+    pub async fn get_users_by_batch_selecting(
+        &self,
+        tenant: &str,
+        keys: &[UserKey],
+        select: &str,
+    ) -> Result<Vec<(UserKey, Result<GraphUser, GraphError>)>, GraphError> {
         let requests: Vec<BatchRequest> = keys
             .iter()
             .enumerate()
             .map(|(i, key)| BatchRequest {
                 id: i.to_string(),
                 method: "GET".into(),
-                url: user_lookup_url(key),
+                url: user_lookup_url_selecting(key, select),
                 headers: None,
                 body: None,
                 depends_on: None,
@@ -125,17 +147,37 @@ impl GraphClient {
         self.get_paged(tenant, self.url(&q)?).await
     }
 
+    /// One group by object id (`NotFound` when there is none).
+    pub async fn get_group(&self, tenant: &str, group_id: &str) -> Result<GraphGroup, GraphError> {
+        let url = self.url(&format!(
+            "groups/{}?$select=id,displayName",
+            encode_segment(group_id)
+        ))?;
+        self.get_json(tenant, url).await
+    }
+
     /// The users among a group's transitive members (nested groups expanded), paged.
     pub async fn group_user_members(
         &self,
         tenant: &str,
         group_id: &str,
     ) -> Result<Vec<GraphUser>, GraphError> {
+        self.group_user_members_selecting(tenant, group_id, USER_SELECT)
+            .await
+    }
+
+    /// [`Self::group_user_members`] with another `$select`.
+    pub async fn group_user_members_selecting(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        select: &str,
+    ) -> Result<Vec<GraphUser>, GraphError> {
         // The type cast is an advanced query: the docs require `ConsistencyLevel: eventual` and
         // `$count=true` (reports say it works without, and one that the cast was ignored). Send
         // both, and keep only the users, whatever comes back.
         let q = format!(
-            "groups/{}/transitiveMembers/microsoft.graph.user?$select={USER_SELECT}&$top=999&$count=true",
+            "groups/{}/transitiveMembers/microsoft.graph.user?$select={select}&$top=999&$count=true",
             encode_segment(group_id)
         );
         let members: Vec<GraphUser> = self
@@ -399,15 +441,15 @@ fn user_from_batch_response(key: &UserKey, r: BatchResponse) -> Result<GraphUser
     }
 }
 
-/// The relative `$batch` URL that reads one user with [`USER_SELECT`].
-pub(crate) fn user_lookup_url(key: &UserKey) -> String {
+/// The relative `$batch` URL that reads one user with `select` (normally [`USER_SELECT`]).
+fn user_lookup_url_selecting(key: &UserKey, select: &str) -> String {
     match key {
-        UserKey::Id(id) => format!("/users/{}?$select={USER_SELECT}", encode_segment(id)),
-        UserKey::Upn(upn) => format!("/users/{}?$select={USER_SELECT}", encode_segment(upn)),
+        UserKey::Id(id) => format!("/users/{}?$select={select}", encode_segment(id)),
+        UserKey::Upn(upn) => format!("/users/{}?$select={select}", encode_segment(upn)),
         UserKey::Sid(sid) => {
             let filter = format!("onPremisesSecurityIdentifier eq '{}'", odata_quote(sid));
             format!(
-                "/users?$filter={}&$select={USER_SELECT}",
+                "/users?$filter={}&$select={select}",
                 encode_query_value(&filter)
             )
         }
@@ -433,11 +475,14 @@ mod tests {
     #[test]
     fn lookup_urls() {
         assert_eq!(
-            user_lookup_url(&UserKey::Upn("ext_user#EXT#@contoso.com".into())),
+            user_lookup_url_selecting(
+                &UserKey::Upn("ext_user#EXT#@contoso.com".into()),
+                USER_SELECT
+            ),
             format!("/users/ext_user%23EXT%23@contoso.com?$select={USER_SELECT}")
         );
         assert_eq!(
-            user_lookup_url(&UserKey::Sid("S-1-5-21-1-2-3-1104".into())),
+            user_lookup_url_selecting(&UserKey::Sid("S-1-5-21-1-2-3-1104".into()), USER_SELECT),
             format!("/users?$filter=onPremisesSecurityIdentifier%20eq%20'S-1-5-21-1-2-3-1104'&$select={USER_SELECT}")
         );
         assert_eq!(odata_quote("O'Brien"), "O''Brien");
