@@ -2,11 +2,16 @@
 //! already met, so that a team can start from the tenant it has.
 //!
 //! What is written, per user: the `user` (UPN, or the object id when the UPN is not one
-//! desired state accepts), its display name as a comment, and a literal flag only where Graph
-//! reports it set (`forceChangePasswordNextSignIn: true`, `forceChangePasswordNextSignInWithMfa:
-//! true`). A flag that is false or `null` is left out: an omitted flag is unmanaged, so the plan
-//! has nothing to do either way, and the files stay small. Never a password, a `resetPassword` or
-//! a `requirePasswordChange`: those are decisions, not state.
+//! desired state accepts), its display name as a comment, and, where Graph reports a forced
+//! change pending, `requirePasswordChange: { since: ... }` (with `withMfa: true` when the MFA flag
+//! is set). Never a literal `true`: a literal flag is re-applied after the user complies, so the
+//! user would be forced again on every run, the one thing pwdrift promises not to do. `since` is
+//! one second after the user's `lastPasswordChangeDateTime` (1970-01-01T00:00:01Z when Graph has
+//! none): the pending change is open, so the plan finds it met by the flag already set (diff rules
+//! 6 and 7), and once the user changes the password the requirement is met for good (rule 4). It
+//! is derived from live state, so re-importing an unchanged tenant gives identical bytes. A flag
+//! that is false or `null` is left out: an omitted flag is unmanaged. Never a password or a
+//! `resetPassword`: those are decisions, not state.
 //!
 //! Files: `DIR/<tenant>.yaml`, or with `--split-by-group` `DIR/<tenant>/<group>.yaml` per
 //! `--group` plus `DIR/<tenant>/ungrouped.yaml`; each user appears once per tenant (declaring a
@@ -16,6 +21,8 @@
 //! a temporary sibling and a rename.
 
 use std::collections::{BTreeMap, HashSet};
+
+use chrono::SubsecRound;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -43,6 +50,8 @@ pub struct ImportedUser {
     pub user_principal_name: String,
     pub display_name: Option<String>,
     pub flags: ForceFlags,
+    /// `lastPasswordChangeDateTime`, when Graph has one.
+    pub last_password_change: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ImportedUser {
@@ -52,6 +61,7 @@ impl ImportedUser {
             user_principal_name: u.user_principal_name.clone().unwrap_or_default(),
             display_name: u.display_name.clone(),
             flags: ForceFlags::from_profile(u.password_profile.as_ref()),
+            last_password_change: u.last_password_change_date_time,
         }
     }
 
@@ -498,10 +508,9 @@ pub fn render(
         None => format!(": {count}.\n"),
     });
     s.push_str(
-        "# Each user carries the force flags Graph reports set, and nothing else: a flag left out is not\n\
-         # checked, so `pwdrift plan` finds this file already met. A literal `true` forces a new change\n\
-         # after every password change (`pwdrift validate` warns): to require one change, replace it with\n\
-         # `requirePasswordChange: { since: <now> }`. Add directives to manage the users listed bare.\n",
+        "# A user with a forced password change pending carries `requirePasswordChange`, met once the\n\
+         # user changes the password (never forced again); nothing else is checked, so `pwdrift plan`\n\
+         # finds this file already met. Add directives to manage the users listed bare.\n",
     );
     if schema == SCHEMA_FILE {
         s.push_str(&format!(
@@ -536,11 +545,21 @@ pub fn render(
             s.push_str(&format!("  # {c}"));
         }
         s.push('\n');
-        if u.flags.force_change_password_next_sign_in {
-            s.push_str("    forceChangePasswordNextSignIn: true\n");
-        }
-        if u.flags.force_change_password_next_sign_in_with_mfa {
-            s.push_str("    forceChangePasswordNextSignInWithMfa: true\n");
+        let f = u.flags;
+        if f.force_change_password_next_sign_in || f.force_change_password_next_sign_in_with_mfa {
+            let since = u
+                .last_password_change
+                .map_or(chrono::DateTime::UNIX_EPOCH, |l| l.trunc_subsecs(0))
+                + chrono::Duration::seconds(1);
+            s.push_str(&format!(
+                "    requirePasswordChange: {{ since: {}{} }}\n",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                if f.force_change_password_next_sign_in_with_mfa {
+                    ", withMfa: true"
+                } else {
+                    ""
+                }
+            ));
         }
     }
     s
@@ -590,6 +609,7 @@ mod tests {
                 force_change_password_next_sign_in: f,
                 force_change_password_next_sign_in_with_mfa: m,
             },
+            last_password_change: None,
         }
     }
 
@@ -619,9 +639,11 @@ mod tests {
         assert!(text.starts_with("# yaml-language-server: $schema=pwdrift-config.schema.json\n"));
         assert!(text.contains("\nversion: 1\ntenant: contoso.onmicrosoft.com\n"));
         assert!(text.contains("  - user: alice@contoso.com  # Alice Adams\n  - user: bob"));
-        assert!(
-            text.contains("  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: true\n")
-        );
+        // a pending forced change becomes a one-shot requirement, never a literal `true`
+        assert!(text.contains(
+            "  - user: bob@contoso.com\n    requirePasswordChange: { since: 1970-01-01T00:00:01Z }\n"
+        ));
+        assert!(!text.contains(": true\n    "), "{text}");
         assert!(!text.contains(": false"));
         assert!(!text.to_lowercase().contains("password:"));
         // the guest's UPN: either accepted as is, or replaced by its object id with the UPN shown
@@ -635,7 +657,18 @@ mod tests {
                 "{text}"
             );
         }
-        assert!(text.ends_with("    forceChangePasswordNextSignInWithMfa: true\n"));
+        assert!(text.ends_with(
+            "    requirePasswordChange: { since: 1970-01-01T00:00:01Z, withMfa: true }\n"
+        ));
+        // `since` is one second after the last change, so the requirement is open (met by the
+        // flag already set) until the user changes the password
+        let mut carol = user("carol@contoso.com", None, true, false);
+        carol.last_password_change = Some("2026-03-04T05:06:07.890Z".parse().unwrap());
+        let text = render(&tenant, &[carol], None, SCHEMA_FILE);
+        assert!(
+            text.contains("requirePasswordChange: { since: 2026-03-04T05:06:08Z }"),
+            "{text}"
+        );
     }
 
     #[test]

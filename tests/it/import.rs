@@ -89,10 +89,13 @@ fn assert_valid_and_met(dir: &Path, seed: &str, out: &str) {
             file.display()
         );
         assert!(text.contains("\nversion: 1\ntenant: "), "{text}");
+        // never a password or a reset; never a literal `true` (it would force the user again
+        // after every change: a pending change is imported as `requirePasswordChange`)
         for never in [
             "password:",
             "resetPassword",
-            "requirePasswordChange:",
+            "forceChangePasswordNextSignIn:",
+            "forceChangePasswordNextSignInWithMfa:",
             ": false",
         ] {
             let code: String = text
@@ -278,7 +281,7 @@ fn group_and_users_from_select_exactly_their_users() {
     let file = dir.join("f/contoso.onmicrosoft.com.yaml");
     assert_eq!(users_of(&file), ["bob@contoso.com"]);
     assert!(std::fs::read_to_string(&file).unwrap().ends_with(
-        "  - user: bob@contoso.com  # Bob Brown\n    forceChangePasswordNextSignIn: true\n"
+        "  - user: bob@contoso.com  # Bob Brown\n    requirePasswordChange: { since: 2025-11-20T14:30:01Z }\n"
     ));
     assert_valid_and_met(dir, CONTOSO, "f");
 
