@@ -527,7 +527,7 @@ async fn reset_password_and_poll() {
         CANARY_PASSWORD
     );
     assert_eq!(
-        out.location,
+        out.location.as_deref().unwrap(),
         format!(
             "{}/v1.0/users/u-1/authentication/operations/op-1",
             server.base
@@ -536,7 +536,11 @@ async fn reset_password_and_poll() {
     assert_eq!(out.retry_after, Some(Duration::ZERO));
     assert!(!format!("{out:?}").contains(CANARY_PASSWORD));
     let op = c
-        .poll_operation(TENANT, &out.location, Duration::from_secs(30))
+        .poll_operation(
+            TENANT,
+            out.location.as_deref().unwrap(),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     assert_eq!(op.status, pwdrift::graph::model::OperationStatus::Succeeded);
