@@ -116,6 +116,8 @@ async fn resume(
 
 async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let target = &args.target;
+    // a bad recipient is an error before anything else
+    recipients(&args.secrets_recipient)?;
     let mut secrets: Option<SecretsFile> = None;
     let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths) {
         let mut plan = crate::plan::parse_saved(&text)

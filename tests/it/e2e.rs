@@ -700,9 +700,15 @@ fn lost_reset_responses_are_not_repeated() {
     }
     // one intent (the password, written before the PATCH) and one outcome per user
     let lines = std::fs::read_to_string(&secrets).unwrap();
-    let intents = lines.lines().filter(|l| l.contains("\"event\":\"intent\"")).count();
+    let intents = lines
+        .lines()
+        .filter(|l| l.contains("\"event\":\"intent\""))
+        .count();
     assert_eq!(intents, 5, "{lines}");
-    let pending = lines.lines().filter(|l| l.contains("\"outcome\":\"applied\"")).count();
+    let pending = lines
+        .lines()
+        .filter(|l| l.contains("\"outcome\":\"applied\""))
+        .count();
     assert_eq!(pending, 5, "{lines}");
 }
 

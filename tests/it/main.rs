@@ -15,3 +15,4 @@ mod examples;
 mod sandbox_cli;
 mod schemas;
 mod validate;
+mod writeahead;
