@@ -25,6 +25,16 @@ struct InProc {
 
 impl InProc {
     fn start(dir: &Path, users: usize, latency: &str, faults: Option<&str>) -> InProc {
+        Self::start_with(dir, users, latency, faults, |_| {})
+    }
+
+    fn start_with(
+        dir: &Path,
+        users: usize,
+        latency: &str,
+        faults: Option<&str>,
+        tweak: impl FnOnce(&mut SandboxConfig),
+    ) -> InProc {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -37,6 +47,7 @@ impl InProc {
         cfg.latency = Some(latency.into());
         cfg.faults = faults.map(str::to_owned);
         cfg.rng_seed = 3;
+        tweak(&mut cfg);
         let sb = rt
             .block_on(graph_sandbox::start(cfg, "127.0.0.1:0".parse().unwrap()))
             .unwrap();
@@ -65,6 +76,19 @@ impl InProc {
         cmd
     }
 
+    /// `pwdrift` with a delegated sign-in too (ROPC for the generated tenant's admin).
+    fn pwdrift_delegated(&self) -> Command {
+        let i = self.info();
+        let mut cmd = self.pwdrift();
+        cmd.env("AZURE_USERNAME", i.delegated_username.clone().unwrap())
+            .env("AZURE_PASSWORD", i.delegated_password.clone().unwrap())
+            .env(
+                "PWDRIFT_DELEGATED_CLIENT_ID",
+                i.delegated_client_id.clone().unwrap(),
+            );
+        cmd
+    }
+
     fn get(&self, path: &str) -> serde_json::Value {
         let url = format!("{}{path}", self.info().graph_url);
         self.rt.block_on(async {
@@ -80,13 +104,17 @@ impl InProc {
     /// Cloud members whose password pwdrift manages (not synced, not privileged, no guest,
     /// no federated domain), the first `n`.
     fn plain_users(&self, n: usize) -> Vec<String> {
+        self.users_where(n, false)
+    }
+
+    fn users_where(&self, n: usize, synced: bool) -> Vec<String> {
         let state = self.get("/_sandbox/state");
         let users: Vec<String> = state["tenants"][0]["users"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|u| {
-                u["onPremisesSyncEnabled"] != true
+                (u["onPremisesSyncEnabled"] == true) == synced
                     && u["privileged"] == false
                     && u["userType"] == "Member"
                     && u["federatedDomain"] != true
@@ -121,6 +149,11 @@ impl InProc {
     }
 
     fn desired(&self, dir: &Path, users: &[String]) -> String {
+        self.desired_with(dir, users, &[])
+    }
+
+    /// Generated passwords for `users`, system-generated ones for `system`.
+    fn desired_with(&self, dir: &Path, users: &[String], system: &[String]) -> String {
         let mut text = format!(
             "version: 1\ntenant: {}\nusers:\n",
             self.info().tenant_domain
@@ -128,6 +161,11 @@ impl InProc {
         for u in users {
             text.push_str(&format!(
                 "  - user: {u}\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: {{ generate: {{ length: 16 }} }}\n"
+            ));
+        }
+        for u in system {
+            text.push_str(&format!(
+                "  - user: {u}\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: {{ systemGenerated: true }}\n"
             ));
         }
         write(dir, "desired.yaml", &text)
@@ -389,6 +427,50 @@ fn lost_responses_lose_no_password() {
     let journal = Journal::parse(&secrets, &text).unwrap();
     assert_eq!(journal.pending().count(), 0);
     assert!(r.stdout.contains("12 password(s) recorded in"), "{r:?}");
+    assert!(planned_resets(&sb, dir.path(), &desired).is_empty());
+}
+
+/// The resetPassword path (synced users with pwdrift's password, cloud users with a
+/// system-generated one), with lost answers (`lost=0.4`) and 202s without `Location`: a
+/// system-generated password is recorded from the 202 body before anything else, a missing
+/// `Location` is resolved by reading back, a lost 202 of a system-generated password is replaced
+/// by a new reset whose password is recorded; in the end the file holds every password the tenant
+/// has and nothing is pending.
+#[test]
+fn reset_password_api_lost_answers_and_no_location_lose_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = InProc::start_with(dir.path(), 80, "0", Some("lost=0.4"), |cfg| {
+        cfg.realism.reset_no_location = true;
+    });
+    let synced = sb.users_where(4, true);
+    let cloud = sb.plain_users(4);
+    let desired = sb.desired_with(dir.path(), &synced, &cloud);
+    let before = sb.hashes();
+    let secrets = dir.path().join("secrets.jsonl");
+    let r = run(sb.pwdrift_delegated().args([
+        "apply",
+        &desired,
+        "--delegated",
+        "--auto-approve",
+        "--force",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]));
+    let faults = sb.get("/_sandbox/stats")["faults"].clone();
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    let changed =
+        assert_every_changed_password_is_recorded(&before, &sb.hashes(), &text, None, "api");
+    assert_eq!(changed, 8, "{r:?}\n{faults}");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(text.contains("\"event\":\"generated\""), "{faults}");
+    let lost = faults["lost_504"].as_u64().unwrap() + faults["lost_dropped"].as_u64().unwrap();
+    assert!(lost > 0, "answers were lost: {faults}");
+    eprintln!(
+        "resetPassword path: {lost} lost answers, {} superseded entries",
+        text.matches("\"outcome\":\"superseded\"").count()
+    );
+    let journal = Journal::parse(&secrets, &text).unwrap();
+    assert_eq!(journal.pending().count(), 0);
     assert!(planned_resets(&sb, dir.path(), &desired).is_empty());
 }
 
