@@ -478,9 +478,17 @@ impl SecretsFile {
     fn append(&mut self, record: &Record) -> Result<(), SecretsError> {
         let mut line = serde_json::to_vec(record).expect("records serialise");
         line.push(b'\n');
+        let before = self.file.metadata().map(|m| m.len());
         self.file
             .write_all(&line)
             .and_then(|_| self.file.sync_data())
+            .inspect_err(|_| {
+                // A partly written record would glue the next one onto it, and a corrupt line
+                // in the middle makes the file unreadable for resuming: cut it off.
+                if let Ok(len) = before {
+                    let _ = self.file.set_len(len);
+                }
+            })
             .map_err(|source| SecretsError::Io {
                 path: self.path.clone(),
                 source,

@@ -330,6 +330,30 @@ async fn apply_plan(
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
 
+    let (mut text, status) = closing_summary(
+        &report,
+        signalled,
+        secrets
+            .as_ref()
+            .map(|s| (s.recorded(), s.path(), s.encrypted())),
+    )?;
+    // Details come from Graph: without colour, any escape sequence in them is stripped (as
+    // anstream did when this was written through it).
+    if !printer.color_out() {
+        text = anstream::adapter::strip_str(&text).to_string();
+    }
+    out(printer, &text)?;
+    Ok(status)
+}
+
+/// The closing lines of an apply (what was done, what was not, who needs attention, where the
+/// passwords were recorded) and its exit status. `secrets`: passwords recorded by this run,
+/// the file, whether encrypted.
+fn closing_summary(
+    report: &ApplyReport,
+    signalled: Option<ExitStatus>,
+    secrets: Option<(usize, &Path, bool)>,
+) -> Result<(String, ExitStatus), std::fmt::Error> {
     use std::fmt::Write;
     let mut text = String::new();
     for u in report.users.iter().filter(|u| {
@@ -372,14 +396,13 @@ async fn apply_plan(
         },
         report.count(Status::Unchanged)
     )?;
-    if let Some(s) = &secrets {
-        let recorded = s.recorded();
+    if let Some((recorded, path, encrypted)) = secrets {
         if recorded > 0 {
             writeln!(
                 text,
                 "{recorded} password(s) recorded in {}{}.",
-                s.path().display(),
-                if s.encrypted() {
+                path.display(),
+                if encrypted {
                     " (encrypted to the age recipients)"
                 } else {
                     ""
@@ -406,17 +429,12 @@ async fn apply_plan(
             "{not_started} change(s) were not started; run apply again to carry them out."
         )?;
     }
-    // Details come from Graph: without colour, any escape sequence in them is stripped (as
-    // anstream did when this was written through it).
-    if !printer.color_out() {
-        text = anstream::adapter::strip_str(&text).to_string();
-    }
-    out(printer, &text)?;
-    Ok(match signalled {
+    let status = match signalled {
         Some(code) => code,
         None if complete => ExitStatus::Success,
         None => ExitStatus::Failure,
-    })
+    };
+    Ok((text, status))
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -462,5 +480,90 @@ impl Signals {
             let _ = tokio::signal::ctrl_c().await;
             ExitStatus::Interrupted
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::UserResult;
+
+    fn user(upn: &str, status: Status) -> UserResult {
+        UserResult {
+            tenant: "t".into(),
+            user_id: upn.into(),
+            user_principal_name: upn.into(),
+            action: "reset_password".into(),
+            status,
+            detail: Some("why".into()),
+            hint: None,
+        }
+    }
+
+    fn report(users: Vec<UserResult>) -> ApplyReport {
+        ApplyReport {
+            format_version: "1".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            users,
+        }
+    }
+
+    #[test]
+    fn unknown_outcomes_name_the_users_and_fail() {
+        let r = report(vec![
+            user("a@x", Status::Verified),
+            user("b@x", Status::Unknown),
+            user("c@x", Status::Unknown),
+        ]);
+        let (text, status) =
+            closing_summary(&r, None, Some((3, Path::new("s.jsonl"), false))).unwrap();
+        assert_eq!(status, ExitStatus::Failure);
+        assert!(
+            text.contains("Apply incomplete: 1 changed and verified, 0 failed, 2 unknown"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Needs attention (outcome unknown): b@x, c@x."),
+            "{text}"
+        );
+        assert!(
+            text.contains("3 password(s) recorded in s.jsonl."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_password_line_when_none_was_recorded() {
+        let r = report(vec![user("a@x", Status::Failed)]);
+        let (text, status) =
+            closing_summary(&r, None, Some((0, Path::new("s.jsonl"), false))).unwrap();
+        assert_eq!(status, ExitStatus::Failure);
+        assert!(!text.contains("recorded"), "{text}");
+        assert!(!text.contains("written to"), "{text}");
+        let r = report(vec![user("a@x", Status::Verified)]);
+        let (text, status) = closing_summary(&r, None, None).unwrap();
+        assert_eq!(status, ExitStatus::Success);
+        assert!(text.starts_with("Apply complete"), "{text}");
+    }
+
+    #[test]
+    fn an_interrupted_run_says_what_was_not_started_and_exits_with_the_signal() {
+        let r = report(vec![
+            user("a@x", Status::Verified),
+            user("b@x", Status::NotStarted),
+        ]);
+        let (text, status) = closing_summary(
+            &r,
+            Some(ExitStatus::Terminated),
+            Some((1, Path::new("s"), true)),
+        )
+        .unwrap();
+        assert_eq!(status, ExitStatus::Terminated);
+        assert_eq!(status as i32, 143);
+        assert!(text.contains("Apply interrupted by SIGTERM"), "{text}");
+        assert!(text.contains("b@x (reset_password): not started"), "{text}");
+        assert!(text.contains("1 change(s) were not started"), "{text}");
+        assert!(text.contains("(encrypted to the age recipients)"), "{text}");
     }
 }
