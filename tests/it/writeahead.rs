@@ -570,6 +570,61 @@ fn sigint_stops_new_writes_and_records_every_outcome() {
     assert_eq!(changed, users.len());
 }
 
+/// A second signal exits at once (exit 143 for SIGTERM), without waiting for the write in flight;
+/// whatever was in flight stays pending in the secrets file for the next run.
+#[cfg(unix)]
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = InProc::start(dir.path(), 40, "1500", None);
+    let users = sb.plain_users(4);
+    let desired = sb.desired(dir.path(), &users);
+    let secrets = dir.path().join("secrets.jsonl");
+    let child = sb
+        .pwdrift()
+        .args([
+            "apply",
+            &desired,
+            "--auto-approve",
+            "--force",
+            "--secrets-out",
+            secrets.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&secrets).is_ok_and(|t| t.contains("\"event\":\"intent\"")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "apply did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // the PATCH is in flight for 1.5 s
+    let signalled = Instant::now();
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("Second signal: exiting now"), "{stderr}");
+    assert!(
+        signalled.elapsed() < Duration::from_millis(1200),
+        "did not wait for the write in flight: {:?}",
+        signalled.elapsed()
+    );
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    assert_eq!(
+        Journal::parse(&secrets, &text).unwrap().pending().count(),
+        1
+    );
+}
+
 /// SIGKILL at deterministic pseudo-random moments, 20 times, against one sandbox: after every
 /// kill the secrets file holds every password the tenant has, and the plan shows exactly the
 /// users whose password did not change; resuming with --secrets-append finishes the rest.
@@ -617,6 +672,8 @@ fn sigkill_at_random_moments_loses_no_password() {
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
+        // a request the dead process had sent may still be in the sandbox's latency: let it land
+        std::thread::sleep(Duration::from_millis(100));
         let text = std::fs::read_to_string(&secrets).unwrap_or_default();
         if status.code().is_none()
             && Journal::parse(&secrets, &text)
