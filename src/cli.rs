@@ -91,6 +91,8 @@ Examples:
   pwdrift apply plan.json --auto-approve                # exactly a saved plan (refused if stale)
   pwdrift apply --sandbox examples/sandbox/contoso.seed.yaml examples/desired
   pwdrift apply desired/ --auto-approve --secrets-out secrets.jsonl --report report.json
+  pwdrift apply desired/ --auto-approve --secrets-out secrets.jsonl --secrets-append  # resume
+  pwdrift apply desired/ --secrets-out s.jsonl --secrets-recipient age1...  # encrypted passwords
   pwdrift apply plan.json --auto-approve --max-changes 50";
 
 const EXAMPLES_SANDBOX: &str = "\
