@@ -9,25 +9,34 @@
 //!    omitted flag next to a password may default to true in Graph). Synced users are reset
 //!    through the delegated-only resetPassword API and the long-running operation is polled
 //!    through its `Location` to a terminal status.
-//! 3. A reset whose response was lost (transport error) is not sent again blindly: the user's
-//!    `lastPasswordChangeDateTime` is read first, and the reset is repeated only if it did not land.
+//! 3. A reset whose response was lost (transport error, 5xx) is not sent again blindly: the
+//!    user's `lastPasswordChangeDateTime` is read first (for a while: reads can lag), and the
+//!    reset is repeated, with the same password, only if it did not land.
 //! 4. Every changed user is read back ([`crate::verify`]); only a verified change counts as done.
 //!
-//! Generated passwords are written only to the `--secrets-out` file the user named (created
-//! 0600); nothing else ever sees them.
+//! Every password write goes through the write-ahead secrets file ([`crate::secrets`]): the
+//! password pwdrift chose is recorded (fsync'd) before the request is sent, a system-generated
+//! one the moment the 202 body is read, and the outcome after. An ambiguous answer (a lost
+//! response, any 5xx, a failed poll) is resolved by reading the user back; a retry sends the
+//! same password. Entries an interrupted run left pending are resolved ([`resolve_pending`])
+//! before the next run plans. A [`Cancel`] (the first SIGINT/SIGTERM) stops new writes; the
+//! writes in flight finish and are recorded. Passwords reach nothing but that file.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PasswordSource;
-use crate::graph::client::{GraphClient, GraphError};
-use crate::graph::model::{ForceFlags, PasswordProfile};
+use crate::graph::client::{GraphClient, GraphError, UserKey};
+use crate::graph::model::{ForceFlags, OperationStatus, PasswordProfile};
 use crate::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
+use crate::secrets::{Method, Outcome, SecretsFile};
 use crate::verify::{self, Verdict};
 
 /// Version of the `--report` document.
@@ -52,6 +61,11 @@ pub enum Status {
     Blocked,
     /// nothing to do
     Unchanged,
+    /// the write was sent but whether it took effect could not be told (its entry in the secrets
+    /// file stays pending: the next run with `--secrets-append` resolves it); needs attention
+    Unknown,
+    /// not written: the run was interrupted (SIGINT/SIGTERM) before this change was started
+    NotStarted,
 }
 
 /// One line of the `--report` document.
@@ -86,6 +100,8 @@ impl ApplyReport {
     /// True when every planned change was applied and verified.
     pub fn all_verified(&self) -> bool {
         self.count(Status::Failed) == 0
+            && self.count(Status::Unknown) == 0
+            && self.count(Status::NotStarted) == 0
     }
 }
 
@@ -94,8 +110,10 @@ impl ApplyReport {
 pub enum ApplyError {
     #[error("{count} password(s) would be generated but nowhere to put them: pass --secrets-out FILE (created with mode 0600)")]
     SecretsOutRequired { count: usize },
-    #[error("--secrets-out {path}: {reason}")]
-    SecretsOut { path: PathBuf, reason: String },
+    #[error("--secrets-out {0}")]
+    SecretsOut(#[from] crate::secrets::SecretsError),
+    #[error("--secrets-out: the entries an interrupted run left pending could not be resolved; nothing was written: {0}")]
+    Unresolved(String),
     #[error("password for {user}: environment variable {var} is not set")]
     MissingEnv { user: String, var: String },
     #[error("password for {user}: cannot read {path}: {reason}")]
@@ -110,81 +128,6 @@ pub enum ApplyError {
         source_name: String,
         weakness: crate::password::Weakness,
     },
-}
-
-/// Where generated passwords go: the file the user named, opened for append with mode 0600.
-pub struct SecretsSink {
-    path: PathBuf,
-    file: std::fs::File,
-}
-
-impl SecretsSink {
-    /// Opens (or creates, 0600) the secrets file. An existing file readable or writable by group
-    /// or others is refused: the secrets must not land somewhere others can read.
-    pub fn open(path: &Path) -> Result<Self, ApplyError> {
-        let err = |reason: String| ApplyError::SecretsOut {
-            path: path.to_owned(),
-            reason,
-        };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            if let Ok(meta) = std::fs::symlink_metadata(path) {
-                if !meta.file_type().is_file() {
-                    return Err(err("exists and is not a regular file".into()));
-                }
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(err(format!(
-                        "exists with mode {mode:o}, readable by others; refusing (chmod 600 it or choose a new file)"
-                    )));
-                }
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| err(e.to_string()))?;
-            Ok(SecretsSink {
-                path: path.to_owned(),
-                file,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| err(e.to_string()))?;
-            Ok(SecretsSink {
-                path: path.to_owned(),
-                file,
-            })
-        }
-    }
-
-    /// Appends one JSON line `{tenant, userId, userPrincipalName, password}`.
-    fn write(
-        &mut self,
-        tenant: &str,
-        user: &UserPlan,
-        password: &SecretString,
-    ) -> std::io::Result<()> {
-        let line = serde_json::json!({
-            "tenant": tenant,
-            "userId": user.user_id,
-            "userPrincipalName": user.user_principal_name,
-            "password": password.expose_secret(),
-        });
-        writeln!(self.file, "{line}")?;
-        self.file.flush()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// A reset's password, resolved before anything is written. `None` = system-generated.
@@ -310,13 +253,184 @@ fn profile(flags: ForceFlags, password: Option<SecretString>) -> PasswordProfile
 /// Progress callback: called once per user when its write finished (ok or not).
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
+/// Set by the first SIGINT/SIGTERM: no new write starts; writes in flight finish and their
+/// outcomes are recorded.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How long a lost response is resolved by re-reading the user (reads can lag writes) before
+/// the outcome is called unknown.
+const READ_BACK_WINDOW: Duration = Duration::from_secs(4);
+/// Attempts of one password write with the same password (the first included).
+const WRITE_ATTEMPTS: u32 = 3;
+/// How long a resetPassword operation is polled.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What became of one password write, after resolving any ambiguity.
+enum WriteOutcome {
+    Applied,
+    NotApplied(String),
+    Unknown(String),
+}
+
+/// A write whose response does not say whether it took effect: a lost response (timeout,
+/// connection dropped after sending) or any 5xx.
+fn ambiguous(e: &GraphError) -> bool {
+    e.outcome_unknown() || e.status().is_some_and(|s| s >= 500)
+}
+
+/// `t` truncated to the second: Graph's timestamps have whole seconds.
+fn trunc(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// Whether the user's password changed at or after `since`, re-reading with backoff for up to
+/// `window` while it does not show (a replica may lag the write). `Err` when the user cannot be
+/// read at all.
+async fn password_changed_since(
+    client: &GraphClient,
+    tenant: &str,
+    user_id: &str,
+    since: DateTime<Utc>,
+    window: Duration,
+) -> Result<bool, GraphError> {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let mut read = client
+            .get_users_by_batch(tenant, &[UserKey::Id(user_id.to_owned())])
+            .await?;
+        let user = match read.pop() {
+            Some((_, Ok(u))) => u,
+            Some((_, Err(e))) => return Err(e),
+            None => {
+                return Err(GraphError::Decode {
+                    what: "$batch".into(),
+                    message: format!("no response for user {user_id}"),
+                })
+            }
+        };
+        if user
+            .last_password_change_date_time
+            .is_some_and(|t| t >= trunc(since))
+        {
+            return Ok(true);
+        }
+        let now = tokio::time::Instant::now();
+        if now + wait > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Records an outcome; a failure to record leaves the entry pending (the next run resolves it).
+fn record_outcome(
+    secrets: &mut Option<SecretsFile>,
+    seq: Option<u64>,
+    outcome: Outcome,
+    detail: Option<&str>,
+) {
+    if let (Some(f), Some(seq)) = (secrets.as_mut(), seq) {
+        if let Err(e) = f.outcome(seq, outcome, detail) {
+            tracing::warn!("cannot record an outcome in the secrets file: {e}");
+        }
+    }
+}
+
+/// Resolves the entries an interrupted run left pending in the secrets file, for the tenants
+/// this run has clients for, before anything is planned: polls a recorded resetPassword
+/// operation, or reads the user back (`lastPasswordChangeDateTime` at or after the intent), and
+/// records the outcome. Returns one line per resolved entry (for the operator), and an error
+/// when an entry cannot be resolved (then nothing may be written for that user: the run stops).
+pub async fn resolve_pending<'a>(
+    clients: impl Fn(&str) -> Option<&'a TenantClients>,
+    secrets: &mut SecretsFile,
+    pending: &[crate::secrets::Entry],
+) -> Result<Vec<String>, ApplyError> {
+    let mut lines = Vec::new();
+    for e in pending {
+        let Some(c) = clients(&e.tenant) else {
+            lines.push(format!(
+                "{} ({}): left pending (tenant not in this run)",
+                e.user_principal_name, e.tenant
+            ));
+            continue;
+        };
+        let mut verdict: Option<(Outcome, String)> = None;
+        if let (Some(op), Some(delegated)) = (&e.operation, c.delegated.as_ref()) {
+            match delegated
+                .poll_operation(&e.tenant, op, Duration::from_secs(30))
+                .await
+            {
+                Ok(op) if op.status == OperationStatus::Succeeded => {
+                    verdict = Some((Outcome::Applied, "operation succeeded".into()))
+                }
+                Ok(op) if op.status == OperationStatus::Failed => {
+                    verdict = Some((Outcome::NotApplied, "operation failed".into()))
+                }
+                _ => {}
+            }
+        }
+        let (outcome, detail) = match verdict {
+            Some(v) => v,
+            None => {
+                match password_changed_since(&c.app, &e.tenant, &e.user_id, e.at, READ_BACK_WINDOW)
+                    .await
+                {
+                    Ok(true) => (Outcome::Applied, "read back: the password changed".into()),
+                    Ok(false) => (
+                        Outcome::NotApplied,
+                        "read back: the password did not change".into(),
+                    ),
+                    Err(err) => {
+                        return Err(ApplyError::Unresolved(format!(
+                            "{}: cannot read the user back: {err}",
+                            e.user_principal_name
+                        )))
+                    }
+                }
+            }
+        };
+        secrets.outcome(e.seq, outcome, Some(&detail))?;
+        let mut line = format!(
+            "{}: {} ({detail})",
+            e.user_principal_name,
+            match outcome {
+                Outcome::Applied => "applied",
+                _ => "not applied",
+            }
+        );
+        if outcome == Outcome::Applied && !e.has_password {
+            line.push_str(
+                "; its password was not recorded (lost with the response): reset it again",
+            );
+        }
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
 /// Applies one tenant's part of a plan and verifies it, with the passwords resolved for the whole
-/// plan beforehand.
+/// plan beforehand. Every password write is recorded in `secrets` before it is sent and its
+/// outcome after (see [`crate::secrets`]). Once `cancel` is set, no new write starts.
 pub async fn apply_tenant(
     clients: &TenantClients,
     tenant: &TenantPlan,
     passwords: &ResolvedPasswords,
-    secrets: &mut Option<SecretsSink>,
+    secrets: &mut Option<SecretsFile>,
+    cancel: &Cancel,
     progress: Progress<'_>,
 ) -> Result<Vec<UserResult>, ApplyError> {
     let started = Utc::now();
@@ -340,6 +454,14 @@ pub async fn apply_tenant(
 
     let mut results: Vec<UserResult> = Vec::new();
     let mut written: Vec<&UserPlan> = Vec::new();
+    let not_started = |u: &UserPlan| {
+        result(
+            tenant,
+            u,
+            Status::NotStarted,
+            Some("not written: the run was interrupted".into()),
+        )
+    };
 
     // 2a. PATCHes: flags, and resets of cloud users
     let mut flag_patches = Vec::new();
@@ -371,45 +493,74 @@ pub async fn apply_tenant(
         .collect();
 
     if !flag_patches.is_empty() {
-        for (id, outcome) in clients
-            .app
-            .patch_password_profiles(name, flag_patches)
-            .await
-        {
-            let u = by_id[id.as_str()];
-            progress(&u.user_principal_name);
-            match outcome {
-                Ok(()) => written.push(u),
-                Err(e) => results.push(result(tenant, u, Status::Failed, Some(e.to_string()))),
+        if cancel.is_cancelled() {
+            for (id, _) in &flag_patches {
+                results.push(not_started(by_id[id.as_str()]));
+            }
+        } else {
+            for (id, outcome) in clients
+                .app
+                .patch_password_profiles(name, flag_patches)
+                .await
+            {
+                let u = by_id[id.as_str()];
+                progress(&u.user_principal_name);
+                match outcome {
+                    Ok(()) => written.push(u),
+                    Err(e) => results.push(result(tenant, u, Status::Failed, Some(e.to_string()))),
+                }
             }
         }
     }
 
-    // 2b. resets by PATCH, each checked for a lost response before any repeat
+    // 2b. resets by PATCH: recorded before sending, resolved by reading back when the response
+    // is lost, retried only with the same password
     for u in reset_patches {
+        if cancel.is_cancelled() {
+            results.push(not_started(u));
+            continue;
+        }
         let Action::ResetPassword { after, .. } = &u.action else {
             unreachable!()
         };
-        let pw = resolved(u)
+        let r = resolved(u);
+        let pw = r
             .password
             .clone()
             .expect("a PATCH reset has a password (systemGenerated goes through the API)");
-        let outcome = patch_reset_once(clients, name, u, *after, pw.clone(), started).await;
-        progress(&u.user_principal_name);
-        match outcome {
-            Ok(()) => {
-                let generated = resolved(u).generated.then_some(pw);
-                match store_secret(secrets, tenant, u, generated) {
-                    Some(failure) => results.push(failure),
-                    None => written.push(u),
-                }
+        let intent_at = Utc::now();
+        let seq = match secrets.as_mut().map(|f| {
+            f.intent(
+                name,
+                &u.user_id,
+                &u.user_principal_name,
+                Method::Patch,
+                r.generated.then_some(&pw),
+            )
+        }) {
+            None => None,
+            Some(Ok(seq)) => Some(seq),
+            Some(Err(e)) => {
+                results.push(result(
+                    tenant,
+                    u,
+                    Status::Failed,
+                    Some(format!("not sent: cannot record the password first: {e}")),
+                ));
+                continue;
             }
-            Err(e) => results.push(result(tenant, u, Status::Failed, Some(e.to_string()))),
-        }
+        };
+        let outcome = patch_reset(clients, name, u, *after, pw, intent_at).await;
+        progress(&u.user_principal_name);
+        settle(secrets, seq, outcome, tenant, u, &mut results, &mut written);
     }
 
     // 2c. resets through the delegated-only resetPassword API (synced users)
     for u in api_resets {
+        if cancel.is_cancelled() {
+            results.push(not_started(u));
+            continue;
+        }
         progress(&u.user_principal_name);
         let Some(delegated) = clients.delegated.as_ref() else {
             results.push(result(
@@ -420,38 +571,31 @@ pub async fn apply_tenant(
             ));
             continue;
         };
-        let resolved = resolved(u);
-        let outcome = api_reset(delegated, name, u, resolved.password.clone()).await;
+        let r = resolved(u);
+        let outcome = api_reset(clients, delegated, name, u, r, secrets).await;
+        let (seq, outcome) = match outcome {
+            Ok(v) => v,
+            Err(detail) => {
+                results.push(result(tenant, u, Status::Failed, Some(detail)));
+                continue;
+            }
+        };
         // resetPassword itself only forces `forceChangePasswordNextSignIn`; when the plan also
         // wants the MFA variant, it goes out as a flags PATCH after the reset succeeded.
-        if let (Ok(_), Action::ResetPassword { after, .. }) = (&outcome, &u.action) {
+        if let (WriteOutcome::Applied, Action::ResetPassword { after, .. }) = (&outcome, &u.action)
+        {
             if after.force_change_password_next_sign_in_with_mfa {
                 if let Err(e) = clients
                     .app
                     .patch_password_profile_once(name, &u.user_id, profile(*after, None))
                     .await
                 {
-                    // The password was reset: keep going so a generated password still reaches
-                    // --secrets-out; read-back verification reports the missing flag.
+                    // read-back verification reports the missing flag
                     tracing::warn!(user = %u.user_principal_name, "flags after resetPassword: {e}");
                 }
             }
         }
-        match outcome {
-            Ok(generated_by_service) => {
-                let to_store = generated_by_service.or_else(|| {
-                    resolved
-                        .generated
-                        .then(|| resolved.password.clone())
-                        .flatten()
-                });
-                match store_secret(secrets, tenant, u, to_store) {
-                    Some(failure) => results.push(failure),
-                    None => written.push(u),
-                }
-            }
-            Err(e) => results.push(result(tenant, u, Status::Failed, Some(e.to_string()))),
-        }
+        settle(secrets, seq, outcome, tenant, u, &mut results, &mut written);
     }
 
     // 3. verify by reading back
@@ -493,28 +637,36 @@ pub async fn apply_tenant(
     Ok(sort(results, tenant))
 }
 
-/// Writes a password that was just set (generated by pwdrift or by Microsoft) to the secrets
-/// file. `Some(result)` when it could not be written: the reset happened, but the password is
-/// lost, which the report must say.
-fn store_secret(
-    secrets: &mut Option<SecretsSink>,
+/// Records a password write's outcome in the secrets file and the run's results.
+fn settle<'a>(
+    secrets: &mut Option<SecretsFile>,
+    seq: Option<u64>,
+    outcome: WriteOutcome,
     tenant: &TenantPlan,
-    user: &UserPlan,
-    password: Option<SecretString>,
-) -> Option<UserResult> {
-    let (Some(pw), Some(sink)) = (password, secrets.as_mut()) else {
-        return None;
-    };
-    let e = sink.write(&tenant.tenant, user, &pw).err()?;
-    Some(result(
-        tenant,
-        user,
-        Status::Failed,
-        Some(format!(
-            "password was reset but could not be written to {}: {e}",
-            sink.path().display()
-        )),
-    ))
+    u: &'a UserPlan,
+    results: &mut Vec<UserResult>,
+    written: &mut Vec<&'a UserPlan>,
+) {
+    match outcome {
+        WriteOutcome::Applied => {
+            record_outcome(secrets, seq, Outcome::Applied, None);
+            written.push(u);
+        }
+        WriteOutcome::NotApplied(detail) => {
+            record_outcome(secrets, seq, Outcome::NotApplied, Some(&detail));
+            results.push(result(tenant, u, Status::Failed, Some(detail)));
+        }
+        WriteOutcome::Unknown(detail) => {
+            record_outcome(secrets, seq, Outcome::Unknown, Some(&detail));
+            let mut r = result(tenant, u, Status::Unknown, Some(detail));
+            r.hint = Some(
+                "run apply again with --secrets-append and the same --secrets-out file: it \
+                 resolves this entry (reads the user back) before planning anything else"
+                    .into(),
+            );
+            results.push(r);
+        }
+    }
 }
 
 fn sort(mut results: Vec<UserResult>, tenant: &TenantPlan) -> Vec<UserResult> {
@@ -528,111 +680,233 @@ fn sort(mut results: Vec<UserResult>, tenant: &TenantPlan) -> Vec<UserResult> {
     results
 }
 
-/// PATCHes a new password. If the response is lost (transport error after sending), reads the
-/// user back and repeats the reset only when `lastPasswordChangeDateTime` shows it did not land.
-async fn patch_reset_once(
+/// PATCHes a new password. An ambiguous answer (lost response, any 5xx) is resolved by reading
+/// the user back (`lastPasswordChangeDateTime` at or after `since`, re-read for a while: reads
+/// can lag); only when it did not land is the PATCH sent again, with the same password.
+async fn patch_reset(
     clients: &TenantClients,
     tenant: &str,
     user: &UserPlan,
     after: ForceFlags,
     password: SecretString,
-    started: DateTime<Utc>,
-) -> Result<(), GraphError> {
-    let first = clients
-        .app
-        .patch_password_profile_once(
-            tenant,
-            &user.user_id,
-            profile(after, Some(password.clone())),
-        )
-        .await;
-    match first {
-        Err(e) if e.outcome_unknown() => {
-            tracing::warn!(user = %user.user_principal_name, "reset response lost; reading the user back before any repeat");
-            let live = crate::live::read_users_by_id(
-                &clients.app,
+    since: DateTime<Utc>,
+) -> WriteOutcome {
+    let mut last = String::new();
+    for attempt in 1..=WRITE_ATTEMPTS {
+        let sent = clients
+            .app
+            .patch_password_profile_once(
                 tenant,
-                std::slice::from_ref(&user.user_id),
+                &user.user_id,
+                profile(after, Some(password.clone())),
             )
-            .await?;
-            let landed = live
-                .get(&user.user_id)
-                .and_then(|l| l.last_password_change)
-                .is_some_and(|t| t.timestamp() >= started.timestamp());
-            if landed {
-                Ok(())
-            } else {
-                clients
-                    .app
-                    .patch_password_profile_once(
-                        tenant,
-                        &user.user_id,
-                        profile(after, Some(password)),
-                    )
-                    .await
+            .await;
+        match sent {
+            Ok(()) => return WriteOutcome::Applied,
+            Err(e) if ambiguous(&e) => {
+                tracing::warn!(user = %user.user_principal_name, attempt, "reset answer lost or 5xx; reading the user back before any repeat: {e}");
+                match password_changed_since(
+                    &clients.app,
+                    tenant,
+                    &user.user_id,
+                    since,
+                    READ_BACK_WINDOW,
+                )
+                .await
+                {
+                    Ok(true) => return WriteOutcome::Applied,
+                    Ok(false) => last = e.to_string(),
+                    Err(read) => {
+                        return WriteOutcome::Unknown(format!(
+                            "{e}; and the user could not be read back: {read}"
+                        ))
+                    }
+                }
             }
+            Err(e) => return WriteOutcome::NotApplied(e.to_string()),
         }
-        other => other,
     }
+    WriteOutcome::Unknown(format!(
+        "{WRITE_ATTEMPTS} attempts with the same password, none confirmed: {last}"
+    ))
 }
 
-/// Calls resetPassword and polls the operation to a terminal status. Returns the password the
-/// service generated, if it generated one.
+/// Calls resetPassword, recording the intent first, the generated password the moment the 202
+/// body is read, then the operation's `Location`, and polls the operation. Ambiguity (a lost
+/// answer, a poll that fails, no `Location`) is resolved by reading the user back. A password
+/// pwdrift chose is retried as is; a system-generated one whose 202 was lost cannot be (it
+/// exists nowhere), so a new reset is sent and its own password recorded. `Err` when nothing was
+/// sent.
 async fn api_reset(
+    clients: &TenantClients,
     client: &GraphClient,
     tenant: &str,
     user: &UserPlan,
-    password: Option<SecretString>,
-) -> Result<Option<SecretString>, GraphError> {
-    let outcome = client
-        .reset_password(tenant, &user.user_id, password)
-        .await?;
-    let op = client
-        .poll_operation(
-            tenant,
-            &outcome.location,
-            std::time::Duration::from_secs(300),
-        )
-        .await?;
-    if op.status != crate::graph::model::OperationStatus::Succeeded {
-        return Err(GraphError::Http {
-            status: 200,
-            code: "passwordResetOperationFailed".to_owned(),
-            message: format!(
-                "the resetPassword operation ended {:?}{}",
-                op.status,
-                op.status_detail
-                    .map(|d| format!(": {d}"))
-                    .unwrap_or_default()
-            ),
-            request_id: None,
-        });
+    resolved: &ResolvedReset,
+    secrets: &mut Option<SecretsFile>,
+) -> Result<(Option<u64>, WriteOutcome), String> {
+    let mut superseded: Option<u64> = None;
+    let mut last = String::new();
+    let mut last_seq = None;
+    for attempt in 1..=WRITE_ATTEMPTS {
+        let since = Utc::now();
+        let seq = match secrets.as_mut().map(|f| {
+            f.intent(
+                tenant,
+                &user.user_id,
+                &user.user_principal_name,
+                Method::ResetPasswordApi,
+                resolved
+                    .generated
+                    .then_some(resolved.password.as_ref())
+                    .flatten(),
+            )
+        }) {
+            None => None,
+            Some(Ok(seq)) => Some(seq),
+            Some(Err(e)) => {
+                return Err(format!("not sent: cannot record the reset first: {e}"));
+            }
+        };
+        if let Some(old) = superseded.take() {
+            let detail = format!(
+                "its 202 answer was lost; replaced by entry {}",
+                seq.unwrap_or(0)
+            );
+            record_outcome(secrets, Some(old), Outcome::Superseded, Some(&detail));
+        }
+        let sent = client
+            .reset_password(tenant, &user.user_id, resolved.password.clone())
+            .await;
+        let answer = match sent {
+            Ok(a) => a,
+            Err(e) if ambiguous(&e) => {
+                tracing::warn!(user = %user.user_principal_name, attempt, "resetPassword answer lost or 5xx; reading the user back: {e}");
+                let landed = password_changed_since(
+                    &clients.app,
+                    tenant,
+                    &user.user_id,
+                    since,
+                    READ_BACK_WINDOW,
+                )
+                .await;
+                match (landed, resolved.password.is_some()) {
+                    (Ok(true), true) => return Ok((seq, WriteOutcome::Applied)),
+                    (Ok(_), false) => {
+                        // the service's password went with the lost answer: reset again
+                        last = e.to_string();
+                        superseded = seq;
+                        continue;
+                    }
+                    (Ok(false), true) => {
+                        last = e.to_string();
+                        last_seq = seq;
+                        if attempt < WRITE_ATTEMPTS {
+                            record_outcome(
+                                secrets,
+                                seq,
+                                Outcome::NotApplied,
+                                Some("read back: not applied; sent again with the same password"),
+                            );
+                        }
+                        continue;
+                    }
+                    (Err(read), _) => {
+                        return Ok((
+                            seq,
+                            WriteOutcome::Unknown(format!(
+                                "{e}; and the user could not be read back: {read}"
+                            )),
+                        ))
+                    }
+                }
+            }
+            Err(e) => return Ok((seq, WriteOutcome::NotApplied(e.to_string()))),
+        };
+        // The generated password, durably, before anything else can fail.
+        if let (Some(pw), Some(seq), Some(f)) = (&answer.generated_password, seq, secrets.as_mut())
+        {
+            if let Err(e) = f.generated(seq, pw) {
+                return Ok((
+                    Some(seq),
+                    WriteOutcome::Unknown(format!(
+                        "the password was reset but the generated password could not be recorded: {e}; reset the user again"
+                    )),
+                ));
+            }
+        }
+        let polled = match &answer.location {
+            Ok(location) => {
+                if let (Some(seq), Some(f)) = (seq, secrets.as_mut()) {
+                    if let Err(e) = f.operation(seq, location) {
+                        tracing::warn!("cannot record the operation in the secrets file: {e}");
+                    }
+                }
+                client
+                    .poll_operation(tenant, location, OPERATION_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!("no operation to poll: {e}")),
+        };
+        return Ok((
+            seq,
+            match polled {
+                Ok(op) if op.status == OperationStatus::Succeeded => WriteOutcome::Applied,
+                Ok(op) if op.status == OperationStatus::Failed => {
+                    WriteOutcome::NotApplied(format!(
+                        "the resetPassword operation failed{}",
+                        op.status_detail
+                            .map(|d| format!(": {d}"))
+                            .unwrap_or_default()
+                    ))
+                }
+                other => {
+                    let why = match other {
+                        Ok(op) => format!("the operation ended {:?}", op.status),
+                        Err(e) => e,
+                    };
+                    match password_changed_since(
+                        &clients.app,
+                        tenant,
+                        &user.user_id,
+                        since,
+                        READ_BACK_WINDOW * 2,
+                    )
+                    .await
+                    {
+                        Ok(true) => WriteOutcome::Applied,
+                        Ok(false) => WriteOutcome::Unknown(format!(
+                            "{why}; the password does not show as changed yet"
+                        )),
+                        Err(read) => WriteOutcome::Unknown(format!(
+                            "{why}; and the user could not be read back: {read}"
+                        )),
+                    }
+                }
+            },
+        ));
     }
-    Ok(outcome.generated_password)
+    if let Some(old) = superseded {
+        // the last attempt's answer was lost too: its outcome is unknown
+        return Ok((
+            Some(old),
+            WriteOutcome::Unknown(format!(
+                "{WRITE_ATTEMPTS} resetPassword answers lost; the user's password may have changed to one nobody knows: reset it again ({last})"
+            )),
+        ));
+    }
+    Ok((
+        last_seq,
+        WriteOutcome::Unknown(format!(
+            "{WRITE_ATTEMPTS} attempts with the same password, none confirmed: {last}"
+        )),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(unix)]
-    #[test]
-    fn secrets_file_is_created_0600_and_a_readable_one_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let fresh = dir.path().join("new.jsonl");
-        SecretsSink::open(&fresh).unwrap();
-        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        // an existing 0600 file is reused (appended to)
-        SecretsSink::open(&fresh).unwrap();
-
-        let wide = dir.path().join("wide.jsonl");
-        std::fs::write(&wide, "").unwrap();
-        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = SecretsSink::open(&wide).err().expect("refused");
-        assert!(err.to_string().contains("644"), "{err}");
-    }
 
     #[test]
     fn password_sources_resolve_before_writing() {

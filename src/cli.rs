@@ -21,6 +21,11 @@ pub enum ExitStatus {
     Failure = 1,
     /// with `--detailed-exitcode`: success, and the plan has changes
     Changes = 2,
+    /// `apply` stopped by SIGINT (Ctrl-C): no new write started after the signal, the writes in
+    /// flight finished (up to 10 s) and every outcome was recorded (128 + 2, as shells report)
+    Interrupted = 130,
+    /// `apply` stopped by SIGTERM, as for `Interrupted` (128 + 15)
+    Terminated = 143,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -86,6 +91,8 @@ Examples:
   pwdrift apply plan.json --auto-approve                # exactly a saved plan (refused if stale)
   pwdrift apply --sandbox examples/sandbox/contoso.seed.yaml examples/desired
   pwdrift apply desired/ --auto-approve --secrets-out secrets.jsonl --report report.json
+  pwdrift apply desired/ --auto-approve --secrets-out secrets.jsonl --secrets-append  # resume
+  pwdrift apply desired/ --secrets-out s.jsonl --secrets-recipient age1...  # encrypted passwords
   pwdrift apply plan.json --auto-approve --max-changes 50";
 
 const EXAMPLES_IMPORT: &str = "\
@@ -301,9 +308,21 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "N")]
     pub max_changes: Option<usize>,
 
-    /// Write generated passwords here (created 0600; refused if it exists with wider permissions).
+    /// Write-ahead journal of every password set (created new, 0600; an existing file or
+    /// symlink is refused): each password is recorded before the request that sets it is sent.
     #[arg(long, value_name = "FILE")]
     pub secrets_out: Option<PathBuf>,
+
+    /// Continue an existing --secrets-out file (yours, 0600, not linked): first resolve what an
+    /// interrupted run left pending in it, then append.
+    #[arg(long, requires = "secrets_out")]
+    pub secrets_append: bool,
+
+    /// Encrypt the passwords in --secrets-out to this age recipient (age1...; repeatable), or to
+    /// every recipient listed in a file (one per line, # comments). The rest of each record
+    /// stays readable, so pwdrift can still resume from the file.
+    #[arg(long, value_name = "AGE1...|FILE", requires = "secrets_out")]
+    pub secrets_recipient: Vec<String>,
 
     /// Write a per-user JSON result here.
     #[arg(long, value_name = "FILE")]

@@ -104,6 +104,9 @@ pub enum Outcome {
     NotApplied,
     /// Could not be told: resolved by the next run against this file.
     Unknown,
+    /// A later entry for the same user replaced this one (a system-generated password whose
+    /// 202 was lost, so a new reset was sent and its password recorded).
+    Superseded,
 }
 
 /// A password as stored: plain, or an armored age message.
@@ -295,6 +298,8 @@ pub struct SecretsFile {
     file: File,
     recipients: Vec<age::x25519::Recipient>,
     next_seq: u64,
+    /// Passwords recorded by this run (intents with a password, and generated ones).
+    recorded: usize,
 }
 
 impl std::fmt::Debug for SecretsFile {
@@ -320,16 +325,20 @@ impl SecretsFile {
             source,
         };
         let mut file = match mode {
-            OpenMode::CreateNew => create_new(path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    SecretsError::Exists {
-                        path: path.to_owned(),
-                    }
-                } else {
-                    io(e)
-                }
-            })?,
-            OpenMode::Append => match create_new(path) {
+            OpenMode::CreateNew => {
+                create_new(path)
+                    .inspect(|_| sync_parent(path))
+                    .map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            SecretsError::Exists {
+                                path: path.to_owned(),
+                            }
+                        } else {
+                            io(e)
+                        }
+                    })?
+            }
+            OpenMode::Append => match create_new(path).inspect(|_| sync_parent(path)) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     open_existing(path).map_err(|e| refine(path, e))?
@@ -368,6 +377,7 @@ impl SecretsFile {
                 file,
                 recipients,
                 next_seq,
+                recorded: 0,
             },
             journal,
         ))
@@ -375,6 +385,16 @@ impl SecretsFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many passwords this run recorded (so far).
+    pub fn recorded(&self) -> usize {
+        self.recorded
+    }
+
+    /// Whether passwords are encrypted to age recipients.
+    pub fn encrypted(&self) -> bool {
+        !self.recipients.is_empty()
     }
 
     /// Records, durably, that a password is about to be set; returns the entry's sequence
@@ -392,6 +412,7 @@ impl SecretsFile {
         let seq = self.next_seq;
         self.next_seq += 1;
         let password = password.map(|p| self.store(p)).transpose()?;
+        let counts = usize::from(password.is_some());
         self.append(&Record::Intent {
             seq,
             at: Utc::now(),
@@ -401,6 +422,7 @@ impl SecretsFile {
             method,
             password,
         })?;
+        self.recorded += counts;
         Ok(seq)
     }
 
@@ -411,7 +433,9 @@ impl SecretsFile {
             seq,
             at: Utc::now(),
             password,
-        })
+        })?;
+        self.recorded += 1;
+        Ok(())
     }
 
     /// Records the resetPassword operation's URL, so another run can poll it.
@@ -454,9 +478,17 @@ impl SecretsFile {
     fn append(&mut self, record: &Record) -> Result<(), SecretsError> {
         let mut line = serde_json::to_vec(record).expect("records serialise");
         line.push(b'\n');
+        let before = self.file.metadata().map(|m| m.len());
         self.file
             .write_all(&line)
             .and_then(|_| self.file.sync_data())
+            .inspect_err(|_| {
+                // A partly written record would glue the next one onto it, and a corrupt line
+                // in the middle makes the file unreadable for resuming: cut it off.
+                if let Ok(len) = before {
+                    let _ = self.file.set_len(len);
+                }
+            })
             .map_err(|source| SecretsError::Io {
                 path: self.path.clone(),
                 source,
@@ -528,6 +560,18 @@ fn open_existing(path: &Path) -> std::io::Result<File> {
         .read(true)
         .append(true)
         .open(path)
+}
+
+/// Makes a new file's directory entry durable (so that a crash right after creation cannot lose
+/// the file with the records fsync'd into it). Best effort: some filesystems refuse it.
+fn sync_parent(path: &Path) {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = File::open(parent) {
+        let _ = dir.sync_all();
+    }
 }
 
 /// `ELOOP` from `O_NOFOLLOW` means the path is a symlink: say so.

@@ -7,18 +7,28 @@
 //! touching more than `--change-threshold` percent of at least 10 managed users needs `--force`
 //! (as octoDNS does).
 //!
-//! Exit 0 only if every change was applied and verified; 1 otherwise, with what failed and why.
+//! Passwords go through the write-ahead secrets file ([`crate::secrets`]); with
+//! `--secrets-append` the entries an interrupted run left pending are resolved before planning.
+//! The first SIGINT/SIGTERM during the writes stops new writes, lets those in flight finish (up
+//! to 10 s), records every outcome and exits 130/143; a second one exits at once.
+//!
+//! Exit 0 only if every change was applied and verified; 1 otherwise, with what failed and why
+//! (and which users need attention); 130 (SIGINT) or 143 (SIGTERM) when interrupted.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::apply::{self, ApplyReport, SecretsSink, Status};
+use crate::apply::{self, ApplyReport, Status};
 use crate::cli::{ApplyArgs, ExitStatus};
 use crate::commands::session::{self, DiagnosticStyle, Session};
 use crate::config::{DesiredState, TenantDesired, TenantRef};
 use crate::plan::Plan;
 use crate::printer::{OutputError, Printer};
+use crate::secrets::{OpenMode, SecretsFile};
+
+/// How long the writes in flight may take to finish after the first SIGINT/SIGTERM.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A closed stdout does not stop an apply: its output is dropped and the exit code still says
 /// whether every change was applied and verified.
@@ -48,8 +58,67 @@ fn saved_plan(paths: &[PathBuf]) -> Option<(&Path, String)> {
     }
 }
 
+/// The age recipients of `--secrets-recipient`: each value a recipient, or a file of them.
+fn recipients(values: &[String]) -> anyhow::Result<Vec<age::x25519::Recipient>> {
+    let mut out = Vec::new();
+    for v in values {
+        if v.trim_start().starts_with("age1") {
+            out.push(crate::secrets::parse_recipient(v).map_err(anyhow::Error::msg)?);
+            continue;
+        }
+        let text = std::fs::read_to_string(v).with_context(|| {
+            format!("--secrets-recipient {v}: not age1... and not a readable file")
+        })?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            out.push(
+                crate::secrets::parse_recipient(line)
+                    .map_err(|e| anyhow::anyhow!("{v}:{}: {e}", i + 1))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// With `--secrets-append`: opens the file and resolves what an interrupted run left pending,
+/// before anything is planned.
+async fn resume(
+    args: &ApplyArgs,
+    session: &Session,
+    printer: &Printer,
+    secrets: &mut Option<SecretsFile>,
+) -> anyhow::Result<()> {
+    let (Some(path), true) = (&args.secrets_out, args.secrets_append) else {
+        return Ok(());
+    };
+    let (mut file, journal) =
+        SecretsFile::open(path, OpenMode::Append, recipients(&args.secrets_recipient)?)
+            .map_err(apply::ApplyError::from)?;
+    let pending: Vec<_> = journal.pending().cloned().collect();
+    if !pending.is_empty() {
+        printer.info(&format!(
+            "{}: {} entr{} left pending by an earlier run; resolving before planning:",
+            path.display(),
+            pending.len(),
+            if pending.len() == 1 { "y" } else { "ies" }
+        ));
+        let lookup = |t: &str| session.tenant(t).map(|ts| &ts.clients);
+        for line in apply::resolve_pending(lookup, &mut file, &pending).await? {
+            printer.info(&format!("  {line}"));
+        }
+    }
+    *secrets = Some(file);
+    Ok(())
+}
+
 async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let target = &args.target;
+    // a bad recipient is an error before anything else
+    recipients(&args.secrets_recipient)?;
+    let mut secrets: Option<SecretsFile> = None;
     let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths) {
         let mut plan = crate::plan::parse_saved(&text)
             .with_context(|| format!("{} is not a usable saved plan", path.display()))?;
@@ -69,6 +138,10 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
             files: vec![],
         };
         let session = Session::open(target, desired, args.concurrency, printer).await?;
+        if let Err(e) = resume(&args, &session, printer, &mut secrets).await {
+            session.close().await;
+            return Err(e);
+        }
         if let Err(stale) = check_not_stale(&session, &plan).await? {
             session.close().await;
             printer.error("error: the saved plan is stale: live state changed since it was made; nothing was written");
@@ -87,6 +160,10 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
             return Ok(ExitStatus::Failure);
         };
         let session = Session::open(target, desired, args.concurrency, printer).await?;
+        if let Err(e) = resume(&args, &session, printer, &mut secrets).await {
+            session.close().await;
+            return Err(e);
+        }
         let plan = match session
             .plan(&target.targets, &sources, printer, DiagnosticStyle::Text)
             .await
@@ -101,7 +178,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         (plan, session)
     };
 
-    let result = apply_plan(&args, &plan, &session, printer).await;
+    let result = apply_plan(&args, &plan, &session, printer, secrets).await;
     session.close().await;
     result
 }
@@ -136,6 +213,7 @@ async fn apply_plan(
     plan: &Plan,
     session: &Session,
     printer: &Printer,
+    mut secrets: Option<SecretsFile>,
 ) -> anyhow::Result<ExitStatus> {
     let summary = plan.summary();
     let changes = summary.set_flags + summary.reset_password;
@@ -158,13 +236,20 @@ async fn apply_plan(
     // Every password source of every tenant, before anything is written.
     let passwords = apply::ResolvedPasswords::resolve(plan)?;
     let generated = passwords.generated_count();
-    let mut secrets = match &args.secrets_out {
-        Some(p) => Some(SecretsSink::open(p)?),
-        None if generated > 0 => {
-            return Err(apply::ApplyError::SecretsOutRequired { count: generated }.into())
-        }
-        None => None,
-    };
+    if secrets.is_none() {
+        secrets = match &args.secrets_out {
+            // a new file: O_CREAT|O_EXCL|O_NOFOLLOW, 0600 (an existing one needs --secrets-append)
+            Some(p) => Some(
+                SecretsFile::open(p, OpenMode::CreateNew, recipients(&args.secrets_recipient)?)
+                    .map_err(apply::ApplyError::from)?
+                    .0,
+            ),
+            None if generated > 0 => {
+                return Err(apply::ApplyError::SecretsOutRequired { count: generated }.into())
+            }
+            None => None,
+        };
+    }
 
     if !args.auto_approve {
         if !printer.can_ask() {
@@ -186,13 +271,51 @@ async fn apply_plan(
         bar.set_message(upn.to_owned());
     };
 
-    let mut users = Vec::new();
-    for t in &plan.tenants {
-        let ts = session
-            .tenant(&t.tenant)
-            .with_context(|| format!("no connection for tenant {}", t.tenant))?;
-        users.extend(apply::apply_tenant(&ts.clients, t, &passwords, &mut secrets, &tick).await?);
-    }
+    // From here on, the first SIGINT/SIGTERM stops new writes; a second one exits at once.
+    let cancel = apply::Cancel::default();
+    let mut signals = Signals::install()?;
+    let mut signalled: Option<ExitStatus> = None;
+    let users = {
+        let work = async {
+            let mut users = Vec::new();
+            for t in &plan.tenants {
+                let ts = session
+                    .tenant(&t.tenant)
+                    .with_context(|| format!("no connection for tenant {}", t.tenant))?;
+                users.extend(
+                    apply::apply_tenant(&ts.clients, t, &passwords, &mut secrets, &cancel, &tick)
+                        .await?,
+                );
+            }
+            anyhow::Ok(users)
+        };
+        tokio::pin!(work);
+        let mut grace_end: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                users = &mut work => break users?,
+                sig = signals.next() => {
+                    if let Some(code) = signalled {
+                        printer.error("Second signal: exiting now. Writes in flight stay pending in the secrets file; run apply again with --secrets-append to resolve them.");
+                        std::process::exit(code as i32);
+                    }
+                    signalled = Some(sig);
+                    cancel.cancel();
+                    grace_end = Some(tokio::time::Instant::now() + GRACE);
+                    bar.suspend(|| printer.error(&format!(
+                        "{}: no new write starts; waiting up to {} s for the writes in flight, then recording every outcome (signal again to exit at once).",
+                        if sig == ExitStatus::Terminated { "SIGTERM" } else { "SIGINT" },
+                        GRACE.as_secs()
+                    )));
+                }
+                _ = sleep_until(grace_end), if grace_end.is_some() => {
+                    let code = signalled.unwrap_or(ExitStatus::Interrupted);
+                    printer.error(&format!("Writes in flight did not finish within {} s: exiting. Their entries stay pending in the secrets file; run apply again with --secrets-append to resolve them.", GRACE.as_secs()));
+                    std::process::exit(code as i32);
+                }
+            }
+        }
+    };
     bar.finish_and_clear();
 
     let report = ApplyReport {
@@ -207,17 +330,43 @@ async fn apply_plan(
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
 
+    let (mut text, status) = closing_summary(
+        &report,
+        signalled,
+        secrets
+            .as_ref()
+            .map(|s| (s.recorded(), s.path(), s.encrypted())),
+    )?;
+    // Details come from Graph: without colour, any escape sequence in them is stripped (as
+    // anstream did when this was written through it).
+    if !printer.color_out() {
+        text = anstream::adapter::strip_str(&text).to_string();
+    }
+    out(printer, &text)?;
+    Ok(status)
+}
+
+/// The closing lines of an apply (what was done, what was not, who needs attention, where the
+/// passwords were recorded) and its exit status. `secrets`: passwords recorded by this run,
+/// the file, whether encrypted.
+fn closing_summary(
+    report: &ApplyReport,
+    signalled: Option<ExitStatus>,
+    secrets: Option<(usize, &Path, bool)>,
+) -> Result<(String, ExitStatus), std::fmt::Error> {
     use std::fmt::Write;
     let mut text = String::new();
-    for u in report
-        .users
-        .iter()
-        .filter(|u| u.status == Status::Failed || u.status == Status::Blocked)
-    {
-        let what = if u.status == Status::Failed {
-            "failed"
-        } else {
-            "blocked"
+    for u in report.users.iter().filter(|u| {
+        matches!(
+            u.status,
+            Status::Failed | Status::Blocked | Status::Unknown | Status::NotStarted
+        )
+    }) {
+        let what = match u.status {
+            Status::Failed => "failed",
+            Status::Unknown => "OUTCOME UNKNOWN",
+            Status::NotStarted => "not started",
+            _ => "blocked",
         };
         writeln!(
             text,
@@ -233,30 +382,188 @@ async fn apply_plan(
     let verified = report.count(Status::Verified);
     let failed = report.count(Status::Failed);
     let blocked = report.count(Status::Blocked);
+    let unknown = report.count(Status::Unknown);
+    let not_started = report.count(Status::NotStarted);
+    let complete = failed == 0 && blocked == 0 && unknown == 0 && not_started == 0;
     writeln!(
         text,
-        "Apply {}: {verified} changed and verified, {failed} failed, {blocked} blocked, {} unchanged.",
-        if failed == 0 && blocked == 0 { "complete" } else { "incomplete" },
+        "Apply {}: {verified} changed and verified, {failed} failed, {unknown} unknown, {not_started} not started, {blocked} blocked, {} unchanged.",
+        match signalled {
+            Some(ExitStatus::Terminated) => "interrupted by SIGTERM",
+            Some(_) => "interrupted by SIGINT",
+            None if complete => "complete",
+            None => "incomplete",
+        },
         report.count(Status::Unchanged)
     )?;
-    if let Some(s) = &secrets {
-        if generated > 0 {
+    if let Some((recorded, path, encrypted)) = secrets {
+        if recorded > 0 {
             writeln!(
                 text,
-                "Generated passwords were written to {}.",
-                s.path().display()
+                "{recorded} password(s) recorded in {}{}.",
+                path.display(),
+                if encrypted {
+                    " (encrypted to the age recipients)"
+                } else {
+                    ""
+                }
             )?;
         }
     }
-    // Details come from Graph: without colour, any escape sequence in them is stripped (as
-    // anstream did when this was written through it).
-    if !printer.color_out() {
-        text = anstream::adapter::strip_str(&text).to_string();
+    let attention: Vec<&str> = report
+        .users
+        .iter()
+        .filter(|u| u.status == Status::Unknown)
+        .map(|u| u.user_principal_name.as_str())
+        .collect();
+    if !attention.is_empty() {
+        writeln!(
+            text,
+            "Needs attention (outcome unknown): {}. Run apply again with --secrets-append and the same --secrets-out file to resolve them.",
+            attention.join(", ")
+        )?;
     }
-    out(printer, &text)?;
-    Ok(if failed == 0 && blocked == 0 {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Failure
-    })
+    if not_started > 0 {
+        writeln!(
+            text,
+            "{not_started} change(s) were not started; run apply again to carry them out."
+        )?;
+    }
+    let status = match signalled {
+        Some(code) => code,
+        None if complete => ExitStatus::Success,
+        None => ExitStatus::Failure,
+    };
+    Ok((text, status))
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGINT and SIGTERM, once the writes start (before that, the default: the process ends).
+struct Signals {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next signal, as the exit status it stands for.
+    async fn next(&mut self) -> ExitStatus {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => ExitStatus::Interrupted,
+                _ = self.term.recv() => ExitStatus::Terminated,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            ExitStatus::Interrupted
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::UserResult;
+
+    fn user(upn: &str, status: Status) -> UserResult {
+        UserResult {
+            tenant: "t".into(),
+            user_id: upn.into(),
+            user_principal_name: upn.into(),
+            action: "reset_password".into(),
+            status,
+            detail: Some("why".into()),
+            hint: None,
+        }
+    }
+
+    fn report(users: Vec<UserResult>) -> ApplyReport {
+        ApplyReport {
+            format_version: "1".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            users,
+        }
+    }
+
+    #[test]
+    fn unknown_outcomes_name_the_users_and_fail() {
+        let r = report(vec![
+            user("a@x", Status::Verified),
+            user("b@x", Status::Unknown),
+            user("c@x", Status::Unknown),
+        ]);
+        let (text, status) =
+            closing_summary(&r, None, Some((3, Path::new("s.jsonl"), false))).unwrap();
+        assert_eq!(status, ExitStatus::Failure);
+        assert!(
+            text.contains("Apply incomplete: 1 changed and verified, 0 failed, 2 unknown"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Needs attention (outcome unknown): b@x, c@x."),
+            "{text}"
+        );
+        assert!(
+            text.contains("3 password(s) recorded in s.jsonl."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_password_line_when_none_was_recorded() {
+        let r = report(vec![user("a@x", Status::Failed)]);
+        let (text, status) =
+            closing_summary(&r, None, Some((0, Path::new("s.jsonl"), false))).unwrap();
+        assert_eq!(status, ExitStatus::Failure);
+        assert!(!text.contains("recorded"), "{text}");
+        assert!(!text.contains("written to"), "{text}");
+        let r = report(vec![user("a@x", Status::Verified)]);
+        let (text, status) = closing_summary(&r, None, None).unwrap();
+        assert_eq!(status, ExitStatus::Success);
+        assert!(text.starts_with("Apply complete"), "{text}");
+    }
+
+    #[test]
+    fn an_interrupted_run_says_what_was_not_started_and_exits_with_the_signal() {
+        let r = report(vec![
+            user("a@x", Status::Verified),
+            user("b@x", Status::NotStarted),
+        ]);
+        let (text, status) = closing_summary(
+            &r,
+            Some(ExitStatus::Terminated),
+            Some((1, Path::new("s"), true)),
+        )
+        .unwrap();
+        assert_eq!(status, ExitStatus::Terminated);
+        assert_eq!(status as i32, 143);
+        assert!(text.contains("Apply interrupted by SIGTERM"), "{text}");
+        assert!(text.contains("b@x (reset_password): not started"), "{text}");
+        assert!(text.contains("1 change(s) were not started"), "{text}");
+        assert!(text.contains("(encrypted to the age recipients)"), "{text}");
+    }
 }

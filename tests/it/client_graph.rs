@@ -394,7 +394,11 @@ async fn reset_password_delegated_and_polled() {
         "a given password is not echoed"
     );
     let op = delegated
-        .poll_operation(&t, &out.location, Duration::from_secs(60))
+        .poll_operation(
+            &t,
+            out.location.as_deref().unwrap(),
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     assert_eq!(op.status, OperationStatus::Succeeded);
@@ -416,7 +420,11 @@ async fn reset_password_delegated_and_polled() {
         .expect("system-generated password returned");
     assert!(generated.expose_secret().len() >= 8);
     let op = delegated
-        .poll_operation(&t, &out.location, Duration::from_secs(60))
+        .poll_operation(
+            &t,
+            out.location.as_deref().unwrap(),
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     assert!(op.status.is_terminal());

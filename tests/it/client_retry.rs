@@ -527,7 +527,7 @@ async fn reset_password_and_poll() {
         CANARY_PASSWORD
     );
     assert_eq!(
-        out.location,
+        out.location.as_deref().unwrap(),
         format!(
             "{}/v1.0/users/u-1/authentication/operations/op-1",
             server.base
@@ -536,7 +536,11 @@ async fn reset_password_and_poll() {
     assert_eq!(out.retry_after, Some(Duration::ZERO));
     assert!(!format!("{out:?}").contains(CANARY_PASSWORD));
     let op = c
-        .poll_operation(TENANT, &out.location, Duration::from_secs(30))
+        .poll_operation(
+            TENANT,
+            out.location.as_deref().unwrap(),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     assert_eq!(op.status, pwdrift::graph::model::OperationStatus::Succeeded);
@@ -722,4 +726,125 @@ async fn a_429_holds_back_the_other_requests_of_the_tenant() {
     let throttled_at = server.seen_at("/v1.0/me")[0].at;
     let other_at = server.seen_at("/v1.0/directoryRoles")[0].at;
     assert!(other_at.duration_since(throttled_at) >= Duration::from_secs(1));
+}
+
+/// A password PATCH whose answer is lost (504) and whose user cannot be read back (every read
+/// 500s): the password was recorded before sending, the outcome is `unknown` (status Unknown, a
+/// hint to resume), never a new password; the entry stays pending and the next run resolves it
+/// by reading the user back once Graph answers again.
+#[tokio::test]
+async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() {
+    use pwdrift::apply::{self, Cancel, ResolvedPasswords, Status, TenantClients};
+    use pwdrift::graph::model::ForceFlags;
+    use pwdrift::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
+    use pwdrift::secrets::{read_passwords, Journal, OpenMode, SecretsFile};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let server = start(move |s, _| {
+        if s.method == "PATCH" && s.path == "/v1.0/users/u-1" {
+            return status_with(
+                504,
+                &[],
+                json!({"error": {"code": "GatewayTimeout", "message": "x"}}),
+            );
+        }
+        if s.path == "/v1.0/$batch" && h.load(Ordering::SeqCst) {
+            let mut u = user("u-1");
+            u["lastPasswordChangeDateTime"] = json!(chrono::Utc::now().to_rfc3339());
+            return json_response(
+                200,
+                json!({"responses": [{"id": "0", "status": 200, "body": u}]}),
+            );
+        }
+        json_response(
+            500,
+            json!({"error": {"code": "InternalServerError", "message": "x"}}),
+        )
+    })
+    .await;
+    let clients = TenantClients {
+        app: client(&server, |_| {}),
+        delegated: None,
+    };
+    let flags = ForceFlags {
+        force_change_password_next_sign_in: true,
+        force_change_password_next_sign_in_with_mfa: false,
+    };
+    let tenant = TenantPlan {
+        tenant: TENANT.into(),
+        tenant_id: TENANT.into(),
+        users: vec![UserPlan {
+            user_id: "u-1".into(),
+            user_principal_name: "u-1@contoso.com".into(),
+            declared_at: vec![],
+            fingerprint: String::new(),
+            action: Action::ResetPassword {
+                method: ResetMethod::PatchPasswordProfile,
+                password: pwdrift::config::PasswordSource::Generate { length: 20 },
+                before: ForceFlags::default(),
+                after: flags,
+                reason: String::new(),
+            },
+        }],
+    };
+    let plan = Plan {
+        format_version: "1".into(),
+        pwdrift_version: "test".into(),
+        created_at: chrono::Utc::now(),
+        tenants: vec![tenant.clone()],
+    };
+    let passwords = ResolvedPasswords::resolve(&plan).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.jsonl");
+    let mut secrets = Some(
+        SecretsFile::open(&path, OpenMode::CreateNew, vec![])
+            .unwrap()
+            .0,
+    );
+    let results = apply::apply_tenant(
+        &clients,
+        &tenant,
+        &passwords,
+        &mut secrets,
+        &Cancel::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(results[0].status, Status::Unknown, "{results:?}");
+    assert!(results[0]
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("--secrets-append"));
+    drop(secrets);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // one password, recorded before the first PATCH, sent as is on every attempt
+    let pws = read_passwords(&text, None).unwrap();
+    assert_eq!(pws.len(), 1);
+    let pw = pws[0].2.expose_secret().to_owned();
+    let patches = server.seen_at("/v1.0/users/u-1");
+    assert!(!patches.is_empty());
+    assert!(
+        patches.iter().all(|p| p.body.contains(&pw)),
+        "the same password every time"
+    );
+    assert!(!format!("{results:?}").contains(&pw));
+    let journal = Journal::parse(&path, &text).unwrap();
+    let pending: Vec<_> = journal.pending().cloned().collect();
+    assert_eq!(pending.len(), 1);
+
+    // the next run: Graph answers again and shows the change
+    healthy.store(true, Ordering::SeqCst);
+    let (mut file, journal) = SecretsFile::open(&path, OpenMode::Append, vec![]).unwrap();
+    let pending: Vec<_> = journal.pending().cloned().collect();
+    let lines = apply::resolve_pending(|_| Some(&clients), &mut file, &pending)
+        .await
+        .unwrap();
+    assert!(lines[0].contains("applied"), "{lines:?}");
+    drop(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(Journal::parse(&path, &text).unwrap().pending().count(), 0);
 }

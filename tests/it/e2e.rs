@@ -698,8 +698,18 @@ fn lost_reset_responses_are_not_repeated() {
             "{u}: {stats}"
         );
     }
+    // one intent (the password, written before the PATCH) and one outcome per user
     let lines = std::fs::read_to_string(&secrets).unwrap();
-    assert_eq!(lines.lines().count(), 5, "{lines}");
+    let intents = lines
+        .lines()
+        .filter(|l| l.contains("\"event\":\"intent\""))
+        .count();
+    assert_eq!(intents, 5, "{lines}");
+    let pending = lines
+        .lines()
+        .filter(|l| l.contains("\"outcome\":\"applied\""))
+        .count();
+    assert_eq!(pending, 5, "{lines}");
 }
 
 /// Several tenants in one run: one token each, the same (multi-tenant) app registration.

@@ -17,3 +17,4 @@ mod readme;
 mod sandbox_cli;
 mod schemas;
 mod validate;
+mod writeahead;

@@ -40,12 +40,15 @@ impl fmt::Display for UserKey {
     }
 }
 
-/// The answer to a resetPassword: where to poll, and the generated password if the service made
-/// one. `Debug` redacts the password (a [`SecretString`]).
+/// The answer to a resetPassword (a 202): the generated password if the service made one, and
+/// where to poll. The password is returned even when the `Location` is missing or unusable, so
+/// that the caller can record it before anything else can fail. `Debug` redacts the password (a
+/// [`SecretString`]).
 #[derive(Clone, Debug)]
 pub struct ResetOutcome {
-    /// `Location` of the `passwordResetOperation` (absolute URL).
-    pub location: String,
+    /// `Location` of the `passwordResetOperation` (absolute URL, on the Graph origin), or why
+    /// there is none to poll (absent, or on another origin).
+    pub location: Result<String, GraphError>,
     pub retry_after: Option<Duration>,
     pub generated_password: Option<SecretString>,
 }
@@ -333,7 +336,7 @@ impl GraphClient {
         let what = format!("resetPassword of user {user_id}");
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {
-            if matches!(resp.status, 500 | 502 | 504) {
+            if resp.status >= 500 {
                 return Err(GraphError::Transport {
                     attempts: 1,
                     message: format!(
@@ -345,12 +348,7 @@ impl GraphClient {
             }
             return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
         }
-        let location = header_str(&resp.headers, "location").ok_or_else(|| GraphError::Decode {
-            what: what.clone(),
-            message: format!("HTTP {} without a Location header", resp.status),
-        })?;
-        let location = self.same_origin_url(&location)?.to_string();
-        let retry_after = parse_retry_after(header_str(&resp.headers, "retry-after").as_deref());
+        // The generated password first: it exists only in this body.
         let generated_password = if resp.body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
@@ -360,6 +358,13 @@ impl GraphClient {
                 Err(_) => None,
             }
         };
+        let retry_after = parse_retry_after(header_str(&resp.headers, "retry-after").as_deref());
+        let location = header_str(&resp.headers, "location")
+            .ok_or_else(|| GraphError::Decode {
+                what: what.clone(),
+                message: format!("HTTP {} without a Location header", resp.status),
+            })
+            .and_then(|l| self.same_origin_url(&l).map(|u| u.to_string()));
         Ok(ResetOutcome {
             location,
             retry_after,
@@ -536,7 +541,7 @@ mod tests {
     #[test]
     fn reset_outcome_debug_redacts() {
         let o = ResetOutcome {
-            location: "l".into(),
+            location: Ok("l".into()),
             retry_after: None,
             generated_password: Some(SecretString::from("Canary-Pw-1")),
         };
