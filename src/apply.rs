@@ -457,7 +457,7 @@ pub async fn apply_tenant(
     // 3. verify by reading back
     if !written.is_empty() {
         let ids: Vec<String> = written.iter().map(|u| u.user_id.clone()).collect();
-        let live = match crate::live::read_users_by_id(&clients.app, name, &ids).await {
+        let live = match crate::live::read_back(&clients.app, name, &ids).await {
             Ok(live) => live,
             Err(e) => {
                 for u in written {
@@ -549,12 +549,9 @@ async fn patch_reset_once(
     match first {
         Err(e) if e.outcome_unknown() => {
             tracing::warn!(user = %user.user_principal_name, "reset response lost; reading the user back before any repeat");
-            let live = crate::live::read_users_by_id(
-                &clients.app,
-                tenant,
-                std::slice::from_ref(&user.user_id),
-            )
-            .await?;
+            let live =
+                crate::live::read_back(&clients.app, tenant, std::slice::from_ref(&user.user_id))
+                    .await?;
             let landed = live
                 .get(&user.user_id)
                 .and_then(|l| l.last_password_change)

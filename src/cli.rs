@@ -244,6 +244,13 @@ pub struct TargetArgs {
     /// (synced users).
     #[arg(long)]
     pub delegated: bool,
+
+    /// When Graph refuses to list PIM role eligibilities (the application lacks
+    /// RoleEligibilitySchedule.Read.Directory), proceed as if no one were eligible for a role
+    /// instead of stopping. Eligible administrators are then treated as ordinary users; the plan
+    /// says so.
+    #[arg(long)]
+    pub assume_no_eligible_admins: bool,
 }
 
 #[derive(Debug, Args)]

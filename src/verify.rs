@@ -117,6 +117,7 @@ mod tests {
             synced: false,
             on_premises_security_identifier: None,
             privileged_roles: vec![],
+            unmanaged_password: None,
         }
     }
     const F: ForceFlags = ForceFlags {

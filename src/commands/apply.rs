@@ -117,7 +117,8 @@ async fn check_not_stale(
             .tenant(&t.tenant)
             .with_context(|| format!("no connection for tenant {}", t.tenant))?;
         let ids: Vec<String> = t.users.iter().map(|u| u.user_id.clone()).collect();
-        let live = crate::live::read_users_by_id(&ts.clients.app, &t.tenant, &ids).await?;
+        let live =
+            crate::live::read_users_by_id(&ts.clients.app, &t.tenant, &ids, session.reads).await?;
         for u in &t.users {
             match live.get(&u.user_id) {
                 None => stale.push(format!("{}: no longer exists", u.user_principal_name)),

@@ -22,6 +22,8 @@ use crate::printer::Printer;
 pub struct Session {
     pub desired: DesiredState,
     pub tenants: Vec<TenantSession>,
+    /// how live state is read (`--assume-no-eligible-admins`)
+    pub reads: live::ReadOptions,
     sandbox: Option<EmbeddedSandbox>,
 }
 
@@ -164,6 +166,9 @@ impl Session {
         Ok(Session {
             desired,
             tenants: sessions,
+            reads: live::ReadOptions {
+                assume_no_eligible_admins: args.assume_no_eligible_admins,
+            },
             sandbox,
         })
     }
@@ -291,6 +296,7 @@ impl Session {
                 t.caller.clone(),
                 t.clients.delegated.is_some(),
                 only,
+                self.reads,
             )
             .await
             {
