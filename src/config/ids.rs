@@ -189,7 +189,19 @@ pub fn parse_group_ref(s: &str) -> Result<GroupRef, String> {
 }
 
 /// Parses a tenant: its tenant id (GUID) or a domain (e.g. `contoso.onmicrosoft.com`).
+///
+/// The multi-tenant aliases `common`, `organizations` and `consumers` (any case) are refused: they
+/// name no tenant, and a token from them would be for whichever tenant the credential lands in.
 pub fn parse_tenant(s: &str) -> Result<TenantRef, String> {
+    if ["common", "organizations", "consumers"]
+        .iter()
+        .any(|alias| s.trim().eq_ignore_ascii_case(alias))
+    {
+        return Err(format!(
+            "`{s}` is a multi-tenant alias of the identity platform, not a tenant: name one \
+             tenant by its domain (e.g. contoso.onmicrosoft.com) or its tenant id (GUID)"
+        ));
+    }
     if let Ok(id) = parse_guid(s) {
         return Ok(TenantRef::Id(id));
     }
@@ -316,6 +328,10 @@ mod tests {
             "",
         ] {
             assert!(parse_tenant(bad).is_err(), "{bad}");
+        }
+        for alias in ["common", "Organizations", "CONSUMERS"] {
+            let err = parse_tenant(alias).unwrap_err();
+            assert!(err.contains("multi-tenant alias"), "{err}");
         }
     }
 
