@@ -312,10 +312,7 @@ pub fn diff_user(
     if let Some(why) = &live.unmanaged_password {
         return Action::Blocked {
             blocker: Blocker::PasswordNotManagedByEntra,
-            detail: format!(
-                "the user is {why}; nothing is written; because: {}",
-                reasons.join("; ")
-            ),
+            detail: format!("the user is {why}; because: {}", reasons.join("; ")),
         };
     }
 
@@ -795,10 +792,9 @@ mod tests {
             app(&flag_change),
             Action::Blocked {
                 blocker: Blocker::PasswordNotManagedByEntra,
-                detail:
-                    "the user is a guest (userType Guest): its home tenant owns it; nothing is \
-                         written; because: forceChangePasswordNextSignIn declared true, live false"
-                        .to_owned()
+                detail: "the user is a guest (userType Guest): its home tenant owns it; because: \
+                     forceChangePasswordNextSignIn declared true, live false"
+                    .to_owned()
             }
         );
         let reset = target(

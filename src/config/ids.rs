@@ -113,7 +113,8 @@ pub fn parse_domain(s: &str) -> Result<String, String> {
 }
 
 /// Parses a userPrincipalName: `local@domain`. The local part takes the characters Entra allows
-/// (`A-Z a-z 0-9 ' . - _ ! # ^ ~`), 1 to 64 of them, not starting or ending with `.` and without
+/// (`A-Z a-z 0-9 ' . - _ ! # ^ ~`, and `$`: Graph documents `/users('$x@...')` for UPNs that start
+/// with it), 1 to 64 of them, not starting or ending with `.` and without
 /// `..`; the domain is a DNS name; 113 characters at most in all. Returned lower-case.
 pub fn parse_upn(s: &str) -> Result<String, String> {
     let bad = |why: &str| {
@@ -132,7 +133,7 @@ pub fn parse_upn(s: &str) -> Result<String, String> {
     }
     if let Some(c) = local
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "'.-_!#^~".contains(*c)))
+        .find(|c| !(c.is_ascii_alphanumeric() || "'.-_!#^~$".contains(*c)))
     {
         return bad(&format!("`{c}` is not allowed before `@`"));
     }
