@@ -38,6 +38,8 @@ pub const REPORT_FORMAT_VERSION: &str = "1";
 pub struct TenantClients {
     pub app: GraphClient,
     pub delegated: Option<GraphClient>,
+    /// how long read-back verification keeps re-reading before concluding (`--verify-timeout`)
+    pub verify_timeout: std::time::Duration,
 }
 
 /// Outcome of one user.
@@ -456,9 +458,20 @@ pub async fn apply_tenant(
 
     // 3. verify by reading back
     if !written.is_empty() {
-        let ids: Vec<String> = written.iter().map(|u| u.user_id.clone()).collect();
-        let live = match crate::live::read_back(&clients.app, name, &ids).await {
-            Ok(live) => live,
+        let to_check: Vec<(String, &Action)> = written
+            .iter()
+            .map(|u| (u.user_id.clone(), &u.action))
+            .collect();
+        let mut verdicts = match verify::settle(
+            &clients.app,
+            name,
+            &to_check,
+            started,
+            clients.verify_timeout,
+        )
+        .await
+        {
+            Ok(v) => v,
             Err(e) => {
                 for u in written {
                     results.push(result(
@@ -474,7 +487,7 @@ pub async fn apply_tenant(
             }
         };
         for u in written {
-            match verify::check(&u.action, live.get(&u.user_id), started) {
+            match verdicts.remove(&u.user_id).unwrap_or(Verdict::Missing) {
                 Verdict::Verified => results.push(result(tenant, u, Status::Verified, None)),
                 Verdict::Missing => results.push(result(
                     tenant,

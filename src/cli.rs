@@ -294,6 +294,12 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "N")]
     pub max_changes: Option<usize>,
 
+    /// After writing, keep re-reading changed users (with backoff) for up to this many seconds
+    /// until every change shows: Entra serves reads from replicas that may lag behind writes.
+    /// A change is reported failed only when it has not shown by then.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub verify_timeout: u64,
+
     /// Write generated passwords here (created 0600; refused if it exists with wider permissions).
     #[arg(long, value_name = "FILE")]
     pub secrets_out: Option<PathBuf>,

@@ -101,6 +101,10 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         (plan, session)
     };
 
+    let mut session = session;
+    for t in &mut session.tenants {
+        t.clients.verify_timeout = std::time::Duration::from_secs(args.verify_timeout);
+    }
     let result = apply_plan(&args, &plan, &session, printer).await;
     session.close().await;
     result

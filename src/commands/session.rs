@@ -257,7 +257,11 @@ impl Session {
         };
         Ok(TenantSession {
             desired,
-            clients: TenantClients { app, delegated },
+            clients: TenantClients {
+                app,
+                delegated,
+                verify_timeout: crate::verify::DEFAULT_TIMEOUT,
+            },
             caller,
         })
     }

@@ -255,3 +255,79 @@ fn refused_domains_read_stops_naming_the_permission() {
     assert!(plan.stderr.contains("Domain.Read.All"), "{plan:?}");
     assert_eq!(total_patches(&sb), 0);
 }
+
+/// Reads lag writes by 3 s: apply of ~40 changes (flag changes and password resets) still ends
+/// with every change verified, each user written once.
+#[test]
+fn replica_lag_is_tolerated_and_nothing_is_written_twice() {
+    let sb = Sandbox::start(&["--generate", "120", "--rng-seed", "7", "--read-lag", "3000"]);
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let t = &state["tenants"][0];
+    let tenant = t["initialDomain"].as_str().unwrap().to_owned();
+    let users: Vec<String> = t["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| {
+            u["privileged"] != serde_json::json!(true)
+                && u["onPremisesSyncEnabled"] != serde_json::json!(true)
+                && u["userType"] == serde_json::json!("Member")
+                && u["federatedDomain"] != serde_json::json!(true)
+        })
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_owned())
+        .take(40)
+        .collect();
+    assert_eq!(users.len(), 40, "{state}");
+    let mut text = format!("version: 1\ntenant: {tenant}\nusers:\n");
+    for (i, u) in users.iter().enumerate() {
+        if i % 2 == 0 {
+            text.push_str(&format!(
+                "  - user: {u}\n    forceChangePasswordNextSignInWithMfa: true\n"
+            ));
+        } else {
+            text.push_str(&format!(
+                "  - user: {u}\n    resetPassword:\n      notBefore: 2026-01-01T00:00:00Z\n      password: {{ generate: {{ length: 24 }} }}\n"
+            ));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let desired = write(dir.path(), "d.yaml", &text);
+    let secrets = dir.path().join("secrets.jsonl");
+    let report = dir.path().join("report.json");
+    let apply = run(sb.pwdrift().args([
+        "apply",
+        desired.to_str().unwrap(),
+        "--auto-approve",
+        "--force",
+        "--verify-timeout",
+        "60",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let users = report["users"].as_array().unwrap();
+    let failed: Vec<_> = users.iter().filter(|u| u["status"] == "failed").collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let changed: Vec<&str> = users
+        .iter()
+        .filter(|u| u["status"] == "verified")
+        .map(|u| u["user_principal_name"].as_str().unwrap())
+        .collect();
+    assert!(changed.len() >= 30, "about 40 changes: {report}");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    for u in users {
+        let upn = u["user_principal_name"].as_str().unwrap();
+        let patches = stats["patchesPerUser"][upn].as_u64().unwrap_or(0);
+        let resets = stats["resetsPerUser"][upn].as_u64().unwrap_or(0);
+        let want = u64::from(changed.contains(&upn));
+        assert_eq!(
+            patches + resets,
+            want,
+            "{upn} written {want} time(s): {stats}"
+        );
+    }
+}
