@@ -562,13 +562,14 @@ async fn patch_reset_once(
     match first {
         Err(e) if e.outcome_unknown() => {
             tracing::warn!(user = %user.user_principal_name, "reset response lost; reading the user back before any repeat");
-            let live =
-                crate::live::read_back(&clients.app, tenant, std::slice::from_ref(&user.user_id))
-                    .await?;
-            let landed = live
-                .get(&user.user_id)
-                .and_then(|l| l.last_password_change)
-                .is_some_and(|t| t.timestamp() >= started.timestamp());
+            let landed = verify::password_changed_since(
+                &clients.app,
+                tenant,
+                &user.user_id,
+                started,
+                clients.verify_timeout,
+            )
+            .await?;
             if landed {
                 Ok(())
             } else {

@@ -140,6 +140,40 @@ pub async fn settle(
     }
 }
 
+/// Whether a password write whose response was lost landed: re-reads the user with backoff until
+/// `lastPasswordChangeDateTime` is at or after `started` (moved onto Graph's clock), or `timeout`
+/// has passed. `Ok(false)` only after the deadline: a replica may show the old value for a while,
+/// and concluding early would send the write twice.
+pub async fn password_changed_since(
+    client: &GraphClient,
+    tenant: &str,
+    user_id: &str,
+    started: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<bool, GraphError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let live =
+            crate::live::read_back(client, tenant, std::slice::from_ref(&user_id.to_owned()))
+                .await?;
+        let since = trunc(client.to_graph_clock(started));
+        if live
+            .get(user_id)
+            .and_then(|l| l.last_password_change)
+            .is_some_and(|t| t >= since)
+        {
+            return Ok(true);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(wait.min(deadline - now)).await;
+        wait = (wait * 2).min(Duration::from_secs(4));
+    }
+}
+
 /// Graph reports `lastPasswordChangeDateTime` with whole seconds; compare at that precision.
 fn trunc(t: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::Timelike;
