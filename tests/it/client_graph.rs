@@ -414,6 +414,14 @@ async fn reset_password_delegated_and_polled() {
         .unwrap()
         .remove(0);
     assert!(after.last_password_change_date_time > synced.last_password_change_date_time);
+    // the change is dated on Graph's clock: the 202's `Date` (whole seconds) is not before it
+    let accepted = out.server_date.expect("the 202 carries a Date");
+    let changed = after.last_password_change_date_time.unwrap();
+    assert!(
+        (changed - accepted).num_seconds().abs() <= 2,
+        "{changed} vs {accepted}"
+    );
+    assert!(delegated.last_server_date().is_some());
 
     // a cloud user with `{}`: the service generates the password
     let cloud = users

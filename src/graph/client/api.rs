@@ -49,6 +49,9 @@ pub struct ResetOutcome {
     pub location: String,
     pub retry_after: Option<Duration>,
     pub generated_password: Option<SecretString>,
+    /// The `Date` of the 202: Graph's clock when it accepted the reset (compare
+    /// `lastPasswordChangeDateTime` with this, not with the local clock).
+    pub server_date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl GraphClient {
@@ -349,7 +352,13 @@ impl GraphClient {
                 Err(_) => None,
             }
         };
+        let server_date = header_str(&resp.headers, "date").and_then(|d| {
+            chrono::DateTime::parse_from_rfc2822(d.trim())
+                .ok()
+                .map(|d| d.with_timezone(&chrono::Utc))
+        });
         Ok(ResetOutcome {
+            server_date,
             location,
             retry_after,
             generated_password,
@@ -530,6 +539,7 @@ mod tests {
             location: "l".into(),
             retry_after: None,
             generated_password: Some(SecretString::from("Canary-Pw-1")),
+            server_date: None,
         };
         assert!(!format!("{o:?}").contains("Canary"));
     }
