@@ -33,7 +33,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PasswordSource;
-use crate::graph::client::{GraphClient, GraphError, UserKey};
+use crate::graph::client::{GraphClient, GraphError};
 use crate::graph::model::{ForceFlags, OperationStatus, PasswordProfile};
 use crate::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
 use crate::secrets::{Method, Outcome, SecretsFile};
@@ -47,6 +47,8 @@ pub const REPORT_FORMAT_VERSION: &str = "1";
 pub struct TenantClients {
     pub app: GraphClient,
     pub delegated: Option<GraphClient>,
+    /// how long read-back verification keeps re-reading before concluding (`--verify-timeout`)
+    pub verify_timeout: std::time::Duration,
 }
 
 /// Outcome of one user.
@@ -268,9 +270,6 @@ impl Cancel {
     }
 }
 
-/// How long a lost response is resolved by re-reading the user (reads can lag writes) before
-/// the outcome is called unknown.
-const READ_BACK_WINDOW: Duration = Duration::from_secs(4);
 /// Attempts of one password write with the same password (the first included).
 const WRITE_ATTEMPTS: u32 = 3;
 /// How long a resetPassword operation is polled.
@@ -287,52 +286,6 @@ enum WriteOutcome {
 /// connection dropped after sending) or any 5xx.
 fn ambiguous(e: &GraphError) -> bool {
     e.outcome_unknown() || e.status().is_some_and(|s| s >= 500)
-}
-
-/// `t` truncated to the second: Graph's timestamps have whole seconds.
-fn trunc(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
-}
-
-/// Whether the user's password changed at or after `since`, re-reading with backoff for up to
-/// `window` while it does not show (a replica may lag the write). `Err` when the user cannot be
-/// read at all.
-async fn password_changed_since(
-    client: &GraphClient,
-    tenant: &str,
-    user_id: &str,
-    since: DateTime<Utc>,
-    window: Duration,
-) -> Result<bool, GraphError> {
-    let deadline = tokio::time::Instant::now() + window;
-    let mut wait = Duration::from_millis(250);
-    loop {
-        let mut read = client
-            .get_users_by_batch(tenant, &[UserKey::Id(user_id.to_owned())])
-            .await?;
-        let user = match read.pop() {
-            Some((_, Ok(u))) => u,
-            Some((_, Err(e))) => return Err(e),
-            None => {
-                return Err(GraphError::Decode {
-                    what: "$batch".into(),
-                    message: format!("no response for user {user_id}"),
-                })
-            }
-        };
-        if user
-            .last_password_change_date_time
-            .is_some_and(|t| t >= trunc(since))
-        {
-            return Ok(true);
-        }
-        let now = tokio::time::Instant::now();
-        if now + wait > deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(2));
-    }
 }
 
 /// Records an outcome; a failure to record leaves the entry pending (the next run resolves it).
@@ -386,8 +339,14 @@ pub async fn resolve_pending<'a>(
         let (outcome, detail) = match verdict {
             Some(v) => v,
             None => {
-                match password_changed_since(&c.app, &e.tenant, &e.user_id, e.at, READ_BACK_WINDOW)
-                    .await
+                match verify::password_changed_since(
+                    &c.app,
+                    &e.tenant,
+                    &e.user_id,
+                    e.at,
+                    c.verify_timeout,
+                )
+                .await
                 {
                     Ok(true) => (Outcome::Applied, "read back: the password changed".into()),
                     Ok(false) => (
@@ -600,9 +559,20 @@ pub async fn apply_tenant(
 
     // 3. verify by reading back
     if !written.is_empty() {
-        let ids: Vec<String> = written.iter().map(|u| u.user_id.clone()).collect();
-        let live = match crate::live::read_users_by_id(&clients.app, name, &ids).await {
-            Ok(live) => live,
+        let to_check: Vec<(String, &Action)> = written
+            .iter()
+            .map(|u| (u.user_id.clone(), &u.action))
+            .collect();
+        let mut verdicts = match verify::settle(
+            &clients.app,
+            name,
+            &to_check,
+            started,
+            clients.verify_timeout,
+        )
+        .await
+        {
+            Ok(v) => v,
             Err(e) => {
                 for u in written {
                     results.push(result(
@@ -618,7 +588,7 @@ pub async fn apply_tenant(
             }
         };
         for u in written {
-            match verify::check(&u.action, live.get(&u.user_id), started) {
+            match verdicts.remove(&u.user_id).unwrap_or(Verdict::Missing) {
                 Verdict::Verified => results.push(result(tenant, u, Status::Verified, None)),
                 Verdict::Missing => results.push(result(
                     tenant,
@@ -705,12 +675,12 @@ async fn patch_reset(
             Ok(()) => return WriteOutcome::Applied,
             Err(e) if ambiguous(&e) => {
                 tracing::warn!(user = %user.user_principal_name, attempt, "reset answer lost or 5xx; reading the user back before any repeat: {e}");
-                match password_changed_since(
+                match verify::password_changed_since(
                     &clients.app,
                     tenant,
                     &user.user_id,
                     since,
-                    READ_BACK_WINDOW,
+                    clients.verify_timeout,
                 )
                 .await
                 {
@@ -782,12 +752,12 @@ async fn api_reset(
             Ok(a) => a,
             Err(e) if ambiguous(&e) => {
                 tracing::warn!(user = %user.user_principal_name, attempt, "resetPassword answer lost or 5xx; reading the user back: {e}");
-                let landed = password_changed_since(
+                let landed = verify::password_changed_since(
                     &clients.app,
                     tenant,
                     &user.user_id,
                     since,
-                    READ_BACK_WINDOW,
+                    clients.verify_timeout,
                 )
                 .await;
                 match (landed, resolved.password.is_some()) {
@@ -866,12 +836,12 @@ async fn api_reset(
                         Ok(op) => format!("the operation ended {:?}", op.status),
                         Err(e) => e,
                     };
-                    match password_changed_since(
+                    match verify::password_changed_since(
                         &clients.app,
                         tenant,
                         &user.user_id,
                         since,
-                        READ_BACK_WINDOW * 2,
+                        clients.verify_timeout,
                     )
                     .await
                     {

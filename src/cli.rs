@@ -265,6 +265,13 @@ pub struct TargetArgs {
     /// (synced users).
     #[arg(long)]
     pub delegated: bool,
+
+    /// When Graph refuses to list PIM role eligibilities (the application lacks
+    /// RoleEligibilitySchedule.Read.Directory), proceed as if no one were eligible for a role
+    /// instead of stopping. Eligible administrators are then treated as ordinary users; the plan
+    /// says so.
+    #[arg(long)]
+    pub assume_no_eligible_admins: bool,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +314,12 @@ pub struct ApplyArgs {
     /// Refuse to run when the plan has more than N changes.
     #[arg(long, value_name = "N")]
     pub max_changes: Option<usize>,
+
+    /// After writing, keep re-reading changed users (with backoff) for up to this many seconds
+    /// until every change shows: Entra serves reads from replicas that may lag behind writes.
+    /// A change is reported failed only when it has not shown by then.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub verify_timeout: u64,
 
     /// Write-ahead journal of every password set (created new, 0600; an existing file or
     /// symlink is refused): each password is recorded before the request that sets it is sent.

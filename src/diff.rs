@@ -20,7 +20,8 @@
 //! | 10 | `resetPassword {notBefore}` | `L >= notBefore` | met: already reset; nothing |
 //! | 11 | `resetPassword {notBefore}` | `L < notBefore` or null, `notBefore > now` | not due yet: nothing |
 //! | 12 | `resetPassword {notBefore}` | `L < notBefore` or null, `notBefore <= now` | `ResetPassword`; `after` = (`forceChangeAfter`, `forceChangeAfterWithMfa`), then literals (rule 2 wins over `forceChangeAfter*`), then an open `requirePasswordChange` sets its flag (the reset would otherwise make it look complied) |
-//! | 13 | any change wanted (rules 2, 8, 12) | user holds a privileged role, no `allowPrivileged` | `Blocked(PrivilegedTarget)` (never when nothing changes) |
+//! | 13a | any change wanted (rules 2, 8, 12) | Entra ID does not manage the password (guest, external, cloud user of a federated domain) | `Blocked(PasswordNotManagedByEntra)` (never when nothing changes) |
+//! | 13 | any change wanted (rules 2, 8, 12) | user holds any directory role (active or eligible, direct or through a group, any scope), no `allowPrivileged` | `Blocked(PrivilegedTarget)` (never when nothing changes) |
 //! | 14 | reset, synced user, `systemGenerated` | | `Blocked(UnsupportedPasswordSource)`: hybrid tenants must supply the password |
 //! | 15 | reset, synced user, or cloud user with `systemGenerated` | | method `reset_password_api` (delegated only) |
 //! | 16 | reset, cloud user, `generate`/`env`/`file` | | method `patch_password_profile` (app or delegated) |
@@ -88,6 +89,7 @@ pub fn diff(tenants: &[LiveTenant], now: DateTime<Utc>) -> Plan {
                 tenant: t.tenant.clone(),
                 tenant_id: t.tenant_id.clone(),
                 users,
+                notes: t.notes.clone(),
             }
         })
         .collect();
@@ -306,6 +308,14 @@ pub fn diff_user(
         return Action::NoChange { reason };
     }
 
+    // Rule 13a: users whose password Entra ID does not manage.
+    if let Some(why) = &live.unmanaged_password {
+        return Action::Blocked {
+            blocker: Blocker::PasswordNotManagedByEntra,
+            detail: format!("the user is {why}; because: {}", reasons.join("; ")),
+        };
+    }
+
     // Rule 13: privileged users.
     if !live.privileged_roles.is_empty() && !d.allow_privileged {
         let wanted = match reset_wanted {
@@ -431,6 +441,7 @@ mod tests {
             synced: false,
             on_premises_security_identifier: None,
             privileged_roles: vec![],
+            unmanaged_password: None,
         }
     }
 
@@ -765,6 +776,75 @@ mod tests {
     }
 
     #[test]
+    fn row13a_unmanaged_password_blocks_any_change_even_with_allow_privileged() {
+        let mut l = live(flags(false, false), Some("2026-03-01T00:00:00Z"));
+        l.unmanaged_password = Some("a guest (userType Guest): its home tenant owns it".into());
+        l.privileged_roles = vec!["Global Administrator (eligible)".to_owned()];
+        let flag_change = target(
+            l.clone(),
+            Directives {
+                force_change_password_next_sign_in: Some(true),
+                allow_privileged: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            app(&flag_change),
+            Action::Blocked {
+                blocker: Blocker::PasswordNotManagedByEntra,
+                detail: "the user is a guest (userType Guest): its home tenant owns it; because: \
+                     forceChangePasswordNextSignIn declared true, live false"
+                    .to_owned()
+            }
+        );
+        let reset = target(
+            l.clone(),
+            Directives {
+                reset_password: reset("2026-11-20T00:00:00Z", env_pw(), flags(true, false)),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            app(&reset),
+            Action::Blocked {
+                blocker: Blocker::PasswordNotManagedByEntra,
+                ..
+            }
+        ));
+        // nothing to change: not blocked
+        let same = target(
+            l,
+            Directives {
+                force_change_password_next_sign_in: Some(false),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(app(&same), Action::NoChange { .. }));
+    }
+
+    #[test]
+    fn row13_eligible_and_group_held_roles_block_like_active_ones() {
+        let mut l = live(flags(false, false), None);
+        l.privileged_roles =
+            vec!["Privileged Role Administrator (eligible, via group Tier0 Candidates)".to_owned()];
+        let tg = target(
+            l,
+            Directives {
+                force_change_password_next_sign_in: Some(true),
+                ..Default::default()
+            },
+        );
+        let Action::Blocked { blocker, detail } = app(&tg) else {
+            panic!("not blocked")
+        };
+        assert_eq!(blocker, Blocker::PrivilegedTarget);
+        assert!(
+            detail.contains("Privileged Role Administrator (eligible, via group Tier0 Candidates)"),
+            "{detail}"
+        );
+    }
+
+    #[test]
     fn row13_privileged_blocked_only_when_changing() {
         let mut l = live(flags(false, false), Some("2026-03-01T00:00:00Z"));
         l.privileged_roles = vec!["Global Administrator".to_owned()];
@@ -1062,6 +1142,7 @@ mod tests {
             caller: Caller::Application,
             delegated_reset_available: false,
             targets,
+            notes: vec!["a note".to_owned()],
         }];
         let plan = diff(&tenants, now());
         assert_eq!(plan.format_version, plan::FORMAT_VERSION);

@@ -27,8 +27,12 @@ pub struct LiveUser {
     /// `onPremisesSyncEnabled == true`: a hybrid user whose password PATCH refuses
     pub synced: bool,
     pub on_premises_security_identifier: Option<String>,
-    /// display names of the privileged directory roles the user holds (empty: not an admin)
+    /// the directory roles the user holds, each with how it is held, e.g. `Global Administrator
+    /// (eligible, via group Tier0 Admins, scope /administrativeUnits/..)` (empty: not an admin)
     pub privileged_roles: Vec<String>,
+    /// why Entra ID does not manage this user's password (a guest, a federated domain), if so
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_password: Option<String>,
 }
 
 impl LiveUser {
@@ -43,6 +47,7 @@ impl LiveUser {
             synced: user.on_premises_sync_enabled.unwrap_or(false),
             on_premises_security_identifier: user.on_premises_security_identifier.clone(),
             privileged_roles,
+            unmanaged_password: None,
         }
     }
 
@@ -86,6 +91,10 @@ pub struct LiveTenant {
     pub delegated_reset_available: bool,
     /// keyed by object id: stable order, one entry per user
     pub targets: BTreeMap<String, Target>,
+    /// what the reader could not see or assumed (no PIM licence, eligibility not read), for the
+    /// plan to say
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,8 +121,26 @@ pub enum LiveError {
     /// name that matches no group or several, conflicting directives through group membership).
     #[error("{} problem(s) resolving desired state against the tenant", .0.len())]
     Resolution(Vec<Diagnostic>),
+    /// PIM eligibilities could not be read for lack of permission: eligible administrators
+    /// would go unrecognised, so nothing is planned.
+    #[error("cannot read PIM role eligibilities in {tenant}: {source}\n  eligible administrators would not be recognised, so nothing was planned or changed; grant the application RoleEligibilitySchedule.Read.Directory (or RoleManagement.Read.Directory), or pass --assume-no-eligible-admins to proceed knowing that eligible administrators are treated as ordinary users")]
+    EligibilityDenied { tenant: String, source: GraphError },
+    /// Active role assignments could not be read for lack of permission.
+    #[error("cannot read directory role assignments in {tenant}: {source}\n  administrators could not be recognised, so nothing was planned or changed; grant the application RoleManagement.Read.Directory")]
+    RolesDenied { tenant: String, source: GraphError },
+    /// Domains could not be read: users of federated domains could not be told apart.
+    #[error("cannot read the domains of {tenant}: {source}\n  users of federated domains (whose password the identity provider owns) could not be recognised, so nothing was planned or changed; grant the application Domain.Read.All")]
+    DomainsDenied { tenant: String, source: GraphError },
     #[error(transparent)]
     Graph(#[from] GraphError),
+}
+
+/// How live state is read: what the operator accepted not to know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// `--assume-no-eligible-admins`: when PIM eligibilities may not be read (403), proceed as if
+    /// no one were eligible (the plan says so) instead of stopping.
+    pub assume_no_eligible_admins: bool,
 }
 
 /// Reads the live state of everything `desired` declares in one tenant and resolves it into
@@ -128,8 +155,9 @@ pub async fn read_tenant(
     caller: Caller,
     delegated_reset_available: bool,
     only: &[String],
+    options: ReadOptions,
 ) -> Result<LiveTenant, LiveError> {
-    let fetched = fetch_tenant(client, desired).await?;
+    let fetched = fetch_tenant(client, desired, options).await?;
     resolve(desired, fetched, caller, delegated_reset_available, only)
         .map_err(LiveError::Resolution)
 }
@@ -139,8 +167,12 @@ pub async fn read_tenant(
 pub struct Fetched {
     /// the tenant id (GUID) as the access token states it (see [`tenant_id`])
     pub tenant_id: String,
-    /// who holds directory roles
+    /// who holds directory roles, and how
     pub roles: PrivilegedRoles,
+    /// the tenant's federated domains (lowercase)
+    pub federated_domains: BTreeSet<String>,
+    /// what the read could not see (see [`LiveTenant::notes`])
+    pub notes: Vec<String>,
     /// the directly declared users
     pub users: FetchedUsers,
     /// one per declared group, in the order of desired state
@@ -181,9 +213,11 @@ pub enum FetchedGroup {
 pub async fn fetch_tenant(
     client: &GraphClient,
     desired: &TenantDesired,
-) -> Result<Fetched, GraphError> {
+    options: ReadOptions,
+) -> Result<Fetched, LiveError> {
     let tenant = desired.tenant.as_str();
-    let roles = PrivilegedRoles::read(client, tenant).await?;
+    let (roles, notes) = PrivilegedRoles::read(client, tenant, options).await?;
+    let federated_domains = federated_domains(client, tenant).await?;
 
     let users = if desired.users.len() > list_all_threshold() {
         FetchedUsers::Listed(client.list_users(tenant, None).await?)
@@ -204,7 +238,7 @@ pub async fn fetch_tenant(
                 Some(Err(GraphError::NotFound { .. })) | None => {
                     found.entry(key).or_insert(None);
                 }
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => return Err(e.into()),
             }
         }
         FetchedUsers::ByKey(found)
@@ -232,13 +266,15 @@ pub async fn fetch_tenant(
         groups.push(match client.group_user_members(tenant, &group_id).await {
             Ok(members) => FetchedGroup::Members(members),
             Err(GraphError::NotFound { .. }) => FetchedGroup::NotFound,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         });
     }
 
     Ok(Fetched {
         tenant_id: tenant_id(client, tenant).await,
         roles,
+        federated_domains,
+        notes,
         users,
         groups,
     })
@@ -259,10 +295,13 @@ pub fn resolve(
     let tenant = desired.tenant.as_str();
     let Fetched {
         tenant_id,
-        roles,
+        mut roles,
+        federated_domains,
+        notes,
         users,
         groups,
     } = fetched;
+    roles.federated = federated_domains;
     let mut problems = Vec::new();
 
     // Directly declared users.
@@ -400,6 +439,7 @@ pub fn resolve(
         caller,
         delegated_reset_available,
         targets,
+        notes,
     })
 }
 
@@ -451,45 +491,297 @@ pub fn list_all_threshold() -> usize {
         .unwrap_or(LIST_ALL_THRESHOLD)
 }
 
-/// Who holds directory roles in a tenant: any directory role makes a user a privileged target.
+/// Who holds directory roles in a tenant (any role makes a user a privileged target), and the
+/// tenant's federated domains: what [`LiveUser`] needs beyond the user object itself.
 #[derive(Clone, Debug, Default)]
-pub struct PrivilegedRoles(HashMap<String, Vec<String>>);
+pub struct PrivilegedRoles {
+    /// user id -> descriptions of the roles held (sorted, deduplicated)
+    by_user: HashMap<String, Vec<String>>,
+    /// federated domains (lowercase)
+    federated: BTreeSet<String>,
+}
 
-impl PrivilegedRoles {
-    async fn read(client: &GraphClient, tenant: &str) -> Result<Self, GraphError> {
-        Ok(Self::from_roles(&client.directory_roles(tenant).await?))
-    }
+/// How one role is held, before it is tied to users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleGrant {
+    pub role: String,
+    pub eligible: bool,
+    /// `/` (tenant-wide) or `/administrativeUnits/{id}`
+    pub scope: String,
+    /// the role-assignable group it is held through, by name (or id)
+    pub via_group: Option<String>,
+}
 
-    /// Role names per member (sorted); a role without a display name is named by its id.
-    pub fn from_roles(roles: &[crate::graph::model::DirectoryRole]) -> Self {
-        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
-        for role in roles {
-            let name = role.display_name.clone().unwrap_or_else(|| role.id.clone());
-            for m in &role.members {
-                by_user.entry(m.id.clone()).or_default().push(name.clone());
-            }
+impl RoleGrant {
+    /// `Global Administrator (eligible, via group Tier0 Admins, scope /administrativeUnits/..)`
+    pub fn describe(&self) -> String {
+        let mut how = vec![if self.eligible { "eligible" } else { "active" }.to_owned()];
+        if let Some(g) = &self.via_group {
+            how.push(format!("via group {g}"));
         }
-        for names in by_user.values_mut() {
-            names.sort();
+        if self.scope != "/" && !self.scope.is_empty() {
+            how.push(format!("scope {}", self.scope));
         }
-        PrivilegedRoles(by_user)
-    }
-
-    fn live(&self, user: &crate::graph::model::GraphUser) -> LiveUser {
-        LiveUser::from_graph(user, self.0.get(&user.id).cloned().unwrap_or_default())
+        format!("{} ({})", self.role, how.join(", "))
     }
 }
 
-/// Reads users by object id together with their directory roles, in the same shape
-/// [`read_tenant`] produces: in `$batch` requests of 20, or by listing the tenant when there are
-/// more than [`list_all_threshold`] of them. Used to check a saved plan for staleness and to
-/// verify after applying. Users that no longer exist are absent from the map.
+/// Whether Graph's answer says the tenant lacks the licence PIM needs (undocumented: the code
+/// reported is `AadPremiumLicenseRequired`; matched leniently on any 400/403 whose code or
+/// message names a premium, P2 or licence requirement).
+pub fn is_license_error(e: &GraphError) -> bool {
+    let GraphError::Http {
+        status,
+        code,
+        message,
+        ..
+    } = e
+    else {
+        return false;
+    };
+    if !matches!(status, 400 | 403) {
+        return false;
+    }
+    let text = format!("{code} {message}").to_ascii_lowercase();
+    text.contains("licen") || text.contains("premium") || text.contains("p2")
+}
+
+/// The note a plan carries when the tenant has no PIM licence.
+pub const NO_PIM_LICENSE_NOTE: &str = "the tenant has no licence for Privileged Identity Management (Graph answered that it needs Microsoft Entra ID P2): no one can be eligible for a role, so only active role assignments were considered";
+
+/// The note a plan carries under `--assume-no-eligible-admins` when eligibility was refused.
+pub const ASSUMED_NO_ELIGIBLE_NOTE: &str = "PIM role eligibilities could not be read (permission RoleEligibilitySchedule.Read.Directory missing) and --assume-no-eligible-admins was given: eligible administrators are treated as ordinary users";
+
+impl PrivilegedRoles {
+    /// Reads role definitions, active assignments and PIM eligibilities (every page), and the
+    /// transitive user members of every group a role is held through. Returns the notes the plan
+    /// must carry.
+    async fn read(
+        client: &GraphClient,
+        tenant: &str,
+        options: ReadOptions,
+    ) -> Result<(Self, Vec<String>), LiveError> {
+        let denied = |e: &GraphError| matches!(e.status(), Some(401 | 403));
+        let definitions = match client.role_definitions(tenant).await {
+            Ok(d) => d,
+            Err(e) if denied(&e) => {
+                return Err(LiveError::RolesDenied {
+                    tenant: tenant.to_owned(),
+                    source: e,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let active = match client.role_assignments(tenant).await {
+            Ok(a) => a,
+            Err(e) if denied(&e) => {
+                return Err(LiveError::RolesDenied {
+                    tenant: tenant.to_owned(),
+                    source: e,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut notes = Vec::new();
+        let eligible = match client.role_eligibilities(tenant).await {
+            Ok(a) => a,
+            Err(e) if is_license_error(&e) => {
+                notes.push(NO_PIM_LICENSE_NOTE.to_owned());
+                Vec::new()
+            }
+            Err(e) if denied(&e) => {
+                if !options.assume_no_eligible_admins {
+                    return Err(LiveError::EligibilityDenied {
+                        tenant: tenant.to_owned(),
+                        source: e,
+                    });
+                }
+                notes.push(ASSUMED_NO_ELIGIBLE_NOTE.to_owned());
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+
+        let names: HashMap<String, String> = definitions
+            .iter()
+            .flat_map(|d| {
+                let name = d.display_name.clone().unwrap_or_else(|| d.id.clone());
+                let mut keys = vec![(d.id.to_ascii_lowercase(), name.clone())];
+                if let Some(t) = &d.template_id {
+                    keys.push((t.to_ascii_lowercase(), name));
+                }
+                keys
+            })
+            .collect();
+
+        let mut users: Vec<(String, RoleGrant)> = Vec::new();
+        let mut through_groups: Vec<(String, RoleGrant, bool)> = Vec::new();
+        for (list, is_eligible) in [(&active, false), (&eligible, true)] {
+            for a in list {
+                let role = names
+                    .get(&a.role_definition_id.to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or_else(|| a.role_definition_id.clone());
+                let mut grant = RoleGrant {
+                    role,
+                    eligible: is_eligible,
+                    scope: a.directory_scope_id.clone().unwrap_or_else(|| "/".into()),
+                    via_group: None,
+                };
+                let kind = a
+                    .principal
+                    .as_ref()
+                    .and_then(|p| p.odata_type.as_deref())
+                    .map(|t| t.trim_start_matches('#').to_ascii_lowercase());
+                match kind.as_deref() {
+                    Some("microsoft.graph.user") => users.push((a.principal_id.clone(), grant)),
+                    Some("microsoft.graph.group") => {
+                        grant.via_group = Some(
+                            a.principal
+                                .as_ref()
+                                .and_then(|p| p.display_name.clone())
+                                .unwrap_or_else(|| a.principal_id.clone()),
+                        );
+                        through_groups.push((a.principal_id.clone(), grant, true));
+                    }
+                    Some(_) => {} // a service principal or other non-user
+                    None => {
+                        // principal not expanded: it may be a user or a group
+                        users.push((a.principal_id.clone(), grant.clone()));
+                        grant.via_group = Some(a.principal_id.clone());
+                        through_groups.push((a.principal_id.clone(), grant, false));
+                    }
+                }
+            }
+        }
+
+        let mut members: HashMap<String, Vec<GraphUser>> = HashMap::new();
+        for (group_id, grant, known_group) in through_groups {
+            if !members.contains_key(&group_id) {
+                let read = match client.group_user_members(tenant, &group_id).await {
+                    Ok(m) => m,
+                    Err(GraphError::NotFound { .. }) if !known_group => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                members.insert(group_id.clone(), read);
+            }
+            for m in &members[&group_id] {
+                users.push((m.id.clone(), grant.clone()));
+            }
+        }
+        Ok((Self::from_grants(users), notes))
+    }
+
+    /// Role descriptions per user (sorted, deduplicated).
+    pub fn from_grants(grants: impl IntoIterator<Item = (String, RoleGrant)>) -> Self {
+        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
+        for (user, grant) in grants {
+            by_user.entry(user).or_default().push(grant.describe());
+        }
+        for names in by_user.values_mut() {
+            names.sort();
+            names.dedup();
+        }
+        PrivilegedRoles {
+            by_user,
+            federated: BTreeSet::new(),
+        }
+    }
+
+    fn live(&self, user: &crate::graph::model::GraphUser) -> LiveUser {
+        let mut live = LiveUser::from_graph(
+            user,
+            self.by_user.get(&user.id).cloned().unwrap_or_default(),
+        );
+        live.unmanaged_password = unmanaged_password(user, &self.federated);
+        live
+    }
+}
+
+/// Why Entra ID does not manage a user's password, if it does not: a guest or other external
+/// identity (`userType` Guest, or `#EXT#` in the UPN: its home tenant or identity provider owns
+/// the password), or a cloud user of a federated domain (the federation's identity provider
+/// authenticates it). A synced user of a federated domain keeps the resetPassword path (its
+/// password lives in the on-premises directory, written back by resetPassword).
+pub fn unmanaged_password(user: &GraphUser, federated: &BTreeSet<String>) -> Option<String> {
+    let upn = user.user_principal_name.as_deref().unwrap_or_default();
+    if user
+        .user_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("guest"))
+    {
+        return Some(
+            "a guest (userType Guest): its home tenant or identity provider owns the password"
+                .into(),
+        );
+    }
+    if upn.to_ascii_uppercase().contains("#EXT#") {
+        return Some("an external identity (#EXT# in the userPrincipalName): its home tenant or identity provider owns the password".into());
+    }
+    let domain = upn.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())?;
+    if federated.contains(&domain) && user.on_premises_sync_enabled != Some(true) {
+        return Some(format!(
+            "in the federated domain {domain}: the federation's identity provider owns the password"
+        ));
+    }
+    None
+}
+
+/// The tenant's federated domains (lowercase). A refusal (403) stops the read: guessing would
+/// plan writes to passwords Entra does not own.
+async fn federated_domains(
+    client: &GraphClient,
+    tenant: &str,
+) -> Result<BTreeSet<String>, LiveError> {
+    match client.domains(tenant).await {
+        Ok(domains) => Ok(domains
+            .into_iter()
+            .filter(|d| {
+                d.authentication_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("federated"))
+            })
+            .map(|d| d.id.to_ascii_lowercase())
+            .collect()),
+        Err(e) if matches!(e.status(), Some(401 | 403)) => Err(LiveError::DomainsDenied {
+            tenant: tenant.to_owned(),
+            source: e,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads users by object id together with their directory roles and kind, in the same shape
+/// [`read_tenant`] produces (so that fingerprints compare): in `$batch` requests of 20, or by
+/// listing the tenant when there are more than [`list_all_threshold`] of them. Used to check a
+/// saved plan for staleness. Users that no longer exist are absent from the map.
 pub async fn read_users_by_id(
     client: &GraphClient,
     tenant: &str,
     ids: &[String],
+    options: ReadOptions,
+) -> Result<HashMap<String, LiveUser>, LiveError> {
+    let (mut roles, _) = PrivilegedRoles::read(client, tenant, options).await?;
+    roles.federated = federated_domains(client, tenant).await?;
+    Ok(read_with(client, tenant, ids, &roles).await?)
+}
+
+/// Reads users by object id for verification after a write: their password state only (no
+/// roles, no domains: a read-back compares flags and `lastPasswordChangeDateTime`).
+pub async fn read_back(
+    client: &GraphClient,
+    tenant: &str,
+    ids: &[String],
 ) -> Result<HashMap<String, LiveUser>, GraphError> {
-    let roles = PrivilegedRoles::read(client, tenant).await?;
+    read_with(client, tenant, ids, &PrivilegedRoles::default()).await
+}
+
+async fn read_with(
+    client: &GraphClient,
+    tenant: &str,
+    ids: &[String],
+    roles: &PrivilegedRoles,
+) -> Result<HashMap<String, LiveUser>, GraphError> {
     let mut out = HashMap::with_capacity(ids.len());
     if ids.len() > list_all_threshold() {
         let wanted: std::collections::HashSet<String> =
@@ -518,7 +810,6 @@ pub async fn read_users_by_id(
 mod tests {
     use super::*;
     use crate::config::{GroupEntry, TenantRef};
-    use crate::graph::model::{DirectoryObjectRef, DirectoryRole};
     use std::path::PathBuf;
 
     fn at(line: usize) -> Origin {
@@ -573,15 +864,17 @@ mod tests {
     fn fetched(users: FetchedUsers, groups: Vec<FetchedGroup>) -> Fetched {
         Fetched {
             tenant_id: "7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90".into(),
-            roles: PrivilegedRoles::from_roles(&[DirectoryRole {
-                id: "r1".into(),
-                display_name: Some("User Administrator".into()),
-                role_template_id: None,
-                members: vec![DirectoryObjectRef {
-                    id: "id-a".into(),
-                    odata_type: None,
-                }],
-            }]),
+            roles: PrivilegedRoles::from_grants([(
+                "id-a".to_owned(),
+                RoleGrant {
+                    role: "User Administrator".into(),
+                    eligible: false,
+                    scope: "/".into(),
+                    via_group: None,
+                },
+            )]),
+            federated_domains: BTreeSet::new(),
+            notes: vec![],
             users,
             groups,
         }
@@ -624,7 +917,7 @@ mod tests {
         let ids: Vec<&str> = live.targets.keys().map(String::as_str).collect();
         assert_eq!(ids, ["id-a", "id-b"]);
         let a = &live.targets["id-a"];
-        assert_eq!(a.live.privileged_roles, ["User Administrator"]);
+        assert_eq!(a.live.privileged_roles, ["User Administrator (active)"]);
         assert_eq!(a.directives, flag(false));
         assert_eq!(a.declared_at, [at(3)]);
         assert!(live.targets["id-b"].live.privileged_roles.is_empty());
@@ -848,36 +1141,103 @@ mod tests {
     }
 
     #[test]
-    fn roles_are_sorted_and_named_by_id_without_a_display_name() {
-        let member = |id: &str| DirectoryObjectRef {
-            id: id.into(),
-            odata_type: None,
+    fn roles_are_described_with_how_they_are_held_sorted_and_deduplicated() {
+        let grant = |role: &str, eligible: bool, scope: &str, via: Option<&str>| RoleGrant {
+            role: role.into(),
+            eligible,
+            scope: scope.into(),
+            via_group: via.map(str::to_owned),
         };
-        let roles = PrivilegedRoles::from_roles(&[
-            DirectoryRole {
-                id: "role-z".into(),
-                display_name: Some("Global Administrator".into()),
-                role_template_id: None,
-                members: vec![member("u1")],
-            },
-            DirectoryRole {
-                id: "role-a".into(),
-                display_name: None,
-                role_template_id: None,
-                members: vec![member("u1"), member("u2")],
-            },
+        let roles = PrivilegedRoles::from_grants([
+            (
+                "u1".to_owned(),
+                grant("Global Administrator", true, "/", Some("Tier0")),
+            ),
+            (
+                "u1".to_owned(),
+                grant("Password Resetter", false, "/", None),
+            ),
+            (
+                "u1".to_owned(),
+                grant("Password Resetter", false, "/", None),
+            ),
+            (
+                "u2".to_owned(),
+                grant(
+                    "User Administrator",
+                    false,
+                    "/administrativeUnits/au1",
+                    None,
+                ),
+            ),
         ]);
         assert_eq!(
             roles.live(&user("u1", "u1@x.com", None)).privileged_roles,
-            ["Global Administrator", "role-a"]
+            [
+                "Global Administrator (eligible, via group Tier0)",
+                "Password Resetter (active)"
+            ]
         );
         assert_eq!(
             roles.live(&user("u2", "u2@x.com", None)).privileged_roles,
-            ["role-a"]
+            ["User Administrator (active, scope /administrativeUnits/au1)"]
         );
         assert!(roles
             .live(&user("u3", "u3@x.com", None))
             .privileged_roles
             .is_empty());
+    }
+
+    #[test]
+    fn guests_external_and_federated_cloud_users_are_unmanaged() {
+        let federated: BTreeSet<String> = ["corp.contoso.com".to_owned()].into();
+        let mut guest = user("g", "g_fabrikam.com#ext#@contoso.onmicrosoft.com", None);
+        assert!(unmanaged_password(&guest, &federated)
+            .unwrap()
+            .contains("#EXT#"));
+        guest.user_type = Some("Guest".into());
+        assert!(unmanaged_password(&guest, &federated)
+            .unwrap()
+            .contains("guest"));
+        let fed = user("f", "f@Corp.Contoso.com", None);
+        assert!(unmanaged_password(&fed, &federated)
+            .unwrap()
+            .contains("federated domain corp.contoso.com"));
+        let mut synced = fed.clone();
+        synced.on_premises_sync_enabled = Some(true);
+        assert_eq!(unmanaged_password(&synced, &federated), None);
+        let mut member = user("m", "m@contoso.com", None);
+        member.user_type = Some("Member".into());
+        assert_eq!(unmanaged_password(&member, &federated), None);
+    }
+
+    #[test]
+    fn licence_errors_are_recognised_leniently() {
+        let http = |status: u16, code: &str, message: &str| GraphError::Http {
+            status,
+            code: code.into(),
+            message: message.into(),
+            request_id: None,
+        };
+        assert!(is_license_error(&http(
+            400,
+            "AadPremiumLicenseRequired",
+            "The tenant needs an AAD Premium 2 license."
+        )));
+        assert!(is_license_error(&http(
+            403,
+            "Forbidden",
+            "Requires a P2 licence"
+        )));
+        assert!(!is_license_error(&http(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation."
+        )));
+        assert!(!is_license_error(&http(
+            500,
+            "AadPremiumLicenseRequired",
+            ""
+        )));
     }
 }

@@ -49,6 +49,10 @@ pub struct TenantPlan {
     /// Every managed user of the tenant, ordered by userPrincipalName (then object id), including
     /// the users with no change.
     pub users: Vec<UserPlan>,
+    /// What pwdrift could not see in this tenant or assumed about it (e.g. no licence for
+    /// Privileged Identity Management, so no one can be an eligible administrator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The plan for one managed user.
@@ -117,6 +121,9 @@ pub enum Blocker {
     /// The directives that apply to the user contradict each other (e.g. `requirePasswordChange`
     /// needs a force flag that a literal declares `false`).
     ConflictingDirectives,
+    /// Entra ID does not manage the user's password: a guest or other external identity (its
+    /// home tenant or identity provider owns it), or a user of a federated domain.
+    PasswordNotManagedByEntra,
 }
 
 impl Blocker {
@@ -128,6 +135,7 @@ impl Blocker {
             Blocker::CallersOwnAccount => "caller's own account",
             Blocker::UnsupportedPasswordSource => "unsupported password source",
             Blocker::ConflictingDirectives => "conflicting directives",
+            Blocker::PasswordNotManagedByEntra => "password not managed by Entra ID",
         }
     }
 
@@ -148,6 +156,10 @@ impl Blocker {
             }
             Blocker::ConflictingDirectives => {
                 "fix the desired state so that the directives for this user agree"
+            }
+            Blocker::PasswordNotManagedByEntra => {
+                "change the password where it is managed (the home tenant or identity provider), \
+                 and remove the user from desired state"
             }
         }
     }

@@ -6,8 +6,12 @@
 //! the planned `after` flags and, for a password reset, `lastPasswordChangeDateTime` moved to (or
 //! past) the moment the apply started.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
+use crate::graph::client::{GraphClient, GraphError};
 use crate::live::LiveUser;
 use crate::plan::{Action, ResetMethod};
 
@@ -43,7 +47,8 @@ pub fn check(action: &Action, after_write: Option<&LiveUser>, started: DateTime<
                         after.force_change_password_next_sign_in,
                         after.force_change_password_next_sign_in_with_mfa,
                     ),
-                    hint: "this tenant ignores a passwordProfile PATCH that carries flags but no \
+                    hint: "the change did not show on any read-back until --verify-timeout: this \
+                           tenant ignores a passwordProfile PATCH that carries flags but no \
                            password (reported in microsoft-graph-docs#4267); declare a \
                            `resetPassword` for this user so the flags go out with a new password, \
                            or set the flag in the Entra admin center"
@@ -95,6 +100,80 @@ pub fn check(action: &Action, after_write: Option<&LiveUser>, started: DateTime<
     }
 }
 
+/// How long verification keeps re-reading by default (`--verify-timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads the written users back until every change shows or `timeout` has passed, and returns
+/// the verdict of each (by user id). Entra serves reads from replicas, so a read right after a
+/// write may show the old state: a mismatch is only concluded when it persists to the deadline
+/// (re-reads back off from 250 ms to 4 s, only the users not yet verified). `started` (local
+/// clock, before the first write) is moved onto Graph's clock by the `Date` of Graph's responses
+/// ([`GraphClient::to_graph_clock`]) before it is compared with `lastPasswordChangeDateTime`.
+pub async fn settle(
+    client: &GraphClient,
+    tenant: &str,
+    written: &[(String, &Action)],
+    started: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<HashMap<String, Verdict>, GraphError> {
+    let since = client.to_graph_clock(started);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut verdicts: HashMap<String, Verdict> = HashMap::new();
+    let mut pending: Vec<&(String, &Action)> = written.iter().collect();
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let ids: Vec<String> = pending.iter().map(|(id, _)| id.clone()).collect();
+        let live = crate::live::read_back(client, tenant, &ids).await?;
+        let since = since.min(client.to_graph_clock(started));
+        pending.retain(|(id, action)| {
+            let v = check(action, live.get(id), since);
+            let done = v == Verdict::Verified;
+            verdicts.insert(id.clone(), v);
+            !done
+        });
+        let now = tokio::time::Instant::now();
+        if pending.is_empty() || now >= deadline {
+            return Ok(verdicts);
+        }
+        tokio::time::sleep(wait.min(deadline - now)).await;
+        wait = (wait * 2).min(Duration::from_secs(4));
+    }
+}
+
+/// Whether a password write whose response was lost landed: re-reads the user with backoff until
+/// `lastPasswordChangeDateTime` is at or after `started` (moved onto Graph's clock), or `timeout`
+/// has passed. `Ok(false)` only after the deadline: a replica may show the old value for a while,
+/// and concluding early would send the write twice.
+pub async fn password_changed_since(
+    client: &GraphClient,
+    tenant: &str,
+    user_id: &str,
+    started: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<bool, GraphError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let live =
+            crate::live::read_back(client, tenant, std::slice::from_ref(&user_id.to_owned()))
+                .await?;
+        let since = trunc(client.to_graph_clock(started));
+        if live
+            .get(user_id)
+            .and_then(|l| l.last_password_change)
+            .is_some_and(|t| t >= since)
+        {
+            return Ok(true);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(wait.min(deadline - now)).await;
+        wait = (wait * 2).min(Duration::from_secs(4));
+    }
+}
+
 /// Graph reports `lastPasswordChangeDateTime` with whole seconds; compare at that precision.
 fn trunc(t: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::Timelike;
@@ -117,6 +196,7 @@ mod tests {
             synced: false,
             on_premises_security_identifier: None,
             privileged_roles: vec![],
+            unmanaged_password: None,
         }
     }
     const F: ForceFlags = ForceFlags {

@@ -178,6 +178,10 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         (plan, session)
     };
 
+    let mut session = session;
+    for t in &mut session.tenants {
+        t.clients.verify_timeout = std::time::Duration::from_secs(args.verify_timeout);
+    }
     let result = apply_plan(&args, &plan, &session, printer, secrets).await;
     session.close().await;
     result
@@ -194,7 +198,8 @@ async fn check_not_stale(
             .tenant(&t.tenant)
             .with_context(|| format!("no connection for tenant {}", t.tenant))?;
         let ids: Vec<String> = t.users.iter().map(|u| u.user_id.clone()).collect();
-        let live = crate::live::read_users_by_id(&ts.clients.app, &t.tenant, &ids).await?;
+        let live =
+            crate::live::read_users_by_id(&ts.clients.app, &t.tenant, &ids, session.reads).await?;
         for u in &t.users {
             match live.get(&u.user_id) {
                 None => stale.push(format!("{}: no longer exists", u.user_principal_name)),

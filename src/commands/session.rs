@@ -24,6 +24,8 @@ use crate::printer::Printer;
 pub struct Session {
     pub desired: DesiredState,
     pub tenants: Vec<TenantSession>,
+    /// how live state is read (`--assume-no-eligible-admins`)
+    pub reads: live::ReadOptions,
     sandbox: Option<EmbeddedSandbox>,
 }
 
@@ -229,6 +231,9 @@ impl Session {
         Ok(Session {
             desired,
             tenants: sessions,
+            reads: live::ReadOptions {
+                assume_no_eligible_admins: args.assume_no_eligible_admins,
+            },
             sandbox,
         })
     }
@@ -294,7 +299,11 @@ impl Session {
         };
         Ok(TenantSession {
             desired,
-            clients: TenantClients { app, delegated },
+            clients: TenantClients {
+                app,
+                delegated,
+                verify_timeout: crate::verify::DEFAULT_TIMEOUT,
+            },
             caller,
         })
     }
@@ -333,6 +342,7 @@ impl Session {
                 t.caller.clone(),
                 t.clients.delegated.is_some(),
                 only,
+                self.reads,
             )
             .await
             {

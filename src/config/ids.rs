@@ -113,7 +113,8 @@ pub fn parse_domain(s: &str) -> Result<String, String> {
 }
 
 /// Parses a userPrincipalName: `local@domain`. The local part takes the characters Entra allows
-/// (`A-Z a-z 0-9 ' . - _ ! # ^ ~`), 1 to 64 of them, not starting or ending with `.` and without
+/// (`A-Z a-z 0-9 ' . - _ ! # ^ ~`, and `$`: Graph documents `/users('$x@...')` for UPNs that start
+/// with it), 1 to 64 of them, not starting or ending with `.` and without
 /// `..`; the domain is a DNS name; 113 characters at most in all. Returned lower-case.
 pub fn parse_upn(s: &str) -> Result<String, String> {
     let bad = |why: &str| {
@@ -132,7 +133,7 @@ pub fn parse_upn(s: &str) -> Result<String, String> {
     }
     if let Some(c) = local
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "'.-_!#^~".contains(*c)))
+        .find(|c| !(c.is_ascii_alphanumeric() || "'.-_!#^~$".contains(*c)))
     {
         return bad(&format!("`{c}` is not allowed before `@`"));
     }
@@ -189,7 +190,19 @@ pub fn parse_group_ref(s: &str) -> Result<GroupRef, String> {
 }
 
 /// Parses a tenant: its tenant id (GUID) or a domain (e.g. `contoso.onmicrosoft.com`).
+///
+/// The multi-tenant aliases `common`, `organizations` and `consumers` (any case) are refused: they
+/// name no tenant, and a token from them would be for whichever tenant the credential lands in.
 pub fn parse_tenant(s: &str) -> Result<TenantRef, String> {
+    if ["common", "organizations", "consumers"]
+        .iter()
+        .any(|alias| s.trim().eq_ignore_ascii_case(alias))
+    {
+        return Err(format!(
+            "`{s}` is a multi-tenant alias of the identity platform, not a tenant: name one \
+             tenant by its domain (e.g. contoso.onmicrosoft.com) or its tenant id (GUID)"
+        ));
+    }
     if let Ok(id) = parse_guid(s) {
         return Ok(TenantRef::Id(id));
     }
@@ -316,6 +329,10 @@ mod tests {
             "",
         ] {
             assert!(parse_tenant(bad).is_err(), "{bad}");
+        }
+        for alias in ["common", "Organizations", "CONSUMERS"] {
+            let err = parse_tenant(alias).unwrap_err();
+            assert!(err.contains("multi-tenant alias"), "{err}");
         }
     }
 

@@ -165,6 +165,9 @@ pub struct GraphUser {
     /// Only read by `pwdrift import` ([`IMPORT_USER_SELECT`]), for the comment beside each user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// `Member` or `Guest` (absent on older objects: a member)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<String>,
 }
 
 impl GraphUser {
@@ -179,7 +182,56 @@ impl GraphUser {
 }
 
 /// The exact `$select` pwdrift reads users with.
-pub const USER_SELECT: &str = "id,userPrincipalName,passwordProfile,passwordPolicies,lastPasswordChangeDateTime,onPremisesSyncEnabled,onPremisesSecurityIdentifier";
+pub const USER_SELECT: &str = "id,userPrincipalName,passwordProfile,passwordPolicies,lastPasswordChangeDateTime,onPremisesSyncEnabled,onPremisesSecurityIdentifier,userType";
+
+/// `microsoft.graph.unifiedRoleAssignment` or `unifiedRoleEligibilityScheduleInstance` (the
+/// fields pwdrift reads are the same), with `principal` when `$expand=principal` was asked.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    #[serde(default)]
+    pub id: String,
+    pub principal_id: String,
+    pub role_definition_id: String,
+    #[serde(default)]
+    pub directory_scope_id: Option<String>,
+    #[serde(default)]
+    pub principal: Option<RolePrincipal>,
+}
+
+/// The `principal` of a role assignment: a user, a group or a service principal.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolePrincipal {
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// `microsoft.graph.unifiedRoleDefinition` (built-in or custom).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleDefinition {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub is_built_in: Option<bool>,
+    #[serde(default)]
+    pub template_id: Option<String>,
+}
+
+/// `microsoft.graph.domain`: who authenticates its users.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Domain {
+    pub id: String,
+    /// `Managed` or `Federated`
+    #[serde(default)]
+    pub authentication_type: Option<String>,
+}
 
 /// What `pwdrift import` reads users with: [`USER_SELECT`] and `displayName` (for the comment
 /// beside each imported user). `plan` and `apply` keep reading exactly [`USER_SELECT`].
@@ -203,19 +255,6 @@ pub struct GraphGroup {
     pub id: String,
     #[serde(default)]
     pub display_name: Option<String>,
-}
-
-/// `microsoft.graph.directoryRole` with its members (`$expand=members($select=id)`).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct DirectoryRole {
-    pub id: String,
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub role_template_id: Option<String>,
-    #[serde(default)]
-    pub members: Vec<DirectoryObjectRef>,
 }
 
 /// A bare directory object reference (`{"id": ...}`, possibly with `@odata.type`).
@@ -282,8 +321,9 @@ fn serialize_secret_str<S: Serializer>(value: &SecretString, s: S) -> Result<S::
     s.serialize_str(value.expose_secret())
 }
 
-/// Status of a `longRunningOperation` (`passwordResetOperation`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+/// Status of a `longRunningOperation` (`passwordResetOperation`). Parsed case-insensitively
+/// (`Succeeded`, `succeeded`, `SUCCEEDED`); any other value is `UnknownFutureValue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OperationStatus {
     NotStarted,
@@ -292,6 +332,19 @@ pub enum OperationStatus {
     Failed,
     #[serde(other)]
     UnknownFutureValue,
+}
+
+impl<'de> Deserialize<'de> for OperationStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "notstarted" => OperationStatus::NotStarted,
+            "running" => OperationStatus::Running,
+            "succeeded" => OperationStatus::Succeeded,
+            "failed" => OperationStatus::Failed,
+            _ => OperationStatus::UnknownFutureValue,
+        })
+    }
 }
 
 impl OperationStatus {
@@ -478,6 +531,17 @@ mod tests {
     fn operation_status_terminal() {
         let s: OperationStatus = serde_json::from_str("\"somethingNew\"").unwrap();
         assert_eq!(s, OperationStatus::UnknownFutureValue);
+        for (raw, want) in [
+            ("\"Succeeded\"", OperationStatus::Succeeded),
+            ("\"FAILED\"", OperationStatus::Failed),
+            ("\"notStarted\"", OperationStatus::NotStarted),
+            (
+                "\"unknownFutureValue\"",
+                OperationStatus::UnknownFutureValue,
+            ),
+        ] {
+            assert_eq!(serde_json::from_str::<OperationStatus>(raw).unwrap(), want);
+        }
         assert!(OperationStatus::Succeeded.is_terminal());
         assert!(!OperationStatus::Running.is_terminal());
     }

@@ -79,6 +79,12 @@ pub fn plan(p: &Plan, stop_token: &str) -> String {
     }
     out.push_str(&command("notice", None, "pwdrift plan", &message));
     for t in &p.tenants {
+        for note in &t.notes {
+            let title = format!("pwdrift: note for {}", tenant_title(t));
+            out.push_str(&command("notice", None, &title, note));
+        }
+    }
+    for t in &p.tenants {
         for u in &t.users {
             if let Action::Blocked { blocker, detail } = &u.action {
                 let title = format!(
@@ -176,9 +182,12 @@ mod tests {
             assert!(w.contains("file=examples/desired/"), "{w}");
             assert!(w.contains(",line="), "{w}");
         }
+        // the summary, and one per tenant note
+        let notes: usize = p.tenants.iter().map(|t| t.notes.len()).sum();
+        assert_eq!(notes, 1);
         assert_eq!(
             out.lines().filter(|l| l.starts_with("::notice ")).count(),
-            1
+            1 + notes
         );
         // the only lines that start with `::` outside the stopped section are commands
         let stop = out.find("::stop-commands::TOKEN").unwrap();

@@ -41,6 +41,17 @@ pub fn markdown_within(plan: &Plan, budget: usize) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "**{}**", escape_cell(&summary_line(plan)));
     let _ = writeln!(out);
+    for tenant in &plan.tenants {
+        for note in &tenant.notes {
+            let _ = writeln!(
+                out,
+                "> **Note ({}):** {}",
+                escape_cell(&tenant_title(tenant)),
+                escape_cell(note)
+            );
+            let _ = writeln!(out);
+        }
+    }
     let s = plan.summary();
     if s.set_flags == 0 && s.reset_password == 0 && s.blocked == 0 {
         return out;
@@ -340,6 +351,7 @@ mod tests {
             .map(|t| TenantPlan {
                 tenant: format!("tenant{t}.onmicrosoft.com"),
                 tenant_id: format!("00000000-0000-4000-8000-00000000000{t}"),
+                notes: vec![],
                 users: (0..n)
                     .filter(|i| i % 3 == t)
                     .map(|i| UserPlan {

@@ -132,6 +132,7 @@ pub(crate) mod fixtures {
             } else {
                 vec![]
             },
+            unmanaged_password: None,
         };
         (
             id,
@@ -362,6 +363,7 @@ pub(crate) mod fixtures {
                     caller: Caller::Application,
                     delegated_reset_available: false,
                     targets: contoso,
+                    notes: vec![],
                 },
                 LiveTenant {
                     tenant: "fabrikam.com".to_owned(),
@@ -369,6 +371,7 @@ pub(crate) mod fixtures {
                     caller: Caller::Delegated { user_id: admin_id },
                     delegated_reset_available: true,
                     targets: fabrikam,
+                    notes: vec![crate::live::NO_PIM_LICENSE_NOTE.to_owned()],
                 },
             ],
             now(),
@@ -431,6 +434,7 @@ pub(crate) mod fixtures {
                 caller: Caller::Application,
                 delegated_reset_available: false,
                 targets,
+                notes: vec![],
             }],
             now(),
         );

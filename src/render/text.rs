@@ -83,6 +83,10 @@ fn tenant_block(out: &mut String, p: &Paint, tenant: &TenantPlan, verbose: bool)
         p.bold(&format!("Tenant {}", tenant_title(tenant)))
     );
     let _ = writeln!(out);
+    for note in &tenant.notes {
+        let _ = writeln!(out, "  {} {note}", p.yellow("note:"));
+        let _ = writeln!(out);
+    }
     if tenant.users.is_empty() {
         let _ = writeln!(out, "  {}", p.dim("No managed users."));
         let _ = writeln!(out);

@@ -240,21 +240,24 @@ async fn group_members_are_transitive() {
     assert!(all.len() > nested.len(), "Finance has direct members too");
 }
 
-/// Directory roles come with member ids (used for the privileged-target blocker).
+/// Role assignments are read with their principal, every page followed (the sandbox pages by 5).
 #[tokio::test]
-async fn directory_roles_list_members() {
+async fn role_assignments_list_principals() {
     let sb = sandbox(args()).await;
     let t = tenant(&sb);
     let c = app_client(&sb);
-    let roles = c.directory_roles(&t).await.unwrap();
+    let assignments = c.role_assignments(&t).await.unwrap();
     let admin = c
         .list_users(&t, Some("userPrincipalName eq 'admin@contoso.com'"))
         .await
         .unwrap()
         .remove(0);
-    assert!(roles
+    assert!(assignments
         .iter()
-        .any(|r| r.members.iter().any(|m| m.id == admin.id)));
+        .any(|a| a.principal_id == admin.id
+            && a.principal.as_ref().is_some_and(|p| p.id == admin.id)));
+    let definitions = c.role_definitions(&t).await.unwrap();
+    assert!(definitions.len() > 5, "more than one page of definitions");
 }
 
 /// PATCH of both flags, then read back: the live state is what was written; then back again.
@@ -408,6 +411,14 @@ async fn reset_password_delegated_and_polled() {
         .unwrap()
         .remove(0);
     assert!(after.last_password_change_date_time > synced.last_password_change_date_time);
+    // the change is dated on Graph's clock: the 202's `Date` (whole seconds) is not before it
+    let accepted = out.server_date.expect("the 202 carries a Date");
+    let changed = after.last_password_change_date_time.unwrap();
+    assert!(
+        (changed - accepted).num_seconds().abs() <= 2,
+        "{changed} vs {accepted}"
+    );
+    assert!(delegated.last_server_date().is_some());
 
     // a cloud user with `{}`: the service generates the password
     let cloud = users

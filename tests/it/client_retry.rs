@@ -237,7 +237,7 @@ async fn server_errors_and_transport_errors_are_retried_for_reads() {
 async fn retries_are_bounded_and_4xx_not_retried() {
     let server = start(|s, _| match s.path.as_str() {
         "/v1.0/me" => status_with(503, &[], json!({"error": {"code": "serviceNotAvailable", "message": "down"}})),
-        "/v1.0/directoryRoles" => status_with(
+        "/v1.0/domains" => status_with(
             403,
             &[("request-id", "rid-403")],
             json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation."}}),
@@ -253,12 +253,12 @@ async fn retries_are_bounded_and_4xx_not_retried() {
     );
     assert_eq!(server.seen_at("/v1.0/me").len(), 4, "1 + max_retries");
 
-    let err = c.directory_roles(TENANT).await.unwrap_err();
+    let err = c.domains(TENANT).await.unwrap_err();
     assert_eq!(err.status(), Some(403));
     assert_eq!(err.code(), Some("Authorization_RequestDenied"));
     assert!(err.to_string().contains("rid-403"));
     assert_eq!(
-        server.seen_at("/v1.0/directoryRoles").len(),
+        server.seen_at("/v1.0/domains").len(),
         1,
         "403 is not retried"
     );
@@ -708,7 +708,7 @@ async fn a_429_holds_back_the_other_requests_of_the_tenant() {
     let server = start(|s, nth| match (s.path.as_str(), nth) {
         ("/v1.0/me", 0) => status_with(429, &[("Retry-After", "1")], throttled_body()),
         ("/v1.0/me", _) => json_response(200, user("me")),
-        ("/v1.0/directoryRoles", _) => json_response(200, json!({"value": []})),
+        ("/v1.0/domains", _) => json_response(200, json!({"value": []})),
         _ => json_response(404, json!({})),
     })
     .await;
@@ -721,10 +721,10 @@ async fn a_429_holds_back_the_other_requests_of_the_tenant() {
     while c.stats().throttled == 0 {
         tokio::task::yield_now().await;
     }
-    c.directory_roles(TENANT).await.unwrap();
+    c.domains(TENANT).await.unwrap();
     first.await.unwrap().unwrap();
     let throttled_at = server.seen_at("/v1.0/me")[0].at;
-    let other_at = server.seen_at("/v1.0/directoryRoles")[0].at;
+    let other_at = server.seen_at("/v1.0/domains")[0].at;
     assert!(other_at.duration_since(throttled_at) >= Duration::from_secs(1));
 }
 
@@ -767,6 +767,7 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
     let clients = TenantClients {
         app: client(&server, |_| {}),
         delegated: None,
+        verify_timeout: std::time::Duration::from_secs(2),
     };
     let flags = ForceFlags {
         force_change_password_next_sign_in: true,
@@ -788,6 +789,7 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
                 reason: String::new(),
             },
         }],
+        notes: vec![],
     };
     let plan = Plan {
         format_version: "1".into(),

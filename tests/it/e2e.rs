@@ -268,11 +268,17 @@ fn flags_only_patch_that_changes_nothing_fails_verification() {
         "apply",
         &desired,
         "--auto-approve",
+        "--verify-timeout",
+        "2",
         "--report",
         report.to_str().unwrap(),
     ]));
     assert_eq!(apply.code, 1, "{apply:?}");
     assert!(apply.stdout.contains("bob@contoso.com"), "{apply:?}");
+    assert!(
+        apply.stdout.contains("--verify-timeout"),
+        "concluded only after re-reading: {apply:?}"
+    );
     assert!(
         apply.stdout.contains("resetPassword"),
         "hint says what to do: {apply:?}"

@@ -14,6 +14,7 @@ mod e2e;
 mod examples;
 mod import;
 mod readme;
+mod real_graph;
 mod sandbox_cli;
 mod schemas;
 mod validate;

@@ -66,6 +66,7 @@ rejects! {
     malformed_guid => "malformed_guid.yaml",
     malformed_sid => "malformed_sid.yaml",
     malformed_tenant => "malformed_tenant.yaml",
+    multi_tenant_alias => "multi_tenant_alias.yaml",
     timestamps_without_zone => "timestamp_without_zone.yaml",
     unknown_version => "unknown_version.yaml",
     contradictions => "contradiction.yaml",
@@ -118,8 +119,8 @@ fn a_directory_of_bad_files_reports_all_of_them() {
 fn all_invalid_fixtures_in_one_run() {
     let stderr = failed(&validate(&["tests/fixtures/config/invalid"]));
     let last = stderr.trim_end().lines().last().unwrap().to_owned();
-    // 26 files under invalid/ (incl. subdirectories), each with at least one error
-    assert!(last.contains(" in 26 files;"), "{last}");
+    // 27 files under invalid/ (incl. subdirectories), each with at least one error
+    assert!(last.contains(" in 27 files;"), "{last}");
 }
 
 /// Writes `bytes` to a file in a fresh temp dir; returns the dir (kept alive) and the file name.

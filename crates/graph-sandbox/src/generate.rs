@@ -223,6 +223,7 @@ pub fn generate(users: usize, rng_seed: u64) -> Seed {
                     "User.Read.All".to_owned(),
                     "GroupMember.Read.All".to_owned(),
                     "RoleManagement.Read.Directory".to_owned(),
+                    "Domain.Read.All".to_owned(),
                 ],
                 directory_roles: vec![
                     "User Administrator".to_owned(),

@@ -11,11 +11,12 @@ use secrecy::SecretString;
 
 use super::error::{decode, error_from, error_from_inner};
 use super::execute::{header_str, Req};
-use super::urls::{encode_query_value, encode_segment};
+use super::urls::{encode_query_value, encode_segment, user_path};
 use super::{GraphClient, GraphError};
 use crate::graph::model::{
-    BatchRequest, BatchResponse, DirectoryRole, GraphGroup, GraphUser, LongRunningOperation, Page,
-    PasswordProfile, PasswordResetResponse, ResetPasswordRequest, PASSWORD_METHOD_ID, USER_SELECT,
+    BatchRequest, BatchResponse, Domain, GraphGroup, GraphUser, LongRunningOperation, Page,
+    PasswordProfile, PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition,
+    PASSWORD_METHOD_ID, USER_SELECT,
 };
 use crate::graph::retry::parse_retry_after;
 
@@ -51,6 +52,9 @@ pub struct ResetOutcome {
     pub location: Result<String, GraphError>,
     pub retry_after: Option<Duration>,
     pub generated_password: Option<SecretString>,
+    /// The `Date` of the 202: Graph's clock when it accepted the reset (compare
+    /// `lastPasswordChangeDateTime` with this, not with the local clock).
+    pub server_date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl GraphClient {
@@ -193,11 +197,41 @@ impl GraphClient {
         Ok(members.into_iter().filter(GraphUser::is_user).collect())
     }
 
-    /// Activated directory roles with their member ids. `$expand=members` rather than
-    /// `members($select=id)`: Graph accepts both, the sandbox only the plain form, and only the
-    /// ids are parsed ([`crate::graph::model::DirectoryObjectRef`]).
-    pub async fn directory_roles(&self, tenant: &str) -> Result<Vec<DirectoryRole>, GraphError> {
-        let url = self.url("directoryRoles?$expand=members")?;
+    /// Every active directory role assignment (built-in and custom roles, any scope), with its
+    /// principal (`$expand=principal`: a single-valued navigation, not a collection), following
+    /// every `@odata.nextLink`. Needs `RoleManagement.Read.Directory` (or `Directory.Read.All`).
+    pub async fn role_assignments(&self, tenant: &str) -> Result<Vec<RoleAssignment>, GraphError> {
+        let url = self.url(
+            "roleManagement/directory/roleAssignments?$select=id,principalId,roleDefinitionId,directoryScopeId&$expand=principal",
+        )?;
+        self.get_paged(tenant, url).await
+    }
+
+    /// Every PIM eligibility (schedule instances: current eligibilities), with its principal,
+    /// following every `@odata.nextLink`. Needs `RoleEligibilitySchedule.Read.Directory` or
+    /// `RoleManagement.Read.Directory`; a tenant without a PIM licence answers an error instead.
+    pub async fn role_eligibilities(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<RoleAssignment>, GraphError> {
+        let url = self.url(
+            "roleManagement/directory/roleEligibilityScheduleInstances?$select=id,principalId,roleDefinitionId,directoryScopeId&$expand=principal",
+        )?;
+        self.get_paged(tenant, url).await
+    }
+
+    /// Every directory role definition (built-in and custom), for their names.
+    pub async fn role_definitions(&self, tenant: &str) -> Result<Vec<RoleDefinition>, GraphError> {
+        let url = self.url(
+            "roleManagement/directory/roleDefinitions?$select=id,displayName,isBuiltIn,templateId",
+        )?;
+        self.get_paged(tenant, url).await
+    }
+
+    /// The tenant's domains with their `authenticationType`. Needs `Domain.Read.All` (or
+    /// `Directory.Read.All`).
+    pub async fn domains(&self, tenant: &str) -> Result<Vec<Domain>, GraphError> {
+        let url = self.url("domains?$select=id,authenticationType")?;
         self.get_paged(tenant, url).await
     }
 
@@ -238,7 +272,7 @@ impl GraphClient {
             requests.push(BatchRequest {
                 id: i.to_string(),
                 method: "PATCH".into(),
-                url: format!("/users/{}", encode_segment(&user_id)),
+                url: format!("/{}", user_path(&user_id)),
                 headers: Some(headers),
                 body: Some(serde_json::json!({ "passwordProfile": profile })),
                 depends_on: None,
@@ -283,7 +317,7 @@ impl GraphClient {
                 "a passwordProfile PATCH must set both force flags".into(),
             ));
         }
-        let url = self.url(&format!("users/{}", encode_segment(user_id)))?;
+        let url = self.url(&user_path(user_id))?;
         let body = serde_json::to_vec(&serde_json::json!({ "passwordProfile": profile }))
             .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
         let req = Req {
@@ -320,8 +354,8 @@ impl GraphClient {
         new_password: Option<SecretString>,
     ) -> Result<ResetOutcome, GraphError> {
         let url = self.url(&format!(
-            "users/{}/authentication/methods/{PASSWORD_METHOD_ID}/resetPassword",
-            encode_segment(user_id)
+            "{}/authentication/methods/{PASSWORD_METHOD_ID}/resetPassword",
+            user_path(user_id)
         ))?;
         let body = serde_json::to_vec(&ResetPasswordRequest { new_password })
             .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
@@ -365,7 +399,13 @@ impl GraphClient {
                 message: format!("HTTP {} without a Location header", resp.status),
             })
             .and_then(|l| self.same_origin_url(&l).map(|u| u.to_string()));
+        let server_date = header_str(&resp.headers, "date").and_then(|d| {
+            chrono::DateTime::parse_from_rfc2822(d.trim())
+                .ok()
+                .map(|d| d.with_timezone(&chrono::Utc))
+        });
         Ok(ResetOutcome {
+            server_date,
             location,
             retry_after,
             generated_password,
@@ -449,8 +489,9 @@ fn user_from_batch_response(key: &UserKey, r: BatchResponse) -> Result<GraphUser
 /// The relative `$batch` URL that reads one user with `select` (normally [`USER_SELECT`]).
 fn user_lookup_url_selecting(key: &UserKey, select: &str) -> String {
     match key {
-        UserKey::Id(id) => format!("/users/{}?$select={select}", encode_segment(id)),
-        UserKey::Upn(upn) => format!("/users/{}?$select={select}", encode_segment(upn)),
+        UserKey::Id(key) | UserKey::Upn(key) => {
+            format!("/{}?$select={select}", user_path(key))
+        }
         UserKey::Sid(sid) => {
             let filter = format!("onPremisesSecurityIdentifier eq '{}'", odata_quote(sid));
             format!(
@@ -485,6 +526,10 @@ mod tests {
                 USER_SELECT
             ),
             format!("/users/ext_user%23EXT%23@contoso.com?$select={USER_SELECT}")
+        );
+        assert_eq!(
+            user_lookup_url_selecting(&UserKey::Upn("$ines@contoso.com".into()), USER_SELECT),
+            format!("/users('$ines@contoso.com')?$select={USER_SELECT}")
         );
         assert_eq!(
             user_lookup_url_selecting(&UserKey::Sid("S-1-5-21-1-2-3-1104".into()), USER_SELECT),
@@ -544,6 +589,7 @@ mod tests {
             location: Ok("l".into()),
             retry_after: None,
             generated_password: Some(SecretString::from("Canary-Pw-1")),
+            server_date: None,
         };
         assert!(!format!("{o:?}").contains("Canary"));
     }

@@ -115,6 +115,7 @@ impl GraphClient {
             attempt += 1;
             match outcome {
                 Ok((status, headers, body)) => {
+                    self.observe_date(header_str(&headers, "date").as_deref());
                     let request_id = header_str(&headers, "request-id");
                     tracing::debug!(
                         method = %req.method,

@@ -49,6 +49,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use url::Url;
 
@@ -84,6 +85,9 @@ struct Inner {
     graph_origin: String,
     pacers: Mutex<HashMap<String, Arc<Pacer>>>,
     counters: Counters,
+    /// Graph's clock as last seen: the `Date` of the latest response and the local instant it
+    /// arrived (see [`GraphClient::to_graph_clock`])
+    graph_clock: Mutex<Option<(DateTime<Utc>, DateTime<Utc>)>>,
 }
 
 impl fmt::Debug for GraphClient {
@@ -137,6 +141,7 @@ impl GraphClient {
                 graph_origin,
                 pacers: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                graph_clock: Mutex::new(None),
             }),
         })
     }
@@ -166,6 +171,35 @@ impl GraphClient {
         Ok(self.inner.tokens.token(tenant).await?)
     }
 
+    /// Records the `Date` header of a response (any response: a write's, a `$batch` envelope's,
+    /// resetPassword's 202): Graph's clock at that moment.
+    pub(super) fn observe_date(&self, date: Option<&str>) {
+        let Some(server) = date.and_then(parse_http_date) else {
+            return;
+        };
+        *self.inner.graph_clock.lock().expect("clock lock") = Some((server, Utc::now()));
+    }
+
+    /// The `Date` of the latest response Graph sent this client, if any had one.
+    pub fn last_server_date(&self) -> Option<DateTime<Utc>> {
+        self.inner
+            .graph_clock
+            .lock()
+            .expect("clock lock")
+            .map(|(server, _)| server)
+    }
+
+    /// A local instant on Graph's clock, by the offset seen in the latest response's `Date`
+    /// (whole seconds, so the result is at most about a second early: safe as a lower bound).
+    /// Without any `Date` seen, `local` unchanged. Timestamps Graph writes
+    /// (`lastPasswordChangeDateTime`) are compared with this, not with the local clock.
+    pub fn to_graph_clock(&self, local: DateTime<Utc>) -> DateTime<Utc> {
+        match *self.inner.graph_clock.lock().expect("clock lock") {
+            Some((server, arrived)) => local + (server - arrived),
+            None => local,
+        }
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> ClientStats {
         let c = &self.inner.counters;
@@ -184,9 +218,40 @@ impl GraphClient {
     }
 }
 
+/// An HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`), leniently.
+fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(s.trim())
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn graph_clock_follows_the_date_header() {
+        let c = GraphClient::new(
+            ClientOptions::new(crate::graph::auth::Endpoints::for_cloud(
+                crate::graph::auth::Cloud::Global,
+            )),
+            Credential::AccessToken {
+                token: SecretString::from("t"),
+            },
+        )
+        .unwrap();
+        let now = Utc::now();
+        assert_eq!(c.to_graph_clock(now), now, "no Date seen yet");
+        c.observe_date(Some("not a date"));
+        assert_eq!(c.last_server_date(), None);
+        // Graph's clock 2 minutes behind ours
+        let behind = (now - chrono::Duration::minutes(2)).to_rfc2822();
+        c.observe_date(Some(&behind));
+        let shifted = c.to_graph_clock(now);
+        let off = (now - shifted).num_seconds();
+        assert!((119..=121).contains(&off), "{off}");
+        assert!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").is_some());
+    }
     use crate::graph::auth::{Cloud, Endpoints};
     use crate::graph::notice::Notifier;
 

@@ -92,6 +92,24 @@ pub(super) fn encode_query_value(s: &str) -> String {
     utf8_percent_encode(s, QUERY_VALUE_KEEP).to_string()
 }
 
+/// The path of one user, relative to the API root: `users/{key}`, or `users('{key}')` (OData
+/// key syntax, `'` doubled) for a key starting with `$`, which Graph would otherwise take for a
+/// system segment such as `$count` (graph-facts: UPNs starting with `$`).
+pub(crate) fn user_path(key: &str) -> String {
+    if key.starts_with('$') {
+        format!("users('{}')", encode_key_literal(&key.replace('\'', "''")))
+    } else {
+        format!("users/{}", encode_segment(key))
+    }
+}
+
+/// What the inside of a `users('...')` literal keeps: [`SEGMENT_KEEP`] plus `'` and `$`.
+const KEY_LITERAL_KEEP: &AsciiSet = &SEGMENT_KEEP.remove(b'\'').remove(b'$');
+
+fn encode_key_literal(s: &str) -> String {
+    utf8_percent_encode(s, KEY_LITERAL_KEEP).to_string()
+}
+
 /// A relative `$batch` URL as it may be logged (see [`loggable_url`]).
 pub(super) fn loggable_relative(relative: &str) -> String {
     let base = Url::parse("http://graph.invalid/").expect("static URL parses");
@@ -184,6 +202,15 @@ mod tests {
             );
         }
         assert_eq!(encode_segment("zoë"), "zo%C3%AB");
+    }
+
+    #[test]
+    fn user_paths_use_key_syntax_for_a_leading_dollar() {
+        assert_eq!(user_path("a@contoso.com"), "users/a@contoso.com");
+        assert_eq!(user_path("x$y@contoso.com"), "users/x%24y@contoso.com");
+        assert_eq!(user_path("$ines@contoso.com"), "users('$ines@contoso.com')");
+        assert_eq!(user_path("$o'b@contoso.com"), "users('$o''b@contoso.com')");
+        assert_eq!(user_path("$a b#c"), "users('$a%20b%23c')");
     }
 
     #[test]
