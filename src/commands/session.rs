@@ -141,7 +141,8 @@ impl Session {
         let mut sessions = Vec::new();
 
         if let Some(seed) = &args.sandbox {
-            let (running, opened) = Self::open_sandbox(seed, tenants, concurrency).await?;
+            let (running, opened) =
+                Self::open_sandbox(seed, tenants, concurrency, args.request_timeout).await?;
             sessions = opened;
             sandbox = Some(running);
         } else {
@@ -174,6 +175,7 @@ impl Session {
         seed: &Path,
         tenants: Vec<TenantDesired>,
         concurrency: usize,
+        request_timeout: u64,
     ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
         use crate::graph::auth::Endpoints;
         use graph_sandbox::{SandboxConfig, SeedSource};
@@ -196,6 +198,7 @@ impl Session {
         for t in tenants {
             let mut options = ClientOptions::new(endpoints.clone());
             options.concurrency = concurrency;
+            options.request_deadline = std::time::Duration::from_secs(request_timeout);
             options.notices = super::target::stderr_notices();
             let app = GraphClient::new(
                 options.clone(),
@@ -231,6 +234,7 @@ impl Session {
         _seed: &Path,
         _tenants: Vec<TenantDesired>,
         _concurrency: usize,
+        _request_timeout: u64,
     ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
         anyhow::bail!("--sandbox: this pwdrift was built without the `sandbox` feature")
     }

@@ -35,6 +35,7 @@ pub fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
     )?;
     let mut options = ClientOptions::new(endpoints);
     options.insecure_skip_tls_verify = target.insecure_skip_tls_verify;
+    options.request_deadline = std::time::Duration::from_secs(target.request_timeout);
     options.notices = stderr_notices();
     Ok(options)
 }

@@ -1,0 +1,334 @@
+//! A misbehaving Graph and hostile inputs: the token never leaves the Graph origin, every read
+//! of a peer is bounded (body size, pages, a repeated next link, one deadline per request), and
+//! the binary refuses hostile files (FIFOs, devices, huge diagnostics, escape sequences) quickly
+//! and clearly. Each test here backs a row of docs/bad-inputs.md.
+//!
+//! The peers are raw HTTP/1.1 servers on 127.0.0.1:0 written with tokio (not the Graph sandbox):
+//! they answer exactly the bytes a test needs (a next link to another host, an endless body, no
+//! answer at all), which a well-behaved server cannot.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pwdrift::graph::auth::{Cloud, Credential, Endpoints};
+use pwdrift::graph::client::{ClientOptions, GraphClient, GraphError};
+use secrecy::SecretString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const TENANT: &str = "tenant-1";
+
+/// What the raw server does with one request (its request line and headers).
+type Handler = Arc<dyn Fn(String, TcpStream) -> futures::BoxFuture + Send + Sync>;
+
+mod futures {
+    pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+/// A raw HTTP server on loopback: reads each request head and hands it with the socket to
+/// `handler`. Returns its base URL and the number of connections accepted.
+async fn raw_server(handler: Handler) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                // one request per connection is enough for these tests
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                handler(String::from_utf8_lossy(&head).into_owned(), sock).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), connections)
+}
+
+/// A server that counts connections and answers none: the "other host".
+async fn other_host() -> (String, Arc<AtomicUsize>) {
+    raw_server(Arc::new(|_, _| Box::pin(async {}))).await
+}
+
+fn request_path(head: &str) -> String {
+    head.split_whitespace().nth(1).unwrap_or("").to_owned()
+}
+
+async fn respond(mut sock: TcpStream, status: &str, headers: &[(&str, String)], body: &str) {
+    let mut s = format!(
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    s.push_str("\r\n");
+    s.push_str(body);
+    let _ = sock.write_all(s.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+fn client(base: &str, tune: impl FnOnce(&mut ClientOptions)) -> GraphClient {
+    let endpoints = Endpoints::new(Cloud::Global, Some(base), Some(base)).unwrap();
+    let mut options = ClientOptions::new(endpoints);
+    options.max_retries = 1;
+    options.base_delay = Duration::from_millis(1);
+    tune(&mut options);
+    GraphClient::new(
+        options,
+        Credential::AccessToken {
+            token: SecretString::from("the-bearer-token"),
+        },
+    )
+    .unwrap()
+}
+
+/// The forms of a next link / `Location` that point to `other` (host:port on loopback).
+fn foreign_forms(other: &str) -> Vec<String> {
+    let port = other.rsplit(':').next().unwrap();
+    vec![
+        format!("//{other}/v1.0/users?page=2"),
+        format!("/\\{other}/v1.0/users?page=2"),
+        format!("\\\\{other}/v1.0/users?page=2"),
+        format!("/\t/{other}/v1.0/users?page=2"),
+        format!("\\/{other}/v1.0/users?page=2"),
+        format!("///{other}/v1.0/users?page=2"),
+        format!(" //{other}/v1.0/users"),
+        format!("http://{other}/v1.0/users?page=2"),
+        format!("http://localhost:{port}/v1.0/users"),
+        format!("http://127.0.0.1@{other}/v1.0/users"),
+        format!("https://{other}/v1.0/users"),
+        format!("HTTP://{other}/v1.0/users"),
+    ]
+}
+
+/// Every form of `@odata.nextLink` that once carried the token to another host is refused, and
+/// the other host receives no connection at all.
+#[tokio::test]
+async fn next_links_to_another_host_are_refused_before_any_request() {
+    let (other, other_connections) = other_host().await;
+    let other = other.trim_start_matches("http://").to_owned();
+    for form in foreign_forms(&other) {
+        let link = serde_json::to_string(&form).unwrap();
+        let handler: Handler = Arc::new(move |_, sock| {
+            let body = format!(r#"{{"value": [], "@odata.nextLink": {link}}}"#);
+            Box::pin(async move {
+                respond(
+                    sock,
+                    "200 OK",
+                    &[("content-type", "application/json".into())],
+                    &body,
+                )
+                .await
+            })
+        });
+        let (graph, _) = raw_server(handler).await;
+        let err = client(&graph, |_| {})
+            .list_users(TENANT, None)
+            .await
+            .expect_err(&format!("{form:?} must be refused"));
+        let msg = err.to_string();
+        assert!(
+            matches!(
+                err,
+                GraphError::ForeignUrl { .. } | GraphError::InvalidRequest(_)
+            ),
+            "{form:?}: {err:?}"
+        );
+        assert!(
+            msg.contains("refusing to follow") || msg.contains("bad URL"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\t'), "{msg:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(other_connections.load(Ordering::SeqCst), 0);
+}
+
+/// The `Location` of a resetPassword is checked the same way before it is polled.
+#[tokio::test]
+async fn reset_password_locations_to_another_host_are_refused() {
+    let (other, other_connections) = other_host().await;
+    let other = other.trim_start_matches("http://").to_owned();
+    for form in foreign_forms(&other) {
+        let handler: Handler = Arc::new(move |_, sock| {
+            let form = form.replace('\t', "%09");
+            Box::pin(async move { respond(sock, "202 Accepted", &[("location", form)], "").await })
+        });
+        let (graph, _) = raw_server(handler).await;
+        let c = client(&graph, |_| {});
+        match c.reset_password(TENANT, "u1", None).await {
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    GraphError::ForeignUrl { .. } | GraphError::InvalidRequest(_)
+                ),
+                "{e:?}"
+            ),
+            // a form that the header encoding made harmless must still resolve to the Graph host
+            Ok(outcome) => {
+                let graph_origin = graph.clone() + "/";
+                assert!(
+                    outcome.location.starts_with(&graph_origin),
+                    "{}",
+                    outcome.location
+                );
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(other_connections.load(Ordering::SeqCst), 0);
+}
+
+/// A next link that points back to a page already read is an error, not an endless listing.
+#[tokio::test]
+async fn a_looping_next_link_is_an_error() {
+    let handler: Handler = Arc::new(|head, sock| {
+        let path = request_path(&head);
+        Box::pin(async move {
+            // page 1 links to page 2, page 2 links back to page 1
+            let next = if path.contains("page=2") {
+                "/v1.0/users?page=1"
+            } else {
+                "/v1.0/users?page=2"
+            };
+            let body = format!(r#"{{"value": [], "@odata.nextLink": "{next}"}}"#);
+            respond(
+                sock,
+                "200 OK",
+                &[("content-type", "application/json".into())],
+                &body,
+            )
+            .await
+        })
+    });
+    let (graph, connections) = raw_server(handler).await;
+    let started = Instant::now();
+    let err = client(&graph, |_| {})
+        .list_users(TENANT, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already read"), "{err}");
+    assert!(connections.load(Ordering::SeqCst) <= 4);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A listing that never ends stops at the page cap.
+#[tokio::test]
+async fn pages_per_listing_are_capped() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let handler: Handler = Arc::new(move |_, sock| {
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let body = format!(r#"{{"value": [], "@odata.nextLink": "/v1.0/users?page={i}"}}"#);
+            respond(
+                sock,
+                "200 OK",
+                &[("content-type", "application/json".into())],
+                &body,
+            )
+            .await
+        })
+    });
+    let (graph, connections) = raw_server(handler).await;
+    let err = client(&graph, |o| o.max_pages = 5)
+        .list_users(TENANT, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("more than 5 pages"), "{err}");
+    assert_eq!(connections.load(Ordering::SeqCst), 5);
+}
+
+/// A body claiming 2 GiB is refused before it is read; an endless chunked body is cut off at
+/// the cap. Neither is buffered whole.
+#[tokio::test]
+async fn huge_and_endless_bodies_are_cut_off() {
+    for claim in [true, false] {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let sent2 = sent.clone();
+        let handler: Handler = Arc::new(move |_, mut sock| {
+            let sent = sent2.clone();
+            Box::pin(async move {
+                let head = if claim {
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2147483648\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+                };
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                let framed = [
+                    format!("{:x}\r\n", chunk.len()).into_bytes(),
+                    chunk.clone(),
+                    b"\r\n".to_vec(),
+                ]
+                .concat();
+                // bounded: at most 256 MiB, far above the cap of this test
+                for _ in 0..4096 {
+                    let bytes = if claim { &chunk } else { &framed };
+                    if sock.write_all(bytes).await.is_err() {
+                        return;
+                    }
+                    sent.fetch_add(bytes.len(), Ordering::SeqCst);
+                }
+            })
+        });
+        let (graph, _) = raw_server(handler).await;
+        let started = Instant::now();
+        let err = client(&graph, |o| o.max_response_bytes = 1 << 20)
+            .list_users(TENANT, None)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("larger than 1048576 bytes"),
+            "claim={claim}: {err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // the client stopped reading: the server could not push much beyond the cap (socket
+        // buffers on loopback hold a few MiB)
+        assert!(
+            sent.load(Ordering::SeqCst) < 64 << 20,
+            "claim={claim}: {}",
+            sent.load(Ordering::SeqCst)
+        );
+    }
+}
+
+/// A server that accepts and never answers fails the request within the overall deadline,
+/// retries included (without it one attempt alone would wait 100 s).
+#[tokio::test]
+async fn a_stalled_server_fails_within_the_deadline() {
+    let handler: Handler = Arc::new(|_, sock| {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(sock);
+        })
+    });
+    let (graph, _) = raw_server(handler).await;
+    let started = Instant::now();
+    let err = client(&graph, |o| {
+        o.max_retries = 8;
+        o.request_deadline = Duration::from_secs(2);
+    })
+    .list_users(TENANT, None)
+    .await
+    .unwrap_err();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert!(err.to_string().contains("request deadline of 2 s"), "{err}");
+}
