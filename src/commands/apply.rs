@@ -35,22 +35,31 @@ fn out(printer: &Printer, text: &str) -> Result<(), OutputError> {
     }
 }
 
+/// Largest saved plan read.
+const MAX_PLAN_BYTES: u64 = 256 << 20;
+
 /// A single path that holds a saved plan document (not YAML desired state), with its text.
-fn saved_plan(paths: &[PathBuf]) -> Option<(&Path, String)> {
-    match paths {
-        [one] if one.is_file() => {
-            let text = std::fs::read_to_string(one).ok()?;
-            let trimmed = text.trim_start();
-            (trimmed.starts_with('{') && trimmed.contains("\"format_version\""))
-                .then_some((one.as_path(), text))
-        }
-        _ => None,
+/// A path that is not a regular file, or too large, is an error (not desired state either).
+fn saved_plan(paths: &[PathBuf]) -> anyhow::Result<Option<(&Path, String)>> {
+    let [one] = paths else { return Ok(None) };
+    if one.is_dir() {
+        return Ok(None);
     }
+    if one.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        return Ok(None);
+    }
+    let text = crate::config::read::read_regular_text(one, MAX_PLAN_BYTES)
+        .with_context(|| format!("cannot read {}", one.display()))?;
+    let trimmed = text.trim_start();
+    Ok(
+        (trimmed.starts_with('{') && trimmed.contains("\"format_version\""))
+            .then_some((one.as_path(), text)),
+    )
 }
 
 async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let target = &args.target;
-    let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths) {
+    let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths)? {
         let mut plan = crate::plan::parse_saved(&text)
             .with_context(|| format!("{} is not a usable saved plan", path.display()))?;
         plan.tenants

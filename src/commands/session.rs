@@ -180,6 +180,7 @@ impl Session {
         use crate::graph::auth::Endpoints;
         use graph_sandbox::{SandboxConfig, SeedSource};
         let mut sessions = Vec::new();
+        check_seed(seed)?;
         let state = sandbox_state_path(seed);
         if let Some(dir) = state.parent() {
             std::fs::create_dir_all(dir)
@@ -325,6 +326,16 @@ impl Session {
             .iter()
             .find(|t| t.desired.tenant.as_str().eq_ignore_ascii_case(name))
     }
+}
+
+/// Largest sandbox seed read.
+pub const MAX_SEED_BYTES: u64 = 256 << 20;
+
+/// A seed must be a regular file of at most [`MAX_SEED_BYTES`] (a FIFO would hang the sandbox).
+pub fn check_seed(seed: &Path) -> anyhow::Result<()> {
+    config::read::open_regular(seed, MAX_SEED_BYTES)
+        .map(drop)
+        .with_context(|| format!("cannot read the sandbox seed {}", seed.display()))
 }
 
 /// A tokio runtime for a command.

@@ -332,3 +332,204 @@ async fn a_stalled_server_fails_within_the_deadline() {
     assert!(took < Duration::from_secs(6), "{took:?}");
     assert!(err.to_string().contains("request deadline of 2 s"), "{err}");
 }
+
+// ---- the binary against hostile files ----
+
+use crate::common::{repo, run, seed_copy, write, Run, BIN};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs `cmd` with a deadline: a hang is a test failure, not a stuck test run.
+fn run_within(cmd: &mut Command, limit: Duration) -> (Run, Duration) {
+    let started = Instant::now();
+    let child = cmd
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // only the child this test started, by its id
+            unsafe { libc::kill(id as i32, libc::SIGKILL) };
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+    };
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (r, started.elapsed())
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+fn pwdrift() -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(repo());
+    c
+}
+
+/// A FIFO named as a desired-state file is refused at once (it used to block forever).
+#[test]
+fn fifo_as_desired_state_file_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("desired.yaml");
+    mkfifo(&fifo);
+    let (r, took) = run_within(
+        pwdrift().arg("validate").arg(&fifo),
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("not a regular file (a FIFO)"), "{r:?}");
+    assert!(took < Duration::from_secs(10));
+}
+
+/// A FIFO as the sandbox seed (`plan --sandbox`, `pwdrift sandbox --seed`) is refused at once.
+#[test]
+fn fifo_as_sandbox_seed_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("seed.yaml");
+    mkfifo(&fifo);
+    let (r, _) = run_within(
+        pwdrift()
+            .args(["plan", "examples/desired", "--sandbox"])
+            .arg(&fifo),
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("cannot read the sandbox seed"), "{r:?}");
+    assert!(r.stderr.contains("not a regular file (a FIFO)"), "{r:?}");
+    let (r, _) = run_within(
+        pwdrift()
+            .args(["sandbox", "--listen", "127.0.0.1:0", "--seed"])
+            .arg(&fifo),
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("not a regular file (a FIFO)"), "{r:?}");
+}
+
+/// `password: {file: ...}` naming a FIFO or `/dev/zero` is refused before anything is written
+/// (`/dev/zero` used to grow to gigabytes).
+#[test]
+fn fifo_and_dev_zero_as_password_file_fail_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pw");
+    mkfifo(&fifo);
+    for (source, expect) in [
+        (fifo.to_str().unwrap(), "a FIFO"),
+        ("/dev/zero", "a character device"),
+    ] {
+        let seed = seed_copy(dir.path());
+        let desired = write(
+            dir.path(),
+            "desired.yaml",
+            &format!(
+                "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: alice@contoso.com\n    \
+                 resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: {{ file: {source} }}\n"
+            ),
+        );
+        let (r, took) = run_within(
+            pwdrift()
+                .args(["apply", "--auto-approve", "--sandbox"])
+                .arg(&seed)
+                .arg(&desired),
+            Duration::from_secs(60),
+        );
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stderr.contains(expect), "{source}: {r:?}");
+        assert!(r.stderr.contains("not a regular file"), "{source}: {r:?}");
+        assert!(!r.stdout.contains("Apply complete"), "{r:?}");
+        assert!(took < Duration::from_secs(40), "{took:?}");
+    }
+}
+
+/// 100,000 duplicate users give at most 200 diagnostics and a count of the rest, not 40 MB.
+#[test]
+fn many_duplicate_users_give_bounded_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n");
+    for _ in 0..100_000 {
+        text.push_str("  - user: alice@contoso.com\n    forceChangePasswordNextSignIn: false\n");
+    }
+    let desired = write(dir.path(), "desired.yaml", &text);
+    let (r, took) = run_within(
+        pwdrift().arg("validate").arg(&desired),
+        Duration::from_secs(120),
+    );
+    assert_eq!(r.code, 1, "{}", &r.stderr[..r.stderr.len().min(2000)]);
+    assert!(
+        r.stderr.len() < 512 * 1024,
+        "{} bytes of diagnostics",
+        r.stderr.len()
+    );
+    assert!(
+        r.stderr.contains("more diagnostics not shown"),
+        "{}",
+        &r.stderr[r.stderr.len().saturating_sub(2000)..]
+    );
+    assert!(took < Duration::from_secs(90), "{took:?}");
+    // the GitHub format is capped the same way
+    let (r, _) = run_within(
+        pwdrift()
+            .args(["validate", "--format", "github"])
+            .arg(&desired),
+        Duration::from_secs(120),
+    );
+    assert!(r.stdout.len() + r.stderr.len() < 512 * 1024);
+    assert!((r.stdout.clone() + &r.stderr).contains("more diagnostics not shown"));
+}
+
+/// An escape sequence in a desired-state value is shown escaped, never sent to the terminal.
+#[test]
+fn an_escape_sequence_in_a_upn_is_escaped_in_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let desired = write(
+        dir.path(),
+        "desired.yaml",
+        "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: \"al\\e[2J\\e]0;pwned\\u0007ice@contoso.com\"\n",
+    );
+    let (r, _) = run_within(
+        pwdrift().arg("validate").arg(&desired),
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let all = r.stdout.clone() + &r.stderr;
+    assert!(!all.contains('\u{1b}'), "raw ESC in output: {all:?}");
+    assert!(!all.contains('\u{7}'), "raw BEL in output: {all:?}");
+    assert!(all.contains("\\u{1b}[2J"), "{all}");
+}
+
+/// A long value is truncated in the message that echoes it.
+#[test]
+fn long_values_are_truncated_in_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "x".repeat(5000);
+    let desired = write(
+        dir.path(),
+        "desired.yaml",
+        &format!("version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: \"{long}\"\n"),
+    );
+    let r = run(pwdrift().env("NO_COLOR", "1").arg("validate").arg(&desired));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.len() < 4000,
+        "{} bytes: {}",
+        r.stderr.len(),
+        r.stderr
+    );
+    assert!(r.stderr.contains("..."), "{}", r.stderr);
+}

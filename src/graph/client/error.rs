@@ -141,11 +141,12 @@ fn error_from_parts(
         Some(b) => (b.error.code, b.error.message),
         None => (String::new(), format!("no Graph error body ({what})")),
     };
+    // the peer's words are echoed: escape controls (a terminal escape sequence), cap the length
     GraphError::Http {
         status,
-        code,
-        message,
-        request_id,
+        code: super::urls::escape_for_message(&code, 200),
+        message: super::urls::escape_for_message(&message, 1000),
+        request_id: request_id.map(|r| super::urls::escape_for_message(&r, 200)),
     }
 }
 
