@@ -646,6 +646,7 @@ mod tests {
             user_principal_name: "u@contoso.com".into(),
             declared_at: vec![],
             fingerprint: String::new(),
+            allow_privileged: false,
             action: Action::NoChange {
                 reason: String::new(),
             },

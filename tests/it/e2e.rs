@@ -225,7 +225,7 @@ fn stale_saved_plan_is_refused_and_writes_nothing() {
         .args(["plan", &desired, "--out", saved.to_str().unwrap()]));
     assert_eq!(plan.code, 0, "{plan:?}");
     let text = std::fs::read_to_string(&saved).unwrap();
-    assert!(text.contains("\"format_version\": \"1\""), "{text}");
+    assert!(text.contains("\"format_version\": \"2\""), "{text}");
 
     // bob changes his password meanwhile
     sb.call(
