@@ -533,3 +533,163 @@ fn long_values_are_truncated_in_messages() {
     );
     assert!(r.stderr.contains("..."), "{}", r.stderr);
 }
+
+// ---- saved plans re-checked at apply time ----
+
+use crate::common::Sandbox;
+
+fn contoso_seed() -> String {
+    repo()
+        .join("examples/sandbox/contoso.seed.yaml")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn patches(sb: &Sandbox) -> u64 {
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    stats["patchesPerUser"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Plans a desired state where Erin (Global Administrator) is blocked and Bob gets a flag change;
+/// returns the saved plan as JSON.
+fn saved_plan(sb: &Sandbox, dir: &Path) -> (std::path::PathBuf, serde_json::Value) {
+    let desired = write(
+        dir,
+        "desired.yaml",
+        "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: erin@contoso.com\n    \
+         forceChangePasswordNextSignIn: true\n  - user: bob@contoso.com\n    \
+         forceChangePasswordNextSignIn: false\n",
+    );
+    let saved = dir.join("plan.json");
+    let r = run(sb
+        .pwdrift()
+        .arg("plan")
+        .arg(&desired)
+        .arg("--out")
+        .arg(&saved));
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    (saved, v)
+}
+
+fn user_mut<'a>(v: &'a mut serde_json::Value, upn: &str) -> &'a mut serde_json::Value {
+    v["tenants"][0]["users"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|u| u["user_principal_name"] == upn)
+        .unwrap()
+}
+
+/// Recomputes the content hash, as a forger would.
+fn reseal(v: &mut serde_json::Value) {
+    v.as_object_mut().unwrap().remove("content_hash");
+    let plan: pwdrift::plan::Plan = serde_json::from_value(v.clone()).unwrap();
+    v["content_hash"] = pwdrift::plan::content_hash(&plan).into();
+}
+
+fn apply_saved(sb: &Sandbox, saved: &Path, v: &serde_json::Value, extra: &[&str]) -> Run {
+    std::fs::write(saved, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    run(sb
+        .pwdrift()
+        .arg("apply")
+        .arg(saved)
+        .arg("--auto-approve")
+        .args(extra))
+}
+
+/// A hand-edited plan that turns a blocked Global Administrator into a password reset is refused:
+/// by its content hash, and, when the hash was recomputed, by the privileged-role rail evaluated
+/// again on live state. Nothing is written either way.
+#[test]
+fn edited_plan_resetting_a_blocked_global_admin_is_refused() {
+    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (saved, mut v) = saved_plan(&sb, dir.path());
+    let pw = write(dir.path(), "pw.txt", "Known-Passw0rd-2026!\n");
+    let erin = user_mut(&mut v, "erin@contoso.com");
+    assert_eq!(erin["action"]["type"], "blocked", "{erin}");
+    erin["action"] = serde_json::json!({
+        "type": "reset_password",
+        "method": "patch_password_profile",
+        "password": {"file": {"path": pw}},
+        "before": {"forceChangePasswordNextSignIn": false, "forceChangePasswordNextSignInWithMfa": false},
+        "after": {"forceChangePasswordNextSignIn": false, "forceChangePasswordNextSignInWithMfa": false},
+        "reason": "edited"
+    });
+    let r = apply_saved(&sb, &saved, &v, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("modified after it was saved"), "{r:?}");
+    assert!(r.stderr.contains("re-plan"), "{r:?}");
+
+    reseal(&mut v);
+    let r = apply_saved(&sb, &saved, &v, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("safety rails protect"), "{r:?}");
+    assert!(r.stderr.contains("erin@contoso.com"), "{r:?}");
+    assert!(r.stderr.contains("Global Administrator"), "{r:?}");
+
+    // and with allow_privileged forged too, still nothing without the hash: the rail names it
+    user_mut(&mut v, "erin@contoso.com")["allow_privileged"] = true.into();
+    let r = apply_saved(&sb, &saved, &v, &[]);
+    assert!(r.stderr.contains("modified after it was saved"), "{r:?}");
+    assert_eq!(patches(&sb), 0, "nothing was written");
+}
+
+/// A user listed twice, an unknown field, a value outside the schema, another tenant's id: each
+/// is refused before anything is written.
+#[test]
+fn tampered_saved_plans_are_refused_before_any_write() {
+    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (saved, v) = saved_plan(&sb, dir.path());
+
+    let mut dup = v.clone();
+    let bob = user_mut(&mut dup, "bob@contoso.com").clone();
+    for _ in 0..2 {
+        dup["tenants"][0]["users"]
+            .as_array_mut()
+            .unwrap()
+            .push(bob.clone());
+    }
+    reseal(&mut dup);
+    let r = apply_saved(&sb, &saved, &dup, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("listed more than once"), "{r:?}");
+
+    let mut unknown = v.clone();
+    user_mut(&mut unknown, "bob@contoso.com")["also_reset"] = true.into();
+    let r = apply_saved(&sb, &saved, &unknown, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("unknown field `also_reset`"), "{r:?}");
+
+    let mut outside = v.clone();
+    user_mut(&mut outside, "bob@contoso.com")["fingerprint"] = "x".into();
+    reseal(&mut outside);
+    let r = apply_saved(&sb, &saved, &outside, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("64 hex digits"), "{r:?}");
+
+    let mut other_tenant = v.clone();
+    other_tenant["tenants"][0]["tenant_id"] = "00000000-0000-4000-8000-000000000bad".into();
+    reseal(&mut other_tenant);
+    let r = apply_saved(&sb, &saved, &other_tenant, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("for another tenant"), "{r:?}");
+
+    // --max-changes is evaluated at apply time, on the plan as saved
+    let r = apply_saved(&sb, &saved, &v, &["--max-changes", "0"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("more than --max-changes 0"), "{r:?}");
+
+    assert_eq!(patches(&sb), 0, "nothing was written");
+    // the untouched plan still applies
+    let r = apply_saved(&sb, &saved, &v, &[]);
+    assert_eq!(r.code, 1, "erin stays blocked: {r:?}");
+    assert!(r.stdout.contains("1 changed and verified"), "{r:?}");
+}
