@@ -1,8 +1,11 @@
 //! `pwdrift apply`: apply a saved plan (`pwdrift apply PLAN.json`), or plan now and apply after
 //! confirmation (`pwdrift apply [PATH ...]`, `--auto-approve` in CI); then verify by reading back.
 //!
-//! A saved plan is applied only if every user it lists still has the live state the plan was
-//! computed from (fingerprints); otherwise it is refused as stale and nothing is written.
+//! A saved plan is applied only if it is exactly what `plan --out` wrote (its `content_hash`;
+//! see [`crate::plan::parse_saved`]), it is for the tenant the credentials are for, every user it
+//! lists still has the live state the plan was computed from (fingerprints), and the rails hold
+//! again on live state (no change to a privileged user without `allow_privileged`, no reset of
+//! the caller's own account); otherwise it is refused and nothing is written.
 //! Safety rails, checked before any write ([`crate::rails`]): `--max-changes N`, and a change set
 //! touching more than `--change-threshold` percent of at least 10 managed users needs `--force`
 //! (as octoDNS does).

@@ -693,3 +693,50 @@ fn tampered_saved_plans_are_refused_before_any_write() {
     assert_eq!(r.code, 1, "erin stays blocked: {r:?}");
     assert!(r.stdout.contains("1 changed and verified"), "{r:?}");
 }
+
+/// The binary, pointed at a Graph whose every listing links to another host: `plan` fails with
+/// the refusal (exit 1), and the other host sees no connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_refuses_a_foreign_next_link() {
+    let (other, other_connections) = other_host().await;
+    let other = other.trim_start_matches("http://").to_owned();
+    let link = serde_json::to_string(&format!("/\\{other}/v1.0/users?page=2")).unwrap();
+    let handler: Handler = Arc::new(move |_, sock| {
+        let body = format!(r#"{{"value": [], "@odata.nextLink": {link}}}"#);
+        Box::pin(async move {
+            respond(
+                sock,
+                "200 OK",
+                &[("content-type", "application/json".into())],
+                &body,
+            )
+            .await
+        })
+    });
+    let (graph, _) = raw_server(handler).await;
+    let dir = tempfile::tempdir().unwrap();
+    let desired = write(
+        dir.path(),
+        "desired.yaml",
+        "version: 1\ntenant: 7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90\nusers:\n  - user: alice@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+    );
+    let r = tokio::task::spawn_blocking(move || {
+        run_within(
+            Command::new(BIN)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("PWDRIFT_ACCESS_TOKEN", "the-bearer-token")
+                .env("PWDRIFT_LIST_ALL_THRESHOLD", "0")
+                .args(["plan", "--graph-url", &graph, "--authority-host", &graph])
+                .arg(&desired),
+            Duration::from_secs(30),
+        )
+        .0
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("refusing to follow"), "{r:?}");
+    assert!(!r.stderr.contains("the-bearer-token"), "{r:?}");
+    assert_eq!(other_connections.load(Ordering::SeqCst), 0);
+}

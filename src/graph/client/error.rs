@@ -175,4 +175,16 @@ mod tests {
             GraphError::Http { status: 500, .. }
         ));
     }
+
+    /// Graph's words are echoed: an escape sequence in them is shown escaped, and a huge message
+    /// is cut.
+    #[test]
+    fn graph_error_messages_are_escaped_and_capped() {
+        let long = "y".repeat(10_000);
+        let body = serde_json::json!({"error": {"code": "Bad\u{1b}[31m", "message": format!("x\u{1b}]0;t\u{7}{long}")}});
+        let e = error_from(400, body.to_string().as_bytes(), None, "x").to_string();
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+        assert!(e.contains("x\\u{1b}]0;t\\u{7}yyy"), "{e}");
+        assert!(e.len() < 1_200, "{}", e.len());
+    }
 }
