@@ -331,6 +331,19 @@ async fn a_stalled_server_fails_within_the_deadline() {
     assert!(took >= Duration::from_secs(2), "{took:?}");
     assert!(took < Duration::from_secs(6), "{took:?}");
     assert!(err.to_string().contains("request deadline of 2 s"), "{err}");
+
+    // each attempt also ends after a silence of `read_timeout`, well before the deadline
+    let started = Instant::now();
+    let err = client(&graph, |o| {
+        o.max_retries = 0;
+        o.read_timeout = Duration::from_millis(500);
+        o.request_deadline = Duration::from_secs(30);
+    })
+    .list_users(TENANT, None)
+    .await
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+    assert!(matches!(err, GraphError::Transport { .. }), "{err:?}");
 }
 
 // ---- the binary against hostile files ----

@@ -111,6 +111,7 @@ impl GraphClient {
             .user_agent(options.user_agent.clone())
             .timeout(options.request_timeout.min(options.request_deadline))
             .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {

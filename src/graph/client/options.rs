@@ -30,6 +30,8 @@ pub struct ClientOptions {
     /// Timeout of one HTTP exchange (one attempt: connect, send, the whole answer).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Longest silence while reading one answer (no byte for this long ends the attempt).
+    pub read_timeout: Duration,
     /// One overall deadline per request, retries and their waits included (`--request-timeout`).
     pub request_deadline: Duration,
     /// Largest response body read (streamed; a longer one is cut off with an error).
@@ -57,6 +59,7 @@ impl ClientOptions {
             user_agent: format!("pwdrift/{}", env!("CARGO_PKG_VERSION")),
             request_timeout: Duration::from_secs(100),
             connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
             request_deadline: Duration::from_secs(300),
             max_response_bytes: 64 << 20,
             max_pages: 10_000,
