@@ -45,7 +45,8 @@ const MAX_PLAN_BYTES: u64 = 256 << 20;
 /// A path that is not a regular file, or too large, is an error (not desired state either).
 fn saved_plan(paths: &[PathBuf]) -> anyhow::Result<Option<(&Path, String)>> {
     let [one] = paths else { return Ok(None) };
-    if one.is_dir() {
+    // a directory, or a missing path: desired state (the loader says what is wrong)
+    if one.is_dir() || std::fs::symlink_metadata(one).is_err() {
         return Ok(None);
     }
     if one.extension().is_some_and(|e| e == "yaml" || e == "yml") {
