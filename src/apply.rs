@@ -42,6 +42,9 @@ use crate::verify::{self, Verdict};
 /// Version of the `--report` document.
 pub const REPORT_FORMAT_VERSION: &str = "1";
 
+/// Largest `password: {file: ...}` read (a password is at most 256 characters).
+pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
+
 /// The Graph clients of one tenant: app-only for reads and PATCH, and a delegated one when the
 /// run has a delegated sign-in (needed by resetPassword).
 pub struct TenantClients {
@@ -166,11 +169,13 @@ fn resolve_password(user: &UserPlan, source: &PasswordSource) -> Result<Resolved
             }
         }
         PasswordSource::File { path } => {
-            let text = std::fs::read_to_string(path).map_err(|e| ApplyError::PasswordFile {
-                user: upn.clone(),
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            // a regular file of at most 4 KiB: no FIFO, no device (`/dev/zero`)
+            let text = crate::config::read::read_regular_text(path, MAX_PASSWORD_FILE_BYTES)
+                .map_err(|e| ApplyError::PasswordFile {
+                    user: upn.clone(),
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
             let text = text.strip_suffix('\n').unwrap_or(&text);
             let text = text.strip_suffix('\r').unwrap_or(text);
             ResolvedReset {
@@ -885,6 +890,7 @@ mod tests {
             user_principal_name: "u@contoso.com".into(),
             declared_at: vec![],
             fingerprint: String::new(),
+            allow_privileged: false,
             action: Action::NoChange {
                 reason: String::new(),
             },

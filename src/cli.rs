@@ -272,6 +272,10 @@ pub struct TargetArgs {
     /// says so.
     #[arg(long)]
     pub assume_no_eligible_admins: bool,
+    /// Overall deadline of one Graph request in seconds, retries and their waits included
+    /// (each attempt also times out after 100 s, a connection after 10 s).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub request_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -77,6 +77,7 @@ pub fn diff(tenants: &[LiveTenant], now: DateTime<Utc>) -> Plan {
                         user_principal_name: target.live.user_principal_name.clone(),
                         declared_at,
                         fingerprint: target.live.fingerprint(),
+                        allow_privileged: target.directives.allow_privileged,
                         action: diff_user(target, &t.caller, t.delegated_reset_available, now),
                     }
                 })
@@ -98,6 +99,7 @@ pub fn diff(tenants: &[LiveTenant], now: DateTime<Utc>) -> Plan {
         pwdrift_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_at: now,
         tenants,
+        content_hash: None,
     }
 }
 

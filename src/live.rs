@@ -446,7 +446,7 @@ pub fn resolve(
 /// The tenant id (GUID) as the access token states it (`tid` claim of the JWT; the token is only
 /// decoded, not verified: it came from the token endpoint we trust). Falls back to the name used
 /// in desired state when the token is not a JWT.
-async fn tenant_id(client: &GraphClient, tenant: &str) -> String {
+pub async fn tenant_id(client: &GraphClient, tenant: &str) -> String {
     use base64::Engine;
     use secrecy::ExposeSecret;
     let Ok(token) = client.token(tenant).await else {

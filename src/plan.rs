@@ -19,15 +19,16 @@ use crate::config::{Origin, PasswordSource};
 use crate::graph::model::ForceFlags;
 
 /// Version of the plan document format. Bump on incompatible change.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "2";
 
 /// A pwdrift plan: per tenant and per managed user, what `pwdrift apply` would do and why.
 /// Contains no secret.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "pwdrift plan")]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Version of this document format. pwdrift refuses to apply a plan whose version it does not
-    /// know. Currently "1".
+    /// know. Currently "2" (version 2 added `content_hash` and `allow_privileged`).
     #[schemars(extend("const" = FORMAT_VERSION))]
     pub format_version: String,
     /// The pwdrift version that made the plan.
@@ -37,10 +38,17 @@ pub struct Plan {
     pub created_at: DateTime<Utc>,
     /// One entry per tenant, in the order the tenants were given.
     pub tenants: Vec<TenantPlan>,
+    /// `sha256:` and the hex SHA-256 of this document as pwdrift writes it (compact JSON, keys
+    /// in this order) without this field. Written by `plan --out` and `--format json`;
+    /// `pwdrift apply FILE` refuses a plan whose content no longer has this hash (it was edited:
+    /// re-plan instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
 }
 
 /// The plan for one tenant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TenantPlan {
     /// The tenant as named in desired state (domain or tenant id).
     pub tenant: String,
@@ -57,6 +65,7 @@ pub struct TenantPlan {
 
 /// The plan for one managed user.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserPlan {
     /// Object id of the user in Entra ID.
     pub user_id: String,
@@ -68,6 +77,11 @@ pub struct UserPlan {
     /// SHA-256 (hex) of the live state this entry was computed from. `pwdrift apply FILE`
     /// refuses the plan ("stale plan") when a user's live state no longer has this fingerprint.
     pub fingerprint: String,
+    /// Whether the desired state declared `allowPrivileged` for this user. `pwdrift apply FILE`
+    /// re-reads the user's directory roles and refuses any change to a user who now holds a
+    /// privileged role unless this is true.
+    #[serde(default)]
+    pub allow_privileged: bool,
     /// What happens to the user.
     pub action: Action,
 }
@@ -167,7 +181,7 @@ impl Blocker {
 
 /// What happens to one user.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Live state already matches desired state (or the directives are not due yet).
     NoChange {
@@ -301,10 +315,107 @@ pub enum PlanFileError {
     /// The right version, but the document does not match it.
     #[error("invalid pwdrift plan (format_version {FORMAT_VERSION}): {0}")]
     Invalid(#[source] serde_json::Error),
+    /// No `content_hash`: not written by `plan --out`.
+    #[error(
+        "the plan has no content_hash, so it was not written by `pwdrift plan --out`; re-plan \
+         (`pwdrift plan --out FILE`)"
+    )]
+    MissingHash,
+    /// The content does not have the recorded hash: the plan was edited after it was saved.
+    #[error(
+        "the plan was modified after it was saved (content_hash {recorded} does not match the \
+         content, {actual}); nothing was written: re-plan (`pwdrift plan --out FILE`), review, \
+         apply the new plan"
+    )]
+    Modified { recorded: String, actual: String },
+    /// A value outside the schema, or the same user or tenant listed twice.
+    #[error("invalid pwdrift plan: {0}; re-plan (`pwdrift plan --out FILE`)")]
+    OutOfSchema(String),
+}
+
+/// `sha256:<hex>` of the canonical document of `plan` (compact JSON, struct order) without its
+/// `content_hash`.
+pub fn content_hash(plan: &Plan) -> String {
+    use sha2::{Digest, Sha256};
+    let mut unsealed = plan.clone();
+    unsealed.content_hash = None;
+    let canonical = serde_json::to_vec(&unsealed).expect("a plan always serialises");
+    format!("sha256:{}", hex::encode(Sha256::digest(canonical)))
+}
+
+impl Plan {
+    /// The plan with its `content_hash` set (what `plan --out` writes).
+    pub fn sealed(mut self) -> Plan {
+        self.content_hash = Some(content_hash(&self));
+        self
+    }
+
+    /// Checks what the types do not: no tenant or user listed twice, well-formed ids and
+    /// fingerprints, password sources within their bounds.
+    pub fn check_values(&self) -> Result<(), String> {
+        use std::collections::HashSet;
+        let mut tenants = HashSet::new();
+        let mut tenant_ids = HashSet::new();
+        let text_ok = |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
+        for t in &self.tenants {
+            if !text_ok(&t.tenant) || !text_ok(&t.tenant_id) {
+                return Err(
+                    "a tenant or tenant_id is empty, too long or holds control characters".into(),
+                );
+            }
+            if !tenants.insert(t.tenant.to_ascii_lowercase())
+                || !tenant_ids.insert(t.tenant_id.to_ascii_lowercase())
+            {
+                return Err(format!("tenant {} is listed more than once", t.tenant));
+            }
+            let mut users = HashSet::new();
+            for u in &t.users {
+                if !text_ok(&u.user_id) || u.user_principal_name.len() > 1024 {
+                    return Err("a user_id is empty, too long or holds control characters".into());
+                }
+                if !users.insert(u.user_id.to_ascii_lowercase()) {
+                    return Err(format!(
+                        "user {} ({}) is listed more than once in tenant {}",
+                        u.user_id, u.user_principal_name, t.tenant
+                    ));
+                }
+                if u.fingerprint.len() != 64
+                    || !u.fingerprint.bytes().all(|b| b.is_ascii_hexdigit())
+                {
+                    return Err(format!(
+                        "the fingerprint of user {} is not 64 hex digits",
+                        u.user_id
+                    ));
+                }
+                if let Action::ResetPassword { password, .. } = &u.action {
+                    match password {
+                        PasswordSource::Generate { length } if !(8..=256).contains(length) => {
+                            return Err(format!(
+                                "user {}: a generated password must be 8 to 256 characters, not {length}",
+                                u.user_id
+                            ))
+                        }
+                        PasswordSource::Env { var } if !text_ok(var) => {
+                            return Err(format!("user {}: an empty or invalid variable name", u.user_id))
+                        }
+                        PasswordSource::File { path } if path.as_os_str().is_empty() => {
+                            return Err(format!("user {}: an empty password file path", u.user_id))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads a saved plan (`plan --out FILE`) for `apply FILE`. The version is checked first, so that
-/// a plan of another format version gets a clear error instead of a field-level complaint.
+/// a plan of another format version gets a clear error instead of a field-level complaint; then
+/// the shape (unknown fields refused), the content hash (an edited plan is refused) and the values
+/// ([`Plan::check_values`]: duplicates, bounds). What the plan says is then re-checked against
+/// live state by the apply command (fingerprints, privileged roles, the caller's own account,
+/// the tenant id).
 pub fn parse_saved(text: &str) -> Result<Plan, PlanFileError> {
     #[derive(Deserialize)]
     struct Probe {
@@ -323,7 +434,16 @@ pub fn parse_saved(text: &str) -> Result<Plan, PlanFileError> {
             })
         }
     }
-    serde_json::from_str(text).map_err(PlanFileError::Invalid)
+    let plan: Plan = serde_json::from_str(text).map_err(PlanFileError::Invalid)?;
+    let Some(recorded) = plan.content_hash.clone() else {
+        return Err(PlanFileError::MissingHash);
+    };
+    let actual = content_hash(&plan);
+    if recorded != actual {
+        return Err(PlanFileError::Modified { recorded, actual });
+    }
+    plan.check_values().map_err(PlanFileError::OutOfSchema)?;
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -99,8 +99,9 @@ impl Printer {
     }
 
     /// An error line on stderr, as is (the caller words it, usually `error: ...`).
+    /// Control characters in it (an escape sequence echoed from input) are shown escaped.
     pub fn error(&self, line: &str) {
-        write_stderr(&format!("{line}\n"));
+        write_stderr(&format!("{}\n", escape_controls(line)));
     }
 
     /// An error and its chain of causes: `error: ...` then `  caused by: ...` lines.
@@ -159,12 +160,38 @@ fn error_report(err: &anyhow::Error, color: bool) -> String {
     } else {
         anstyle::Style::new()
     };
-    let mut text = format!("{red}error{red:#}: {err}");
+    // messages may echo input (a file name, a value, a Graph message): controls escaped
+    let mut text = format!("{red}error{red:#}: {}", escape_controls(&err.to_string()));
     for cause in err.chain().skip(1) {
-        text.push_str(&format!("\n  caused by: {cause}"));
+        text.push_str(&format!(
+            "\n  caused by: {}",
+            escape_controls(&cause.to_string())
+        ));
     }
     text.push('\n');
     text
+}
+
+/// `s` with every control character but newline and tab shown escaped (`\u{1b}`), so that
+/// text echoed from input cannot drive the terminal.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(is_unsafe) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Whether a command's error only says that stdout was closed by its reader.
@@ -194,6 +221,17 @@ mod tests {
         assert!(!is_closed_stdout(&anyhow::Error::from(io)));
         let other = OutputError::Io(std::io::Error::other("disk full"));
         assert!(!is_closed_stdout(&anyhow::Error::from(other)));
+    }
+
+    #[test]
+    fn error_reports_escape_controls() {
+        let err = anyhow::anyhow!("bad value \u{1b}[2J\u{7}").context("cannot read a\u{9b}b");
+        let r = error_report(&err, false);
+        assert!(
+            !r.contains('\u{1b}') && !r.contains('\u{7}') && !r.contains('\u{9b}'),
+            "{r:?}"
+        );
+        assert!(r.contains("\\u{1b}[2J"), "{r}");
     }
 
     #[test]

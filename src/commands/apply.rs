@@ -1,8 +1,11 @@
 //! `pwdrift apply`: apply a saved plan (`pwdrift apply PLAN.json`), or plan now and apply after
 //! confirmation (`pwdrift apply [PATH ...]`, `--auto-approve` in CI); then verify by reading back.
 //!
-//! A saved plan is applied only if every user it lists still has the live state the plan was
-//! computed from (fingerprints); otherwise it is refused as stale and nothing is written.
+//! A saved plan is applied only if it is exactly what `plan --out` wrote (its `content_hash`;
+//! see [`crate::plan::parse_saved`]), it is for the tenant the credentials are for, every user it
+//! lists still has the live state the plan was computed from (fingerprints), and the rails hold
+//! again on live state (no change to a privileged user without `allow_privileged`, no reset of
+//! the caller's own account); otherwise it is refused and nothing is written.
 //! Safety rails, checked before any write ([`crate::rails`]): `--max-changes N`, and a change set
 //! touching more than `--change-threshold` percent of at least 10 managed users needs `--force`
 //! (as octoDNS does).
@@ -45,17 +48,27 @@ fn out(printer: &Printer, text: &str) -> Result<(), OutputError> {
     }
 }
 
+/// Largest saved plan read.
+const MAX_PLAN_BYTES: u64 = 256 << 20;
+
 /// A single path that holds a saved plan document (not YAML desired state), with its text.
-fn saved_plan(paths: &[PathBuf]) -> Option<(&Path, String)> {
-    match paths {
-        [one] if one.is_file() => {
-            let text = std::fs::read_to_string(one).ok()?;
-            let trimmed = text.trim_start();
-            (trimmed.starts_with('{') && trimmed.contains("\"format_version\""))
-                .then_some((one.as_path(), text))
-        }
-        _ => None,
+/// A path that is not a regular file, or too large, is an error (not desired state either).
+fn saved_plan(paths: &[PathBuf]) -> anyhow::Result<Option<(&Path, String)>> {
+    let [one] = paths else { return Ok(None) };
+    // a directory, or a missing path: desired state (the loader says what is wrong)
+    if one.is_dir() || std::fs::symlink_metadata(one).is_err() {
+        return Ok(None);
     }
+    if one.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        return Ok(None);
+    }
+    let text = crate::config::read::read_regular_text(one, MAX_PLAN_BYTES)
+        .with_context(|| format!("cannot read {}", one.display()))?;
+    let trimmed = text.trim_start();
+    Ok(
+        (trimmed.starts_with('{') && trimmed.contains("\"format_version\""))
+            .then_some((one.as_path(), text)),
+    )
 }
 
 /// The age recipients of `--secrets-recipient`: each value a recipient, or a file of them.
@@ -119,7 +132,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
     // a bad recipient is an error before anything else
     recipients(&args.secrets_recipient)?;
     let mut secrets: Option<SecretsFile> = None;
-    let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths) {
+    let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths)? {
         let mut plan = crate::plan::parse_saved(&text)
             .with_context(|| format!("{} is not a usable saved plan", path.display()))?;
         plan.tenants
@@ -142,10 +155,17 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
             session.close().await;
             return Err(e);
         }
-        if let Err(stale) = check_not_stale(&session, &plan).await? {
+        let refusal = match check_against_live(&session, &plan).await {
+            Ok(r) => r,
+            Err(e) => {
+                session.close().await;
+                return Err(e);
+            }
+        };
+        if let Err((what, lines)) = refusal {
             session.close().await;
-            printer.error("error: the saved plan is stale: live state changed since it was made; nothing was written");
-            for line in stale {
+            printer.error(&format!("error: {what}; nothing was written"));
+            for line in lines {
                 printer.error(&format!("  - {line}"));
             }
             printer
@@ -187,30 +207,82 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
     result
 }
 
-/// Re-reads every user of the plan; lists those whose live state no longer matches.
-async fn check_not_stale(
+/// Re-checks a saved plan against live state before anything is written: the tenant is the one
+/// the plan was made for (the token's `tid`), every user still has the live state the plan was
+/// computed from (fingerprints), and the safety rails of [`crate::diff`] hold again on what is
+/// live now: no change to a user who holds a privileged role unless the plan records
+/// `allow_privileged`, no reset of the caller's own account. A hand-edited plan that turns a
+/// blocked user into a change is refused here even if its content hash was recomputed.
+/// `Err((what, lines))` is the refusal.
+async fn check_against_live(
     session: &Session,
     plan: &Plan,
-) -> anyhow::Result<Result<(), Vec<String>>> {
+) -> anyhow::Result<Result<(), (&'static str, Vec<String>)>> {
+    use crate::plan::Action;
     let mut stale = Vec::new();
+    let mut unsafe_changes = Vec::new();
     for t in &plan.tenants {
         let ts = session
             .tenant(&t.tenant)
             .with_context(|| format!("no connection for tenant {}", t.tenant))?;
+        let live_tid = crate::live::tenant_id(&ts.clients.app, &t.tenant).await;
+        if !live_tid.eq_ignore_ascii_case(&t.tenant_id) {
+            return Ok(Err((
+                "the saved plan is for another tenant",
+                vec![format!(
+                    "{}: the plan says tenant id {}, the credentials are for {live_tid}",
+                    t.tenant, t.tenant_id
+                )],
+            )));
+        }
         let ids: Vec<String> = t.users.iter().map(|u| u.user_id.clone()).collect();
         let live =
             crate::live::read_users_by_id(&ts.clients.app, &t.tenant, &ids, session.reads).await?;
         for u in &t.users {
-            match live.get(&u.user_id) {
-                None => stale.push(format!("{}: no longer exists", u.user_principal_name)),
-                Some(l) if l.fingerprint() != u.fingerprint => {
-                    stale.push(format!("{}: changed since the plan", u.user_principal_name))
+            let Some(l) = live.get(&u.user_id) else {
+                stale.push(format!("{}: no longer exists", u.user_principal_name));
+                continue;
+            };
+            if l.fingerprint() != u.fingerprint {
+                stale.push(format!("{}: changed since the plan", u.user_principal_name));
+            }
+            if !u.action.is_change() {
+                continue;
+            }
+            if !l.privileged_roles.is_empty() && !u.allow_privileged {
+                unsafe_changes.push(format!(
+                    "{} ({}): holds privileged role(s) {} and the plan does not record \
+                     allowPrivileged",
+                    l.user_principal_name,
+                    u.user_id,
+                    l.privileged_roles.join(", ")
+                ));
+            }
+            if let crate::live::Caller::Delegated { user_id } = &ts.caller {
+                if user_id.eq_ignore_ascii_case(&u.user_id)
+                    && matches!(u.action, Action::ResetPassword { .. })
+                {
+                    unsafe_changes.push(format!(
+                        "{}: a password reset of the account pwdrift is signed in as",
+                        l.user_principal_name
+                    ));
                 }
-                Some(_) => {}
             }
         }
     }
-    Ok(if stale.is_empty() { Ok(()) } else { Err(stale) })
+    Ok(if !unsafe_changes.is_empty() {
+        Err((
+            "the saved plan changes users the safety rails protect",
+            unsafe_changes,
+        ))
+    } else if !stale.is_empty() {
+        Err((
+            "the saved plan is stale: live state changed since it was made",
+            stale,
+        ))
+    } else {
+        Ok(())
+    })
 }
 
 async fn apply_plan(

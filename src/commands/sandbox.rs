@@ -48,7 +48,10 @@ pub fn run(args: SandboxArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 /// The sandbox's configuration from `pwdrift sandbox` arguments.
 pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     let seed = match (&args.seed, args.generate) {
-        (Some(p), None) => SeedSource::File(p.clone()),
+        (Some(p), None) => {
+            super::session::check_seed(p)?;
+            SeedSource::File(p.clone())
+        }
         (None, Some(n)) => SeedSource::Generate {
             users: n,
             rng_seed: args.rng_seed,

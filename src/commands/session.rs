@@ -127,6 +127,7 @@ pub fn sandbox_state_path(seed: &Path) -> PathBuf {
 #[cfg(feature = "sandbox")]
 pub async fn start_embedded_sandbox(seed: &Path) -> anyhow::Result<EmbeddedSandbox> {
     use graph_sandbox::{SandboxConfig, SeedSource};
+    check_seed(seed)?;
     let state = sandbox_state_path(seed);
     if let Some(dir) = state.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -208,7 +209,8 @@ impl Session {
         let mut sessions = Vec::new();
 
         if let Some(seed) = &args.sandbox {
-            let (running, opened) = Self::open_sandbox(seed, tenants, concurrency).await?;
+            let (running, opened) =
+                Self::open_sandbox(seed, tenants, concurrency, args.request_timeout).await?;
             sessions = opened;
             sandbox = Some(running);
         } else {
@@ -244,6 +246,7 @@ impl Session {
         seed: &Path,
         tenants: Vec<TenantDesired>,
         concurrency: usize,
+        request_timeout: u64,
     ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
         let mut sessions = Vec::new();
         let running = start_embedded_sandbox(seed).await?;
@@ -251,6 +254,7 @@ impl Session {
         for t in tenants {
             let mut options = embedded_sandbox_options(&running)?;
             options.concurrency = concurrency;
+            options.request_deadline = std::time::Duration::from_secs(request_timeout);
             let app = embedded_sandbox_app(&running, options.clone(), t.tenant.as_str())?;
             let delegated = match (
                 &info.delegated_client_id,
@@ -278,6 +282,7 @@ impl Session {
         _seed: &Path,
         _tenants: Vec<TenantDesired>,
         _concurrency: usize,
+        _request_timeout: u64,
     ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
         anyhow::bail!("--sandbox: this pwdrift was built without the `sandbox` feature")
     }
@@ -370,6 +375,16 @@ impl Session {
             .iter()
             .find(|t| t.desired.tenant.as_str().eq_ignore_ascii_case(name))
     }
+}
+
+/// Largest sandbox seed read.
+pub const MAX_SEED_BYTES: u64 = 256 << 20;
+
+/// A seed must be a regular file of at most [`MAX_SEED_BYTES`] (a FIFO would hang the sandbox).
+pub fn check_seed(seed: &Path) -> anyhow::Result<()> {
+    config::read::open_regular(seed, MAX_SEED_BYTES)
+        .map(drop)
+        .with_context(|| format!("cannot read the sandbox seed {}", seed.display()))
 }
 
 /// A tokio runtime for a command.

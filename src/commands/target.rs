@@ -28,12 +28,14 @@ pub fn stderr_notices() -> Notifier {
 /// Options from `--cloud`, `--graph-url`, `--authority-host` (or `AZURE_AUTHORITY_HOST`) and
 /// `--insecure-skip-tls-verify`; `http://` only to loopback.
 pub fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
-    connection_options(
+    let mut options = connection_options(
         target.cloud,
         target.graph_url.as_deref(),
         target.authority_host.as_deref(),
         target.insecure_skip_tls_verify,
-    )
+    )?;
+    options.request_deadline = std::time::Duration::from_secs(target.request_timeout);
+    Ok(options)
 }
 
 /// [`client_options`] from the connection flags alone (`import` has them without the rest of

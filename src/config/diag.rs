@@ -187,11 +187,56 @@ impl Styles {
 pub fn render(diags: &[Diagnostic], sources: &SourceMap, color: bool) -> String {
     let styles = Styles::new(color);
     let mut out = String::new();
-    for (i, d) in diags.iter().enumerate() {
+    for (i, d) in diags.iter().take(MAX_DIAGNOSTICS).enumerate() {
         if i > 0 {
             out.push('\n');
         }
         render_one(d, &styles, sources, &mut out);
+    }
+    if let Some(more) = not_shown(diags.len()) {
+        out.push('\n');
+        out.push_str(&more);
+        out.push('\n');
+    }
+    out
+}
+
+/// Diagnostics shown per run; the rest are counted ("N more not shown").
+pub const MAX_DIAGNOSTICS: usize = 200;
+
+/// Longest message (or label, help, shown value) of a diagnostic, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+/// The line that replaces diagnostics beyond [`MAX_DIAGNOSTICS`], if any.
+pub fn not_shown(total: usize) -> Option<String> {
+    (total > MAX_DIAGNOSTICS).then(|| {
+        format!(
+            "... and {} more diagnostics not shown (the first {MAX_DIAGNOSTICS} are above); fix \
+             these and run again",
+            total - MAX_DIAGNOSTICS
+        )
+    })
+}
+
+/// Text echoed from input, made safe for a terminal and short: control characters other than
+/// newline and tab escaped (`\u{1b}`), bidirectional overrides escaped, at most `max`
+/// characters (then `...`).
+pub fn clean(s: &str, max: usize) -> String {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push_str("...");
+            break;
+        }
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -205,7 +250,7 @@ fn render_one(d: &Diagnostic, s: &Styles, sources: &SourceMap, out: &mut String)
     let note = s.note;
     out.push_str(&format!(
         "{lstyle}{level}{lstyle:#}{bold}: {}{bold:#}\n",
-        d.message
+        clean(&d.message, MAX_MESSAGE_CHARS)
     ));
     let width = d
         .labels
@@ -218,17 +263,26 @@ fn render_one(d: &Diagnostic, s: &Styles, sources: &SourceMap, out: &mut String)
         let o = &label.origin;
         let arrow = if i == 0 { "-->" } else { ":::" };
         if o.line == 0 {
-            out.push_str(&format!("{pad}{note}{arrow}{note:#} {}", o.file.display()));
+            out.push_str(&format!(
+                "{pad}{note}{arrow}{note:#} {}",
+                clean(&o.file.display().to_string(), MAX_MESSAGE_CHARS)
+            ));
             if !label.text.is_empty() {
-                out.push_str(&format!(": {}", label.text));
+                out.push_str(&format!(": {}", clean(&label.text, MAX_MESSAGE_CHARS)));
             }
             out.push('\n');
             continue;
         }
-        out.push_str(&format!("{pad}{note}{arrow}{note:#} {o}\n"));
+        out.push_str(&format!(
+            "{pad}{note}{arrow}{note:#} {}\n",
+            clean(&o.to_string(), MAX_MESSAGE_CHARS)
+        ));
         let Some(line) = sources.line(&o.file, o.line) else {
             if !label.text.is_empty() {
-                out.push_str(&format!("{pad} {note}={note:#} {}\n", label.text));
+                out.push_str(&format!(
+                    "{pad} {note}={note:#} {}\n",
+                    clean(&label.text, MAX_MESSAGE_CHARS)
+                ));
             }
             continue;
         };
@@ -240,13 +294,13 @@ fn render_one(d: &Diagnostic, s: &Styles, sources: &SourceMap, out: &mut String)
         out.push_str(&format!(
             "{note}{:>width$} |{note:#} {}\n",
             o.line,
-            shown.trim_end()
+            clean(shown.trim_end(), MAX_SHOWN * 2)
         ));
         let caret = "^".repeat(len);
         let text = if label.text.is_empty() {
             String::new()
         } else {
-            format!(" {}", label.text)
+            format!(" {}", clean(&label.text, MAX_MESSAGE_CHARS))
         };
         out.push_str(&format!(
             "{pad} {note}|{note:#} {}{lstyle}{caret}{text}{lstyle:#}\n",
@@ -255,7 +309,8 @@ fn render_one(d: &Diagnostic, s: &Styles, sources: &SourceMap, out: &mut String)
     }
     if let Some(help) = &d.help {
         out.push_str(&format!(
-            "{pad} {note}={note:#} {bold}help{bold:#}: {help}\n"
+            "{pad} {note}={note:#} {bold}help{bold:#}: {}\n",
+            clean(help, MAX_MESSAGE_CHARS)
         ));
     }
 }

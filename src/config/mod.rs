@@ -47,11 +47,11 @@ pub mod diag;
 pub mod ids;
 pub mod merge;
 pub mod model;
+pub mod read;
 pub mod schema_doc;
 pub mod yaml;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Label, Severity, SourceMap};
@@ -255,19 +255,19 @@ fn read_file(file: &Path) -> Result<String, (Diagnostic, Option<String>)> {
             None,
         )
     };
-    let f = std::fs::File::open(file).map_err(io_err)?;
-    let size = f.metadata().map_err(io_err)?.len();
-    if size > MAX_FILE_SIZE {
-        return Err(too_large(size));
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        // grew while we looked, or not a regular file
-        return Err(too_large(bytes.len() as u64));
-    }
+    let bytes = match read::read_regular(file, MAX_FILE_SIZE) {
+        Ok(b) => b,
+        Err(read::ReadError::TooLarge { size, .. }) => return Err(too_large(size)),
+        Err(read::ReadError::Io(e)) => return Err(io_err(e)),
+        Err(e @ read::ReadError::NotRegular { .. }) => {
+            return Err((
+                Diagnostic::error(format!("cannot read {}: {e}", file.display()))
+                    .with_label(file_origin(file), "not read")
+                    .with_help("give a regular file (not a FIFO, device or socket)"),
+                None,
+            ))
+        }
+    };
     let text = String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         // valid_up_to is a boundary: this prefix is valid UTF-8

@@ -106,7 +106,7 @@ impl Default for RetryPolicy {
             max_retries: 8,
             base_delay: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(300),
+            max_retry_after: Duration::from_secs(120),
             max_elapsed: Duration::from_secs(600),
         }
     }
@@ -349,6 +349,16 @@ pub fn allowed_in_flight(concurrency: usize, pct: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server asking for a day's wait gets two minutes at most.
+    #[test]
+    fn retry_after_is_capped_by_default() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(86_400))),
+            Duration::from_secs(120)
+        );
+    }
 
     #[test]
     fn retry_after_forms() {

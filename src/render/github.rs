@@ -116,8 +116,13 @@ pub fn plan(p: &Plan, stop_token: &str) -> String {
 /// Diagnostics as `::error`/`::warning` commands at their first position; the other positions
 /// and the help are part of the message.
 pub fn diagnostics(diags: &[Diagnostic]) -> String {
+    use crate::config::diag::{clean, not_shown, MAX_DIAGNOSTICS, MAX_MESSAGE_CHARS};
     let mut out = String::new();
-    for d in diags {
+    for d in diags.iter().take(MAX_DIAGNOSTICS) {
+        let d = &crate::config::Diagnostic {
+            message: clean(&d.message, MAX_MESSAGE_CHARS),
+            ..d.clone()
+        };
         let level = match d.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -144,6 +149,14 @@ pub fn diagnostics(diags: &[Diagnostic]) -> String {
             d.labels.first().map(|l| &l.origin),
             &title,
             &message,
+        ));
+    }
+    if let Some(more) = not_shown(diags.len()) {
+        out.push_str(&command(
+            "warning",
+            None,
+            "pwdrift: diagnostics not shown",
+            &more,
         ));
     }
     out

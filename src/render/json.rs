@@ -5,9 +5,11 @@
 
 use crate::plan::Plan;
 
-/// The plan as a versioned JSON document, with a trailing newline.
+/// The plan as a versioned JSON document, with a trailing newline and its `content_hash`
+/// ([`crate::plan::content_hash`], always computed here from the content).
 pub fn json(plan: &Plan) -> String {
-    let mut s = serde_json::to_string_pretty(plan).expect("a plan always serialises");
+    let plan = plan.clone().sealed();
+    let mut s = serde_json::to_string_pretty(&plan).expect("a plan always serialises");
     s.push('\n');
     s
 }
@@ -32,19 +34,37 @@ mod tests {
     fn format_version_comes_first_and_round_trips() {
         let plan = fixtures::rich();
         let s = json(&plan);
-        assert!(s.starts_with("{\n  \"format_version\": \"1\",\n"), "{s}");
-        assert_eq!(parse_saved(&s).unwrap(), plan);
+        assert!(s.starts_with("{\n  \"format_version\": \"2\",\n"), "{s}");
+        let back = parse_saved(&s).unwrap();
+        assert_eq!(back.content_hash, Some(crate::plan::content_hash(&plan)));
+        assert_eq!(
+            Plan {
+                content_hash: None,
+                ..back
+            },
+            plan
+        );
+        // whitespace does not matter, content does
+        let compact: serde_json::Value = serde_json::from_str(&s).unwrap();
+        parse_saved(&compact.to_string()).unwrap();
     }
 
     #[test]
     fn unknown_version_is_a_clear_error() {
         let s = json(&fixtures::no_changes())
-            .replace("\"format_version\": \"1\"", "\"format_version\": \"2\"");
+            .replace("\"format_version\": \"2\"", "\"format_version\": \"3\"");
         let err = parse_saved(&s).unwrap_err();
-        assert!(matches!(err, PlanFileError::UnsupportedVersion { ref found } if found == "2"));
+        assert!(matches!(err, PlanFileError::UnsupportedVersion { ref found } if found == "3"));
         let msg = err.to_string();
-        assert!(msg.contains("format_version 2 is not supported"), "{msg}");
-        assert!(msg.contains("reads version 1"), "{msg}");
+        assert!(msg.contains("format_version 3 is not supported"), "{msg}");
+        assert!(msg.contains("reads version 2"), "{msg}");
+        // a version-1 plan (before content hashes) is refused the same way: re-plan
+        let s = json(&fixtures::no_changes())
+            .replace("\"format_version\": \"2\"", "\"format_version\": \"1\"");
+        assert!(matches!(
+            parse_saved(&s),
+            Err(PlanFileError::UnsupportedVersion { .. })
+        ));
     }
 
     #[test]
@@ -53,11 +73,114 @@ mod tests {
             parse_saved("{\"tenants\": []}"),
             Err(PlanFileError::MissingVersion)
         ));
-        let err = parse_saved("{\"format_version\": \"1\",").unwrap_err();
+        let err = parse_saved("{\"format_version\": \"2\",").unwrap_err();
         assert!(matches!(err, PlanFileError::Syntax(_)));
         assert!(err.to_string().contains("line 1"), "{err}");
         // right version, wrong shape: names the problem
-        let err = parse_saved("{\"format_version\": \"1\", \"tenants\": 3}").unwrap_err();
+        let err = parse_saved("{\"format_version\": \"2\", \"tenants\": 3}").unwrap_err();
         assert!(matches!(err, PlanFileError::Invalid(_)), "{err:?}");
+    }
+
+    /// Edits the saved JSON of `plan` with `edit`, optionally recomputing the hash (a deliberate
+    /// forgery rather than a hand edit).
+    fn edited(plan: &Plan, reseal: bool, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(&json(plan)).unwrap();
+        edit(&mut v);
+        if reseal {
+            v.as_object_mut().unwrap().remove("content_hash");
+            let unsealed: Plan = serde_json::from_value(v.clone()).unwrap();
+            v["content_hash"] = crate::plan::content_hash(&unsealed).into();
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn an_edited_plan_is_refused() {
+        let plan = fixtures::rich();
+        let s = edited(&plan, false, |v| {
+            v["tenants"][0]["users"][0]["user_principal_name"] = "mallory@contoso.com".into();
+        });
+        let err = parse_saved(&s).unwrap_err();
+        assert!(matches!(err, PlanFileError::Modified { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("modified after it was saved"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("re-plan"), "{err}");
+        // no hash at all
+        let s = edited(&plan, false, |v| {
+            v.as_object_mut().unwrap().remove("content_hash");
+        });
+        assert!(matches!(parse_saved(&s), Err(PlanFileError::MissingHash)));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_level() {
+        let plan = fixtures::rich();
+        for path in [
+            &[][..],
+            &["tenants", "0"][..],
+            &["tenants", "0", "users", "0"][..],
+            &["tenants", "0", "users", "0", "action"][..],
+        ] {
+            let s = edited(&plan, false, |v| {
+                let mut at = v;
+                for k in path {
+                    at = match k.parse::<usize>() {
+                        Ok(i) => &mut at[i],
+                        Err(_) => &mut at[*k],
+                    };
+                }
+                at["surprise"] = true.into();
+            });
+            let err = parse_saved(&s).unwrap_err();
+            assert!(
+                err.to_string().contains("unknown field `surprise`"),
+                "{path:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicates_and_values_outside_the_schema_are_refused() {
+        let plan = fixtures::rich();
+        let dup = edited(&plan, true, |v| {
+            let u = v["tenants"][0]["users"][0].clone();
+            v["tenants"][0]["users"].as_array_mut().unwrap().push(u);
+        });
+        let err = parse_saved(&dup).unwrap_err();
+        assert!(matches!(err, PlanFileError::OutOfSchema(_)), "{err:?}");
+        assert!(err.to_string().contains("listed more than once"), "{err}");
+        let dup_tenant = edited(&plan, true, |v| {
+            let t = v["tenants"][0].clone();
+            v["tenants"].as_array_mut().unwrap().push(t);
+        });
+        assert!(parse_saved(&dup_tenant)
+            .unwrap_err()
+            .to_string()
+            .contains("more than once"));
+        let bad_fp = edited(&plan, true, |v| {
+            v["tenants"][0]["users"][0]["fingerprint"] = "abc".into();
+        });
+        assert!(parse_saved(&bad_fp)
+            .unwrap_err()
+            .to_string()
+            .contains("64 hex digits"));
+        let short = edited(&plan, true, |v| {
+            v["tenants"][0]["users"][0]["action"]["password"] =
+                serde_json::json!({"generate": {"length": 3}});
+        });
+        let err = parse_saved(&short).unwrap_err();
+        assert!(
+            err.to_string().contains("8 to 256 characters, not 3"),
+            "{err}"
+        );
+        let bad_type = edited(&plan, false, |v| {
+            v["tenants"][0]["users"][0]["action"]["type"] = "delete_user".into();
+        });
+        assert!(matches!(
+            parse_saved(&bad_type),
+            Err(PlanFileError::Invalid(_))
+        ));
     }
 }

@@ -363,6 +363,7 @@ mod tests {
                             column: 5,
                         }],
                         fingerprint: "0".repeat(64),
+                        allow_privileged: false,
                         action: Action::SetFlags {
                             before: flags(true),
                             after: flags(false),
@@ -378,6 +379,7 @@ mod tests {
             pwdrift_version: "0.0.0-test".to_owned(),
             created_at: "2026-11-23T12:00:00Z".parse().unwrap(),
             tenants,
+            content_hash: None,
         }
     }
 

@@ -779,6 +779,7 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
         users: vec![UserPlan {
             user_id: "u-1".into(),
             user_principal_name: "u-1@contoso.com".into(),
+            allow_privileged: false,
             declared_at: vec![],
             fingerprint: String::new(),
             action: Action::ResetPassword {
@@ -792,10 +793,11 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
         notes: vec![],
     };
     let plan = Plan {
-        format_version: "1".into(),
+        format_version: "2".into(),
         pwdrift_version: "test".into(),
         created_at: chrono::Utc::now(),
         tenants: vec![tenant.clone()],
+        content_hash: None,
     };
     let passwords = ResolvedPasswords::resolve(&plan).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -225,7 +225,7 @@ fn stale_saved_plan_is_refused_and_writes_nothing() {
         .args(["plan", &desired, "--out", saved.to_str().unwrap()]));
     assert_eq!(plan.code, 0, "{plan:?}");
     let text = std::fs::read_to_string(&saved).unwrap();
-    assert!(text.contains("\"format_version\": \"1\""), "{text}");
+    assert!(text.contains("\"format_version\": \"2\""), "{text}");
 
     // bob changes his password meanwhile
     sb.call(
@@ -612,6 +612,7 @@ fn plan_formats_of_the_example() {
             filters => vec![
                 (r#""created_at": "[^"]+""#, r#""created_at": "[time]""#),
                 (r#""pwdrift_version": "[^"]+""#, r#""pwdrift_version": "[version]""#),
+                (r#""content_hash": "[^"]+""#, r#""content_hash": "[hash of the above]""#),
             ],
         }, {
             insta::assert_snapshot!(r.stdout);
@@ -648,6 +649,8 @@ fn both_read_paths_give_the_same_plan() {
         assert_eq!(r.code, 0, "{r:?}");
         let mut v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         v["created_at"] = serde_json::Value::Null;
+        // the hash covers created_at
+        v["content_hash"] = serde_json::Value::Null;
         v
     };
     let batched = plan_json("100000");

@@ -12,6 +12,7 @@ mod client_retry;
 mod common;
 mod e2e;
 mod examples;
+mod hostile;
 mod import;
 mod readme;
 mod real_graph;

@@ -309,11 +309,43 @@ impl Credential {
     }
 }
 
+/// Reads a credential file: a regular file only (opened without blocking, so that a FIFO is
+/// refused instead of hanging; then `fstat`), at most `max` bytes. The graph layer imports
+/// nothing above it, so this is its own small copy of `config::read`.
+fn read_credential_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let f = opts.open(path).map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file; refusing to read it".into());
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("file too large: at most {max} bytes are read"));
+    }
+    Ok(bytes)
+}
+
+/// Largest federated token file or certificate PEM read.
+const MAX_CREDENTIAL_FILE_BYTES: u64 = 1 << 20;
+
 pub(super) fn read_federated_token(path: &Path) -> Result<String, AuthError> {
-    let raw = std::fs::read_to_string(path).map_err(|e| AuthError::FederatedTokenFile {
+    let file_err = |message: String| AuthError::FederatedTokenFile {
         path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let bytes = read_credential_file(path, MAX_CREDENTIAL_FILE_BYTES).map_err(file_err)?;
+    let raw = String::from_utf8(bytes).map_err(|_| file_err("not UTF-8".into()))?;
     let token = raw.trim();
     if token.is_empty() {
         return Err(AuthError::FederatedTokenFile {
@@ -348,7 +380,7 @@ pub(crate) fn certificate_assertion(
         path: pem_path.to_owned(),
         message,
     };
-    let text = std::fs::read(pem_path).map_err(|e| cert_err(e.to_string()))?;
+    let text = read_credential_file(pem_path, MAX_CREDENTIAL_FILE_BYTES).map_err(cert_err)?;
     let blocks = pem::parse_many(&text).map_err(|e| cert_err(format!("not PEM: {e}")))?;
     let cert = blocks
         .iter()
@@ -397,6 +429,24 @@ pub(crate) fn assertion_header(der: &[u8]) -> jsonwebtoken::Header {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO or a device as a credential file is refused at once (it would block or never end).
+    #[cfg(unix)]
+    #[test]
+    fn credential_files_must_be_regular() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("token");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        let err = read_federated_token(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let err = certificate_assertion(Path::new("/dev/zero"), "c", "a")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -270,12 +270,12 @@ impl TokenProvider {
                             .and_then(|v| v.to_str().ok()),
                     );
                     tracing::debug!(method = "POST", url = %url.path(), status, "token endpoint");
-                    match resp.bytes().await {
+                    match capped_body(resp).await {
                         Ok(body) if !is_retryable_status(status, true) => {
-                            return Ok((status, body.to_vec()))
+                            return Ok((status, body))
                         }
-                        Ok(body) => (Ok((status, body.to_vec())), ra),
-                        Err(e) => (Err(error_chain(e)), None),
+                        Ok(body) => (Ok((status, body)), ra),
+                        Err(e) => (Err(e), None),
                     }
                 }
                 Err(e) => {
@@ -325,9 +325,9 @@ impl TokenProvider {
                 "HTTP {status} from ACTIONS_ID_TOKEN_REQUEST_URL (does the job have `permissions: id-token: write`?)"
             )));
         }
-        let body: GitHubTokenResponse = resp.json().await.map_err(|e| {
-            AuthError::GitHubOidc(format!("no `value` in the response: {}", e.without_url()))
-        })?;
+        let body = capped_body(resp).await.map_err(AuthError::GitHubOidc)?;
+        let body: GitHubTokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| AuthError::GitHubOidc(format!("no `value` in the response: {e}")))?;
         Ok(body.value.expose_secret().to_owned())
     }
 
@@ -456,6 +456,29 @@ fn token_error(tenant: &str, status: u16, body: &[u8]) -> AuthError {
             correlation_id: None,
         })),
     }
+}
+
+/// Largest token-endpoint answer read: a token response is a few kilobytes.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 1 << 20;
+
+/// The body of a token-endpoint answer, refused past [`MAX_TOKEN_RESPONSE_BYTES`].
+async fn capped_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let too_large =
+        || format!("the answer is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes; refused");
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_TOKEN_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(error_chain)? {
+        if body.len() + chunk.len() > MAX_TOKEN_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

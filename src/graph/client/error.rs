@@ -141,11 +141,12 @@ fn error_from_parts(
         Some(b) => (b.error.code, b.error.message),
         None => (String::new(), format!("no Graph error body ({what})")),
     };
+    // the peer's words are echoed: escape controls (a terminal escape sequence), cap the length
     GraphError::Http {
         status,
-        code,
-        message,
-        request_id,
+        code: super::urls::escape_for_message(&code, 200),
+        message: super::urls::escape_for_message(&message, 1000),
+        request_id: request_id.map(|r| super::urls::escape_for_message(&r, 200)),
     }
 }
 
@@ -173,5 +174,17 @@ mod tests {
             error_from(500, b"garbage", None, "x"),
             GraphError::Http { status: 500, .. }
         ));
+    }
+
+    /// Graph's words are echoed: an escape sequence in them is shown escaped, and a huge message
+    /// is cut.
+    #[test]
+    fn graph_error_messages_are_escaped_and_capped() {
+        let long = "y".repeat(10_000);
+        let body = serde_json::json!({"error": {"code": "Bad\u{1b}[31m", "message": format!("x\u{1b}]0;t\u{7}{long}")}});
+        let e = error_from(400, body.to_string().as_bytes(), None, "x").to_string();
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+        assert!(e.contains("x\\u{1b}]0;t\\u{7}yyy"), "{e}");
+        assert!(e.len() < 1_200, "{}", e.len());
     }
 }

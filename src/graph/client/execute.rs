@@ -63,7 +63,37 @@ impl GraphClient {
 
     /// [`Self::execute`] where the first attempt may use a permit the caller already holds
     /// (the `$batch` workers admit before they decide how many requests to send).
+    ///
+    /// The whole of it (admission, attempts, waits between them) is bounded by the one deadline
+    /// `request_deadline`; when it passes, the request is abandoned (a write may have run:
+    /// `maybe_applied` for a non-idempotent request).
     pub(super) async fn execute_admitted(
+        &self,
+        tenant: &str,
+        req: &Req,
+        admitted: Option<OwnedSemaphorePermit>,
+    ) -> Result<Resp, GraphError> {
+        let deadline = self.inner.options.request_deadline;
+        match tokio::time::timeout(deadline, self.attempts(tenant, req, admitted)).await {
+            Ok(r) => r,
+            Err(_) => {
+                bump(&self.inner.counters.transport_errors);
+                Err(GraphError::Transport {
+                    attempts: 0,
+                    message: format!(
+                        "no complete answer to {} {} within the request deadline of {} s \
+                         (--request-timeout)",
+                        req.method,
+                        loggable_url(&req.url),
+                        deadline.as_secs_f64()
+                    ),
+                    maybe_applied: !req.idempotent,
+                })
+            }
+        }
+    }
+
+    async fn attempts(
         &self,
         tenant: &str,
         req: &Req,
@@ -100,10 +130,18 @@ impl GraphClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    match resp.bytes().await {
-                        Ok(body) => Ok((status, headers, body.to_vec())),
+                    match read_capped(resp, inner.options.max_response_bytes).await {
+                        Ok(body) => Ok((status, headers, body)),
+                        Err(BodyError::TooLarge(n)) => {
+                            return Err(GraphError::Decode {
+                                what: loggable_url(&req.url),
+                                message: format!(
+                                    "the response body is larger than {n} bytes; refused"
+                                ),
+                            })
+                        }
                         // the server answered, then the body broke: the request ran
-                        Err(e) => Err((error_chain(e), true)),
+                        Err(BodyError::Transport(e)) => Err((error_chain(e), true)),
                     }
                 }
                 Err(e) => {
@@ -253,9 +291,27 @@ impl GraphClient {
         first: Url,
         headers: Vec<(&'static str, &'static str)>,
     ) -> Result<Vec<T>, GraphError> {
+        let max_pages = self.inner.options.max_pages;
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut pages = 0usize;
         let mut next = Some(first);
         while let Some(url) = next.take() {
+            let what = url.path().to_owned();
+            if !seen.insert(url.to_string()) {
+                return Err(GraphError::Decode {
+                    what,
+                    message: "@odata.nextLink points to a page already read (a loop); stopped"
+                        .into(),
+                });
+            }
+            if pages == max_pages {
+                return Err(GraphError::Decode {
+                    what,
+                    message: format!("more than {max_pages} pages in one listing; stopped"),
+                });
+            }
+            pages += 1;
             let page: Page<T> = self.get_json_with(tenant, url, headers.clone()).await?;
             out.extend(page.value);
             if let Some(link) = page.next_link {
@@ -264,6 +320,27 @@ impl GraphClient {
         }
         Ok(out)
     }
+}
+
+enum BodyError {
+    TooLarge(usize),
+    Transport(reqwest::Error),
+}
+
+/// Reads a response body chunk by chunk, refusing it as soon as it passes `max` bytes (whatever
+/// `Content-Length` claims: an announced size above `max` is refused before reading).
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn bearer(token: &SecretString) -> Result<HeaderValue, GraphError> {

@@ -57,6 +57,7 @@ pub use api::{ResetOutcome, UserKey};
 pub use error::GraphError;
 pub use options::ClientOptions;
 pub use stats::ClientStats;
+pub use urls::{escape_for_message, resolve_same_origin};
 
 use crate::graph::auth::{self, Credential, TokenProvider};
 use crate::graph::notice::Notice;
@@ -82,7 +83,6 @@ struct Inner {
     tokens: TokenProvider,
     /// `graph_url` with a version segment, ending in `/`
     api_base: Url,
-    graph_origin: String,
     pacers: Mutex<HashMap<String, Arc<Pacer>>>,
     counters: Counters,
     /// Graph's clock as last seen: the `Date` of the latest response and the local instant it
@@ -113,8 +113,9 @@ impl GraphClient {
             .use_rustls_tls()
             .danger_accept_invalid_certs(options.insecure_skip_tls_verify)
             .user_agent(options.user_agent.clone())
-            .timeout(options.request_timeout)
+            .timeout(options.request_timeout.min(options.request_deadline))
             .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
@@ -124,7 +125,6 @@ impl GraphClient {
         auth::checked_url(options.endpoints.graph_url.as_str())?;
         auth::checked_url(options.endpoints.authority_host.as_str())?;
         let api_base = api_base(&options.endpoints.graph_url);
-        let graph_origin = auth::origin(&options.endpoints.graph_url);
         let tokens = TokenProvider::new(
             credential,
             options.endpoints.clone(),
@@ -138,7 +138,6 @@ impl GraphClient {
                 options,
                 tokens,
                 api_base,
-                graph_origin,
                 pacers: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 graph_clock: Mutex::new(None),

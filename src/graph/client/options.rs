@@ -27,15 +27,24 @@ pub struct ClientOptions {
     /// `$batch` requests (or plain requests) in flight per tenant, before adaptive pacing.
     pub concurrency: usize,
     pub user_agent: String,
-    /// Timeout of one HTTP exchange.
+    /// Timeout of one HTTP exchange (one attempt: connect, send, the whole answer).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Longest silence while reading one answer (no byte for this long ends the attempt).
+    pub read_timeout: Duration,
+    /// One overall deadline per request, retries and their waits included (`--request-timeout`).
+    pub request_deadline: Duration,
+    /// Largest response body read (streamed; a longer one is cut off with an error).
+    pub max_response_bytes: usize,
+    /// Most pages read for one listing (`@odata.nextLink` followed this many times at most).
+    pub max_pages: usize,
     /// Where the device-code prompt and the insecure-TLS warning go (default: nowhere).
     pub notices: Notifier,
 }
 
 impl ClientOptions {
-    /// Defaults: 8 retries, 250 ms base, 30 s backoff cap, 4 in flight.
+    /// Defaults: 8 retries, 250 ms base, 30 s backoff cap, `Retry-After` capped at 120 s, 4 in
+    /// flight, 300 s per request in all, 64 MiB per response, 10,000 pages per listing.
     pub fn new(endpoints: Endpoints) -> Self {
         let p = RetryPolicy::default();
         ClientOptions {
@@ -50,6 +59,10 @@ impl ClientOptions {
             user_agent: format!("pwdrift/{}", env!("CARGO_PKG_VERSION")),
             request_timeout: Duration::from_secs(100),
             connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            request_deadline: Duration::from_secs(300),
+            max_response_bytes: 64 << 20,
+            max_pages: 10_000,
             notices: Notifier::default(),
         }
     }

@@ -19,32 +19,88 @@ impl GraphClient {
             .map_err(|e| GraphError::InvalidRequest(format!("bad Graph path: {e}")))
     }
 
-    /// Accepts an absolute URL on the Graph origin, or a path relative to the API root.
-    pub(super) fn same_origin_url(&self, raw: &str) -> Result<Url, GraphError> {
-        match Url::parse(raw) {
-            Ok(u) => {
-                if auth::origin(&u) == self.inner.graph_origin {
-                    Ok(u)
-                } else {
-                    Err(GraphError::ForeignUrl {
-                        url: format!("{}{}", auth::origin(&u), loggable_url(&u)),
-                        origin: self.inner.graph_origin.clone(),
-                    })
-                }
-            }
-            Err(url::ParseError::RelativeUrlWithoutBase) => {
-                if raw.starts_with('/') {
-                    // absolute path on the Graph origin
-                    let base = Url::parse(&self.inner.graph_origin).expect("origin parses");
-                    base.join(raw)
-                        .map_err(|e| GraphError::InvalidRequest(format!("bad URL: {e}")))
-                } else {
-                    self.url(raw)
-                }
-            }
-            Err(e) => Err(GraphError::InvalidRequest(format!("bad URL: {e}"))),
+    /// Resolves a URL Graph handed us (`@odata.nextLink`, a `Location` header) against the API
+    /// root and accepts it only when it is on the Graph origin; see [`resolve_same_origin`].
+    /// Public so that the rule can be tested from outside; the client calls it before every
+    /// request to a URL it did not build itself.
+    pub fn same_origin_url(&self, raw: &str) -> Result<Url, GraphError> {
+        resolve_same_origin(&self.inner.api_base, raw)
+    }
+}
+
+/// The same-origin rule for URLs pwdrift follows.
+///
+/// 1. The raw text is refused outright when it holds anything a URL parser would silently drop
+///    or reinterpret: ASCII control characters and whitespace anywhere (WHATWG strips leading
+///    and trailing ones and deletes tabs and newlines inside, so `/<TAB>/evil/` would become
+///    `//evil/`), and a backslash (WHATWG reads `\` as `/` in `http(s)` URLs, so `/\evil/`
+///    would become `//evil/`). Graph never sends these unencoded.
+/// 2. It is resolved against the API root (`base`), as a browser would: `//host/...` is a
+///    network-path reference and resolves to another host, which step 3 then refuses.
+/// 3. The resolved URL must have the scheme, host and port of `base` (after the parser's
+///    normalisation: case, IDNA, percent-decoding of the host, default ports) and no userinfo
+///    (`https://graph.microsoft.com@evil/` is a URL of host `evil`; `https://x@graph...` is
+///    refused too, so that credentials are never attached by the HTTP stack).
+///
+/// Only then may a request be sent; the error names the foreign origin, not the path.
+pub fn resolve_same_origin(base: &Url, raw: &str) -> Result<Url, GraphError> {
+    let origin = auth::origin(base);
+    let shown = || escape_for_message(raw, 200);
+    if let Some(c) = raw
+        .chars()
+        .find(|c| c.is_ascii_control() || c.is_whitespace() || *c == '\\')
+    {
+        return Err(GraphError::ForeignUrl {
+            url: format!(
+                "{} (contains {:?}, which URL parsers reinterpret)",
+                shown(),
+                c
+            ),
+            origin,
+        });
+    }
+    if raw.is_empty() {
+        return Err(GraphError::InvalidRequest("empty URL to follow".into()));
+    }
+    let u = base
+        .join(raw)
+        .map_err(|e| GraphError::InvalidRequest(format!("bad URL {}: {e}", shown())))?;
+    let same = u.scheme() == base.scheme()
+        && u.host() == base.host()
+        && u.port_or_known_default() == base.port_or_known_default()
+        && u.username().is_empty()
+        && u.password().is_none();
+    if same {
+        Ok(u)
+    } else {
+        let with_userinfo = if u.username().is_empty() && u.password().is_none() {
+            ""
+        } else {
+            " with userinfo"
+        };
+        Err(GraphError::ForeignUrl {
+            url: format!("{}{with_userinfo}{}", auth::origin(&u), loggable_url(&u)),
+            origin,
+        })
+    }
+}
+
+/// `s` as it may appear in a message: control characters and other invisible characters
+/// escaped (`\u{1b}`), at most `max` characters (then `...`).
+pub fn escape_for_message(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
     }
+    out
 }
 
 /// `graph_url` with `/v1.0/` appended unless its path already ends in a version segment.
@@ -147,6 +203,148 @@ pub(super) fn loggable_url(url: &Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every form found to reach another host, and every parser ambiguity tried: `Ok` is the
+    /// URL a request would go to (always on the Graph origin), `Err` is a refusal.
+    #[test]
+    fn followed_urls_stay_on_the_graph_origin() {
+        let base = Url::parse("https://graph.microsoft.com/v1.0/").unwrap();
+        let ok = |raw: &str, want: &str| {
+            let got =
+                resolve_same_origin(&base, raw).unwrap_or_else(|e| panic!("{raw:?} refused: {e}"));
+            assert_eq!(got.as_str(), want, "{raw:?}");
+        };
+        let refused = |raw: &str| {
+            let err =
+                resolve_same_origin(&base, raw).expect_err(&format!("{raw:?} must be refused"));
+            let msg = err.to_string();
+            assert!(
+                matches!(
+                    err,
+                    GraphError::ForeignUrl { .. } | GraphError::InvalidRequest(_)
+                ),
+                "{raw:?}: {err:?}"
+            );
+            assert!(!msg.chars().any(|c| c.is_control()), "{msg:?}");
+        };
+        // the forms of the issue: network-path and backslash tricks
+        refused("//evil.example:8443/v1.0/users");
+        refused("/\\evil.example/v1.0/users");
+        refused("\\\\evil.example/v1.0/users");
+        refused("/\t/evil.example/v1.0/users");
+        refused("/\n/evil.example/");
+        refused("/\r/evil.example/");
+        refused("\\/evil.example/");
+        refused("///evil.example/");
+        // absolute foreign URLs, userinfo, scheme and port
+        refused("https://evil.example/v1.0/users");
+        refused("https://graph.microsoft.com@evil.example/");
+        refused("https://graph.microsoft.com:443@evil.example/");
+        refused("https://user:pass@graph.microsoft.com/v1.0/users");
+        refused("https://user@graph.microsoft.com/v1.0/users");
+        refused("https://graph.microsoft.com:8443/v1.0/users");
+        refused("http://graph.microsoft.com/v1.0/users");
+        refused("http:evil.example/");
+        refused("http:/v1.0/users");
+        refused("ftp://graph.microsoft.com/");
+        refused("file:///etc/passwd");
+        refused("javascript:alert(1)");
+        refused("data:text/plain,x");
+        refused("https://graph.microsoft.com./v1.0/users");
+        refused("https://graph.microsoft.com.evil.example/");
+        refused("https://evil.example#@graph.microsoft.com/");
+        refused("https://evil.example?@graph.microsoft.com/");
+        refused("https://graph.microsoft.com%2F@evil.example/");
+        refused("https://graph.microsoft.com%40evil.example/");
+        refused("https://127.0.0.1/");
+        refused("https://[::1]/");
+        // whitespace and controls anywhere, even where a parser would strip them harmlessly
+        refused(" https://graph.microsoft.com/v1.0/users");
+        refused("https://graph.microsoft.com/v1.0/users ");
+        refused("\u{0}https://graph.microsoft.com/v1.0/users");
+        refused("https://graph.microsoft.com/v1.0/users\u{1b}[2J");
+        refused("https://graph.microsoft.com/v1.0/us\u{7f}ers");
+        refused("\u{a0}//evil.example/");
+        refused("");
+        // the same origin, however it is spelled: the request goes to graph.microsoft.com
+        ok(
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=x",
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=x",
+        );
+        ok(
+            "https://GRAPH.Microsoft.COM:443/v1.0/users",
+            "https://graph.microsoft.com/v1.0/users",
+        );
+        ok(
+            "HTTPS://graph.microsoft.com/v1.0/users",
+            "https://graph.microsoft.com/v1.0/users",
+        );
+        ok(
+            "https://graph%2Emicrosoft.com/v1.0/users",
+            "https://graph.microsoft.com/v1.0/users",
+        );
+        // IDNA maps fullwidth letters to ASCII: still the Graph host
+        ok(
+            "https://\u{ff47}raph.microsoft.com/v1.0/users",
+            "https://graph.microsoft.com/v1.0/users",
+        );
+        ok(
+            "https:users?$skiptoken=x",
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=x",
+        );
+        ok(
+            "/v1.0/users?$skiptoken=x",
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=x",
+        );
+        ok(
+            "users?$skiptoken=x",
+            "https://graph.microsoft.com/v1.0/users?$skiptoken=x",
+        );
+        ok(
+            "/%2F%2Fevil.example/x",
+            "https://graph.microsoft.com/%2F%2Fevil.example/x",
+        );
+        ok(
+            "/..//evil.example/",
+            "https://graph.microsoft.com//evil.example/",
+        );
+        ok(
+            "%2F%2Fevil.example/",
+            "https://graph.microsoft.com/v1.0/%2F%2Fevil.example/",
+        );
+        ok(
+            "?x=//evil.example",
+            "https://graph.microsoft.com/v1.0/?x=//evil.example",
+        );
+        ok(
+            "#//evil.example",
+            "https://graph.microsoft.com/v1.0/#//evil.example",
+        );
+    }
+
+    #[test]
+    fn followed_urls_on_a_loopback_origin_keep_the_port() {
+        let base = Url::parse("http://127.0.0.1:8080/v1.0/").unwrap();
+        assert!(resolve_same_origin(&base, "http://127.0.0.1:8080/v1.0/x").is_ok());
+        assert!(resolve_same_origin(&base, "http://2130706433:8080/v1.0/x").is_ok());
+        for raw in [
+            "http://127.0.0.1:8081/v1.0/x",
+            "http://127.0.0.1/v1.0/x",
+            "http://localhost:8080/v1.0/x",
+            "http://[::1]:8080/v1.0/x",
+            "https://127.0.0.1:8080/v1.0/x",
+            "//127.0.0.1:8081/v1.0/x",
+            "http://127.0.0.2:8080/",
+        ] {
+            assert!(resolve_same_origin(&base, raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn messages_escape_controls_and_truncate() {
+        assert_eq!(escape_for_message("a\u{1b}[31mb", 100), "a\\u{1b}[31mb");
+        assert_eq!(escape_for_message("abcdef", 3), "abc...");
+    }
 
     #[test]
     fn api_base_appends_version_once() {
