@@ -138,11 +138,11 @@ impl Session {
             }
         }
         let mut sandbox = None;
-        let mut sessions = Vec::new();
+        let mut connected = Vec::new();
 
         if let Some(seed) = &args.sandbox {
             let (running, opened) = Self::open_sandbox(seed, tenants, concurrency).await?;
-            sessions = opened;
+            connected = opened;
             sandbox = Some(running);
         } else {
             for t in tenants {
@@ -158,8 +158,21 @@ impl Session {
                 } else {
                     None
                 };
-                sessions.push(Self::tenant_session(t, app, delegated).await?);
+                connected.push((t, app, delegated));
             }
+        }
+        let mut sessions = Vec::new();
+        let joined = match join_aliases(connected).await {
+            Ok(joined) => joined,
+            Err(e) => {
+                if let Some(s) = sandbox {
+                    close_sandbox(s).await;
+                }
+                return Err(e);
+            }
+        };
+        for (t, app, delegated) in joined {
+            sessions.push(Self::tenant_session(t, app, delegated).await?);
         }
         Ok(Session {
             desired,
@@ -174,7 +187,7 @@ impl Session {
         seed: &Path,
         tenants: Vec<TenantDesired>,
         concurrency: usize,
-    ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
+    ) -> anyhow::Result<(EmbeddedSandbox, Vec<Connected>)> {
         use crate::graph::auth::Endpoints;
         use graph_sandbox::{SandboxConfig, SeedSource};
         let mut sessions = Vec::new();
@@ -221,7 +234,7 @@ impl Session {
                 )?),
                 _ => None,
             };
-            sessions.push(Self::tenant_session(t, app, delegated).await?);
+            sessions.push((t, app, delegated));
         }
         Ok((running, sessions))
     }
@@ -231,7 +244,7 @@ impl Session {
         _seed: &Path,
         _tenants: Vec<TenantDesired>,
         _concurrency: usize,
-    ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
+    ) -> anyhow::Result<(EmbeddedSandbox, Vec<Connected>)> {
         anyhow::bail!("--sandbox: this pwdrift was built without the `sandbox` feature")
     }
 
@@ -309,10 +322,7 @@ impl Session {
     /// Stops the embedded sandbox (persisting its state), if any.
     pub async fn close(self) {
         if let Some(s) = self.sandbox {
-            #[cfg(feature = "sandbox")]
-            s.shutdown().await;
-            #[cfg(not(feature = "sandbox"))]
-            match s {}
+            close_sandbox(s).await;
         }
     }
 
@@ -320,6 +330,103 @@ impl Session {
         self.tenants
             .iter()
             .find(|t| t.desired.tenant.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+async fn close_sandbox(s: EmbeddedSandbox) {
+    #[cfg(feature = "sandbox")]
+    s.shutdown().await;
+    #[cfg(not(feature = "sandbox"))]
+    match s {}
+}
+
+/// A tenant's desired state with its app client and, with `--delegated`, its delegated client.
+type Connected = (TenantDesired, GraphClient, Option<GraphClient>);
+
+/// Desired state that names one tenant several ways (its initial domain, a verified domain, its
+/// id) and, across those files, declares a user or group twice. Found once the tenants are
+/// resolved, before anything is read or written; the diagnostics name both places.
+#[derive(Debug)]
+pub struct AliasConflict(pub Vec<config::Diagnostic>);
+
+impl std::fmt::Display for AliasConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "desired state declares {} user(s) or group(s) twice for one tenant written several ways",
+            self.0.len()
+        )
+    }
+}
+
+impl std::error::Error for AliasConflict {}
+
+/// A tenant is its id: resolves every tenant name to the tenant id (the `tid` of the token issued
+/// for it; a name whose token does not say is its own key) and joins the declarations of one
+/// tenant ([`config::merge::union`]), keeping the first one's name and clients. Users or groups
+/// declared twice across the joined files are an [`AliasConflict`].
+async fn join_aliases(connected: Vec<Connected>) -> anyhow::Result<Vec<Connected>> {
+    let mut groups: Vec<(String, Vec<Connected>)> = Vec::new();
+    for c in connected {
+        let name = c.0.tenant.as_str().to_owned();
+        let id =
+            c.1.tenant_id(&name)
+                .await
+                .with_context(|| format!("tenant {name}: cannot sign in to learn its tenant id"))?;
+        let key = id.unwrap_or(name);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(c),
+            None => groups.push((key, vec![c])),
+        }
+    }
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (id, group) in groups {
+        if group.len() > 1 {
+            let names: Vec<&str> = group.iter().map(|c| c.0.tenant.as_str()).collect();
+            tracing::info!(tenant_id = %id, names = ?names, "one tenant written several ways: merged");
+        }
+        let mut parts = Vec::new();
+        let mut clients = None;
+        for (t, app, delegated) in group {
+            parts.push(t);
+            clients.get_or_insert((app, delegated));
+        }
+        let (app, delegated) = clients.expect("a group has at least one member");
+        match config::merge::union(parts) {
+            Ok(t) => out.push((t, app, delegated)),
+            Err(d) => problems.extend(d),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(AliasConflict(problems).into())
+    }
+}
+
+/// [`Session::open`], reporting an [`AliasConflict`] on stderr in `style` (the lines shown come
+/// from `sources`). `Ok(None)`: reported; nothing was read or written.
+pub async fn open_reporting(
+    args: &TargetArgs,
+    desired: DesiredState,
+    concurrency: usize,
+    printer: &Printer,
+    sources: &SourceMap,
+    style: DiagnosticStyle,
+) -> anyhow::Result<Option<Session>> {
+    match Session::open(args, desired, concurrency, printer).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => match e.downcast::<AliasConflict>() {
+            Ok(AliasConflict(diags)) => {
+                report_diagnostics(printer, &diags, sources, style);
+                printer.error(
+                    "error: desired state is invalid once its tenants are resolved; nothing was read or changed",
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 

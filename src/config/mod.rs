@@ -41,6 +41,12 @@
 //! declared twice for one tenant is an error naming both places, whether in one file or two. A
 //! user named by UPN in one place and by object id in another cannot be recognised offline: the
 //! plan step, which resolves users, has to check that.
+//!
+//! A tenant is its id, but offline a domain cannot be resolved: `contoso.onmicrosoft.com`,
+//! `contoso.com` and the tenant's GUID load as three tenants here (`validate` notes it). `plan`
+//! and `apply` resolve every name to its tenant id before reading anything, join the declarations
+//! of one tenant with [`merge::union`] and run the duplicate check ([`merge::duplicates`]) again
+//! over all of its files.
 
 pub mod check;
 pub mod diag;
@@ -50,7 +56,6 @@ pub mod model;
 pub mod schema_doc;
 pub mod yaml;
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -189,42 +194,8 @@ fn merge_files(
         t.users.extend(doc.users);
         t.groups.extend(doc.groups);
     }
-    for t in &mut tenants {
-        let mut seen: HashMap<&UserRef, &Origin> = HashMap::new();
-        let mut dup = Vec::new();
-        for u in &t.users {
-            if let Some(first) = seen.get(&u.user) {
-                dup.push(
-                    Diagnostic::error(format!(
-                        "user `{}` is declared twice for tenant `{}`",
-                        u.user, t.tenant
-                    ))
-                    .with_label((*first).clone(), "first declared here")
-                    .with_label(u.origin.clone(), "declared again here")
-                    .with_help("declare each user once; merge the two entries"),
-                );
-            } else {
-                seen.insert(&u.user, &u.origin);
-            }
-        }
-        let mut seen: HashMap<String, &Origin> = HashMap::new();
-        for g in &t.groups {
-            let key = check::group_key(&g.group);
-            if let Some(first) = seen.get(&key) {
-                dup.push(
-                    Diagnostic::error(format!(
-                        "group `{}` is declared twice for tenant `{}`",
-                        g.group, t.tenant
-                    ))
-                    .with_label((*first).clone(), "first declared here")
-                    .with_label(g.origin.clone(), "declared again here")
-                    .with_help("declare each group once; merge the two entries"),
-                );
-            } else {
-                seen.insert(key, &g.origin);
-            }
-        }
-        diags.extend(dup);
+    for t in &tenants {
+        diags.extend(merge::duplicates(t));
     }
     DesiredState {
         tenants,

@@ -14,4 +14,5 @@ mod e2e;
 mod examples;
 mod sandbox_cli;
 mod schemas;
+mod tenant_alias;
 mod validate;

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 pub(crate) use cloud::{checked_url, origin};
 pub use cloud::{Cloud, Endpoints};
 pub use credential::Credential;
+pub use token::tenant_id_from_token;
 pub(crate) use token::TokenProvider;
 
 /// Everything that can go wrong while configuring a credential or acquiring a token. The

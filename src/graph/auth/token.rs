@@ -405,6 +405,30 @@ fn device_code_notice(dc: &DeviceCodeResponse) -> Notice {
     }
 }
 
+/// The tenant id (`tid` claim, lower-case) an access token was issued for, read from its payload
+/// without verifying it (Graph verifies it; this only learns which tenant a domain names: a token
+/// asked for `contoso.com` carries the id of the tenant that owns the domain). `None` for a token
+/// that is not a JWT or has no GUID `tid`.
+pub fn tenant_id_from_token(token: &str) -> Option<String> {
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let (_header, payload) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    if payload.len() > 64 * 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Claims {
+        tid: Option<String>,
+    }
+    let tid = serde_json::from_slice::<Claims>(&bytes).ok()?.tid?;
+    let id = uuid::Uuid::parse_str(&tid).ok()?;
+    Some(id.hyphenated().to_string())
+}
+
 fn push_assertion(form: &mut Vec<(&str, String)>, scope: String, assertion: String) {
     form.push(("scope", scope));
     form.push(("grant_type", "client_credentials".into()));
@@ -502,6 +526,22 @@ mod tests {
             device_code_notice(&dc).message(),
             "To sign in, open the verification page and enter the code (none)"
         );
+    }
+
+    #[test]
+    fn tenant_id_is_read_from_the_tid_claim() {
+        use base64::Engine;
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = |claims: &str| format!("{}.{}.sig", enc(r#"{"alg":"RS256"}"#), enc(claims));
+        assert_eq!(
+            tenant_id_from_token(&jwt(r#"{"tid":"7B3E1A52-9C4D-4F1E-A2B8-3D5C6E7F8A90"}"#))
+                .as_deref(),
+            Some("7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90")
+        );
+        assert_eq!(tenant_id_from_token(&jwt(r#"{"tid":"contoso.com"}"#)), None);
+        assert_eq!(tenant_id_from_token(&jwt(r#"{"oid":"x"}"#)), None);
+        assert_eq!(tenant_id_from_token("opaque-token"), None);
+        assert_eq!(tenant_id_from_token("a.!!!.c"), None);
     }
 
     #[test]

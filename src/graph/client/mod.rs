@@ -49,7 +49,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use api::{ResetOutcome, UserKey};
@@ -164,6 +164,15 @@ impl GraphClient {
     /// A token for `tenant` (from the cache), e.g. to check credentials before a run.
     pub async fn token(&self, tenant: &str) -> Result<SecretString, GraphError> {
         Ok(self.inner.tokens.token(tenant).await?)
+    }
+
+    /// The id of the tenant `tenant` (a domain or an id) names, as the identity platform sees it:
+    /// the `tid` claim of the token issued for it. `None` when the token does not say (not a JWT).
+    pub async fn tenant_id(&self, tenant: &str) -> Result<Option<String>, GraphError> {
+        let token = self.token(tenant).await?;
+        Ok(crate::graph::auth::tenant_id_from_token(
+            token.expose_secret(),
+        ))
     }
 
     /// Counters so far.
