@@ -142,20 +142,56 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
                 continue;
             }
         };
-        sources.add_file(file, &text);
-        let root = match yaml::parse(file, &text) {
-            Ok(root) => root,
-            Err(errs) => {
-                diags.extend(errs);
-                continue;
-            }
-        };
-        let (doc, found) = check::check_file(file, &root, &mut sources);
-        diags.extend(found);
-        docs.extend(doc);
+        docs.extend(check_text(file, &text, &mut sources, &mut diags));
     }
+    finish(&files, docs, diags, sources)
+}
 
-    let state = merge_files(&files, docs, &mut diags);
+/// Loads and validates desired state from text, as if read from the file `name`: the same
+/// parser, checks and cross-file merge as [`load_paths`], without touching the disk (a
+/// `password: { file: }` path is resolved against `name`, not read). Pure; used by the fuzz
+/// targets and their corpus test.
+pub fn load_str(name: &Path, text: &str) -> Result<Loaded, Invalid> {
+    let mut diags = Vec::new();
+    let mut sources = SourceMap::default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let docs = check_text(name, text, &mut sources, &mut diags);
+    finish(
+        &[name.to_path_buf()],
+        docs.into_iter().collect(),
+        diags,
+        sources,
+    )
+}
+
+/// Parses and checks one file's text.
+fn check_text(
+    file: &Path,
+    text: &str,
+    sources: &mut SourceMap,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<check::FileDoc> {
+    sources.add_file(file, text);
+    let root = match yaml::parse(file, text) {
+        Ok(root) => root,
+        Err(errs) => {
+            diags.extend(errs);
+            return None;
+        }
+    };
+    let (doc, found) = check::check_file(file, &root, sources);
+    diags.extend(found);
+    doc
+}
+
+/// Merges the files' declarations and sorts the outcome into [`Loaded`] or [`Invalid`].
+fn finish(
+    files: &[PathBuf],
+    docs: Vec<check::FileDoc>,
+    mut diags: Vec<Diagnostic>,
+    sources: SourceMap,
+) -> Result<Loaded, Invalid> {
+    let state = merge_files(files, docs, &mut diags);
     if diags.iter().any(Diagnostic::is_error) {
         return Err(Invalid {
             diagnostics: diags,

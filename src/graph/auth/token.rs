@@ -436,6 +436,14 @@ fn push_assertion(form: &mut Vec<(&str, String)>, scope: String, assertion: Stri
     form.push(("client_assertion", assertion));
 }
 
+/// A token endpoint answer with HTTP status `status`, read as the provider reads it: how long
+/// the token would be used before it is refreshed, or the error reported (which never holds the
+/// token). Pure; exposed for the fuzz targets and their corpus test.
+pub fn token_response(status: u16, body: &[u8]) -> Result<Duration, AuthError> {
+    let cached = parse_token_response("fuzz", status, body)?;
+    Ok(cached.refresh_at.saturating_duration_since(Instant::now()))
+}
+
 fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<CachedToken, AuthError> {
     if !(200..300).contains(&status) {
         return Err(token_error(tenant, status, body));

@@ -41,6 +41,7 @@ mod batch;
 mod error;
 mod execute;
 mod options;
+pub mod parse;
 mod stats;
 mod urls;
 
