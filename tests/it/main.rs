@@ -12,6 +12,8 @@ mod client_retry;
 mod common;
 mod e2e;
 mod examples;
+mod fuzz_corpus;
+mod properties;
 mod sandbox_cli;
 mod schemas;
 mod tenant_alias;
