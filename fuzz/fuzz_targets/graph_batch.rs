@@ -1,0 +1,7 @@
+//! Fuzz target `graph_batch`: see `fuzz/harness.rs`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::graph_batch(data));
