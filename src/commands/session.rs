@@ -126,9 +126,14 @@ impl Session {
         concurrency: usize,
         printer: &Printer,
     ) -> anyhow::Result<Session> {
-        let tenants: Vec<TenantDesired> = select_tenants(&desired, &args.tenants)?
-            .into_iter()
+        // `--tenant` names are checked now, but a tenant is its id: every name of the tenant
+        // `--tenant` names (another domain, its GUID) is selected once the names are resolved.
+        select_tenants(&desired, &args.tenants)?;
+        let tenants: Vec<TenantDesired> = desired
+            .tenants
+            .iter()
             .filter(|t| in_shard(args.shard, t.tenant.as_str()))
+            .cloned()
             .collect();
         if let Some(shard) = args.shard {
             if tenants.is_empty() {
@@ -171,8 +176,14 @@ impl Session {
                 return Err(e);
             }
         };
-        for (t, app, delegated) in joined {
-            sessions.push(Self::tenant_session(t, app, delegated).await?);
+        for ((t, app, delegated), names) in joined {
+            let wanted = args.tenants.is_empty()
+                || names
+                    .iter()
+                    .any(|n| args.tenants.iter().any(|w| w.eq_ignore_ascii_case(n)));
+            if wanted {
+                sessions.push(Self::tenant_session(t, app, delegated).await?);
+            }
         }
         Ok(Session {
             desired,
@@ -364,8 +375,9 @@ impl std::error::Error for AliasConflict {}
 /// A tenant is its id: resolves every tenant name to the tenant id (the `tid` of the token issued
 /// for it; a name whose token does not say is its own key) and joins the declarations of one
 /// tenant ([`config::merge::union`]), keeping the first one's name and clients. Users or groups
-/// declared twice across the joined files are an [`AliasConflict`].
-async fn join_aliases(connected: Vec<Connected>) -> anyhow::Result<Vec<Connected>> {
+/// declared twice across the joined files are an [`AliasConflict`]. Each joined tenant comes
+/// with every name it was written as.
+async fn join_aliases(connected: Vec<Connected>) -> anyhow::Result<Vec<(Connected, Vec<String>)>> {
     let mut groups: Vec<(String, Vec<Connected>)> = Vec::new();
     for c in connected {
         let name = c.0.tenant.as_str().to_owned();
@@ -382,8 +394,8 @@ async fn join_aliases(connected: Vec<Connected>) -> anyhow::Result<Vec<Connected
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for (id, group) in groups {
-        if group.len() > 1 {
-            let names: Vec<&str> = group.iter().map(|c| c.0.tenant.as_str()).collect();
+        let names: Vec<String> = group.iter().map(|c| c.0.tenant.to_string()).collect();
+        if names.len() > 1 {
             tracing::info!(tenant_id = %id, names = ?names, "one tenant written several ways: merged");
         }
         let mut parts = Vec::new();
@@ -394,7 +406,7 @@ async fn join_aliases(connected: Vec<Connected>) -> anyhow::Result<Vec<Connected
         }
         let (app, delegated) = clients.expect("a group has at least one member");
         match config::merge::union(parts) {
-            Ok(t) => out.push((t, app, delegated)),
+            Ok(t) => out.push(((t, app, delegated), names)),
             Err(d) => problems.extend(d),
         }
     }

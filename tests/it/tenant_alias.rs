@@ -118,4 +118,25 @@ fn a_tenant_split_over_its_aliases_is_one_tenant_and_each_user_is_written_once()
 
     let plan = run(sb.pwdrift().args(["plan", "--detailed-exitcode", &desired]));
     assert_eq!(plan.code, 0, "converged: {plan:?}");
+
+    // `--tenant` names the tenant by any of its names: all of its files are selected
+    let only = run(sb.pwdrift().args([
+        "plan",
+        "--format",
+        "json",
+        "--tenant",
+        "contoso.com",
+        &desired,
+    ]));
+    assert_eq!(only.code, 0, "{only:?}");
+    let json: serde_json::Value = serde_json::from_str(&only.stdout).unwrap();
+    let users: Vec<&str> = json["tenants"][0]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user_principal_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(json["tenants"].as_array().unwrap().len(), 1, "{only:?}");
+    assert!(users.contains(&"bob@contoso.com"), "{users:?}");
+    assert!(users.contains(&"frank@contoso.com"), "{users:?}");
 }
