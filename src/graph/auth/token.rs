@@ -37,6 +37,13 @@ pub(crate) const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// The longest token lifetime believed: a day (Entra issues 60 to 90 minutes). A larger
+/// `expires_in` (a misbehaving or hostile endpoint; found by fuzzing: `u64::MAX` overflowed the
+/// clock and panicked) is capped.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest device-code polling interval honoured, in seconds.
+const MAX_DEVICE_CODE_INTERVAL: u64 = 60;
+
 /// A cached token and when to stop using it.
 struct CachedToken {
     token: SecretString,
@@ -352,8 +359,10 @@ impl TokenProvider {
                 message: e.to_string(),
             })?;
         self.notices.notify(device_code_notice(&dc));
-        let deadline = Instant::now() + Duration::from_secs(dc.expires_in);
-        let mut interval = Duration::from_secs(dc.interval.max(1));
+        // the endpoint's numbers are believed within bounds: a huge `expires_in` would overflow
+        // the clock, a huge `interval` would sleep forever
+        let deadline = Instant::now() + Duration::from_secs(dc.expires_in).min(MAX_TOKEN_LIFETIME);
+        let mut interval = Duration::from_secs(dc.interval.clamp(1, MAX_DEVICE_CODE_INTERVAL));
         loop {
             if Instant::now() >= deadline {
                 return Err(AuthError::DeviceCode(
@@ -461,7 +470,7 @@ fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<Cached
     let refresh_token = serde_json::from_slice::<RefreshPart>(body)
         .ok()
         .and_then(|r| r.refresh_token);
-    let lifetime = Duration::from_secs(resp.expires_in);
+    let lifetime = Duration::from_secs(resp.expires_in).min(MAX_TOKEN_LIFETIME);
     Ok(CachedToken {
         token: resp.access_token,
         refresh_at: Instant::now() + lifetime - refresh_margin(lifetime),
@@ -534,6 +543,16 @@ mod tests {
             device_code_notice(&dc).message(),
             "To sign in, open the verification page and enter the code (none)"
         );
+    }
+
+    /// Found by the `graph_token` fuzz target (corpus: `crash-huge-expires-in.bin`).
+    #[test]
+    fn a_huge_expires_in_is_capped_not_a_panic() {
+        let body =
+            br#"{"token_type":"Bearer","expires_in":18446744073709551615,"access_token":"x"}"#;
+        let refresh = token_response(200, body).unwrap();
+        assert!(refresh <= MAX_TOKEN_LIFETIME, "{refresh:?}");
+        assert!(refresh > Duration::from_secs(23 * 3600), "{refresh:?}");
     }
 
     #[test]
