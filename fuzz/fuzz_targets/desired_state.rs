@@ -1,6 +1,8 @@
 //! Fuzz target `desired_state`: see `fuzz/harness.rs`.
 #![no_main]
 
+// each target uses one body of the shared harness
+#[allow(dead_code)]
 #[path = "../harness.rs"]
 mod harness;
 
