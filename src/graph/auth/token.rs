@@ -38,8 +38,8 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// The longest token lifetime believed: a day (Entra issues 60 to 90 minutes). A larger
-/// `expires_in` (a misbehaving or hostile endpoint; found by fuzzing: `u64::MAX` overflowed the
-/// clock and panicked) is capped.
+/// `expires_in` (a misbehaving or hostile endpoint; found writing the `graph_token` fuzz target:
+/// `u64::MAX` overflowed the clock and panicked) is capped.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The longest device-code polling interval honoured, in seconds.
 const MAX_DEVICE_CODE_INTERVAL: u64 = 60;
@@ -545,7 +545,8 @@ mod tests {
         );
     }
 
-    /// Found by the `graph_token` fuzz target (corpus: `crash-huge-expires-in.bin`).
+    /// Found while writing the `graph_token` fuzz target, by reading the code it covers (the
+    /// 2-minute run did not hit it); corpus: `crash-huge-expires-in.bin`.
     #[test]
     fn a_huge_expires_in_is_capped_not_a_panic() {
         let body =
