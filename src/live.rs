@@ -443,27 +443,14 @@ pub fn resolve(
     })
 }
 
-/// The tenant id (GUID) as the access token states it (`tid` claim of the JWT; the token is only
-/// decoded, not verified: it came from the token endpoint we trust). Falls back to the name used
-/// in desired state when the token is not a JWT.
+/// The tenant id (GUID) as the access token states it ([`GraphClient::tenant_id`]: the `tid`
+/// claim, decoded, not verified: it came from the token endpoint we trust). Falls back to the
+/// name used in desired state when the token is not a JWT.
 pub async fn tenant_id(client: &GraphClient, tenant: &str) -> String {
-    use base64::Engine;
-    use secrecy::ExposeSecret;
-    let Ok(token) = client.token(tenant).await else {
-        return tenant.to_owned();
-    };
-    token
-        .expose_secret()
-        .split('.')
-        .nth(1)
-        .and_then(|payload| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload.trim_end_matches('='))
-                .ok()
-        })
-        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
-        .and_then(|claims| claims.get("tid")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| tenant.to_owned())
+    match client.tenant_id(tenant).await {
+        Ok(Some(id)) => id,
+        _ => tenant.to_owned(),
+    }
 }
 
 fn user_key(user: &UserRef) -> UserKey {

@@ -179,7 +179,18 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         else {
             return Ok(ExitStatus::Failure);
         };
-        let session = Session::open(target, desired, args.concurrency, printer).await?;
+        let Some(session) = session::open_reporting(
+            target,
+            desired,
+            args.concurrency,
+            printer,
+            &sources,
+            DiagnosticStyle::Text,
+        )
+        .await?
+        else {
+            return Ok(ExitStatus::Failure);
+        };
         if let Err(e) = resume(&args, &session, printer, &mut secrets).await {
             session.close().await;
             return Err(e);

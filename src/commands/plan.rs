@@ -8,7 +8,7 @@
 use anyhow::Context;
 
 use crate::cli::{ExitStatus, PlanArgs, PlanFormat};
-use crate::commands::session::{self, DiagnosticStyle, Session};
+use crate::commands::session::{self, DiagnosticStyle};
 use crate::plan::Plan;
 use crate::printer::Printer;
 
@@ -72,7 +72,11 @@ async fn compute(
     printer: &Printer,
     style: DiagnosticStyle,
 ) -> anyhow::Result<Option<Plan>> {
-    let session = Session::open(target, desired, concurrency, printer).await?;
+    let Some(session) =
+        session::open_reporting(target, desired, concurrency, printer, sources, style).await?
+    else {
+        return Ok(None);
+    };
     let plan = session.plan(&target.targets, sources, printer, style).await;
     session.close().await;
     plan

@@ -194,9 +194,14 @@ impl Session {
         concurrency: usize,
         printer: &Printer,
     ) -> anyhow::Result<Session> {
-        let tenants: Vec<TenantDesired> = select_tenants(&desired, &args.tenants)?
-            .into_iter()
+        // `--tenant` names are checked now, but a tenant is its id: every name of the tenant
+        // `--tenant` names (another domain, its GUID) is selected once the names are resolved.
+        select_tenants(&desired, &args.tenants)?;
+        let tenants: Vec<TenantDesired> = desired
+            .tenants
+            .iter()
             .filter(|t| in_shard(args.shard, t.tenant.as_str()))
+            .cloned()
             .collect();
         if let Some(shard) = args.shard {
             if tenants.is_empty() {
@@ -206,12 +211,12 @@ impl Session {
             }
         }
         let mut sandbox = None;
-        let mut sessions = Vec::new();
+        let mut connected = Vec::new();
 
         if let Some(seed) = &args.sandbox {
             let (running, opened) =
                 Self::open_sandbox(seed, tenants, concurrency, args.request_timeout).await?;
-            sessions = opened;
+            connected = opened;
             sandbox = Some(running);
         } else {
             for t in tenants {
@@ -227,6 +232,25 @@ impl Session {
                 } else {
                     None
                 };
+                connected.push((t, app, delegated));
+            }
+        }
+        let mut sessions = Vec::new();
+        let joined = match join_aliases(connected).await {
+            Ok(joined) => joined,
+            Err(e) => {
+                if let Some(s) = sandbox {
+                    stop_embedded_sandbox(s).await;
+                }
+                return Err(e);
+            }
+        };
+        for ((t, app, delegated), names) in joined {
+            let wanted = args.tenants.is_empty()
+                || names
+                    .iter()
+                    .any(|n| args.tenants.iter().any(|w| w.eq_ignore_ascii_case(n)));
+            if wanted {
                 sessions.push(Self::tenant_session(t, app, delegated).await?);
             }
         }
@@ -247,7 +271,7 @@ impl Session {
         tenants: Vec<TenantDesired>,
         concurrency: usize,
         request_timeout: u64,
-    ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
+    ) -> anyhow::Result<(EmbeddedSandbox, Vec<Connected>)> {
         let mut sessions = Vec::new();
         let running = start_embedded_sandbox(seed).await?;
         let info = running.info.clone();
@@ -272,7 +296,7 @@ impl Session {
                 )?),
                 _ => None,
             };
-            sessions.push(Self::tenant_session(t, app, delegated).await?);
+            sessions.push((t, app, delegated));
         }
         Ok((running, sessions))
     }
@@ -283,7 +307,7 @@ impl Session {
         _tenants: Vec<TenantDesired>,
         _concurrency: usize,
         _request_timeout: u64,
-    ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
+    ) -> anyhow::Result<(EmbeddedSandbox, Vec<Connected>)> {
         anyhow::bail!("--sandbox: this pwdrift was built without the `sandbox` feature")
     }
 
@@ -385,6 +409,97 @@ pub fn check_seed(seed: &Path) -> anyhow::Result<()> {
     config::read::open_regular(seed, MAX_SEED_BYTES)
         .map(drop)
         .with_context(|| format!("cannot read the sandbox seed {}", seed.display()))
+}
+
+/// A tenant's desired state with its app client and, with `--delegated`, its delegated client.
+type Connected = (TenantDesired, GraphClient, Option<GraphClient>);
+
+/// Desired state that names one tenant several ways (its initial domain, a verified domain, its
+/// id) and, across those files, declares a user or group twice. Found once the tenants are
+/// resolved, before anything is read or written; the diagnostics name both places.
+#[derive(Debug)]
+pub struct AliasConflict(pub Vec<config::Diagnostic>);
+
+impl std::fmt::Display for AliasConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "desired state declares {} user(s) or group(s) twice for one tenant written several ways",
+            self.0.len()
+        )
+    }
+}
+
+impl std::error::Error for AliasConflict {}
+
+/// A tenant is its id: resolves every tenant name to the tenant id (the `tid` of the token issued
+/// for it; a name whose token does not say is its own key) and joins the declarations of one
+/// tenant ([`config::merge::union`]), keeping the first one's name and clients. Users or groups
+/// declared twice across the joined files are an [`AliasConflict`]. Each joined tenant comes
+/// with every name it was written as.
+async fn join_aliases(connected: Vec<Connected>) -> anyhow::Result<Vec<(Connected, Vec<String>)>> {
+    let mut groups: Vec<(String, Vec<Connected>)> = Vec::new();
+    for c in connected {
+        let name = c.0.tenant.as_str().to_owned();
+        let id =
+            c.1.tenant_id(&name)
+                .await
+                .with_context(|| format!("tenant {name}: cannot sign in to learn its tenant id"))?;
+        let key = id.unwrap_or(name);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(c),
+            None => groups.push((key, vec![c])),
+        }
+    }
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (id, group) in groups {
+        let names: Vec<String> = group.iter().map(|c| c.0.tenant.to_string()).collect();
+        if names.len() > 1 {
+            tracing::info!(tenant_id = %id, names = ?names, "one tenant written several ways: merged");
+        }
+        let mut parts = Vec::new();
+        let mut clients = None;
+        for (t, app, delegated) in group {
+            parts.push(t);
+            clients.get_or_insert((app, delegated));
+        }
+        let (app, delegated) = clients.expect("a group has at least one member");
+        match config::merge::union(parts) {
+            Ok(t) => out.push(((t, app, delegated), names)),
+            Err(d) => problems.extend(d),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(AliasConflict(problems).into())
+    }
+}
+
+/// [`Session::open`], reporting an [`AliasConflict`] on stderr in `style` (the lines shown come
+/// from `sources`). `Ok(None)`: reported; nothing was read or written.
+pub async fn open_reporting(
+    args: &TargetArgs,
+    desired: DesiredState,
+    concurrency: usize,
+    printer: &Printer,
+    sources: &SourceMap,
+    style: DiagnosticStyle,
+) -> anyhow::Result<Option<Session>> {
+    match Session::open(args, desired, concurrency, printer).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => match e.downcast::<AliasConflict>() {
+            Ok(AliasConflict(diags)) => {
+                report_diagnostics(printer, &diags, sources, style);
+                printer.error(
+                    "error: desired state is invalid once its tenants are resolved; nothing was read or changed",
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
+    }
 }
 
 /// A tokio runtime for a command.

@@ -100,6 +100,23 @@ fn counts(loaded: &config::Loaded) -> crate::render::diagnostics::Counts {
     }
 }
 
+/// Offline, a domain cannot be resolved to its tenant id: with more than one tenant, some written
+/// as domains, two of them may be one tenant (its initial domain, a verified domain, its id).
+/// `plan` and `apply` resolve them and check the union; this says so.
+pub fn alias_note(state: &config::DesiredState) -> Option<String> {
+    let domains = state
+        .tenants
+        .iter()
+        .filter(|t| matches!(t.tenant, config::TenantRef::Domain(_)))
+        .count();
+    (state.tenants.len() > 1 && domains > 0).then(|| {
+        format!(
+            "note: {} written as domains; whether they are the same tenant is checked by plan",
+            count(domains, "tenant", "tenants")
+        )
+    })
+}
+
 /// The text format: diagnostics on stderr, the summary on stdout.
 fn text(loaded: &Result<config::Loaded, config::Invalid>, printer: &Printer) -> anyhow::Result<()> {
     let color = printer.color_err();
@@ -112,6 +129,9 @@ fn text(loaded: &Result<config::Loaded, config::Invalid>, printer: &Printer) -> 
                 ));
             }
             printer.outln(&summary(loaded))?;
+            if let Some(note) = alias_note(&loaded.state) {
+                printer.info(&note);
+            }
         }
         Err(invalid) => {
             printer.diagnostics(&format!(

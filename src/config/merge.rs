@@ -16,10 +16,17 @@
 //!   entry is an explicit, reviewed statement that the group's privileged members are in scope;
 //!   requiring it on a per-user entry as well would make group entries unable to cover them at all.
 //!   Without any `allowPrivileged: true`, privileged users are not touched.
+//!
+//! Also here: the declarations of one tenant across files. [`duplicates`] finds a user or group
+//! declared twice for one tenant; [`union`] joins the [`TenantDesired`] entries that turn out to
+//! be one tenant written several ways (its initial domain, a verified domain, its id), which only
+//! the plan step can know, so that [`duplicates`] runs again over all of its files.
+
+use std::collections::HashMap;
 
 use super::check::{contradictions, Field};
 use super::diag::Diagnostic;
-use super::model::{Directives, Origin};
+use super::model::{Directives, Origin, TenantDesired, UserRef};
 
 const CONFLICT_HELP: &str = "a user's own entry and the entries of its groups must agree: \
     change one of them, or take the user out of the group";
@@ -144,6 +151,70 @@ pub fn merge_directives(entries: &[(&Directives, &Origin)]) -> Result<Directives
     Ok(merged)
 }
 
+/// Users and groups declared more than once for `t`, one error per repeat naming both places
+/// (file, line and column).
+pub fn duplicates(t: &TenantDesired) -> Vec<Diagnostic> {
+    let mut dup = Vec::new();
+    let mut seen: HashMap<&UserRef, &Origin> = HashMap::new();
+    for u in &t.users {
+        if let Some(first) = seen.get(&u.user) {
+            dup.push(
+                Diagnostic::error(format!(
+                    "user `{}` is declared twice for tenant `{}`",
+                    u.user, t.tenant
+                ))
+                .with_label((*first).clone(), "first declared here")
+                .with_label(u.origin.clone(), "declared again here")
+                .with_help("declare each user once; merge the two entries"),
+            );
+        } else {
+            seen.insert(&u.user, &u.origin);
+        }
+    }
+    let mut seen: HashMap<String, &Origin> = HashMap::new();
+    for g in &t.groups {
+        let key = super::check::group_key(&g.group);
+        if let Some(first) = seen.get(&key) {
+            dup.push(
+                Diagnostic::error(format!(
+                    "group `{}` is declared twice for tenant `{}`",
+                    g.group, t.tenant
+                ))
+                .with_label((*first).clone(), "first declared here")
+                .with_label(g.origin.clone(), "declared again here")
+                .with_help("declare each group once; merge the two entries"),
+            );
+        } else {
+            seen.insert(key, &g.origin);
+        }
+    }
+    dup
+}
+
+/// Joins declarations that name one tenant (in the order given: the first one's name is kept,
+/// users, groups and files follow in order), then checks the union for users and groups declared
+/// twice across all of its files. `Err` holds one diagnostic per repeat; `parts` must not be
+/// empty.
+pub fn union(parts: Vec<TenantDesired>) -> Result<TenantDesired, Vec<Diagnostic>> {
+    let mut parts = parts.into_iter();
+    let mut out = parts.next().expect("union of no tenant declaration");
+    for p in parts {
+        out.users.extend(p.users);
+        out.groups.extend(p.groups);
+        for f in p.files {
+            if !out.files.contains(&f) {
+                out.files.push(f);
+            }
+        }
+    }
+    let dup = duplicates(&out);
+    if dup.is_empty() {
+        Ok(out)
+    } else {
+        Err(dup)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +320,59 @@ mod tests {
         };
         let err = merge_directives(&[(&group, &o(20)), (&reset, &o(30))]).unwrap_err();
         assert_eq!(err.labels.len(), 2);
+    }
+
+    fn tenant(name: &str, file: &str, users: &[(&str, usize)]) -> TenantDesired {
+        use crate::config::model::{TenantRef, UserEntry};
+        TenantDesired {
+            tenant: TenantRef::Domain(name.into()),
+            users: users
+                .iter()
+                .map(|(u, line)| UserEntry {
+                    user: UserRef::Upn((*u).into()),
+                    directives: flag(false),
+                    origin: Origin {
+                        file: PathBuf::from(file),
+                        line: *line,
+                        column: 11,
+                    },
+                })
+                .collect(),
+            groups: vec![],
+            files: vec![PathBuf::from(file)],
+        }
+    }
+
+    #[test]
+    fn union_keeps_the_first_name_and_finds_duplicates_across_parts() {
+        let a = tenant("contoso.onmicrosoft.com", "a.yaml", &[("x@contoso.com", 4)]);
+        let b = tenant("contoso.com", "b.yaml", &[("y@contoso.com", 5)]);
+        let joined = union(vec![a.clone(), b.clone()]).unwrap();
+        assert_eq!(joined.tenant.as_str(), "contoso.onmicrosoft.com");
+        assert_eq!(joined.users.len(), 2);
+        assert_eq!(
+            joined.files,
+            vec![PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]
+        );
+
+        let c = tenant(
+            "7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90",
+            "c.yaml",
+            &[("x@contoso.com", 9)],
+        );
+        let errs = union(vec![a, b, c]).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].message.contains("declared twice"),
+            "{}",
+            errs[0].message
+        );
+        let at: Vec<String> = errs[0]
+            .labels
+            .iter()
+            .map(|l| l.origin.to_string())
+            .collect();
+        assert_eq!(at, vec!["a.yaml:4:11", "c.yaml:9:11"]);
     }
 
     #[test]

@@ -41,6 +41,12 @@
 //! declared twice for one tenant is an error naming both places, whether in one file or two. A
 //! user named by UPN in one place and by object id in another cannot be recognised offline: the
 //! plan step, which resolves users, has to check that.
+//!
+//! A tenant is its id, but offline a domain cannot be resolved: `contoso.onmicrosoft.com`,
+//! `contoso.com` and the tenant's GUID load as three tenants here (`validate` notes it). `plan`
+//! and `apply` resolve every name to its tenant id before reading anything, join the declarations
+//! of one tenant with [`merge::union`] and run the duplicate check ([`merge::duplicates`]) again
+//! over all of its files.
 
 pub mod check;
 pub mod diag;
@@ -51,7 +57,6 @@ pub mod read;
 pub mod schema_doc;
 pub mod yaml;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Label, Severity, SourceMap};
@@ -137,20 +142,56 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
                 continue;
             }
         };
-        sources.add_file(file, &text);
-        let root = match yaml::parse(file, &text) {
-            Ok(root) => root,
-            Err(errs) => {
-                diags.extend(errs);
-                continue;
-            }
-        };
-        let (doc, found) = check::check_file(file, &root, &mut sources);
-        diags.extend(found);
-        docs.extend(doc);
+        docs.extend(check_text(file, &text, &mut sources, &mut diags));
     }
+    finish(&files, docs, diags, sources)
+}
 
-    let state = merge_files(&files, docs, &mut diags);
+/// Loads and validates desired state from text, as if read from the file `name`: the same
+/// parser, checks and cross-file merge as [`load_paths`], without touching the disk (a
+/// `password: { file: }` path is resolved against `name`, not read). Pure; used by the fuzz
+/// targets and their corpus test.
+pub fn load_str(name: &Path, text: &str) -> Result<Loaded, Invalid> {
+    let mut diags = Vec::new();
+    let mut sources = SourceMap::default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let docs = check_text(name, text, &mut sources, &mut diags);
+    finish(
+        &[name.to_path_buf()],
+        docs.into_iter().collect(),
+        diags,
+        sources,
+    )
+}
+
+/// Parses and checks one file's text.
+fn check_text(
+    file: &Path,
+    text: &str,
+    sources: &mut SourceMap,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<check::FileDoc> {
+    sources.add_file(file, text);
+    let root = match yaml::parse(file, text) {
+        Ok(root) => root,
+        Err(errs) => {
+            diags.extend(errs);
+            return None;
+        }
+    };
+    let (doc, found) = check::check_file(file, &root, sources);
+    diags.extend(found);
+    doc
+}
+
+/// Merges the files' declarations and sorts the outcome into [`Loaded`] or [`Invalid`].
+fn finish(
+    files: &[PathBuf],
+    docs: Vec<check::FileDoc>,
+    mut diags: Vec<Diagnostic>,
+    sources: SourceMap,
+) -> Result<Loaded, Invalid> {
+    let state = merge_files(files, docs, &mut diags);
     if diags.iter().any(Diagnostic::is_error) {
         return Err(Invalid {
             diagnostics: diags,
@@ -189,42 +230,8 @@ fn merge_files(
         t.users.extend(doc.users);
         t.groups.extend(doc.groups);
     }
-    for t in &mut tenants {
-        let mut seen: HashMap<&UserRef, &Origin> = HashMap::new();
-        let mut dup = Vec::new();
-        for u in &t.users {
-            if let Some(first) = seen.get(&u.user) {
-                dup.push(
-                    Diagnostic::error(format!(
-                        "user `{}` is declared twice for tenant `{}`",
-                        u.user, t.tenant
-                    ))
-                    .with_label((*first).clone(), "first declared here")
-                    .with_label(u.origin.clone(), "declared again here")
-                    .with_help("declare each user once; merge the two entries"),
-                );
-            } else {
-                seen.insert(&u.user, &u.origin);
-            }
-        }
-        let mut seen: HashMap<String, &Origin> = HashMap::new();
-        for g in &t.groups {
-            let key = check::group_key(&g.group);
-            if let Some(first) = seen.get(&key) {
-                dup.push(
-                    Diagnostic::error(format!(
-                        "group `{}` is declared twice for tenant `{}`",
-                        g.group, t.tenant
-                    ))
-                    .with_label((*first).clone(), "first declared here")
-                    .with_label(g.origin.clone(), "declared again here")
-                    .with_help("declare each group once; merge the two entries"),
-                );
-            } else {
-                seen.insert(key, &g.origin);
-            }
-        }
-        diags.extend(dup);
+    for t in &tenants {
+        diags.extend(merge::duplicates(t));
     }
     DesiredState {
         tenants,

@@ -28,7 +28,7 @@
 //! - `auth`: token endpoint (client secret, certificate and federated assertions, ROPC, device
 //!   code) and bearer validation;
 //! - `odata`: `$select`/`$top`/`$filter`/`$count`/skip tokens; `users`, `groups`, `reset`,
-//!   `roles` (role management and domains): the Graph endpoints; `observe`: `/_sandbox/...`;
+//!   `roles` (role management, domains and the organization): the Graph endpoints; `observe`: `/_sandbox/...`;
 //! - `throttle`, `faults`, `batch`: the documented limits, fault injection and `$batch`.
 //!
 //! Where real tenants differ, or the docs and public reports disagree, the behaviour is a switch

@@ -1,6 +1,10 @@
 //! The role-management API of the directory provider and the tenant's domains:
 //! `GET /roleManagement/directory/roleDefinitions`, `.../roleAssignments`,
-//! `.../roleEligibilityScheduleInstances`, and `GET /domains`, `GET /domains/{id}`.
+//! `.../roleEligibilityScheduleInstances`, `GET /domains`, `GET /domains/{id}`, and
+//! `GET /organization` (the one organization object: `id` = tenant id, `displayName`,
+//! `verifiedDomains` with `name`, `isDefault`, `isInitial`, `type`, `capabilities`; application
+//! permission `Organization.Read.All` or `Directory.Read.All` (or their ReadWrite forms),
+//! delegated also `User.Read`).
 //!
 //! What is modelled, from the v1.0 pages (unifiedRoleDefinition, unifiedRoleAssignment,
 //! unifiedRoleEligibilityScheduleInstance, domain) and graph-facts.md:
@@ -527,6 +531,65 @@ fn all_domains(t: &Tenant) -> Vec<String> {
     std::iter::once(t.initial_domain.clone())
         .chain(t.domains.iter().cloned())
         .collect()
+}
+
+const READ_ORGANIZATION: &[&str] = &[
+    "Organization.Read.All",
+    "Directory.Read.All",
+    "Organization.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
+
+/// `GET /organization`: a collection of exactly one organization, the caller's tenant.
+pub async fn list_organization(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> GraphResult<Response> {
+    let delegated_user_read = !caller.is_app() && caller.has_any(&["User.Read"]);
+    if !caller.has_any(READ_ORGANIZATION) && !delegated_user_read {
+        return Err(GraphError::insufficient_privileges());
+    }
+    let query = Query::parse(uri.query())?;
+    query.refuse_unimplemented(&["$select"])?;
+    let select: Option<Vec<String>> = query
+        .get("$select")
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.split(',').map(|p| p.trim().to_lowercase()).collect());
+    let store = state.read();
+    let t = &store.tenants[caller.tenant];
+    let verified: Vec<Value> = all_domains(t)
+        .iter()
+        .map(|d| {
+            let initial = *d == t.initial_domain;
+            json!({
+                "capabilities": if initial { "Email, OfficeCommunicationsOnline" } else { "Email" },
+                "isDefault": t.default_domain.as_ref().map_or(initial, |x| x == d),
+                "isInitial": initial,
+                "name": d,
+                "type": if t.federated_domains.iter().any(|f| f == d) { "Federated" } else { "Managed" },
+            })
+        })
+        .collect();
+    let mut org = json!({
+        "id": t.id,
+        "displayName": t.display_name,
+        "tenantType": "AAD",
+        "verifiedDomains": verified,
+    });
+    if let (Some(sel), Some(m)) = (&select, org.as_object_mut()) {
+        m.retain(|k, _| k == "id" || sel.contains(&k.to_lowercase()));
+    }
+    drop(store);
+    Ok(super::users::collection(
+        &state,
+        &uri,
+        &query,
+        "organization",
+        vec![org],
+        None,
+        None,
+    ))
 }
 
 /// `GET /domains`.

@@ -295,6 +295,7 @@ const GRAPH_SHAPES: &[&[&str]] = &[
         "roleEligibilityScheduleInstances",
     ],
     &["domains", "*"],
+    &["organization"],
     &["$batch"],
 ];
 
@@ -383,6 +384,7 @@ fn graph_routes(state: &AppState) -> Router<AppState> {
                 get(roles::eligibility_instances),
             )
             .route(&format!("/{v}/domains"), get(roles::list_domains))
+            .route(&format!("/{v}/organization"), get(roles::list_organization))
             .route(&format!("/{v}/domains/{{id}}"), get(roles::get_domain));
     }
     r.route_layer(from_fn_with_state(state.clone(), graph_pipeline))

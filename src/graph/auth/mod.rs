@@ -28,6 +28,7 @@ pub(crate) use cloud::{checked_url, origin};
 pub use cloud::{Cloud, Endpoints};
 pub use credential::Credential;
 pub(crate) use token::TokenProvider;
+pub use token::{tenant_id_from_token, token_response};
 
 /// Everything that can go wrong while configuring a credential or acquiring a token. The
 /// `Display` text never contains a secret, a token or a password.

@@ -37,6 +37,13 @@ pub(crate) const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// The longest token lifetime believed: a day (Entra issues 60 to 90 minutes). A larger
+/// `expires_in` (a misbehaving or hostile endpoint; found writing the `graph_token` fuzz target:
+/// `u64::MAX` overflowed the clock and panicked) is capped.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest device-code polling interval honoured, in seconds.
+const MAX_DEVICE_CODE_INTERVAL: u64 = 60;
+
 /// A cached token and when to stop using it.
 struct CachedToken {
     token: SecretString,
@@ -352,8 +359,10 @@ impl TokenProvider {
                 message: e.to_string(),
             })?;
         self.notices.notify(device_code_notice(&dc));
-        let deadline = Instant::now() + Duration::from_secs(dc.expires_in);
-        let mut interval = Duration::from_secs(dc.interval.max(1));
+        // the endpoint's numbers are believed within bounds: a huge `expires_in` would overflow
+        // the clock, a huge `interval` would sleep forever
+        let deadline = Instant::now() + Duration::from_secs(dc.expires_in).min(MAX_TOKEN_LIFETIME);
+        let mut interval = Duration::from_secs(dc.interval.clamp(1, MAX_DEVICE_CODE_INTERVAL));
         loop {
             if Instant::now() >= deadline {
                 return Err(AuthError::DeviceCode(
@@ -405,11 +414,43 @@ fn device_code_notice(dc: &DeviceCodeResponse) -> Notice {
     }
 }
 
+/// The tenant id (`tid` claim, lower-case) an access token was issued for, read from its payload
+/// without verifying it (Graph verifies it; this only learns which tenant a domain names: a token
+/// asked for `contoso.com` carries the id of the tenant that owns the domain). `None` for a token
+/// that is not a JWT or has no GUID `tid`.
+pub fn tenant_id_from_token(token: &str) -> Option<String> {
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let (_header, payload) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    if payload.len() > 64 * 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Claims {
+        tid: Option<String>,
+    }
+    let tid = serde_json::from_slice::<Claims>(&bytes).ok()?.tid?;
+    let id = uuid::Uuid::parse_str(&tid).ok()?;
+    Some(id.hyphenated().to_string())
+}
+
 fn push_assertion(form: &mut Vec<(&str, String)>, scope: String, assertion: String) {
     form.push(("scope", scope));
     form.push(("grant_type", "client_credentials".into()));
     form.push(("client_assertion_type", JWT_BEARER.into()));
     form.push(("client_assertion", assertion));
+}
+
+/// A token endpoint answer with HTTP status `status`, read as the provider reads it: how long
+/// the token would be used before it is refreshed, or the error reported (which never holds the
+/// token). Pure; exposed for the fuzz targets and their corpus test.
+pub fn token_response(status: u16, body: &[u8]) -> Result<Duration, AuthError> {
+    let cached = parse_token_response("fuzz", status, body)?;
+    Ok(cached.refresh_at.saturating_duration_since(Instant::now()))
 }
 
 fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<CachedToken, AuthError> {
@@ -429,7 +470,7 @@ fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<Cached
     let refresh_token = serde_json::from_slice::<RefreshPart>(body)
         .ok()
         .and_then(|r| r.refresh_token);
-    let lifetime = Duration::from_secs(resp.expires_in);
+    let lifetime = Duration::from_secs(resp.expires_in).min(MAX_TOKEN_LIFETIME);
     Ok(CachedToken {
         token: resp.access_token,
         refresh_at: Instant::now() + lifetime - refresh_margin(lifetime),
@@ -525,6 +566,33 @@ mod tests {
             device_code_notice(&dc).message(),
             "To sign in, open the verification page and enter the code (none)"
         );
+    }
+
+    /// Found while writing the `graph_token` fuzz target, by reading the code it covers (the
+    /// 2-minute run did not hit it); corpus: `crash-huge-expires-in.bin`.
+    #[test]
+    fn a_huge_expires_in_is_capped_not_a_panic() {
+        let body =
+            br#"{"token_type":"Bearer","expires_in":18446744073709551615,"access_token":"x"}"#;
+        let refresh = token_response(200, body).unwrap();
+        assert!(refresh <= MAX_TOKEN_LIFETIME, "{refresh:?}");
+        assert!(refresh > Duration::from_secs(23 * 3600), "{refresh:?}");
+    }
+
+    #[test]
+    fn tenant_id_is_read_from_the_tid_claim() {
+        use base64::Engine;
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = |claims: &str| format!("{}.{}.sig", enc(r#"{"alg":"RS256"}"#), enc(claims));
+        assert_eq!(
+            tenant_id_from_token(&jwt(r#"{"tid":"7B3E1A52-9C4D-4F1E-A2B8-3D5C6E7F8A90"}"#))
+                .as_deref(),
+            Some("7b3e1a52-9c4d-4f1e-a2b8-3d5c6e7f8a90")
+        );
+        assert_eq!(tenant_id_from_token(&jwt(r#"{"tid":"contoso.com"}"#)), None);
+        assert_eq!(tenant_id_from_token(&jwt(r#"{"oid":"x"}"#)), None);
+        assert_eq!(tenant_id_from_token("opaque-token"), None);
+        assert_eq!(tenant_id_from_token("a.!!!.c"), None);
     }
 
     #[test]

@@ -456,7 +456,10 @@ impl GraphClient {
     }
 }
 
-fn user_from_batch_response(key: &UserKey, r: BatchResponse) -> Result<GraphUser, GraphError> {
+pub(super) fn user_from_batch_response(
+    key: &UserKey,
+    r: BatchResponse,
+) -> Result<GraphUser, GraphError> {
     if !(200..300).contains(&r.status) {
         return Err(error_from_inner(&r, &key.to_string()));
     }

@@ -16,9 +16,7 @@ use super::execute::{parse_percentage, throttle_percentage, Req};
 use super::stats::bump;
 use super::urls::loggable_relative;
 use super::{GraphClient, GraphError};
-use crate::graph::model::{
-    BatchRequest, BatchRequestEnvelope, BatchResponse, BatchResponseEnvelope,
-};
+use crate::graph::model::{BatchRequest, BatchRequestEnvelope, BatchResponse};
 use crate::graph::retry::{is_retryable_status, parse_retry_after, Pacer};
 
 /// One inner request waiting in a [`GraphClient::run_batches`] queue.
@@ -286,20 +284,24 @@ impl GraphClient {
         };
         let resp = self.execute_admitted(tenant, &req, Some(permit)).await?;
         let pct = throttle_percentage(&resp.headers);
-        let parsed = serde_json::from_slice::<BatchResponseEnvelope>(&resp.body);
-        match (resp.status, parsed) {
-            (200..=299, Ok(env)) => Ok((env.responses, pct)),
-            // older docs: the envelope itself may be 424 while carrying the inner responses
-            (_, Ok(env)) if !env.responses.is_empty() => Ok((env.responses, pct)),
-            (200..=299, Err(e)) => Err(GraphError::Decode {
+        match super::parse::batch_envelope(resp.status, &resp.body) {
+            super::parse::BatchEnvelope::Responses(r) => Ok((r, pct)),
+            super::parse::BatchEnvelope::Undecodable(message) => Err(GraphError::Decode {
                 what: "$batch".into(),
-                message: e.to_string(),
+                message,
             }),
-            (429, _) => Err(GraphError::Throttled {
-                attempts: self.inner.policy.max_retries + 1,
-                request_id: resp.request_id,
-            }),
-            (status, _) => Err(error_from(status, &resp.body, resp.request_id, "$batch")),
+            super::parse::BatchEnvelope::Failed if resp.status == 429 => {
+                Err(GraphError::Throttled {
+                    attempts: self.inner.policy.max_retries + 1,
+                    request_id: resp.request_id,
+                })
+            }
+            super::parse::BatchEnvelope::Failed => Err(error_from(
+                resp.status,
+                &resp.body,
+                resp.request_id,
+                "$batch",
+            )),
         }
     }
 }

@@ -41,6 +41,7 @@ mod batch;
 mod error;
 mod execute;
 mod options;
+pub mod parse;
 mod stats;
 mod urls;
 
@@ -50,7 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use api::{ResetOutcome, UserKey};
@@ -197,6 +198,15 @@ impl GraphClient {
             Some((server, arrived)) => local + (server - arrived),
             None => local,
         }
+    }
+
+    /// The id of the tenant `tenant` (a domain or an id) names, as the identity platform sees it:
+    /// the `tid` claim of the token issued for it. `None` when the token does not say (not a JWT).
+    pub async fn tenant_id(&self, tenant: &str) -> Result<Option<String>, GraphError> {
+        let token = self.token(tenant).await?;
+        Ok(crate::graph::auth::tenant_id_from_token(
+            token.expose_secret(),
+        ))
     }
 
     /// Counters so far.

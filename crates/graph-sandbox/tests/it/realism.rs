@@ -237,6 +237,55 @@ async fn reset_password_switches() {
     assert!(last["statusDetail"].is_string());
 }
 
+/// `GET /organization`: one object, the tenant's id and every verified domain, which is how a
+/// client learns that a domain and a GUID name one tenant; it needs an organization or directory
+/// read permission.
+#[tokio::test]
+async fn organization_lists_the_tenant_id_and_its_verified_domains() {
+    // without an organization or directory read permission: 403
+    let s = start_with(privileged_seed(), |_| {}).await;
+    let t = s.app_token().await;
+    assert_eq!(s.get("/v1.0/organization", &t).await.status, 403);
+
+    let mut seed = privileged_seed();
+    seed.tenants[0].apps[0]
+        .application_permissions
+        .push("Organization.Read.All".into());
+    let s = start_with(seed, |_| {}).await;
+    let t = s.app_token().await;
+    let r = s
+        .get("/v1.0/organization?$select=id,verifiedDomains", &t)
+        .await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    let orgs = v["value"].as_array().unwrap();
+    assert_eq!(orgs.len(), 1, "{v}");
+    let org = &orgs[0];
+    assert!(org.get("displayName").is_none(), "$select: {org}");
+    let domains = org["verifiedDomains"].as_array().unwrap();
+    let names: Vec<&str> = domains
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"northwind.onmicrosoft.com"), "{names:?}");
+    assert!(names.contains(&"northwind.com"), "{names:?}");
+    let initial = domains
+        .iter()
+        .find(|d| d["name"] == "northwind.onmicrosoft.com")
+        .unwrap();
+    assert_eq!(initial["isInitial"], true);
+    assert_eq!(initial["type"], "Managed");
+    let federated = domains
+        .iter()
+        .find(|d| d["name"] == "corp.northwind.com")
+        .unwrap();
+    assert_eq!(federated["type"], "Federated");
+    // the id is the tenant id the token was issued for
+    let all = s.get("/v1.0/organization", &t).await.json();
+    assert_eq!(all["value"][0]["id"], org["id"]);
+    assert!(all["value"][0]["displayName"].is_string());
+}
+
 #[tokio::test]
 async fn domains_federated_users_and_guests() {
     let s = start_with(privileged_seed(), |_| {}).await;

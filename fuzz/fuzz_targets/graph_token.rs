@@ -1,0 +1,9 @@
+//! Fuzz target `graph_token`: see `fuzz/harness.rs`.
+#![no_main]
+
+// each target uses one body of the shared harness
+#[allow(dead_code)]
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::graph_token(data));
