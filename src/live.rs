@@ -186,7 +186,7 @@ pub async fn fetch_tenant(
     let roles = PrivilegedRoles::read(client, tenant).await?;
 
     let users = if desired.users.len() > list_all_threshold() {
-        FetchedUsers::Listed(client.list_users(tenant, None).await?)
+        FetchedUsers::Listed(list_all(client, tenant).await?)
     } else {
         let keys: Vec<UserKey> = desired.users.iter().map(|e| user_key(&e.user)).collect();
         // results come back keyed by the lookup key, in any order
@@ -451,6 +451,24 @@ pub fn list_all_threshold() -> usize {
         .unwrap_or(LIST_ALL_THRESHOLD)
 }
 
+/// The tenant size from which the user list is read as parallel partitions:
+/// [`crate::graph::client::PARTITION_MIN_USERS`], or `PWDRIFT_PARTITION_MIN_USERS` (a tuning
+/// knob, also used by the tests to exercise both listing paths on a small tenant).
+pub fn partition_min_users() -> usize {
+    std::env::var("PWDRIFT_PARTITION_MIN_USERS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(crate::graph::client::PARTITION_MIN_USERS)
+}
+
+/// Every user of the tenant: partitioned in parallel when it is large, else paged.
+async fn list_all(client: &GraphClient, tenant: &str) -> Result<Vec<GraphUser>, GraphError> {
+    client
+        .list_all_users_with(tenant, partition_min_users())
+        .await
+        .map(|(users, _)| users)
+}
+
 /// Who holds directory roles in a tenant: any directory role makes a user a privileged target.
 #[derive(Clone, Debug, Default)]
 pub struct PrivilegedRoles(HashMap<String, Vec<String>>);
@@ -494,7 +512,7 @@ pub async fn read_users_by_id(
     if ids.len() > list_all_threshold() {
         let wanted: std::collections::HashSet<String> =
             ids.iter().map(|i| i.to_ascii_lowercase()).collect();
-        for u in client.list_users(tenant, None).await? {
+        for u in list_all(client, tenant).await? {
             if wanted.contains(&u.id.to_ascii_lowercase()) {
                 out.insert(u.id.clone(), roles.live(&u));
             }

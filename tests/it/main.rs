@@ -12,6 +12,7 @@ mod client_retry;
 mod common;
 mod e2e;
 mod examples;
+mod partition;
 mod sandbox_cli;
 mod schemas;
 mod validate;

@@ -248,6 +248,7 @@ impl GraphClient {
             headers: Vec::new(),
             idempotent: false,
             paced_by_caller: false,
+            bulk_read: false,
         };
         let resp = self.execute(tenant, &req).await?;
         match resp.status {
@@ -287,6 +288,7 @@ impl GraphClient {
             headers: Vec::new(),
             idempotent: false,
             paced_by_caller: false,
+            bulk_read: false,
         };
         let what = format!("resetPassword of user {user_id}");
         let resp = self.execute(tenant, &req).await?;
@@ -344,6 +346,7 @@ impl GraphClient {
                 headers: Vec::new(),
                 idempotent: true,
                 paced_by_caller: false,
+                bulk_read: false,
             };
             let resp = self.execute(tenant, &req).await?;
             if !(200..300).contains(&resp.status) {

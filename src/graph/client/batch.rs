@@ -283,6 +283,7 @@ impl GraphClient {
             // a $batch of GETs and PATCHes may be re-sent as a whole
             idempotent: true,
             paced_by_caller: true,
+            bulk_read: false,
         };
         let resp = self.execute_admitted(tenant, &req, Some(permit)).await?;
         let pct = throttle_percentage(&resp.headers);

@@ -35,6 +35,8 @@ pub(super) struct Req {
     pub(super) idempotent: bool,
     /// the caller reports the outcome to the pacer (a `$batch`: its inner statuses count)
     pub(super) paced_by_caller: bool,
+    /// a page of a partitioned listing: admitted by the tenant's read pool (`read_pacer`)
+    pub(super) bulk_read: bool,
 }
 
 /// A complete HTTP response.
@@ -70,7 +72,11 @@ impl GraphClient {
         mut admitted: Option<OwnedSemaphorePermit>,
     ) -> Result<Resp, GraphError> {
         let inner = &self.inner;
-        let pacer = self.pacer(tenant);
+        let pacer = if req.bulk_read {
+            self.read_pacer(tenant)
+        } else {
+            self.pacer(tenant)
+        };
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
@@ -229,6 +235,7 @@ impl GraphClient {
             headers,
             idempotent: true,
             paced_by_caller: false,
+            bulk_read: false,
         };
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {

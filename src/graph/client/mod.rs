@@ -41,6 +41,7 @@ mod batch;
 mod error;
 mod execute;
 mod options;
+mod partition;
 mod stats;
 mod urls;
 
@@ -55,6 +56,7 @@ use url::Url;
 pub use api::{ResetOutcome, UserKey};
 pub use error::GraphError;
 pub use options::ClientOptions;
+pub use partition::{partition_boundaries, partition_filters, ListingPath, PARTITION_MIN_USERS};
 pub use stats::ClientStats;
 
 use crate::graph::auth::{self, Credential, TokenProvider};
