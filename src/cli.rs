@@ -330,6 +330,11 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "MS[+-JITTER]")]
     pub latency: Option<String>,
 
+    /// Added latency per object a response returns (users of a page, group members, each inner
+    /// `$batch` response), fractional milliseconds, e.g. 0.4. Default 0.
+    #[arg(long, value_name = "MS", default_value_t = 0.0)]
+    pub latency_per_item: f64,
+
     /// Fault injection, e.g. `429=0.05,500=0.01,503=0.01,drop=0.01,slow=0.01`.
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,

@@ -63,6 +63,7 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     c.state_file = args.state.clone();
     c.throttle = args.throttle.clone();
     c.latency = args.latency.clone();
+    c.latency_per_item = args.latency_per_item;
     c.faults = args.faults.clone();
     c.rng_seed = args.rng_seed;
     c.flag_only_patch_noop = args.flag_only_patch_noop;

@@ -129,6 +129,9 @@ pub struct SandboxConfig {
     pub throttle: String,
     /// `--latency MS[+-JITTER]` (interpreted by the fault module when wired).
     pub latency: Option<String>,
+    /// `--latency-per-item MS` (fractional): added per object a response returns; see
+    /// [`faults`] ("Cost per returned object"). 0: none (the default).
+    pub latency_per_item: f64,
     /// `--faults SPEC` (interpreted by the fault module when wired).
     pub faults: Option<String>,
     /// Seed of fault injection (and of `--generate`).
@@ -242,6 +245,7 @@ impl SandboxConfig {
             state_file: None,
             throttle: "real".to_owned(),
             latency: None,
+            latency_per_item: 0.0,
             faults: None,
             rng_seed: 1,
             flag_only_patch_noop: false,
@@ -468,7 +472,14 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         .map(str::parse::<faults::Latency>)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--latency: {e}"))?;
-    let injector = faults::FaultInjector::new(spec, latency, config.rng_seed);
+    if !config.latency_per_item.is_finite() || config.latency_per_item < 0.0 {
+        anyhow::bail!(
+            "--latency-per-item {}: expected a non-negative number of milliseconds",
+            config.latency_per_item
+        );
+    }
+    let injector = faults::FaultInjector::new(spec, latency, config.rng_seed)
+        .with_latency_per_item(Duration::from_secs_f64(config.latency_per_item / 1000.0));
     let state: AppState = Arc::new(Shared::new(
         store,
         base,
