@@ -197,6 +197,7 @@ impl Session {
             let mut options = ClientOptions::new(endpoints.clone());
             options.concurrency = concurrency;
             options.notices = super::target::stderr_notices();
+            options.write_quotas = super::target::write_quotas();
             let app = GraphClient::new(
                 options.clone(),
                 Credential::ClientSecret {

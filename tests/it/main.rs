@@ -12,7 +12,7 @@ mod client_retry;
 mod common;
 mod e2e;
 mod examples;
-mod partition;
+mod perf;
 mod sandbox_cli;
 mod schemas;
 mod validate;

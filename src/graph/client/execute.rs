@@ -52,7 +52,12 @@ impl GraphClient {
         let mut pacers = self.inner.pacers.lock().expect("pacer map poisoned");
         pacers
             .entry(tenant.to_owned())
-            .or_insert_with(|| Arc::new(Pacer::new(self.inner.options.concurrency)))
+            .or_insert_with(|| {
+                Arc::new(Pacer::with_write_quotas(
+                    self.inner.options.concurrency,
+                    &self.inner.options.write_quotas,
+                ))
+            })
             .clone()
     }
 
@@ -85,6 +90,10 @@ impl GraphClient {
                 Some(p) => p,
                 None => pacer.admit().await,
             };
+            if req.method != Method::GET && !req.paced_by_caller {
+                // a single write (a `$batch` sender reserves its writes itself)
+                pacer.admit_writes_up_to(1).await;
+            }
             let token = inner.tokens.token(tenant).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut rb = inner
