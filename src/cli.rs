@@ -310,6 +310,11 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "N")]
     pub generate: Option<usize>,
 
+    /// With --generate: K tenants of N users each (rng seeds SEED, SEED+1, ...), with one
+    /// multi-tenant app whose client id and secret work in every one of them.
+    #[arg(long, value_name = "K", requires = "generate", default_value_t = 1)]
+    pub generate_tenants: usize,
+
     /// Seed of the deterministic generator and of fault injection.
     #[arg(long, value_name = "SEED", default_value_t = 1)]
     pub rng_seed: u64,

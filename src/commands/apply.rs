@@ -112,12 +112,18 @@ async fn check_not_stale(
     plan: &Plan,
 ) -> anyhow::Result<Result<(), Vec<String>>> {
     let mut stale = Vec::new();
+    let mut reads = Vec::with_capacity(plan.tenants.len());
     for t in &plan.tenants {
         let ts = session
             .tenant(&t.tenant)
             .with_context(|| format!("no connection for tenant {}", t.tenant))?;
         let ids: Vec<String> = t.users.iter().map(|u| u.user_id.clone()).collect();
-        let live = crate::live::read_users_by_id(&ts.clients.app, &t.tenant, &ids).await?;
+        reads.push(
+            async move { crate::live::read_users_by_id(&ts.clients.app, &t.tenant, &ids).await },
+        );
+    }
+    let lives = super::session::all_tenants(reads).await?;
+    for (t, live) in plan.tenants.iter().zip(lives) {
         for u in &t.users {
             match live.get(&u.user_id) {
                 None => stale.push(format!("{}: no longer exists", u.user_principal_name)),
@@ -187,11 +193,31 @@ async fn apply_plan(
     };
 
     let mut users = Vec::new();
-    for t in &plan.tenants {
-        let ts = session
-            .tenant(&t.tenant)
-            .with_context(|| format!("no connection for tenant {}", t.tenant))?;
-        users.extend(apply::apply_tenant(&ts.clients, t, &passwords, &mut secrets, &tick).await?);
+    if secrets.is_none() {
+        // Nothing to record: tenants are applied side by side (each paced by its own quotas).
+        let mut applying = Vec::with_capacity(plan.tenants.len());
+        for t in &plan.tenants {
+            let ts = session
+                .tenant(&t.tenant)
+                .with_context(|| format!("no connection for tenant {}", t.tenant))?;
+            let (passwords, tick) = (&passwords, &tick);
+            applying.push(async move {
+                apply::apply_tenant(&ts.clients, t, passwords, &mut None, tick).await
+            });
+        }
+        for done in super::session::all_tenants(applying).await? {
+            users.extend(done);
+        }
+    } else {
+        // One secrets sink written in order: tenants one after the other.
+        for t in &plan.tenants {
+            let ts = session
+                .tenant(&t.tenant)
+                .with_context(|| format!("no connection for tenant {}", t.tenant))?;
+            users.extend(
+                apply::apply_tenant(&ts.clients, t, &passwords, &mut secrets, &tick).await?,
+            );
+        }
     }
     bar.finish_and_clear();
 

@@ -49,6 +49,11 @@ pub fn run(args: SandboxArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     let seed = match (&args.seed, args.generate) {
         (Some(p), None) => SeedSource::File(p.clone()),
+        (None, Some(n)) if args.generate_tenants > 1 => SeedSource::GenerateTenants {
+            tenants: args.generate_tenants,
+            users: n,
+            rng_seed: args.rng_seed,
+        },
         (None, Some(n)) => SeedSource::Generate {
             users: n,
             rng_seed: args.rng_seed,
@@ -56,6 +61,9 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         (None, None) => anyhow::bail!("give a seed: --seed FILE or --generate N"),
         (Some(_), Some(_)) => anyhow::bail!("--seed and --generate exclude each other"),
     };
+    if args.generate_tenants == 0 {
+        anyhow::bail!("--generate-tenants must be at least 1");
+    }
     if args.token_lifetime == 0 {
         anyhow::bail!("--token-lifetime must be at least 1 second");
     }

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use futures_util::StreamExt;
 
 use crate::apply::TenantClients;
 use crate::cli::TargetArgs;
@@ -138,13 +139,14 @@ impl Session {
             }
         }
         let mut sandbox = None;
-        let mut sessions = Vec::new();
+        let sessions;
 
         if let Some(seed) = &args.sandbox {
             let (running, opened) = Self::open_sandbox(seed, tenants, concurrency).await?;
             sessions = opened;
             sandbox = Some(running);
         } else {
+            let mut opening = Vec::with_capacity(tenants.len());
             for t in tenants {
                 let mut options = super::target::client_options(args)?;
                 options.concurrency = concurrency;
@@ -158,8 +160,9 @@ impl Session {
                 } else {
                     None
                 };
-                sessions.push(Self::tenant_session(t, app, delegated).await?);
+                opening.push(Self::tenant_session(t, app, delegated));
             }
+            sessions = all_tenants(opening).await?;
         }
         Ok(Session {
             desired,
@@ -177,7 +180,7 @@ impl Session {
     ) -> anyhow::Result<(EmbeddedSandbox, Vec<TenantSession>)> {
         use crate::graph::auth::Endpoints;
         use graph_sandbox::{SandboxConfig, SeedSource};
-        let mut sessions = Vec::new();
+        let mut opening = Vec::new();
         let state = sandbox_state_path(seed);
         if let Some(dir) = state.parent() {
             std::fs::create_dir_all(dir)
@@ -222,8 +225,9 @@ impl Session {
                 )?),
                 _ => None,
             };
-            sessions.push(Self::tenant_session(t, app, delegated).await?);
+            opening.push(Self::tenant_session(t, app, delegated));
         }
+        let sessions = all_tenants(opening).await?;
         Ok((running, sessions))
     }
 
@@ -285,16 +289,21 @@ impl Session {
     pub async fn read_live(&self, only: &[String]) -> Result<Vec<LiveTenant>, LiveError> {
         let mut out = Vec::new();
         let mut problems = Vec::new();
-        for t in &self.tenants {
-            match live::read_tenant(
+        let reads = self.tenants.iter().map(|t| {
+            live::read_tenant(
                 &t.clients.app,
                 &t.desired,
                 t.caller.clone(),
                 t.clients.delegated.is_some(),
                 only,
             )
-            .await
-            {
+        });
+        let results: Vec<_> = futures_util::stream::iter(reads)
+            .buffered(TENANT_CONCURRENCY)
+            .collect()
+            .await;
+        for result in results {
+            match result {
                 Ok(l) => out.push(l),
                 Err(LiveError::Resolution(d)) => problems.extend(d),
                 Err(e) => return Err(e),
@@ -322,6 +331,24 @@ impl Session {
             .iter()
             .find(|t| t.desired.tenant.as_str().eq_ignore_ascii_case(name))
     }
+}
+
+/// Tenants worked on at once (opening, reading, applying). Each tenant has its own client
+/// pacing (Graph's limits are per app + tenant), so tenants do not slow each other down on the
+/// Graph side; the bound keeps the number of connections and of tenants' data in memory sane.
+pub const TENANT_CONCURRENCY: usize = 32;
+
+/// Runs tenant futures, [`TENANT_CONCURRENCY`] at a time, results in input order; the first
+/// error (in input order) wins.
+pub async fn all_tenants<T, E, F>(futures: Vec<F>) -> Result<Vec<T>, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let results: Vec<Result<T, E>> = futures_util::stream::iter(futures)
+        .buffered(TENANT_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// A tokio runtime for a command.

@@ -169,3 +169,65 @@ async fn writes_paced_to_the_quota_are_not_throttled() {
     let s = c.stats();
     assert!(s.throttled <= 1, "paced writes were throttled: {s:?}");
 }
+
+/// A desired state over several generated tenants (one multi-tenant app) is planned for every
+/// tenant, and applied to every tenant, with the tenants worked on side by side.
+#[test]
+fn many_tenants_are_planned_and_applied() {
+    let sb = Sandbox::start(&[
+        "--generate",
+        "25",
+        "--generate-tenants",
+        "3",
+        "--throttle",
+        "off",
+    ]);
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut domains = Vec::new();
+    for (i, t) in state["tenants"].as_array().unwrap().iter().enumerate() {
+        let domain = t["initialDomain"].as_str().unwrap().to_owned();
+        let mut text = format!("version: 1\ntenant: {domain}\nusers:\n");
+        for u in t["users"].as_array().unwrap().iter().take(10) {
+            if u["directoryRoles"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
+                continue;
+            }
+            text.push_str(&format!(
+                "  - user: {}\n    requirePasswordChange: {{ since: 2026-11-22T00:00:00Z }}\n",
+                u["userPrincipalName"].as_str().unwrap()
+            ));
+        }
+        crate::common::write(dir.path(), &format!("t{i}.yaml"), &text);
+        domains.push(domain);
+    }
+    let plan_file = dir.path().join("plan.json");
+    let r = run(sb.pwdrift().args([
+        "plan",
+        dir.path().to_str().unwrap(),
+        "--out",
+        plan_file.to_str().unwrap(),
+    ]));
+    assert!(r.code == 0 || r.code == 2, "{r:?}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let planned: Vec<&str> = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap())
+        .collect();
+    for d in &domains {
+        assert!(planned.contains(&d.as_str()), "{d} planned: {planned:?}");
+    }
+    let r = run(sb.pwdrift().args([
+        "apply",
+        plan_file.to_str().unwrap(),
+        "--auto-approve",
+        "--force",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Apply complete"), "{r:?}");
+}

@@ -80,6 +80,13 @@ pub enum SeedSource {
     Seed(Box<Seed>),
     /// `--generate N --rng-seed S`.
     Generate { users: usize, rng_seed: u64 },
+    /// `--generate N --generate-tenants K --rng-seed S`: K tenants of N users (seeds S, S+1, ...)
+    /// sharing one multi-tenant app (see [`generate::generate_tenants`]).
+    GenerateTenants {
+        tenants: usize,
+        users: usize,
+        rng_seed: u64,
+    },
 }
 
 impl std::fmt::Debug for SeedSource {
@@ -91,6 +98,11 @@ impl std::fmt::Debug for SeedSource {
             SeedSource::Generate { users, rng_seed } => {
                 write!(f, "Generate({users}, seed {rng_seed})")
             }
+            SeedSource::GenerateTenants {
+                tenants,
+                users,
+                rng_seed,
+            } => write!(f, "Generate({tenants} x {users}, seed {rng_seed})"),
         }
     }
 }
@@ -103,6 +115,11 @@ impl SeedSource {
             SeedSource::Text { name, text } => seed::parse(name, text)?,
             SeedSource::Seed(s) => (**s).clone(),
             SeedSource::Generate { users, rng_seed } => generate::generate(*users, *rng_seed),
+            SeedSource::GenerateTenants {
+                tenants,
+                users,
+                rng_seed,
+            } => generate::generate_tenants(*tenants, *users, *rng_seed),
         })
     }
     fn name(&self) -> String {
@@ -113,6 +130,11 @@ impl SeedSource {
             SeedSource::Generate { users, rng_seed } => {
                 format!("(generated: {users} users, seed {rng_seed})")
             }
+            SeedSource::GenerateTenants {
+                tenants,
+                users,
+                rng_seed,
+            } => format!("(generated: {tenants} tenants of {users} users, seed {rng_seed})"),
         }
     }
 }

@@ -124,3 +124,53 @@ async fn list(sb: &Sbx, token: &str, filter: &str) -> Vec<String> {
         .map(|u| u["userPrincipalName"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// `--generate-tenants K`: K tenants with distinct domains and users, one app credential that
+/// signs in to each of them and reads that tenant's users only.
+#[tokio::test]
+async fn generated_tenants_share_one_multi_tenant_app() {
+    let c = SandboxConfig::new(SeedSource::GenerateTenants {
+        tenants: 3,
+        users: 30,
+        rng_seed: 7,
+    });
+    let sb = start_config(c).await;
+    let state: Value = sb
+        .http
+        .get(sb.url("/_sandbox/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenants = state["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 3);
+    let mut domains = std::collections::HashSet::new();
+    for t in tenants {
+        let domain = t["initialDomain"].as_str().unwrap().to_owned();
+        assert!(domains.insert(domain.clone()), "distinct domains");
+        let r = sb
+            .token_request(
+                &domain,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &sb.info.client_id),
+                    ("client_secret", &sb.info.client_secret),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{domain}: {}", r.text);
+        let token = r.json()["access_token"].as_str().unwrap().to_owned();
+        let users = sb
+            .get("/v1.0/users?$select=userPrincipalName", &token)
+            .await;
+        assert_eq!(users.status, 200);
+        let upns = users.json()["value"].as_array().unwrap().clone();
+        assert_eq!(upns.len(), 31);
+        assert!(upns
+            .iter()
+            .all(|u| u["userPrincipalName"].as_str().unwrap().ends_with(&domain)));
+    }
+}
