@@ -43,7 +43,7 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     let printed = printer.out(&rendered);
 
     if let Some(out) = &args.out {
-        write_atomically(out, crate::render::json(&plan).as_bytes())
+        write_atomically_with(out, |w| crate::render::write_json(&plan, w))
             .with_context(|| format!("cannot write the plan to {}", out.display()))?;
         printer.info(&format!(
             "Saved the plan to {}. To apply exactly this plan: pwdrift apply {}",
@@ -80,14 +80,34 @@ async fn compute(
 
 /// Writes a file via a temporary sibling and a rename, so a reader never sees half a plan.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |w| {
+        use std::io::Write;
+        w.write_all(bytes)
+    })
+}
+
+/// [`write_atomically`] with the content streamed by `write` (through a buffer).
+pub fn write_atomically_with(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile_in(dir)?;
-    use std::io::Write;
-    tmp.1.write_all(bytes)?;
-    tmp.1.sync_all()?;
+    let tmp = tempfile_in(dir)?;
+    let result = (|| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, &tmp.1);
+        write(&mut w)?;
+        use std::io::Write;
+        w.flush()?;
+        drop(w);
+        tmp.1.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp.0);
+        return Err(e);
+    }
     std::fs::rename(&tmp.0, path)
 }
 

@@ -6,6 +6,14 @@
 use crate::plan::Plan;
 
 /// The plan as a versioned JSON document, with a trailing newline.
+/// [`json`] written straight to `w` (the same bytes), without holding the document in memory: a
+/// 100,000-user plan is about 100 MB of JSON.
+pub fn write_json<W: std::io::Write>(plan: &Plan, mut w: W) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut w, plan).map_err(std::io::Error::other)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
 pub fn json(plan: &Plan) -> String {
     let mut s = serde_json::to_string_pretty(plan).expect("a plan always serialises");
     s.push('\n');
