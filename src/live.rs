@@ -341,19 +341,21 @@ pub fn resolve(
     // Merge: per user, its direct entry and every group entry that reaches it.
     /// A user's live state and every (directives, origin) that reaches it.
     type Contributions<'a> = (LiveUser, Vec<(&'a crate::config::Directives, &'a Origin)>);
+    // (moved, not cloned: with every user of a large tenant declared, a second copy of each
+    // live user would be the largest thing in memory)
     let mut per_user: BTreeMap<String, Contributions> = BTreeMap::new();
-    for (entry, live) in &resolved {
+    for (entry, live) in resolved {
         per_user
             .entry(live.id.clone())
-            .or_insert_with(|| (live.clone(), Vec::new()))
+            .or_insert_with(|| (live, Vec::new()))
             .1
             .push((&entry.directives, &entry.origin));
     }
-    for (g, members) in &group_members {
+    for (g, members) in group_members {
         for live in members {
             per_user
                 .entry(live.id.clone())
-                .or_insert_with(|| (live.clone(), Vec::new()))
+                .or_insert_with(|| (live, Vec::new()))
                 .1
                 .push((&g.directives, &g.origin));
         }
