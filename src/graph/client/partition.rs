@@ -194,8 +194,12 @@ impl GraphClient {
     }
 
     /// Every page of one partition, in order, admitted by [`Self::read_pacer`].
-    async fn get_paged_bulk(&self, tenant: &str, first: Url) -> Result<Vec<GraphUser>, GraphError> {
-        let mut out = Vec::new();
+    async fn get_paged_bulk(
+        &self,
+        tenant: &str,
+        first: Url,
+        out: &std::sync::Mutex<Vec<GraphUser>>,
+    ) -> Result<(), GraphError> {
         let mut next = Some(first);
         while let Some(url) = next.take() {
             let what = url.path().to_owned();
@@ -213,12 +217,15 @@ impl GraphClient {
                 return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
             }
             let page: Page<GraphUser> = decode(&resp.body, &what)?;
-            out.extend(page.value);
+            drop(resp);
+            out.lock()
+                .expect("partition results poisoned")
+                .extend(page.value);
             if let Some(link) = page.next_link {
                 next = Some(self.same_origin_url(&link)?);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads every partition (pages of each in order, partitions side by side) and checks the
@@ -229,17 +236,22 @@ impl GraphClient {
         filters: &[String],
         expected: usize,
     ) -> Result<Vec<GraphUser>, Incomplete> {
-        let reads = filters.iter().map(|f| async move {
-            let q = format!(
-                "users?$select={USER_SELECT}&$top=999&$filter={}",
-                encode_query_value(f)
-            );
-            self.get_paged_bulk(tenant, self.url(&q)?).await
+        // Pages go straight into one vector (no per-partition copies to merge at the end).
+        let users = std::sync::Mutex::new(Vec::with_capacity(expected));
+        let reads = filters.iter().map(|f| {
+            let users = &users;
+            async move {
+                let q = format!(
+                    "users?$select={USER_SELECT}&$top=999&$filter={}",
+                    encode_query_value(f)
+                );
+                self.get_paged_bulk(tenant, self.url(&q)?, users).await
+            }
         });
-        let mut users = Vec::with_capacity(expected);
         for part in join_all(reads).await {
-            users.extend(part.map_err(Incomplete::Graph)?);
+            part.map_err(Incomplete::Graph)?;
         }
+        let users = users.into_inner().expect("partition results poisoned");
         check_complete(&users, expected).map_err(Incomplete::Union)?;
         Ok(users)
     }
