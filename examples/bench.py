@@ -8,8 +8,8 @@ binary first):
     bash examples/bench.sh --scales 10000,100000,300000,1000000
 
 Columns: scenario, users in the tenant(s), declared users, changes (planned or applied), HTTP
-requests the sandbox saw (token requests excluded, $batch envelopes counted once), 429s the
-sandbox answered, wall time, the floor (what the latency or quota model makes impossible to
+requests the sandbox saw (token requests excluded; a $batch counts as its envelope plus one per
+member), 429s the sandbox answered, wall time, the floor (what the latency or quota model makes impossible to
 beat, see `floor_*` below) and the ratio wall/floor, peak RSS of the pwdrift process
 (/usr/bin/time -v). The sandbox runs as its own process; its memory is not counted.
 """
