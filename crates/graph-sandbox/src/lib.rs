@@ -81,7 +81,7 @@ pub enum SeedSource {
     /// `--generate N --rng-seed S`.
     Generate { users: usize, rng_seed: u64 },
     /// `--generate N --generate-tenants K --rng-seed S`: K tenants of N users (seeds S, S+1, ...)
-    /// sharing one multi-tenant app (see [`generate::generate_tenants`]).
+    /// sharing one multi-tenant app (see `generate::generate_tenants`).
     GenerateTenants {
         tenants: usize,
         users: usize,
@@ -151,8 +151,8 @@ pub struct SandboxConfig {
     pub throttle: String,
     /// `--latency MS[+-JITTER]` (interpreted by the fault module when wired).
     pub latency: Option<String>,
-    /// `--latency-per-item MS` (fractional): added per object a response returns; see
-    /// [`faults`] ("Cost per returned object"). 0: none (the default).
+    /// `--latency-per-item MS` (fractional): added per object a response returns; see the
+    /// `faults` module ("Cost per returned object"). 0: none (the default).
     pub latency_per_item: f64,
     /// `--faults SPEC` (interpreted by the fault module when wired).
     pub faults: Option<String>,
