@@ -417,6 +417,11 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "N")]
     pub generate: Option<usize>,
 
+    /// With --generate: K tenants of N users each (rng seeds SEED, SEED+1, ...), with one
+    /// multi-tenant app whose client id and secret work in every one of them.
+    #[arg(long, value_name = "K", requires = "generate", default_value_t = 1)]
+    pub generate_tenants: usize,
+
     /// Seed of the deterministic generator and of fault injection.
     #[arg(long, value_name = "SEED", default_value_t = 1)]
     pub rng_seed: u64,
@@ -436,6 +441,11 @@ pub struct SandboxArgs {
     /// Added latency per request: MS or MS+-JITTER.
     #[arg(long, value_name = "MS[+-JITTER]")]
     pub latency: Option<String>,
+
+    /// Added latency per object a response returns (users of a page, group members, each inner
+    /// `$batch` response), fractional milliseconds, e.g. 0.4. Default 0.
+    #[arg(long, value_name = "MS", default_value_t = 0.0)]
+    pub latency_per_item: f64,
 
     /// Fault injection, e.g. `429=0.05,500=0.01,503=0.01,drop=0.01,slow=0.01`.
     #[arg(long, value_name = "SPEC")]

@@ -220,7 +220,7 @@ pub async fn fetch_tenant(
     let federated_domains = federated_domains(client, tenant).await?;
 
     let users = if desired.users.len() > list_all_threshold() {
-        FetchedUsers::Listed(client.list_users(tenant, None).await?)
+        FetchedUsers::Listed(list_all(client, tenant).await?)
     } else {
         let keys: Vec<UserKey> = desired.users.iter().map(|e| user_key(&e.user)).collect();
         // results come back keyed by the lookup key, in any order
@@ -380,19 +380,21 @@ pub fn resolve(
     // Merge: per user, its direct entry and every group entry that reaches it.
     /// A user's live state and every (directives, origin) that reaches it.
     type Contributions<'a> = (LiveUser, Vec<(&'a crate::config::Directives, &'a Origin)>);
+    // (moved, not cloned: with every user of a large tenant declared, a second copy of each
+    // live user would be the largest thing in memory)
     let mut per_user: BTreeMap<String, Contributions> = BTreeMap::new();
-    for (entry, live) in &resolved {
+    for (entry, live) in resolved {
         per_user
             .entry(live.id.clone())
-            .or_insert_with(|| (live.clone(), Vec::new()))
+            .or_insert_with(|| (live, Vec::new()))
             .1
             .push((&entry.directives, &entry.origin));
     }
-    for (g, members) in &group_members {
+    for (g, members) in group_members {
         for live in members {
             per_user
                 .entry(live.id.clone())
-                .or_insert_with(|| (live.clone(), Vec::new()))
+                .or_insert_with(|| (live, Vec::new()))
                 .1
                 .push((&g.directives, &g.origin));
         }
@@ -476,6 +478,24 @@ pub fn list_all_threshold() -> usize {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(LIST_ALL_THRESHOLD)
+}
+
+/// The tenant size from which the user list is read as parallel partitions:
+/// [`crate::graph::client::PARTITION_MIN_USERS`], or `PWDRIFT_PARTITION_MIN_USERS` (a tuning
+/// knob, also used by the tests to exercise both listing paths on a small tenant).
+pub fn partition_min_users() -> usize {
+    std::env::var("PWDRIFT_PARTITION_MIN_USERS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(crate::graph::client::PARTITION_MIN_USERS)
+}
+
+/// Every user of the tenant: partitioned in parallel when it is large, else paged.
+async fn list_all(client: &GraphClient, tenant: &str) -> Result<Vec<GraphUser>, GraphError> {
+    client
+        .list_all_users_with(tenant, partition_min_users())
+        .await
+        .map(|(users, _)| users)
 }
 
 /// Who holds directory roles in a tenant (any role makes a user a privileged target), and the
@@ -773,7 +793,7 @@ async fn read_with(
     if ids.len() > list_all_threshold() {
         let wanted: std::collections::HashSet<String> =
             ids.iter().map(|i| i.to_ascii_lowercase()).collect();
-        for u in client.list_users(tenant, None).await? {
+        for u in list_all(client, tenant).await? {
             if wanted.contains(&u.id.to_ascii_lowercase()) {
                 out.insert(u.id.clone(), roles.live(&u));
             }

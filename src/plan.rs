@@ -337,10 +337,27 @@ pub enum PlanFileError {
 /// `content_hash`.
 pub fn content_hash(plan: &Plan) -> String {
     use sha2::{Digest, Sha256};
-    let mut unsealed = plan.clone();
-    unsealed.content_hash = None;
-    let canonical = serde_json::to_vec(&unsealed).expect("a plan always serialises");
-    format!("sha256:{}", hex::encode(Sha256::digest(canonical)))
+    /// The compact JSON streamed into the digest: no 100 MB string for a large plan.
+    struct Digesting(Sha256);
+    impl std::io::Write for Digesting {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut digest = Digesting(Sha256::new());
+    let written = if plan.content_hash.is_none() {
+        serde_json::to_writer(&mut digest, plan)
+    } else {
+        let mut unsealed = plan.clone();
+        unsealed.content_hash = None;
+        serde_json::to_writer(&mut digest, &unsealed)
+    };
+    written.expect("a plan always serialises");
+    format!("sha256:{}", hex::encode(digest.0.finalize()))
 }
 
 impl Plan {

@@ -25,7 +25,8 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     };
     let rt = session::runtime()?;
     let plan = match rt.block_on(compute(&args.target, desired, &sources, 4, printer, style))? {
-        Some(plan) => plan,
+        // sealed now (its content hash, streamed: no copy), so `--out` writes it as it is
+        Some(plan) => plan.sealed(),
         None => return Ok(ExitStatus::Failure),
     };
 
@@ -43,7 +44,7 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     let printed = printer.out(&rendered);
 
     if let Some(out) = &args.out {
-        write_atomically(out, crate::render::json(&plan).as_bytes())
+        write_atomically_with(out, |w| crate::render::write_json(&plan, w))
             .with_context(|| format!("cannot write the plan to {}", out.display()))?;
         printer.info(&format!(
             "Saved the plan to {}. To apply exactly this plan: pwdrift apply {}",
@@ -85,15 +86,31 @@ async fn compute(
 /// Writes a file via a temporary sibling (tempfile: a random name, created exclusively, removed
 /// on failure), flushed to disk, then renamed over `path`: a reader never sees half a file.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |w| {
+        use std::io::Write;
+        w.write_all(bytes)
+    })
+}
+
+/// [`write_atomically`] with the content streamed by `write` (through a buffer).
+pub fn write_atomically_with(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".pwdrift-tmp-")
         .tempfile_in(dir)?;
-    use std::io::Write;
-    tmp.write_all(bytes)?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
+        write(&mut w)?;
+        use std::io::Write;
+        w.flush()?;
+    }
     tmp.as_file().sync_all()?;
+    // on any error above, dropping `tmp` removes the temporary file
     tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }

@@ -52,6 +52,11 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
             super::session::check_seed(p)?;
             SeedSource::File(p.clone())
         }
+        (None, Some(n)) if args.generate_tenants > 1 => SeedSource::GenerateTenants {
+            tenants: args.generate_tenants,
+            users: n,
+            rng_seed: args.rng_seed,
+        },
         (None, Some(n)) => SeedSource::Generate {
             users: n,
             rng_seed: args.rng_seed,
@@ -59,6 +64,9 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         (None, None) => anyhow::bail!("give a seed: --seed FILE or --generate N"),
         (Some(_), Some(_)) => anyhow::bail!("--seed and --generate exclude each other"),
     };
+    if args.generate_tenants == 0 {
+        anyhow::bail!("--generate-tenants must be at least 1");
+    }
     if args.token_lifetime == 0 {
         anyhow::bail!("--token-lifetime must be at least 1 second");
     }
@@ -66,6 +74,7 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     c.state_file = args.state.clone();
     c.throttle = args.throttle.clone();
     c.latency = args.latency.clone();
+    c.latency_per_item = args.latency_per_item;
     c.faults = args.faults.clone();
     c.rng_seed = args.rng_seed;
     c.flag_only_patch_noop = args.flag_only_patch_noop;

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use futures_util::StreamExt;
 
 use crate::apply::TenantClients;
 use crate::cli::TargetArgs;
@@ -235,7 +236,6 @@ impl Session {
                 connected.push((t, app, delegated));
             }
         }
-        let mut sessions = Vec::new();
         let joined = match join_aliases(connected).await {
             Ok(joined) => joined,
             Err(e) => {
@@ -245,15 +245,18 @@ impl Session {
                 return Err(e);
             }
         };
+        let mut opening = Vec::new();
         for ((t, app, delegated), names) in joined {
             let wanted = args.tenants.is_empty()
                 || names
                     .iter()
                     .any(|n| args.tenants.iter().any(|w| w.eq_ignore_ascii_case(n)));
             if wanted {
-                sessions.push(Self::tenant_session(t, app, delegated).await?);
+                opening.push(Self::tenant_session(t, app, delegated));
             }
         }
+        // tenants are opened side by side (each signs in; `--delegated` also reads /me)
+        let sessions = all_tenants(opening).await?;
         Ok(Session {
             desired,
             tenants: sessions,
@@ -279,6 +282,7 @@ impl Session {
             let mut options = embedded_sandbox_options(&running)?;
             options.concurrency = concurrency;
             options.request_deadline = std::time::Duration::from_secs(request_timeout);
+            options.write_quotas = super::target::write_quotas();
             let app = embedded_sandbox_app(&running, options.clone(), t.tenant.as_str())?;
             let delegated = match (
                 &info.delegated_client_id,
@@ -364,8 +368,8 @@ impl Session {
     pub async fn read_live(&self, only: &[String]) -> Result<Vec<LiveTenant>, LiveError> {
         let mut out = Vec::new();
         let mut problems = Vec::new();
-        for t in &self.tenants {
-            match live::read_tenant(
+        let reads = self.tenants.iter().map(|t| {
+            live::read_tenant(
                 &t.clients.app,
                 &t.desired,
                 t.caller.clone(),
@@ -373,8 +377,13 @@ impl Session {
                 only,
                 self.reads,
             )
-            .await
-            {
+        });
+        let results: Vec<_> = futures_util::stream::iter(reads)
+            .buffered(TENANT_CONCURRENCY)
+            .collect()
+            .await;
+        for result in results {
+            match result {
                 Ok(l) => out.push(l),
                 Err(LiveError::Resolution(d)) => problems.extend(d),
                 Err(e) => return Err(e),
@@ -500,6 +509,24 @@ pub async fn open_reporting(
             Err(e) => Err(e),
         },
     }
+}
+
+/// Tenants worked on at once (opening, reading, applying). Each tenant has its own client
+/// pacing (Graph's limits are per app + tenant), so tenants do not slow each other down on the
+/// Graph side; the bound keeps the number of connections and of tenants' data in memory sane.
+pub const TENANT_CONCURRENCY: usize = 32;
+
+/// Runs tenant futures, [`TENANT_CONCURRENCY`] at a time, results in input order; the first
+/// error (in input order) wins.
+pub async fn all_tenants<T, E, F>(futures: Vec<F>) -> Result<Vec<T>, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let results: Vec<Result<T, E>> = futures_util::stream::iter(futures)
+        .buffered(TENANT_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// A tokio runtime for a command.

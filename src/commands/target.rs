@@ -50,7 +50,22 @@ pub fn connection_options(
     let mut options = ClientOptions::new(endpoints);
     options.insecure_skip_tls_verify = insecure_skip_tls_verify;
     options.notices = stderr_notices();
+    options.write_quotas = write_quotas();
     Ok(options)
+}
+
+/// The write quotas to pace to: Graph's documented ones, divided by K when
+/// `PWDRIFT_WRITE_QUOTA_SCALE=K` is set (a benchmark knob matching the sandbox's
+/// `--throttle scaled:K`; never needed against Graph).
+pub fn write_quotas() -> Vec<crate::graph::retry::WriteQuota> {
+    let k = std::env::var("PWDRIFT_WRITE_QUOTA_SCALE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(1);
+    crate::graph::retry::DOCUMENTED_WRITE_QUOTAS
+        .iter()
+        .map(|q| q.scaled(k))
+        .collect()
 }
 
 #[cfg(test)]

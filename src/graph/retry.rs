@@ -26,7 +26,23 @@
 //!   back by 1 per calm envelope, so that a nearly spent write quota is not hit by 20 writes at
 //!   once;
 //! - a spacing between request starts while the percentage is high (0 below 0.8, rising to 1 s at
-//!   1.0), so that a large apply runs near the quota instead of into it.
+//!   1.0), so that a large apply runs near the quota instead of into it;
+//! - a write budget ([`WriteBudget`]): the documented write quotas kept as sliding logs on the
+//!   client side, so that a write is sent only when Graph will have room for it (zero 429s by
+//!   design when no one else writes); the 429 handling above still covers writes by other
+//!   applications sharing the per-tenant quota.
+//!
+//! # Write quotas
+//!
+//! graph-facts: per app + tenant, 3,000 writes per 2 min 30 s; per tenant (all apps), 18,000
+//! writes per 5 min ([`DOCUMENTED_WRITE_QUOTAS`]). Graph states each as "N per window", and the
+//! sandbox enforces them as exact sliding logs, so the client keeps the same: a write may start
+//! when fewer than N writes were started in the last window. A token bucket (rate N/window, burst
+//! B) would either admit more than N in some window (B > 0 on top of the rate) or make the first
+//! N writes wait for the rate (B = 0: 3,500 writes in 175 s, where the quota allows 150 s). The
+//! window is lengthened by a margin ([`WriteQuota::margin`]) because the client stamps a write
+//! when it sends it and Graph when it arrives: latency jitter must not make write N+1 land
+//! inside the window of write 1.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -154,6 +170,125 @@ impl RetryPolicy {
     }
 }
 
+/// One "N writes per window" quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteQuota {
+    pub writes: usize,
+    pub window: Duration,
+}
+
+impl WriteQuota {
+    /// Added to the window: 1 % of it, at least 100 ms (send-to-arrival jitter).
+    pub fn margin(&self) -> Duration {
+        (self.window / 100).max(Duration::from_millis(100))
+    }
+
+    /// The quota with its window and count divided by `k` (the sandbox's `--throttle scaled:K`;
+    /// count rounded up, at least 1).
+    pub fn scaled(self, k: u32) -> Self {
+        let k = k.max(1);
+        WriteQuota {
+            writes: self.writes.div_ceil(k as usize).max(1),
+            window: self.window / k,
+        }
+    }
+}
+
+/// Microsoft Entra's documented write quotas: per app + tenant, then per tenant (all apps).
+pub const DOCUMENTED_WRITE_QUOTAS: [WriteQuota; 2] = [
+    WriteQuota {
+        writes: 3_000,
+        window: Duration::from_secs(150),
+    },
+    WriteQuota {
+        writes: 18_000,
+        window: Duration::from_secs(300),
+    },
+];
+
+/// Client-side sliding logs of the writes started, one per quota (see "Write quotas" above).
+/// Pure: the caller passes the clock, so the tests run on a fake one.
+#[derive(Debug)]
+pub struct WriteBudget {
+    logs: Vec<(WriteQuota, std::collections::VecDeque<Instant>)>,
+}
+
+impl WriteBudget {
+    pub fn new(quotas: &[WriteQuota]) -> Self {
+        WriteBudget {
+            logs: quotas
+                .iter()
+                .filter(|q| q.writes > 0)
+                .map(|q| (*q, std::collections::VecDeque::new()))
+                .collect(),
+        }
+    }
+
+    /// Reserves up to `n` writes at the earliest instant, not before `now`, at which at least
+    /// one fits; as many as fit then (at most `n`) are recorded. Returns the instant and how
+    /// many were granted (at least 1 when `n > 0`). A `$batch` sender takes only as many writes
+    /// as were granted, so that envelopes never wait for room a smaller envelope could use.
+    pub fn reserve_up_to(&mut self, n: usize, now: Instant) -> (Instant, usize) {
+        if n == 0 || self.logs.is_empty() {
+            return (now, n);
+        }
+        let mut at = now;
+        for (q, log) in &self.logs {
+            let excess = (log.len() + 1).saturating_sub(q.writes);
+            if excess > 0 {
+                at = at.max(log[excess - 1] + q.window + q.margin());
+            }
+        }
+        let room = self
+            .logs
+            .iter()
+            .map(|(q, log)| {
+                let horizon = q.window + q.margin();
+                let gone = log.iter().take_while(|t| **t + horizon <= at).count();
+                q.writes - (log.len() - gone)
+            })
+            .min()
+            .unwrap_or(n);
+        let granted = n.min(room).max(1);
+        (self.reserve(granted, at), granted)
+    }
+
+    /// Reserves `n` writes (capped at the smallest quota) at the earliest instant, not before
+    /// `now`, at which every log has room for them, records them at that instant and returns it.
+    /// Reservations are made in call order, so concurrent writers queue fairly.
+    pub fn reserve(&mut self, n: usize, now: Instant) -> Instant {
+        let n = self
+            .logs
+            .iter()
+            .map(|(q, _)| q.writes)
+            .min()
+            .map_or(n, |m| n.min(m));
+        if n == 0 {
+            return now;
+        }
+        let mut at = now;
+        for (q, log) in &self.logs {
+            // the n-th oldest entry that must leave: with len entries and room for q.writes,
+            // entries [0, len + n - q.writes) must be out of the window by `at`
+            let excess = (log.len() + n).saturating_sub(q.writes);
+            if excess > 0 {
+                let leaves = log[excess - 1] + q.window + q.margin();
+                at = at.max(leaves);
+            }
+        }
+        for (q, log) in &mut self.logs {
+            let horizon = q.window + q.margin();
+            while log.front().is_some_and(|t| *t + horizon <= at) {
+                log.pop_front();
+            }
+            // reservations are monotonic in time: the log stays sorted
+            let at = log.back().map_or(at, |b| at.max(*b));
+            log.extend(std::iter::repeat_n(at, n));
+        }
+        at
+    }
+}
+
 /// Graph's limit of requests in one `$batch`.
 pub const MAX_BATCH_SIZE: usize = 20;
 
@@ -163,6 +298,7 @@ pub struct Pacer {
     semaphore: std::sync::Arc<Semaphore>,
     concurrency: usize,
     state: Mutex<PaceState>,
+    writes: Mutex<WriteBudget>,
 }
 
 #[derive(Debug)]
@@ -182,10 +318,16 @@ struct PaceState {
 }
 
 impl Pacer {
-    /// A pacer allowing `concurrency` requests in flight.
+    /// A pacer allowing `concurrency` requests in flight, writes within the documented quotas.
     pub fn new(concurrency: usize) -> Self {
+        Self::with_write_quotas(concurrency, &DOCUMENTED_WRITE_QUOTAS)
+    }
+
+    /// A pacer allowing `concurrency` requests in flight and writes within `quotas`.
+    pub fn with_write_quotas(concurrency: usize, quotas: &[WriteQuota]) -> Self {
         let concurrency = concurrency.max(1);
         Pacer {
+            writes: Mutex::new(WriteBudget::new(quotas)),
             semaphore: std::sync::Arc::new(Semaphore::new(concurrency)),
             concurrency,
             state: Mutex::new(PaceState {
@@ -242,6 +384,29 @@ impl Pacer {
             }
             return permit;
         }
+    }
+
+    /// Waits until at least one of `n` writes fits the write quotas and returns how many do (at
+    /// most `n`, at least 1 when `n > 0`); they are counted as started then. The caller sends
+    /// only that many writes now (a `$batch` puts the rest back in its queue).
+    pub async fn admit_writes_up_to(&self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let (at, granted) = self
+            .writes
+            .lock()
+            .expect("write budget poisoned")
+            .reserve_up_to(n, Instant::now());
+        if at > Instant::now() {
+            tracing::debug!(
+                writes = granted,
+                wait_ms = (at - Instant::now()).as_millis() as u64,
+                "pacing writes to the quota"
+            );
+            tokio::time::sleep_until(at).await;
+        }
+        granted
     }
 
     /// The end of the current 429 block, if one is in force.
@@ -504,6 +669,94 @@ mod tests {
         assert_eq!(allowed_in_flight(5, 0.85), 3);
         assert_eq!(allowed_in_flight(8, 0.97), 1);
         assert_eq!(allowed_in_flight(0, 0.1), 1);
+    }
+
+    fn q(writes: usize, secs: u64) -> WriteQuota {
+        WriteQuota {
+            writes,
+            window: Duration::from_secs(secs),
+        }
+    }
+
+    /// The first N writes go at once; write N+1 waits until write 1 left the window (plus the
+    /// margin); a batch reserves all its writes at one instant.
+    #[test]
+    fn write_budget_is_a_sliding_log() {
+        let t0 = Instant::now();
+        let quota = q(10, 100);
+        let m = quota.margin();
+        assert_eq!(m, Duration::from_secs(1));
+        let mut b = WriteBudget::new(&[quota]);
+        for i in 0..10 {
+            assert_eq!(
+                b.reserve(1, t0 + Duration::from_secs(i)),
+                t0 + Duration::from_secs(i)
+            );
+        }
+        // the 11th waits for the 1st (at t0) to leave
+        assert_eq!(
+            b.reserve(1, t0 + Duration::from_secs(10)),
+            t0 + Duration::from_secs(100) + m
+        );
+        // 3 more: must wait for entries 2..4 (at t0+1..t0+3) to leave; the 3rd of them is t0+3
+        assert_eq!(
+            b.reserve(3, t0 + Duration::from_secs(10)),
+            t0 + Duration::from_secs(103) + m
+        );
+    }
+
+    /// Over any window (without margin), no more writes start than the quota allows, for any
+    /// mix of batch sizes (granted partially when only part fits); and the pace is the
+    /// quota's, not slower.
+    #[test]
+    fn write_budget_never_exceeds_any_quota_and_keeps_up() {
+        let quotas = [q(60, 10), q(1080, 60)];
+        let mut b = WriteBudget::new(&quotas);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut starts = Vec::new();
+        let sizes = [20usize, 7, 1, 13, 20, 3];
+        let mut total = 0;
+        let mut i = 0;
+        while total < 1000 {
+            let n = sizes[i % sizes.len()];
+            i += 1;
+            let (at, granted) = b.reserve_up_to(n, now);
+            assert!(at >= now && granted >= 1 && granted <= n);
+            starts.extend(std::iter::repeat_n(at, granted));
+            total += granted;
+            now = at;
+        }
+        for quota in quotas {
+            for (k, t) in starts.iter().enumerate() {
+                let within = starts[k..]
+                    .iter()
+                    .take_while(|s| **s < *t + quota.window)
+                    .count();
+                assert!(
+                    within <= quota.writes,
+                    "{within} > {} in {:?}",
+                    quota.writes,
+                    quota.window
+                );
+            }
+        }
+        // 1000 writes, 60 per 10 s binding (the second quota, like Graph's per-tenant one, is
+        // looser): the quota minimum is 16 windows (the 961st write waits for the 1st to leave)
+        let span = *starts.last().unwrap() - t0;
+        assert!(span >= Duration::from_secs(16 * 10), "{span:?}");
+        assert!(span <= Duration::from_secs(16 * 10) * 102 / 100, "{span:?}");
+    }
+
+    #[test]
+    fn quotas_scale_like_the_sandbox() {
+        let scaled = DOCUMENTED_WRITE_QUOTAS[0].scaled(60);
+        assert_eq!(
+            (scaled.writes, scaled.window),
+            (50, Duration::from_millis(2500))
+        );
+        let scaled = DOCUMENTED_WRITE_QUOTAS[1].scaled(7);
+        assert_eq!(scaled.writes, 2572, "rounded up");
     }
 
     #[tokio::test]

@@ -5,6 +5,22 @@
 
 use crate::plan::Plan;
 
+/// A sealed plan ([`Plan::sealed`]: its `content_hash` set) written straight to `w`, the same bytes
+/// as [`json`], without holding the document in memory: a 100,000-user plan is about 100 MB of
+/// JSON. A plan that is not sealed yet is sealed on a copy first.
+pub fn write_json<W: std::io::Write>(plan: &Plan, mut w: W) -> std::io::Result<()> {
+    let sealed;
+    let plan = if plan.content_hash.is_some() {
+        plan
+    } else {
+        sealed = plan.clone().sealed();
+        &sealed
+    };
+    serde_json::to_writer_pretty(&mut w, plan).map_err(std::io::Error::other)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
 /// The plan as a versioned JSON document, with a trailing newline and its `content_hash`
 /// ([`crate::plan::content_hash`], always computed here from the content).
 pub fn json(plan: &Plan) -> String {

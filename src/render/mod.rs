@@ -15,7 +15,7 @@ pub mod json;
 pub mod markdown;
 pub mod text;
 
-pub use json::json;
+pub use json::{json, write_json};
 pub use markdown::markdown;
 pub use text::{text, text_verbose};
 

@@ -247,3 +247,24 @@ pub fn generate(users: usize, rng_seed: u64) -> Seed {
         }],
     }
 }
+
+/// `tenants` generated tenants of `users` users each (rng seeds `rng_seed`, `rng_seed + 1`, ...,
+/// so distinct ids and domains `tenant{seed}.onmicrosoft.com`), in which one multi-tenant app is
+/// registered with the same client id and secret (those of the first tenant), as a managed
+/// service provider's app consented in each customer tenant is: one credential signs in to
+/// every tenant, and each tenant is throttled on its own (Graph's limits are per app + tenant).
+pub fn generate_tenants(tenants: usize, users: usize, rng_seed: u64) -> Seed {
+    let mut out = Seed {
+        tenants: Vec::with_capacity(tenants),
+    };
+    for i in 0..tenants.max(1) {
+        let mut t = generate(users, rng_seed.wrapping_add(i as u64)).tenants;
+        out.tenants.append(&mut t);
+    }
+    let app = out.tenants[0].apps[0].clone();
+    for t in out.tenants.iter_mut().skip(1) {
+        t.apps[0].client_id = app.client_id.clone();
+        t.apps[0].client_secrets = app.client_secrets.clone();
+    }
+    out
+}

@@ -80,6 +80,13 @@ pub enum SeedSource {
     Seed(Box<Seed>),
     /// `--generate N --rng-seed S`.
     Generate { users: usize, rng_seed: u64 },
+    /// `--generate N --generate-tenants K --rng-seed S`: K tenants of N users (seeds S, S+1, ...)
+    /// sharing one multi-tenant app (see `generate::generate_tenants`).
+    GenerateTenants {
+        tenants: usize,
+        users: usize,
+        rng_seed: u64,
+    },
 }
 
 impl std::fmt::Debug for SeedSource {
@@ -91,6 +98,11 @@ impl std::fmt::Debug for SeedSource {
             SeedSource::Generate { users, rng_seed } => {
                 write!(f, "Generate({users}, seed {rng_seed})")
             }
+            SeedSource::GenerateTenants {
+                tenants,
+                users,
+                rng_seed,
+            } => write!(f, "Generate({tenants} x {users}, seed {rng_seed})"),
         }
     }
 }
@@ -103,6 +115,11 @@ impl SeedSource {
             SeedSource::Text { name, text } => seed::parse(name, text)?,
             SeedSource::Seed(s) => (**s).clone(),
             SeedSource::Generate { users, rng_seed } => generate::generate(*users, *rng_seed),
+            SeedSource::GenerateTenants {
+                tenants,
+                users,
+                rng_seed,
+            } => generate::generate_tenants(*tenants, *users, *rng_seed),
         })
     }
     fn name(&self) -> String {
@@ -113,6 +130,11 @@ impl SeedSource {
             SeedSource::Generate { users, rng_seed } => {
                 format!("(generated: {users} users, seed {rng_seed})")
             }
+            SeedSource::GenerateTenants {
+                tenants,
+                users,
+                rng_seed,
+            } => format!("(generated: {tenants} tenants of {users} users, seed {rng_seed})"),
         }
     }
 }
@@ -129,6 +151,9 @@ pub struct SandboxConfig {
     pub throttle: String,
     /// `--latency MS[+-JITTER]` (interpreted by the fault module when wired).
     pub latency: Option<String>,
+    /// `--latency-per-item MS` (fractional): added per object a response returns; see the
+    /// `faults` module ("Cost per returned object"). 0: none (the default).
+    pub latency_per_item: f64,
     /// `--faults SPEC` (interpreted by the fault module when wired).
     pub faults: Option<String>,
     /// Seed of fault injection (and of `--generate`).
@@ -242,6 +267,7 @@ impl SandboxConfig {
             state_file: None,
             throttle: "real".to_owned(),
             latency: None,
+            latency_per_item: 0.0,
             faults: None,
             rng_seed: 1,
             flag_only_patch_noop: false,
@@ -468,7 +494,14 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         .map(str::parse::<faults::Latency>)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--latency: {e}"))?;
-    let injector = faults::FaultInjector::new(spec, latency, config.rng_seed);
+    if !config.latency_per_item.is_finite() || config.latency_per_item < 0.0 {
+        anyhow::bail!(
+            "--latency-per-item {}: expected a non-negative number of milliseconds",
+            config.latency_per_item
+        );
+    }
+    let injector = faults::FaultInjector::new(spec, latency, config.rng_seed)
+        .with_latency_per_item(Duration::from_secs_f64(config.latency_per_item / 1000.0));
     let state: AppState = Arc::new(Shared::new(
         store,
         base,

@@ -327,6 +327,7 @@ impl GraphClient {
             headers: Vec::new(),
             idempotent: false,
             paced_by_caller: false,
+            bulk_read: false,
         };
         let resp = self.execute(tenant, &req).await?;
         match resp.status {
@@ -366,6 +367,7 @@ impl GraphClient {
             headers: Vec::new(),
             idempotent: false,
             paced_by_caller: false,
+            bulk_read: false,
         };
         let what = format!("resetPassword of user {user_id}");
         let resp = self.execute(tenant, &req).await?;
@@ -431,6 +433,7 @@ impl GraphClient {
                 headers: Vec::new(),
                 idempotent: true,
                 paced_by_caller: false,
+                bulk_read: false,
             };
             let resp = self.execute(tenant, &req).await?;
             if !(200..300).contains(&resp.status) {

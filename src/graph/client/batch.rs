@@ -129,8 +129,41 @@ impl GraphClient {
             if batch.is_empty() {
                 continue;
             }
+            let batch = self.within_write_quota(&pacer, work, batch).await;
             self.batch_round(tenant, &pacer, work, batch, permit).await;
         }
+    }
+
+    /// Waits until the envelope's writes fit the write quotas (`Pacer::admit_writes_up_to`);
+    /// when only some fit, the envelope is cut after the last write granted and the rest goes
+    /// back to the front of the queue.
+    async fn within_write_quota(
+        &self,
+        pacer: &Pacer,
+        work: &BatchWork,
+        mut batch: Vec<PendingRequest>,
+    ) -> Vec<PendingRequest> {
+        let is_write = |p: &PendingRequest| !p.req.method.eq_ignore_ascii_case("GET");
+        let writes = batch.iter().filter(|p| is_write(p)).count();
+        let granted = pacer.admit_writes_up_to(writes).await;
+        if granted < writes {
+            let mut seen = 0;
+            let cut = batch
+                .iter()
+                .position(|p| {
+                    seen += usize::from(is_write(p));
+                    seen > granted
+                })
+                .unwrap_or(batch.len());
+            let rest = batch.split_off(cut);
+            let mut queue = work.queue.lock().expect("batch queue poisoned");
+            for p in rest.into_iter().rev() {
+                queue.push_front(p);
+            }
+            drop(queue);
+            work.changed.notify_waiters();
+        }
+        batch
     }
 
     /// Sends one envelope and sorts its inner responses into final results and retries.
@@ -281,6 +314,7 @@ impl GraphClient {
             // a $batch of GETs and PATCHes may be re-sent as a whole
             idempotent: true,
             paced_by_caller: true,
+            bulk_read: false,
         };
         let resp = self.execute_admitted(tenant, &req, Some(permit)).await?;
         let pct = throttle_percentage(&resp.headers);

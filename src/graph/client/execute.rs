@@ -35,6 +35,8 @@ pub(super) struct Req {
     pub(super) idempotent: bool,
     /// the caller reports the outcome to the pacer (a `$batch`: its inner statuses count)
     pub(super) paced_by_caller: bool,
+    /// a page of a partitioned listing: admitted by the tenant's read pool (`read_pacer`)
+    pub(super) bulk_read: bool,
 }
 
 /// A complete HTTP response.
@@ -50,7 +52,12 @@ impl GraphClient {
         let mut pacers = self.inner.pacers.lock().expect("pacer map poisoned");
         pacers
             .entry(tenant.to_owned())
-            .or_insert_with(|| Arc::new(Pacer::new(self.inner.options.concurrency)))
+            .or_insert_with(|| {
+                Arc::new(Pacer::with_write_quotas(
+                    self.inner.options.concurrency,
+                    &self.inner.options.write_quotas,
+                ))
+            })
             .clone()
     }
 
@@ -100,7 +107,11 @@ impl GraphClient {
         mut admitted: Option<OwnedSemaphorePermit>,
     ) -> Result<Resp, GraphError> {
         let inner = &self.inner;
-        let pacer = self.pacer(tenant);
+        let pacer = if req.bulk_read {
+            self.read_pacer(tenant)
+        } else {
+            self.pacer(tenant)
+        };
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
@@ -109,6 +120,10 @@ impl GraphClient {
                 Some(p) => p,
                 None => pacer.admit().await,
             };
+            if req.method != Method::GET && !req.paced_by_caller {
+                // a single write (a `$batch` sender reserves its writes itself)
+                pacer.admit_writes_up_to(1).await;
+            }
             let token = inner.tokens.token(tenant).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut rb = inner
@@ -268,6 +283,7 @@ impl GraphClient {
             headers,
             idempotent: true,
             paced_by_caller: false,
+            bulk_read: false,
         };
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {

@@ -42,6 +42,7 @@ mod error;
 mod execute;
 mod options;
 pub mod parse;
+mod partition;
 mod stats;
 mod urls;
 
@@ -57,6 +58,7 @@ use url::Url;
 pub use api::{ResetOutcome, UserKey};
 pub use error::GraphError;
 pub use options::ClientOptions;
+pub use partition::{partition_boundaries, partition_filters, ListingPath, PARTITION_MIN_USERS};
 pub use stats::ClientStats;
 pub use urls::{escape_for_message, resolve_same_origin};
 
@@ -110,18 +112,7 @@ impl GraphClient {
                 message: INSECURE_TLS_WARNING.to_owned(),
             });
         }
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .danger_accept_invalid_certs(options.insecure_skip_tls_verify)
-            .user_agent(options.user_agent.clone())
-            .timeout(options.request_timeout.min(options.request_deadline))
-            .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                GraphError::InvalidRequest(format!("cannot build the HTTP client: {e}"))
-            })?;
+        let http = shared_http(&options)?;
         // Re-check overrides built by hand rather than through Endpoints::new.
         auth::checked_url(options.endpoints.graph_url.as_str())?;
         auth::checked_url(options.endpoints.authority_host.as_str())?;
@@ -232,6 +223,47 @@ fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc2822(s.trim())
         .ok()
         .map(|d| d.with_timezone(&Utc))
+}
+
+/// The reqwest client for these options, built once per process and shared (a clone shares the
+/// connection pool). Building one loads the TLS root store, which costs megabytes and
+/// milliseconds: a run over many tenants (one `GraphClient` each) would pay it per tenant.
+fn shared_http(options: &ClientOptions) -> Result<reqwest::Client, GraphError> {
+    type Key = (
+        bool,
+        String,
+        std::time::Duration,
+        std::time::Duration,
+        std::time::Duration,
+    );
+    static CLIENTS: std::sync::OnceLock<Mutex<HashMap<Key, reqwest::Client>>> =
+        std::sync::OnceLock::new();
+    let key: Key = (
+        options.insecure_skip_tls_verify,
+        options.user_agent.clone(),
+        options.request_timeout.min(options.request_deadline),
+        options.connect_timeout,
+        options.read_timeout,
+    );
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("HTTP client cache poisoned");
+    if let Some(c) = clients.get(&key) {
+        return Ok(c.clone());
+    }
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .danger_accept_invalid_certs(options.insecure_skip_tls_verify)
+        .user_agent(options.user_agent.clone())
+        .timeout(options.request_timeout.min(options.request_deadline))
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.read_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| GraphError::InvalidRequest(format!("cannot build the HTTP client: {e}")))?;
+    clients.insert(key, http.clone());
+    Ok(http)
 }
 
 #[cfg(test)]

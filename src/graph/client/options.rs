@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::graph::auth::Endpoints;
 use crate::graph::notice::Notifier;
-use crate::graph::retry::RetryPolicy;
+use crate::graph::retry::{RetryPolicy, WriteQuota, DOCUMENTED_WRITE_QUOTAS};
 
 /// How the client connects and how hard it retries.
 #[derive(Clone, Debug)]
@@ -40,6 +40,9 @@ pub struct ClientOptions {
     pub max_pages: usize,
     /// Where the device-code prompt and the insecure-TLS warning go (default: nowhere).
     pub notices: Notifier,
+    /// The write quotas writes are paced to, per tenant (default: Graph's documented ones; a
+    /// sandbox run with `--throttle scaled:K` wants them `scaled(K)`).
+    pub write_quotas: Vec<WriteQuota>,
 }
 
 impl ClientOptions {
@@ -64,6 +67,7 @@ impl ClientOptions {
             max_response_bytes: 64 << 20,
             max_pages: 10_000,
             notices: Notifier::default(),
+            write_quotas: DOCUMENTED_WRITE_QUOTAS.to_vec(),
         }
     }
 

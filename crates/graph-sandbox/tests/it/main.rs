@@ -6,6 +6,7 @@
 
 mod auth;
 mod layers;
+mod perf;
 mod realism;
 mod reset;
 mod roles;

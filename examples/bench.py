@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Benchmark of pwdrift against the Graph sandbox (not a test): every scenario of issue 10 in one
+invocation, one table at the end. Run it through examples/bench.sh (which builds the release
+binary first):
+
+    bash examples/bench.sh                   # quick: quota scenarios under --throttle scaled:10
+    bash examples/bench.sh --quota real      # the quota scenarios under the real quotas (~11 min)
+    bash examples/bench.sh --scales 10000,100000,300000,1000000
+
+Columns: scenario, users in the tenant(s), declared users, changes (planned or applied), HTTP
+requests the sandbox saw (token requests excluded; a $batch counts as its envelope plus one per
+member), 429s the sandbox answered, wall time, the floor (what the latency or quota model makes impossible to
+beat, see `floor_*` below) and the ratio wall/floor, peak RSS of the pwdrift process
+(/usr/bin/time -v). The sandbox runs as its own process; its memory is not counted.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import http.client
+import urllib.request
+from urllib.parse import urlparse, quote
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "pwdrift")
+TIME = "/usr/bin/time"
+
+BASE_MS = 60.0  # per request (assumption, see crates/graph-sandbox/src/faults.rs)
+ITEM_MS = 0.4  # per returned object
+PAGE = 999
+READ_CONCURRENCY = 16  # graph/client/partition.rs
+PAGE_MS = BASE_MS + ITEM_MS * PAGE
+
+
+class Sandbox:
+    def __init__(self, args, work):
+        self.work = work
+        log = open(os.path.join(work, "sandbox.log"), "w")
+        self.proc = subprocess.Popen(
+            [BIN, "sandbox", "--listen", "127.0.0.1:0"] + args,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("sandbox did not start: see " + log.name)
+        self.info = json.loads(line)
+        self.url = self.info["graph_url"]
+
+    def call(self, method, path):
+        req = urllib.request.Request(self.url + path, method=method)
+        with urllib.request.urlopen(req, timeout=600) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def state(self):
+        return self.call("GET", "/_sandbox/state")
+
+    def reset_stats(self):
+        self.call("POST", "/_sandbox/reset-stats")
+
+    def stats(self):
+        s = self.call("GET", "/_sandbox/stats")
+        return s["total"], s["throttled"]
+
+    def env(self):
+        e = dict(os.environ)
+        e.update(
+            AZURE_CLIENT_ID=self.info["client_id"],
+            AZURE_CLIENT_SECRET=self.info["client_secret"],
+            AZURE_TENANT_ID=self.info["tenant_id"],
+            PWDRIFT_GRAPH_URL=self.url,
+            AZURE_AUTHORITY_HOST=self.info["authority_host"],
+            NO_COLOR="1",
+        )
+        return e
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def write_desired(state, directory, declared_per_tenant):
+    """requirePasswordChange since 2026-11-22 for the first N non-admin users of each tenant
+    (files of at most 20,000 users: a desired-state file may be at most 10 MiB)."""
+    os.makedirs(directory, exist_ok=True)
+    total = 0
+    for ti, t in enumerate(state["tenants"]):
+        users = [u for u in t["users"] if not u.get("directoryRoles")][:declared_per_tenant]
+        total += len(users)
+        for n, i in enumerate(range(0, len(users), 20000)):
+            with open(os.path.join(directory, "t%03d-part%03d.yaml" % (ti, n)), "w") as f:
+                f.write("version: 1\ntenant: %s\nusers:\n" % t["initialDomain"])
+                for u in users[i : i + 20000]:
+                    f.write(
+                        "  - user: %s\n    requirePasswordChange: { since: 2026-11-22T00:00:00Z }\n"
+                        % u["userPrincipalName"]
+                    )
+    return total
+
+
+def timed(cmd, env):
+    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MB, stdout, stderr)."""
+    t0 = time.monotonic()
+    p = subprocess.run([TIME, "-v"] + cmd, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    rss = int(m.group(1)) / 1024 if m else float("nan")
+    if p.returncode not in (0, 2):
+        sys.stderr.write(p.stdout[-2000:] + p.stderr[-4000:])
+        raise SystemExit("failed: " + " ".join(cmd))
+    return wall, rss, p.stdout, p.stderr
+
+
+def changes_in(plan_file):
+    with open(plan_file) as f:
+        plan = json.load(f)
+    n = 0
+    for t in plan["tenants"]:
+        for u in t["users"]:
+            if u["action"]["type"] in ("set_flags", "reset_password"):
+                n += 1
+    return n
+
+
+ROWS = []
+
+
+def row(scenario, users, declared, changes, requests, throttled, wall, floor, rss, note=""):
+    ROWS.append(
+        dict(
+            scenario=scenario,
+            users=users,
+            declared=declared,
+            changes=changes,
+            requests=requests,
+            throttled=throttled,
+            wall=wall,
+            floor=floor,
+            rss=rss,
+            note=note,
+        )
+    )
+    print(
+        "  %-34s %9s users %9s declared  %6.1f s  floor %6.1f s  %s MB  %s"
+        % (scenario, users, declared, wall, floor or 0, "%.0f" % rss if rss == rss else "-", note),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def plan_run(sb, work, desired, extra_env=None, out_name="plan.json"):
+    env = sb.env()
+    env.update(extra_env or {})
+    out = os.path.join(work, out_name)
+    sb.reset_stats()
+    wall, rss, _, err = timed([BIN, "-v", "plan", desired, "--out", out], env)
+    requests, throttled = sb.stats()
+    return wall, rss, requests, throttled, changes_in(out), err
+
+
+def floor_partitioned(users):
+    pages = math.ceil(users / PAGE)
+    return math.ceil(pages / READ_CONCURRENCY) * PAGE_MS / 1000
+
+
+def floor_sequential(users):
+    return math.ceil(users / PAGE) * PAGE_MS / 1000
+
+
+def scenario_large_plan(work, users):
+    """100,000 declared users at 60 ms + 0.4 ms/object: partitioned vs sequential paging, and
+    the per-user reads other tools make (a sample, sequential GET /users/{upn})."""
+    sb = Sandbox(
+        ["--generate", str(users), "--rng-seed", "42", "--throttle", "real",
+         "--latency", "%d" % BASE_MS, "--latency-per-item", str(ITEM_MS)],
+        work,
+    )
+    try:
+        state = sb.state()
+        desired = os.path.join(work, "desired")
+        declared = write_desired(state, desired, users)
+        n = len(state["tenants"][0]["users"])
+        wall, rss, req, thr, ch, err = plan_run(sb, work, desired)
+        path = "partitioned" if "parallel partitions" in err else "SEQUENTIAL (fell back)"
+        row("plan, partitioned read", n, declared, ch, req, thr, wall, floor_partitioned(n), rss, path)
+        wall, rss, req, thr, ch, _ = plan_run(
+            sb, work, desired, {"PWDRIFT_PARTITION_MIN_USERS": str(10**9)}, "plan-seq.json")
+        row("plan, sequential paging", n, declared, ch, req, thr, wall, floor_sequential(n), rss)
+        # per-user reads: GET /users/{upn} one after the other, on one kept-alive connection
+        sample = 300
+        upns = [u["userPrincipalName"] for u in state["tenants"][0]["users"]][:sample]
+        token = app_token(sb)
+        u = urlparse(sb.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        sb.reset_stats()
+        t0 = time.monotonic()
+        for upn in upns:
+            conn.request("GET", "/v1.0/users/%s?$select=id,userPrincipalName,passwordProfile" % quote(upn),
+                         headers={"Authorization": "Bearer " + token})
+            conn.getresponse().read()
+        wall = time.monotonic() - t0
+        req, thr = sb.stats()
+        per = wall / sample
+        est = per * declared
+        row("per-user reads (baseline, sample)", n, sample, "-", req, thr, wall,
+            sample * (BASE_MS + ITEM_MS) / 1000, float("nan"),
+            "extrapolated to %d users: %.0f s" % (declared, est))
+    finally:
+        sb.stop()
+
+
+def app_token(sb):
+    host = sb.info["authority_host"].rstrip("/")
+    data = ("grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s" % (
+        quote(sb.info["client_id"]), quote(sb.info["client_secret"]),
+        quote("https://graph.microsoft.com/.default"))).encode()
+    req = urllib.request.Request("%s/%s/oauth2/v2.0/token" % (host, sb.info["tenant_id"]), data=data)
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())["access_token"]
+
+
+def scenario_scaling(work, scales):
+    """Time and memory of a plan of N declared users of N, N in `scales`, no latency (pwdrift's
+    own cost; the floor is then 0 and not shown)."""
+    for n in scales:
+        d = os.path.join(work, "scale-%d" % n)
+        os.makedirs(d)
+        sb = Sandbox(["--generate", str(n), "--rng-seed", "7", "--throttle", "off"], d)
+        try:
+            state = sb.state()
+            desired = os.path.join(d, "desired")
+            declared = write_desired(state, desired, n)
+            total = len(state["tenants"][0]["users"])
+            del state
+            wall, rss, req, thr, ch, err = plan_run(sb, d, desired)
+            row("scaling: plan, no latency", total, declared, ch, req, thr, wall, None, rss,
+                "%.1f us and %.2f KB per user" % (wall / declared * 1e6, rss * 1024 / declared))
+        finally:
+            sb.stop()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def scenario_quota(work, changes_wanted, quota):
+    """An apply of ~N changes under the write quota: real (3,000 writes / 150 s per app and
+    tenant) or scaled:K (same rate, windows and quotas / K)."""
+    k = 1 if quota == "real" else int(quota.split(":")[1])
+    users = changes_wanted + 400
+    d = os.path.join(work, "quota-%d" % changes_wanted)
+    os.makedirs(d)
+    throttle = "real" if k == 1 else "scaled:%d" % k
+    sb = Sandbox(["--generate", str(users), "--rng-seed", "11", "--throttle", throttle,
+                  "--latency", "20"], d)
+    try:
+        state = sb.state()
+        desired = os.path.join(d, "desired")
+        # declare users until the plan has the changes wanted (synced users are blocked)
+        declared = write_desired(state, desired, users)
+        env = sb.env()
+        env["PWDRIFT_WRITE_QUOTA_SCALE"] = str(k)
+        plan = os.path.join(d, "plan.json")
+        timed([BIN, "plan", desired, "--out", plan], env)
+        ch = changes_in(plan)
+        if ch > changes_wanted:
+            trim_plan(plan, changes_wanted)
+            ch = changes_in(plan)
+        sb.reset_stats()
+        wall, rss, out, _ = timed([BIN, "apply", plan, "--auto-approve", "--force", "--concurrency", "8"], env)
+        req, thr = sb.stats()
+        quota_writes, window = math.ceil(3000 / k), 150.0 / k
+        floor = ((ch - 1) // quota_writes) * window
+        row("apply under the write quota (%s)" % throttle, users + 1, declared, ch, req, thr, wall,
+            floor, rss, "429s: %.2f%% of writes" % (100.0 * thr / max(ch, 1)))
+    finally:
+        sb.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def trim_plan(plan_file, keep):
+    """Turns changes beyond `keep` into no-change entries, so the apply writes exactly `keep`."""
+    with open(plan_file) as f:
+        plan = json.load(f)
+    n = 0
+    for t in plan["tenants"]:
+        for u in t["users"]:
+            if u["action"]["type"] in ("set_flags", "reset_password"):
+                n += 1
+                if n > keep:
+                    u["action"] = {"type": "no_change", "reason": "trimmed by the benchmark"}
+    with open(plan_file, "w") as f:
+        json.dump(plan, f)
+
+
+def scenario_tenants(work, tenants, users):
+    """K tenants of N users, all declared, planned in one run, against one such tenant alone."""
+    times = {}
+    for k in (1, tenants):
+        d = os.path.join(work, "tenants-%d" % k)
+        os.makedirs(d)
+        sb = Sandbox(["--generate", str(users), "--generate-tenants", str(k), "--rng-seed", "5",
+                      "--throttle", "real", "--latency", "%d" % BASE_MS,
+                      "--latency-per-item", str(ITEM_MS)], d)
+        try:
+            state = sb.state()
+            desired = os.path.join(d, "desired")
+            declared = write_desired(state, desired, users)
+            total = sum(len(t["users"]) for t in state["tenants"])
+            wall, rss, req, thr, ch, _ = plan_run(sb, d, desired)
+            times[k] = wall
+            floor = times[1] if k != 1 else wall
+            row("plan of %d tenant(s) of %d users" % (k, users), total, declared, ch, req, thr,
+                wall, floor, rss, "floor: one tenant alone" if k != 1 else "")
+        finally:
+            sb.stop()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def print_table():
+    print("| scenario | users | declared | changes | HTTP requests | 429s | wall | floor | ratio | peak RSS | note |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in ROWS:
+        floor = "%.1f s" % r["floor"] if r["floor"] else "-"
+        ratio = "%.2fx" % (r["wall"] / r["floor"]) if r["floor"] else "-"
+        rss = "%.0f MB" % r["rss"] if r["rss"] == r["rss"] else "-"
+        print("| %s | %s | %s | %s | %s | %s | %.1f s | %s | %s | %s | %s |" % (
+            r["scenario"], fmt(r["users"]), fmt(r["declared"]), fmt(r["changes"]),
+            fmt(r["requests"]), fmt(r["throttled"]), r["wall"], floor, ratio, rss, r["note"]))
+
+
+def fmt(v):
+    return "{:,}".format(v) if isinstance(v, int) else str(v)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=100000, help="large-plan scenario size")
+    ap.add_argument("--scales", default="10000,100000,300000,1000000")
+    ap.add_argument("--quota", default="scaled:10", help="real or scaled:K")
+    ap.add_argument("--quota-changes", default="3500,10000")
+    ap.add_argument("--tenants", type=int, default=20)
+    ap.add_argument("--tenant-users", type=int, default=2000)
+    ap.add_argument("--only", default="plan,scaling,quota,tenants")
+    a = ap.parse_args()
+    only = set(a.only.split(","))
+    work = tempfile.mkdtemp(prefix="pwdrift-bench-")
+    try:
+        if "plan" in only:
+            scenario_large_plan(work, a.users)
+        if "tenants" in only:
+            scenario_tenants(work, a.tenants, a.tenant_users)
+        if "scaling" in only:
+            scenario_scaling(work, [int(x) for x in a.scales.split(",") if x])
+        if "quota" in only:
+            for n in [int(x) for x in a.quota_changes.split(",") if x]:
+                scenario_quota(work, n, a.quota)
+    finally:
+        print_table()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
