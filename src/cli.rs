@@ -221,6 +221,26 @@ pub enum PlanFormat {
     Github,
 }
 
+/// How to reach Graph and the identity authority (shared by every command that connects).
+#[derive(Debug, Args, Clone)]
+pub struct ConnectionArgs {
+    /// National cloud.
+    #[arg(long, value_enum, default_value_t = Cloud::Global, env = "PWDRIFT_CLOUD")]
+    pub cloud: Cloud,
+
+    /// Override the Graph endpoint (e.g. a sandbox URL). Plain http:// only to loopback.
+    #[arg(long, value_name = "URL", env = "PWDRIFT_GRAPH_URL")]
+    pub graph_url: Option<String>,
+
+    /// Override the identity authority (AZURE_AUTHORITY_HOST is also honoured).
+    #[arg(long, value_name = "URL", env = "AZURE_AUTHORITY_HOST")]
+    pub authority_host: Option<String>,
+
+    /// Do not verify TLS certificates. Dangerous; prints a warning on every run.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+}
+
 /// Where and how to reach Graph, and which part of the desired state to act on.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
@@ -245,21 +265,8 @@ pub struct TargetArgs {
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::shard::Shard>,
 
-    /// National cloud.
-    #[arg(long, value_enum, default_value_t = Cloud::Global, env = "PWDRIFT_CLOUD")]
-    pub cloud: Cloud,
-
-    /// Override the Graph endpoint (e.g. a sandbox URL). Plain http:// only to loopback.
-    #[arg(long, value_name = "URL", env = "PWDRIFT_GRAPH_URL")]
-    pub graph_url: Option<String>,
-
-    /// Override the identity authority (AZURE_AUTHORITY_HOST is also honoured).
-    #[arg(long, value_name = "URL", env = "AZURE_AUTHORITY_HOST")]
-    pub authority_host: Option<String>,
-
-    /// Do not verify TLS certificates. Dangerous; prints a warning on every run.
-    #[arg(long)]
-    pub insecure_skip_tls_verify: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Sign in as an admin with the device-code flow, for the delegated-only resetPassword
     /// (synced users).
@@ -390,21 +397,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "SEED")]
     pub sandbox: Option<PathBuf>,
 
-    /// National cloud.
-    #[arg(long, value_enum, default_value_t = Cloud::Global, env = "PWDRIFT_CLOUD")]
-    pub cloud: Cloud,
-
-    /// Override the Graph endpoint (e.g. a sandbox URL). Plain http:// only to loopback.
-    #[arg(long, value_name = "URL", env = "PWDRIFT_GRAPH_URL")]
-    pub graph_url: Option<String>,
-
-    /// Override the identity authority (AZURE_AUTHORITY_HOST is also honoured).
-    #[arg(long, value_name = "URL", env = "AZURE_AUTHORITY_HOST")]
-    pub authority_host: Option<String>,
-
-    /// Do not verify TLS certificates. Dangerous; prints a warning on every run.
-    #[arg(long)]
-    pub insecure_skip_tls_verify: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, Args, Clone)]

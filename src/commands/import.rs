@@ -220,10 +220,10 @@ async fn read_all(
     }
     for t in tenants {
         let options = super::target::connection_options(
-            args.cloud,
-            args.graph_url.as_deref(),
-            args.authority_host.as_deref(),
-            args.insecure_skip_tls_verify,
+            args.connection.cloud,
+            args.connection.graph_url.as_deref(),
+            args.connection.authority_host.as_deref(),
+            args.connection.insecure_skip_tls_verify,
         )?;
         let client = GraphClient::new(options, Credential::from_env(Some(t.as_str()))?)?;
         out.push(read_tenant(&client, t, selection, printer).await?);

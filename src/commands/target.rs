@@ -29,10 +29,10 @@ pub fn stderr_notices() -> Notifier {
 /// `--insecure-skip-tls-verify`; `http://` only to loopback.
 pub fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
     let mut options = connection_options(
-        target.cloud,
-        target.graph_url.as_deref(),
-        target.authority_host.as_deref(),
-        target.insecure_skip_tls_verify,
+        target.connection.cloud,
+        target.connection.graph_url.as_deref(),
+        target.connection.authority_host.as_deref(),
+        target.connection.insecure_skip_tls_verify,
     )?;
     options.request_deadline = std::time::Duration::from_secs(target.request_timeout);
     Ok(options)
