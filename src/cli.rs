@@ -261,7 +261,8 @@ pub struct TargetArgs {
     pub targets: Vec<String>,
 
     /// Only the tenants of shard I of N (1 <= I <= N), for N parallel CI jobs: each tenant is in
-    /// exactly one shard (a stable hash of its identifier), and adding tenants moves no other.
+    /// exactly one shard (a stable hash of its tenant id, learnt by signing in, so that every
+    /// name of one tenant lands in the same shard), and adding tenants moves no other.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::shard::Shard>,
 

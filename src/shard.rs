@@ -1,7 +1,10 @@
 //! `--shard I/N`: split the tenants of a desired state between N CI jobs.
 //!
-//! Each tenant belongs to exactly one shard: the first 8 bytes of the SHA-256 of its identifier
-//! (as written in desired state, lower-cased), read as a big-endian integer, modulo N. The
+//! Each tenant belongs to exactly one shard: the first 8 bytes of the SHA-256 of its tenant id
+//! (the `tid` of the token issued for it, lower-cased; the name as written when a token carries
+//! none), read as a big-endian integer, modulo N. Sharding by id, not by name, keeps every name
+//! of one tenant (its domains, its GUID) in one shard, where they are joined and checked for
+//! duplicates; the price is that every shard job signs in to every tenant. The
 //! assignment depends only on the tenant's own identifier and N, so adding or removing a tenant
 //! never moves another one; changing N may. (std's `HashMap` hasher is randomized per process and
 //! must not be used here.) Shards are numbered from 1, as in a CI matrix `shard: [1, 2, 3]`.

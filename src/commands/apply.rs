@@ -136,7 +136,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         let mut plan = crate::plan::parse_saved(&text)
             .with_context(|| format!("{} is not a usable saved plan", path.display()))?;
         plan.tenants
-            .retain(|t| session::in_shard(target.shard, &t.tenant));
+            .retain(|t| session::in_shard(target.shard, &t.tenant_id));
         let desired = DesiredState {
             tenants: plan
                 .tenants

@@ -104,7 +104,8 @@ pub fn select_tenants(
     Ok(out)
 }
 
-/// Whether `tenant` is acted on under `--shard` (always, without it).
+/// Whether the tenant whose id (the token's `tid`; its name when the token carries none) is
+/// `tenant` is acted on under `--shard` (always, without it).
 pub fn in_shard(shard: Option<crate::shard::Shard>, tenant: &str) -> bool {
     shard.is_none_or(|s| s.contains(tenant))
 }
@@ -198,19 +199,9 @@ impl Session {
         // `--tenant` names are checked now, but a tenant is its id: every name of the tenant
         // `--tenant` names (another domain, its GUID) is selected once the names are resolved.
         select_tenants(&desired, &args.tenants)?;
-        let tenants: Vec<TenantDesired> = desired
-            .tenants
-            .iter()
-            .filter(|t| in_shard(args.shard, t.tenant.as_str()))
-            .cloned()
-            .collect();
-        if let Some(shard) = args.shard {
-            if tenants.is_empty() {
-                printer.info(&format!(
-                    "note: no tenant of the desired state is in shard {shard}"
-                ));
-            }
-        }
+        // Every tenant is signed in to, even under `--shard`: the shard of a tenant is decided by
+        // its id (the token's `tid`), so that all the names of one tenant land in one shard.
+        let tenants: Vec<TenantDesired> = desired.tenants.clone();
         let mut sandbox = None;
         let mut connected = Vec::new();
 
@@ -246,7 +237,12 @@ impl Session {
             }
         };
         let mut opening = Vec::new();
-        for ((t, app, delegated), names) in joined {
+        let mut in_this_shard = 0;
+        for ((t, app, delegated), names, key) in joined {
+            if !in_shard(args.shard, &key) {
+                continue;
+            }
+            in_this_shard += 1;
             let wanted = args.tenants.is_empty()
                 || names
                     .iter()
@@ -254,6 +250,11 @@ impl Session {
             if wanted {
                 opening.push(Self::tenant_session(t, app, delegated));
             }
+        }
+        if let (Some(shard), 0) = (args.shard, in_this_shard) {
+            printer.info(&format!(
+                "note: no tenant of the desired state is in shard {shard}"
+            ));
         }
         // tenants are opened side by side (each signs in; `--delegated` also reads /me)
         let sessions = all_tenants(opening).await?;
@@ -445,16 +446,22 @@ impl std::error::Error for AliasConflict {}
 /// for it; a name whose token does not say is its own key) and joins the declarations of one
 /// tenant ([`config::merge::union`]), keeping the first one's name and clients. Users or groups
 /// declared twice across the joined files are an [`AliasConflict`]. Each joined tenant comes
-/// with every name it was written as.
-async fn join_aliases(connected: Vec<Connected>) -> anyhow::Result<Vec<(Connected, Vec<String>)>> {
-    let mut groups: Vec<(String, Vec<Connected>)> = Vec::new();
-    for c in connected {
-        let name = c.0.tenant.as_str().to_owned();
+/// with every name it was written as and its key (the tenant id), by which `--shard` selects.
+async fn join_aliases(
+    connected: Vec<Connected>,
+) -> anyhow::Result<Vec<(Connected, Vec<String>, String)>> {
+    // every tenant signs in side by side
+    let keys = futures_util::future::try_join_all(connected.iter().map(|c| async move {
+        let name = c.0.tenant.as_str();
         let id =
-            c.1.tenant_id(&name)
+            c.1.tenant_id(name)
                 .await
                 .with_context(|| format!("tenant {name}: cannot sign in to learn its tenant id"))?;
-        let key = id.unwrap_or(name);
+        anyhow::Ok(id.unwrap_or_else(|| name.to_owned()))
+    }))
+    .await?;
+    let mut groups: Vec<(String, Vec<Connected>)> = Vec::new();
+    for (c, key) in connected.into_iter().zip(keys) {
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.push(c),
             None => groups.push((key, vec![c])),
@@ -475,7 +482,7 @@ async fn join_aliases(connected: Vec<Connected>) -> anyhow::Result<Vec<(Connecte
         }
         let (app, delegated) = clients.expect("a group has at least one member");
         match config::merge::union(parts) {
-            Ok(t) => out.push(((t, app, delegated), names)),
+            Ok(t) => out.push(((t, app, delegated), names, id)),
             Err(d) => problems.extend(d),
         }
     }

@@ -140,3 +140,67 @@ fn a_tenant_split_over_its_aliases_is_one_tenant_and_each_user_is_written_once()
     assert!(users.contains(&"bob@contoso.com"), "{users:?}");
     assert!(users.contains(&"frank@contoso.com"), "{users:?}");
 }
+
+/// `--shard` decides by tenant id: the three names of one tenant land in one shard (which
+/// plans all their users, as one tenant), never split between CI jobs that would each write
+/// part of the tenant without seeing the rest.
+#[test]
+fn every_name_of_a_tenant_lands_in_the_same_shard() {
+    let sb = Sandbox::start(&["--seed", repo().join(SEED).to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = three_files(
+        dir.path(),
+        [
+            "users:\n  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+            "users:\n  - user: grace@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+            "users:\n  - user: frank@contoso.com\n    forceChangePasswordNextSignIn: false\n",
+        ],
+    );
+    // by name, these three would spread: the assignment below must not depend on the names
+    let by_name: std::collections::HashSet<u32> =
+        ["contoso.onmicrosoft.com", TENANT_ID, "contoso.com"]
+            .iter()
+            .map(|n| pwdrift::shard::Shard::of(n, 5))
+            .collect();
+    assert!(by_name.len() > 1, "the names hash apart: {by_name:?}");
+    let mut holders = Vec::new();
+    for i in 1..=5 {
+        let out = run(sb.pwdrift().args([
+            "plan",
+            "--format",
+            "json",
+            "--shard",
+            &format!("{i}/5"),
+            &desired,
+        ]));
+        assert_eq!(out.code, 0, "{out:?}");
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let tenants = json["tenants"].as_array().unwrap();
+        if tenants.is_empty() {
+            assert!(
+                out.stderr
+                    .contains("no tenant of the desired state is in shard"),
+                "{out:?}"
+            );
+            continue;
+        }
+        assert_eq!(tenants.len(), 1, "{out:?}");
+        let mut users: Vec<&str> = tenants[0]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["user_principal_name"].as_str().unwrap())
+            .collect();
+        users.sort();
+        assert_eq!(
+            users,
+            ["bob@contoso.com", "frank@contoso.com", "grace@contoso.com"]
+        );
+        holders.push(i);
+    }
+    assert_eq!(
+        holders,
+        [pwdrift::shard::Shard::of(TENANT_ID, 5)],
+        "exactly the tenant id's shard holds the tenant"
+    );
+}
