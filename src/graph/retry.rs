@@ -253,6 +253,18 @@ impl WriteBudget {
         (self.reserve(granted, at), granted)
     }
 
+    /// Gives back `n` writes reserved at `at` (by [`WriteBudget::reserve`] or
+    /// [`WriteBudget::reserve_up_to`]) that were not sent.
+    pub fn release(&mut self, n: usize, at: Instant) {
+        for (_, log) in &mut self.logs {
+            // entries are sorted; those of one reservation are equal and contiguous
+            let end = log.partition_point(|t| *t <= at);
+            let start = log.partition_point(|t| *t < at);
+            let k = n.min(end - start);
+            log.drain(end - k..end);
+        }
+    }
+
     /// Reserves `n` writes (capped at the smallest quota) at the earliest instant, not before
     /// `now`, at which every log has room for them, records them at that instant and returns it.
     /// Reservations are made in call order, so concurrent writers queue fairly.
@@ -393,20 +405,37 @@ impl Pacer {
         if n == 0 {
             return 0;
         }
-        let (at, granted) = self
-            .writes
-            .lock()
-            .expect("write budget poisoned")
-            .reserve_up_to(n, Instant::now());
-        if at > Instant::now() {
-            tracing::debug!(
-                writes = granted,
-                wait_ms = (at - Instant::now()).as_millis() as u64,
-                "pacing writes to the quota"
-            );
-            tokio::time::sleep_until(at).await;
+        loop {
+            // A 429 block first: budget reserved during it would go to writes that cannot be
+            // sent.
+            while let Some(t) = self.blocked_until() {
+                tokio::time::sleep_until(t).await;
+            }
+            let (at, granted) = self
+                .writes
+                .lock()
+                .expect("write budget poisoned")
+                .reserve_up_to(n, Instant::now());
+            if at > Instant::now() {
+                tracing::debug!(
+                    writes = granted,
+                    wait_ms = (at - Instant::now()).as_millis() as u64,
+                    "pacing writes to the quota"
+                );
+                tokio::time::sleep_until(at).await;
+            }
+            // A 429 that came while we waited (the quota is shared with other applications,
+            // which the budget cannot see) holds these writes back too, instead of sending them
+            // into a quota Graph just said is full; their reservation is given back and made
+            // again after the block, so that the log keeps the instants writes are really sent.
+            if self.blocked_until().is_none() {
+                return granted;
+            }
+            self.writes
+                .lock()
+                .expect("write budget poisoned")
+                .release(granted, at);
         }
-        granted
     }
 
     /// The end of the current 429 block, if one is in force.
@@ -702,6 +731,26 @@ mod tests {
         assert_eq!(
             b.reserve(3, t0 + Duration::from_secs(10)),
             t0 + Duration::from_secs(103) + m
+        );
+    }
+
+    /// Writes reserved but not sent (a 429 block began while they waited) are given back: the
+    /// room is there again at once, and a reservation of other writes at the same instant is
+    /// not touched.
+    #[test]
+    fn released_writes_free_their_room() {
+        let t0 = Instant::now();
+        let mut b = WriteBudget::new(&[q(10, 100)]);
+        assert_eq!(b.reserve(4, t0), t0);
+        let (at, granted) = b.reserve_up_to(6, t0 + Duration::from_secs(1));
+        assert_eq!((at, granted), (t0 + Duration::from_secs(1), 6));
+        b.release(6, at);
+        let (again, granted) = b.reserve_up_to(6, t0 + Duration::from_secs(3));
+        assert_eq!((again, granted), (t0 + Duration::from_secs(3), 6));
+        // the 4 of t0 still count: the 11th write waits for them
+        assert_eq!(
+            b.reserve(1, t0 + Duration::from_secs(3)),
+            t0 + Duration::from_secs(100) + q(10, 100).margin()
         );
     }
 

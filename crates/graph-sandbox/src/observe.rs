@@ -11,6 +11,9 @@
 //!   view: `--read-lag` does not apply;
 //! - `POST /_sandbox/users/{id | upn}/changePassword` (`{"newPassword": ...}` optional): the user
 //!   changes their own password: both force flags clear and `lastPasswordChangeDateTime` = now;
+//! - `POST /_sandbox/other-apps/writes` (`{"tenantId": ..., "writes": N}`): N writes by other
+//!   applications charged to the tenant's per-tenant write quota (all apps), as far as it has
+//!   room; answers `{"charged": n}`. pwdrift cannot see those writes, only the 429s they cause;
 //! - `GET /_sandbox/devicelogin`: what to do with a device code.
 //!
 //! These endpoints need no token.
@@ -85,6 +88,33 @@ pub async fn stats(State(state): State<AppState>) -> Response {
         );
     }
     axum::Json(doc).into_response()
+}
+
+/// `POST /_sandbox/other-apps/writes`.
+pub async fn other_apps_writes(
+    State(state): State<AppState>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let (Some(tenant), Some(writes)) = (body["tenantId"].as_str(), body["writes"].as_u64()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected {\"tenantId\": string, \"writes\": number}",
+        )
+            .into_response();
+    };
+    let id = state
+        .read()
+        .tenants
+        .iter()
+        .find(|t| t.id.eq_ignore_ascii_case(tenant))
+        .map(|t| t.id.clone());
+    let Some(id) = id else {
+        return (StatusCode::NOT_FOUND, "no such tenant").into_response();
+    };
+    let charged = state
+        .throttler
+        .charge_other_apps(&id, writes, std::time::Instant::now());
+    axum::Json(json!({ "charged": charged })).into_response()
 }
 
 /// `POST /_sandbox/reset-stats`.

@@ -400,6 +400,10 @@ pub fn router(state: AppState) -> Router {
         .route("/_sandbox/state", get(observe::state))
         .route("/_sandbox/reset-stats", post(observe::reset_stats))
         .route(
+            "/_sandbox/other-apps/writes",
+            post(observe::other_apps_writes),
+        )
+        .route(
             "/_sandbox/users/{key}/changePassword",
             post(observe::change_password),
         )

@@ -509,6 +509,26 @@ impl Throttler {
         Admission::Allowed { headers }
     }
 
+    /// Charges `writes` writes by other applications to the per-tenant write quota (all apps,
+    /// `Tenant/Write`) of `tenant_id` at `now`, as far as the quota has room; returns how many
+    /// were charged. Models what pwdrift cannot see or pace: other apps of a customer's tenant
+    /// writing at the same time, so that pwdrift's own writes meet 429s it must honour.
+    pub fn charge_other_apps(&self, tenant_id: &str, writes: u64, now: Instant) -> u64 {
+        if self.mode == ThrottleMode::Off {
+            return 0;
+        }
+        let (quota, window) = self.limit(Limit::TenantWrites, 0);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let log = state.log(Limit::TenantWrites, &(String::new(), tenant_id.to_owned()));
+        log.expire(now, window);
+        let room = quota.saturating_sub(log.used);
+        let charged = writes.min(room);
+        for _ in 0..charged {
+            log.record(now, 1);
+        }
+        charged
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> ThrottleStats {
         self.state
