@@ -259,7 +259,7 @@ def scenario_quota(work, changes_wanted, quota):
     """An apply of ~N changes under the write quota: real (3,000 writes / 150 s per app and
     tenant) or scaled:K (same rate, windows and quotas / K)."""
     k = 1 if quota == "real" else int(quota.split(":")[1])
-    users = changes_wanted + 400
+    users = changes_wanted + changes_wanted // 20 + 400  # synced users are blocked (no delegated sign-in)
     d = os.path.join(work, "quota-%d" % changes_wanted)
     os.makedirs(d)
     throttle = "real" if k == 1 else "scaled:%d" % k
