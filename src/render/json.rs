@@ -50,7 +50,7 @@ mod tests {
     fn format_version_comes_first_and_round_trips() {
         let plan = fixtures::rich();
         let s = json(&plan);
-        assert!(s.starts_with("{\n  \"format_version\": \"2\",\n"), "{s}");
+        assert!(s.starts_with("{\n  \"format_version\": \"3\",\n"), "{s}");
         let back = parse_saved(&s).unwrap();
         assert_eq!(back.content_hash, Some(crate::plan::content_hash(&plan)));
         assert_eq!(
@@ -68,19 +68,25 @@ mod tests {
     #[test]
     fn unknown_version_is_a_clear_error() {
         let s = json(&fixtures::no_changes())
-            .replace("\"format_version\": \"2\"", "\"format_version\": \"3\"");
+            .replace("\"format_version\": \"3\"", "\"format_version\": \"4\"");
         let err = parse_saved(&s).unwrap_err();
-        assert!(matches!(err, PlanFileError::UnsupportedVersion { ref found } if found == "3"));
+        assert!(matches!(err, PlanFileError::UnsupportedVersion { ref found } if found == "4"));
         let msg = err.to_string();
-        assert!(msg.contains("format_version 3 is not supported"), "{msg}");
-        assert!(msg.contains("reads version 2"), "{msg}");
-        // a version-1 plan (before content hashes) is refused the same way: re-plan
-        let s = json(&fixtures::no_changes())
-            .replace("\"format_version\": \"2\"", "\"format_version\": \"1\"");
-        assert!(matches!(
-            parse_saved(&s),
-            Err(PlanFileError::UnsupportedVersion { .. })
-        ));
+        assert!(msg.contains("format_version 4 is not supported"), "{msg}");
+        assert!(msg.contains("reads version 3"), "{msg}");
+        assert!(msg.contains("pwdrift plan --out FILE"), "{msg}");
+        // version 1 (before content hashes) and 2 (before `made_from`: no desired state to
+        // derive the plan again from) are refused the same way: re-plan
+        for old in ["1", "2"] {
+            let s = json(&fixtures::no_changes()).replace(
+                "\"format_version\": \"3\"",
+                &format!("\"format_version\": \"{old}\""),
+            );
+            assert!(matches!(
+                parse_saved(&s),
+                Err(PlanFileError::UnsupportedVersion { .. })
+            ));
+        }
     }
 
     #[test]
@@ -89,11 +95,11 @@ mod tests {
             parse_saved("{\"tenants\": []}"),
             Err(PlanFileError::MissingVersion)
         ));
-        let err = parse_saved("{\"format_version\": \"2\",").unwrap_err();
+        let err = parse_saved("{\"format_version\": \"3\",").unwrap_err();
         assert!(matches!(err, PlanFileError::Syntax(_)));
         assert!(err.to_string().contains("line 1"), "{err}");
         // right version, wrong shape: names the problem
-        let err = parse_saved("{\"format_version\": \"2\", \"tenants\": 3}").unwrap_err();
+        let err = parse_saved("{\"format_version\": \"3\", \"tenants\": 3}").unwrap_err();
         assert!(matches!(err, PlanFileError::Invalid(_)), "{err:?}");
     }
 
@@ -191,6 +197,25 @@ mod tests {
             err.to_string().contains("8 to 256 characters, not 3"),
             "{err}"
         );
+        // what the plan was made from: at least one file, well-formed digests and shard
+        for (edit, says) in [
+            (
+                serde_json::json!({"files": []}),
+                "records no desired-state file",
+            ),
+            (
+                serde_json::json!({"files": [{"path": "a.yaml", "sha256": "sha256:12"}]}),
+                "64 hex digits",
+            ),
+            (
+                serde_json::json!({"files": [{"path": "a.yaml", "sha256": format!("sha256:{}", "a".repeat(64))}], "shard": "5/4"}),
+                "--shard",
+            ),
+        ] {
+            let text = edited(&plan, true, |v| v["made_from"] = edit);
+            let err = parse_saved(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
         let bad_type = edited(&plan, false, |v| {
             v["tenants"][0]["users"][0]["action"]["type"] = "delete_user".into();
         });
