@@ -192,7 +192,7 @@ const MAX_REFUSAL_LINES: usize = 50;
 /// [`MAX_REFUSAL_LINES`] each), then what to do.
 fn refuse(printer: &Printer, kinds: &[(&str, &[String])], remedy: &str) {
     for (what, lines) in kinds.iter().filter(|(_, l)| !l.is_empty()) {
-        printer.error(&format!("error: {what}:"));
+        printer.error(&format!("error: {what}"));
         for line in lines.iter().take(MAX_REFUSAL_LINES) {
             printer.error(&format!("  - {line}"));
         }
@@ -343,18 +343,18 @@ async fn rederive(
         refuse(
             printer,
             &[
-                ("the saved plan is for another tenant", &m.other_tenant),
+                ("the saved plan is for another tenant:", &m.other_tenant),
                 (
-                    "the saved plan changes users the safety rails protect",
+                    "the saved plan changes users the safety rails protect:",
                     &m.protected,
                 ),
                 (
                     "the saved plan is not the plan its desired state gives (it was edited, \
-                     or made differently)",
+                     or made differently):",
                     &m.different,
                 ),
                 (
-                    "the saved plan is stale: live state changed since it was made",
+                    "the saved plan is stale: live state changed since it was made:",
                     &m.stale,
                 ),
             ],
