@@ -544,11 +544,17 @@ pub async fn apply_tenant(
                 continue;
             }
         };
-        // resetPassword itself only forces `forceChangePasswordNextSignIn`; when the plan also
-        // wants the MFA variant, it goes out as a flags PATCH after the reset succeeded.
+        // resetPassword leaves the flags at (force true, mfa false); when the plan wants others
+        // (the MFA variant, or a literal `forceChangePasswordNextSignIn: false`), they go out as
+        // a flags PATCH after the reset succeeded.
         if let (WriteOutcome::Applied, Action::ResetPassword { after, .. }) = (&outcome, &u.action)
         {
-            if after.force_change_password_next_sign_in_with_mfa {
+            if *after
+                != (ForceFlags {
+                    force_change_password_next_sign_in: true,
+                    force_change_password_next_sign_in_with_mfa: false,
+                })
+            {
                 if let Err(e) = clients
                     .app
                     .patch_password_profile_once(name, &u.user_id, profile(*after, None))

@@ -88,7 +88,9 @@ Examples:
 
 const EXAMPLES_APPLY: &str = "\
 Examples:
-  pwdrift apply plan.json --auto-approve                # exactly a saved plan (refused if stale)
+  pwdrift apply plan.json --auto-approve                # a saved plan, run where plan ran:
+                                                        # refused unless its desired-state files
+                                                        # and live state give the same plan again
   pwdrift apply --sandbox examples/sandbox/contoso.seed.yaml examples/desired
   pwdrift apply desired/ --auto-approve --secrets-out secrets.jsonl --report report.json
   pwdrift apply desired/ --auto-approve --secrets-out secrets.jsonl --secrets-append  # resume
@@ -307,7 +309,8 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// `PATH ...` are desired-state files/directories, as for `plan`; a single argument that is a
-    /// saved plan (from `plan --out`) is applied as saved, after checking it is not stale.
+    /// saved plan (from `plan --out`) is applied as saved, after deriving it again from the
+    /// desired-state files it records (unchanged) and live state, and finding the same plan.
     #[command(flatten)]
     pub target: TargetArgs,
 

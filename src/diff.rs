@@ -27,7 +27,7 @@
 //! | 16 | reset, cloud user, `generate`/`env`/`file` | | method `patch_password_profile` (app or delegated) |
 //! | 17 | reset (either method) | caller is delegated as this very user | `Blocked(CallersOwnAccount)` |
 //! | 18 | reset via the API | caller is an application and no delegated credential is available | `Blocked(NeedsDelegatedCredential)` |
-//! | 19 | reset via the API | | `after.f` is true whatever was declared: resetPassword always prompts the user (seed 003); the reason says so when the directives wanted false |
+//! | 19 | reset via the API | | resetPassword always leaves `f` true (seed 003): `after.f` is true unless a literal declares `f: false`, which a flags PATCH after the reset restores (apply sends one whenever `after` is not (`f` true, `fm` false)); the reason says which |
 //! | 20 | nothing above wants a change | | `NoChange`, with the reason for every directive |
 //!
 //! Design choices made here:
@@ -98,6 +98,8 @@ pub fn diff(tenants: &[LiveTenant], now: DateTime<Utc>) -> Plan {
         format_version: plan::FORMAT_VERSION.to_owned(),
         pwdrift_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_at: now,
+        // set by the command, which knows the files and filters
+        made_from: plan::MadeFrom::default(),
         tenants,
         content_hash: None,
     }
@@ -389,13 +391,24 @@ pub fn diff_user(
             ),
         };
     }
+    // Rule 19: resetPassword leaves forceChangePasswordNextSignIn true. A literal `false` is
+    // honoured by a flags PATCH after the reset (apply sends one whenever `after` is not what
+    // resetPassword leaves), so that the next run finds the literal and changes nothing.
     if method == ResetMethod::ResetPasswordApi && !after.force_change_password_next_sign_in {
-        reasons.push(
-            "resetPassword always makes the user change the password at next sign-in: \
-             forceChangePasswordNextSignIn will be true although false was wanted"
-                .to_owned(),
-        );
-        after.force_change_password_next_sign_in = true;
+        if Flag::Plain.literal(d) == Some(false) {
+            reasons.push(
+                "resetPassword makes the user change the password at next sign-in: a flags \
+                 PATCH after it sets forceChangePasswordNextSignIn back to false as declared"
+                    .to_owned(),
+            );
+        } else {
+            reasons.push(
+                "resetPassword always makes the user change the password at next sign-in: \
+                 forceChangePasswordNextSignIn will be true although false was wanted"
+                    .to_owned(),
+            );
+            after.force_change_password_next_sign_in = true;
+        }
     }
     Action::ResetPassword {
         method,
@@ -1104,6 +1117,52 @@ mod tests {
     }
 
     #[test]
+    fn row19_a_literal_false_survives_the_api_reset() {
+        let mut l = live(flags(true, false), None);
+        l.synced = true;
+        let tg = target(
+            l,
+            Directives {
+                force_change_password_next_sign_in: Some(false),
+                reset_password: reset("2026-11-20T00:00:00Z", env_pw(), flags(false, false)),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            diff_user(&tg, &Caller::Application, true, now()),
+            Action::ResetPassword {
+                method: ResetMethod::ResetPasswordApi,
+                password: env_pw(),
+                before: flags(true, false),
+                after: flags(false, false),
+                reason: "forceChangePasswordNextSignIn declared false, live true; \
+                         resetPassword notBefore 2026-11-20T00:00:00Z: password never changed \
+                         (lastPasswordChangeDateTime is null): reset; resetPassword makes the \
+                         user change the password at next sign-in: a flags PATCH after it sets \
+                         forceChangePasswordNextSignIn back to false as declared"
+                    .to_owned()
+            }
+        );
+        // the MFA literal is kept as well, and forceChangeAfter does not override the literal
+        let mut l = live(flags(false, false), None);
+        l.synced = true;
+        let tg = target(
+            l,
+            Directives {
+                force_change_password_next_sign_in: Some(false),
+                force_change_password_next_sign_in_with_mfa: Some(true),
+                reset_password: reset("2026-11-20T00:00:00Z", env_pw(), flags(true, false)),
+                ..Default::default()
+            },
+        );
+        let Action::ResetPassword { after, .. } = diff_user(&tg, &Caller::Application, true, now())
+        else {
+            panic!("a reset")
+        };
+        assert_eq!(after, flags(false, true));
+    }
+
+    #[test]
     fn row20_everything_met_with_all_directives() {
         let tg = target(
             live(flags(true, false), Some("2026-11-21T00:00:00Z")),
@@ -1396,11 +1455,10 @@ mod tests {
                     }
                 );
                 for i in 0..2 {
-                    // after-flags equal declared literals (the API forces the plain flag)
+                    // after-flags equal declared literals (with the API too: a flags PATCH
+                    // follows the reset)
                     if let Some(v) = lit[i] {
-                        if !(via_api && i == 0) {
-                            assert_eq!(after_f[i], v, "flag {i}: {}", ctx());
-                        }
+                        assert_eq!(after_f[i], v, "flag {i}: {}", ctx());
                     }
                     // a flag only goes false -> true for a reason: a literal true, the open
                     // requirement's flag, the reset's forceChangeAfter*, or the API
@@ -1440,16 +1498,13 @@ mod tests {
                         ResetMethod::PatchPasswordProfile
                     };
                     assert_eq!(*method, expected, "{}", ctx());
-                    if via_api {
-                        assert!(after_f[0], "{}", ctx());
-                    } else {
-                        // PATCH: forceChangeAfter* unless a literal says otherwise, plus the
-                        // requirement's flag
-                        for i in 0..2 {
-                            let want = lit[i].unwrap_or(base[i])
-                                || (rpc_open && i == needed_idx && !satisfies(with_lits));
-                            assert_eq!(after_f[i], want, "flag {i}: {}", ctx());
-                        }
+                    // forceChangeAfter* unless a literal says otherwise, plus the requirement's
+                    // flag; through the API, an undeclared plain flag is true (resetPassword
+                    // leaves it so)
+                    for i in 0..2 {
+                        let want = lit[i].unwrap_or(base[i] || (via_api && i == 0))
+                            || (rpc_open && i == needed_idx && !satisfies(with_lits));
+                        assert_eq!(after_f[i], want, "flag {i}: {}", ctx());
                     }
                 }
             }

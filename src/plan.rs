@@ -19,7 +19,7 @@ use crate::config::{Origin, PasswordSource};
 use crate::graph::model::ForceFlags;
 
 /// Version of the plan document format. Bump on incompatible change.
-pub const FORMAT_VERSION: &str = "2";
+pub const FORMAT_VERSION: &str = "3";
 
 /// A pwdrift plan: per tenant and per managed user, what `pwdrift apply` would do and why.
 /// Contains no secret.
@@ -28,7 +28,8 @@ pub const FORMAT_VERSION: &str = "2";
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Version of this document format. pwdrift refuses to apply a plan whose version it does not
-    /// know. Currently "2" (version 2 added `content_hash` and `allow_privileged`).
+    /// know. Currently "3" (version 2 added `content_hash` and `allow_privileged`; version 3
+    /// added `made_from`).
     #[schemars(extend("const" = FORMAT_VERSION))]
     pub format_version: String,
     /// The pwdrift version that made the plan.
@@ -36,6 +37,11 @@ pub struct Plan {
     /// When the plan was computed (UTC). Directives that are not yet due (`since` or `notBefore`
     /// after this instant) were treated as no change.
     pub created_at: DateTime<Utc>,
+    /// What the plan was made from: the desired-state files (with their SHA-256) and the
+    /// filters. `pwdrift apply FILE` re-loads these files, refuses if any is missing or changed,
+    /// plans again against live state with the same filters, and refuses unless it gets the same
+    /// plan: the reviewed desired state, not this document, is what is trusted.
+    pub made_from: MadeFrom,
     /// One entry per tenant, in the order the tenants were given.
     pub tenants: Vec<TenantPlan>,
     /// `sha256:` and the hex SHA-256 of this document as pwdrift writes it (compact JSON, keys
@@ -44,6 +50,36 @@ pub struct Plan {
     /// re-plan instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
+}
+
+/// The inputs of a plan, recorded so that `pwdrift apply FILE` can derive the plan again.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MadeFrom {
+    /// Every desired-state file loaded, in load order. A relative path is relative to the
+    /// directory `pwdrift plan` ran in; `pwdrift apply FILE` must run in the same directory (the
+    /// same checkout).
+    pub files: Vec<DesiredFile>,
+    /// The `--tenant` values given to `pwdrift plan` (none: every tenant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+    /// The `--target` values given to `pwdrift plan` (none: every user).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// The `--shard I/N` given to `pwdrift plan`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+}
+
+/// One desired-state file a plan was made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredFile {
+    /// The path as it was loaded (relative to the directory `pwdrift plan` ran in, unless
+    /// absolute).
+    pub path: std::path::PathBuf,
+    /// `sha256:` and the hex SHA-256 of the file's bytes when the plan was made.
+    pub sha256: String,
 }
 
 /// The plan for one tenant.
@@ -95,7 +131,7 @@ pub enum ResetMethod {
     PatchPasswordProfile,
     /// `POST /users/{id}/authentication/methods/{passwordMethodId}/resetPassword` (synced users,
     /// and system-generated passwords; delegated credential only). Always makes the user change
-    /// the password at next sign-in.
+    /// the password at next sign-in; other flags are set by a PATCH after it (see `after`).
     ResetPasswordApi,
 }
 
@@ -205,9 +241,10 @@ pub enum Action {
         password: PasswordSource,
         /// The flags as read from Graph.
         before: ForceFlags,
-        /// The flags expected after the reset. With `reset_password_api`,
-        /// `forceChangePasswordNextSignIn` is always true (the API always makes the user change
-        /// the password).
+        /// The flags expected after the reset. With `reset_password_api`, the API leaves
+        /// `forceChangePasswordNextSignIn` true and `forceChangePasswordNextSignInWithMfa` false;
+        /// a flag declared otherwise in desired state (a literal, or the MFA variant) is set by a
+        /// flags PATCH sent after the reset succeeded, so `after` is what desired state declares.
         after: ForceFlags,
         /// Why, with the data compared.
         reason: String,
@@ -374,6 +411,39 @@ impl Plan {
         let mut tenants = HashSet::new();
         let mut tenant_ids = HashSet::new();
         let text_ok = |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
+        let m = &self.made_from;
+        if m.files.is_empty() {
+            return Err("made_from.files is empty: the plan records no desired-state file".into());
+        }
+        let mut files = HashSet::new();
+        for f in &m.files {
+            let p = f.path.to_string_lossy();
+            if p.is_empty() || p.len() > 4096 || p.chars().any(char::is_control) {
+                return Err(
+                    "a made_from file path is empty, too long or holds control characters".into(),
+                );
+            }
+            if !files.insert(f.path.clone()) {
+                return Err(format!("desired-state file {p} is listed more than once"));
+            }
+            let hex = f.sha256.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "the sha256 of {p} is not `sha256:` and 64 hex digits"
+                ));
+            }
+        }
+        if !m.tenants.iter().chain(&m.targets).all(|s| text_ok(s)) {
+            return Err(
+                "a recorded --tenant or --target is empty, too long or holds control characters"
+                    .into(),
+            );
+        }
+        if let Some(shard) = &m.shard {
+            shard
+                .parse::<crate::shard::Shard>()
+                .map_err(|e| format!("the recorded --shard {shard:?}: {e}"))?;
+        }
         for t in &self.tenants {
             if !text_ok(&t.tenant) || !text_ok(&t.tenant_id) {
                 return Err(
@@ -427,12 +497,192 @@ impl Plan {
     }
 }
 
+/// How a saved plan differs from the plan derived again at apply time ([`compare`]), by kind;
+/// each line names a user (or a tenant). Empty everywhere: the same plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The saved plan's tenant id is not the live one (the credentials are for another tenant).
+    pub other_tenant: Vec<String>,
+    /// Changes in the saved plan that the safety rails block now (a privileged user without
+    /// `allowPrivileged` in desired state, the caller's own account).
+    pub protected: Vec<String>,
+    /// Users whose live state changed since the plan was made (fingerprint).
+    pub stale: Vec<String>,
+    /// Anything else that differs: action, reset method, password source, flags,
+    /// `allow_privileged`, users or tenants missing or extra.
+    pub different: Vec<String>,
+}
+
+impl Mismatch {
+    pub fn is_empty(&self) -> bool {
+        self.other_tenant.is_empty()
+            && self.protected.is_empty()
+            && self.stale.is_empty()
+            && self.different.is_empty()
+    }
+}
+
+/// A short description of an action, for the lines of a [`Mismatch`] (no reason text; password
+/// sources by name, never a secret).
+pub fn describe_action(action: &Action) -> String {
+    let flags = |f: &ForceFlags| {
+        format!(
+            "forceChangePasswordNextSignIn {}, forceChangePasswordNextSignInWithMfa {}",
+            f.force_change_password_next_sign_in, f.force_change_password_next_sign_in_with_mfa
+        )
+    };
+    match action {
+        Action::NoChange { .. } => "no change".to_owned(),
+        Action::SetFlags { after, .. } => format!("set flags ({})", flags(after)),
+        Action::ResetPassword {
+            method,
+            password,
+            after,
+            ..
+        } => {
+            let source = match password {
+                PasswordSource::Generate { length } => format!("generated, {length} characters"),
+                PasswordSource::Env { var } => format!("from ${var}"),
+                PasswordSource::File { path } => format!("from file {}", path.display()),
+                PasswordSource::SystemGenerated => "system-generated".to_owned(),
+            };
+            format!(
+                "reset the password ({}, {source}), then {}",
+                method.label(),
+                flags(after)
+            )
+        }
+        Action::Blocked { blocker, .. } => format!("blocked ({})", blocker.label()),
+    }
+}
+
+/// The deterministic content of an action: everything but its reason or detail text.
+fn action_content(action: &Action) -> Action {
+    let mut a = action.clone();
+    match &mut a {
+        Action::NoChange { reason }
+        | Action::SetFlags { reason, .. }
+        | Action::ResetPassword { reason, .. } => reason.clear(),
+        Action::Blocked { detail, .. } => detail.clear(),
+    }
+    a
+}
+
+/// Compares a saved plan with the plan derived again from the same desired-state files and
+/// filters against live state ([`Mismatch`]). Compared: the tenants (by name, and their ids) and,
+/// per user (by object id), the fingerprint of the live state, the action with its reset method,
+/// password source and flags, and `allow_privileged`. Not compared: `created_at`, reason and
+/// detail texts, notes, the user's order.
+pub fn compare(saved: &Plan, derived: &Plan) -> Mismatch {
+    use std::collections::HashMap;
+    let mut m = Mismatch::default();
+    for st in &saved.tenants {
+        let Some(dt) = derived
+            .tenants
+            .iter()
+            .find(|d| d.tenant.eq_ignore_ascii_case(&st.tenant))
+        else {
+            m.different.push(format!(
+                "tenant {}: in the saved plan, not in the plan the desired state gives now",
+                st.tenant
+            ));
+            continue;
+        };
+        if !dt.tenant_id.eq_ignore_ascii_case(&st.tenant_id) {
+            m.other_tenant.push(format!(
+                "{}: the plan says tenant id {}, the credentials are for {}",
+                st.tenant, st.tenant_id, dt.tenant_id
+            ));
+            continue;
+        }
+        let live: HashMap<String, &UserPlan> = dt
+            .users
+            .iter()
+            .map(|u| (u.user_id.to_ascii_lowercase(), u))
+            .collect();
+        for su in &st.users {
+            let name = format!("{} ({})", su.user_principal_name, su.user_id);
+            let Some(du) = live.get(&su.user_id.to_ascii_lowercase()) else {
+                m.different.push(format!(
+                    "{name}: in the saved plan, not in the plan the desired state gives now"
+                ));
+                continue;
+            };
+            if du.fingerprint != su.fingerprint {
+                m.stale.push(format!("{name}: changed since the plan"));
+                continue;
+            }
+            let blocked_now = matches!(
+                du.action,
+                Action::Blocked {
+                    blocker: Blocker::PrivilegedTarget | Blocker::CallersOwnAccount,
+                    ..
+                }
+            );
+            if su.action.is_change() && blocked_now {
+                let Action::Blocked { detail, .. } = &du.action else {
+                    unreachable!("matched above")
+                };
+                m.protected.push(format!(
+                    "{name}: the saved plan says {}; desired and live state say {}: {detail}",
+                    describe_action(&su.action),
+                    describe_action(&du.action)
+                ));
+                continue;
+            }
+            let mut why = Vec::new();
+            if action_content(&su.action) != action_content(&du.action) {
+                why.push(format!(
+                    "the saved plan says {}; desired and live state say {}",
+                    describe_action(&su.action),
+                    describe_action(&du.action)
+                ));
+            }
+            if su.allow_privileged != du.allow_privileged {
+                why.push(format!(
+                    "allow_privileged is {} in the saved plan, {} in desired state",
+                    su.allow_privileged, du.allow_privileged
+                ));
+            }
+            if !why.is_empty() {
+                m.different.push(format!("{name}: {}", why.join("; ")));
+            }
+        }
+        for du in &dt.users {
+            if !st
+                .users
+                .iter()
+                .any(|s| s.user_id.eq_ignore_ascii_case(&du.user_id))
+            {
+                m.different.push(format!(
+                    "{} ({}): managed by the desired state now, not in the saved plan",
+                    du.user_principal_name, du.user_id
+                ));
+            }
+        }
+    }
+    for dt in &derived.tenants {
+        if !saved
+            .tenants
+            .iter()
+            .any(|s| s.tenant.eq_ignore_ascii_case(&dt.tenant))
+        {
+            m.different.push(format!(
+                "tenant {}: in the plan the desired state gives now, not in the saved plan",
+                dt.tenant
+            ));
+        }
+    }
+    m
+}
+
 /// Reads a saved plan (`plan --out FILE`) for `apply FILE`. The version is checked first, so that
 /// a plan of another format version gets a clear error instead of a field-level complaint; then
 /// the shape (unknown fields refused), the content hash (an edited plan is refused) and the values
-/// ([`Plan::check_values`]: duplicates, bounds). What the plan says is then re-checked against
-/// live state by the apply command (fingerprints, privileged roles, the caller's own account,
-/// the tenant id).
+/// ([`Plan::check_values`]: duplicates, bounds). The content hash catches edits, not forgery (it
+/// can be recomputed): the apply command then derives the plan again from the desired-state
+/// files it records ([`MadeFrom`]) and live state, and applies it only if it is the same
+/// ([`compare`]).
 pub fn parse_saved(text: &str) -> Result<Plan, PlanFileError> {
     #[derive(Deserialize)]
     struct Probe {

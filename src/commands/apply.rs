@@ -1,11 +1,13 @@
 //! `pwdrift apply`: apply a saved plan (`pwdrift apply PLAN.json`), or plan now and apply after
 //! confirmation (`pwdrift apply [PATH ...]`, `--auto-approve` in CI); then verify by reading back.
 //!
-//! A saved plan is applied only if it is exactly what `plan --out` wrote (its `content_hash`;
-//! see [`crate::plan::parse_saved`]), it is for the tenant the credentials are for, every user it
-//! lists still has the live state the plan was computed from (fingerprints), and the rails hold
-//! again on live state (no change to a privileged user without `allow_privileged`, no reset of
-//! the caller's own account); otherwise it is refused and nothing is written.
+//! A saved plan is applied only if it is what `plan --out` wrote (its `content_hash`; see
+//! [`crate::plan::parse_saved`]) and it is the plan its desired state gives now: the
+//! desired-state files it records are unchanged (SHA-256), and planning again from them, with the
+//! filters it records, against live state gives the same plan (tenant ids, fingerprints, and per
+//! user the action, method, password source, flags and `allow_privileged`), so the rails of the
+//! diff (privileged users, the caller's own account) hold on live state; otherwise it is refused,
+//! the users that differ are named, and nothing is written (see `rederive`).
 //! Safety rails, checked before any write ([`crate::rails`]): `--max-changes N`, and a change set
 //! touching more than `--change-threshold` percent of at least 10 managed users needs `--force`
 //! (as octoDNS does).
@@ -25,7 +27,6 @@ use anyhow::Context;
 use crate::apply::{self, ApplyReport, Status};
 use crate::cli::{ApplyArgs, ExitStatus};
 use crate::commands::session::{self, DiagnosticStyle, Session};
-use crate::config::{DesiredState, TenantDesired, TenantRef};
 use crate::plan::Plan;
 use crate::printer::{OutputError, Printer};
 use crate::secrets::{OpenMode, SecretsFile};
@@ -133,55 +134,21 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
     recipients(&args.secrets_recipient)?;
     let mut secrets: Option<SecretsFile> = None;
     let (plan, session) = if let Some((path, text)) = saved_plan(&target.paths)? {
-        let mut plan = crate::plan::parse_saved(&text)
+        let plan = crate::plan::parse_saved(&text)
             .with_context(|| format!("{} is not a usable saved plan", path.display()))?;
-        plan.tenants
-            .retain(|t| session::in_shard(target.shard, &t.tenant_id));
-        let desired = DesiredState {
-            tenants: plan
-                .tenants
-                .iter()
-                .map(|t| TenantDesired {
-                    tenant: TenantRef::Domain(t.tenant.clone()),
-                    users: vec![],
-                    groups: vec![],
-                    files: vec![],
-                })
-                .collect(),
-            files: vec![],
-        };
-        let session = Session::open(target, desired, args.concurrency, printer).await?;
-        if let Err(e) = resume(&args, &session, printer, &mut secrets).await {
-            session.close().await;
-            return Err(e);
+        match rederive(&args, plan, printer, &mut secrets).await? {
+            Some(ready) => ready,
+            None => return Ok(ExitStatus::Failure),
         }
-        let refusal = match check_against_live(&session, &plan).await {
-            Ok(r) => r,
-            Err(e) => {
-                session.close().await;
-                return Err(e);
-            }
-        };
-        if let Err((what, lines)) = refusal {
-            session.close().await;
-            printer.error(&format!("error: {what}; nothing was written"));
-            for line in lines {
-                printer.error(&format!("  - {line}"));
-            }
-            printer
-                .error("Run `pwdrift plan --out FILE` again, review it, and apply the new plan.");
-            return Ok(ExitStatus::Failure);
-        }
-        (plan, session)
     } else {
-        let Some((desired, sources)) =
-            session::load_desired(&target.paths, printer, DiagnosticStyle::Text)?
+        let Some(loaded) = session::load_desired(&target.paths, printer, DiagnosticStyle::Text)?
         else {
             return Ok(ExitStatus::Failure);
         };
+        let sources = loaded.sources;
         let Some(session) = session::open_reporting(
             target,
-            desired,
+            loaded.state,
             args.concurrency,
             printer,
             &sources,
@@ -218,82 +185,192 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
     result
 }
 
-/// Re-checks a saved plan against live state before anything is written: the tenant is the one
-/// the plan was made for (the token's `tid`), every user still has the live state the plan was
-/// computed from (fingerprints), and the safety rails of [`crate::diff`] hold again on what is
-/// live now: no change to a user who holds a privileged role unless the plan records
-/// `allow_privileged`, no reset of the caller's own account. A hand-edited plan that turns a
-/// blocked user into a change is refused here even if its content hash was recomputed.
-/// `Err((what, lines))` is the refusal.
-async fn check_against_live(
-    session: &Session,
-    plan: &Plan,
-) -> anyhow::Result<Result<(), (&'static str, Vec<String>)>> {
-    use crate::plan::Action;
-    let mut stale = Vec::new();
-    let mut unsafe_changes = Vec::new();
-    for t in &plan.tenants {
-        let ts = session
-            .tenant(&t.tenant)
-            .with_context(|| format!("no connection for tenant {}", t.tenant))?;
-        let live_tid = crate::live::tenant_id(&ts.clients.app, &t.tenant).await;
-        if !live_tid.eq_ignore_ascii_case(&t.tenant_id) {
-            return Ok(Err((
-                "the saved plan is for another tenant",
-                vec![format!(
-                    "{}: the plan says tenant id {}, the credentials are for {live_tid}",
-                    t.tenant, t.tenant_id
-                )],
-            )));
+/// Most lines shown per kind of refusal; the rest are counted.
+const MAX_REFUSAL_LINES: usize = 50;
+
+/// Prints a refusal of a saved plan: each kind of problem with the users it names (at most
+/// [`MAX_REFUSAL_LINES`] each), then what to do.
+fn refuse(printer: &Printer, kinds: &[(&str, &[String])], remedy: &str) {
+    for (what, lines) in kinds.iter().filter(|(_, l)| !l.is_empty()) {
+        printer.error(&format!("error: {what}"));
+        for line in lines.iter().take(MAX_REFUSAL_LINES) {
+            printer.error(&format!("  - {line}"));
         }
-        let ids: Vec<String> = t.users.iter().map(|u| u.user_id.clone()).collect();
-        let live =
-            crate::live::read_users_by_id(&ts.clients.app, &t.tenant, &ids, session.reads).await?;
-        for u in &t.users {
-            let Some(l) = live.get(&u.user_id) else {
-                stale.push(format!("{}: no longer exists", u.user_principal_name));
-                continue;
-            };
-            if l.fingerprint() != u.fingerprint {
-                stale.push(format!("{}: changed since the plan", u.user_principal_name));
-            }
-            if !u.action.is_change() {
-                continue;
-            }
-            if !l.privileged_roles.is_empty() && !u.allow_privileged {
-                unsafe_changes.push(format!(
-                    "{} ({}): holds privileged role(s) {} and the plan does not record \
-                     allowPrivileged",
-                    l.user_principal_name,
-                    u.user_id,
-                    l.privileged_roles.join(", ")
-                ));
-            }
-            if let crate::live::Caller::Delegated { user_id } = &ts.caller {
-                if user_id.eq_ignore_ascii_case(&u.user_id)
-                    && matches!(u.action, Action::ResetPassword { .. })
-                {
-                    unsafe_changes.push(format!(
-                        "{}: a password reset of the account pwdrift is signed in as",
-                        l.user_principal_name
-                    ));
-                }
-            }
+        if lines.len() > MAX_REFUSAL_LINES {
+            printer.error(&format!(
+                "  ... and {} more",
+                lines.len() - MAX_REFUSAL_LINES
+            ));
         }
     }
-    Ok(if !unsafe_changes.is_empty() {
-        Err((
-            "the saved plan changes users the safety rails protect",
-            unsafe_changes,
-        ))
-    } else if !stale.is_empty() {
-        Err((
-            "the saved plan is stale: live state changed since it was made",
-            stale,
-        ))
-    } else {
-        Ok(())
-    })
+    printer.error(&format!("Nothing was written. {remedy}"));
+}
+
+const REPLAN: &str = "Run `pwdrift plan --out FILE` again, review it, and apply the new plan.";
+
+/// Derives a saved plan again before anything is written, and returns it with the session to
+/// apply it in, or `Ok(None)` after printing why it is refused.
+///
+/// The trust root is the reviewed desired state, not the plan document (its content hash can be
+/// recomputed by whoever edits it): the desired-state files the plan records are loaded again
+/// (relative paths from the current directory, as `plan` did), and refused if any is missing or
+/// its SHA-256 differs; the plan is then made again against live state with the filters it
+/// records (`--tenant`, `--target`, `--shard`), and the saved plan is applied only if it is the
+/// same ([`crate::plan::compare`]): same tenant ids, same live state (fingerprints), same action,
+/// reset method, password source, flags and `allow_privileged` for every user. The rails of
+/// [`crate::diff`] (privileged users, the caller's own account) hold because the derived plan
+/// applies them. A `--shard` given to `apply` keeps only that shard's tenants of both plans.
+async fn rederive(
+    args: &ApplyArgs,
+    mut plan: Plan,
+    printer: &Printer,
+    secrets: &mut Option<SecretsFile>,
+) -> anyhow::Result<Option<(Plan, Session)>> {
+    let made = plan.made_from.clone();
+    let target = &args.target;
+    if (!target.tenants.is_empty() && target.tenants != made.tenants)
+        || (!target.targets.is_empty() && target.targets != made.targets)
+    {
+        anyhow::bail!(
+            "--tenant and --target choose what a plan covers when it is made (`pwdrift plan \
+             --out FILE`); a saved plan is applied as it was made (it records --tenant {:?}, \
+             --target {:?})",
+            made.tenants,
+            made.targets
+        );
+    }
+
+    // The desired state must be the one the plan was made from.
+    let check_files = |found: &[(PathBuf, String)]| -> Vec<String> {
+        made.files
+            .iter()
+            .filter_map(|f| match found.iter().find(|(p, _)| *p == f.path) {
+                None => Some(format!("{}: missing", f.path.display())),
+                Some((_, d)) if *d != f.sha256 => Some(format!(
+                    "{}: changed (the plan was made from {}, the file is now {d})",
+                    f.path.display(),
+                    f.sha256
+                )),
+                Some(_) => None,
+            })
+            .collect()
+    };
+    let mut now = Vec::new();
+    for f in &made.files {
+        if let Ok(bytes) = crate::config::read::read_regular(&f.path, crate::config::MAX_FILE_SIZE)
+        {
+            now.push((f.path.clone(), crate::config::file_digest(&bytes)));
+        }
+    }
+    let changed = check_files(&now);
+    if !changed.is_empty() {
+        refuse(
+            printer,
+            &[(
+                "the desired state changed since the plan was made: re-plan",
+                &changed,
+            )],
+            "Run `pwdrift plan --out FILE` again (in the directory the desired-state paths are \
+             relative to), review it, and apply the new plan.",
+        );
+        return Ok(None);
+    }
+    let paths: Vec<PathBuf> = made.files.iter().map(|f| f.path.clone()).collect();
+    let Some(loaded) = session::load_desired(&paths, printer, DiagnosticStyle::Text)? else {
+        return Ok(None);
+    };
+    // what was parsed is what was hashed (a file swapped between the two reads is refused)
+    let changed = check_files(&loaded.digests);
+    if !changed.is_empty() {
+        refuse(
+            printer,
+            &[(
+                "the desired state changed since the plan was made: re-plan",
+                &changed,
+            )],
+            REPLAN,
+        );
+        return Ok(None);
+    }
+
+    let mut again = target.clone();
+    again.paths = paths;
+    again.tenants = made.tenants.clone();
+    again.targets = made.targets.clone();
+    again.shard = match &made.shard {
+        Some(s) => Some(s.parse().map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let Some(session) = session::open_reporting(
+        &again,
+        loaded.state,
+        args.concurrency,
+        printer,
+        &loaded.sources,
+        DiagnosticStyle::Text,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    if let Err(e) = resume(args, &session, printer, secrets).await {
+        session.close().await;
+        return Err(e);
+    }
+    let mut derived = match session
+        .plan(
+            &again.targets,
+            &loaded.sources,
+            printer,
+            DiagnosticStyle::Text,
+        )
+        .await
+    {
+        Ok(Some(derived)) => derived,
+        other => {
+            session.close().await;
+            return other.map(|_| None);
+        }
+    };
+    plan.tenants
+        .retain(|t| session::in_shard(target.shard, &t.tenant_id));
+    derived
+        .tenants
+        .retain(|t| session::in_shard(target.shard, &t.tenant_id));
+    let m = crate::plan::compare(&plan, &derived);
+    if !m.is_empty() {
+        session.close().await;
+        refuse(
+            printer,
+            &[
+                ("the saved plan is for another tenant:", &m.other_tenant),
+                (
+                    "the saved plan changes users the safety rails protect:",
+                    &m.protected,
+                ),
+                (
+                    "the saved plan is not the plan its desired state gives (it was edited, \
+                     or made differently):",
+                    &m.different,
+                ),
+                (
+                    "the saved plan is stale: live state changed since it was made:",
+                    &m.stale,
+                ),
+            ],
+            REPLAN,
+        );
+        return Ok(None);
+    }
+    printer.info(&format!(
+        "The saved plan is the plan its desired state ({}) gives against live state now.",
+        made.files
+            .iter()
+            .map(|f| f.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(Some((plan, session)))
 }
 
 async fn apply_plan(

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::cli::{ExitStatus, PlanArgs, PlanFormat};
 use crate::commands::session::{self, DiagnosticStyle};
-use crate::plan::Plan;
+use crate::plan::{DesiredFile, MadeFrom, Plan};
 use crate::printer::Printer;
 
 /// `verbose` (`-v`) also lists unchanged users, with the reason each one is unchanged.
@@ -19,14 +19,25 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     } else {
         DiagnosticStyle::Text
     };
-    let Some((desired, sources)) = session::load_desired(&args.target.paths, printer, style)?
-    else {
+    let Some(loaded) = session::load_desired(&args.target.paths, printer, style)? else {
         return Ok(ExitStatus::Failure);
     };
+    let made_from = made_from(&args.target, &loaded.digests);
     let rt = session::runtime()?;
-    let plan = match rt.block_on(compute(&args.target, desired, &sources, 4, printer, style))? {
+    let computed = rt.block_on(compute(
+        &args.target,
+        loaded.state,
+        &loaded.sources,
+        4,
+        printer,
+        style,
+    ))?;
+    let plan = match computed {
         // sealed now (its content hash, streamed: no copy), so `--out` writes it as it is
-        Some(plan) => plan.sealed(),
+        Some(mut plan) => {
+            plan.made_from = made_from;
+            plan.sealed()
+        }
         None => return Ok(ExitStatus::Failure),
     };
 
@@ -62,6 +73,26 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
             ExitStatus::Success
         },
     )
+}
+
+/// What a plan is made from: the desired-state files read (as loaded, with their digests) and
+/// the filters, for `apply FILE` to derive the plan again.
+pub fn made_from(
+    target: &crate::cli::TargetArgs,
+    digests: &[(std::path::PathBuf, String)],
+) -> MadeFrom {
+    MadeFrom {
+        files: digests
+            .iter()
+            .map(|(path, sha256)| DesiredFile {
+                path: path.clone(),
+                sha256: sha256.clone(),
+            })
+            .collect(),
+        tenants: target.tenants.clone(),
+        targets: target.targets.clone(),
+        shard: target.shard.map(|s| s.to_string()),
+    }
 }
 
 /// Connects, reads live state and diffs. `Ok(None)`: a problem already reported to the user.

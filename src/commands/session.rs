@@ -62,19 +62,20 @@ pub fn report_diagnostics(
     });
 }
 
-/// Loads desired state, printing diagnostics in `style`; returns it with the files' source map,
-/// for the diagnostics of the plan step. `Ok(None)` means invalid input (already reported).
+/// Loads desired state, printing diagnostics in `style`; returns it with the files' source map
+/// (for the diagnostics of the plan step) and digests (for a saved plan). `Ok(None)` means
+/// invalid input (already reported).
 pub fn load_desired(
     paths: &[PathBuf],
     printer: &Printer,
     style: DiagnosticStyle,
-) -> anyhow::Result<Option<(DesiredState, SourceMap)>> {
+) -> anyhow::Result<Option<config::Loaded>> {
     match config::load_paths(paths) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
                 report_diagnostics(printer, &loaded.warnings, &loaded.sources, style);
             }
-            Ok(Some((loaded.state, loaded.sources)))
+            Ok(Some(loaded))
         }
         Err(invalid) => {
             report_diagnostics(printer, &invalid.diagnostics, &invalid.sources, style);

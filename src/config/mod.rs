@@ -86,6 +86,15 @@ pub struct Loaded {
     /// the files' text and secret spans, for rendering these warnings and any later diagnostic
     /// that points into the files (the plan step's resolution errors)
     pub sources: SourceMap,
+    /// every file read, with `sha256:` and the hex SHA-256 of its bytes as read (what a saved
+    /// plan records, so that `apply` can tell whether the desired state changed since)
+    pub digests: Vec<(PathBuf, String)>,
+}
+
+/// `sha256:` and the hex SHA-256 of `bytes`.
+pub fn file_digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// A desired state that failed to load: every diagnostic (errors and warnings, in file order) and
@@ -131,9 +140,13 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
     }
 
     let mut docs = Vec::new();
+    let mut digests = Vec::new();
     for file in &files {
         let text = match read_file(file) {
-            Ok(text) => text,
+            Ok((text, digest)) => {
+                digests.push((file.clone(), digest));
+                text
+            }
             Err((d, text)) => {
                 if let Some(text) = text {
                     sources.add_file(file, &text);
@@ -144,7 +157,10 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
         };
         docs.extend(check_text(file, &text, &mut sources, &mut diags));
     }
-    finish(&files, docs, diags, sources)
+    finish(&files, docs, diags, sources).map(|mut loaded| {
+        loaded.digests = digests;
+        loaded
+    })
 }
 
 /// Loads and validates desired state from text, as if read from the file `name`: the same
@@ -202,6 +218,7 @@ fn finish(
         state,
         warnings: diags,
         sources,
+        digests: Vec::new(),
     })
 }
 
@@ -241,8 +258,9 @@ fn merge_files(
 
 /// Reads a file as UTF-8 text, refusing files over [`MAX_FILE_SIZE`] before reading them and
 /// reporting the line and column of the first invalid byte; with that error comes the text read
-/// (invalid bytes replaced), so that the line can be shown.
-fn read_file(file: &Path) -> Result<String, (Diagnostic, Option<String>)> {
+/// (invalid bytes replaced), so that the line can be shown. `Ok`: the file's text (a leading
+/// byte-order mark removed) and the [`file_digest`] of its bytes.
+fn read_file(file: &Path) -> Result<(String, String), (Diagnostic, Option<String>)> {
     let io_err = |e: std::io::Error| {
         (
             Diagnostic::error(format!("cannot read {}: {e}", file.display()))
@@ -275,6 +293,7 @@ fn read_file(file: &Path) -> Result<String, (Diagnostic, Option<String>)> {
             ))
         }
     };
+    let digest = file_digest(&bytes);
     let text = String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         // valid_up_to is a boundary: this prefix is valid UTF-8
@@ -296,10 +315,11 @@ fn read_file(file: &Path) -> Result<String, (Diagnostic, Option<String>)> {
             Some(String::from_utf8_lossy(e.as_bytes()).into_owned()),
         )
     })?;
-    Ok(match text.strip_prefix('\u{feff}') {
+    let text = match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_owned(),
         None => text,
-    })
+    };
+    Ok((text, digest))
 }
 
 /// The files to load, in order, without duplicates. Problems (a path that does not exist) are

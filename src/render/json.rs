@@ -33,7 +33,11 @@ pub fn json(plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{parse_saved, PlanFileError};
+    use crate::config::PasswordSource;
+    use crate::graph::model::ForceFlags;
+    use crate::plan::{
+        compare, parse_saved, Action, Blocker, PlanFileError, ResetMethod, UserPlan,
+    };
     use crate::render::fixtures;
 
     #[test]
@@ -50,7 +54,7 @@ mod tests {
     fn format_version_comes_first_and_round_trips() {
         let plan = fixtures::rich();
         let s = json(&plan);
-        assert!(s.starts_with("{\n  \"format_version\": \"2\",\n"), "{s}");
+        assert!(s.starts_with("{\n  \"format_version\": \"3\",\n"), "{s}");
         let back = parse_saved(&s).unwrap();
         assert_eq!(back.content_hash, Some(crate::plan::content_hash(&plan)));
         assert_eq!(
@@ -68,19 +72,25 @@ mod tests {
     #[test]
     fn unknown_version_is_a_clear_error() {
         let s = json(&fixtures::no_changes())
-            .replace("\"format_version\": \"2\"", "\"format_version\": \"3\"");
+            .replace("\"format_version\": \"3\"", "\"format_version\": \"4\"");
         let err = parse_saved(&s).unwrap_err();
-        assert!(matches!(err, PlanFileError::UnsupportedVersion { ref found } if found == "3"));
+        assert!(matches!(err, PlanFileError::UnsupportedVersion { ref found } if found == "4"));
         let msg = err.to_string();
-        assert!(msg.contains("format_version 3 is not supported"), "{msg}");
-        assert!(msg.contains("reads version 2"), "{msg}");
-        // a version-1 plan (before content hashes) is refused the same way: re-plan
-        let s = json(&fixtures::no_changes())
-            .replace("\"format_version\": \"2\"", "\"format_version\": \"1\"");
-        assert!(matches!(
-            parse_saved(&s),
-            Err(PlanFileError::UnsupportedVersion { .. })
-        ));
+        assert!(msg.contains("format_version 4 is not supported"), "{msg}");
+        assert!(msg.contains("reads version 3"), "{msg}");
+        assert!(msg.contains("pwdrift plan --out FILE"), "{msg}");
+        // version 1 (before content hashes) and 2 (before `made_from`: no desired state to
+        // derive the plan again from) are refused the same way: re-plan
+        for old in ["1", "2"] {
+            let s = json(&fixtures::no_changes()).replace(
+                "\"format_version\": \"3\"",
+                &format!("\"format_version\": \"{old}\""),
+            );
+            assert!(matches!(
+                parse_saved(&s),
+                Err(PlanFileError::UnsupportedVersion { .. })
+            ));
+        }
     }
 
     #[test]
@@ -89,11 +99,11 @@ mod tests {
             parse_saved("{\"tenants\": []}"),
             Err(PlanFileError::MissingVersion)
         ));
-        let err = parse_saved("{\"format_version\": \"2\",").unwrap_err();
+        let err = parse_saved("{\"format_version\": \"3\",").unwrap_err();
         assert!(matches!(err, PlanFileError::Syntax(_)));
         assert!(err.to_string().contains("line 1"), "{err}");
         // right version, wrong shape: names the problem
-        let err = parse_saved("{\"format_version\": \"2\", \"tenants\": 3}").unwrap_err();
+        let err = parse_saved("{\"format_version\": \"3\", \"tenants\": 3}").unwrap_err();
         assert!(matches!(err, PlanFileError::Invalid(_)), "{err:?}");
     }
 
@@ -191,6 +201,25 @@ mod tests {
             err.to_string().contains("8 to 256 characters, not 3"),
             "{err}"
         );
+        // what the plan was made from: at least one file, well-formed digests and shard
+        for (edit, says) in [
+            (
+                serde_json::json!({"files": []}),
+                "records no desired-state file",
+            ),
+            (
+                serde_json::json!({"files": [{"path": "a.yaml", "sha256": "sha256:12"}]}),
+                "64 hex digits",
+            ),
+            (
+                serde_json::json!({"files": [{"path": "a.yaml", "sha256": format!("sha256:{}", "a".repeat(64))}], "shard": "5/4"}),
+                "--shard",
+            ),
+        ] {
+            let text = edited(&plan, true, |v| v["made_from"] = edit);
+            let err = parse_saved(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
         let bad_type = edited(&plan, false, |v| {
             v["tenants"][0]["users"][0]["action"]["type"] = "delete_user".into();
         });
@@ -198,5 +227,126 @@ mod tests {
             parse_saved(&bad_type),
             Err(PlanFileError::Invalid(_))
         ));
+    }
+
+    /// The plan derived again at apply time is compared on content: reasons, `created_at` and
+    /// notes may differ; anything else names the user, sorted by kind.
+    #[test]
+    fn compare_names_the_users_that_differ_by_kind() {
+        let saved = fixtures::rich();
+        let mut derived = saved.clone();
+        derived.created_at += chrono::Duration::hours(1);
+        derived.content_hash = None;
+        for t in &mut derived.tenants {
+            t.notes.clear();
+            for u in &mut t.users {
+                match &mut u.action {
+                    Action::NoChange { reason }
+                    | Action::SetFlags { reason, .. }
+                    | Action::ResetPassword { reason, .. } => *reason = "other words".into(),
+                    Action::Blocked { detail, .. } => *detail = "other words".into(),
+                }
+            }
+        }
+        assert!(compare(&saved, &derived).is_empty());
+
+        fn user<'a>(p: &'a mut Plan, upn: &str) -> &'a mut UserPlan {
+            p.tenants
+                .iter_mut()
+                .flat_map(|t| t.users.iter_mut())
+                .find(|u| u.user_principal_name == upn)
+                .unwrap()
+        }
+
+        // a forged allow_privileged on a user the desired state does not allow
+        let mut forged = saved.clone();
+        user(&mut forged, "bob@contoso.com").allow_privileged = true;
+        let m = compare(&forged, &derived);
+        assert_eq!(m.different.len(), 1, "{m:?}");
+        assert!(m.different[0].starts_with("bob@contoso.com ("), "{m:?}");
+        assert!(m.different[0].contains("allow_privileged is true in the saved plan"));
+        assert!(m.protected.is_empty() && m.stale.is_empty() && m.other_tenant.is_empty());
+
+        // a blocked privileged user turned into a reset: the rails name it
+        let mut forged = saved.clone();
+        let (blocked_upn, blocker) = saved
+            .tenants
+            .iter()
+            .flat_map(|t| &t.users)
+            .find_map(|u| match u.action {
+                Action::Blocked {
+                    blocker: b @ Blocker::PrivilegedTarget,
+                    ..
+                } => Some((u.user_principal_name.clone(), b)),
+                _ => None,
+            })
+            .expect("the fixture has a privileged user");
+        assert_eq!(blocker, Blocker::PrivilegedTarget);
+        user(&mut forged, &blocked_upn).action = Action::ResetPassword {
+            method: ResetMethod::PatchPasswordProfile,
+            password: PasswordSource::File {
+                path: "/tmp/known".into(),
+            },
+            before: ForceFlags::default(),
+            after: ForceFlags::default(),
+            reason: "edited".into(),
+        };
+        let m = compare(&forged, &derived);
+        assert_eq!(m.protected.len(), 1, "{m:?}");
+        assert!(m.protected[0].contains(&blocked_upn), "{m:?}");
+        assert!(m.protected[0].contains("from file /tmp/known"), "{m:?}");
+
+        // another password source, another method, other flags: each is a difference
+        let mut forged = saved.clone();
+        let reset = forged
+            .tenants
+            .iter_mut()
+            .flat_map(|t| t.users.iter_mut())
+            .find(|u| matches!(u.action, Action::ResetPassword { .. }))
+            .unwrap();
+        let name = reset.user_principal_name.clone();
+        if let Action::ResetPassword { password, .. } = &mut reset.action {
+            *password = PasswordSource::Env { var: "MINE".into() };
+        }
+        let m = compare(&forged, &derived);
+        assert!(
+            m.different.len() == 1 && m.different[0].contains(&name),
+            "{m:?}"
+        );
+        assert!(m.different[0].contains("from $MINE"), "{m:?}");
+
+        // live state moved on: stale, not "different"
+        let mut moved = derived.clone();
+        user(&mut moved, "bob@contoso.com").fingerprint = "0".repeat(64);
+        let m = compare(&saved, &moved);
+        assert_eq!(m.stale.len(), 1, "{m:?}");
+        assert!(m.stale[0].contains("bob@contoso.com"));
+        assert!(m.different.is_empty());
+
+        // a user dropped from, or added to, the saved plan
+        let mut fewer = saved.clone();
+        fewer.tenants[0].users.remove(0);
+        let m = compare(&fewer, &derived);
+        assert_eq!(m.different.len(), 1, "{m:?}");
+        assert!(m.different[0].contains("not in the saved plan"), "{m:?}");
+        let m = compare(&saved, &{
+            let mut d = derived.clone();
+            d.tenants[0].users.remove(0);
+            d
+        });
+        assert!(
+            m.different[0].contains("in the saved plan, not in the plan"),
+            "{m:?}"
+        );
+
+        // another tenant id
+        let mut other = saved.clone();
+        other.tenants[0].tenant_id = "00000000-0000-4000-8000-000000000bad".into();
+        let m = compare(&other, &derived);
+        assert_eq!(m.other_tenant.len(), 1, "{m:?}");
+        assert!(
+            m.other_tenant[0].contains("the credentials are for"),
+            "{m:?}"
+        );
     }
 }

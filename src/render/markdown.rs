@@ -378,6 +378,7 @@ mod tests {
             format_version: crate::plan::FORMAT_VERSION.to_owned(),
             pwdrift_version: "0.0.0-test".to_owned(),
             created_at: "2026-11-23T12:00:00Z".parse().unwrap(),
+            made_from: crate::render::fixtures::made_from(),
             tenants,
             content_hash: None,
         }

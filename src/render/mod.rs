@@ -167,6 +167,17 @@ pub(crate) mod fixtures {
     /// Admin of fabrikam: the delegated caller.
     pub const FABRIKAM_ADMIN: u8 = 7;
 
+    /// What the fixture plans are made from.
+    pub fn made_from() -> crate::plan::MadeFrom {
+        crate::plan::MadeFrom {
+            files: vec![crate::plan::DesiredFile {
+                path: "examples/desired/contoso.yaml".into(),
+                sha256: format!("sha256:{}", "0".repeat(64)),
+            }],
+            ..Default::default()
+        }
+    }
+
     /// Two tenants, every kind of action (each blocker included).
     pub fn rich() -> Plan {
         let c = "examples/desired/contoso.yaml";
@@ -377,6 +388,7 @@ pub(crate) mod fixtures {
             now(),
         );
         plan.pwdrift_version = "0.0.0-test".to_owned();
+        plan.made_from = made_from();
         plan
     }
 
@@ -439,6 +451,7 @@ pub(crate) mod fixtures {
             now(),
         );
         plan.pwdrift_version = "0.0.0-test".to_owned();
+        plan.made_from = made_from();
         plan
     }
 }

@@ -147,3 +147,70 @@ fn scanner_finds_flags_and_stops_at_redirections() {
         .find_subcommand("nosuch")
         .is_none());
 }
+
+/// Whether a YAML value holds, anywhere, a string with `needle`.
+fn mentions(v: &serde_yaml::Value, needle: &str) -> bool {
+    let mut all = Vec::new();
+    strings(v, &mut all);
+    all.iter().any(|s| s.contains(needle))
+}
+
+/// Every `steps:` list of a document.
+fn step_lists<'a>(v: &'a serde_yaml::Value, out: &mut Vec<&'a Vec<serde_yaml::Value>>) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            for (k, child) in m {
+                if let (Some("steps"), serde_yaml::Value::Sequence(steps)) = (k.as_str(), child) {
+                    out.push(steps);
+                }
+                step_lists(child, out);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|c| step_lists(c, out)),
+        _ => {}
+    }
+}
+
+/// `pwdrift apply PLAN.json` derives the plan again from the desired-state files the plan
+/// records (relative to the repository's root), so a job that applies a saved plan must have
+/// the repository checked out first: in GitHub Actions an `actions/checkout` step, in an Azure
+/// Pipelines deployment job (which checks out nothing by default) `checkout: self`; in GitLab
+/// CI (which checks out by default) no `GIT_STRATEGY: none`.
+#[test]
+fn jobs_that_apply_a_saved_plan_check_out_the_desired_state_first() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci");
+    let mut applying = 0;
+    for recipe in RECIPES {
+        let text = std::fs::read_to_string(dir.join(recipe)).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let mut lists = Vec::new();
+        step_lists(&doc, &mut lists);
+        for steps in lists {
+            let Some(at) = steps.iter().position(|s| mentions(s, "pwdrift apply")) else {
+                continue;
+            };
+            applying += 1;
+            let checked_out = steps[..at].iter().any(|s| {
+                s.get("uses")
+                    .and_then(|u| u.as_str())
+                    .is_some_and(|u| u.starts_with("actions/checkout@"))
+                    || s.get("checkout").and_then(|c| c.as_str()) == Some("self")
+            });
+            assert!(
+                checked_out,
+                "{recipe}: a job runs `pwdrift apply` without checking out the repository first"
+            );
+        }
+        if recipe == "gitlab-ci.yml" {
+            assert!(mentions(&doc, "pwdrift apply"), "{recipe}");
+            assert!(
+                !text.contains("GIT_STRATEGY: none"),
+                "{recipe}: the apply job needs the checkout"
+            );
+        }
+    }
+    assert_eq!(
+        applying, 2,
+        "GitHub Actions and Azure Pipelines each apply in one job"
+    );
+}

@@ -793,9 +793,10 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
         notes: vec![],
     };
     let plan = Plan {
-        format_version: "2".into(),
+        format_version: pwdrift::plan::FORMAT_VERSION.into(),
         pwdrift_version: "test".into(),
         created_at: chrono::Utc::now(),
+        made_from: Default::default(),
         tenants: vec![tenant.clone()],
         content_hash: None,
     };

@@ -225,7 +225,7 @@ fn stale_saved_plan_is_refused_and_writes_nothing() {
         .args(["plan", &desired, "--out", saved.to_str().unwrap()]));
     assert_eq!(plan.code, 0, "{plan:?}");
     let text = std::fs::read_to_string(&saved).unwrap();
-    assert!(text.contains("\"format_version\": \"2\""), "{text}");
+    assert!(text.contains("\"format_version\": \"3\""), "{text}");
 
     // bob changes his password meanwhile
     sb.call(
@@ -370,6 +370,63 @@ fn synced_user_reset_needs_a_delegated_sign_in() {
     assert!(last.unwrap().as_str() > "2026-11-20", "password changed");
     let line = std::fs::read_to_string(&secrets).unwrap();
     assert!(line.contains("carol@contoso.com"));
+}
+
+/// A synced user reset through the delegated resetPassword API, with
+/// `forceChangePasswordNextSignIn: false` declared: resetPassword sets the flag, apply's flags
+/// PATCH after it sets it back, so plan -> apply -> plan is "No changes" after ONE apply (diff
+/// rule 19; before, the second run still patched the flag).
+#[test]
+fn synced_user_reset_with_a_literal_false_flag_converges_in_one_run() {
+    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired_file(
+        dir.path(),
+        "  - user: S-1-5-21-1004336348-1177238915-682003330-1104
+    forceChangePasswordNextSignIn: false
+    resetPassword:
+      notBefore: 2026-11-20T00:00:00Z
+      password: { generate: { length: 24 } }
+",
+    );
+    let secrets = dir.path().join("s.jsonl");
+    let delegated = || {
+        let mut cmd = sb.pwdrift();
+        cmd.env("AZURE_USERNAME", sb.get("delegated_username"))
+            .env("AZURE_PASSWORD", sb.get("delegated_password"))
+            .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"));
+        cmd
+    };
+    let plan = run(delegated().args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("carol@contoso.com"), "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("a flags PATCH after it sets forceChangePasswordNextSignIn back to false"),
+        "{plan:?}"
+    );
+    let apply = run(delegated().args([
+        "apply",
+        &desired,
+        "--delegated",
+        "--auto-approve",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]));
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert!(apply.stdout.contains("Apply complete"), "{apply:?}");
+    let (f, fm, last) = flags(&sb, "carol@contoso.com");
+    assert!(
+        !f && !fm,
+        "the flag PATCH after resetPassword set it back to false"
+    );
+    assert!(last.unwrap().as_str() > "2026-11-20", "password changed");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert_eq!(stats["resetsPerUser"]["carol@contoso.com"], 1, "{stats}");
+
+    let again = run(delegated().args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("No changes"), "{again:?}");
 }
 
 /// A canary secret (the password from an `env` source) never appears in any output: plan in
@@ -613,6 +670,7 @@ fn plan_formats_of_the_example() {
                 (r#""created_at": "[^"]+""#, r#""created_at": "[time]""#),
                 (r#""pwdrift_version": "[^"]+""#, r#""pwdrift_version": "[version]""#),
                 (r#""content_hash": "[^"]+""#, r#""content_hash": "[hash of the above]""#),
+                (r#""sha256": "[^"]+""#, r#""sha256": "[sha256 of the file]""#),
             ],
         }, {
             insta::assert_snapshot!(r.stdout);

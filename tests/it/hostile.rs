@@ -623,9 +623,20 @@ fn apply_saved(sb: &Sandbox, saved: &Path, v: &serde_json::Value, extra: &[&str]
         .args(extra))
 }
 
+/// Every write the sandbox received (PATCHes and resetPassword calls).
+fn writes(sb: &Sandbox) -> u64 {
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    ["patchesPerUser", "resetsPerUser"]
+        .iter()
+        .filter_map(|k| stats[k].as_object())
+        .flat_map(|m| m.values().filter_map(|v| v.as_u64()))
+        .sum()
+}
+
 /// A hand-edited plan that turns a blocked Global Administrator into a password reset is refused:
-/// by its content hash, and, when the hash was recomputed, by the privileged-role rail evaluated
-/// again on live state. Nothing is written either way.
+/// by its content hash, and, when the hash was recomputed, because the plan derived again from
+/// its desired state and live state blocks her (the privileged-role rail). Nothing is written
+/// either way.
 #[test]
 fn edited_plan_resetting_a_blocked_global_admin_is_refused() {
     let sb = Sandbox::start(&["--seed", &contoso_seed()]);
@@ -659,6 +670,213 @@ fn edited_plan_resetting_a_blocked_global_admin_is_refused() {
     let r = apply_saved(&sb, &saved, &v, &[]);
     assert!(r.stderr.contains("modified after it was saved"), "{r:?}");
     assert_eq!(patches(&sb), 0, "nothing was written");
+}
+
+/// A forged plan with a recomputed hash that sets `allow_privileged` on the Global Administrator
+/// (alone, or with her action turned into a flags change) is refused: the desired state does not
+/// say `allowPrivileged`. Nothing is written.
+#[test]
+fn forged_allow_privileged_on_an_admin_is_refused() {
+    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (saved, mut v) = saved_plan(&sb, dir.path());
+    user_mut(&mut v, "erin@contoso.com")["allow_privileged"] = true.into();
+    reseal(&mut v);
+    let r = apply_saved(&sb, &saved, &v, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("not the plan its desired state gives"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("erin@contoso.com"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("allow_privileged is true in the saved plan, false in desired state"),
+        "{r:?}"
+    );
+    assert!(
+        !r.stderr.contains("bob@contoso.com"),
+        "only erin differs: {r:?}"
+    );
+
+    let erin = user_mut(&mut v, "erin@contoso.com");
+    let before = serde_json::json!({"forceChangePasswordNextSignIn": false, "forceChangePasswordNextSignInWithMfa": false});
+    erin["action"] = serde_json::json!({
+        "type": "set_flags",
+        "before": before,
+        "after": {"forceChangePasswordNextSignIn": true, "forceChangePasswordNextSignInWithMfa": false},
+        "reason": "forged"
+    });
+    reseal(&mut v);
+    let r = apply_saved(&sb, &saved, &v, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("safety rails protect"), "{r:?}");
+    assert!(r.stderr.contains("erin@contoso.com"), "{r:?}");
+    assert!(r.stderr.contains("Nothing was written"), "{r:?}");
+    assert_eq!(writes(&sb), 0, "nothing was written");
+}
+
+/// A forged plan (hash recomputed) that turns a user the desired state only asks a flag of into
+/// a password reset with a password from a file the forger controls is refused, naming the user.
+#[test]
+fn forged_reset_of_a_user_without_a_reset_directive_is_refused() {
+    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (saved, mut v) = saved_plan(&sb, dir.path());
+    let pw = write(dir.path(), "pw.txt", "Known-Passw0rd-2026!\n");
+    let bob = user_mut(&mut v, "bob@contoso.com");
+    assert_eq!(bob["action"]["type"], "set_flags", "{bob}");
+    let before = bob["action"]["before"].clone();
+    bob["action"] = serde_json::json!({
+        "type": "reset_password",
+        "method": "patch_password_profile",
+        "password": {"file": {"path": pw}},
+        "before": before,
+        "after": {"forceChangePasswordNextSignIn": false, "forceChangePasswordNextSignInWithMfa": false},
+        "reason": "forged"
+    });
+    reseal(&mut v);
+    let r = apply_saved(&sb, &saved, &v, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("not the plan its desired state gives"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("bob@contoso.com"), "{r:?}");
+    assert!(r.stderr.contains("reset the password"), "{r:?}");
+    assert!(r.stderr.contains("set flags"), "{r:?}");
+    assert!(!r.stderr.contains("Known-Passw0rd"), "no secret: {r:?}");
+    assert_eq!(writes(&sb), 0, "nothing was written");
+}
+
+/// A desired-state file edited (or removed, or the apply run from another directory) after the
+/// plan was made: the saved plan is refused, "re-plan", and nothing is written. Paths are
+/// relative to the directory plan ran in, as in a CI checkout.
+#[test]
+fn desired_state_edited_after_the_plan_is_refused() {
+    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "desired.yaml",
+        "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: bob@contoso.com\n    \
+         forceChangePasswordNextSignIn: false\n",
+    );
+    let r = run(sb.pwdrift().current_dir(dir.path()).args([
+        "plan",
+        "desired.yaml",
+        "--out",
+        "plan.json",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("plan.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["made_from"]["files"][0]["path"], "desired.yaml", "{v}");
+    assert!(
+        v["made_from"]["files"][0]["sha256"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{v}"
+    );
+
+    // from another directory the file is not there
+    let elsewhere = tempfile::tempdir().unwrap();
+    let r = run(sb
+        .pwdrift()
+        .current_dir(elsewhere.path())
+        .arg("apply")
+        .arg(dir.path().join("plan.json"))
+        .arg("--auto-approve"));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("the desired state changed since the plan was made: re-plan"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("desired.yaml: missing"), "{r:?}");
+
+    // an edit, even one that would give the same plan (a comment)
+    let original = std::fs::read_to_string(dir.path().join("desired.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("desired.yaml"),
+        format!("{original}# edited\n"),
+    )
+    .unwrap();
+    let apply = || {
+        run(sb
+            .pwdrift()
+            .current_dir(dir.path())
+            .args(["apply", "plan.json", "--auto-approve"]))
+    };
+    let r = apply();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("the desired state changed since the plan was made: re-plan"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("desired.yaml: changed"), "{r:?}");
+    assert_eq!(writes(&sb), 0, "nothing was written");
+
+    // put back as it was: the plan applies
+    std::fs::write(dir.path().join("desired.yaml"), original).unwrap();
+    let r = apply();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("1 changed and verified"), "{r:?}");
+}
+
+/// An honest saved plan, made with `--target` and `--shard`, is derived again with the same
+/// filters (they are recorded in it) and applied: only the targeted user is written.
+#[test]
+fn honest_saved_plan_with_filters_is_applied() {
+    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = write(
+        dir.path(),
+        "desired.yaml",
+        "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: bob@contoso.com\n    \
+         forceChangePasswordNextSignIn: false\n  - user: alice@contoso.com\n    \
+         forceChangePasswordNextSignInWithMfa: true\n",
+    );
+    let saved = dir.path().join("plan.json");
+    let r = run(sb
+        .pwdrift()
+        .arg("plan")
+        .arg(&desired)
+        .args(["--target", "bob@contoso.com", "--shard", "1/1", "--out"])
+        .arg(&saved));
+    assert_eq!(r.code, 0, "{r:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(
+        v["made_from"]["targets"],
+        serde_json::json!(["bob@contoso.com"]),
+        "{v}"
+    );
+    assert_eq!(v["made_from"]["shard"], "1/1", "{v}");
+    assert_eq!(v["tenants"][0]["users"].as_array().unwrap().len(), 1, "{v}");
+
+    // --target given to apply too, but another one: refused
+    let r = run(sb.pwdrift().arg("apply").arg(&saved).args([
+        "--auto-approve",
+        "--target",
+        "alice@contoso.com",
+    ]));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("applied as it was made"), "{r:?}");
+
+    let r = run(sb.pwdrift().arg("apply").arg(&saved).arg("--auto-approve"));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("1 changed and verified"), "{r:?}");
+    assert!(r.stderr.contains("gives against live state now"), "{r:?}");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    assert_eq!(stats["patchesPerUser"]["bob@contoso.com"], 1, "{stats}");
+    assert!(
+        stats["patchesPerUser"]["alice@contoso.com"].is_null(),
+        "{stats}"
+    );
 }
 
 /// A user listed twice, an unknown field, a value outside the schema, another tenant's id: each

@@ -1,11 +1,12 @@
 //! Property tests (proptest) of the pure pipeline: desired state (split over files, a user's own
 //! entry and a group's) x live state -> `live::resolve` -> `diff::diff` -> plan, and a pure
 //! simulation of what Graph does when the plan is applied (a flags PATCH sets the flags; a reset
-//! stamps `lastPasswordChangeDateTime` and leaves the flags at `after`).
+//! stamps `lastPasswordChangeDateTime`; a PATCH reset sets the flags to `after`, resetPassword
+//! leaves them at (true, false) and apply's flags PATCH after it sets `after` when it differs).
 //!
 //! Properties, over arbitrary users, flags, directives with timestamps around `now`, privileged
 //! roles and synced users:
-//! - applying the plan and planning again (same instant) yields no change;
+//! - applying the plan and planning again (same instant) yields no change, with no exception;
 //! - no reset without a due, unmet `resetPassword` directive;
 //! - a user who changed the password at or after `since` is never flagged by
 //!   `requirePasswordChange`;
@@ -24,11 +25,11 @@ use pwdrift::config::{
     merge, Directives, GroupEntry, GroupRef, Origin, PasswordSource, RequirePasswordChange,
     ResetPassword, TenantDesired, TenantRef, UserEntry, UserRef,
 };
-use pwdrift::graph::model::{GraphUser, PasswordProfile};
+use pwdrift::graph::model::{ForceFlags, GraphUser, PasswordProfile};
 use pwdrift::live::{
     self, Caller, Fetched, FetchedGroup, FetchedUsers, PrivilegedRoles, RoleGrant,
 };
-use pwdrift::plan::{Action, Plan};
+use pwdrift::plan::{Action, Plan, ResetMethod};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
@@ -286,51 +287,33 @@ fn apply(plan: &Plan, live: &mut [LiveSpec]) {
                 l.force = Some(after.force_change_password_next_sign_in);
                 l.force_mfa = Some(after.force_change_password_next_sign_in_with_mfa);
             }
-            Action::ResetPassword { after, .. } => {
+            Action::ResetPassword { method, after, .. } => {
                 l.last = Some(now());
-                l.force = Some(after.force_change_password_next_sign_in);
-                l.force_mfa = Some(after.force_change_password_next_sign_in_with_mfa);
+                match method {
+                    // the PATCH sets the password and both flags
+                    ResetMethod::PatchPasswordProfile => {
+                        l.force = Some(after.force_change_password_next_sign_in);
+                        l.force_mfa = Some(after.force_change_password_next_sign_in_with_mfa);
+                    }
+                    // resetPassword always leaves (true, false); apply sends a flags PATCH
+                    // after it when the plan wants other flags (src/apply.rs)
+                    ResetMethod::ResetPasswordApi => {
+                        l.force = Some(true);
+                        l.force_mfa = Some(false);
+                        let left = ForceFlags {
+                            force_change_password_next_sign_in: true,
+                            force_change_password_next_sign_in_with_mfa: false,
+                        };
+                        if *after != left {
+                            l.force = Some(after.force_change_password_next_sign_in);
+                            l.force_mfa = Some(after.force_change_password_next_sign_in_with_mfa);
+                        }
+                    }
+                }
             }
             Action::NoChange { .. } | Action::Blocked { .. } => {}
         }
     }
-}
-
-/// The one case where a second run still changes something (diff rule 19, kept as designed
-/// and reported): the reset went through resetPassword, which always sets
-/// `forceChangePasswordNextSignIn`, while a literal declares it false; the next run sets it back
-/// to false. Only a synced user (or `systemGenerated`) with such a literal.
-fn is_rule_19_second_step(
-    w: &World,
-    first: &pwdrift::plan::UserPlan,
-    second: &pwdrift::plan::UserPlan,
-) -> bool {
-    let i = index_of(&first.user_id);
-    let literal_false = w.own[i]
-        .as_ref()
-        .and_then(|(d, _)| d.force_change_password_next_sign_in)
-        == Some(false)
-        || w.group
-            .as_ref()
-            .filter(|g| g.2.contains(&i))
-            .and_then(|g| g.0.force_change_password_next_sign_in)
-            == Some(false);
-    let via_api = matches!(
-        first.action,
-        Action::ResetPassword {
-            method: pwdrift::plan::ResetMethod::ResetPasswordApi,
-            ..
-        }
-    );
-    let sets_it_back = matches!(
-        &second.action,
-        Action::SetFlags { before, after, .. }
-            if before.force_change_password_next_sign_in
-                && !after.force_change_password_next_sign_in
-                && before.force_change_password_next_sign_in_with_mfa
-                    == after.force_change_password_next_sign_in_with_mfa
-    );
-    literal_false && via_api && sets_it_back
 }
 
 fn config() -> ProptestConfig {
@@ -350,20 +333,10 @@ proptest! {
         let mut live = w.live.clone();
         apply(&first, &mut live);
         let second = plan(&w, &live, parts(&w)).expect("still resolves");
-        for u in second.tenants[0].users.iter().filter(|u| u.action.is_change()) {
-            let before = first.tenants[0].users.iter().find(|f| f.user_id == u.user_id).unwrap();
-            prop_assert!(
-                is_rule_19_second_step(&w, before, u),
-                "first plan: {:#?}\nsecond plan: {:#?}",
-                before,
-                u
-            );
-        }
-        // the one known exception converges on the next run
-        apply(&second, &mut live);
-        let third = plan(&w, &live, parts(&w)).expect("still resolves");
-        let changes: Vec<_> = third.tenants[0].users.iter().filter(|u| u.action.is_change()).collect();
-        prop_assert!(changes.is_empty(), "{:#?}", changes);
+        // no exception: a synced user (resetPassword) with a literal
+        // `forceChangePasswordNextSignIn: false` converges in one run too (diff rule 19)
+        let changes: Vec<_> = second.tenants[0].users.iter().filter(|u| u.action.is_change()).collect();
+        prop_assert!(changes.is_empty(), "first plan: {:#?}\nsecond plan's changes: {:#?}", first, changes);
     }
 
     #[test]
@@ -427,11 +400,11 @@ proptest! {
 
 /// Found by the convergence property (first written as "converges in one run", which failed): a
 /// synced user whose reset goes through resetPassword (which always sets
-/// `forceChangePasswordNextSignIn`) while a literal declares that flag false. Diff rule 19 plans
-/// the reset anyway and says so; the next run sets the flag back to false. This pins today's
-/// two-run convergence; whether the plan should block instead is for the diff's owner to decide.
+/// `forceChangePasswordNextSignIn`) while a literal declares that flag false. The plan's `after`
+/// now carries the literal (diff rule 19) and apply sends a flags PATCH after the reset, so one
+/// run converges: the simulation leaves the flag false and the next plan has no change.
 #[test]
-fn reset_via_the_api_with_a_literal_false_flag_converges_on_the_second_run() {
+fn reset_via_the_api_with_a_literal_false_flag_converges_in_one_run() {
     let d = Directives {
         force_change_password_next_sign_in: Some(false),
         reset_password: Some(ResetPassword {
@@ -456,15 +429,21 @@ fn reset_via_the_api_with_a_literal_false_flag_converges_on_the_second_run() {
         delegated_reset_available: true,
     };
     let first = plan(&w, &w.live, parts(&w)).unwrap();
+    let Action::ResetPassword { method, after, .. } = &first.tenants[0].users[0].action else {
+        panic!("a reset: {first:#?}")
+    };
+    assert_eq!(*method, ResetMethod::ResetPasswordApi);
+    assert!(!after.force_change_password_next_sign_in, "{first:#?}");
     let mut live = w.live.clone();
     apply(&first, &mut live);
+    assert_eq!(
+        live[0].force,
+        Some(false),
+        "the flags PATCH after the reset"
+    );
     let second = plan(&w, &live, parts(&w)).unwrap();
-    assert!(is_rule_19_second_step(
-        &w,
-        &first.tenants[0].users[0],
-        &second.tenants[0].users[0]
-    ));
-    apply(&second, &mut live);
-    let third = plan(&w, &live, parts(&w)).unwrap();
-    assert!(!third.tenants[0].users[0].action.is_change());
+    assert!(
+        !second.tenants[0].users[0].action.is_change(),
+        "{second:#?}"
+    );
 }
