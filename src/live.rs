@@ -448,7 +448,7 @@ pub fn resolve(
 /// The tenant id (GUID) as the access token states it ([`GraphClient::tenant_id`]: the `tid`
 /// claim, decoded, not verified: it came from the token endpoint we trust). Falls back to the
 /// name used in desired state when the token is not a JWT.
-pub async fn tenant_id(client: &GraphClient, tenant: &str) -> String {
+async fn tenant_id(client: &GraphClient, tenant: &str) -> String {
     match client.tenant_id(tenant).await {
         Ok(Some(id)) => id,
         _ => tenant.to_owned(),
