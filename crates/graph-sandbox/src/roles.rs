@@ -453,10 +453,7 @@ pub async fn role_definitions(
         }
         _ => None,
     };
-    let select: Option<Vec<String>> = query
-        .get("$select")
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.split(',').map(|p| p.trim().to_lowercase()).collect());
+    let select = Selected::parse(&query);
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     if !delegated_role_ok(&caller, t, true) {
@@ -478,11 +475,9 @@ pub async fn role_definitions(
     let value: Vec<Value> = items
         .iter()
         .map(|&i| {
-            let mut m = definition_json(t, i);
-            if let Some(sel) = &select {
-                m.retain(|k, _| k == "id" || sel.contains(&k.to_lowercase()));
-            }
-            Value::Object(m)
+            let mut v = Value::Object(definition_json(t, i));
+            select.apply(&mut v);
+            v
         })
         .collect();
     drop(store);
@@ -527,6 +522,28 @@ fn domain_json(t: &Tenant, d: &str) -> Value {
     })
 }
 
+/// A `$select` of the simple collections here (role management, organization, domains): the
+/// properties asked for, lower-cased; `id` is always kept.
+struct Selected(Option<Vec<String>>);
+
+impl Selected {
+    fn parse(query: &Query) -> Self {
+        Selected(
+            query
+                .get("$select")
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.split(',').map(|p| p.trim().to_lowercase()).collect()),
+        )
+    }
+
+    /// Drops the properties of `v` (an object) that were not selected.
+    fn apply(&self, v: &mut Value) {
+        if let (Some(sel), Some(m)) = (&self.0, v.as_object_mut()) {
+            m.retain(|k, _| k == "id" || sel.contains(&k.to_lowercase()));
+        }
+    }
+}
+
 fn all_domains(t: &Tenant) -> Vec<String> {
     std::iter::once(t.initial_domain.clone())
         .chain(t.domains.iter().cloned())
@@ -552,10 +569,7 @@ pub async fn list_organization(
     }
     let query = Query::parse(uri.query())?;
     query.refuse_unimplemented(&["$select"])?;
-    let select: Option<Vec<String>> = query
-        .get("$select")
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.split(',').map(|p| p.trim().to_lowercase()).collect());
+    let select = Selected::parse(&query);
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     let verified: Vec<Value> = all_domains(t)
@@ -577,9 +591,7 @@ pub async fn list_organization(
         "tenantType": "AAD",
         "verifiedDomains": verified,
     });
-    if let (Some(sel), Some(m)) = (&select, org.as_object_mut()) {
-        m.retain(|k, _| k == "id" || sel.contains(&k.to_lowercase()));
-    }
+    select.apply(&mut org);
     drop(store);
     Ok(super::users::collection(
         &state,
@@ -603,19 +615,14 @@ pub async fn list_domains(
     }
     let query = Query::parse(uri.query())?;
     query.refuse_unimplemented(&["$select"])?;
-    let select: Option<Vec<String>> = query
-        .get("$select")
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.split(',').map(|p| p.trim().to_lowercase()).collect());
+    let select = Selected::parse(&query);
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     let value: Vec<Value> = all_domains(t)
         .iter()
         .map(|d| {
             let mut v = domain_json(t, d);
-            if let (Some(sel), Some(m)) = (&select, v.as_object_mut()) {
-                m.retain(|k, _| k == "id" || sel.contains(&k.to_lowercase()));
-            }
+            select.apply(&mut v);
             v
         })
         .collect();
@@ -656,4 +663,24 @@ pub async fn get_domain(
         body.extend(m);
     }
     Ok(axum::Json(Value::Object(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_keeps_the_id_and_what_was_asked_case_insensitively() {
+        let obj = || json!({"id": "1", "displayName": "A", "isBuiltIn": true, "templateId": "t"});
+        let q = Query::parse(Some("$select=DISPLAYNAME, templateId")).unwrap();
+        let mut v = obj();
+        Selected::parse(&q).apply(&mut v);
+        assert_eq!(v, json!({"id": "1", "displayName": "A", "templateId": "t"}));
+        // no `$select` (or an empty one): everything
+        for raw in [None, Some("$select=")] {
+            let mut v = obj();
+            Selected::parse(&Query::parse(raw).unwrap()).apply(&mut v);
+            assert_eq!(v, obj());
+        }
+    }
 }
