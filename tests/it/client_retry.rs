@@ -802,21 +802,22 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
     let passwords = ResolvedPasswords::resolve(&plan).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.jsonl");
-    let mut secrets = Some(
+    let secrets: apply::SharedSecrets = Mutex::new(Some(
         SecretsFile::open(&path, OpenMode::CreateNew, vec![])
             .unwrap()
             .0,
-    );
-    let results = apply::apply_tenant(
-        &clients,
-        &tenant,
-        &passwords,
-        &mut secrets,
-        &Cancel::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    ));
+    let shared = apply::Shared {
+        passwords: &passwords,
+        secrets: &secrets,
+        cancel: &Cancel::default(),
+        ledger: &apply::Ledger::default(),
+        progress: &|_| {},
+        resets_at_once: 4,
+    };
+    let results = apply::apply_tenant(&clients, &tenant, &shared)
+        .await
+        .unwrap();
     assert_eq!(results[0].status, Status::Unknown, "{results:?}");
     assert!(results[0]
         .hint
