@@ -1136,6 +1136,90 @@ async fn api_reset(
 mod tests {
     use super::*;
 
+    fn user_plan(id: &str, action: Action) -> UserPlan {
+        UserPlan {
+            user_id: id.into(),
+            user_principal_name: format!("{id}@x"),
+            declared_at: vec![],
+            fingerprint: String::new(),
+            allow_privileged: false,
+            action,
+        }
+    }
+
+    /// A run stopped before its end reports every user of the plan, in plan order: finished
+    /// users as they ended, writes in flight or not yet read back as `unknown` (with a hint),
+    /// the other changes as `not_started`, and users with nothing to do as such even in a
+    /// tenant that had not started.
+    #[test]
+    fn a_ledger_snapshot_says_where_every_user_stands() {
+        let reset = || Action::ResetPassword {
+            method: ResetMethod::PatchPasswordProfile,
+            password: PasswordSource::Generate { length: 20 },
+            before: ForceFlags::default(),
+            after: ForceFlags::default(),
+            reason: String::new(),
+        };
+        let tenant = |name: &str, users: Vec<UserPlan>| TenantPlan {
+            tenant: name.into(),
+            tenant_id: name.into(),
+            users,
+            notes: vec![],
+        };
+        let t1 = tenant(
+            "t1",
+            vec![
+                user_plan("a", reset()),
+                user_plan("b", reset()),
+                user_plan("c", reset()),
+                user_plan("d", reset()),
+            ],
+        );
+        let t2 = tenant(
+            "t2",
+            vec![
+                user_plan("e", reset()),
+                user_plan(
+                    "f",
+                    Action::NoChange {
+                        reason: String::new(),
+                    },
+                ),
+            ],
+        );
+        let plan = Plan {
+            format_version: "2".into(),
+            pwdrift_version: "test".into(),
+            created_at: Utc::now(),
+            tenants: vec![t1.clone(), t2],
+            content_hash: None,
+        };
+        let ledger = Ledger::default();
+        ledger.set("t1", "c", Stage::InFlight);
+        ledger.set("t1", "b", Stage::Written);
+        ledger.done(result(&t1, &t1.users[0], Status::Verified, None));
+        let got = ledger.snapshot(&plan, "stopped");
+        let statuses: Vec<(&str, Status)> =
+            got.iter().map(|r| (r.user_id.as_str(), r.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                ("a", Status::Verified),
+                ("b", Status::Unknown),
+                ("c", Status::Unknown),
+                ("d", Status::NotStarted),
+                ("e", Status::NotStarted),
+                ("f", Status::Unchanged),
+            ]
+        );
+        assert!(got[2].hint.as_deref().unwrap().contains("--secrets-append"));
+        assert!(got[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("not yet read back"));
+    }
+
     #[test]
     fn password_sources_resolve_before_writing() {
         let user = UserPlan {
