@@ -986,3 +986,131 @@ fn an_expired_grace_still_writes_the_report_and_the_summary() {
         "{stdout}"
     );
 }
+
+/// Tenants are applied side by side (issue 10, point 6): three generated tenants, three password
+/// resets each, `--concurrency 1` (one request in flight per tenant) and 100 ms per answer. The
+/// sandbox saw more than one PATCH in flight at once, which only tenants overlapping can do; the
+/// report lists the users in the plan's order; every password is recorded.
+#[test]
+fn tenants_are_applied_concurrently_in_plan_order() {
+    let sb = crate::common::Sandbox::start(&[
+        "--generate",
+        "25",
+        "--generate-tenants",
+        "3",
+        "--throttle",
+        "off",
+        "--latency",
+        "100",
+        "--rng-seed",
+        "9",
+    ]);
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("desired");
+    std::fs::create_dir(&desired).unwrap();
+    let mut users = BTreeSet::new();
+    for (i, t) in state["tenants"].as_array().unwrap().iter().enumerate() {
+        let mut text = format!(
+            "version: 1\ntenant: {}\nusers:\n",
+            t["initialDomain"].as_str().unwrap()
+        );
+        for u in t["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| {
+                u["onPremisesSyncEnabled"] != true
+                    && u["privileged"] == false
+                    && u["userType"] == "Member"
+                    && u["federatedDomain"] != true
+            })
+            .take(3)
+        {
+            let upn = u["userPrincipalName"].as_str().unwrap();
+            users.insert(upn.to_ascii_lowercase());
+            text.push_str(&format!(
+                "  - user: {upn}\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: {{ generate: {{ length: 16 }} }}\n"
+            ));
+        }
+        write(&desired, &format!("t{i}.yaml"), &text);
+    }
+    assert_eq!(users.len(), 9);
+    let plan_file = dir.path().join("plan.json");
+    let r = run(sb.pwdrift().args([
+        "plan",
+        desired.to_str().unwrap(),
+        "--out",
+        plan_file.to_str().unwrap(),
+    ]));
+    assert!(r.code == 0 || r.code == 2, "{r:?}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let plan_order: Vec<(String, String)> = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            t["users"].as_array().unwrap().iter().map(|u| {
+                (
+                    t["tenant"].as_str().unwrap().to_owned(),
+                    u["user_id"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+        .collect();
+    let secrets = dir.path().join("secrets.jsonl");
+    let report = dir.path().join("report.json");
+    sb.call("POST", "/_sandbox/reset-stats", None);
+    let r = run(sb.pwdrift().args([
+        "apply",
+        plan_file.to_str().unwrap(),
+        "--auto-approve",
+        "--force",
+        "--concurrency",
+        "1",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let peak = stats["peakInFlightByRoute"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.starts_with("PATCH "))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        peak > 1,
+        "tenants overlapped: peak {peak} PATCHes in flight"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report_order: Vec<(String, String)> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["tenant"].as_str().unwrap().to_owned(),
+                u["user_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(report_order, plan_order);
+    assert!(doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["status"] == "verified"));
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    let recorded: BTreeSet<String> = read_passwords(&text, None)
+        .unwrap()
+        .into_iter()
+        .map(|(_, upn, _)| upn.to_ascii_lowercase())
+        .collect();
+    assert_eq!(recorded, users);
+}
