@@ -29,7 +29,8 @@ import urllib.request
 from urllib.parse import urlparse, quote
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "pwdrift")
+# PWDRIFT_BENCH_BIN: another build (e.g. target/debug/pwdrift for a quick check of a scenario)
+BIN = os.environ.get("PWDRIFT_BENCH_BIN") or os.path.join(ROOT, "target", "release", "pwdrift")
 TIME = "/usr/bin/time"
 
 BASE_MS = 60.0  # per request (assumption, see crates/graph-sandbox/src/faults.rs)
@@ -291,6 +292,76 @@ def scenario_quota(work, changes_wanted, quota):
         shutil.rmtree(d, ignore_errors=True)
 
 
+RESET_MS = 200.0  # per answer in the resets scenario (issue 10, point 5)
+RESET_CONCURRENCY = 32  # --concurrency of that apply: requests in flight per tenant (16 would give
+# 80 writes/s at 200 ms: the 500 writes past the first window alone take 6 s, about 1.07x)
+
+
+def scenario_resets(work, n, quota, method):
+    """N password resets under the write quota at 200 ms per answer (issue 10, point 5):
+    `patch`: passwords pwdrift generates, set by PATCH (cloud users); `api`: system-generated
+    passwords through resetPassword (delegated sign-in; each operation polled to its end).
+    Resets run concurrently (--concurrency 32 requests in flight, 4 resets in progress per
+    request slot), paced to the quota. Floor: the quota minimum (the writes past one window's
+    quota wait for the window), plus one answer for the last write, plus the verification
+    read-back ($batch of 20 reads, 32 in flight, one answer each)."""
+    k = 1 if quota == "real" else int(quota.split(":")[1])
+    d = os.path.join(work, "resets-%s-%d" % (method, n))
+    os.makedirs(d)
+    throttle = "real" if k == 1 else "scaled:%d" % k
+    users = n * 3 // 2 + 400
+    sb = Sandbox(["--generate", str(users), "--rng-seed", "13", "--throttle", throttle,
+                  "--latency", "%d" % RESET_MS], d)
+    try:
+        state = sb.state()
+        t = state["tenants"][0]
+        plain = [u["userPrincipalName"] for u in t["users"]
+                 if not u.get("onPremisesSyncEnabled") and not u.get("privileged")
+                 and u.get("userType") == "Member" and not u.get("federatedDomain")][:n]
+        if len(plain) < n:
+            raise SystemExit("resets: only %d plain cloud users in the generated tenant" % len(plain))
+        source = "{ generate: { length: 16 } }" if method == "patch" else "{ systemGenerated: true }"
+        desired = os.path.join(d, "desired")
+        os.makedirs(desired)
+        with open(os.path.join(desired, "resets.yaml"), "w") as f:
+            f.write("version: 1\ntenant: %s\nusers:\n" % t["initialDomain"])
+            for upn in plain:
+                f.write("  - user: %s\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n"
+                        "      password: %s\n" % (upn, source))
+        env = sb.env()
+        env["PWDRIFT_WRITE_QUOTA_SCALE"] = str(k)
+        extra = []
+        if method == "api":
+            env.update(
+                AZURE_USERNAME=sb.info["delegated_username"],
+                AZURE_PASSWORD=sb.info["delegated_password"],
+                PWDRIFT_DELEGATED_CLIENT_ID=sb.info["delegated_client_id"],
+            )
+            extra = ["--delegated"]
+        plan = os.path.join(d, "plan.json")
+        timed([BIN, "plan", desired, "--out", plan] + extra, env)
+        ch = changes_in(plan)
+        sb.reset_stats()
+        wall, rss, out, _ = timed(
+            [BIN, "apply", plan, "--auto-approve", "--force", "--concurrency", str(RESET_CONCURRENCY),
+             "--secrets-out", os.path.join(d, "secrets.jsonl")] + extra, env)
+        req, thr = sb.stats()
+        s = sb.call("GET", "/_sandbox/stats")
+        peak = max([v for r, v in s.get("peakInFlightByRoute", {}).items()
+                    if r.startswith("PATCH ") or "resetPassword" in r] or [0])
+        quota_writes, window = math.ceil(3000 / k), 150.0 / k
+        verify = math.ceil(math.ceil(ch / 20) / RESET_CONCURRENCY) * RESET_MS / 1000
+        floor = ((ch - 1) // quota_writes) * window + RESET_MS / 1000 + verify
+        m = re.search(r"(\d+) changed and verified", out)
+        row("resets (%s) under the write quota (%s)" % (method, throttle), users + 1, len(plain), ch,
+            req, thr, wall, floor, rss,
+            "%s verified; peak %d resets in flight; 429s: %.2f%% of writes"
+            % (m.group(1) if m else "?", peak, 100.0 * thr / max(ch, 1)))
+    finally:
+        sb.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def keep_changes(plan_file, directory, keep):
     """Rewrites the desired state in `directory` to declare only the first `keep` users the plan
     changes (a saved plan cannot be trimmed: apply re-checks it against desired state)."""
@@ -364,7 +435,10 @@ def main():
     ap.add_argument("--quota-changes", default="3500,10000")
     ap.add_argument("--tenants", type=int, default=20)
     ap.add_argument("--tenant-users", type=int, default=2000)
-    ap.add_argument("--only", default="plan,scaling,quota,tenants")
+    ap.add_argument("--resets", default="3500", help="resets scenario sizes (issue 10, point 5)")
+    ap.add_argument("--reset-methods", default="patch,api",
+                    help="patch (generated passwords by PATCH), api (system-generated by resetPassword)")
+    ap.add_argument("--only", default="plan,scaling,quota,tenants,resets")
     a = ap.parse_args()
     only = set(a.only.split(","))
     work = tempfile.mkdtemp(prefix="pwdrift-bench-")
@@ -378,6 +452,10 @@ def main():
         if "quota" in only:
             for n in [int(x) for x in a.quota_changes.split(",") if x]:
                 scenario_quota(work, n, a.quota)
+        if "resets" in only:
+            for n in [int(x) for x in a.resets.split(",") if x]:
+                for method in [m for m in a.reset_methods.split(",") if m]:
+                    scenario_resets(work, n, a.quota, method)
     finally:
         print_table()
         shutil.rmtree(work, ignore_errors=True)

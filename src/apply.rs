@@ -6,9 +6,13 @@
 //!    tenant fails the run with nothing changed.
 //! 2. Per tenant, flag changes go out as `PATCH /users/{id}` inside `$batch` requests of 20, and
 //!    cloud-user resets as single non-idempotent PATCHes; both force flags are always explicit (an
-//!    omitted flag next to a password may default to true in Graph). Synced users are reset
-//!    through the delegated-only resetPassword API and the long-running operation is polled
-//!    through its `Location` to a terminal status.
+//!    omitted flag next to a password may default to true in Graph). Synced users (and
+//!    system-generated passwords) are reset through the delegated-only resetPassword API and the
+//!    long-running operation is polled through its `Location` to a terminal status; when the plan
+//!    wants other flags than the ones resetPassword leaves, a flags PATCH follows. The resets run
+//!    concurrently ([`Shared::resets_at_once`] in progress, operations polled side by side), next
+//!    to the flag batches; every request is admitted by the tenant's pacer (in-flight limit and
+//!    write quotas), a reset *before* its intent is recorded.
 //! 3. A reset whose response was lost (transport error, 5xx) is not sent again blindly: the
 //!    user's `lastPasswordChangeDateTime` is read first (for a while: reads can lag), and the
 //!    reset is repeated, with the same password, only if it did not land.
@@ -19,21 +23,25 @@
 //! one the moment the 202 body is read, and the outcome after. An ambiguous answer (a lost
 //! response, any 5xx, a failed poll) is resolved by reading the user back; a retry sends the
 //! same password. Entries an interrupted run left pending are resolved ([`resolve_pending`])
-//! before the next run plans. A [`Cancel`] (the first SIGINT/SIGTERM) stops new writes; the
-//! writes in flight finish and are recorded. Passwords reach nothing but that file.
+//! before the next run plans. The file is shared by the concurrent writes ([`SharedSecrets`]: a
+//! mutex held only while one record is appended and fsync'd). A [`Cancel`] (the first
+//! SIGINT/SIGTERM) stops new writes; the writes in flight finish and are recorded, and the
+//! [`Ledger`] says where every user stands should the run have to stop before they do.
+//! Passwords reach nothing but that file.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PasswordSource;
-use crate::graph::client::{GraphClient, GraphError};
+use crate::graph::client::{GraphClient, GraphError, WriteSlot};
 use crate::graph::model::{ForceFlags, OperationStatus, PasswordProfile};
 use crate::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
 use crate::secrets::{Method, Outcome, SecretsFile};
@@ -260,20 +268,155 @@ fn profile(flags: ForceFlags, password: Option<SecretString>) -> PasswordProfile
 /// Progress callback: called once per user when its write finished (ok or not).
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
-/// Set by the first SIGINT/SIGTERM: no new write starts; writes in flight finish and their
-/// outcomes are recorded.
+/// Set by the first SIGINT/SIGTERM: no new write starts (writes waiting for their turn give it
+/// up at once); writes in flight finish and their outcomes are recorded.
 #[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
 
 impl Cancel {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.flag.load(Ordering::SeqCst)
+    }
+
+    /// Completes once [`Cancel::cancel`] was called.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            // registered before the flag is read, so a cancel in between is not missed
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
+
+/// The secrets file of a run, shared by its concurrent writes. The lock is held only while one
+/// record is appended and fsync'd, never across a request.
+pub type SharedSecrets = Mutex<Option<SecretsFile>>;
+
+/// Where each user of a run stands, written by the concurrent writes as they go and read when
+/// the run must stop before its end (the grace after a signal expired): a user is in flight from
+/// the moment its intent is recorded (its write may be on the wire), written once Graph
+/// acknowledged it, and done with its final result.
+#[derive(Debug, Default)]
+pub struct Ledger(Mutex<HashMap<(String, String), Stage>>);
+
+#[derive(Debug)]
+enum Stage {
+    InFlight,
+    Written,
+    Done(Box<UserResult>),
+}
+
+/// The hint of a user whose write's outcome is unknown.
+const UNKNOWN_HINT: &str = "run apply again with --secrets-append and the same --secrets-out \
+     file: it resolves this entry (reads the user back) before planning anything else";
+
+impl Ledger {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Stage>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, tenant: &str, user_id: &str, stage: Stage) {
+        self.lock()
+            .insert((tenant.to_owned(), user_id.to_owned()), stage);
+    }
+
+    /// Records a final result and returns it.
+    fn done(&self, r: UserResult) -> UserResult {
+        self.set(&r.tenant, &r.user_id, Stage::Done(Box::new(r.clone())));
+        r
+    }
+
+    /// Every user of `plan`, in plan order, as it stands now: a finished user as it ended; a
+    /// write in flight (sent, or about to be) as `unknown`, with the hint to resolve it; a write
+    /// Graph acknowledged but not yet read back as `unknown` too (it was not verified); every
+    /// other change as `not_started`.
+    pub fn snapshot(&self, plan: &Plan, why: &str) -> Vec<UserResult> {
+        let stages = self.lock();
+        let mut out = Vec::new();
+        for t in &plan.tenants {
+            for u in &t.users {
+                let stage = stages.get(&(t.tenant.clone(), u.user_id.clone()));
+                out.push(match (stage, &u.action) {
+                    (Some(Stage::Done(r)), _) => (**r).clone(),
+                    (_, Action::NoChange { .. }) => result(t, u, Status::Unchanged, None),
+                    (_, Action::Blocked { detail, .. }) => {
+                        result(t, u, Status::Blocked, Some(detail.clone()))
+                    }
+                    (Some(Stage::InFlight), _) => {
+                        let mut r = result(
+                            t,
+                            u,
+                            Status::Unknown,
+                            Some(format!("the write was in flight when {why}")),
+                        );
+                        r.hint = Some(UNKNOWN_HINT.into());
+                        r
+                    }
+                    (Some(Stage::Written), _) => {
+                        let mut r = result(
+                            t,
+                            u,
+                            Status::Unknown,
+                            Some(format!(
+                                "written (Graph acknowledged it) but not yet read back when {why}"
+                            )),
+                        );
+                        r.hint = Some(
+                            "run `pwdrift plan` with the same desired state: it shows whether the \
+                             change holds"
+                                .into(),
+                        );
+                        r
+                    }
+                    (None, _) => result(
+                        t,
+                        u,
+                        Status::NotStarted,
+                        Some(format!("not written: {why} before this change was started")),
+                    ),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// What the tenants of one apply share.
+pub struct Shared<'a> {
+    /// every reset password of the plan, resolved before anything was written
+    pub passwords: &'a ResolvedPasswords,
+    /// the write-ahead secrets file (see [`crate::secrets`])
+    pub secrets: &'a SharedSecrets,
+    /// set by the first SIGINT/SIGTERM: no new write starts
+    pub cancel: &'a Cancel,
+    /// where each user stands, for a run stopped before its end
+    pub ledger: &'a Ledger,
+    pub progress: Progress<'a>,
+    /// password resets in progress at once per tenant (sent, being polled or read back); the
+    /// requests themselves are bounded by the client's in-flight limit and write pacing
+    pub resets_at_once: usize,
+}
+
+/// How many password resets of one tenant are in progress at once, per request the client may
+/// have in flight (`--concurrency`): a resetPassword operation spends most of its time waiting
+/// between polls, holding no request slot, so several fit in each slot.
+pub const RESETS_PER_REQUEST_SLOT: usize = 4;
 
 /// Attempts of one password write with the same password (the first included).
 const WRITE_ATTEMPTS: u32 = 3;
@@ -287,22 +430,81 @@ enum WriteOutcome {
     Unknown(String),
 }
 
+/// One password write, from its start.
+enum Write {
+    /// the run was cancelled before it was admitted: nothing recorded, nothing sent
+    NotStarted,
+    /// nothing was sent (its intent could not be recorded first)
+    NotSent(String),
+    /// sent: the journal entry of its last attempt (if a file is kept) and what became of it
+    Sent(Option<u64>, WriteOutcome),
+}
+
 /// A write whose response does not say whether it took effect: a lost response (timeout,
 /// connection dropped after sending) or any 5xx.
 fn ambiguous(e: &GraphError) -> bool {
     e.outcome_unknown() || e.status().is_some_and(|s| s >= 500)
 }
 
-/// Records an outcome; a failure to record leaves the entry pending (the next run resolves it).
-fn record_outcome(
-    secrets: &mut Option<SecretsFile>,
-    seq: Option<u64>,
-    outcome: Outcome,
-    detail: Option<&str>,
-) {
-    if let (Some(f), Some(seq)) = (secrets.as_mut(), seq) {
-        if let Err(e) = f.outcome(seq, outcome, detail) {
-            tracing::warn!("cannot record an outcome in the secrets file: {e}");
+/// The shared secrets file, one record at a time (the lock is released before any request).
+struct Recorder<'a>(&'a SharedSecrets);
+
+impl Recorder<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<SecretsFile>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the intent (and a password pwdrift chose) and fsyncs, before the request is sent.
+    /// `Ok(None)` when no file is kept.
+    fn intent(
+        &self,
+        tenant: &str,
+        user: &UserPlan,
+        method: Method,
+        password: Option<&SecretString>,
+    ) -> Result<Option<u64>, crate::secrets::SecretsError> {
+        self.lock()
+            .as_mut()
+            .map(|f| {
+                f.intent(
+                    tenant,
+                    &user.user_id,
+                    &user.user_principal_name,
+                    method,
+                    password,
+                )
+            })
+            .transpose()
+    }
+
+    /// Records a password Microsoft generated, the moment the 202 body is read.
+    fn generated(
+        &self,
+        seq: Option<u64>,
+        password: &SecretString,
+    ) -> Result<(), crate::secrets::SecretsError> {
+        match (seq, self.lock().as_mut()) {
+            (Some(seq), Some(f)) => f.generated(seq, password),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records the operation's URL, so that an interrupted run's operation can be polled.
+    fn operation(&self, seq: Option<u64>, location: &str) {
+        if let (Some(seq), Some(f)) = (seq, self.lock().as_mut()) {
+            if let Err(e) = f.operation(seq, location) {
+                tracing::warn!("cannot record the operation in the secrets file: {e}");
+            }
+        }
+    }
+
+    /// Records an outcome; a failure to record leaves the entry pending (the next run resolves
+    /// it).
+    fn outcome(&self, seq: Option<u64>, outcome: Outcome, detail: Option<&str>) {
+        if let (Some(seq), Some(f)) = (seq, self.lock().as_mut()) {
+            if let Err(e) = f.outcome(seq, outcome, detail) {
+                tracing::warn!("cannot record an outcome in the secrets file: {e}");
+            }
         }
     }
 }
@@ -387,67 +589,46 @@ pub async fn resolve_pending<'a>(
 }
 
 /// Applies one tenant's part of a plan and verifies it, with the passwords resolved for the whole
-/// plan beforehand. Every password write is recorded in `secrets` before it is sent and its
-/// outcome after (see [`crate::secrets`]). Once `cancel` is set, no new write starts.
+/// plan beforehand. Flag changes go out in `$batch` requests while the password resets run
+/// concurrently, up to `run.resets_at_once` of them in progress; every request is admitted by
+/// the tenant's pacer (in-flight limit, write quotas). Every password write is recorded in the
+/// secrets file before it is sent and its outcome after (see [`crate::secrets`]). Once
+/// `run.cancel` is set, no new write starts. Results are in the tenant's plan order.
 pub async fn apply_tenant(
     clients: &TenantClients,
     tenant: &TenantPlan,
-    passwords: &ResolvedPasswords,
-    secrets: &mut Option<SecretsFile>,
-    cancel: &Cancel,
-    progress: Progress<'_>,
+    run: &Shared<'_>,
 ) -> Result<Vec<UserResult>, ApplyError> {
     let started = Utc::now();
     let name = tenant.tenant.as_str();
+    let ledger = run.ledger;
 
     // Passwords were resolved before anything was written; a generated one must have somewhere
     // to go.
     let generated = tenant
         .users
         .iter()
-        .filter(|u| passwords.get(tenant, u).is_some_and(|r| r.generated))
+        .filter(|u| run.passwords.get(tenant, u).is_some_and(|r| r.generated))
         .count();
-    if generated > 0 && secrets.is_none() {
+    if generated > 0 && Recorder(run.secrets).lock().is_none() {
         return Err(ApplyError::SecretsOutRequired { count: generated });
     }
-    let resolved = |u: &UserPlan| {
-        passwords
-            .get(tenant, u)
-            .expect("every reset of the plan was resolved")
-    };
 
     let mut results: Vec<UserResult> = Vec::new();
-    let mut written: Vec<&UserPlan> = Vec::new();
-    let not_started = |u: &UserPlan| {
-        result(
-            tenant,
-            u,
-            Status::NotStarted,
-            Some("not written: the run was interrupted".into()),
-        )
-    };
-
-    // 2a. PATCHes: flags, and resets of cloud users
     let mut flag_patches = Vec::new();
-    let mut reset_patches: Vec<&UserPlan> = Vec::new();
-    let mut api_resets: Vec<&UserPlan> = Vec::new();
+    let mut resets: Vec<&UserPlan> = Vec::new();
     for u in &tenant.users {
         match &u.action {
-            Action::NoChange { .. } => results.push(result(tenant, u, Status::Unchanged, None)),
+            Action::NoChange { .. } => {
+                results.push(ledger.done(result(tenant, u, Status::Unchanged, None)))
+            }
             Action::Blocked { detail, .. } => {
-                results.push(result(tenant, u, Status::Blocked, Some(detail.clone())))
+                results.push(ledger.done(result(tenant, u, Status::Blocked, Some(detail.clone()))))
             }
             Action::SetFlags { after, .. } => {
                 flag_patches.push((u.user_id.clone(), profile(*after, None)))
             }
-            Action::ResetPassword {
-                method: ResetMethod::PatchPasswordProfile,
-                ..
-            } => reset_patches.push(u),
-            Action::ResetPassword {
-                method: ResetMethod::ResetPasswordApi,
-                ..
-            } => api_resets.push(u),
+            Action::ResetPassword { .. } => resets.push(u),
         }
     }
     let by_id: HashMap<&str, &UserPlan> = tenant
@@ -456,116 +637,56 @@ pub async fn apply_tenant(
         .map(|u| (u.user_id.as_str(), u))
         .collect();
 
-    if !flag_patches.is_empty() {
-        if cancel.is_cancelled() {
+    // 2a. flags: PATCHes inside `$batch` requests
+    let flags = async {
+        let mut out: Vec<Settled> = Vec::new();
+        if flag_patches.is_empty() {
+            return out;
+        }
+        if run.cancel.is_cancelled() {
             for (id, _) in &flag_patches {
-                results.push(not_started(by_id[id.as_str()]));
+                out.push(Settled::Done(not_started(tenant, by_id[id.as_str()])));
             }
-        } else {
-            for (id, outcome) in clients
-                .app
-                .patch_password_profiles(name, flag_patches)
-                .await
-            {
-                let u = by_id[id.as_str()];
-                progress(&u.user_principal_name);
-                match outcome {
-                    Ok(()) => written.push(u),
-                    Err(e) => results.push(result(tenant, u, Status::Failed, Some(e.to_string()))),
-                }
-            }
+            return out;
         }
-    }
-
-    // 2b. resets by PATCH: recorded before sending, resolved by reading back when the response
-    // is lost, retried only with the same password
-    for u in reset_patches {
-        if cancel.is_cancelled() {
-            results.push(not_started(u));
-            continue;
+        for (id, _) in &flag_patches {
+            ledger.set(name, id, Stage::InFlight);
         }
-        let Action::ResetPassword { after, .. } = &u.action else {
-            unreachable!()
-        };
-        let r = resolved(u);
-        let pw = r
-            .password
-            .clone()
-            .expect("a PATCH reset has a password (systemGenerated goes through the API)");
-        let intent_at = Utc::now();
-        let seq = match secrets.as_mut().map(|f| {
-            f.intent(
-                name,
-                &u.user_id,
-                &u.user_principal_name,
-                Method::Patch,
-                r.generated.then_some(&pw),
-            )
-        }) {
-            None => None,
-            Some(Ok(seq)) => Some(seq),
-            Some(Err(e)) => {
-                results.push(result(
-                    tenant,
-                    u,
-                    Status::Failed,
-                    Some(format!("not sent: cannot record the password first: {e}")),
-                ));
-                continue;
-            }
-        };
-        let outcome = patch_reset(clients, name, u, *after, pw, intent_at).await;
-        progress(&u.user_principal_name);
-        settle(secrets, seq, outcome, tenant, u, &mut results, &mut written);
-    }
-
-    // 2c. resets through the delegated-only resetPassword API (synced users)
-    for u in api_resets {
-        if cancel.is_cancelled() {
-            results.push(not_started(u));
-            continue;
-        }
-        progress(&u.user_principal_name);
-        let Some(delegated) = clients.delegated.as_ref() else {
-            results.push(result(
-                tenant,
-                u,
-                Status::Failed,
-                Some("resetPassword needs a delegated sign-in (--delegated)".into()),
-            ));
-            continue;
-        };
-        let r = resolved(u);
-        let outcome = api_reset(clients, delegated, name, u, r, secrets).await;
-        let (seq, outcome) = match outcome {
-            Ok(v) => v,
-            Err(detail) => {
-                results.push(result(tenant, u, Status::Failed, Some(detail)));
-                continue;
-            }
-        };
-        // resetPassword leaves the flags at (force true, mfa false); when the plan wants others
-        // (the MFA variant, or a literal `forceChangePasswordNextSignIn: false`), they go out as
-        // a flags PATCH after the reset succeeded.
-        if let (WriteOutcome::Applied, Action::ResetPassword { after, .. }) = (&outcome, &u.action)
+        for (id, outcome) in clients
+            .app
+            .patch_password_profiles(name, flag_patches)
+            .await
         {
-            if *after
-                != (ForceFlags {
-                    force_change_password_next_sign_in: true,
-                    force_change_password_next_sign_in_with_mfa: false,
-                })
-            {
-                if let Err(e) = clients
-                    .app
-                    .patch_password_profile_once(name, &u.user_id, profile(*after, None))
-                    .await
-                {
-                    // read-back verification reports the missing flag
-                    tracing::warn!(user = %u.user_principal_name, "flags after resetPassword: {e}");
-                }
-            }
+            let u = by_id[id.as_str()];
+            (run.progress)(&u.user_principal_name);
+            out.push(match outcome {
+                Ok(()) => Settled::Written(u),
+                Err(e) => Settled::Done(result(tenant, u, Status::Failed, Some(e.to_string()))),
+            });
         }
-        settle(secrets, seq, outcome, tenant, u, &mut results, &mut written);
+        out
+    };
+
+    // 2b. password resets, concurrently: each recorded before it is sent, resolved by reading
+    // back when its answer is ambiguous, retried only with the same password
+    let resets = futures_util::stream::iter(
+        resets
+            .into_iter()
+            .map(|u| reset_one(clients, tenant, u, run)),
+    )
+    .buffer_unordered(run.resets_at_once.max(1))
+    .collect::<Vec<Settled>>();
+
+    let (flags, resets) = tokio::join!(flags, resets);
+    let mut written: Vec<&UserPlan> = Vec::new();
+    for s in flags.into_iter().chain(resets) {
+        match s {
+            Settled::Written(u) => {
+                ledger.set(name, &u.user_id, Stage::Written);
+                written.push(u);
+            }
+            Settled::Done(r) => results.push(ledger.done(r)),
+        }
     }
 
     // 3. verify by reading back
@@ -586,68 +707,147 @@ pub async fn apply_tenant(
             Ok(v) => v,
             Err(e) => {
                 for u in written {
-                    results.push(result(
+                    results.push(ledger.done(result(
                         tenant,
                         u,
                         Status::Failed,
                         Some(format!(
                             "written, but could not be read back to verify: {e}"
                         )),
-                    ));
+                    )));
                 }
                 return Ok(sort(results, tenant));
             }
         };
         for u in written {
-            match verdicts.remove(&u.user_id).unwrap_or(Verdict::Missing) {
-                Verdict::Verified => results.push(result(tenant, u, Status::Verified, None)),
-                Verdict::Missing => results.push(result(
+            let r = match verdicts.remove(&u.user_id).unwrap_or(Verdict::Missing) {
+                Verdict::Verified => result(tenant, u, Status::Verified, None),
+                Verdict::Missing => result(
                     tenant,
                     u,
                     Status::Failed,
                     Some("the user could not be read back".into()),
-                )),
+                ),
                 Verdict::Mismatch { detail, hint } => {
                     let mut r = result(tenant, u, Status::Failed, Some(detail));
                     r.hint = Some(hint);
-                    results.push(r);
+                    r
                 }
-            }
+            };
+            results.push(ledger.done(r));
         }
     }
     Ok(sort(results, tenant))
 }
 
-/// Records a password write's outcome in the secrets file and the run's results.
-fn settle<'a>(
-    secrets: &mut Option<SecretsFile>,
-    seq: Option<u64>,
-    outcome: WriteOutcome,
+/// A user's write, settled: written (to be verified by reading back), or a final result.
+enum Settled<'a> {
+    Written(&'a UserPlan),
+    Done(UserResult),
+}
+
+fn not_started(tenant: &TenantPlan, u: &UserPlan) -> UserResult {
+    result(
+        tenant,
+        u,
+        Status::NotStarted,
+        Some("not written: the run was interrupted".into()),
+    )
+}
+
+/// What resetPassword leaves on the user: it forces a change at next sign-in, without MFA.
+const AFTER_RESET_PASSWORD_API: ForceFlags = ForceFlags {
+    force_change_password_next_sign_in: true,
+    force_change_password_next_sign_in_with_mfa: false,
+};
+
+/// One password reset, from its admission to its settled outcome (recorded in the journal).
+async fn reset_one<'a>(
+    clients: &TenantClients,
     tenant: &TenantPlan,
     u: &'a UserPlan,
-    results: &mut Vec<UserResult>,
-    written: &mut Vec<&'a UserPlan>,
-) {
-    match outcome {
+    run: &Shared<'_>,
+) -> Settled<'a> {
+    let Action::ResetPassword { method, after, .. } = &u.action else {
+        unreachable!("only resets are passed here")
+    };
+    let name = tenant.tenant.as_str();
+    let resolved = run
+        .passwords
+        .get(tenant, u)
+        .expect("every reset of the plan was resolved");
+    let write = match method {
+        ResetMethod::PatchPasswordProfile => {
+            patch_reset(clients, name, u, *after, resolved, run).await
+        }
+        ResetMethod::ResetPasswordApi => {
+            let Some(delegated) = clients.delegated.as_ref() else {
+                (run.progress)(&u.user_principal_name);
+                return Settled::Done(result(
+                    tenant,
+                    u,
+                    Status::Failed,
+                    Some("resetPassword needs a delegated sign-in (--delegated)".into()),
+                ));
+            };
+            api_reset(clients, delegated, name, u, resolved, run).await
+        }
+    };
+    let (seq, outcome) = match write {
+        Write::NotStarted => return Settled::Done(not_started(tenant, u)),
+        Write::NotSent(detail) => {
+            (run.progress)(&u.user_principal_name);
+            return Settled::Done(result(tenant, u, Status::Failed, Some(detail)));
+        }
+        Write::Sent(seq, outcome) => (seq, outcome),
+    };
+    let journal = Recorder(run.secrets);
+    let settled = match outcome {
         WriteOutcome::Applied => {
-            record_outcome(secrets, seq, Outcome::Applied, None);
-            written.push(u);
+            journal.outcome(seq, Outcome::Applied, None);
+            // resetPassword itself leaves `forceChangePasswordNextSignIn` set and the MFA
+            // variant clear; when the plan wants other flags, they go out as a flags PATCH
+            // after the reset succeeded.
+            let follow_up =
+                *method == ResetMethod::ResetPasswordApi && *after != AFTER_RESET_PASSWORD_API;
+            match follow_up {
+                false => Settled::Written(u),
+                true => match clients
+                    .app
+                    .patch_password_profile_once(name, &u.user_id, profile(*after, None))
+                    .await
+                {
+                    Ok(()) => Settled::Written(u),
+                    // whether it landed is for the read-back to tell
+                    Err(e) if ambiguous(&e) => {
+                        tracing::warn!(user = %u.user_principal_name, "flags after resetPassword: {e}");
+                        Settled::Written(u)
+                    }
+                    Err(e) => Settled::Done(result(
+                        tenant,
+                        u,
+                        Status::Failed,
+                        Some(format!(
+                            "the password was reset (and recorded), but the flags PATCH after it \
+                             failed, so the force-change flags are not as planned: {e}"
+                        )),
+                    )),
+                },
+            }
         }
         WriteOutcome::NotApplied(detail) => {
-            record_outcome(secrets, seq, Outcome::NotApplied, Some(&detail));
-            results.push(result(tenant, u, Status::Failed, Some(detail)));
+            journal.outcome(seq, Outcome::NotApplied, Some(&detail));
+            Settled::Done(result(tenant, u, Status::Failed, Some(detail)))
         }
         WriteOutcome::Unknown(detail) => {
-            record_outcome(secrets, seq, Outcome::Unknown, Some(&detail));
+            journal.outcome(seq, Outcome::Unknown, Some(&detail));
             let mut r = result(tenant, u, Status::Unknown, Some(detail));
-            r.hint = Some(
-                "run apply again with --secrets-append and the same --secrets-out file: it \
-                 resolves this entry (reads the user back) before planning anything else"
-                    .into(),
-            );
-            results.push(r);
+            r.hint = Some(UNKNOWN_HINT.into());
+            Settled::Done(r)
         }
-    }
+    };
+    (run.progress)(&u.user_principal_name);
+    settled
 }
 
 fn sort(mut results: Vec<UserResult>, tenant: &TenantPlan) -> Vec<UserResult> {
@@ -661,130 +861,201 @@ fn sort(mut results: Vec<UserResult>, tenant: &TenantPlan) -> Vec<UserResult> {
     results
 }
 
-/// PATCHes a new password. An ambiguous answer (lost response, any 5xx) is resolved by reading
-/// the user back (`lastPasswordChangeDateTime` at or after `since`, re-read for a while: reads
-/// can lag); only when it did not land is the PATCH sent again, with the same password.
+/// Waits for the tenant's pacer to admit one write (an in-flight slot, room in the write
+/// quotas), unless the run is cancelled first (`None`: the write is not started).
+async fn admit(client: &GraphClient, tenant: &str, cancel: &Cancel) -> Option<WriteSlot> {
+    if cancel.is_cancelled() {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => None,
+        slot = client.admit_write(tenant) => Some(slot),
+    }
+}
+
+/// What reading a user back says about a password write whose answer was ambiguous.
+enum ReadBack {
+    Landed,
+    NotLanded,
+    /// the user could not be read back: the detail says why, after what made it ambiguous
+    Unknown(String),
+}
+
+/// Resolves an ambiguous password write (a lost answer, a 5xx, a failed poll) by reading the
+/// user back: `lastPasswordChangeDateTime` at or after `since`, re-read for a while (reads can
+/// lag). `why` is what made it ambiguous.
+async fn read_back(
+    clients: &TenantClients,
+    tenant: &str,
+    user: &UserPlan,
+    since: DateTime<Utc>,
+    why: &str,
+) -> ReadBack {
+    match verify::password_changed_since(
+        &clients.app,
+        tenant,
+        &user.user_id,
+        since,
+        clients.verify_timeout,
+    )
+    .await
+    {
+        Ok(true) => ReadBack::Landed,
+        Ok(false) => ReadBack::NotLanded,
+        Err(read) => ReadBack::Unknown(format!(
+            "{why}; and the user could not be read back: {read}"
+        )),
+    }
+}
+
+/// PATCHes a new password: admitted by the pacer first, then recorded (fsync'd), then sent. An
+/// ambiguous answer (lost response, any 5xx) is resolved by reading the user back; only when it
+/// did not land is the PATCH sent again, with the same password.
 async fn patch_reset(
     clients: &TenantClients,
     tenant: &str,
     user: &UserPlan,
     after: ForceFlags,
-    password: SecretString,
-    since: DateTime<Utc>,
-) -> WriteOutcome {
+    resolved: &ResolvedReset,
+    run: &Shared<'_>,
+) -> Write {
+    let password = resolved
+        .password
+        .clone()
+        .expect("a PATCH reset has a password (systemGenerated goes through the API)");
+    let Some(slot) = admit(&clients.app, tenant, run.cancel).await else {
+        return Write::NotStarted;
+    };
+    let since = Utc::now();
+    let seq = match Recorder(run.secrets).intent(
+        tenant,
+        user,
+        Method::Patch,
+        resolved.generated.then_some(&password),
+    ) {
+        Ok(seq) => seq,
+        Err(e) => {
+            return Write::NotSent(format!("not sent: cannot record the password first: {e}"))
+        }
+    };
+    run.ledger.set(tenant, &user.user_id, Stage::InFlight);
+    let mut slot = Some(slot);
     let mut last = String::new();
     for attempt in 1..=WRITE_ATTEMPTS {
         let sent = clients
             .app
-            .patch_password_profile_once(
+            .patch_password_profile_in(
                 tenant,
                 &user.user_id,
                 profile(after, Some(password.clone())),
+                slot.take(),
             )
             .await;
         match sent {
-            Ok(()) => return WriteOutcome::Applied,
+            Ok(()) => return Write::Sent(seq, WriteOutcome::Applied),
             Err(e) if ambiguous(&e) => {
                 tracing::warn!(user = %user.user_principal_name, attempt, "reset answer lost or 5xx; reading the user back before any repeat: {e}");
-                match verify::password_changed_since(
-                    &clients.app,
-                    tenant,
-                    &user.user_id,
-                    since,
-                    clients.verify_timeout,
-                )
-                .await
-                {
-                    Ok(true) => return WriteOutcome::Applied,
-                    Ok(false) => last = e.to_string(),
-                    Err(read) => {
-                        return WriteOutcome::Unknown(format!(
-                            "{e}; and the user could not be read back: {read}"
-                        ))
+                match read_back(clients, tenant, user, since, &e.to_string()).await {
+                    ReadBack::Landed => return Write::Sent(seq, WriteOutcome::Applied),
+                    ReadBack::NotLanded => last = e.to_string(),
+                    ReadBack::Unknown(detail) => {
+                        return Write::Sent(seq, WriteOutcome::Unknown(detail))
                     }
                 }
             }
-            Err(e) => return WriteOutcome::NotApplied(e.to_string()),
+            Err(e) => return Write::Sent(seq, WriteOutcome::NotApplied(e.to_string())),
         }
     }
-    WriteOutcome::Unknown(format!(
-        "{WRITE_ATTEMPTS} attempts with the same password, none confirmed: {last}"
-    ))
+    Write::Sent(
+        seq,
+        WriteOutcome::Unknown(format!(
+            "{WRITE_ATTEMPTS} attempts with the same password, none confirmed: {last}"
+        )),
+    )
 }
 
-/// Calls resetPassword, recording the intent first, the generated password the moment the 202
-/// body is read, then the operation's `Location`, and polls the operation. Ambiguity (a lost
-/// answer, a poll that fails, no `Location`) is resolved by reading the user back. A password
-/// pwdrift chose is retried as is; a system-generated one whose 202 was lost cannot be (it
-/// exists nowhere), so a new reset is sent and its own password recorded. `Err` when nothing was
-/// sent.
+/// Calls resetPassword: admitted by the pacer, then the intent recorded, then sent; the
+/// generated password is recorded the moment the 202 body is read, then the operation's
+/// `Location`, and the operation is polled. Ambiguity (a lost answer, a poll that fails, no
+/// `Location`) is resolved by reading the user back. A password pwdrift chose is retried as is;
+/// a system-generated one whose 202 was lost cannot be (it exists nowhere), so a new reset is
+/// sent and its own password recorded.
 async fn api_reset(
     clients: &TenantClients,
     client: &GraphClient,
     tenant: &str,
     user: &UserPlan,
     resolved: &ResolvedReset,
-    secrets: &mut Option<SecretsFile>,
-) -> Result<(Option<u64>, WriteOutcome), String> {
+    run: &Shared<'_>,
+) -> Write {
+    let journal = Recorder(run.secrets);
     let mut superseded: Option<u64> = None;
     let mut last = String::new();
     let mut last_seq = None;
     for attempt in 1..=WRITE_ATTEMPTS {
+        // a repeat belongs to a write already in flight: it is not given up on cancel
+        let slot = if attempt == 1 {
+            match admit(client, tenant, run.cancel).await {
+                Some(slot) => slot,
+                None => return Write::NotStarted,
+            }
+        } else {
+            client.admit_write(tenant).await
+        };
         let since = Utc::now();
-        let seq = match secrets.as_mut().map(|f| {
-            f.intent(
-                tenant,
-                &user.user_id,
-                &user.user_principal_name,
-                Method::ResetPasswordApi,
-                resolved
-                    .generated
-                    .then_some(resolved.password.as_ref())
-                    .flatten(),
-            )
-        }) {
-            None => None,
-            Some(Ok(seq)) => Some(seq),
-            Some(Err(e)) => {
-                return Err(format!("not sent: cannot record the reset first: {e}"));
+        let seq = match journal.intent(
+            tenant,
+            user,
+            Method::ResetPasswordApi,
+            resolved
+                .generated
+                .then_some(resolved.password.as_ref())
+                .flatten(),
+        ) {
+            Ok(seq) => seq,
+            Err(e) if attempt == 1 => {
+                return Write::NotSent(format!("not sent: cannot record the reset first: {e}"))
+            }
+            Err(e) => {
+                // the earlier attempt's entry stays pending: the next run resolves it
+                return Write::Sent(
+                    superseded.or(last_seq),
+                    WriteOutcome::Unknown(format!(
+                        "{last}; and the next attempt could not be recorded first: {e}"
+                    )),
+                );
             }
         };
+        run.ledger.set(tenant, &user.user_id, Stage::InFlight);
         if let Some(old) = superseded.take() {
             let detail = format!(
                 "its 202 answer was lost; replaced by entry {}",
                 seq.unwrap_or(0)
             );
-            record_outcome(secrets, Some(old), Outcome::Superseded, Some(&detail));
+            journal.outcome(Some(old), Outcome::Superseded, Some(&detail));
         }
         let sent = client
-            .reset_password(tenant, &user.user_id, resolved.password.clone())
+            .reset_password_in(tenant, &user.user_id, resolved.password.clone(), Some(slot))
             .await;
         let answer = match sent {
             Ok(a) => a,
             Err(e) if ambiguous(&e) => {
                 tracing::warn!(user = %user.user_principal_name, attempt, "resetPassword answer lost or 5xx; reading the user back: {e}");
-                let landed = verify::password_changed_since(
-                    &clients.app,
-                    tenant,
-                    &user.user_id,
-                    since,
-                    clients.verify_timeout,
-                )
-                .await;
+                let landed = read_back(clients, tenant, user, since, &e.to_string()).await;
                 match (landed, resolved.password.is_some()) {
-                    (Ok(true), true) => return Ok((seq, WriteOutcome::Applied)),
-                    (Ok(_), false) => {
+                    (ReadBack::Landed, true) => return Write::Sent(seq, WriteOutcome::Applied),
+                    (ReadBack::Landed | ReadBack::NotLanded, false) => {
                         // the service's password went with the lost answer: reset again
                         last = e.to_string();
                         superseded = seq;
                         continue;
                     }
-                    (Ok(false), true) => {
+                    (ReadBack::NotLanded, true) => {
                         last = e.to_string();
                         last_seq = seq;
                         if attempt < WRITE_ATTEMPTS {
-                            record_outcome(
-                                secrets,
+                            journal.outcome(
                                 seq,
                                 Outcome::NotApplied,
                                 Some("read back: not applied; sent again with the same password"),
@@ -792,37 +1063,27 @@ async fn api_reset(
                         }
                         continue;
                     }
-                    (Err(read), _) => {
-                        return Ok((
-                            seq,
-                            WriteOutcome::Unknown(format!(
-                                "{e}; and the user could not be read back: {read}"
-                            )),
-                        ))
+                    (ReadBack::Unknown(detail), _) => {
+                        return Write::Sent(seq, WriteOutcome::Unknown(detail))
                     }
                 }
             }
-            Err(e) => return Ok((seq, WriteOutcome::NotApplied(e.to_string()))),
+            Err(e) => return Write::Sent(seq, WriteOutcome::NotApplied(e.to_string())),
         };
         // The generated password, durably, before anything else can fail.
-        if let (Some(pw), Some(seq), Some(f)) = (&answer.generated_password, seq, secrets.as_mut())
-        {
-            if let Err(e) = f.generated(seq, pw) {
-                return Ok((
-                    Some(seq),
+        if let Some(pw) = &answer.generated_password {
+            if let Err(e) = journal.generated(seq, pw) {
+                return Write::Sent(
+                    seq,
                     WriteOutcome::Unknown(format!(
                         "the password was reset but the generated password could not be recorded: {e}; reset the user again"
                     )),
-                ));
+                );
             }
         }
         let polled = match &answer.location {
             Ok(location) => {
-                if let (Some(seq), Some(f)) = (seq, secrets.as_mut()) {
-                    if let Err(e) = f.operation(seq, location) {
-                        tracing::warn!("cannot record the operation in the secrets file: {e}");
-                    }
-                }
+                journal.operation(seq, location);
                 client
                     .poll_operation(tenant, location, OPERATION_TIMEOUT)
                     .await
@@ -830,64 +1091,135 @@ async fn api_reset(
             }
             Err(e) => Err(format!("no operation to poll: {e}")),
         };
-        return Ok((
-            seq,
-            match polled {
-                Ok(op) if op.status == OperationStatus::Succeeded => WriteOutcome::Applied,
-                Ok(op) if op.status == OperationStatus::Failed => {
-                    WriteOutcome::NotApplied(format!(
-                        "the resetPassword operation failed{}",
-                        op.status_detail
-                            .map(|d| format!(": {d}"))
-                            .unwrap_or_default()
-                    ))
+        let outcome = match polled {
+            Ok(op) if op.status == OperationStatus::Succeeded => WriteOutcome::Applied,
+            Ok(op) if op.status == OperationStatus::Failed => WriteOutcome::NotApplied(format!(
+                "the resetPassword operation failed{}",
+                op.status_detail
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            )),
+            other => {
+                let why = match other {
+                    Ok(op) => format!("the operation ended {:?}", op.status),
+                    Err(e) => e,
+                };
+                match read_back(clients, tenant, user, since, &why).await {
+                    ReadBack::Landed => WriteOutcome::Applied,
+                    ReadBack::NotLanded => WriteOutcome::Unknown(format!(
+                        "{why}; the password does not show as changed yet"
+                    )),
+                    ReadBack::Unknown(detail) => WriteOutcome::Unknown(detail),
                 }
-                other => {
-                    let why = match other {
-                        Ok(op) => format!("the operation ended {:?}", op.status),
-                        Err(e) => e,
-                    };
-                    match verify::password_changed_since(
-                        &clients.app,
-                        tenant,
-                        &user.user_id,
-                        since,
-                        clients.verify_timeout,
-                    )
-                    .await
-                    {
-                        Ok(true) => WriteOutcome::Applied,
-                        Ok(false) => WriteOutcome::Unknown(format!(
-                            "{why}; the password does not show as changed yet"
-                        )),
-                        Err(read) => WriteOutcome::Unknown(format!(
-                            "{why}; and the user could not be read back: {read}"
-                        )),
-                    }
-                }
-            },
-        ));
+            }
+        };
+        return Write::Sent(seq, outcome);
     }
     if let Some(old) = superseded {
         // the last attempt's answer was lost too: its outcome is unknown
-        return Ok((
+        return Write::Sent(
             Some(old),
             WriteOutcome::Unknown(format!(
                 "{WRITE_ATTEMPTS} resetPassword answers lost; the user's password may have changed to one nobody knows: reset it again ({last})"
             )),
-        ));
+        );
     }
-    Ok((
+    Write::Sent(
         last_seq,
         WriteOutcome::Unknown(format!(
             "{WRITE_ATTEMPTS} attempts with the same password, none confirmed: {last}"
         )),
-    ))
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user_plan(id: &str, action: Action) -> UserPlan {
+        UserPlan {
+            user_id: id.into(),
+            user_principal_name: format!("{id}@x"),
+            declared_at: vec![],
+            fingerprint: String::new(),
+            allow_privileged: false,
+            action,
+        }
+    }
+
+    /// A run stopped before its end reports every user of the plan, in plan order: finished
+    /// users as they ended, writes in flight or not yet read back as `unknown` (with a hint),
+    /// the other changes as `not_started`, and users with nothing to do as such even in a
+    /// tenant that had not started.
+    #[test]
+    fn a_ledger_snapshot_says_where_every_user_stands() {
+        let reset = || Action::ResetPassword {
+            method: ResetMethod::PatchPasswordProfile,
+            password: PasswordSource::Generate { length: 20 },
+            before: ForceFlags::default(),
+            after: ForceFlags::default(),
+            reason: String::new(),
+        };
+        let tenant = |name: &str, users: Vec<UserPlan>| TenantPlan {
+            tenant: name.into(),
+            tenant_id: name.into(),
+            users,
+            notes: vec![],
+        };
+        let t1 = tenant(
+            "t1",
+            vec![
+                user_plan("a", reset()),
+                user_plan("b", reset()),
+                user_plan("c", reset()),
+                user_plan("d", reset()),
+            ],
+        );
+        let t2 = tenant(
+            "t2",
+            vec![
+                user_plan("e", reset()),
+                user_plan(
+                    "f",
+                    Action::NoChange {
+                        reason: String::new(),
+                    },
+                ),
+            ],
+        );
+        let plan = Plan {
+            format_version: "3".into(),
+            pwdrift_version: "test".into(),
+            created_at: Utc::now(),
+            tenants: vec![t1.clone(), t2],
+            content_hash: None,
+            made_from: Default::default(),
+        };
+        let ledger = Ledger::default();
+        ledger.set("t1", "c", Stage::InFlight);
+        ledger.set("t1", "b", Stage::Written);
+        ledger.done(result(&t1, &t1.users[0], Status::Verified, None));
+        let got = ledger.snapshot(&plan, "stopped");
+        let statuses: Vec<(&str, Status)> =
+            got.iter().map(|r| (r.user_id.as_str(), r.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                ("a", Status::Verified),
+                ("b", Status::Unknown),
+                ("c", Status::Unknown),
+                ("d", Status::NotStarted),
+                ("e", Status::NotStarted),
+                ("f", Status::Unchanged),
+            ]
+        );
+        assert!(got[2].hint.as_deref().unwrap().contains("--secrets-append"));
+        assert!(got[1]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("not yet read back"));
+    }
 
     #[test]
     fn password_sources_resolve_before_writing() {

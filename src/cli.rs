@@ -356,7 +356,9 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
-    /// Parallel $batch requests in flight.
+    /// Requests in flight per tenant ($batch envelopes or single writes); password resets run
+    /// side by side, 4 in progress per request (a resetPassword operation mostly waits between
+    /// polls). Writes stay paced to Graph's write quotas.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
 }

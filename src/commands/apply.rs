@@ -15,7 +15,12 @@
 //! Passwords go through the write-ahead secrets file ([`crate::secrets`]); with
 //! `--secrets-append` the entries an interrupted run left pending are resolved before planning.
 //! The first SIGINT/SIGTERM during the writes stops new writes, lets those in flight finish (up
-//! to 10 s), records every outcome and exits 130/143; a second one exits at once.
+//! to 10 s), records every outcome and exits 130/143; if writes are still in flight after the
+//! 10 s, the report and the summary are written without them (`unknown`, their entries pending
+//! in the secrets file) before the exit. A second signal exits at once.
+//!
+//! Tenants are applied concurrently (see [`session::all_tenants`]), each paced by its own
+//! client; the results keep the plan's order.
 //!
 //! Exit 0 only if every change was applied and verified; 1 otherwise, with what failed and why
 //! (and which users need attention); 130 (SIGINT) or 143 (SIGTERM) when interrupted.
@@ -33,6 +38,20 @@ use crate::secrets::{OpenMode, SecretsFile};
 
 /// How long the writes in flight may take to finish after the first SIGINT/SIGTERM.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`GRACE`], or, for tests only, `PWDRIFT_SIGNAL_GRACE_MS` (so that a test of an expiring grace
+/// stays fast).
+fn grace() -> std::time::Duration {
+    std::env::var("PWDRIFT_SIGNAL_GRACE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(GRACE, std::time::Duration::from_millis)
+}
+
+/// "10 s", "0.3 s".
+fn seconds(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
 
 /// A closed stdout does not stop an apply: its output is dropped and the exit code still says
 /// whether every change was applied and verified.
@@ -438,27 +457,40 @@ async fn apply_plan(
 
     // From here on, the first SIGINT/SIGTERM stops new writes; a second one exits at once.
     let cancel = apply::Cancel::default();
+    let ledger = apply::Ledger::default();
+    let secrets = apply::SharedSecrets::new(secrets);
     let mut signals = Signals::install()?;
     let mut signalled: Option<ExitStatus> = None;
+    let grace = grace();
+    // true when the grace expired with writes still in flight: the run stops without them
+    let mut stopped = false;
     let users = {
-        let work = async {
-            let mut users = Vec::new();
-            for t in &plan.tenants {
+        let shared = apply::Shared {
+            passwords: &passwords,
+            secrets: &secrets,
+            cancel: &cancel,
+            ledger: &ledger,
+            progress: &tick,
+            resets_at_once: args.concurrency.max(1) * apply::RESETS_PER_REQUEST_SLOT,
+        };
+        let shared = &shared;
+        // tenants at once (each paced by its own client's quotas), results in plan order
+        let tenants: Vec<_> = plan
+            .tenants
+            .iter()
+            .map(|t| async move {
                 let ts = session
                     .tenant(&t.tenant)
                     .with_context(|| format!("no connection for tenant {}", t.tenant))?;
-                users.extend(
-                    apply::apply_tenant(&ts.clients, t, &passwords, &mut secrets, &cancel, &tick)
-                        .await?,
-                );
-            }
-            anyhow::Ok(users)
-        };
+                anyhow::Ok(apply::apply_tenant(&ts.clients, t, shared).await?)
+            })
+            .collect();
+        let work = session::all_tenants(tenants);
         tokio::pin!(work);
         let mut grace_end: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
-                users = &mut work => break users?,
+                users = &mut work => break users?.into_iter().flatten().collect::<Vec<_>>(),
                 sig = signals.next() => {
                     if let Some(code) = signalled {
                         printer.error("Second signal: exiting now. Writes in flight stay pending in the secrets file; run apply again with --secrets-append to resolve them.");
@@ -466,22 +498,30 @@ async fn apply_plan(
                     }
                     signalled = Some(sig);
                     cancel.cancel();
-                    grace_end = Some(tokio::time::Instant::now() + GRACE);
+                    grace_end = Some(tokio::time::Instant::now() + grace);
                     bar.suspend(|| printer.error(&format!(
-                        "{}: no new write starts; waiting up to {} s for the writes in flight, then recording every outcome (signal again to exit at once).",
+                        "{}: no new write starts; waiting up to {} for the writes in flight, then recording every outcome (signal again to exit at once).",
                         if sig == ExitStatus::Terminated { "SIGTERM" } else { "SIGINT" },
-                        GRACE.as_secs()
+                        seconds(grace)
                     )));
                 }
                 _ = sleep_until(grace_end), if grace_end.is_some() => {
-                    let code = signalled.unwrap_or(ExitStatus::Interrupted);
-                    printer.error(&format!("Writes in flight did not finish within {} s: exiting. Their entries stay pending in the secrets file; run apply again with --secrets-append to resolve them.", GRACE.as_secs()));
-                    std::process::exit(code as i32);
+                    stopped = true;
+                    bar.suspend(|| printer.error(&format!("Writes in flight did not finish within {}: stopping without them. Their entries stay pending in the secrets file; run apply again with --secrets-append to resolve them.", seconds(grace))));
+                    break ledger.snapshot(
+                        plan,
+                        &format!("the run was stopped ({} after the signal)", seconds(grace)),
+                    );
                 }
             }
         }
     };
     bar.finish_and_clear();
+    // no write is running any more (the ones still in flight when the grace expired were
+    // dropped above): the file is this task's again
+    let secrets = secrets
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
 
     let report = ApplyReport {
         format_version: apply::REPORT_FORMAT_VERSION.to_owned(),
@@ -508,6 +548,11 @@ async fn apply_plan(
         text = anstream::adapter::strip_str(&text).to_string();
     }
     out(printer, &text)?;
+    if stopped {
+        // writes were abandoned mid-flight: exit now rather than wait for anything they left
+        // behind in the runtime (the report and the summary are out)
+        std::process::exit(status as i32);
+    }
     Ok(status)
 }
 

@@ -803,21 +803,22 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
     let passwords = ResolvedPasswords::resolve(&plan).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.jsonl");
-    let mut secrets = Some(
+    let secrets: apply::SharedSecrets = Mutex::new(Some(
         SecretsFile::open(&path, OpenMode::CreateNew, vec![])
             .unwrap()
             .0,
-    );
-    let results = apply::apply_tenant(
-        &clients,
-        &tenant,
-        &passwords,
-        &mut secrets,
-        &Cancel::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    ));
+    let shared = apply::Shared {
+        passwords: &passwords,
+        secrets: &secrets,
+        cancel: &Cancel::default(),
+        ledger: &apply::Ledger::default(),
+        progress: &|_| {},
+        resets_at_once: 4,
+    };
+    let results = apply::apply_tenant(&clients, &tenant, &shared)
+        .await
+        .unwrap();
     assert_eq!(results[0].status, Status::Unknown, "{results:?}");
     assert!(results[0]
         .hint
@@ -852,4 +853,179 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
     drop(file);
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(Journal::parse(&path, &text).unwrap().pending().count(), 0);
+}
+
+/// After a successful resetPassword, a flags PATCH follows exactly when the planned flags differ
+/// from what resetPassword leaves (forceChangePasswordNextSignIn true, the MFA variant false):
+/// `after` = both false gets a PATCH setting both false; both true gets one too, and when Graph
+/// refuses it the user fails with that reason (the password is recorded and `applied`); the
+/// resetPassword defaults get none.
+#[tokio::test]
+async fn flags_follow_reset_password_when_the_plan_wants_other_flags() {
+    use pwdrift::apply::{self, Cancel, ResolvedPasswords, Status, TenantClients};
+    use pwdrift::graph::model::ForceFlags;
+    use pwdrift::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
+    use pwdrift::secrets::{Journal, OpenMode, Outcome, SecretsFile};
+
+    let flags = |f: bool, m: bool| ForceFlags {
+        force_change_password_next_sign_in: f,
+        force_change_password_next_sign_in_with_mfa: m,
+    };
+    // what each user is planned to end with
+    let planned: Vec<(&str, ForceFlags)> = vec![
+        ("u-1", flags(false, false)),
+        ("u-2", flags(true, true)),
+        ("u-3", flags(true, false)),
+    ];
+    let wanted: HashMap<String, ForceFlags> =
+        planned.iter().map(|(id, f)| (id.to_string(), *f)).collect();
+    let server = start(move |s, _| {
+        let segments: Vec<&str> = s.path.split('/').collect();
+        if s.method == "POST" && s.path.ends_with("/resetPassword") {
+            let id = segments[3];
+            let location = format!("/v1.0/users/{id}/authentication/operations/op-{id}");
+            return status_with(
+                202,
+                &[("Location", location.as_str()), ("Retry-After", "0")],
+                json!({"newPassword": CANARY_PASSWORD}),
+            );
+        }
+        if s.path.contains("/authentication/operations/") {
+            return status_with(200, &[], json!({"id": "op", "status": "succeeded"}));
+        }
+        if s.method == "PATCH" && s.path == "/v1.0/users/u-2" {
+            return status_with(
+                403,
+                &[],
+                json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges"}}),
+            );
+        }
+        if s.method == "PATCH" {
+            return Response::builder().status(204).body(Body::empty()).unwrap();
+        }
+        if s.path == "/v1.0/$batch" {
+            let body: Value = serde_json::from_str(&s.body).unwrap();
+            let responses: Vec<Value> = body["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let url = r["url"].as_str().unwrap();
+                    let id = url.trim_start_matches("/users/").split('?').next().unwrap();
+                    // what Graph shows after the writes: the planned flags, except u-2's
+                    let f = if id == "u-2" { flags(true, false) } else { wanted[id] };
+                    let mut u = user(id);
+                    u["lastPasswordChangeDateTime"] = json!(chrono::Utc::now().to_rfc3339());
+                    u["passwordProfile"] = json!({
+                        "forceChangePasswordNextSignIn": f.force_change_password_next_sign_in,
+                        "forceChangePasswordNextSignInWithMfa": f.force_change_password_next_sign_in_with_mfa,
+                    });
+                    json!({"id": r["id"], "status": 200, "body": u})
+                })
+                .collect();
+            return json_response(200, json!({ "responses": responses }));
+        }
+        json_response(404, json!({}))
+    })
+    .await;
+    let clients = TenantClients {
+        app: client(&server, |_| {}),
+        delegated: Some(client(&server, |_| {})),
+        verify_timeout: Duration::from_secs(2),
+    };
+    let tenant = TenantPlan {
+        tenant: TENANT.into(),
+        tenant_id: TENANT.into(),
+        users: planned
+            .iter()
+            .map(|(id, after)| UserPlan {
+                user_id: id.to_string(),
+                user_principal_name: format!("{id}@contoso.com"),
+                allow_privileged: false,
+                declared_at: vec![],
+                fingerprint: String::new(),
+                action: Action::ResetPassword {
+                    method: ResetMethod::ResetPasswordApi,
+                    password: pwdrift::config::PasswordSource::SystemGenerated,
+                    before: ForceFlags::default(),
+                    after: *after,
+                    reason: String::new(),
+                },
+            })
+            .collect(),
+        notes: vec![],
+    };
+    let plan = Plan {
+        format_version: "2".into(),
+        pwdrift_version: "test".into(),
+        created_at: chrono::Utc::now(),
+        tenants: vec![tenant.clone()],
+        content_hash: None,
+        made_from: Default::default(),
+    };
+    let passwords = ResolvedPasswords::resolve(&plan).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.jsonl");
+    let secrets: apply::SharedSecrets = Mutex::new(Some(
+        SecretsFile::open(&path, OpenMode::CreateNew, vec![])
+            .unwrap()
+            .0,
+    ));
+    let shared = apply::Shared {
+        passwords: &passwords,
+        secrets: &secrets,
+        cancel: &Cancel::default(),
+        ledger: &apply::Ledger::default(),
+        progress: &|_| {},
+        resets_at_once: 4,
+    };
+    let results = apply::apply_tenant(&clients, &tenant, &shared)
+        .await
+        .unwrap();
+    let status: Vec<(&str, Status)> = results
+        .iter()
+        .map(|r| (r.user_id.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("u-1", Status::Verified),
+            ("u-2", Status::Failed),
+            ("u-3", Status::Verified)
+        ],
+        "{results:?}"
+    );
+    let detail = results[1].detail.as_deref().unwrap();
+    assert!(detail.contains("flags PATCH"), "{detail}");
+    assert!(detail.contains("Insufficient privileges"), "{detail}");
+
+    let patches = |id: &str| -> Vec<Value> {
+        server
+            .seen_at(&format!("/v1.0/users/{id}"))
+            .iter()
+            .filter(|s| s.method == "PATCH")
+            .map(|s| serde_json::from_str(&s.body).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        patches("u-1"),
+        [json!({"passwordProfile": {
+            "forceChangePasswordNextSignIn": false,
+            "forceChangePasswordNextSignInWithMfa": false
+        }})]
+    );
+    assert_eq!(patches("u-2").len(), 1);
+    assert!(
+        patches("u-3").is_empty(),
+        "resetPassword's own flags: no PATCH"
+    );
+
+    // every password recorded, every reset `applied` (u-2's password did change)
+    drop(secrets);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let journal = Journal::parse(&path, &text).unwrap();
+    assert_eq!(journal.entries().count(), 3);
+    assert!(journal
+        .entries()
+        .all(|e| e.has_password && e.outcome == Some(Outcome::Applied)));
 }

@@ -458,19 +458,55 @@ fn reset_password_api_lost_answers_and_no_location_lose_no_password() {
     ]));
     let faults = sb.get("/_sandbox/stats")["faults"].clone();
     let text = std::fs::read_to_string(&secrets).unwrap();
-    let changed =
-        assert_every_changed_password_is_recorded(&before, &sb.hashes(), &text, None, "api");
-    assert_eq!(changed, 8, "{r:?}\n{faults}");
-    assert_eq!(r.code, 0, "{r:?}");
+    let journal = Journal::parse(&secrets, &text).unwrap();
+    // The one password nobody can know: a system-generated reset whose 202 answer was lost on
+    // every attempt (3 at 40%: about 6% per user, and the order of concurrent resets varies).
+    // Such a user must end `unknown` (still pending: the next run with --secrets-append
+    // resolves it) and be named as needing attention, failing the run; every other changed
+    // password must be recorded.
+    let unknown: Vec<_> = journal
+        .entries()
+        .filter(|e| e.outcome == Some(pwdrift::secrets::Outcome::Unknown))
+        .collect();
+    assert_eq!(
+        journal.pending().count(),
+        unknown.len(),
+        "no entry without an outcome"
+    );
+    let unknowable: BTreeSet<String> = unknown
+        .iter()
+        .filter(|e| !e.has_password)
+        .map(|e| e.user_principal_name.to_ascii_lowercase())
+        .collect();
+    let mut after = sb.hashes();
+    let mut before = before;
+    for e in &unknown {
+        let upn = e.user_principal_name.to_ascii_lowercase();
+        assert!(
+            r.stdout
+                .contains(&format!("{upn} (reset_password): OUTCOME UNKNOWN")),
+            "{upn} is named as needing attention: {r:?}"
+        );
+    }
+    for upn in &unknowable {
+        assert!(
+            cloud.iter().any(|c| c.eq_ignore_ascii_case(upn)),
+            "{upn}: not system-generated"
+        );
+        after.remove(upn);
+        before.remove(upn);
+    }
+    let changed = assert_every_changed_password_is_recorded(&before, &after, &text, None, "api");
+    assert_eq!(changed, 8 - unknowable.len(), "{r:?}\n{faults}");
+    assert_eq!(r.code, if unknown.is_empty() { 0 } else { 1 }, "{r:?}");
     assert!(text.contains("\"event\":\"generated\""), "{faults}");
     let lost = faults["lost_504"].as_u64().unwrap() + faults["lost_dropped"].as_u64().unwrap();
     assert!(lost > 0, "answers were lost: {faults}");
     eprintln!(
-        "resetPassword path: {lost} lost answers, {} superseded entries",
-        text.matches("\"outcome\":\"superseded\"").count()
+        "resetPassword path: {lost} lost answers, {} superseded entries, {} unknowable",
+        text.matches("\"outcome\":\"superseded\"").count(),
+        unknowable.len()
     );
-    let journal = Journal::parse(&secrets, &text).unwrap();
-    assert_eq!(journal.pending().count(), 0);
     assert!(planned_resets(&sb, dir.path(), &desired).is_empty());
 }
 
@@ -570,8 +606,8 @@ fn sigint_stops_new_writes_and_records_every_outcome() {
     assert_eq!(changed, users.len());
 }
 
-/// A second signal exits at once (exit 143 for SIGTERM), without waiting for the write in flight;
-/// whatever was in flight stays pending in the secrets file for the next run.
+/// A second signal exits at once (exit 143 for SIGTERM), without waiting for the writes in
+/// flight; whatever was in flight stays pending in the secrets file for the next run.
 #[cfg(unix)]
 #[test]
 fn a_second_signal_exits_at_once() {
@@ -618,11 +654,11 @@ fn a_second_signal_exits_at_once() {
         "did not wait for the write in flight: {:?}",
         signalled.elapsed()
     );
+    // every write started was in flight (the answers take 1.5 s): all of them stay pending
     let text = std::fs::read_to_string(&secrets).unwrap();
-    assert_eq!(
-        Journal::parse(&secrets, &text).unwrap().pending().count(),
-        1
-    );
+    let journal = Journal::parse(&secrets, &text).unwrap();
+    assert!(journal.pending().count() >= 1);
+    assert_eq!(journal.pending().count(), journal.entries().count());
 }
 
 /// SIGKILL at deterministic pseudo-random moments, 20 times, against one sandbox that also loses
@@ -805,4 +841,312 @@ fn secrets_recipient_encrypts_every_password() {
         "age1notarecipient",
     ]));
     assert_eq!(r.code, 1, "{r:?}");
+}
+
+/// The most requests seen in flight at once on the routes `matching` picks, from the sandbox's
+/// stats.
+fn peak_in_flight(sb: &InProc, matching: impl Fn(&str) -> bool) -> u64 {
+    sb.get("/_sandbox/stats")["peakInFlightByRoute"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| matching(route))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Password resets run side by side (issue 10, point 5): PATCH resets of cloud users and
+/// resetPassword operations of synced users (pwdrift's password) and of cloud users
+/// (system-generated), against a sandbox with 100 ms per answer. The sandbox saw more than one of
+/// each in flight at once (counted, not timed); every user was written exactly once, every
+/// password is in the secrets file and nothing is pending.
+#[test]
+fn resets_run_concurrently_and_every_password_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = InProc::start(dir.path(), 80, "100", None);
+    let patched = sb.plain_users(12);
+    let synced = sb.users_where(4, true);
+    let system: Vec<String> = sb.plain_users(16)[12..].to_vec();
+    let mut generated = patched.clone();
+    generated.extend(synced.iter().cloned());
+    let desired = sb.desired_with(dir.path(), &generated, &system);
+    let before = sb.hashes();
+    let secrets = dir.path().join("secrets.jsonl");
+    let r = run(sb.pwdrift_delegated().args([
+        "apply",
+        &desired,
+        "--delegated",
+        "--auto-approve",
+        "--force",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let patches = peak_in_flight(&sb, |route| route.starts_with("PATCH "));
+    let resets = peak_in_flight(&sb, |route| {
+        route.starts_with("POST ") && route.contains("resetPassword")
+    });
+    assert!(patches > 1, "PATCH resets overlapped: peak {patches}");
+    assert!(resets > 1, "resetPassword calls overlapped: peak {resets}");
+    let stats = sb.get("/_sandbox/stats");
+    for u in &patched {
+        assert_eq!(stats["patchesPerUser"][u], 1, "{u} written once: {stats}");
+    }
+    for u in synced.iter().chain(&system) {
+        assert_eq!(stats["resetsPerUser"][u], 1, "{u} reset once: {stats}");
+        assert!(stats["patchesPerUser"].get(u).is_none(), "{u}: {stats}");
+    }
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    let changed =
+        assert_every_changed_password_is_recorded(&before, &sb.hashes(), &text, None, "overlap");
+    assert_eq!(changed, 20, "{r:?}");
+    assert_eq!(
+        Journal::parse(&secrets, &text).unwrap().pending().count(),
+        0
+    );
+    assert!(r.stdout.contains("20 password(s) recorded in"), "{r:?}");
+    eprintln!("peak in flight: {patches} PATCH resets, {resets} resetPassword calls");
+}
+
+/// The grace after the first signal expires with writes still in flight (every answer takes
+/// 1.5 s, the grace is cut to 300 ms for the test): the report and the summary are still written
+/// before the exit (143): the writes in flight as `unknown` with the hint to resume, the others
+/// `not_started`; the secrets file holds an entry for exactly the writes in flight, pending.
+#[cfg(unix)]
+#[test]
+fn an_expired_grace_still_writes_the_report_and_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = InProc::start(dir.path(), 40, "1500", None);
+    let users = sb.plain_users(6);
+    let desired = sb.desired(dir.path(), &users);
+    let secrets = dir.path().join("secrets.jsonl");
+    let report = dir.path().join("report.json");
+    let child = sb
+        .pwdrift()
+        .env("PWDRIFT_SIGNAL_GRACE_MS", "300")
+        .args([
+            "apply",
+            &desired,
+            "--auto-approve",
+            "--force",
+            "--concurrency",
+            "2",
+            "--secrets-out",
+            secrets.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&secrets).is_ok_and(|t| t.contains("\"event\":\"intent\"")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "apply did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // the PATCHes are in flight for 1.5 s; the grace ends after 0.3 s
+    std::thread::sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
+    assert!(
+        // waiting for the writes would take their answer and a read-back: about 3 s
+        signalled.elapsed() < Duration::from_millis(2500),
+        "stopped at the end of the grace, not after the writes: {:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        stderr.contains("Writes in flight did not finish within 0.3 s"),
+        "{stderr}"
+    );
+
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    let journal = Journal::parse(&secrets, &text).unwrap();
+    let in_flight: BTreeSet<String> = journal
+        .pending()
+        .map(|e| e.user_principal_name.clone())
+        .collect();
+    assert_eq!(journal.entries().count(), in_flight.len(), "all pending");
+    assert!(!in_flight.is_empty());
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rows = doc["users"].as_array().unwrap();
+    assert_eq!(rows.len(), users.len(), "{doc}");
+    // every user of the plan, once, in the plan's order (the plan sorts them)
+    let upns: Vec<String> = rows
+        .iter()
+        .map(|u| u["user_principal_name"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted = users.clone();
+    sorted.sort();
+    assert_eq!(upns, sorted);
+    for row in rows {
+        let upn = row["user_principal_name"].as_str().unwrap();
+        if in_flight.contains(upn) {
+            assert_eq!(row["status"], "unknown", "{row}");
+            assert!(
+                row["hint"].as_str().unwrap().contains("--secrets-append"),
+                "{row}"
+            );
+            assert!(
+                row["detail"].as_str().unwrap().contains("in flight"),
+                "{row}"
+            );
+        } else {
+            assert_eq!(row["status"], "not_started", "{row}");
+        }
+    }
+    assert!(stdout.contains("Apply interrupted by SIGTERM"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} unknown", in_flight.len())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{} change(s) were not started",
+            users.len() - in_flight.len()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Needs attention (outcome unknown)"),
+        "{stdout}"
+    );
+}
+
+/// Tenants are applied side by side (issue 10, point 6): three generated tenants, three password
+/// resets each, `--concurrency 1` (one request in flight per tenant) and 100 ms per answer. The
+/// sandbox saw more than one PATCH in flight at once, which only tenants overlapping can do; the
+/// report lists the users in the plan's order; every password is recorded.
+#[test]
+fn tenants_are_applied_concurrently_in_plan_order() {
+    let sb = crate::common::Sandbox::start(&[
+        "--generate",
+        "25",
+        "--generate-tenants",
+        "3",
+        "--throttle",
+        "off",
+        "--latency",
+        "100",
+        "--rng-seed",
+        "9",
+    ]);
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let dir = tempfile::tempdir().unwrap();
+    let desired = dir.path().join("desired");
+    std::fs::create_dir(&desired).unwrap();
+    let mut users = BTreeSet::new();
+    for (i, t) in state["tenants"].as_array().unwrap().iter().enumerate() {
+        let mut text = format!(
+            "version: 1\ntenant: {}\nusers:\n",
+            t["initialDomain"].as_str().unwrap()
+        );
+        for u in t["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| {
+                u["onPremisesSyncEnabled"] != true
+                    && u["privileged"] == false
+                    && u["userType"] == "Member"
+                    && u["federatedDomain"] != true
+            })
+            .take(3)
+        {
+            let upn = u["userPrincipalName"].as_str().unwrap();
+            users.insert(upn.to_ascii_lowercase());
+            text.push_str(&format!(
+                "  - user: {upn}\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: {{ generate: {{ length: 16 }} }}\n"
+            ));
+        }
+        write(&desired, &format!("t{i}.yaml"), &text);
+    }
+    assert_eq!(users.len(), 9);
+    let plan_file = dir.path().join("plan.json");
+    let r = run(sb.pwdrift().args([
+        "plan",
+        desired.to_str().unwrap(),
+        "--out",
+        plan_file.to_str().unwrap(),
+    ]));
+    assert!(r.code == 0 || r.code == 2, "{r:?}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let plan_order: Vec<(String, String)> = plan["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            t["users"].as_array().unwrap().iter().map(|u| {
+                (
+                    t["tenant"].as_str().unwrap().to_owned(),
+                    u["user_id"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+        .collect();
+    let secrets = dir.path().join("secrets.jsonl");
+    let report = dir.path().join("report.json");
+    sb.call("POST", "/_sandbox/reset-stats", None);
+    let r = run(sb.pwdrift().args([
+        "apply",
+        plan_file.to_str().unwrap(),
+        "--auto-approve",
+        "--force",
+        "--concurrency",
+        "1",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let peak = stats["peakInFlightByRoute"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.starts_with("PATCH "))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        peak > 1,
+        "tenants overlapped: peak {peak} PATCHes in flight"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report_order: Vec<(String, String)> = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["tenant"].as_str().unwrap().to_owned(),
+                u["user_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(report_order, plan_order);
+    assert!(doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["status"] == "verified"));
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    let recorded: BTreeSet<String> = read_passwords(&text, None)
+        .unwrap()
+        .into_iter()
+        .map(|(_, upn, _)| upn.to_ascii_lowercase())
+        .collect();
+    assert_eq!(recorded, users);
 }

@@ -2,8 +2,10 @@
 //! can assert what happened:
 //!
 //! - `GET /_sandbox/stats`: request counts by method + route template and status, the number of
-//!   429s, resetPassword calls per user, PATCHes per user;
-//! - `POST /_sandbox/reset-stats`: zeroes them;
+//!   429s, resetPassword calls per user, PATCHes per user, and the peak number of requests in
+//!   flight at once (all Graph and token requests, and per method + route template), so that a
+//!   test can show that writes overlap without timing them;
+//! - `POST /_sandbox/reset-stats`: zeroes them (a peak restarts from what is in flight now);
 //! - `GET /_sandbox/state` (optional `?user=UPN|id`): the current directory: users with their
 //!   flags, policies, `lastPasswordChangeDateTime`, SIDs, roles, `privileged` (holds a role in
 //!   any way, eligible included, or is in a role-assignable group), `userType`,
@@ -46,6 +48,53 @@ pub struct Stats {
     pub resets_per_user: BTreeMap<String, u64>,
     /// passwordProfile PATCHes answered 204, by UPN.
     pub patches_per_user: BTreeMap<String, u64>,
+    /// The most requests in flight at once (arrived, not yet answered, added latency included),
+    /// over every route.
+    pub peak_in_flight: u64,
+    /// The same, by "METHOD /path/{}/shape" ([`path_shape`]; a `$batch` counts as its envelope).
+    pub peak_in_flight_by_route: BTreeMap<String, u64>,
+    /// Requests in flight now (kept across `reset-stats`).
+    #[serde(skip)]
+    in_flight: u64,
+    #[serde(skip)]
+    in_flight_by_route: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    fn enter(&mut self, key: &str) {
+        self.in_flight += 1;
+        self.peak_in_flight = self.peak_in_flight.max(self.in_flight);
+        let n = self.in_flight_by_route.entry(key.to_owned()).or_default();
+        *n += 1;
+        let n = *n;
+        let peak = self
+            .peak_in_flight_by_route
+            .entry(key.to_owned())
+            .or_default();
+        *peak = (*peak).max(n);
+    }
+
+    fn leave(&mut self, key: &str) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(n) = self.in_flight_by_route.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight_by_route.remove(key);
+            }
+        }
+    }
+}
+
+/// Counts a request out of flight when dropped: answered, or abandoned by its client.
+struct InFlight {
+    state: AppState,
+    key: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.stats().leave(&self.key);
+    }
 }
 
 /// Middleware: counts every response by route template and status.
@@ -70,6 +119,44 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
         stats.throttled += 1;
     }
     resp
+}
+
+/// Middleware, outermost (outside the latency and faults, so that a request's added latency
+/// counts as time in flight): counts the requests in flight, over all and by method and path
+/// shape ([`path_shape`]). The observation endpoints are not counted; `$batch` members are not
+/// seen here (their envelope is).
+pub async fn in_flight(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/_sandbox") {
+        return next.run(req).await;
+    }
+    let key = format!("{} {}", req.method(), path_shape(path));
+    state.stats().enter(&key);
+    let _guard = InFlight { state, key };
+    next.run(req).await
+}
+
+/// A Graph path with its identifiers replaced by `{}` (every segment after the version that
+/// holds a digit, `@` or `%`): `/v1.0/users/{}/authentication/methods/{}/resetPassword`. Any
+/// other path (the token endpoint) is `(token or other)`.
+pub fn path_shape(path: &str) -> String {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let version = segments.next().unwrap_or_default();
+    if version != "v1.0" && version != "beta" {
+        return "(token or other)".into();
+    }
+    let mut shape = format!("/{version}");
+    for s in segments {
+        shape.push('/');
+        if s.chars()
+            .any(|c| c.is_ascii_digit() || c == '@' || c == '%')
+        {
+            shape.push_str("{}");
+        } else {
+            shape.push_str(s);
+        }
+    }
+    shape
 }
 
 /// `GET /_sandbox/stats`.
@@ -119,7 +206,16 @@ pub async fn other_apps_writes(
 
 /// `POST /_sandbox/reset-stats`.
 pub async fn reset_stats(State(state): State<AppState>) -> StatusCode {
-    *state.stats() = Stats::default();
+    let mut stats = state.stats();
+    let in_flight = stats.in_flight;
+    let by_route = std::mem::take(&mut stats.in_flight_by_route);
+    *stats = Stats {
+        peak_in_flight: in_flight,
+        peak_in_flight_by_route: by_route.clone(),
+        in_flight,
+        in_flight_by_route: by_route,
+        ..Stats::default()
+    };
     StatusCode::NO_CONTENT
 }
 
@@ -273,4 +369,40 @@ pub async fn devicelogin() -> impl IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "pwdrift sandbox: approve a device code with\n  POST /_sandbox/devicecode/approve {\"user_code\": \"...\", \"username\": \"admin@contoso.com\"}\nor name a deviceCodeAutoApprove user in the seed.\n",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_shapes_hide_identifiers() {
+        assert_eq!(
+            path_shape("/v1.0/users/alice@contoso.com/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword"),
+            "/v1.0/users/{}/authentication/methods/{}/resetPassword"
+        );
+        assert_eq!(path_shape("/beta/users/u1"), "/beta/users/{}");
+        assert_eq!(path_shape("/v1.0/$batch"), "/v1.0/$batch");
+        assert_eq!(path_shape("/tid/oauth2/v2.0/token"), "(token or other)");
+    }
+
+    #[test]
+    fn peaks_count_overlap_per_shape_and_survive_in_flight_requests() {
+        let mut s = Stats::default();
+        s.enter("PATCH a");
+        s.enter("PATCH a");
+        s.enter("GET b");
+        s.leave("PATCH a");
+        s.enter("PATCH a");
+        s.leave("PATCH a");
+        assert_eq!(s.peak_in_flight, 3);
+        assert_eq!(s.peak_in_flight_by_route["PATCH a"], 2);
+        assert_eq!(s.peak_in_flight_by_route["GET b"], 1);
+        assert_eq!(s.in_flight, 2);
+        s.leave("PATCH a");
+        s.leave("GET b");
+        s.leave("GET b"); // never below zero
+        assert_eq!(s.in_flight, 0);
+        assert!(s.in_flight_by_route.is_empty());
+    }
 }

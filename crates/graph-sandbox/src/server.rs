@@ -426,10 +426,13 @@ pub fn router(state: AppState) -> Router {
     // fault middleware makes request ids of its own for the bodies it injects), and only on the
     // served router, not on the `inner` router of `$batch`.
     let faults = state.faults.clone();
-    layered(state, app).layer(axum::middleware::from_fn_with_state(
-        faults,
-        super::faults::fault_middleware,
-    ))
+    layered(state.clone(), app)
+        .layer(axum::middleware::from_fn_with_state(
+            faults,
+            super::faults::fault_middleware,
+        ))
+        // requests in flight are counted around the latency too
+        .layer(from_fn_with_state(state, super::observe::in_flight))
 }
 
 /// The outer layers: request ids (outermost), then stats.

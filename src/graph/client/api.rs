@@ -10,7 +10,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 
 use super::error::{decode, error_from, error_from_inner};
-use super::execute::{header_str, Req};
+use super::execute::{header_str, Req, WriteSlot};
 use super::urls::{encode_query_value, encode_segment, user_path};
 use super::{GraphClient, GraphError};
 use crate::graph::model::{
@@ -308,6 +308,19 @@ impl GraphClient {
         user_id: &str,
         profile: PasswordProfile,
     ) -> Result<(), GraphError> {
+        self.patch_password_profile_in(tenant, user_id, profile, None)
+            .await
+    }
+
+    /// [`Self::patch_password_profile_once`], sent with a slot admitted beforehand
+    /// ([`GraphClient::admit_write`]) when one is given.
+    pub async fn patch_password_profile_in(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        profile: PasswordProfile,
+        slot: Option<WriteSlot>,
+    ) -> Result<(), GraphError> {
         if profile.force_change_password_next_sign_in.is_none()
             || profile
                 .force_change_password_next_sign_in_with_mfa
@@ -329,7 +342,10 @@ impl GraphClient {
             paced_by_caller: false,
             bulk_read: false,
         };
-        let resp = self.execute(tenant, &req).await?;
+        let resp = match slot {
+            Some(slot) => self.execute_write_slot(tenant, &req, slot).await?,
+            None => self.execute(tenant, &req).await?,
+        };
         match resp.status {
             200..=299 => Ok(()),
             504 => Err(GraphError::Transport {
@@ -354,6 +370,19 @@ impl GraphClient {
         user_id: &str,
         new_password: Option<SecretString>,
     ) -> Result<ResetOutcome, GraphError> {
+        self.reset_password_in(tenant, user_id, new_password, None)
+            .await
+    }
+
+    /// [`Self::reset_password`], sent with a slot admitted beforehand
+    /// ([`GraphClient::admit_write`]) when one is given.
+    pub async fn reset_password_in(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        new_password: Option<SecretString>,
+        slot: Option<WriteSlot>,
+    ) -> Result<ResetOutcome, GraphError> {
         let url = self.url(&format!(
             "{}/authentication/methods/{PASSWORD_METHOD_ID}/resetPassword",
             user_path(user_id)
@@ -370,7 +399,10 @@ impl GraphClient {
             bulk_read: false,
         };
         let what = format!("resetPassword of user {user_id}");
-        let resp = self.execute(tenant, &req).await?;
+        let resp = match slot {
+            Some(slot) => self.execute_write_slot(tenant, &req, slot).await?,
+            None => self.execute(tenant, &req).await?,
+        };
         if !(200..300).contains(&resp.status) {
             if resp.status >= 500 {
                 return Err(GraphError::Transport {

@@ -39,6 +39,12 @@ pub(super) struct Req {
     pub(super) bulk_read: bool,
 }
 
+/// A single write admitted by its tenant's pacer ([`GraphClient::admit_write`]): the in-flight
+/// slot is held until the write is sent (or the slot is dropped, unused).
+pub struct WriteSlot {
+    permit: OwnedSemaphorePermit,
+}
+
 /// A complete HTTP response.
 pub(super) struct Resp {
     pub(super) status: u16,
@@ -80,8 +86,30 @@ impl GraphClient {
         req: &Req,
         admitted: Option<OwnedSemaphorePermit>,
     ) -> Result<Resp, GraphError> {
+        self.within_deadline(req, self.attempts(tenant, req, admitted, false))
+            .await
+    }
+
+    /// [`Self::execute`] of a single write whose first attempt was admitted beforehand by
+    /// [`GraphClient::admit_write`] (an in-flight slot and room in the write quotas): it is sent
+    /// at once. Retries (after a 429 or 503) are admitted again as usual.
+    pub(super) async fn execute_write_slot(
+        &self,
+        tenant: &str,
+        req: &Req,
+        slot: WriteSlot,
+    ) -> Result<Resp, GraphError> {
+        self.within_deadline(req, self.attempts(tenant, req, Some(slot.permit), true))
+            .await
+    }
+
+    async fn within_deadline(
+        &self,
+        req: &Req,
+        attempts: impl std::future::Future<Output = Result<Resp, GraphError>>,
+    ) -> Result<Resp, GraphError> {
         let deadline = self.inner.options.request_deadline;
-        match tokio::time::timeout(deadline, self.attempts(tenant, req, admitted)).await {
+        match tokio::time::timeout(deadline, attempts).await {
             Ok(r) => r,
             Err(_) => {
                 bump(&self.inner.counters.transport_errors);
@@ -100,11 +128,24 @@ impl GraphClient {
         }
     }
 
+    /// Admits one single write to `tenant` before it is built and sent: waits for an in-flight
+    /// slot and for room in the write quotas, exactly as [`Self::execute`] would for its first
+    /// attempt. A caller that must do something durable right before a write goes out (record
+    /// a password in the write-ahead journal) admits first, then records, then sends with the
+    /// returned slot, so that nothing recorded waits behind the quota unsent.
+    pub async fn admit_write(&self, tenant: &str) -> WriteSlot {
+        let pacer = self.pacer(tenant);
+        let permit = pacer.admit().await;
+        pacer.admit_writes_up_to(1).await;
+        WriteSlot { permit }
+    }
+
     async fn attempts(
         &self,
         tenant: &str,
         req: &Req,
         mut admitted: Option<OwnedSemaphorePermit>,
+        mut write_reserved: bool,
     ) -> Result<Resp, GraphError> {
         let inner = &self.inner;
         let pacer = if req.bulk_read {
@@ -120,10 +161,12 @@ impl GraphClient {
                 Some(p) => p,
                 None => pacer.admit().await,
             };
-            if req.method != Method::GET && !req.paced_by_caller {
-                // a single write (a `$batch` sender reserves its writes itself)
+            if req.method != Method::GET && !req.paced_by_caller && !write_reserved {
+                // a single write (a `$batch` sender reserves its writes itself, and a write
+                // admitted by `admit_write` was counted there)
                 pacer.admit_writes_up_to(1).await;
             }
+            write_reserved = false;
             let token = inner.tokens.token(tenant).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut rb = inner

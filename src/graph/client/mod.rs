@@ -57,6 +57,7 @@ use url::Url;
 
 pub use api::{ResetOutcome, UserKey};
 pub use error::GraphError;
+pub use execute::WriteSlot;
 pub use options::ClientOptions;
 pub use partition::{partition_boundaries, partition_filters, ListingPath, PARTITION_MIN_USERS};
 pub use stats::ClientStats;
