@@ -29,7 +29,8 @@ import urllib.request
 from urllib.parse import urlparse, quote
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "pwdrift")
+# PWDRIFT_BENCH_BIN: another build to measure (e.g. a copy of an earlier one, for before/after)
+BIN = os.environ.get("PWDRIFT_BENCH_BIN") or os.path.join(ROOT, "target", "release", "pwdrift")
 TIME = "/usr/bin/time"
 
 BASE_MS = 60.0  # per request (assumption, see crates/graph-sandbox/src/faults.rs)
@@ -234,10 +235,17 @@ def app_token(sb):
         return json.loads(r.read())["access_token"]
 
 
+BASELINE_USERS = 100  # the tiny tenant whose plan measures the fixed cost (binary, TLS, runtime)
+
+
 def scenario_scaling(work, scales):
     """Time and memory of a plan of N declared users of N, N in `scales`, no latency (pwdrift's
-    own cost; the floor is then 0 and not shown)."""
-    for n in scales:
+    own cost; the floor is then 0 and not shown). First a plan of a tiny tenant (BASELINE_USERS,
+    listed like the large ones) measures the fixed cost; per-user cost is then
+    (peak RSS - baseline RSS) / declared users and (wall - baseline wall) / declared users, and the
+    raw totals are in the wall and peak RSS columns."""
+    base = None
+    for n in [BASELINE_USERS] + scales:
         d = os.path.join(work, "scale-%d" % n)
         os.makedirs(d)
         sb = Sandbox(["--generate", str(n), "--rng-seed", "7", "--throttle", "off"], d)
@@ -247,9 +255,18 @@ def scenario_scaling(work, scales):
             declared = write_desired(state, desired, n)
             total = len(state["tenants"][0]["users"])
             del state
-            wall, rss, req, thr, ch, err = plan_run(sb, d, desired)
+            # the baseline takes the listing path of the large plans (not $batch)
+            extra = {"PWDRIFT_LIST_ALL_THRESHOLD": "0"} if base is None else None
+            wall, rss, req, thr, ch, err = plan_run(sb, d, desired, extra)
+            if base is None:
+                base = (wall, rss)
+                row("scaling: baseline (tiny tenant)", total, declared, ch, req, thr, wall, None,
+                    rss, "fixed cost, subtracted below")
+                continue
             row("scaling: plan, no latency", total, declared, ch, req, thr, wall, None, rss,
-                "%.1f us and %.2f KB per user" % (wall / declared * 1e6, rss * 1024 / declared))
+                "%.1f us, %.2f KB per user above baseline (raw %.2f KB)" % (
+                    (wall - base[0]) / declared * 1e6, (rss - base[1]) * 1024 / declared,
+                    rss * 1024 / declared))
         finally:
             sb.stop()
             shutil.rmtree(d, ignore_errors=True)
