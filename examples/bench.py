@@ -114,6 +114,9 @@ def write_desired(state, directory, declared_per_tenant):
     return total
 
 
+LAST_CPU = [0.0]  # user + system CPU seconds of the last `timed` command
+
+
 def timed(cmd, env):
     """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MB, stdout, stderr)."""
     t0 = time.monotonic()
@@ -121,6 +124,8 @@ def timed(cmd, env):
     wall = time.monotonic() - t0
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     rss = int(m.group(1)) / 1024 if m else float("nan")
+    cpu = [re.search(r"%s time \(seconds\): ([\d.]+)" % k, p.stderr) for k in ("User", "System")]
+    LAST_CPU[0] = sum(float(c.group(1)) for c in cpu if c)
     if p.returncode not in (0, 2):
         sys.stderr.write(p.stdout[-2000:] + p.stderr[-4000:])
         raise SystemExit("failed: " + " ".join(cmd))
@@ -243,7 +248,8 @@ def scenario_scaling(work, scales):
     own cost; the floor is then 0 and not shown). First a plan of a tiny tenant (BASELINE_USERS,
     listed like the large ones) measures the fixed cost; per-user cost is then
     (peak RSS - baseline RSS) / declared users and (wall - baseline wall) / declared users, and the
-    raw totals are in the wall and peak RSS columns."""
+    raw totals are in the wall and peak RSS columns. CPU is pwdrift's user + system time: the
+    wall time also waits on the sandbox, which shares the machine's cores."""
     base = None
     for n in [BASELINE_USERS] + scales:
         d = os.path.join(work, "scale-%d" % n)
@@ -258,15 +264,16 @@ def scenario_scaling(work, scales):
             # the baseline takes the listing path of the large plans (not $batch)
             extra = {"PWDRIFT_LIST_ALL_THRESHOLD": "0"} if base is None else None
             wall, rss, req, thr, ch, err = plan_run(sb, d, desired, extra)
+            cpu = LAST_CPU[0]
             if base is None:
-                base = (wall, rss)
+                base = (wall, rss, cpu)
                 row("scaling: baseline (tiny tenant)", total, declared, ch, req, thr, wall, None,
-                    rss, "fixed cost, subtracted below")
+                    rss, "fixed cost, subtracted below (CPU %.2f s)" % cpu)
                 continue
             row("scaling: plan, no latency", total, declared, ch, req, thr, wall, None, rss,
-                "%.1f us, %.2f KB per user above baseline (raw %.2f KB)" % (
-                    (wall - base[0]) / declared * 1e6, (rss - base[1]) * 1024 / declared,
-                    rss * 1024 / declared))
+                "per user above baseline: %.1f us wall, %.1f us CPU, %.2f KB (raw %.2f KB)" % (
+                    (wall - base[0]) / declared * 1e6, (cpu - base[2]) / declared * 1e6,
+                    (rss - base[1]) * 1024 / declared, rss * 1024 / declared))
         finally:
             sb.stop()
             shutil.rmtree(d, ignore_errors=True)
