@@ -29,7 +29,8 @@ import urllib.request
 from urllib.parse import urlparse, quote
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# PWDRIFT_BENCH_BIN: another build (e.g. target/debug/pwdrift for a quick check of a scenario)
+# PWDRIFT_BENCH_BIN: another build to measure (a copy of an earlier one for before/after, or
+# target/debug/pwdrift for a quick check of a scenario)
 BIN = os.environ.get("PWDRIFT_BENCH_BIN") or os.path.join(ROOT, "target", "release", "pwdrift")
 TIME = "/usr/bin/time"
 
@@ -114,6 +115,9 @@ def write_desired(state, directory, declared_per_tenant):
     return total
 
 
+LAST_CPU = [0.0]  # user + system CPU seconds of the last `timed` command
+
+
 def timed(cmd, env):
     """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MB, stdout, stderr)."""
     t0 = time.monotonic()
@@ -121,6 +125,8 @@ def timed(cmd, env):
     wall = time.monotonic() - t0
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     rss = int(m.group(1)) / 1024 if m else float("nan")
+    cpu = [re.search(r"%s time \(seconds\): ([\d.]+)" % k, p.stderr) for k in ("User", "System")]
+    LAST_CPU[0] = sum(float(c.group(1)) for c in cpu if c)
     if p.returncode not in (0, 2):
         sys.stderr.write(p.stdout[-2000:] + p.stderr[-4000:])
         raise SystemExit("failed: " + " ".join(cmd))
@@ -235,10 +241,18 @@ def app_token(sb):
         return json.loads(r.read())["access_token"]
 
 
+BASELINE_USERS = 100  # the tiny tenant whose plan measures the fixed cost (binary, TLS, runtime)
+
+
 def scenario_scaling(work, scales):
     """Time and memory of a plan of N declared users of N, N in `scales`, no latency (pwdrift's
-    own cost; the floor is then 0 and not shown)."""
-    for n in scales:
+    own cost; the floor is then 0 and not shown). First a plan of a tiny tenant (BASELINE_USERS,
+    listed like the large ones) measures the fixed cost; per-user cost is then
+    (peak RSS - baseline RSS) / declared users and (wall - baseline wall) / declared users, and the
+    raw totals are in the wall and peak RSS columns. CPU is pwdrift's user + system time: the
+    wall time also waits on the sandbox, which shares the machine's cores."""
+    base = None
+    for n in [BASELINE_USERS] + scales:
         d = os.path.join(work, "scale-%d" % n)
         os.makedirs(d)
         sb = Sandbox(["--generate", str(n), "--rng-seed", "7", "--throttle", "off"], d)
@@ -248,9 +262,19 @@ def scenario_scaling(work, scales):
             declared = write_desired(state, desired, n)
             total = len(state["tenants"][0]["users"])
             del state
-            wall, rss, req, thr, ch, err = plan_run(sb, d, desired)
+            # the baseline takes the listing path of the large plans (not $batch)
+            extra = {"PWDRIFT_LIST_ALL_THRESHOLD": "0"} if base is None else None
+            wall, rss, req, thr, ch, err = plan_run(sb, d, desired, extra)
+            cpu = LAST_CPU[0]
+            if base is None:
+                base = (wall, rss, cpu)
+                row("scaling: baseline (tiny tenant)", total, declared, ch, req, thr, wall, None,
+                    rss, "fixed cost, subtracted below (CPU %.2f s)" % cpu)
+                continue
             row("scaling: plan, no latency", total, declared, ch, req, thr, wall, None, rss,
-                "%.1f us and %.2f KB per user" % (wall / declared * 1e6, rss * 1024 / declared))
+                "per user above baseline: %.1f us wall, %.1f us CPU, %.2f KB (raw %.2f KB)" % (
+                    (wall - base[0]) / declared * 1e6, (cpu - base[2]) / declared * 1e6,
+                    (rss - base[1]) * 1024 / declared, rss * 1024 / declared))
         finally:
             sb.stop()
             shutil.rmtree(d, ignore_errors=True)

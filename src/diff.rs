@@ -62,35 +62,52 @@ use crate::plan::{self, Action, Blocker, Plan, ResetMethod, TenantPlan, UserPlan
 /// Computes the plan for every tenant. Users are ordered by userPrincipalName (case-insensitive),
 /// then object id; tenants keep the given order.
 pub fn diff(tenants: &[LiveTenant], now: DateTime<Utc>) -> Plan {
+    diff_owned(tenants.to_vec(), now)
+}
+
+/// [`diff`], consuming the live state: each user's strings move into its plan entry instead of
+/// being copied, and the live state is freed as the plan grows (with every user of a large
+/// tenant declared, live state and plan side by side were the peak of a run).
+pub fn diff_owned(tenants: Vec<LiveTenant>, now: DateTime<Utc>) -> Plan {
     let tenants = tenants
-        .iter()
+        .into_iter()
         .map(|t| {
-            let mut users: Vec<UserPlan> = t
-                .targets
-                .values()
-                .map(|target| {
-                    let mut declared_at = target.declared_at.clone();
-                    declared_at.sort();
-                    declared_at.dedup();
-                    UserPlan {
-                        user_id: target.live.id.clone(),
-                        user_principal_name: target.live.user_principal_name.clone(),
-                        declared_at,
-                        fingerprint: target.live.fingerprint(),
-                        allow_privileged: target.directives.allow_privileged,
-                        action: diff_user(target, &t.caller, t.delegated_reset_available, now),
-                    }
-                })
-                .collect();
+            let LiveTenant {
+                tenant,
+                tenant_id,
+                caller,
+                delegated_reset_available,
+                targets,
+                notes,
+            } = t;
+            let mut users: Vec<UserPlan> = Vec::with_capacity(targets.len());
+            for target in targets.into_values() {
+                let action = diff_user(&target, &caller, delegated_reset_available, now);
+                let Target {
+                    live,
+                    directives,
+                    mut declared_at,
+                } = *target;
+                declared_at.sort();
+                declared_at.dedup();
+                users.push(UserPlan {
+                    fingerprint: live.fingerprint(),
+                    user_id: live.id,
+                    user_principal_name: live.user_principal_name,
+                    declared_at,
+                    allow_privileged: directives.allow_privileged,
+                    action,
+                });
+            }
             users.sort_by(|a, b| {
-                (a.user_principal_name.to_lowercase(), &a.user_id)
-                    .cmp(&(b.user_principal_name.to_lowercase(), &b.user_id))
+                cmp_lowercase(&a.user_principal_name, &b.user_principal_name)
+                    .then_with(|| a.user_id.cmp(&b.user_id))
             });
             TenantPlan {
-                tenant: t.tenant.clone(),
-                tenant_id: t.tenant_id.clone(),
+                tenant,
+                tenant_id,
                 users,
-                notes: t.notes.clone(),
+                notes,
             }
         })
         .collect();
@@ -102,6 +119,18 @@ pub fn diff(tenants: &[LiveTenant], now: DateTime<Utc>) -> Plan {
         made_from: plan::MadeFrom::default(),
         tenants,
         content_hash: None,
+    }
+}
+
+/// `a.to_lowercase().cmp(&b.to_lowercase())` without allocating when both are ASCII (sorting
+/// 100,000 users compares about 1.7 million pairs).
+fn cmp_lowercase(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+    } else {
+        a.to_lowercase().cmp(&b.to_lowercase())
     }
 }
 
@@ -1187,6 +1216,23 @@ mod tests {
     }
 
     #[test]
+    fn lowercase_comparison_is_that_of_the_lowercased_strings() {
+        let words = [
+            "", "a", "A", "amy@x", "Amy@x", "AMY@Y", "zed", "Zed", "é", "É", "e", "f", "ΟΔΟΣ",
+            "οδος", "οδοσ", "a\u{1c5}", "a\u{1c6}", "[", "_", "~",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    cmp_lowercase(a, b),
+                    a.to_lowercase().cmp(&b.to_lowercase()),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn diff_orders_users_and_fills_the_document() {
         let mut targets = BTreeMap::new();
         for (id, upn) in [("a", "Zed@contoso.com"), ("b", "amy@contoso.com")] {
@@ -1195,7 +1241,7 @@ mod tests {
             l.user_principal_name = upn.to_owned();
             let mut tg = target(l, Directives::default());
             tg.declared_at.push(tg.declared_at[0].clone());
-            targets.insert(id.to_owned(), tg);
+            targets.insert(id.to_owned(), Box::new(tg));
         }
         let tenants = vec![LiveTenant {
             tenant: "contoso.com".to_owned(),

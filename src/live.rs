@@ -51,6 +51,21 @@ impl LiveUser {
         }
     }
 
+    /// [`Self::from_graph`], moving the strings out of `user` instead of copying them.
+    pub fn from_graph_owned(user: GraphUser, privileged_roles: Vec<String>) -> Self {
+        LiveUser {
+            flags: ForceFlags::from_profile(user.password_profile.as_ref()),
+            password_policies: password_policies(user.password_policies.as_deref()),
+            last_password_change: user.last_password_change_date_time,
+            synced: user.on_premises_sync_enabled.unwrap_or(false),
+            id: user.id,
+            user_principal_name: user.user_principal_name.unwrap_or_default(),
+            on_premises_security_identifier: user.on_premises_security_identifier,
+            privileged_roles,
+            unmanaged_password: None,
+        }
+    }
+
     /// A stable fingerprint of everything the plan was computed from. `apply FILE` refuses a
     /// saved plan when any user's fingerprint changed since ("stale plan").
     pub fn fingerprint(&self) -> String {
@@ -89,8 +104,9 @@ pub struct LiveTenant {
     pub caller: Caller,
     /// a delegated credential is available for resetPassword (synced users)
     pub delegated_reset_available: bool,
-    /// keyed by object id: stable order, one entry per user
-    pub targets: BTreeMap<String, Target>,
+    /// keyed by object id: stable order, one entry per user (boxed: the map's nodes stay small,
+    /// so that building it from a sorted list does not hold two copies of every user)
+    pub targets: BTreeMap<String, Box<Target>>,
     /// what the reader could not see or assumed (no PIM licence, eligibility not read), for the
     /// plan to say
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -101,6 +117,7 @@ pub struct LiveTenant {
 // Reading live state
 // ---------------------------------------------------------------------------------------------
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::config::diag::Diagnostic;
@@ -308,25 +325,44 @@ pub fn resolve(
     let mut resolved: Vec<(&UserEntry, LiveUser)> = Vec::new();
     match users {
         FetchedUsers::Listed(all) => {
-            let mut by_key: HashMap<String, usize> = HashMap::with_capacity(all.len() * 2);
+            // Keys already in their canonical case (GUIDs, lowercase UPNs) are borrowed from the
+            // listed users, not copied: with a large tenant the index is two keys per user.
+            let mut by_key: HashMap<Cow<str>, usize> = HashMap::with_capacity(all.len() * 2);
             for (i, u) in all.iter().enumerate() {
-                by_key.insert(u.id.to_ascii_lowercase(), i);
+                by_key.insert(ascii_lowercase(&u.id), i);
                 if let Some(upn) = &u.user_principal_name {
-                    by_key.insert(upn.to_lowercase(), i);
+                    by_key.insert(lowercase(upn), i);
                 }
                 if let Some(sid) = &u.on_premises_security_identifier {
-                    by_key.insert(sid.to_ascii_uppercase(), i);
+                    by_key.insert(ascii_uppercase(sid), i);
                 }
             }
+            let mut found: Vec<(&UserEntry, usize)> = Vec::with_capacity(desired.users.len());
             for entry in &desired.users {
                 let key = match &entry.user {
                     UserRef::Sid(s) => s.to_ascii_uppercase(),
                     other => other.as_str().to_lowercase(),
                 };
-                match by_key.get(&key) {
-                    Some(&i) => resolved.push((entry, roles.live(&all[i]))),
+                match by_key.get(key.as_str()) {
+                    Some(&i) => found.push((entry, i)),
                     None => problems.push(not_found(entry)),
                 }
+            }
+            drop(by_key);
+            // Each listed user moves into its live form (its strings are not copied); one
+            // declared twice (an error, reported below) is copied from its first live form.
+            let mut all: Vec<Option<GraphUser>> = all.into_iter().map(Some).collect();
+            let mut first_at = vec![usize::MAX; all.len()];
+            resolved.reserve(found.len());
+            for (entry, i) in found {
+                let live = match all[i].take() {
+                    Some(u) => {
+                        first_at[i] = resolved.len();
+                        roles.live_owned(u)
+                    }
+                    None => resolved[first_at[i]].1.clone(),
+                };
+                resolved.push((entry, live));
             }
         }
         FetchedUsers::ByKey(mut by_key) => {
@@ -401,7 +437,9 @@ pub fn resolve(
     }
 
     let only: BTreeSet<String> = only.iter().map(|s| s.to_lowercase()).collect();
-    let mut targets = BTreeMap::new();
+    // Collected, then built in one go: `BTreeMap::from_iter` packs its nodes full, where inserting
+    // in ascending order leaves them half empty.
+    let mut targets = Vec::with_capacity(per_user.len());
     for (id, (live, entries)) in per_user {
         if !only.is_empty()
             && !only.contains(&live.id.to_lowercase())
@@ -419,14 +457,14 @@ pub fn resolve(
                     entries.iter().map(|(_, o)| (*o).clone()).collect();
                 declared_at.sort();
                 declared_at.dedup();
-                targets.insert(
+                targets.push((
                     id,
-                    Target {
+                    Box::new(Target {
                         live,
                         directives,
                         declared_at,
-                    },
-                );
+                    }),
+                ));
             }
             Err(diag) => problems.push(diag),
         }
@@ -440,7 +478,7 @@ pub fn resolve(
         tenant_id,
         caller,
         delegated_reset_available,
-        targets,
+        targets: BTreeMap::from_iter(targets),
         notes,
     })
 }
@@ -469,6 +507,39 @@ fn not_found(entry: &UserEntry) -> Diagnostic {
         entry.user
     ))
     .with_label(entry.origin.clone(), "declared here".to_owned())
+}
+
+/// `s.to_ascii_lowercase()`, borrowed when that changes nothing.
+fn ascii_lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// `s.to_ascii_uppercase()`, borrowed when that changes nothing.
+fn ascii_uppercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// `s.to_lowercase()`, borrowed when that changes nothing (every character is its own only
+/// lowercase form; `str::to_lowercase` differs from that only for a capital sigma, which is not
+/// its own lowercase form either).
+fn lowercase(s: &str) -> Cow<'_, str> {
+    let unchanged = s.chars().all(|c| {
+        let mut lower = c.to_lowercase();
+        lower.next() == Some(c) && lower.next().is_none()
+    });
+    if unchanged {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.to_lowercase())
+    }
 }
 
 /// The threshold in effect: [`LIST_ALL_THRESHOLD`], or `PWDRIFT_LIST_ALL_THRESHOLD` (a tuning
@@ -701,6 +772,15 @@ impl PrivilegedRoles {
             self.by_user.get(&user.id).cloned().unwrap_or_default(),
         );
         live.unmanaged_password = unmanaged_password(user, &self.federated);
+        live
+    }
+
+    /// [`Self::live`], moving the user's strings instead of copying them.
+    fn live_owned(&self, user: crate::graph::model::GraphUser) -> LiveUser {
+        let unmanaged = unmanaged_password(&user, &self.federated);
+        let roles = self.by_user.get(&user.id).cloned().unwrap_or_default();
+        let mut live = LiveUser::from_graph_owned(user, roles);
+        live.unmanaged_password = unmanaged;
         live
     }
 }
@@ -990,6 +1070,47 @@ mod tests {
             .map(|t| t.live.user_principal_name.as_str())
             .collect();
         assert_eq!(upns, ["A@Contoso.com", "b@contoso.com", "c@contoso.com"]);
+    }
+
+    /// The listing path moves each listed user into its live form; a user reached twice (the
+    /// second time from the copy of its first live form) is still reported with both places.
+    #[test]
+    fn one_listed_user_under_two_spellings_is_reported() {
+        let d = desired(
+            vec![
+                entry(UserRef::Upn("A@contoso.com".into()), 3, flag(false)),
+                entry(UserRef::ObjectId("ID-A".into()), 7, flag(false)),
+            ],
+            vec![],
+        );
+        let f = fetched(
+            FetchedUsers::Listed(vec![
+                user("id-a", "a@Contoso.com", None),
+                user("id-b", "b@contoso.com", None),
+            ]),
+            vec![],
+        );
+        let problems = resolve(&d, f, Caller::Application, false, &[]).unwrap_err();
+        assert_eq!(
+            messages(&problems),
+            ["user a@Contoso.com is declared twice (as `A@contoso.com` and `ID-A`)"]
+        );
+    }
+
+    #[test]
+    fn case_folding_borrows_only_when_nothing_changes() {
+        use std::borrow::Cow;
+        assert!(matches!(lowercase("a.b@x.com"), Cow::Borrowed(_)));
+        assert!(matches!(lowercase("éva@x.com"), Cow::Borrowed(_)));
+        assert_eq!(lowercase("Éva@X.com"), "éva@x.com");
+        // a capital sigma lowercases by context: never borrowed, same as `to_lowercase`
+        assert_eq!(lowercase("ΟΔΟΣ@x"), "ΟΔΟΣ@x".to_lowercase());
+        // a titlecase letter is not its own lowercase form
+        assert_eq!(lowercase("\u{1c5}@x"), "\u{1c6}@x");
+        assert!(matches!(ascii_lowercase("id-a"), Cow::Borrowed(_)));
+        assert_eq!(ascii_lowercase("ID-A"), "id-a");
+        assert!(matches!(ascii_uppercase("S-1-5"), Cow::Borrowed(_)));
+        assert_eq!(ascii_uppercase("s-1-5"), "S-1-5");
     }
 
     #[test]

@@ -81,6 +81,22 @@ impl Printer {
             })
     }
 
+    /// [`Printer::out`] of output produced piece by piece by `write` (a large plan), not held in
+    /// memory at once; flushed at the end.
+    pub fn out_with(
+        &self,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), OutputError> {
+        // stdout is line-buffered: a buffer in front, so that a line is not a write
+        let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        write(&mut stdout)
+            .and_then(|()| stdout.flush())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::BrokenPipe => OutputError::Closed,
+                _ => OutputError::Io(e),
+            })
+    }
+
     /// [`Printer::out`] of a line.
     pub fn outln(&self, line: &str) -> Result<(), OutputError> {
         self.out(&format!("{line}\n"))

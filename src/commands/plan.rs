@@ -42,17 +42,20 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     };
 
     let color = printer.color_out();
-    let rendered = match args.format {
-        PlanFormat::Text if verbose > 0 => crate::render::text_verbose(&plan, color),
-        PlanFormat::Text => crate::render::text(&plan, color),
-        PlanFormat::Json => crate::render::json(&plan),
-        PlanFormat::Markdown => crate::render::markdown(&plan),
-        PlanFormat::Github => {
-            crate::render::github::plan(&plan, &uuid::Uuid::new_v4().simple().to_string())
+    // A closed stdout ends the run quietly, but not before the plan asked for is saved. Text and
+    // JSON are written as they are rendered (a large plan's text is not held in memory at once).
+    let printed = match args.format {
+        PlanFormat::Text => {
+            printer.out_with(|w| crate::render::write_text(&plan, color, verbose > 0, w))
         }
+        // sealed above, so `write_json` writes it as it is: the bytes of `render::json`
+        PlanFormat::Json => printer.out_with(|w| crate::render::write_json(&plan, w)),
+        PlanFormat::Markdown => printer.out(&crate::render::markdown(&plan)),
+        PlanFormat::Github => printer.out(&crate::render::github::plan(
+            &plan,
+            &uuid::Uuid::new_v4().simple().to_string(),
+        )),
     };
-    // A closed stdout ends the run quietly, but not before the plan asked for is saved.
-    let printed = printer.out(&rendered);
 
     if let Some(out) = &args.out {
         write_atomically_with(out, |w| crate::render::write_json(&plan, w))

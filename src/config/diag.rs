@@ -97,21 +97,43 @@ pub struct SourceMap {
 
 #[derive(Clone, Debug, Default)]
 struct SourceFile {
-    /// the lines, tabs shown as one space so that carets line up; `None` until the text is added
-    lines: Option<Vec<String>>,
+    /// the text, tabs shown as one space so that carets line up; `None` until the text is added
+    text: Option<SourceText>,
     /// secret values by (line, column)
     secrets: BTreeMap<(usize, usize), SecretExtent>,
+}
+
+/// A file's text in one piece with where each line starts (one allocation per file, not one per
+/// line: with 100,000 declared users the text is kept for the whole run).
+#[derive(Clone, Debug, Default)]
+struct SourceText {
+    text: String,
+    /// byte offset of the start of each line (split on `\n`)
+    starts: Vec<usize>,
+}
+
+impl SourceText {
+    /// Line `i` (0-based) without its `\n` and trailing `\r`s.
+    fn line(&self, i: usize) -> Option<&str> {
+        let start = *self.starts.get(i)?;
+        let end = self
+            .starts
+            .get(i + 1)
+            .map_or(self.text.len(), |next| next - 1);
+        Some(self.text[start..end].trim_end_matches('\r'))
+    }
 }
 
 impl SourceMap {
     /// Keeps the text of `file` (a leading byte-order mark removed) for the lines [`render`] shows.
     pub fn add_file(&mut self, file: &Path, text: &str) {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let lines = text
-            .split('\n')
-            .map(|l| l.trim_end_matches('\r').replace('\t', " "))
+        // a tab and a space are both one byte: the line offsets hold either way
+        let text = text.replace('\t', " ");
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        self.files.entry(file.to_path_buf()).or_default().lines = Some(lines);
+        self.files.entry(file.to_path_buf()).or_default().text = Some(SourceText { text, starts });
     }
 
     /// Records that a value at `origin` is (or may be) a secret, so that [`render`] masks it in
@@ -126,8 +148,7 @@ impl SourceMap {
 
     /// Line `n` (1-based) of `file`, if its text is known.
     fn line(&self, file: &Path, n: usize) -> Option<&str> {
-        let lines = self.files.get(file)?.lines.as_ref()?;
-        lines.get(n.checked_sub(1)?).map(String::as_str)
+        self.files.get(file)?.text.as_ref()?.line(n.checked_sub(1)?)
     }
 
     fn secrets_on(&self, file: &Path, line: usize) -> Vec<(usize, SecretExtent)> {
@@ -500,6 +521,25 @@ mod tests {
         let other = render(&[d], &SourceMap::default(), false);
         assert!(!other.contains(" | "), "{other}");
         assert!(other.contains("--> gone/b.yaml:1:1"), "{other}");
+    }
+
+    #[test]
+    fn lines_of_the_kept_text() {
+        let f = Path::new("a.yaml");
+        let m = map(f, "\u{feff}one\r\n\ttwo\r\r\n\nlast");
+        assert_eq!(m.line(f, 1), Some("one"));
+        assert_eq!(m.line(f, 2), Some(" two"));
+        assert_eq!(m.line(f, 3), Some(""));
+        assert_eq!(m.line(f, 4), Some("last"));
+        assert_eq!(m.line(f, 5), None);
+        assert_eq!(m.line(f, 0), None);
+        let m = map(f, "x\n");
+        assert_eq!(
+            m.line(f, 2),
+            Some(""),
+            "after the last newline, an empty line"
+        );
+        assert_eq!(m.line(f, 3), None);
     }
 
     #[test]

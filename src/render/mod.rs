@@ -17,7 +17,7 @@ pub mod text;
 
 pub use json::{json, write_json};
 pub use markdown::markdown;
-pub use text::{text, text_verbose};
+pub use text::{text, text_verbose, write_text};
 
 use crate::config::PasswordSource;
 use crate::plan::{Plan, Summary};
@@ -110,7 +110,7 @@ pub(crate) mod fixtures {
         d: Directives,
     }
 
-    fn user(tenant_file: &str, u: U) -> (String, Target) {
+    fn user(tenant_file: &str, u: U) -> (String, Box<Target>) {
         let id = format!(
             "{:08x}-0000-4000-8000-{:012x}",
             u.n as u32 * 0x1111_1111,
@@ -136,7 +136,7 @@ pub(crate) mod fixtures {
         };
         (
             id,
-            Target {
+            Box::new(Target {
                 live,
                 directives: u.d,
                 declared_at: vec![Origin {
@@ -144,7 +144,7 @@ pub(crate) mod fixtures {
                     line: u.line,
                     column: 5,
                 }],
-            },
+            }),
         )
     }
 
@@ -181,7 +181,7 @@ pub(crate) mod fixtures {
     /// Two tenants, every kind of action (each blocker included).
     pub fn rich() -> Plan {
         let c = "examples/desired/contoso.yaml";
-        let contoso: BTreeMap<String, Target> = [
+        let contoso: BTreeMap<String, Box<Target>> = [
             U {
                 n: 1,
                 upn: "alice@contoso.com",
@@ -268,7 +268,7 @@ pub(crate) mod fixtures {
         .collect();
 
         let f = "examples/desired/fabrikam.yaml";
-        let fabrikam: BTreeMap<String, Target> = [
+        let fabrikam: BTreeMap<String, Box<Target>> = [
             U {
                 n: FABRIKAM_ADMIN,
                 upn: "admin@fabrikam.com",
@@ -395,7 +395,7 @@ pub(crate) mod fixtures {
     /// One tenant where everything already matches.
     pub fn no_changes() -> Plan {
         let c = "examples/desired/contoso.yaml";
-        let targets: BTreeMap<String, Target> = [
+        let targets: BTreeMap<String, Box<Target>> = [
             U {
                 n: 1,
                 upn: "alice@contoso.com",

@@ -18,12 +18,38 @@ use crate::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
 
 /// The plan as text; unchanged users are counted per tenant, not listed.
 pub fn text(plan: &Plan, color: bool) -> String {
-    render(plan, color, false)
+    render_string(plan, color, false)
 }
 
 /// As [`text`], and every unchanged user is listed with the reason nothing changes.
 pub fn text_verbose(plan: &Plan, color: bool) -> String {
-    render(plan, color, true)
+    render_string(plan, color, true)
+}
+
+/// [`text`] (or [`text_verbose`]) written to `w` as it is rendered, in chunks of about
+/// [`CHUNK`] bytes, the same bytes: the text of a 100,000-user verbose plan is tens of megabytes,
+/// which need not be held in memory at once.
+pub fn write_text(
+    plan: &Plan,
+    color: bool,
+    verbose: bool,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    render(plan, color, verbose, &mut |chunk: &str| {
+        w.write_all(chunk.as_bytes())
+    })
+}
+
+/// About how much rendered text [`write_text`] holds before writing it.
+const CHUNK: usize = 1 << 16;
+
+fn render_string(plan: &Plan, color: bool, verbose: bool) -> String {
+    let mut all = String::new();
+    let _ = render(plan, color, verbose, &mut |chunk: &str| {
+        all.push_str(chunk);
+        Ok(())
+    });
+    all
 }
 
 /// Styles, or none of them when colour is off.
@@ -65,18 +91,28 @@ const FLAG_NAMES: [&str; 2] = [
 ];
 const NAME_WIDTH: usize = 36; // the longest name above
 
-fn render(plan: &Plan, color: bool, verbose: bool) -> String {
+/// Where rendered text goes, a chunk at a time.
+type Sink<'a> = dyn FnMut(&str) -> std::io::Result<()> + 'a;
+
+/// Renders into a buffer handed to `sink` whenever it passes [`CHUNK`] bytes, and at the end.
+fn render(plan: &Plan, color: bool, verbose: bool, sink: &mut Sink) -> std::io::Result<()> {
     let p = Paint { color };
     let mut out = String::new();
     for tenant in &plan.tenants {
-        tenant_block(&mut out, &p, tenant, verbose);
+        tenant_block(&mut out, &p, tenant, verbose, sink)?;
     }
     let summary = summary_line(plan);
     let _ = writeln!(out, "{}", p.bold(&summary));
-    out
+    sink(&out)
 }
 
-fn tenant_block(out: &mut String, p: &Paint, tenant: &TenantPlan, verbose: bool) {
+fn tenant_block(
+    out: &mut String,
+    p: &Paint,
+    tenant: &TenantPlan,
+    verbose: bool,
+    sink: &mut Sink,
+) -> std::io::Result<()> {
     let _ = writeln!(
         out,
         "{}",
@@ -93,6 +129,10 @@ fn tenant_block(out: &mut String, p: &Paint, tenant: &TenantPlan, verbose: bool)
     }
     let mut unchanged = 0;
     for user in &tenant.users {
+        if out.len() >= CHUNK {
+            sink(out)?;
+            out.clear();
+        }
         if let Action::NoChange { reason } = &user.action {
             unchanged += 1;
             if verbose {
@@ -118,6 +158,7 @@ fn tenant_block(out: &mut String, p: &Paint, tenant: &TenantPlan, verbose: bool)
         );
         let _ = writeln!(out);
     }
+    Ok(())
 }
 
 /// `      # label: first` then `      #        next` lines.
@@ -247,6 +288,30 @@ fn profile_diff(
 mod tests {
     use super::*;
     use crate::render::fixtures;
+
+    /// Written in chunks, the same bytes as rendered into one string, for a plan larger than a
+    /// chunk (every user of the rich fixture many times over).
+    #[test]
+    fn written_in_chunks_the_same_bytes() {
+        let mut plan = fixtures::rich();
+        let users = plan.tenants[0].users.clone();
+        for _ in 0..400 {
+            plan.tenants[0].users.extend(users.iter().cloned());
+        }
+        for verbose in [false, true] {
+            let whole = render_string(&plan, false, verbose);
+            assert!(whole.len() > 2 * CHUNK, "{}", whole.len());
+            let mut written = Vec::new();
+            write_text(&plan, false, verbose, &mut written).unwrap();
+            assert_eq!(String::from_utf8(written).unwrap(), whole);
+        }
+        let mut small = Vec::new();
+        write_text(&fixtures::rich(), false, true, &mut small).unwrap();
+        assert_eq!(
+            String::from_utf8(small).unwrap(),
+            text_verbose(&fixtures::rich(), false)
+        );
+    }
 
     #[test]
     fn rich_plan() {
