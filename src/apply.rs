@@ -519,56 +519,27 @@ pub async fn resolve_pending<'a>(
     secrets: &mut SecretsFile,
     pending: &[crate::secrets::Entry],
 ) -> Result<Vec<String>, ApplyError> {
+    use futures_util::StreamExt as _;
+    // Entries are found out side by side (a write that did not land is only concluded after
+    // the whole `--verify-timeout`: one after the other, 20 of them would take 10 minutes),
+    // then recorded in journal order.
+    let verdicts: Vec<_> = futures_util::stream::iter(pending.iter().map(|e| {
+        let c = clients(&e.tenant);
+        async move { Some(find_out(c?, e).await) }
+    }))
+    .buffered(RESOLVE_AT_ONCE)
+    .collect()
+    .await;
     let mut lines = Vec::new();
-    for e in pending {
-        let Some(c) = clients(&e.tenant) else {
+    for (e, verdict) in pending.iter().zip(verdicts) {
+        let Some(verdict) = verdict else {
             lines.push(format!(
                 "{} ({}): left pending (tenant not in this run)",
                 e.user_principal_name, e.tenant
             ));
             continue;
         };
-        let mut verdict: Option<(Outcome, String)> = None;
-        if let (Some(op), Some(delegated)) = (&e.operation, c.delegated.as_ref()) {
-            match delegated
-                .poll_operation(&e.tenant, op, Duration::from_secs(30))
-                .await
-            {
-                Ok(op) if op.status == OperationStatus::Succeeded => {
-                    verdict = Some((Outcome::Applied, "operation succeeded".into()))
-                }
-                Ok(op) if op.status == OperationStatus::Failed => {
-                    verdict = Some((Outcome::NotApplied, "operation failed".into()))
-                }
-                _ => {}
-            }
-        }
-        let (outcome, detail) = match verdict {
-            Some(v) => v,
-            None => {
-                match verify::password_changed_since(
-                    &c.app,
-                    &e.tenant,
-                    &e.user_id,
-                    e.at,
-                    c.verify_timeout,
-                )
-                .await
-                {
-                    Ok(true) => (Outcome::Applied, "read back: the password changed".into()),
-                    Ok(false) => (
-                        Outcome::NotApplied,
-                        "read back: the password did not change".into(),
-                    ),
-                    Err(err) => {
-                        return Err(ApplyError::Unresolved(format!(
-                            "{}: cannot read the user back: {err}",
-                            e.user_principal_name
-                        )))
-                    }
-                }
-            }
-        };
+        let (outcome, detail) = verdict?;
         secrets.outcome(e.seq, outcome, Some(&detail))?;
         let mut line = format!(
             "{}: {} ({detail})",
@@ -586,6 +557,44 @@ pub async fn resolve_pending<'a>(
         lines.push(line);
     }
     Ok(lines)
+}
+
+/// Pending entries found out at once by [`resolve_pending`].
+const RESOLVE_AT_ONCE: usize = 16;
+
+/// What became of one pending entry: its recorded resetPassword operation, if it can still be
+/// polled, or else a lag-tolerant read-back of the user.
+async fn find_out(
+    c: &TenantClients,
+    e: &crate::secrets::Entry,
+) -> Result<(Outcome, String), ApplyError> {
+    if let (Some(op), Some(delegated)) = (&e.operation, c.delegated.as_ref()) {
+        match delegated
+            .poll_operation(&e.tenant, op, Duration::from_secs(30))
+            .await
+        {
+            Ok(op) if op.status == OperationStatus::Succeeded => {
+                return Ok((Outcome::Applied, "operation succeeded".into()))
+            }
+            Ok(op) if op.status == OperationStatus::Failed => {
+                return Ok((Outcome::NotApplied, "operation failed".into()))
+            }
+            _ => {}
+        }
+    }
+    match verify::password_changed_since(&c.app, &e.tenant, &e.user_id, e.at, c.verify_timeout)
+        .await
+    {
+        Ok(true) => Ok((Outcome::Applied, "read back: the password changed".into())),
+        Ok(false) => Ok((
+            Outcome::NotApplied,
+            "read back: the password did not change".into(),
+        )),
+        Err(err) => Err(ApplyError::Unresolved(format!(
+            "{}: cannot read the user back: {err}",
+            e.user_principal_name
+        ))),
+    }
 }
 
 /// Applies one tenant's part of a plan and verifies it, with the passwords resolved for the whole
