@@ -978,3 +978,53 @@ async fn plan_refuses_a_foreign_next_link() {
     assert!(!r.stderr.contains("the-bearer-token"), "{r:?}");
     assert_eq!(other_connections.load(Ordering::SeqCst), 0);
 }
+
+/// Every row of docs/bad-inputs.md names tests, and every test it names exists: an
+/// integration test (`fn name` in tests/it, or `file::name`) or a unit test (`module::...::name`
+/// as a `fn name` in src/ or the sandbox crate).
+#[test]
+fn every_bad_input_row_names_tests_that_exist() {
+    fn sources(dir: &Path, out: &mut String) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let mut code = String::new();
+    for d in ["src", "tests/it", "crates/graph-sandbox/src"] {
+        sources(&repo().join(d), &mut code);
+    }
+    let doc = std::fs::read_to_string(repo().join("docs/bad-inputs.md")).unwrap();
+    let mut rows = 0;
+    for line in doc
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Input") && !l.starts_with("| ---"))
+    {
+        let test_cell = line
+            .trim_end()
+            .trim_end_matches('|')
+            .rsplit('|')
+            .next()
+            .unwrap();
+        let names: Vec<&str> = test_cell
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| !n.trim().is_empty())
+            .collect();
+        assert!(!names.is_empty(), "a row without a test: {line}");
+        for name in names {
+            let last = name.rsplit("::").next().unwrap();
+            assert!(
+                code.contains(&format!("fn {last}(")),
+                "docs/bad-inputs.md names `{name}`, which is not a test: {line}"
+            );
+        }
+        rows += 1;
+    }
+    assert!(rows >= 35, "the table was read: {rows} rows");
+}
