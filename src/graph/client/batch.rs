@@ -12,7 +12,7 @@ use reqwest::Method;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::{error_from, error_from_inner};
-use super::execute::{parse_percentage, throttle_percentage, Req};
+use super::execute::{is_write_quota_scope, parse_percentage, throttle_percentage, Req};
 use super::stats::bump;
 use super::urls::loggable_relative;
 use super::{GraphClient, GraphError};
@@ -223,6 +223,11 @@ impl GraphClient {
                 Some(resp) => {
                     if let Some(v) = inner_header(&resp, "x-ms-throttle-limit-percentage")
                         .and_then(|v| parse_percentage(&v))
+                        .filter(|_| {
+                            !is_write_quota_scope(
+                                inner_header(&resp, "x-ms-throttle-scope").as_deref(),
+                            )
+                        })
                     {
                         pct = Some(pct.map_or(v, |q: f64| q.max(v)));
                     }

@@ -431,12 +431,50 @@ pub(super) fn parse_percentage(v: &str) -> Option<f64> {
 }
 
 pub(super) fn throttle_percentage(headers: &HeaderMap) -> Option<f64> {
-    header_str(headers, "x-ms-throttle-limit-percentage").and_then(|v| parse_percentage(&v))
+    let pct =
+        header_str(headers, "x-ms-throttle-limit-percentage").and_then(|v| parse_percentage(&v))?;
+    (!is_write_quota_scope(header_str(headers, "x-ms-throttle-scope").as_deref())).then_some(pct)
+}
+
+/// Whether an `x-ms-throttle-scope` (`<Scope>/<Limit>/<ApplicationId>/<TenantId>`) names a
+/// write quota (`Tenant_Application/Write`, `Tenant/Write`). The client keeps those quotas
+/// itself ([`crate::graph::retry::WriteBudget`]) and sends a write only when it fits, so a
+/// percentage about them is no reason to slow down: at the quota's pace the window stays nearly
+/// full, and slowing to one request a second would leave most of the quota unused. A
+/// percentage about resource units (`.../ReadWrite/...`) still slows the client down, and a
+/// 429 of any scope is still honoured.
+pub(super) fn is_write_quota_scope(scope: Option<&str>) -> bool {
+    scope
+        .and_then(|s| s.split('/').nth(1))
+        .is_some_and(|limit| limit.trim().eq_ignore_ascii_case("Write"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_quota_percentages_are_left_to_the_write_budget() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ms-throttle-limit-percentage", "0.96".parse().unwrap());
+        assert_eq!(throttle_percentage(&h), Some(0.96), "no scope: slow down");
+        h.insert(
+            "x-ms-throttle-scope",
+            "Tenant_Application/ReadWrite/app/tenant".parse().unwrap(),
+        );
+        assert_eq!(
+            throttle_percentage(&h),
+            Some(0.96),
+            "resource units: slow down"
+        );
+        for scope in [
+            "Tenant_Application/Write/app/tenant",
+            "Tenant/write/app/tenant",
+        ] {
+            h.insert("x-ms-throttle-scope", scope.parse().unwrap());
+            assert_eq!(throttle_percentage(&h), None, "{scope}");
+        }
+    }
 
     #[test]
     fn percentage_parsing() {
