@@ -21,7 +21,9 @@
 //! - an adaptive in-flight limit: a semaphore of `concurrency` permits from which permits are
 //!   withdrawn, AIMD-style: halved once per throttling event (the 429s of one burst count once),
 //!   grown by one per round of calm responses (as many as the limit), and capped while Graph
-//!   reports `x-ms-throttle-limit-percentage >= 0.8` (half at 0.8, one at 0.95);
+//!   reports `x-ms-throttle-limit-percentage >= 0.8` (half at 0.8, one at 0.95) for a
+//!   resource-unit limit (a percentage about a write quota is left to the write budget below,
+//!   which already keeps the writes within it);
 //! - an adaptive `$batch` size: 20 requests per envelope, halved after throttling and grown
 //!   back by 1 per calm envelope, so that a nearly spent write quota is not hit by 20 writes at
 //!   once;
