@@ -104,15 +104,21 @@ def write_desired(state, directory, declared_per_tenant):
     for ti, t in enumerate(state["tenants"]):
         users = [u for u in t["users"] if not u.get("directoryRoles")][:declared_per_tenant]
         total += len(users)
-        for n, i in enumerate(range(0, len(users), 20000)):
-            with open(os.path.join(directory, "t%03d-part%03d.yaml" % (ti, n)), "w") as f:
-                f.write("version: 1\ntenant: %s\nusers:\n" % t["initialDomain"])
-                for u in users[i : i + 20000]:
-                    f.write(
-                        "  - user: %s\n    requirePasswordChange: { since: 2026-11-22T00:00:00Z }\n"
-                        % u["userPrincipalName"]
-                    )
+        write_users(directory, ti, t["initialDomain"], [u["userPrincipalName"] for u in users])
     return total
+
+
+def write_users(directory, ti, tenant, upns):
+    """Desired-state files of tenant number `ti`: requirePasswordChange since 2026-11-22 for
+    `upns`, 20,000 users a file."""
+    for n, i in enumerate(range(0, len(upns), 20000)):
+        with open(os.path.join(directory, "t%03d-part%03d.yaml" % (ti, n)), "w") as f:
+            f.write("version: 1\ntenant: %s\nusers:\n" % tenant)
+            for upn in upns[i : i + 20000]:
+                f.write(
+                    "  - user: %s\n    requirePasswordChange: { since: 2026-11-22T00:00:00Z }\n"
+                    % upn
+                )
 
 
 LAST_CPU = [0.0]  # user + system CPU seconds of the last `timed` command
@@ -400,14 +406,7 @@ def keep_changes(plan_file, directory, keep):
             if u["action"]["type"] in ("set_flags", "reset_password") and n < keep:
                 upns.append(u["user_principal_name"])
                 n += 1
-        for part, i in enumerate(range(0, len(upns), 20000)):
-            with open(os.path.join(directory, "t%03d-part%03d.yaml" % (ti, part)), "w") as f:
-                f.write("version: 1\ntenant: %s\nusers:\n" % t["tenant"])
-                for upn in upns[i : i + 20000]:
-                    f.write(
-                        "  - user: %s\n    requirePasswordChange: { since: 2026-11-22T00:00:00Z }\n"
-                        % upn
-                    )
+        write_users(directory, ti, t["tenant"], upns)
     return n
 
 

@@ -281,17 +281,20 @@ async fn rederive(
             now.push((f.path.clone(), crate::config::file_digest(&bytes)));
         }
     }
-    let changed = check_files(&now);
-    if !changed.is_empty() {
+    let refuse_changed = |changed: &[String]| {
         refuse(
             printer,
             &[(
                 "the desired state changed since the plan was made: re-plan",
-                &changed,
+                changed,
             )],
             "Run `pwdrift plan --out FILE` again (in the directory the desired-state paths are \
              relative to), review it, and apply the new plan.",
-        );
+        )
+    };
+    let changed = check_files(&now);
+    if !changed.is_empty() {
+        refuse_changed(&changed);
         return Ok(None);
     }
     let paths: Vec<PathBuf> = made.files.iter().map(|f| f.path.clone()).collect();
@@ -301,14 +304,7 @@ async fn rederive(
     // what was parsed is what was hashed (a file swapped between the two reads is refused)
     let changed = check_files(&loaded.digests);
     if !changed.is_empty() {
-        refuse(
-            printer,
-            &[(
-                "the desired state changed since the plan was made: re-plan",
-                &changed,
-            )],
-            REPLAN,
-        );
+        refuse_changed(&changed);
         return Ok(None);
     }
 

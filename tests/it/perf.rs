@@ -138,12 +138,35 @@ fn both_listing_paths_give_the_same_plan() {
     assert_eq!(paged, parted);
 }
 
+/// For each user, a PATCH setting `forceChangePasswordNextSignIn` (and not the MFA variant).
+fn force_change_patches(
+    users: &[pwdrift::graph::model::GraphUser],
+) -> Vec<(String, pwdrift::graph::model::PasswordProfile)> {
+    users
+        .iter()
+        .map(|u| {
+            (
+                u.id.clone(),
+                pwdrift::graph::model::PasswordProfile {
+                    force_change_password_next_sign_in: Some(true),
+                    force_change_password_next_sign_in_with_mfa: Some(false),
+                    password: None,
+                    odata_type: None,
+                },
+            )
+        })
+        .collect()
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 /// 61 writes against a write quota of 30 per 1.5 s (`scaled:100`), paced to that quota: they
 /// take two windows and meet no 429 (one is tolerated: the client stamps a write when it sends
 /// it and the sandbox when it arrives, and this machine is shared).
 #[tokio::test]
 async fn writes_paced_to_the_quota_are_not_throttled() {
-    use pwdrift::graph::model::PasswordProfile;
     let sb = generated_with(60, "scaled:100").await;
     let c = client_with(&sb, |o| {
         o.concurrency = 8;
@@ -152,20 +175,7 @@ async fn writes_paced_to_the_quota_are_not_throttled() {
     let t = sb.info.tenant_id.clone();
     let users = c.list_users(&t, None).await.unwrap();
     assert_eq!(users.len(), 61);
-    let patches = users
-        .iter()
-        .map(|u| {
-            (
-                u.id.clone(),
-                PasswordProfile {
-                    force_change_password_next_sign_in: Some(true),
-                    force_change_password_next_sign_in_with_mfa: Some(false),
-                    password: None,
-                    odata_type: None,
-                },
-            )
-        })
-        .collect();
+    let patches = force_change_patches(&users);
     let results = c.patch_password_profiles(&t, patches).await;
     assert!(results.iter().all(|(_, r)| r.is_ok()));
     let s = c.stats();
@@ -178,7 +188,6 @@ async fn writes_paced_to_the_quota_are_not_throttled() {
 /// far fewer 429s than writes, and every write lands exactly once.
 #[tokio::test]
 async fn writes_adapt_to_a_quota_other_apps_are_using() {
-    use pwdrift::graph::model::PasswordProfile;
     // scaled:100: 30 writes per 1.5 s per app + tenant, 180 per 3 s per tenant (all apps)
     let sb = generated_with(60, "scaled:100").await;
     let c = client_with(&sb, |o| {
@@ -198,26 +207,8 @@ async fn writes_adapt_to_a_quota_other_apps_are_using() {
         .await
         .unwrap();
     assert_eq!(charged["charged"], 175, "{charged}");
-    let before: serde_json::Value = reqwest::get(format!("{admin}/_sandbox/stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let patches: Vec<_> = users
-        .iter()
-        .map(|u| {
-            (
-                u.id.clone(),
-                PasswordProfile {
-                    force_change_password_next_sign_in: Some(true),
-                    force_change_password_next_sign_in_with_mfa: Some(false),
-                    password: None,
-                    odata_type: None,
-                },
-            )
-        })
-        .collect();
+    let before = get_json(&format!("{admin}/_sandbox/stats")).await;
+    let patches = force_change_patches(&users);
     let n = patches.len();
     let results = c.patch_password_profiles(&t, patches).await;
     assert!(
@@ -225,12 +216,7 @@ async fn writes_adapt_to_a_quota_other_apps_are_using() {
         "{:?}",
         results.iter().find(|(_, r)| r.is_err())
     );
-    let after: serde_json::Value = reqwest::get(format!("{admin}/_sandbox/stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = get_json(&format!("{admin}/_sandbox/stats")).await;
     let model = |v: &serde_json::Value, k: &str| v["throttleModel"][k].as_u64().unwrap_or(0);
     let throttled = model(&after, "throttled") - model(&before, "throttled");
     let admitted = model(&after, "writes_admitted") - model(&before, "writes_admitted");
