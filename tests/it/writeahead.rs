@@ -217,6 +217,19 @@ fn assert_every_changed_password_is_recorded(
     changed
 }
 
+/// Waits (up to a minute) until an apply has recorded its first intent in `secrets`: a
+/// password is on its way.
+fn wait_for_first_intent(secrets: &Path) {
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(secrets).is_ok_and(|t| t.contains("\"event\":\"intent\"")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "apply did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The users a saved plan would reset.
 fn planned_resets(sb: &InProc, dir: &Path, desired: &str) -> BTreeSet<String> {
     let out = dir.join("plan.json");
@@ -630,14 +643,7 @@ fn a_second_signal_exits_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&secrets).is_ok_and(|t| t.contains("\"event\":\"intent\"")) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "apply did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_first_intent(&secrets);
     // the PATCH is in flight for 1.5 s
     let signalled = Instant::now();
     // SAFETY: signals to our own child.
@@ -941,14 +947,7 @@ fn an_expired_grace_still_writes_the_report_and_the_summary() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&secrets).is_ok_and(|t| t.contains("\"event\":\"intent\"")) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "apply did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_first_intent(&secrets);
     // the PATCHes are in flight for 1.5 s; the grace ends after 0.3 s
     std::thread::sleep(Duration::from_millis(100));
     let signalled = Instant::now();
