@@ -519,7 +519,6 @@ pub async fn resolve_pending<'a>(
     secrets: &mut SecretsFile,
     pending: &[crate::secrets::Entry],
 ) -> Result<Vec<String>, ApplyError> {
-    use futures_util::StreamExt as _;
     // Entries are found out side by side (a write that did not land is only concluded after
     // the whole `--verify-timeout`: one after the other, 20 of them would take 10 minutes),
     // then recorded in journal order.

@@ -648,12 +648,14 @@ pub fn compare(saved: &Plan, derived: &Plan) -> Mismatch {
                 m.different.push(format!("{name}: {}", why.join("; ")));
             }
         }
+        // (a set: a saved plan may list 100,000 users, and a scan per user would be quadratic)
+        let saved_ids: std::collections::HashSet<String> = st
+            .users
+            .iter()
+            .map(|s| s.user_id.to_ascii_lowercase())
+            .collect();
         for du in &dt.users {
-            if !st
-                .users
-                .iter()
-                .any(|s| s.user_id.eq_ignore_ascii_case(&du.user_id))
-            {
+            if !saved_ids.contains(&du.user_id.to_ascii_lowercase()) {
                 m.different.push(format!(
                     "{} ({}): managed by the desired state now, not in the saved plan",
                     du.user_principal_name, du.user_id
