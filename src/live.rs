@@ -38,17 +38,7 @@ pub struct LiveUser {
 impl LiveUser {
     /// Converts Graph's wire shape (every field optional) into the compared shape.
     pub fn from_graph(user: &GraphUser, privileged_roles: Vec<String>) -> Self {
-        LiveUser {
-            id: user.id.clone(),
-            user_principal_name: user.user_principal_name.clone().unwrap_or_default(),
-            flags: ForceFlags::from_profile(user.password_profile.as_ref()),
-            password_policies: password_policies(user.password_policies.as_deref()),
-            last_password_change: user.last_password_change_date_time,
-            synced: user.on_premises_sync_enabled.unwrap_or(false),
-            on_premises_security_identifier: user.on_premises_security_identifier.clone(),
-            privileged_roles,
-            unmanaged_password: None,
-        }
+        Self::from_graph_owned(user.clone(), privileged_roles)
     }
 
     /// [`Self::from_graph`], moving the strings out of `user` instead of copying them.
@@ -358,7 +348,7 @@ pub fn resolve(
                 let live = match all[i].take() {
                     Some(u) => {
                         first_at[i] = resolved.len();
-                        roles.live_owned(u)
+                        roles.live(u)
                     }
                     None => resolved[first_at[i]].1.clone(),
                 };
@@ -368,7 +358,7 @@ pub fn resolve(
         FetchedUsers::ByKey(mut by_key) => {
             for entry in &desired.users {
                 match by_key.remove(&user_key(&entry.user)).flatten() {
-                    Some(u) => resolved.push((entry, roles.live(&u))),
+                    Some(u) => resolved.push((entry, roles.live(u))),
                     None => problems.push(not_found(entry)),
                 }
             }
@@ -395,7 +385,7 @@ pub fn resolve(
     for (g, fetched) in desired.groups.iter().zip(groups) {
         match fetched {
             FetchedGroup::Members(members) => {
-                group_members.push((g, members.iter().map(|u| roles.live(u)).collect()));
+                group_members.push((g, members.into_iter().map(|u| roles.live(u)).collect()));
             }
             FetchedGroup::NoneNamed => problems.push(
                 Diagnostic::error(format!("no group named `{}` in {tenant}", g.group))
@@ -766,17 +756,9 @@ impl PrivilegedRoles {
         }
     }
 
-    fn live(&self, user: &crate::graph::model::GraphUser) -> LiveUser {
-        let mut live = LiveUser::from_graph(
-            user,
-            self.by_user.get(&user.id).cloned().unwrap_or_default(),
-        );
-        live.unmanaged_password = unmanaged_password(user, &self.federated);
-        live
-    }
-
-    /// [`Self::live`], moving the user's strings instead of copying them.
-    fn live_owned(&self, user: crate::graph::model::GraphUser) -> LiveUser {
+    /// The live form of a listed user, with the privileged roles it holds and whether its
+    /// password is Entra's to set (its strings are moved, not copied).
+    fn live(&self, user: crate::graph::model::GraphUser) -> LiveUser {
         let unmanaged = unmanaged_password(&user, &self.federated);
         let roles = self.by_user.get(&user.id).cloned().unwrap_or_default();
         let mut live = LiveUser::from_graph_owned(user, roles);
@@ -875,7 +857,7 @@ async fn read_with(
             ids.iter().map(|i| i.to_ascii_lowercase()).collect();
         for u in list_all(client, tenant).await? {
             if wanted.contains(&u.id.to_ascii_lowercase()) {
-                out.insert(u.id.clone(), roles.live(&u));
+                out.insert(u.id.clone(), roles.live(u));
             }
         }
         return Ok(out);
@@ -884,7 +866,7 @@ async fn read_with(
     for (_, result) in client.get_users_by_batch(tenant, &keys).await? {
         match result {
             Ok(u) => {
-                out.insert(u.id.clone(), roles.live(&u));
+                out.insert(u.id.clone(), roles.live(u));
             }
             Err(GraphError::NotFound { .. }) => {}
             Err(e) => return Err(e),
@@ -1300,18 +1282,18 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            roles.live(&user("u1", "u1@x.com", None)).privileged_roles,
+            roles.live(user("u1", "u1@x.com", None)).privileged_roles,
             [
                 "Global Administrator (eligible, via group Tier0)",
                 "Password Resetter (active)"
             ]
         );
         assert_eq!(
-            roles.live(&user("u2", "u2@x.com", None)).privileged_roles,
+            roles.live(user("u2", "u2@x.com", None)).privileged_roles,
             ["User Administrator (active, scope /administrativeUnits/au1)"]
         );
         assert!(roles
-            .live(&user("u3", "u3@x.com", None))
+            .live(user("u3", "u3@x.com", None))
             .privileged_roles
             .is_empty());
     }
