@@ -57,6 +57,23 @@ async fn raw_server(handler: Handler) -> (String, Arc<AtomicUsize>) {
     (format!("http://{addr}"), connections)
 }
 
+/// A Graph whose every answer is an empty users page linking on to `link`.
+fn listing_linking_to(link: &str) -> Handler {
+    let link = serde_json::to_string(link).unwrap();
+    Arc::new(move |_, sock| {
+        let body = format!(r#"{{"value": [], "@odata.nextLink": {link}}}"#);
+        Box::pin(async move {
+            respond(
+                sock,
+                "200 OK",
+                &[("content-type", "application/json".into())],
+                &body,
+            )
+            .await
+        })
+    })
+}
+
 /// A server that counts connections and answers none: the "other host".
 async fn other_host() -> (String, Arc<AtomicUsize>) {
     raw_server(Arc::new(|_, _| Box::pin(async {}))).await
@@ -121,20 +138,7 @@ async fn next_links_to_another_host_are_refused_before_any_request() {
     let (other, other_connections) = other_host().await;
     let other = other.trim_start_matches("http://").to_owned();
     for form in foreign_forms(&other) {
-        let link = serde_json::to_string(&form).unwrap();
-        let handler: Handler = Arc::new(move |_, sock| {
-            let body = format!(r#"{{"value": [], "@odata.nextLink": {link}}}"#);
-            Box::pin(async move {
-                respond(
-                    sock,
-                    "200 OK",
-                    &[("content-type", "application/json".into())],
-                    &body,
-                )
-                .await
-            })
-        });
-        let (graph, _) = raw_server(handler).await;
+        let (graph, _) = raw_server(listing_linking_to(&form)).await;
         let err = client(&graph, |_| {})
             .list_users(TENANT, None)
             .await
@@ -938,20 +942,7 @@ fn tampered_saved_plans_are_refused_before_any_write() {
 async fn plan_refuses_a_foreign_next_link() {
     let (other, other_connections) = other_host().await;
     let other = other.trim_start_matches("http://").to_owned();
-    let link = serde_json::to_string(&format!("/\\{other}/v1.0/users?page=2")).unwrap();
-    let handler: Handler = Arc::new(move |_, sock| {
-        let body = format!(r#"{{"value": [], "@odata.nextLink": {link}}}"#);
-        Box::pin(async move {
-            respond(
-                sock,
-                "200 OK",
-                &[("content-type", "application/json".into())],
-                &body,
-            )
-            .await
-        })
-    });
-    let (graph, _) = raw_server(handler).await;
+    let (graph, _) = raw_server(listing_linking_to(&format!("/\\{other}/v1.0/users?page=2"))).await;
     let dir = tempfile::tempdir().unwrap();
     let desired = write(
         dir.path(),
