@@ -366,6 +366,10 @@ pub struct Tenant {
     pub shadows: HashMap<usize, (User, std::time::Instant)>,
     by_id: HashMap<String, usize>,
     by_upn: HashMap<String, usize>,
+    /// (lowercase UPN, user) sorted by UPN: range filters on `userPrincipalName` (`ge`/`le`,
+    /// the partitions of a large listing) read their users from it instead of scanning, as a
+    /// directory's index would
+    upn_order: Vec<(String, usize)>,
     by_sid: HashMap<String, usize>,
     group_by_id: HashMap<String, usize>,
     pub operations: HashMap<String, Operation>,
@@ -385,6 +389,29 @@ impl Tenant {
     }
     pub fn user_by_upn(&self, upn: &str) -> Option<usize> {
         self.by_upn.get(&upn.to_lowercase()).copied()
+    }
+    /// Users whose lowercase UPN lies within `lo`..`hi` (bounds compared lowercase, like the
+    /// filter's string comparison), in directory order.
+    pub fn users_by_upn_range(
+        &self,
+        lo: std::ops::Bound<&str>,
+        hi: std::ops::Bound<&str>,
+    ) -> Vec<usize> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let o = &self.upn_order;
+        let start = match lo {
+            Included(v) => o.partition_point(|(u, _)| u.as_str() < v),
+            Excluded(v) => o.partition_point(|(u, _)| u.as_str() <= v),
+            Unbounded => 0,
+        };
+        let end = match hi {
+            Included(v) => o.partition_point(|(u, _)| u.as_str() <= v),
+            Excluded(v) => o.partition_point(|(u, _)| u.as_str() < v),
+            Unbounded => o.len(),
+        };
+        let mut out: Vec<usize> = o[start..end.max(start)].iter().map(|(_, i)| *i).collect();
+        out.sort_unstable();
+        out
     }
     pub fn user_by_sid(&self, sid: &str) -> Option<usize> {
         self.by_sid.get(&sid.to_uppercase()).copied()
@@ -811,6 +838,11 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
         users,
         groups,
         by_id,
+        upn_order: {
+            let mut o: Vec<(String, usize)> = by_upn.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            o.sort_unstable();
+            o
+        },
         by_upn,
         by_sid,
         group_by_id,
