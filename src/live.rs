@@ -223,12 +223,12 @@ pub async fn fetch_tenant(
     options: ReadOptions,
 ) -> Result<Fetched, LiveError> {
     let tenant = desired.tenant.as_str();
-    let (roles, notes) = PrivilegedRoles::read(client, tenant, options).await?;
-    let federated_domains = federated_domains(client, tenant).await?;
-
-    let users = if desired.users.len() > list_all_threshold() {
-        FetchedUsers::Listed(list_all(client, tenant).await?)
-    } else {
+    // Roles, domains, the declared users and the tenant id are independent reads: they go side
+    // by side (each bounded by the client's pacing), and their errors are judged in this order.
+    let users = async {
+        if desired.users.len() > list_all_threshold() {
+            return Ok(FetchedUsers::Listed(list_all(client, tenant).await?));
+        }
         let keys: Vec<UserKey> = desired.users.iter().map(|e| user_key(&e.user)).collect();
         // results come back keyed by the lookup key, in any order
         let mut results: HashMap<UserKey, Result<GraphUser, GraphError>> = client
@@ -245,11 +245,20 @@ pub async fn fetch_tenant(
                 Some(Err(GraphError::NotFound { .. })) | None => {
                     found.entry(key).or_insert(None);
                 }
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => return Err(LiveError::from(e)),
             }
         }
-        FetchedUsers::ByKey(found)
+        Ok(FetchedUsers::ByKey(found))
     };
+    let (roles, federated_domains, users, tenant_id) = tokio::join!(
+        PrivilegedRoles::read(client, tenant, options),
+        federated_domains(client, tenant),
+        users,
+        tenant_id(client, tenant)
+    );
+    let (roles, notes) = roles?;
+    let federated_domains = federated_domains?;
+    let users = users?;
 
     let mut groups = Vec::with_capacity(desired.groups.len());
     for g in &desired.groups {
@@ -278,7 +287,7 @@ pub async fn fetch_tenant(
     }
 
     Ok(Fetched {
-        tenant_id: tenant_id(client, tenant).await,
+        tenant_id,
         roles,
         federated_domains,
         notes,
@@ -317,7 +326,8 @@ pub fn resolve(
         FetchedUsers::Listed(all) => {
             // Keys already in their canonical case (GUIDs, lowercase UPNs) are borrowed from the
             // listed users, not copied: with a large tenant the index is two keys per user.
-            let mut by_key: HashMap<Cow<str>, usize> = HashMap::with_capacity(all.len() * 2);
+            let mut by_key: foldhash::HashMap<Cow<str>, usize> =
+                foldhash::HashMap::with_capacity_and_hasher(all.len() * 2, Default::default());
             for (i, u) in all.iter().enumerate() {
                 by_key.insert(ascii_lowercase(&u.id), i);
                 if let Some(upn) = &u.user_principal_name {
@@ -403,28 +413,40 @@ pub fn resolve(
         }
     }
 
-    // Merge: per user, its direct entry and every group entry that reaches it.
+    // Merge: per user, its direct entry and every group entry that reaches it, in that order;
+    // the first live form of a user is kept. Sorted by id rather than inserted into a map one
+    // by one: with a large tenant, a million random insertions into a tree cost more than the
+    // rest of the resolution (and each live user is moved, never cloned: a second copy of each
+    // would be the largest thing in memory).
     /// A user's live state and every (directives, origin) that reaches it.
     type Contributions<'a> = (LiveUser, Vec<(&'a crate::config::Directives, &'a Origin)>);
-    // (moved, not cloned: with every user of a large tenant declared, a second copy of each
-    // live user would be the largest thing in memory)
-    let mut per_user: BTreeMap<String, Contributions> = BTreeMap::new();
-    for (entry, live) in resolved {
-        per_user
-            .entry(live.id.clone())
-            .or_insert_with(|| (live, Vec::new()))
-            .1
-            .push((&entry.directives, &entry.origin));
-    }
+    let mut reached: Vec<(Option<LiveUser>, &crate::config::Directives, &Origin)> = resolved
+        .into_iter()
+        .map(|(entry, live)| (Some(live), &entry.directives, &entry.origin))
+        .collect();
     for (g, members) in group_members {
-        for live in members {
-            per_user
-                .entry(live.id.clone())
-                .or_insert_with(|| (live, Vec::new()))
-                .1
-                .push((&g.directives, &g.origin));
+        reached.extend(
+            members
+                .into_iter()
+                .map(|live| (Some(live), &g.directives, &g.origin)),
+        );
+    }
+    let mut order: Vec<(String, usize)> = reached
+        .iter()
+        .enumerate()
+        .map(|(i, (live, _, _))| (live.as_ref().expect("not taken yet").id.clone(), i))
+        .collect();
+    order.sort_unstable();
+    let mut per_user: Vec<(String, Contributions)> = Vec::with_capacity(order.len());
+    for (id, i) in order {
+        let (live, directives, origin) = &mut reached[i];
+        let live = live.take().expect("each reached user is taken once");
+        match per_user.last_mut() {
+            Some((last, (_, entries))) if *last == id => entries.push((*directives, *origin)),
+            _ => per_user.push((id, (live, vec![(*directives, *origin)]))),
         }
     }
+    drop(reached);
 
     let only: BTreeSet<String> = only.iter().map(|s| s.to_lowercase()).collect();
     // Collected, then built in one go: `BTreeMap::from_iter` packs its nodes full, where inserting
@@ -630,7 +652,13 @@ impl PrivilegedRoles {
         options: ReadOptions,
     ) -> Result<(Self, Vec<String>), LiveError> {
         let denied = |e: &GraphError| matches!(e.status(), Some(401 | 403));
-        let definitions = match client.role_definitions(tenant).await {
+        // The three lists are independent: read side by side, judged in this order.
+        let (definitions, active, eligible) = tokio::join!(
+            client.role_definitions(tenant),
+            client.role_assignments(tenant),
+            client.role_eligibilities(tenant)
+        );
+        let definitions = match definitions {
             Ok(d) => d,
             Err(e) if denied(&e) => {
                 return Err(LiveError::RolesDenied {
@@ -640,7 +668,7 @@ impl PrivilegedRoles {
             }
             Err(e) => return Err(e.into()),
         };
-        let active = match client.role_assignments(tenant).await {
+        let active = match active {
             Ok(a) => a,
             Err(e) if denied(&e) => {
                 return Err(LiveError::RolesDenied {
@@ -651,7 +679,7 @@ impl PrivilegedRoles {
             Err(e) => return Err(e.into()),
         };
         let mut notes = Vec::new();
-        let eligible = match client.role_eligibilities(tenant).await {
+        let eligible = match eligible {
             Ok(a) => a,
             Err(e) if is_license_error(&e) => {
                 notes.push(NO_PIM_LICENSE_NOTE.to_owned());

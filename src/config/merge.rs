@@ -155,7 +155,10 @@ pub fn merge_directives(entries: &[(&Directives, &Origin)]) -> Result<Directives
 /// (file, line and column).
 pub fn duplicates(t: &TenantDesired) -> Vec<Diagnostic> {
     let mut dup = Vec::new();
-    let mut seen: HashMap<&UserRef, &Origin> = HashMap::new();
+    // foldhash, not SipHash: a large tenant's users are hashed here once each (keys come from
+    // reviewed desired state; foldhash is still seeded per process)
+    let mut seen: foldhash::HashMap<&UserRef, &Origin> =
+        foldhash::HashMap::with_capacity_and_hasher(t.users.len(), Default::default());
     for u in &t.users {
         if let Some(first) = seen.get(&u.user) {
             dup.push(
