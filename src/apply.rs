@@ -416,7 +416,7 @@ pub struct Shared<'a> {
 /// How many password resets of one tenant are in progress at once, per request the client may
 /// have in flight (`--concurrency`): a resetPassword operation spends most of its time waiting
 /// between polls, holding no request slot, so several fit in each slot.
-pub const RESETS_PER_REQUEST_SLOT: usize = 4;
+pub const RESETS_PER_REQUEST_SLOT: usize = 8;
 
 /// Attempts of one password write with the same password (the first included).
 const WRITE_ATTEMPTS: u32 = 3;
@@ -1093,7 +1093,7 @@ async fn api_reset(
             Ok(location) => {
                 journal.operation(seq, location);
                 client
-                    .poll_operation(tenant, location, OPERATION_TIMEOUT)
+                    .poll_operation_after(tenant, location, answer.retry_after, OPERATION_TIMEOUT)
                     .await
                     .map_err(|e| e.to_string())
             }

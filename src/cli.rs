@@ -356,9 +356,10 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
-    /// Requests in flight per tenant ($batch envelopes or single writes); password resets run
-    /// side by side, 4 in progress per request (a resetPassword operation mostly waits between
-    /// polls). Writes stay paced to Graph's write quotas.
+    /// Requests in flight per tenant ($batch envelopes or single writes; resetPassword
+    /// operations are polled in a pool of the same size of their own); password resets run side
+    /// by side, 8 in progress per request (a resetPassword operation mostly waits for its
+    /// `Retry-After`). Writes stay paced to Graph's write quotas.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
 }

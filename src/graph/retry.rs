@@ -180,9 +180,12 @@ pub struct WriteQuota {
 }
 
 impl WriteQuota {
-    /// Added to the window: 1 % of it, at least 100 ms (send-to-arrival jitter).
+    /// Added to the window: a quarter of a percent of it (375 ms of Graph's 150 s), at least
+    /// 100 ms. It covers the time from a write's reservation to its arrival at Graph, where the
+    /// quota counts it: the slot is taken before the reservation, so what is left is building
+    /// the request and the network (a new TLS connection at most).
     pub fn margin(&self) -> Duration {
-        (self.window / 100).max(Duration::from_millis(100))
+        (self.window / 400).max(Duration::from_millis(100))
     }
 
     /// The quota with its window and count divided by `k` (the sandbox's `--throttle scaled:K`;
@@ -716,7 +719,7 @@ mod tests {
         let t0 = Instant::now();
         let quota = q(10, 100);
         let m = quota.margin();
-        assert_eq!(m, Duration::from_secs(1));
+        assert_eq!(m, Duration::from_millis(250));
         let mut b = WriteBudget::new(&[quota]);
         for i in 0..10 {
             assert_eq!(

@@ -676,8 +676,8 @@ fn a_second_signal_exits_at_once() {
 fn sigkill_at_random_moments_loses_no_password() {
     const KILLS: u64 = 20;
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start(dir.path(), 120, "25", Some("lost=0.3"));
-    let users = sb.plain_users(40);
+    let sb = InProc::start(dir.path(), 160, "25", Some("lost=0.3"));
+    let users = sb.plain_users(80);
     let desired = sb.desired(dir.path(), &users);
     let before = sb.hashes();
     let secrets = dir.path().join("secrets.jsonl");

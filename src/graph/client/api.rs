@@ -10,7 +10,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 
 use super::error::{decode, error_from, error_from_inner};
-use super::execute::{header_str, Req, WriteSlot};
+use super::execute::{header_str, Pool, Req, WriteSlot};
 use super::urls::{encode_query_value, encode_segment, user_path};
 use super::{GraphClient, GraphError};
 use crate::graph::model::{
@@ -340,7 +340,7 @@ impl GraphClient {
             headers: Vec::new(),
             idempotent: false,
             paced_by_caller: false,
-            bulk_read: false,
+            pool: Pool::Requests,
         };
         let resp = match slot {
             Some(slot) => self.execute_write_slot(tenant, &req, slot).await?,
@@ -396,7 +396,7 @@ impl GraphClient {
             headers: Vec::new(),
             idempotent: false,
             paced_by_caller: false,
-            bulk_read: false,
+            pool: Pool::Requests,
         };
         let what = format!("resetPassword of user {user_id}");
         let resp = match slot {
@@ -454,9 +454,29 @@ impl GraphClient {
         location: &str,
         timeout: Duration,
     ) -> Result<LongRunningOperation, GraphError> {
+        self.poll_operation_after(tenant, location, None, timeout)
+            .await
+    }
+
+    /// [`Self::poll_operation`] of an operation just started: the first poll waits for the
+    /// `Retry-After` of the 202 that started it ("the number of seconds to wait before
+    /// polling"), capped like every `Retry-After`. Polls go through the tenant's poll pool, so
+    /// that they never hold a slot a paced write is waiting for.
+    pub async fn poll_operation_after(
+        &self,
+        tenant: &str,
+        location: &str,
+        retry_after: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<LongRunningOperation, GraphError> {
         let url = self.same_origin_url(location)?;
         let deadline = tokio::time::Instant::now() + timeout;
         let what = url.path().to_owned();
+        if let Some(wait) = retry_after.map(|w| w.min(self.inner.policy.max_retry_after)) {
+            if tokio::time::Instant::now() + wait <= deadline {
+                tokio::time::sleep(wait).await;
+            }
+        }
         loop {
             let req = Req {
                 method: Method::GET,
@@ -465,7 +485,7 @@ impl GraphClient {
                 headers: Vec::new(),
                 idempotent: true,
                 paced_by_caller: false,
-                bulk_read: false,
+                pool: Pool::Polls,
             };
             let resp = self.execute(tenant, &req).await?;
             if !(200..300).contains(&resp.status) {

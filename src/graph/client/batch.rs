@@ -12,7 +12,7 @@ use reqwest::Method;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::{error_from, error_from_inner};
-use super::execute::{is_write_quota_scope, parse_percentage, throttle_percentage, Req};
+use super::execute::{is_write_quota_scope, parse_percentage, throttle_percentage, Pool, Req};
 use super::stats::bump;
 use super::urls::loggable_relative;
 use super::{GraphClient, GraphError};
@@ -319,7 +319,7 @@ impl GraphClient {
             // a $batch of GETs and PATCHes may be re-sent as a whole
             idempotent: true,
             paced_by_caller: true,
-            bulk_read: false,
+            pool: Pool::Requests,
         };
         let resp = self.execute_admitted(tenant, &req, Some(permit)).await?;
         let pct = throttle_percentage(&resp.headers);

@@ -35,8 +35,22 @@ pub(super) struct Req {
     pub(super) idempotent: bool,
     /// the caller reports the outcome to the pacer (a `$batch`: its inner statuses count)
     pub(super) paced_by_caller: bool,
-    /// a page of a partitioned listing: admitted by the tenant's read pool (`read_pacer`)
-    pub(super) bulk_read: bool,
+    /// which of the tenant's in-flight pools admits it
+    pub(super) pool: Pool,
+}
+
+/// The in-flight pools of a tenant. Each has its own slots and adapts to 429s on its own, so
+/// that one kind of request never holds the slots another needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pool {
+    /// writes, `$batch` envelopes and single reads: `--concurrency` slots, writes paced to the
+    /// write quotas
+    Requests,
+    /// pages of a partitioned listing ([`GraphClient::read_pacer`])
+    ListPages,
+    /// polls of resetPassword operations ([`GraphClient::poll_pacer`]): a poll is a one-object
+    /// read that would otherwise hold a slot a paced write is waiting for
+    Polls,
 }
 
 /// A single write admitted by its tenant's pacer ([`GraphClient::admit_write`]): the in-flight
@@ -62,6 +76,21 @@ impl GraphClient {
                 Arc::new(Pacer::with_write_quotas(
                     self.inner.options.concurrency,
                     &self.inner.options.write_quotas,
+                ))
+            })
+            .clone()
+    }
+
+    /// The tenant's in-flight pool for operation polls: `--concurrency` slots of its own, no
+    /// write quota (a poll is a read).
+    pub(super) fn poll_pacer(&self, tenant: &str) -> Arc<Pacer> {
+        let mut pacers = self.inner.pacers.lock().expect("pacer map poisoned");
+        pacers
+            .entry(format!("{tenant}\u{0}poll"))
+            .or_insert_with(|| {
+                Arc::new(Pacer::with_write_quotas(
+                    self.inner.options.concurrency,
+                    &[],
                 ))
             })
             .clone()
@@ -148,10 +177,10 @@ impl GraphClient {
         mut write_reserved: bool,
     ) -> Result<Resp, GraphError> {
         let inner = &self.inner;
-        let pacer = if req.bulk_read {
-            self.read_pacer(tenant)
-        } else {
-            self.pacer(tenant)
+        let pacer = match req.pool {
+            Pool::Requests => self.pacer(tenant),
+            Pool::ListPages => self.read_pacer(tenant),
+            Pool::Polls => self.poll_pacer(tenant),
         };
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
@@ -326,7 +355,7 @@ impl GraphClient {
             headers,
             idempotent: true,
             paced_by_caller: false,
-            bulk_read: false,
+            pool: Pool::Requests,
         };
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {

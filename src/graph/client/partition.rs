@@ -41,7 +41,7 @@ use reqwest::Method;
 use url::Url;
 
 use super::error::{decode, error_from};
-use super::execute::Req;
+use super::execute::{Pool, Req};
 use super::urls::encode_query_value;
 use super::{GraphClient, GraphError};
 use crate::graph::model::{GraphUser, Page, USER_SELECT};
@@ -210,7 +210,7 @@ impl GraphClient {
                 headers: Vec::new(),
                 idempotent: true,
                 paced_by_caller: false,
-                bulk_read: true,
+                pool: Pool::ListPages,
             };
             let resp = self.execute(tenant, &req).await?;
             if !(200..300).contains(&resp.status) {
