@@ -441,6 +441,61 @@ async fn reset_password_delegated_and_polled() {
     assert!(op.status.is_terminal());
 }
 
+/// An operation poll never waits for a request slot: with one slot (`--concurrency 1`) held by
+/// a write admitted and not yet sent, the poll of an operation started before still completes
+/// (it has a pool of its own). Started with its 202's `Retry-After`, the first poll waits for it
+/// and, the operation (200 ms) being over by then, it is the only poll.
+#[tokio::test]
+async fn operation_polls_wait_for_retry_after_and_take_no_write_slot() {
+    let mut config = args();
+    config.reset_retry_after = 1;
+    let sb = sandbox(config).await;
+    let t = tenant(&sb);
+    let app = app_client(&sb);
+    let delegated = client_with(&sb, delegated_credential(&sb), |o| o.concurrency = 1);
+    let me = delegated.me(&t).await.unwrap();
+    let users = app.list_users(&t, None).await.unwrap();
+    let cloud = users
+        .iter()
+        .find(|u| u.on_premises_sync_enabled != Some(true) && u.id != me.id)
+        .unwrap();
+    let out = delegated.reset_password(&t, &cloud.id, None).await.unwrap();
+    assert_eq!(out.retry_after, Some(Duration::from_secs(1)));
+    let location = out.location.clone().unwrap();
+
+    let held = delegated.admit_write(&t).await; // the only slot
+    let started = std::time::Instant::now();
+    let op = tokio::time::timeout(
+        Duration::from_secs(10),
+        delegated.poll_operation_after(&t, &location, out.retry_after, Duration::from_secs(30)),
+    )
+    .await
+    .expect("the poll does not wait for the held slot")
+    .unwrap();
+    drop(held);
+    assert_eq!(op.status, OperationStatus::Succeeded);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the first poll waited for Retry-After: {:?}",
+        started.elapsed()
+    );
+    let stats = reqwest::get(format!("{}/_sandbox/stats", sb.info.graph_url))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let polls: u64 = stats["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.starts_with("GET ") && route.contains("/operations/"))
+        .flat_map(|(_, by_status)| by_status.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(polls, 1, "polled once, after the operation ended: {stats}");
+}
+
 /// The device-code sign-in works against the sandbox's device code endpoint (the seed's
 /// `deviceCodeAutoApprove` admin approves on the second poll): the token acts as that admin.
 #[tokio::test]
