@@ -44,22 +44,33 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     let color = printer.color_out();
     // A closed stdout ends the run quietly, but not before the plan asked for is saved. Text and
     // JSON are written as they are rendered (a large plan's text is not held in memory at once).
-    let printed = match args.format {
-        PlanFormat::Text => {
-            printer.out_with(|w| crate::render::write_text(&plan, color, verbose > 0, w))
-        }
-        // sealed above, so `write_json` writes it as it is: the bytes of `render::json`
-        PlanFormat::Json => printer.out_with(|w| crate::render::write_json(&plan, w)),
-        PlanFormat::Markdown => printer.out(&crate::render::markdown(&plan)),
-        PlanFormat::Github => printer.out(&crate::render::github::plan(
-            &plan,
-            &uuid::Uuid::new_v4().simple().to_string(),
-        )),
-    };
-
-    if let Some(out) = &args.out {
-        write_atomically_with(out, |w| crate::render::write_json(&plan, w))
-            .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+    // The saved file is written on a thread of its own while stdout is rendered: two full
+    // passes over a large plan, side by side.
+    let (printed, saved) = std::thread::scope(|s| {
+        let saved = args.out.as_ref().map(|out| {
+            s.spawn(|| {
+                write_atomically_with(out, |w| crate::render::write_json(&plan, w))
+                    .with_context(|| format!("cannot write the plan to {}", out.display()))
+            })
+        });
+        let printed = match args.format {
+            PlanFormat::Text => {
+                printer.out_with(|w| crate::render::write_text(&plan, color, verbose > 0, w))
+            }
+            // sealed above, so `write_json` writes it as it is: the bytes of `render::json`
+            PlanFormat::Json => printer.out_with(|w| crate::render::write_json(&plan, w)),
+            PlanFormat::Markdown => printer.out(&crate::render::markdown(&plan)),
+            PlanFormat::Github => printer.out(&crate::render::github::plan(
+                &plan,
+                &uuid::Uuid::new_v4().simple().to_string(),
+            )),
+        };
+        let saved = saved.map(|h| h.join().expect("the plan writer does not panic"));
+        (printed, saved)
+    });
+    if let Some(saved) = saved {
+        saved?;
+        let out = args.out.as_ref().expect("saved only with --out");
         printer.info(&format!(
             "Saved the plan to {}. To apply exactly this plan: pwdrift apply {}",
             out.display(),
