@@ -436,8 +436,10 @@ pub struct BatchResponse {
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// kept as the JSON text it came as, decoded once into what the caller expects (a user,
+    /// an error): a tree of values per user first cost more than the rest of a `$batch` read
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<serde_json::Value>,
+    pub body: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

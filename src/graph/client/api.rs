@@ -518,12 +518,15 @@ pub(super) fn user_from_batch_response(
     if !(200..300).contains(&r.status) {
         return Err(error_from_inner(&r, &key.to_string()));
     }
-    let body = r.body.unwrap_or(serde_json::Value::Null);
+    let body = r
+        .body
+        .as_deref()
+        .map_or("null", serde_json::value::RawValue::get);
     let what = key.to_string();
     match key {
         UserKey::Sid(_) => {
             let page: Page<GraphUser> =
-                serde_json::from_value(body).map_err(|e| GraphError::Decode {
+                serde_json::from_str(body).map_err(|e| GraphError::Decode {
                     what: what.clone(),
                     message: e.to_string(),
                 })?;
@@ -537,7 +540,7 @@ pub(super) fn user_from_batch_response(
                 count => Err(GraphError::Ambiguous { what, count }),
             }
         }
-        _ => serde_json::from_value(body).map_err(|e| GraphError::Decode {
+        _ => serde_json::from_str(body).map_err(|e| GraphError::Decode {
             what,
             message: e.to_string(),
         }),
@@ -623,7 +626,7 @@ mod tests {
             id: "0".into(),
             status: 200,
             headers: None,
-            body: Some(body),
+            body: Some(serde_json::value::to_raw_value(&body).unwrap()),
         };
         assert!(
             user_from_batch_response(&key, resp(serde_json::json!({"value": []})))

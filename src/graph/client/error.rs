@@ -153,8 +153,8 @@ fn error_from_parts(
 pub(super) fn error_from_inner(resp: &BatchResponse, what: &str) -> GraphError {
     let parsed = resp
         .body
-        .clone()
-        .and_then(|b| serde_json::from_value::<GraphErrorBody>(b).ok());
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<GraphErrorBody>(b.get()).ok());
     error_from_parts(resp.status, parsed, inner_header(resp, "request-id"), what)
 }
 
