@@ -22,6 +22,7 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     let Some(loaded) = session::load_desired(&args.target.paths, printer, style)? else {
         return Ok(ExitStatus::Failure);
     };
+    tracing::debug!("desired state loaded");
     let made_from = made_from(&args.target, &loaded.digests);
     let rt = session::runtime()?;
     let computed = rt.block_on(compute(
@@ -41,6 +42,7 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
         None => return Ok(ExitStatus::Failure),
     };
 
+    tracing::debug!("plan sealed (content hash computed)");
     let color = printer.color_out();
     // A closed stdout ends the run quietly, but not before the plan asked for is saved. Text and
     // JSON are written as they are rendered (a large plan's text is not held in memory at once).
@@ -68,6 +70,7 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
         let saved = saved.map(|h| h.join().expect("the plan writer does not panic"));
         (printed, saved)
     });
+    tracing::debug!("plan rendered and saved");
     if let Some(saved) = saved {
         saved?;
         let out = args.out.as_ref().expect("saved only with --out");

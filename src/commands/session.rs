@@ -347,7 +347,12 @@ impl Session {
         style: DiagnosticStyle,
     ) -> anyhow::Result<Option<crate::plan::Plan>> {
         match self.read_live(only).await {
-            Ok(live) => Ok(Some(crate::diff::diff_owned(live, chrono::Utc::now()))),
+            Ok(live) => {
+                tracing::debug!("live state read and resolved; diffing");
+                let plan = crate::diff::diff_owned(live, chrono::Utc::now());
+                tracing::debug!("diffed");
+                Ok(Some(plan))
+            }
             Err(LiveError::Resolution(diags)) => {
                 report_diagnostics(printer, &diags, sources, style);
                 printer
