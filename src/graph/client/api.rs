@@ -342,10 +342,7 @@ impl GraphClient {
             paced_by_caller: false,
             pool: Pool::Requests,
         };
-        let resp = match slot {
-            Some(slot) => self.execute_write_slot(tenant, &req, slot).await?,
-            None => self.execute(tenant, &req).await?,
-        };
+        let resp = self.execute_write(tenant, &req, slot).await?;
         match resp.status {
             200..=299 => Ok(()),
             504 => Err(GraphError::Transport {
@@ -399,10 +396,7 @@ impl GraphClient {
             pool: Pool::Requests,
         };
         let what = format!("resetPassword of user {user_id}");
-        let resp = match slot {
-            Some(slot) => self.execute_write_slot(tenant, &req, slot).await?,
-            None => self.execute(tenant, &req).await?,
-        };
+        let resp = self.execute_write(tenant, &req, slot).await?;
         if !(200..300).contains(&resp.status) {
             if resp.status >= 500 {
                 return Err(GraphError::Transport {

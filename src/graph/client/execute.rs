@@ -16,6 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
 use super::error::{decode, error_from};
+use super::partition::READ_CONCURRENCY;
 use super::stats::bump;
 use super::urls::loggable_url;
 use super::{GraphClient, GraphError};
@@ -46,10 +47,10 @@ pub(super) enum Pool {
     /// writes, `$batch` envelopes and single reads: `--concurrency` slots, writes paced to the
     /// write quotas
     Requests,
-    /// pages of a partitioned listing ([`GraphClient::read_pacer`])
+    /// pages of a partitioned listing
     ListPages,
-    /// polls of resetPassword operations ([`GraphClient::poll_pacer`]): a poll is a one-object
-    /// read that would otherwise hold a slot a paced write is waiting for
+    /// polls of resetPassword operations: a poll is a one-object read that would otherwise hold
+    /// a slot a paced write is waiting for
     Polls,
 }
 
@@ -68,30 +69,32 @@ pub(super) struct Resp {
 }
 
 impl GraphClient {
+    /// The tenant's pool of requests, writes and `$batch` envelopes ([`Pool::Requests`]).
     pub(super) fn pacer(&self, tenant: &str) -> Arc<Pacer> {
-        let mut pacers = self.inner.pacers.lock().expect("pacer map poisoned");
-        pacers
-            .entry(tenant.to_owned())
-            .or_insert_with(|| {
-                Arc::new(Pacer::with_write_quotas(
-                    self.inner.options.concurrency,
-                    &self.inner.options.write_quotas,
-                ))
-            })
-            .clone()
+        self.pool_pacer(tenant, Pool::Requests)
     }
 
-    /// The tenant's in-flight pool for operation polls: `--concurrency` slots of its own, no
-    /// write quota (a poll is a read).
-    pub(super) fn poll_pacer(&self, tenant: &str) -> Arc<Pacer> {
+    /// The pacer of one of the tenant's in-flight pools, made on first use: `--concurrency`
+    /// slots and the write quotas for requests; [`READ_CONCURRENCY`] slots for partition pages;
+    /// `--concurrency` slots and no write quota (a poll is a read) for operation polls.
+    pub(super) fn pool_pacer(&self, tenant: &str, pool: Pool) -> Arc<Pacer> {
+        let key = match pool {
+            Pool::Requests => tenant.to_owned(),
+            Pool::ListPages => format!("{tenant}\u{0}read"),
+            Pool::Polls => format!("{tenant}\u{0}poll"),
+        };
+        let options = &self.inner.options;
         let mut pacers = self.inner.pacers.lock().expect("pacer map poisoned");
         pacers
-            .entry(format!("{tenant}\u{0}poll"))
+            .entry(key)
             .or_insert_with(|| {
-                Arc::new(Pacer::with_write_quotas(
-                    self.inner.options.concurrency,
-                    &[],
-                ))
+                Arc::new(match pool {
+                    Pool::Requests => {
+                        Pacer::with_write_quotas(options.concurrency, &options.write_quotas)
+                    }
+                    Pool::ListPages => Pacer::new(READ_CONCURRENCY),
+                    Pool::Polls => Pacer::with_write_quotas(options.concurrency, &[]),
+                })
             })
             .clone()
     }
@@ -119,17 +122,18 @@ impl GraphClient {
             .await
     }
 
-    /// [`Self::execute`] of a single write whose first attempt was admitted beforehand by
-    /// [`GraphClient::admit_write`] (an in-flight slot and room in the write quotas): it is sent
-    /// at once. Retries (after a 429 or 503) are admitted again as usual.
-    pub(super) async fn execute_write_slot(
+    /// [`Self::execute`] of a single write whose first attempt may have been admitted beforehand
+    /// by [`GraphClient::admit_write`] (an in-flight slot and room in the write quotas): then it
+    /// is sent at once. Retries (after a 429 or 503) are admitted again as usual.
+    pub(super) async fn execute_write(
         &self,
         tenant: &str,
         req: &Req,
-        slot: WriteSlot,
+        slot: Option<WriteSlot>,
     ) -> Result<Resp, GraphError> {
-        self.within_deadline(req, self.attempts(tenant, req, Some(slot.permit), true))
-            .await
+        let reserved = slot.is_some();
+        let attempts = self.attempts(tenant, req, slot.map(|s| s.permit), reserved);
+        self.within_deadline(req, attempts).await
     }
 
     async fn within_deadline(
@@ -177,11 +181,7 @@ impl GraphClient {
         mut write_reserved: bool,
     ) -> Result<Resp, GraphError> {
         let inner = &self.inner;
-        let pacer = match req.pool {
-            Pool::Requests => self.pacer(tenant),
-            Pool::ListPages => self.read_pacer(tenant),
-            Pool::Polls => self.poll_pacer(tenant),
-        };
+        let pacer = self.pool_pacer(tenant, req.pool);
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;

@@ -5,7 +5,7 @@
 //! page takes about half a second, so 100,000 users cannot be read in under ~50 s that way.
 //! Above [`PARTITION_MIN_USERS`] users (counted with `GET /users/$count`), the user list is read
 //! instead as ranges of `userPrincipalName`, each paged on its own, [`READ_CONCURRENCY`] pages in
-//! flight at most (a separate in-flight pool from the writes' one, see `GraphClient::read_pacer`).
+//! flight at most (a separate in-flight pool from the writes' one, see `Pool::ListPages`).
 //!
 //! # Why these filters
 //!
@@ -34,7 +34,6 @@
 //! (3,500 RU per 10 s per app and tenant).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use futures_util::future::join_all;
 use reqwest::Method;
@@ -45,7 +44,6 @@ use super::execute::{Pool, Req};
 use super::urls::encode_query_value;
 use super::{GraphClient, GraphError};
 use crate::graph::model::{GraphUser, Page, USER_SELECT};
-use crate::graph::retry::Pacer;
 
 /// Below this many users in the tenant, the list is paged sequentially (about 20 pages).
 pub const PARTITION_MIN_USERS: usize = 20_000;
@@ -183,17 +181,8 @@ impl GraphClient {
         }
     }
 
-    /// The tenant's in-flight pool for partition pages: [`READ_CONCURRENCY`] slots, separate
-    /// from the pool of writes (`--concurrency`), adapting to 429s on its own.
-    pub(super) fn read_pacer(&self, tenant: &str) -> Arc<Pacer> {
-        let mut pacers = self.inner.pacers.lock().expect("pacer map poisoned");
-        pacers
-            .entry(format!("{tenant}\u{0}read"))
-            .or_insert_with(|| Arc::new(Pacer::new(READ_CONCURRENCY)))
-            .clone()
-    }
-
-    /// Every page of one partition, in order, admitted by [`Self::read_pacer`].
+    /// Every page of one partition, in order, admitted by the tenant's pool of partition pages
+    /// ([`Pool::ListPages`]).
     async fn get_paged_bulk(
         &self,
         tenant: &str,
