@@ -48,22 +48,24 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     // JSON are written as they are rendered (a large plan's text is not held in memory at once).
     // The saved file is written on a thread of its own while stdout is rendered: two full
     // passes over a large plan, side by side.
+    let plan = &plan;
     let (printed, saved) = std::thread::scope(|s| {
         let saved = args.out.as_ref().map(|out| {
-            s.spawn(|| {
-                write_atomically_with(out, |w| crate::render::write_json(&plan, w))
+            s.spawn(move || {
+                write_atomically_with(out, |w| crate::render::write_json(plan, w))
                     .with_context(|| format!("cannot write the plan to {}", out.display()))
+                    .map(|()| out)
             })
         });
         let printed = match args.format {
             PlanFormat::Text => {
-                printer.out_with(|w| crate::render::write_text(&plan, color, verbose > 0, w))
+                printer.out_with(|w| crate::render::write_text(plan, color, verbose > 0, w))
             }
             // sealed above, so `write_json` writes it as it is: the bytes of `render::json`
-            PlanFormat::Json => printer.out_with(|w| crate::render::write_json(&plan, w)),
-            PlanFormat::Markdown => printer.out(&crate::render::markdown(&plan)),
+            PlanFormat::Json => printer.out_with(|w| crate::render::write_json(plan, w)),
+            PlanFormat::Markdown => printer.out(&crate::render::markdown(plan)),
             PlanFormat::Github => printer.out(&crate::render::github::plan(
-                &plan,
+                plan,
                 &uuid::Uuid::new_v4().simple().to_string(),
             )),
         };
@@ -72,8 +74,7 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     });
     tracing::debug!("plan rendered and saved");
     if let Some(saved) = saved {
-        saved?;
-        let out = args.out.as_ref().expect("saved only with --out");
+        let out = saved?;
         printer.info(&format!(
             "Saved the plan to {}. To apply exactly this plan: pwdrift apply {}",
             out.display(),

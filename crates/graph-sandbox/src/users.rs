@@ -319,7 +319,6 @@ fn tighter(
             match x.cmp(y) {
                 o if o == wins => a,
                 Ordering::Equal if matches!(a, Excluded(_)) => a,
-                Ordering::Equal => b,
                 _ => b,
             }
         }
