@@ -114,11 +114,13 @@ use crate::config::diag::Diagnostic;
 use crate::config::{GroupRef, TenantDesired, UserEntry, UserRef};
 use crate::graph::client::{GraphClient, GraphError, UserKey};
 use crate::graph::model::GraphUser;
+use crate::graph::retry::MAX_BATCH_SIZE;
 
 /// When the desired state names more users than this, the whole tenant is listed with
 /// `$top=999` paging (about `n/999` requests); below it, users are fetched by id, UPN or SID in
-/// `$batch` requests of 20 (about `n/20` requests). 2,000 named users is ~100 batches, which is
-/// where paging a mid-size tenant starts to win.
+/// `$batch` requests of 20 (about `n/20` requests), unless the tenant turns out small enough
+/// that listing it is cheaper (see [`choose_user_read`]). 2,000 named users is ~100 batches,
+/// which is where paging a mid-size tenant starts to win.
 pub const LIST_ALL_THRESHOLD: usize = 2000;
 
 /// Why live state could not be read.
@@ -226,8 +228,15 @@ pub async fn fetch_tenant(
     // Roles, domains, the declared users and the tenant id are independent reads: they go side
     // by side (each bounded by the client's pacing), and their errors are judged in this order.
     let users = async {
-        if desired.users.len() > list_all_threshold() {
-            return Ok(FetchedUsers::Listed(list_all(client, tenant).await?));
+        match choose_user_read(client, tenant, desired.users.len()).await? {
+            UserRead::List => return Ok(FetchedUsers::Listed(list_all(client, tenant).await?)),
+            UserRead::ListCounted(count) => {
+                let (users, _) = client
+                    .list_counted_users(tenant, partition_min_users(), count)
+                    .await?;
+                return Ok(FetchedUsers::Listed(users));
+            }
+            UserRead::Lookup => {}
         }
         let keys: Vec<UserKey> = desired.users.iter().map(|e| user_key(&e.user)).collect();
         // results come back keyed by the lookup key, in any order
@@ -557,10 +566,116 @@ fn lowercase(s: &str) -> Cow<'_, str> {
 /// The threshold in effect: [`LIST_ALL_THRESHOLD`], or `PWDRIFT_LIST_ALL_THRESHOLD` (a tuning
 /// knob, also used by the tests to exercise both read paths on a small tenant).
 pub fn list_all_threshold() -> usize {
+    threshold_override().unwrap_or(LIST_ALL_THRESHOLD)
+}
+
+fn threshold_override() -> Option<usize> {
     std::env::var("PWDRIFT_LIST_ALL_THRESHOLD")
         .ok()
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(LIST_ALL_THRESHOLD)
+}
+
+/// How the declared users of a tenant are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UserRead {
+    /// list the whole tenant (it counts its users itself)
+    List,
+    /// list the whole tenant, whose `$count` was just read
+    ListCounted(usize),
+    /// look each declared user up, in `$batch` envelopes of 20
+    Lookup,
+}
+
+/// What one response costs, in objects returned: a round trip costs about as much as 150 of the
+/// objects it carries. Microsoft documents no latencies; this is the assumption the benchmark's
+/// latency model makes (60 ms per request and 0.4 ms per object: a full page of 999 users in
+/// about half a second, README "Performance"), used here only to compare two ways of reading.
+const ROUND_TRIP_IN_OBJECTS: usize = 150;
+
+/// The cost of looking `declared` users up: `$batch` envelopes of 20, `concurrency` in flight,
+/// as rounds one after another (each as slow as an envelope of 20).
+fn lookup_cost(declared: usize, concurrency: usize) -> usize {
+    lookup_rounds(declared, concurrency) * (ROUND_TRIP_IN_OBJECTS + MAX_BATCH_SIZE)
+}
+
+/// `$batch` envelopes of 20 for `declared` users, `concurrency` at a time: rounds one after
+/// another.
+fn lookup_rounds(declared: usize, concurrency: usize) -> usize {
+    declared
+        .div_ceil(MAX_BATCH_SIZE)
+        .div_ceil(concurrency.max(1))
+}
+
+/// The cost of listing a tenant of `users` once its count is known: pages of 999 one after
+/// another below `partition_min`; above it, every partition's pages 16 at a time.
+fn listing_cost(users: usize, partition_min: usize) -> usize {
+    use crate::graph::client::{partition_boundaries, partition_filters, READ_CONCURRENCY};
+    use crate::graph::model::PAGE_SIZE;
+    let pages = users.div_ceil(PAGE_SIZE).max(1);
+    if users < partition_min {
+        pages * ROUND_TRIP_IN_OBJECTS + users
+    } else {
+        let partitions = partition_filters(&partition_boundaries()).len();
+        pages.max(partitions).div_ceil(READ_CONCURRENCY) * ROUND_TRIP_IN_OBJECTS
+            + users.div_ceil(READ_CONCURRENCY)
+    }
+}
+
+/// Listing is considered only when the lookups take this many rounds or more: below, one
+/// `$count` round trip before deciding would cost more than listing could save.
+const MIN_LOOKUP_ROUNDS_TO_COUNT: usize = 3;
+
+/// Lists the tenant when many users are declared ([`list_all_threshold`]), and also when fewer
+/// are but the tenant is small enough that listing it all is cheaper than looking them up (2,000
+/// declared users of a 2,000-user tenant: 3 pages instead of 100 `$batch` envelopes, and 3
+/// resource units instead of 2,000). That takes the tenant's `$count` first, so it is only asked
+/// when the lookups would take [`MIN_LOOKUP_ROUNDS_TO_COUNT`] rounds or more. A count that cannot
+/// be read (other than for authentication) leaves the lookups.
+async fn choose_user_read(
+    client: &GraphClient,
+    tenant: &str,
+    declared: usize,
+) -> Result<UserRead, GraphError> {
+    if let Some(threshold) = threshold_override() {
+        return Ok(if declared > threshold {
+            UserRead::List
+        } else {
+            UserRead::Lookup
+        });
+    }
+    if declared > LIST_ALL_THRESHOLD {
+        return Ok(UserRead::List);
+    }
+    let concurrency = client.options().concurrency;
+    if lookup_rounds(declared, concurrency) < MIN_LOOKUP_ROUNDS_TO_COUNT {
+        return Ok(UserRead::Lookup);
+    }
+    match client.count_users(tenant).await {
+        Ok(users) => {
+            let read = read_for_count(declared, users, concurrency, partition_min_users());
+            tracing::debug!(%tenant, declared, users, ?read, "declared users read");
+            Ok(read)
+        }
+        Err(e @ GraphError::Auth(_)) => Err(e),
+        Err(e) => {
+            tracing::debug!(%tenant, error = %e, "cannot count users; looking the declared ones up");
+            Ok(UserRead::Lookup)
+        }
+    }
+}
+
+/// The pure decision of [`choose_user_read`] once the tenant's count is known.
+fn read_for_count(
+    declared: usize,
+    users: usize,
+    concurrency: usize,
+    partition_min: usize,
+) -> UserRead {
+    if listing_cost(users, partition_min) < lookup_cost(declared, concurrency) {
+        UserRead::ListCounted(users)
+    } else {
+        UserRead::Lookup
+    }
 }
 
 /// The tenant size from which the user list is read as parallel partitions:
@@ -1377,5 +1492,49 @@ mod tests {
             "AadPremiumLicenseRequired",
             ""
         )));
+    }
+
+    #[test]
+    fn declared_users_are_listed_only_when_listing_is_cheaper() {
+        let min = crate::graph::client::PARTITION_MIN_USERS;
+        // 2,000 of 2,000: 3 pages one after another against 25 rounds of 4 envelopes
+        assert_eq!(
+            read_for_count(2000, 2000, 4, min),
+            UserRead::ListCounted(2000)
+        );
+        // a few hundred of a small tenant: one page against 3 rounds
+        assert_eq!(read_for_count(240, 300, 4, min), UserRead::ListCounted(300));
+        // 1,000 of 5,000: 6 large pages against 13 small rounds
+        assert_eq!(read_for_count(1000, 5000, 4, min), UserRead::Lookup);
+        // 2,000 of 15,000 (sequential pages) and of 100,000 (partitioned)
+        assert_eq!(read_for_count(2000, 15_000, 4, min), UserRead::Lookup);
+        assert_eq!(read_for_count(2000, 100_000, 4, min), UserRead::Lookup);
+        // more envelopes in flight make the lookups cheaper
+        assert_eq!(
+            read_for_count(2000, 3000, 4, min),
+            UserRead::ListCounted(3000)
+        );
+        assert_eq!(read_for_count(2000, 3000, 16, min), UserRead::Lookup);
+        // a partitioned read of 20,000 users is 4 rounds of 16 pages
+        assert_eq!(
+            read_for_count(2000, 20_000, 4, min),
+            UserRead::ListCounted(20_000)
+        );
+        assert_eq!(
+            read_for_count(2000, 20_000, 4, usize::MAX),
+            UserRead::Lookup
+        );
+    }
+
+    #[test]
+    fn the_count_is_asked_only_when_lookups_take_three_rounds() {
+        assert_eq!(lookup_rounds(0, 4), 0);
+        assert_eq!(lookup_rounds(1, 4), 1);
+        assert_eq!(lookup_rounds(80, 4), 1);
+        assert_eq!(lookup_rounds(160, 4), 2);
+        assert_eq!(lookup_rounds(161, 4), MIN_LOOKUP_ROUNDS_TO_COUNT);
+        assert_eq!(lookup_rounds(161, 0), 9, "no concurrency counts as one");
+        assert_eq!(lookup_cost(2000, 4), 25 * 170);
+        assert_eq!(listing_cost(2000, usize::MAX), 3 * 150 + 2000);
     }
 }

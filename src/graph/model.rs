@@ -181,6 +181,9 @@ impl GraphUser {
     }
 }
 
+/// `$top` of every user listing: the most Graph returns per page.
+pub const PAGE_SIZE: usize = 999;
+
 /// The exact `$select` pwdrift reads users with.
 pub const USER_SELECT: &str = "id,userPrincipalName,passwordProfile,passwordPolicies,lastPasswordChangeDateTime,onPremisesSyncEnabled,onPremisesSecurityIdentifier,userType";
 

@@ -293,3 +293,66 @@ fn many_tenants_are_planned_and_applied() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Apply complete"), "{r:?}");
 }
+
+/// Declares `n` users of the generated tenant (no role holders), plans, and returns the
+/// sandbox's request counts by route.
+fn plan_declaring(sb: &Sandbox, n: usize) -> serde_json::Value {
+    let state = sb.call("GET", "/_sandbox/state", None);
+    let tenant = &state["tenants"][0];
+    let mut text = format!(
+        "version: 1\ntenant: {}\nusers:\n",
+        tenant["initialDomain"].as_str().unwrap()
+    );
+    let users = tenant["users"].as_array().unwrap().iter();
+    let plain = users.filter(|u| u["directoryRoles"].as_array().is_none_or(|r| r.is_empty()));
+    for u in plain.take(n) {
+        text.push_str(&format!(
+            "  - user: {}\n    requirePasswordChange: {{ since: 2026-11-22T00:00:00Z }}\n",
+            u["userPrincipalName"].as_str().unwrap()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::write(dir.path(), "desired.yaml", &text);
+    let before = sb.call("GET", "/_sandbox/stats", None);
+    let r = run(sb.pwdrift().args(["plan", dir.path().to_str().unwrap()]));
+    assert!(r.code == 0 || r.code == 2, "{r:?}");
+    let after = sb.call("GET", "/_sandbox/stats", None);
+    // requests by route, then by status
+    let count = |v: &serde_json::Value, route: &str| -> u64 {
+        v["requests"][route].as_object().map_or(0, |by_status| {
+            by_status.values().filter_map(|n| n.as_u64()).sum()
+        })
+    };
+    let mut by_route = serde_json::Map::new();
+    for route in after["requests"].as_object().unwrap().keys() {
+        let n = count(&after, route) - count(&before, route);
+        if n > 0 {
+            by_route.insert(route.clone(), n.into());
+        }
+    }
+    by_route.into()
+}
+
+/// Below 2,000 declared users, the tenant is listed when that is cheaper than looking the users
+/// up: 300 of 400 users are one page instead of 15 `$batch` envelopes; 300 of 6,000 are looked
+/// up (7 large pages would cost more); 100 are looked up without asking for the count.
+#[test]
+fn declared_users_are_listed_when_the_tenant_is_small_enough() {
+    // `GET /users/$count` is counted as `/users/{key}`, and so is each request of a `$batch`
+    let small = Sandbox::start(&["--generate", "400", "--throttle", "off"]);
+    let requests = plan_declaring(&small, 300);
+    assert_eq!(requests["GET /v1.0/users/{key}"], 1, "{requests}");
+    assert_eq!(requests["GET /v1.0/users"], 1, "{requests}");
+    assert!(requests.get("POST /v1.0/$batch").is_none(), "{requests}");
+
+    let requests = plan_declaring(&small, 100);
+    assert_eq!(requests["GET /v1.0/users/{key}"], 100, "{requests}");
+    assert!(requests.get("GET /v1.0/users").is_none(), "{requests}");
+    assert_eq!(requests["POST /v1.0/$batch"], 5, "{requests}");
+
+    let large = Sandbox::start(&["--generate", "6000", "--throttle", "off"]);
+    let requests = plan_declaring(&large, 300);
+    assert_eq!(requests["GET /v1.0/users/{key}"], 301, "{requests}");
+    assert!(requests.get("GET /v1.0/users").is_none(), "{requests}");
+    assert_eq!(requests["POST /v1.0/$batch"], 15, "{requests}");
+}

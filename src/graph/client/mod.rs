@@ -59,7 +59,9 @@ pub use api::{ResetOutcome, UserKey};
 pub use error::GraphError;
 pub use execute::WriteSlot;
 pub use options::ClientOptions;
-pub use partition::{partition_boundaries, partition_filters, ListingPath, PARTITION_MIN_USERS};
+pub use partition::{
+    partition_boundaries, partition_filters, ListingPath, PARTITION_MIN_USERS, READ_CONCURRENCY,
+};
 pub use stats::ClientStats;
 pub use urls::{escape_for_message, resolve_same_origin};
 

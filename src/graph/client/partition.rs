@@ -157,6 +157,30 @@ impl GraphClient {
                 ));
             }
         };
+        self.list_counted_users_by(tenant, min_users, filters, count)
+            .await
+    }
+
+    /// [`Self::list_all_users_with`] for a tenant whose `$count` the caller has just read (so it
+    /// is not read twice).
+    pub async fn list_counted_users(
+        &self,
+        tenant: &str,
+        min_users: usize,
+        count: usize,
+    ) -> Result<(Vec<GraphUser>, ListingPath), GraphError> {
+        let filters = partition_filters(&partition_boundaries());
+        self.list_counted_users_by(tenant, min_users, &filters, count)
+            .await
+    }
+
+    async fn list_counted_users_by(
+        &self,
+        tenant: &str,
+        min_users: usize,
+        filters: &[String],
+        count: usize,
+    ) -> Result<(Vec<GraphUser>, ListingPath), GraphError> {
         if count < min_users {
             return Ok((
                 self.list_users(tenant, None).await?,
