@@ -882,35 +882,49 @@ async fn admit(client: &GraphClient, tenant: &str, cancel: &Cancel) -> Option<Wr
     }
 }
 
+/// Waits until Graph's clock is past the whole second of `change` (a `lastPasswordChangeDateTime`),
+/// so that a password change made now shows a later one. At most about a second.
+async fn wait_for_graph_second_after(client: &GraphClient, change: DateTime<Utc>) {
+    let next = change + chrono::Duration::seconds(1);
+    let ahead = next - client.to_graph_clock(Utc::now());
+    if let Ok(wait) = ahead.to_std() {
+        tokio::time::sleep(wait.min(Duration::from_secs(2))).await;
+    }
+}
+
 /// What reading a user back says about a password write whose answer was ambiguous.
 enum ReadBack {
-    Landed,
+    /// with the `lastPasswordChangeDateTime` that showed it
+    Landed(DateTime<Utc>),
     NotLanded,
     /// the user could not be read back: the detail says why, after what made it ambiguous
     Unknown(String),
 }
 
 /// Resolves an ambiguous password write (a lost answer, a 5xx, a failed poll) by reading the
-/// user back: `lastPasswordChangeDateTime` at or after `since`, re-read for a while (reads can
-/// lag). `why` is what made it ambiguous.
+/// user back: `lastPasswordChangeDateTime` at or after `since` (and later than `not_up_to`, a
+/// change already put down to an earlier attempt), re-read for a while (reads can lag). `why`
+/// is what made it ambiguous.
 async fn read_back(
     clients: &TenantClients,
     tenant: &str,
     user: &UserPlan,
     since: DateTime<Utc>,
+    not_up_to: Option<DateTime<Utc>>,
     why: &str,
 ) -> ReadBack {
-    match verify::password_changed_since(
+    match verify::password_change_since(
         &clients.app,
         tenant,
         &user.user_id,
         since,
+        not_up_to,
         clients.verify_timeout,
     )
     .await
     {
-        Ok(true) => ReadBack::Landed,
-        Ok(false) => ReadBack::NotLanded,
+        Ok(Some(t)) => ReadBack::Landed(t),
+        Ok(None) => ReadBack::NotLanded,
         Err(read) => ReadBack::Unknown(format!(
             "{why}; and the user could not be read back: {read}"
         )),
@@ -964,8 +978,8 @@ async fn patch_reset(
             Ok(()) => return Write::Sent(seq, WriteOutcome::Applied),
             Err(e) if ambiguous(&e) => {
                 tracing::warn!(user = %user.user_principal_name, attempt, "reset answer lost or 5xx; reading the user back before any repeat: {e}");
-                match read_back(clients, tenant, user, since, &e.to_string()).await {
-                    ReadBack::Landed => return Write::Sent(seq, WriteOutcome::Applied),
+                match read_back(clients, tenant, user, since, None, &e.to_string()).await {
+                    ReadBack::Landed(_) => return Write::Sent(seq, WriteOutcome::Applied),
                     ReadBack::NotLanded => last = e.to_string(),
                     ReadBack::Unknown(detail) => {
                         return Write::Sent(seq, WriteOutcome::Unknown(detail))
@@ -999,9 +1013,16 @@ async fn api_reset(
 ) -> Write {
     let journal = Recorder(run.secrets);
     let mut superseded: Option<u64> = None;
+    // The last password change a read-back put down to an attempt of this user: a later attempt
+    // is confirmed only by a later change (Graph's whole seconds cannot tell two changes in one
+    // second apart, so a replacement waits for the next second before it is sent).
+    let mut seen_change: Option<DateTime<Utc>> = None;
     let mut last = String::new();
     let mut last_seq = None;
     for attempt in 1..=WRITE_ATTEMPTS {
+        if let Some(t) = seen_change {
+            wait_for_graph_second_after(client, t).await;
+        }
         // a repeat belongs to a write already in flight: it is not given up on cancel
         let slot = if attempt == 1 {
             match admit(client, tenant, run.cancel).await {
@@ -1050,10 +1071,14 @@ async fn api_reset(
             Ok(a) => a,
             Err(e) if ambiguous(&e) => {
                 tracing::warn!(user = %user.user_principal_name, attempt, "resetPassword answer lost or 5xx; reading the user back: {e}");
-                let landed = read_back(clients, tenant, user, since, &e.to_string()).await;
+                let landed =
+                    read_back(clients, tenant, user, since, seen_change, &e.to_string()).await;
+                if let ReadBack::Landed(t) = landed {
+                    seen_change = Some(t);
+                }
                 match (landed, resolved.password.is_some()) {
-                    (ReadBack::Landed, true) => return Write::Sent(seq, WriteOutcome::Applied),
-                    (ReadBack::Landed | ReadBack::NotLanded, false) => {
+                    (ReadBack::Landed(_), true) => return Write::Sent(seq, WriteOutcome::Applied),
+                    (ReadBack::Landed(_) | ReadBack::NotLanded, false) => {
                         // the service's password went with the lost answer: reset again
                         last = e.to_string();
                         superseded = seq;
@@ -1112,8 +1137,8 @@ async fn api_reset(
                     Ok(op) => format!("the operation ended {:?}", op.status),
                     Err(e) => e,
                 };
-                match read_back(clients, tenant, user, since, &why).await {
-                    ReadBack::Landed => WriteOutcome::Applied,
+                match read_back(clients, tenant, user, since, seen_change, &why).await {
+                    ReadBack::Landed(_) => WriteOutcome::Applied,
                     ReadBack::NotLanded => WriteOutcome::Unknown(format!(
                         "{why}; the password does not show as changed yet"
                     )),

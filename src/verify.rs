@@ -151,6 +151,23 @@ pub async fn password_changed_since(
     started: DateTime<Utc>,
     timeout: Duration,
 ) -> Result<bool, GraphError> {
+    password_change_since(client, tenant, user_id, started, None, timeout)
+        .await
+        .map(|t| t.is_some())
+}
+
+/// [`password_changed_since`], also requiring the change to be later than `not_up_to` (a change
+/// already seen and put down to an earlier write of the same user), and returning the
+/// `lastPasswordChangeDateTime` that showed it. Graph gives whole seconds, so without that bound
+/// an earlier write that landed in the same second as `started` would pass for this one.
+pub async fn password_change_since(
+    client: &GraphClient,
+    tenant: &str,
+    user_id: &str,
+    started: DateTime<Utc>,
+    not_up_to: Option<DateTime<Utc>>,
+    timeout: Duration,
+) -> Result<Option<DateTime<Utc>>, GraphError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut wait = Duration::from_millis(250);
     loop {
@@ -158,16 +175,16 @@ pub async fn password_changed_since(
             crate::live::read_back(client, tenant, std::slice::from_ref(&user_id.to_owned()))
                 .await?;
         let since = trunc(client.to_graph_clock(started));
-        if live
+        if let Some(t) = live
             .get(user_id)
             .and_then(|l| l.last_password_change)
-            .is_some_and(|t| t >= since)
+            .filter(|t| *t >= since && not_up_to.is_none_or(|e| *t > e))
         {
-            return Ok(true);
+            return Ok(Some(t));
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            return Ok(false);
+            return Ok(None);
         }
         tokio::time::sleep(wait.min(deadline - now)).await;
         wait = (wait * 2).min(Duration::from_secs(4));
