@@ -237,7 +237,7 @@ impl WriteBudget {
         if n == 0 || self.logs.is_empty() {
             return (now, n);
         }
-        let mut at = now;
+        let mut at = self.not_before(now);
         for (q, log) in &self.logs {
             let excess = (log.len() + 1).saturating_sub(q.writes);
             if excess > 0 {
@@ -283,7 +283,7 @@ impl WriteBudget {
         if n == 0 {
             return now;
         }
-        let mut at = now;
+        let mut at = self.not_before(now);
         for (q, log) in &self.logs {
             // the n-th oldest entry that must leave: with len entries and room for q.writes,
             // entries [0, len + n - q.writes) must be out of the window by `at`
@@ -298,11 +298,23 @@ impl WriteBudget {
             while log.front().is_some_and(|t| *t + horizon <= at) {
                 log.pop_front();
             }
-            // reservations are monotonic in time: the log stays sorted
-            let at = log.back().map_or(at, |b| at.max(*b));
+            // reservations are monotonic in time (see `not_before`): the log stays sorted
             log.extend(std::iter::repeat_n(at, n));
         }
         at
+    }
+
+    /// The earliest instant a new reservation may take: `now`, but never before the latest
+    /// reservation already made. Reservations are first come, first served in time, and they
+    /// must be: a reservation drops from the logs whatever has left the window by its instant,
+    /// so writes reserved earlier than an existing reservation (writes given back during a 429
+    /// block and reserved again when it ends, while others wait for an instant after it) would
+    /// be counted against a log that no longer holds what goes out before them.
+    fn not_before(&self, now: Instant) -> Instant {
+        self.logs
+            .iter()
+            .filter_map(|(_, log)| log.back().copied())
+            .fold(now, Instant::max)
     }
 }
 
@@ -757,6 +769,84 @@ mod tests {
             b.reserve(1, t0 + Duration::from_secs(3)),
             t0 + Duration::from_secs(100) + q(10, 100).margin()
         );
+    }
+
+    /// A 429 block (another app filled the tenant's quota) releases the writes that waited for
+    /// an instant inside it; they and the refused writes reserve again when it ends, while writes
+    /// reserved for instants after the block keep theirs. Over any window, no more writes start
+    /// than the quota allows. (The shape of `perf::writes_adapt_to_a_quota_other_apps_are_using`.)
+    #[test]
+    fn writes_reserved_again_after_a_block_stay_within_the_quota() {
+        let quotas = [
+            WriteQuota {
+                writes: 30,
+                window: Duration::from_millis(1500),
+            },
+            WriteQuota {
+                writes: 180,
+                window: Duration::from_millis(3000),
+            },
+        ];
+        let mut b = WriteBudget::new(&quotas);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut sent: Vec<Instant> = Vec::new();
+        // five envelopes reserve at once: 30 go now, the others wait for later instants
+        let mut waiting = Vec::new();
+        for n in [20, 10, 20, 10, 20, 10, 11] {
+            let (at, granted) = b.reserve_up_to(n, t0);
+            assert_eq!(granted, n);
+            if at == t0 {
+                sent.extend(std::iter::repeat_n(at, granted));
+            } else {
+                waiting.push((at, granted));
+            }
+        }
+        // 25 of the first 30 are refused (429, Retry-After 3 s): blocked until 3,004 ms; the
+        // writes waiting for an instant inside the block give their reservation back
+        let block_end = ms(3004);
+        let mut again = vec![25];
+        waiting.retain(|&(at, n)| {
+            if at < block_end {
+                b.release(n, at);
+                again.push(n);
+                false
+            } else {
+                true
+            }
+        });
+        for n in again {
+            let mut left = n;
+            while left > 0 {
+                let (at, granted) = b.reserve_up_to(left, block_end);
+                waiting.push((at, granted));
+                left -= granted;
+            }
+        }
+        for (at, n) in waiting {
+            sent.extend(std::iter::repeat_n(at, n));
+        }
+        // the 5 admitted of the first 30 and everything after the block
+        let refused = 25;
+        sent.sort();
+        sent.drain(5..5 + refused);
+        for quota in quotas {
+            for (k, t) in sent.iter().enumerate() {
+                let within = sent[k..]
+                    .iter()
+                    .take_while(|s| **s < *t + quota.window)
+                    .count();
+                assert!(
+                    within <= quota.writes,
+                    "{within} writes from {:?} within {:?}: {:?}",
+                    *t - t0,
+                    quota.window,
+                    sent.iter()
+                        .map(|s| (*s - t0).as_millis())
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
     }
 
     /// Over any window (without margin), no more writes start than the quota allows, for any

@@ -188,8 +188,10 @@ async fn writes_paced_to_the_quota_are_not_throttled() {
 /// far fewer 429s than writes, and every write lands exactly once.
 #[tokio::test]
 async fn writes_adapt_to_a_quota_other_apps_are_using() {
-    // scaled:100: 30 writes per 1.5 s per app + tenant, 180 per 3 s per tenant (all apps)
-    let sb = generated_with(60, "scaled:100").await;
+    // scaled:100: 30 writes per 1.5 s per app + tenant, 180 per 3 s per tenant (all apps).
+    // 121 writes: four windows of the client's own quota, so that writes reserved for instants
+    // after the 429 block and writes reserved again when it ends go out side by side.
+    let sb = generated_with(120, "scaled:100").await;
     let c = client_with(&sb, |o| {
         o.concurrency = 8;
         o.write_quotas = o.write_quotas.iter().map(|q| q.scaled(100)).collect();

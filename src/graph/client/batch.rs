@@ -202,6 +202,8 @@ impl GraphClient {
                 url = %loggable_relative(&p.req.url),
                 status = resp.as_ref().map_or(0, |r| r.status),
                 request_id = resp.as_ref().and_then(|r| inner_header(r, "request-id")).as_deref().unwrap_or("-"),
+                retry_after = resp.as_ref().and_then(|r| inner_header(r, "retry-after")).as_deref().unwrap_or("-"),
+                scope = resp.as_ref().and_then(|r| inner_header(r, "x-ms-throttle-scope")).as_deref().unwrap_or("-"),
                 attempt = p.retries + 1,
                 "graph batch item"
             );
