@@ -596,7 +596,7 @@ mod tests {
             live,
             directives,
             declared_at: vec![Origin {
-                file: PathBuf::from("desired/contoso.yaml"),
+                file: PathBuf::from("desired/contoso.yaml").into(),
                 line: 4,
                 column: 5,
             }],

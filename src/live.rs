@@ -385,7 +385,8 @@ pub fn resolve(
     }
 
     // Two spellings (UPN and object id, say) of the same user in desired state.
-    let mut first_seen: HashMap<&str, &UserEntry> = HashMap::new();
+    let mut first_seen: foldhash::HashMap<&str, &UserEntry> =
+        foldhash::HashMap::with_capacity_and_hasher(resolved.len(), Default::default());
     for (entry, live) in &resolved {
         if let Some(prev) = first_seen.insert(live.id.as_str(), entry) {
             problems.push(
@@ -1026,7 +1027,7 @@ mod tests {
 
     fn at(line: usize) -> Origin {
         Origin {
-            file: PathBuf::from("d.yaml"),
+            file: PathBuf::from("d.yaml").into(),
             line,
             column: 5,
         }

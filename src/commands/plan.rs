@@ -48,7 +48,8 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     // JSON are written as they are rendered (a large plan's text is not held in memory at once).
     // The saved file is written on a thread of its own while stdout is rendered: two full
     // passes over a large plan, side by side.
-    let plan = &plan;
+    let owned = plan;
+    let plan = &owned;
     let (printed, saved) = std::thread::scope(|s| {
         let saved = args.out.as_ref().map(|out| {
             s.spawn(move || {
@@ -84,13 +85,13 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     printed?;
 
     let s = plan.summary();
-    Ok(
-        if args.detailed_exitcode && (plan.has_changes() || s.blocked > 0) {
-            ExitStatus::Changes
-        } else {
-            ExitStatus::Success
-        },
-    )
+    let status = if args.detailed_exitcode && (plan.has_changes() || s.blocked > 0) {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    };
+    super::leak_at_exit(owned);
+    Ok(status)
 }
 
 /// What a plan is made from: the desired-state files read (as loaded, with their digests) and
@@ -127,7 +128,11 @@ async fn compute(
     else {
         return Ok(None);
     };
+    let mut session = session;
     let plan = session.plan(&target.targets, sources, printer, style).await;
+    for t in &mut session.tenants {
+        super::leak_at_exit(std::mem::take(&mut t.desired.users));
+    }
     session.close().await;
     plan
 }

@@ -215,6 +215,8 @@ fn suggest(key: &str, known: &[&str]) -> Option<String> {
 
 struct Checker<'a> {
     file: &'a Path,
+    /// `file`, shared by every origin this file's entries carry
+    shared_file: std::sync::Arc<Path>,
     /// where secret values sit, for the diagnostics renderer
     sources: &'a mut SourceMap,
     diags: Vec<Diagnostic>,
@@ -226,7 +228,11 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn at(&self, pos: Pos) -> Origin {
-        pos.origin(self.file)
+        Origin {
+            file: self.shared_file.clone(),
+            line: pos.line,
+            column: pos.col,
+        }
     }
 
     /// Records a diagnostic; past [`super::MAX_DIAGNOSTICS_PER_FILE`] they are only counted, so
@@ -972,6 +978,7 @@ pub fn check_file(
 ) -> (Option<FileDoc>, Vec<Diagnostic>) {
     let mut c = Checker {
         file,
+        shared_file: file.into(),
         sources,
         diags: Vec::new(),
         errors: 0,

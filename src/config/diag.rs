@@ -140,7 +140,7 @@ impl SourceMap {
     /// every source line it shows.
     pub fn mark_secret(&mut self, origin: &Origin, extent: SecretExtent) {
         self.files
-            .entry(origin.file.clone())
+            .entry(origin.file.to_path_buf())
             .or_default()
             .secrets
             .insert((origin.line, origin.column), extent);
@@ -479,7 +479,7 @@ mod tests {
 
     fn o(file: &Path, line: usize, column: usize) -> Origin {
         Origin {
-            file: file.to_path_buf(),
+            file: file.to_path_buf().into(),
             line,
             column,
         }

@@ -226,7 +226,7 @@ mod tests {
 
     fn o(line: usize) -> Origin {
         Origin {
-            file: PathBuf::from("d.yaml"),
+            file: PathBuf::from("d.yaml").into(),
             line,
             column: 11,
         }
@@ -335,7 +335,7 @@ mod tests {
                     user: UserRef::Upn((*u).into()),
                     directives: flag(false),
                     origin: Origin {
-                        file: PathBuf::from(file),
+                        file: PathBuf::from(file).into(),
                         line: *line,
                         column: 11,
                     },

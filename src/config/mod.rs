@@ -107,7 +107,7 @@ pub struct Invalid {
 
 fn file_origin(file: &Path) -> Origin {
     Origin {
-        file: file.to_path_buf(),
+        file: file.into(),
         line: 0,
         column: 0,
     }
@@ -303,7 +303,7 @@ fn read_file(file: &Path) -> Result<(String, String), (Diagnostic, Option<String
         let diag = Diagnostic::error("the file is not valid UTF-8")
             .with_label(
                 Origin {
-                    file: file.to_path_buf(),
+                    file: file.into(),
                     line,
                     column,
                 },
@@ -435,8 +435,8 @@ mod tests {
             .diagnostics;
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("declared twice"));
-        assert_eq!(errs[0].labels[0].origin.file, a);
-        assert_eq!(errs[0].labels[1].origin.file, b);
+        assert_eq!(errs[0].labels[0].origin.file.as_ref(), a.as_path());
+        assert_eq!(errs[0].labels[1].origin.file.as_ref(), b.as_path());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! parsed ([`UserRef`], [`GroupRef`], [`TenantRef`]), timestamps carry a zone (they are UTC
 //! instants), and passwords are only ever *sources* ([`PasswordSource`]), never literals.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -16,7 +17,8 @@ use serde::{Deserialize, Serialize};
 )]
 pub struct Origin {
     /// the desired-state file, as given on the command line (or found below a given directory)
-    pub file: PathBuf,
+    // shared by every origin in that file: a large file declares a million users
+    pub file: Arc<Path>,
     /// 1-based line
     pub line: usize,
     /// 1-based column

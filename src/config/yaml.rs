@@ -48,7 +48,7 @@ impl Pos {
     /// The position as an [`Origin`] in `file`.
     pub fn origin(&self, file: &Path) -> Origin {
         Origin {
-            file: file.to_path_buf(),
+            file: file.into(),
             line: self.line,
             column: self.col,
         }
@@ -319,7 +319,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Node, Vec<Diagnostic>> {
             Diagnostic::error("the file is empty (no YAML document)")
                 .with_label(
                     Origin {
-                        file: file.to_path_buf(),
+                        file: file.into(),
                         line: 0,
                         column: 0,
                     },

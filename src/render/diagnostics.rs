@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn invalid_document() {
         let at = |line, column| Origin {
-            file: PathBuf::from("desired/a.yaml"),
+            file: PathBuf::from("desired/a.yaml").into(),
             line,
             column,
         };

@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn diagnostics_become_annotations() {
         let at = |line, column| Origin {
-            file: PathBuf::from("desired/a,b.yaml"),
+            file: PathBuf::from("desired/a,b.yaml").into(),
             line,
             column,
         };

@@ -358,7 +358,8 @@ mod tests {
                         user_id: format!("00000000-0000-4000-8000-{i:012}"),
                         user_principal_name: format!("user{i:05}@tenant{t}.onmicrosoft.com"),
                         declared_at: vec![crate::config::Origin {
-                            file: format!("desired/tenant{t}.yaml").into(),
+                            file: std::path::PathBuf::from(format!("desired/tenant{t}.yaml"))
+                                .into(),
                             line: i + 1,
                             column: 5,
                         }],

@@ -140,7 +140,7 @@ pub(crate) mod fixtures {
                 live,
                 directives: u.d,
                 declared_at: vec![Origin {
-                    file: PathBuf::from(tenant_file),
+                    file: PathBuf::from(tenant_file).into(),
                     line: u.line,
                     column: 5,
                 }],

@@ -189,7 +189,7 @@ fn graph_user(i: usize, l: &LiveSpec) -> GraphUser {
 
 fn origin(file: usize, line: usize) -> Origin {
     Origin {
-        file: PathBuf::from(format!("f{file}.yaml")),
+        file: PathBuf::from(format!("f{file}.yaml")).into(),
         line,
         column: 11,
     }
