@@ -697,3 +697,64 @@ async fn no_secret_in_logs() {
         assert!(!log.contains(&secret), "a secret leaked into the log");
     }
 }
+
+/// A read-back confirms a password write by a change at or after the write started, and, once
+/// a change was put down to an earlier write of the same user, only by a later change: Graph
+/// gives `lastPasswordChangeDateTime` in whole seconds, so a second write in the same second
+/// could not be told from the first.
+#[tokio::test]
+async fn a_password_change_already_seen_does_not_confirm_a_later_write() {
+    let sb = sandbox(args()).await;
+    let t = tenant(&sb);
+    let c = app_client(&sb);
+    let alice = c
+        .get_users_by_batch(&t, &[UserKey::Upn("alice@contoso.com".into())])
+        .await
+        .unwrap()
+        .remove(0)
+        .1
+        .unwrap()
+        .id;
+    let write = || async {
+        let mut p = flags(false, false);
+        p.password = Some(SecretString::from(CANARY_PASSWORD));
+        let r = c
+            .patch_password_profiles(&t, vec![(alice.clone(), p)])
+            .await;
+        assert!(r[0].1.is_ok(), "{:?}", r[0].1);
+    };
+    let since = |started, seen| {
+        pwdrift::verify::password_change_since(
+            &c,
+            &t,
+            &alice,
+            started,
+            seen,
+            Duration::from_millis(800),
+        )
+    };
+    let started = chrono::Utc::now();
+    write().await;
+    let seen = since(started, None)
+        .await
+        .unwrap()
+        .expect("the write shows");
+    assert!(
+        seen >= started - chrono::Duration::seconds(1),
+        "{seen} {started}"
+    );
+
+    // nothing new: the change already seen does not confirm a second write, whenever it began
+    assert_eq!(since(started, Some(seen)).await.unwrap(), None);
+    assert_eq!(since(chrono::Utc::now(), Some(seen)).await.unwrap(), None);
+
+    // a second write in a later second is confirmed, by its own change
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = chrono::Utc::now();
+    write().await;
+    let second = since(started, Some(seen))
+        .await
+        .unwrap()
+        .expect("the second write shows");
+    assert!(second > seen, "{second} > {seen}");
+}
