@@ -125,7 +125,8 @@ pub fn diff_owned(tenants: Vec<LiveTenant>, now: DateTime<Utc>) -> Plan {
 /// twenty times and chased two pointers per comparison, a cost per user that grew with the
 /// tenant.
 fn sort_users(users: &mut [UserPlan]) {
-    fn prefix(upn: &str) -> [u8; 16] {
+    /// The first 16 lowercase bytes as two integers (compared as integers, not by `memcmp`).
+    fn prefix(upn: &str) -> (u64, u64) {
         let mut key = [0u8; 16];
         if upn.is_ascii() {
             for (k, b) in key.iter_mut().zip(upn.bytes()) {
@@ -136,9 +137,13 @@ fn sort_users(users: &mut [UserPlan]) {
                 *k = b;
             }
         }
-        key
+        let (hi, lo) = key.split_at(8);
+        (
+            u64::from_be_bytes(hi.try_into().expect("8 bytes")),
+            u64::from_be_bytes(lo.try_into().expect("8 bytes")),
+        )
     }
-    let mut keys: Vec<([u8; 16], usize)> = users
+    let mut keys: Vec<((u64, u64), usize)> = users
         .iter()
         .enumerate()
         .map(|(i, u)| (prefix(&u.user_principal_name), i))

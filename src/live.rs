@@ -335,14 +335,28 @@ pub fn resolve(
         FetchedUsers::Listed(all) => {
             // Keys already in their canonical case (GUIDs, lowercase UPNs) are borrowed from the
             // listed users, not copied: with a large tenant the index is two keys per user.
+            // Only the kinds of key desired state uses are indexed (usually UPNs alone).
+            let uses = |kind: fn(&UserRef) -> bool| desired.users.iter().any(|e| kind(&e.user));
+            let (by_id, by_upn, by_sid) = (
+                uses(|u| matches!(u, UserRef::ObjectId(_))),
+                uses(|u| matches!(u, UserRef::Upn(_))),
+                uses(|u| matches!(u, UserRef::Sid(_))),
+            );
+            let kinds = usize::from(by_id) + usize::from(by_upn) + usize::from(by_sid);
             let mut by_key: foldhash::HashMap<Cow<str>, usize> =
-                foldhash::HashMap::with_capacity_and_hasher(all.len() * 2, Default::default());
+                foldhash::HashMap::with_capacity_and_hasher(all.len() * kinds, Default::default());
             for (i, u) in all.iter().enumerate() {
-                by_key.insert(ascii_lowercase(&u.id), i);
-                if let Some(upn) = &u.user_principal_name {
+                if by_id {
+                    by_key.insert(ascii_lowercase(&u.id), i);
+                }
+                if let Some(upn) = u.user_principal_name.as_ref().filter(|_| by_upn) {
                     by_key.insert(lowercase(upn), i);
                 }
-                if let Some(sid) = &u.on_premises_security_identifier {
+                if let Some(sid) = u
+                    .on_premises_security_identifier
+                    .as_ref()
+                    .filter(|_| by_sid)
+                {
                     by_key.insert(ascii_uppercase(sid), i);
                 }
             }
@@ -441,19 +455,31 @@ pub fn resolve(
                 .map(|live| (Some(live), &g.directives, &g.origin)),
         );
     }
-    let mut order: Vec<(String, usize)> = reached
-        .iter()
-        .enumerate()
-        .map(|(i, (live, _, _))| (live.as_ref().expect("not taken yet").id.clone(), i))
-        .collect();
-    order.sort_unstable();
+    // Object ids are GUIDs: sorted as 128-bit integers, which compare without chasing a pointer
+    // to the string; if any id is not a lowercase GUID, all are sorted as text. Either way the
+    // sort is by (id, position), so a user's entries stay in the order they reached it.
+    let id_of = |i: usize| reached[i].0.as_ref().expect("not taken yet").id.as_str();
+    let order: Vec<usize> = match (0..reached.len())
+        .map(|i| guid_key(id_of(i)).map(|k| (k, i)))
+        .collect::<Option<Vec<(u128, usize)>>>()
+    {
+        Some(mut keys) => {
+            keys.sort_unstable();
+            keys.into_iter().map(|(_, i)| i).collect()
+        }
+        None => {
+            let mut order: Vec<usize> = (0..reached.len()).collect();
+            order.sort_by(|&a, &b| id_of(a).cmp(id_of(b)));
+            order
+        }
+    };
     let mut per_user: Vec<(String, Contributions)> = Vec::with_capacity(order.len());
-    for (id, i) in order {
+    for i in order {
         let (live, directives, origin) = &mut reached[i];
         let live = live.take().expect("each reached user is taken once");
         match per_user.last_mut() {
-            Some((last, (_, entries))) if *last == id => entries.push((*directives, *origin)),
-            _ => per_user.push((id, (live, vec![(*directives, *origin)]))),
+            Some((last, (_, entries))) if *last == live.id => entries.push((*directives, *origin)),
+            _ => per_user.push((live.id.clone(), (live, vec![(*directives, *origin)]))),
         }
     }
     drop(reached);
@@ -503,6 +529,31 @@ pub fn resolve(
         targets: BTreeMap::from_iter(targets),
         notes,
     })
+}
+
+/// A GUID in Graph's form (lowercase, hyphenated) as an integer that sorts as the text does;
+/// `None` for anything else.
+fn guid_key(id: &str) -> Option<u128> {
+    let b = id.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut key = 0u128;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        key = key << 4 | u128::from(digit);
+    }
+    Some(key)
 }
 
 /// The tenant id (GUID) as the access token states it ([`GraphClient::tenant_id`]: the `tid`
@@ -1537,5 +1588,29 @@ mod tests {
         assert_eq!(lookup_rounds(161, 0), 9, "no concurrency counts as one");
         assert_eq!(lookup_cost(2000, 4), 25 * 170);
         assert_eq!(listing_cost(2000, usize::MAX), 3 * 150 + 2000);
+    }
+
+    #[test]
+    fn guid_keys_sort_as_the_text_and_refuse_other_ids() {
+        let ids = [
+            "00000000-0000-0000-0000-000000000000",
+            "0000000a-0000-0000-0000-000000000001",
+            "09ffffff-ffff-ffff-ffff-ffffffffffff",
+            "a0000000-0000-0000-0000-000000000000",
+            "ffffffff-ffff-ffff-ffff-fffffffffffe",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+        ];
+        let keys: Vec<u128> = ids.iter().map(|i| guid_key(i).unwrap()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(keys[5], u128::MAX);
+        for other in [
+            "FFFFFFFF-ffff-ffff-ffff-ffffffffffff",
+            "ffffffffffffffffffffffffffffffffffff",
+            "ffffffff-ffff-ffff-ffff-fffffffffff",
+            "gfffffff-ffff-ffff-ffff-ffffffffffff",
+            "u1",
+        ] {
+            assert_eq!(guid_key(other), None, "{other}");
+        }
     }
 }
