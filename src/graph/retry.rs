@@ -830,20 +830,23 @@ mod tests {
         let refused = 25;
         sent.sort();
         sent.drain(5..5 + refused);
+        assert_within_quotas(&sent, &quotas);
+    }
+
+    /// Over any window of each quota (sorted start instants, without margin), no more writes
+    /// start than the quota allows.
+    fn assert_within_quotas(starts: &[Instant], quotas: &[WriteQuota]) {
         for quota in quotas {
-            for (k, t) in sent.iter().enumerate() {
-                let within = sent[k..]
+            for (k, t) in starts.iter().enumerate() {
+                let within = starts[k..]
                     .iter()
                     .take_while(|s| **s < *t + quota.window)
                     .count();
                 assert!(
                     within <= quota.writes,
-                    "{within} writes from {:?} within {:?}: {:?}",
-                    *t - t0,
+                    "{within} writes within {:?} of the {k}th, over {} allowed",
                     quota.window,
-                    sent.iter()
-                        .map(|s| (*s - t0).as_millis())
-                        .collect::<Vec<_>>()
+                    quota.writes
                 );
             }
         }
@@ -871,20 +874,7 @@ mod tests {
             total += granted;
             now = at;
         }
-        for quota in quotas {
-            for (k, t) in starts.iter().enumerate() {
-                let within = starts[k..]
-                    .iter()
-                    .take_while(|s| **s < *t + quota.window)
-                    .count();
-                assert!(
-                    within <= quota.writes,
-                    "{within} > {} in {:?}",
-                    quota.writes,
-                    quota.window
-                );
-            }
-        }
+        assert_within_quotas(&starts, &quotas);
         // 1000 writes, 60 per 10 s binding (the second quota, like Graph's per-tenant one, is
         // looser): the quota minimum is 16 windows (the 961st write waits for the 1st to leave)
         let span = *starts.last().unwrap() - t0;
