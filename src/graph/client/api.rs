@@ -16,7 +16,7 @@ use super::{GraphClient, GraphError};
 use crate::graph::model::{
     BatchRequest, BatchResponse, Domain, GraphGroup, GraphUser, LongRunningOperation, Page,
     PasswordProfile, PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition,
-    PASSWORD_METHOD_ID, USER_SELECT,
+    PAGE_SIZE, PASSWORD_METHOD_ID, USER_SELECT,
 };
 use crate::graph::retry::parse_retry_after;
 
@@ -75,7 +75,7 @@ impl GraphClient {
         filter: Option<&str>,
         select: &str,
     ) -> Result<Vec<GraphUser>, GraphError> {
-        let mut q = format!("users?$select={select}&$top=999");
+        let mut q = format!("users?$select={select}&$top={PAGE_SIZE}");
         let mut headers = Vec::new();
         if let Some(f) = filter {
             q.push_str("&$filter=");
@@ -184,7 +184,7 @@ impl GraphClient {
         // `$count=true` (reports say it works without, and one that the cast was ignored). Send
         // both, and keep only the users, whatever comes back.
         let q = format!(
-            "groups/{}/transitiveMembers/microsoft.graph.user?$select={select}&$top=999&$count=true",
+            "groups/{}/transitiveMembers/microsoft.graph.user?$select={select}&$top={PAGE_SIZE}&$count=true",
             encode_segment(group_id)
         );
         let members: Vec<GraphUser> = self

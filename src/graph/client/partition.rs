@@ -43,7 +43,7 @@ use super::error::{decode, error_from};
 use super::execute::{Pool, Req};
 use super::urls::encode_query_value;
 use super::{GraphClient, GraphError};
-use crate::graph::model::{GraphUser, Page, USER_SELECT};
+use crate::graph::model::{GraphUser, Page, PAGE_SIZE, USER_SELECT};
 
 /// Below this many users in the tenant, the list is paged sequentially (about 20 pages).
 pub const PARTITION_MIN_USERS: usize = 20_000;
@@ -255,7 +255,7 @@ impl GraphClient {
             let users = &users;
             async move {
                 let q = format!(
-                    "users?$select={USER_SELECT}&$top=999&$filter={}",
+                    "users?$select={USER_SELECT}&$top={PAGE_SIZE}&$filter={}",
                     encode_query_value(f)
                 );
                 self.get_paged_bulk(tenant, self.url(&q)?, users).await
