@@ -214,9 +214,8 @@ fn suggest(key: &str, known: &[&str]) -> Option<String> {
 }
 
 struct Checker<'a> {
-    file: &'a Path,
-    /// `file`, shared by every origin this file's entries carry
-    shared_file: std::sync::Arc<Path>,
+    /// the file checked, shared by every origin its entries carry
+    file: std::sync::Arc<Path>,
     /// where secret values sit, for the diagnostics renderer
     sources: &'a mut SourceMap,
     diags: Vec<Diagnostic>,
@@ -228,11 +227,7 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn at(&self, pos: Pos) -> Origin {
-        Origin {
-            file: self.shared_file.clone(),
-            line: pos.line,
-            column: pos.col,
-        }
+        pos.origin(self.file.clone())
     }
 
     /// Records a diagnostic; past [`super::MAX_DIAGNOSTICS_PER_FILE`] they are only counted, so
@@ -977,8 +972,7 @@ pub fn check_file(
     sources: &mut SourceMap,
 ) -> (Option<FileDoc>, Vec<Diagnostic>) {
     let mut c = Checker {
-        file,
-        shared_file: file.into(),
+        file: file.into(),
         sources,
         diags: Vec::new(),
         errors: 0,

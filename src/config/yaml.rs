@@ -45,8 +45,8 @@ impl Pos {
         }
     }
 
-    /// The position as an [`Origin`] in `file`.
-    pub fn origin(&self, file: &Path) -> Origin {
+    /// The position as an [`Origin`] in `file` (a path, or one already shared).
+    pub fn origin(&self, file: impl Into<std::sync::Arc<Path>>) -> Origin {
         Origin {
             file: file.into(),
             line: self.line,
