@@ -499,6 +499,12 @@ pub fn diff_user(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::{Origin, RequirePasswordChange, ResetPassword};
+    use crate::live::LiveUser;
 
     /// The keyed sort gives exactly the order of sorting the users themselves: UPNs that share
     /// their first 16 bytes, differ only in case, are not ASCII (`Ä` lowercases to two bytes),
@@ -557,12 +563,6 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 400);
     }
-    use std::collections::BTreeMap;
-    use std::path::PathBuf;
-
-    use super::*;
-    use crate::config::{Origin, RequirePasswordChange, ResetPassword};
-    use crate::live::LiveUser;
 
     const ID: &str = "2f1c6a4e-0000-4000-8000-000000000001";
     const ADMIN_ID: &str = "9a9a9a9a-0000-4000-8000-000000000009";

@@ -334,8 +334,8 @@ pub fn resolve(
     match users {
         FetchedUsers::Listed(all) => {
             // Keys already in their canonical case (GUIDs, lowercase UPNs) are borrowed from the
-            // listed users, not copied: with a large tenant the index is two keys per user.
-            // Only the kinds of key desired state uses are indexed (usually UPNs alone).
+            // listed users, not copied. Only the kinds of key desired state uses are indexed:
+            // usually UPNs alone, one key per listed user.
             let uses = |kind: fn(&UserRef) -> bool| desired.users.iter().any(|e| kind(&e.user));
             let (by_id, by_upn, by_sid) = (
                 uses(|u| matches!(u, UserRef::ObjectId(_))),

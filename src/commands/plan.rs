@@ -123,12 +123,11 @@ async fn compute(
     printer: &Printer,
     style: DiagnosticStyle,
 ) -> anyhow::Result<Option<Plan>> {
-    let Some(session) =
+    let Some(mut session) =
         session::open_reporting(target, desired, concurrency, printer, sources, style).await?
     else {
         return Ok(None);
     };
-    let mut session = session;
     let plan = session.plan(&target.targets, sources, printer, style).await;
     for t in &mut session.tenants {
         super::leak_at_exit(std::mem::take(&mut t.desired.users));
