@@ -3,91 +3,25 @@
 //! per token, GitHub Actions OIDC exchange, username/password, device code with polling and
 //! refresh token), and how token-endpoint errors surface.
 //!
-//! The peer is a scripted axum server standing in for the identity platform's token endpoint
-//! (and GitHub's OIDC endpoint, which the sandbox does not emulate). It checks the OAuth2 form
-//! fields only; Graph behaviour is tested against the sandbox in `client_graph.rs`.
+//! The peer is the scripted server (`common::Scripted`) standing in for the identity platform's
+//! token endpoint (and GitHub's OIDC endpoint, which the sandbox does not emulate). It checks the
+//! OAuth2 form fields only; Graph behaviour is tested against the sandbox in `client_graph.rs`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Response, Uri};
 use pwdrift::graph::auth::{AuthError, Cloud, Credential, Endpoints};
 use pwdrift::graph::client::{ClientOptions, GraphClient, GraphError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use crate::common::{Scripted, Seen};
+
 const TENANT: &str = "tenant-1";
 
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    query: String,
-    authorization: String,
-    form: HashMap<String, String>,
-}
-
-type Responder = dyn Fn(&Seen, usize) -> (u16, Value) + Send + Sync;
-
-struct Server {
-    base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn at(&self, path: &str) -> Vec<Seen> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.path == path)
-            .cloned()
-            .collect()
-    }
-}
-
-async fn start(respond: impl Fn(&Seen, usize) -> (u16, Value) + Send + Sync + 'static) -> Server {
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let respond: Arc<Responder> = Arc::new(respond);
-    let seen2 = seen.clone();
-    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| {
-        let seen = seen2.clone();
-        let respond = respond.clone();
-        async move {
-            let s = Seen {
-                path: uri.path().to_owned(),
-                query: uri.query().unwrap_or("").to_owned(),
-                authorization: headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned(),
-                form: url::form_urlencoded::parse(body.as_bytes())
-                    .into_owned()
-                    .collect(),
-            };
-            let nth = {
-                let mut seen = seen.lock().unwrap();
-                let nth = seen.iter().filter(|x| x.path == s.path).count();
-                seen.push(s.clone());
-                nth
-            };
-            let (status, body) = respond(&s, nth);
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap()
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server {
-        base: format!("http://{addr}"),
-        seen,
-    }
+/// The scripted server; a script answers a status and a JSON body.
+async fn start(respond: impl Fn(&Seen, usize) -> (u16, Value) + Send + Sync + 'static) -> Scripted {
+    Scripted::start(respond).await
 }
 
 fn token_path() -> String {
@@ -102,7 +36,7 @@ fn token(n: usize, expires_in: u64) -> (u16, Value) {
     )
 }
 
-fn client(server: &Server, credential: Credential) -> GraphClient {
+fn client(server: &Scripted, credential: Credential) -> GraphClient {
     let endpoints = Endpoints::new(Cloud::Global, Some(&server.base), Some(&server.base)).unwrap();
     let mut options = ClientOptions::new(endpoints);
     options.base_delay = Duration::from_millis(1);
@@ -110,7 +44,7 @@ fn client(server: &Server, credential: Credential) -> GraphClient {
     GraphClient::new(options, credential).unwrap()
 }
 
-fn scope(server: &Server) -> String {
+fn scope(server: &Scripted) -> String {
     format!("{}/.default", server.base)
 }
 
@@ -132,7 +66,7 @@ async fn workload_identity_rereads_the_token_file() {
     assert_eq!(c.token(TENANT).await.unwrap().expose_secret(), "tok-0");
     std::fs::write(&file, "federated-2").unwrap();
     assert_eq!(c.token(TENANT).await.unwrap().expose_secret(), "tok-1");
-    let calls = server.at(&token_path());
+    let calls = server.seen_at(&token_path());
     assert_eq!(calls.len(), 2);
     for (call, assertion) in calls.iter().zip(["federated-1", "federated-2"]) {
         let f = &call.form;
@@ -167,7 +101,7 @@ async fn github_oidc_exchanges_the_actions_token() {
         },
     );
     assert_eq!(c.token(TENANT).await.unwrap().expose_secret(), "tok-0");
-    let gh = server.at("/_apis/idtoken");
+    let gh = server.seen_at("/_apis/idtoken");
     assert_eq!(gh.len(), 1);
     assert_eq!(gh[0].authorization, "bearer gh-request-token");
     let q: HashMap<String, String> = url::form_urlencoded::parse(gh[0].query.as_bytes())
@@ -175,7 +109,7 @@ async fn github_oidc_exchanges_the_actions_token() {
         .collect();
     assert_eq!(q["audience"], "api://AzureADTokenExchange");
     assert_eq!(q["api-version"], "2.0");
-    let t = &server.at(&token_path())[0].form;
+    let t = &server.seen_at(&token_path())[0].form;
     assert_eq!(t["client_assertion"], "gh-oidc-jwt");
     assert_eq!(t["grant_type"], "client_credentials");
 }
@@ -204,7 +138,7 @@ async fn certificate_sends_a_signed_assertion() {
         },
     );
     c.token(TENANT).await.unwrap();
-    let f = &server.at(&token_path())[0].form;
+    let f = &server.seen_at(&token_path())[0].form;
     let jwt = &f["client_assertion"];
     let header = jsonwebtoken::decode_header(jwt).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
@@ -233,7 +167,7 @@ async fn username_password_uses_the_password_grant() {
     );
     assert!(c.credential().is_delegated());
     c.token(TENANT).await.unwrap();
-    let f = &server.at(&token_path())[0].form;
+    let f = &server.seen_at(&token_path())[0].form;
     assert_eq!(f["grant_type"], "password");
     assert_eq!(f["username"], "admin@contoso.com");
     assert_eq!(f["password"], "Admin-Pw-1!");
@@ -280,14 +214,14 @@ async fn device_code_polls_then_refreshes_without_signing_in_again() {
         c.token(TENANT).await.unwrap().expose_secret(),
         "tok-refreshed"
     );
-    let codes = server.at(&format!("/{TENANT}/oauth2/v2.0/devicecode"));
+    let codes = server.seen_at(&format!("/{TENANT}/oauth2/v2.0/devicecode"));
     assert_eq!(codes.len(), 1, "signed in once");
     assert_eq!(codes[0].form["client_id"], "public-client");
     assert_eq!(
         codes[0].form["scope"],
         format!("{} offline_access", scope(&server))
     );
-    let calls = server.at(&token_path());
+    let calls = server.seen_at(&token_path());
     assert_eq!(calls.len(), 3, "pending, token, refresh");
     assert_eq!(calls[0].form["device_code"], "dev-code-1");
     assert_eq!(calls[2].form["refresh_token"], "rt-1");
@@ -323,9 +257,9 @@ async fn token_errors_are_reported_without_the_secret() {
         "{text}"
     );
     assert!(!text.contains("Canary") && !format!("{err:?}").contains("Canary"));
-    assert_eq!(server.at(&token_path()).len(), 1);
+    assert_eq!(server.seen_at(&token_path()).len(), 1);
     assert!(
-        server.at("/v1.0/users").is_empty(),
+        server.seen_at("/v1.0/users").is_empty(),
         "no Graph call without a token"
     );
 }
@@ -346,10 +280,10 @@ async fn access_token_is_used_as_is() {
     );
     assert_eq!(c.me(TENANT).await.unwrap().id, "me");
     assert_eq!(
-        server.at("/v1.0/me")[0].authorization,
+        server.seen_at("/v1.0/me")[0].authorization,
         "Bearer pre-acquired"
     );
-    assert!(server.at(&token_path()).is_empty());
+    assert!(server.seen_at(&token_path()).is_empty());
 }
 
 /// The token endpoint is retried with the Graph client's retry policy: a 503 or a 500 is
@@ -371,7 +305,7 @@ async fn token_endpoint_retries_transient_failures_then_gives_up() {
     .await;
     let c = client(&server, secret());
     assert_eq!(c.token(TENANT).await.unwrap().expose_secret(), "tok-2");
-    assert_eq!(server.at(&token_path()).len(), 3);
+    assert_eq!(server.seen_at(&token_path()).len(), 3);
     assert_eq!(c.stats().token_requests, 3);
 
     let server = start(|_, _| {
@@ -385,7 +319,7 @@ async fn token_endpoint_retries_transient_failures_then_gives_up() {
     let err = c.token(TENANT).await.unwrap_err();
     assert!(err.to_string().contains("temporarily_unavailable"), "{err}");
     assert_eq!(
-        server.at(&token_path()).len(),
+        server.seen_at(&token_path()).len(),
         5,
         "the first attempt and 4 retries"
     );

@@ -1,6 +1,6 @@
 //! End-to-end tests of the Graph client against the Graph sandbox over loopback HTTP.
 //!
-//! Only [`sandbox`], [`app_credential`] and [`delegated_credential`] know the sandbox API.
+//! The sandbox is started through `common::Sandbox` (in this test's runtime).
 //!
 //! Seed facts used (examples/sandbox/contoso.seed.yaml): carol is synced with a SID; admin is a
 //! Privileged Authentication Administrator with a known password (ROPC) through the seeded
@@ -16,95 +16,42 @@ use std::collections::{BTreeMap, HashSet};
 
 use std::time::Duration;
 
-use graph_sandbox::{RunningSandbox, SandboxConfig, SeedSource};
-use pwdrift::graph::auth::{Cloud, Credential, Endpoints};
+use pwdrift::graph::auth::Credential;
 use pwdrift::graph::client::{ClientOptions, GraphClient, GraphError, UserKey};
 use pwdrift::graph::model::{ForceFlags, OperationStatus, PasswordProfile};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::common::{Sandbox, SandboxBuilder};
+
 const CANARY_PASSWORD: &str = "Canary-Pw-8d2K!x";
 
 /// The example tenant, throttling off.
-fn args() -> SandboxConfig {
-    let mut c = SandboxConfig::new(SeedSource::File(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sandbox/contoso.seed.yaml"),
-    ));
-    c.throttle = "off".into();
-    c
+fn contoso() -> SandboxBuilder {
+    Sandbox::contoso().throttle("off")
 }
 
 /// A generated tenant of `users` users, throttling off.
-fn generated(users: usize, rng_seed: u64) -> SandboxConfig {
-    let mut c = args();
-    c.seed = SeedSource::Generate { users, rng_seed };
-    c.rng_seed = rng_seed;
-    c
-}
-
-/// Starts a sandbox (the one place that knows the sandbox's start API).
-async fn sandbox(config: SandboxConfig) -> RunningSandbox {
-    graph_sandbox::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("sandbox starts")
-}
-
-fn endpoints(sb: &RunningSandbox) -> Endpoints {
-    Endpoints::new(
-        Cloud::Global,
-        Some(sb.info.graph_url.as_str()),
-        Some(sb.info.authority_host.as_str()),
-    )
-    .expect("loopback endpoints are accepted")
-}
-
-fn app_credential(sb: &RunningSandbox) -> Credential {
-    Credential::ClientSecret {
-        tenant: sb.info.tenant_id.clone(),
-        client_id: sb.info.client_id.clone(),
-        secret: SecretString::from(sb.info.client_secret.clone()),
-    }
-}
-
-/// ROPC as the seeded admin, through the seeded public client.
-fn delegated_credential(sb: &RunningSandbox) -> Credential {
-    Credential::UsernamePassword {
-        tenant: sb.info.tenant_id.clone(),
-        client_id: sb
-            .info
-            .delegated_client_id
-            .clone()
-            .expect("a public client in the seed"),
-        username: sb
-            .info
-            .delegated_username
-            .clone()
-            .expect("a delegated admin in the seed"),
-        password: SecretString::from(
-            sb.info
-                .delegated_password
-                .clone()
-                .expect("the admin's password in the seed"),
-        ),
-    }
+fn generated(users: usize, rng_seed: u64) -> SandboxBuilder {
+    Sandbox::generate(users).rng_seed(rng_seed).throttle("off")
 }
 
 fn client_with(
-    sb: &RunningSandbox,
+    sb: &Sandbox,
     credential: Credential,
     tweak: impl FnOnce(&mut ClientOptions),
 ) -> GraphClient {
-    let mut options = ClientOptions::new(endpoints(sb));
+    let mut options = ClientOptions::new(sb.endpoints());
     options.base_delay = Duration::from_millis(5);
     options.max_backoff = Duration::from_millis(200);
     tweak(&mut options);
     GraphClient::new(options, credential).expect("client")
 }
 
-fn app_client(sb: &RunningSandbox) -> GraphClient {
-    client_with(sb, app_credential(sb), |_| {})
+fn app_client(sb: &Sandbox) -> GraphClient {
+    client_with(sb, sb.app_credential(), |_| {})
 }
 
-fn tenant(sb: &RunningSandbox) -> String {
+fn tenant(sb: &Sandbox) -> String {
     sb.info.tenant_id.clone()
 }
 
@@ -120,7 +67,7 @@ fn flags(force: bool, mfa: bool) -> PasswordProfile {
 /// A generated tenant larger than one page is read completely through `@odata.nextLink`.
 #[tokio::test]
 async fn list_users_follows_next_links_through_all_pages() {
-    let sb = sandbox(generated(2100, 1)).await;
+    let sb = generated(2100, 1).start_here().await;
     let c = app_client(&sb);
     let users = c.list_users(&tenant(&sb), None).await.unwrap();
     let ids: HashSet<_> = users.iter().map(|u| u.id.clone()).collect();
@@ -139,7 +86,7 @@ async fn list_users_follows_next_links_through_all_pages() {
 /// A smaller generated tenant (250) is one page; the filter form works too.
 #[tokio::test]
 async fn list_users_of_250_and_filtered() {
-    let sb = sandbox(generated(250, 1)).await;
+    let sb = generated(250, 1).start_here().await;
     let c = app_client(&sb);
     let all = c.list_users(&tenant(&sb), None).await.unwrap();
     assert!(all.len() >= 250);
@@ -160,7 +107,7 @@ async fn list_users_of_250_and_filtered() {
 /// `$batch` reads by id, UPN and SID resolve to the same users; unknown keys are NotFound.
 #[tokio::test]
 async fn batch_reads_by_id_upn_and_sid() {
-    let sb = sandbox(args()).await;
+    let sb = contoso().start_here().await;
     let t = tenant(&sb);
     let c = app_client(&sb);
     let all = c.list_users(&t, None).await.unwrap();
@@ -203,7 +150,7 @@ async fn batch_reads_by_id_upn_and_sid() {
 /// Group expansion is transitive: Finance includes the members of Finance Contractors.
 #[tokio::test]
 async fn group_members_are_transitive() {
-    let sb = sandbox(args()).await;
+    let sb = contoso().start_here().await;
     let t = tenant(&sb);
     let c = app_client(&sb);
     let finance = c.find_groups_by_name(&t, "Finance").await.unwrap();
@@ -243,7 +190,7 @@ async fn group_members_are_transitive() {
 /// Role assignments are read with their principal, every page followed (the sandbox pages by 5).
 #[tokio::test]
 async fn role_assignments_list_principals() {
-    let sb = sandbox(args()).await;
+    let sb = contoso().start_here().await;
     let t = tenant(&sb);
     let c = app_client(&sb);
     let assignments = c.role_assignments(&t).await.unwrap();
@@ -263,7 +210,7 @@ async fn role_assignments_list_principals() {
 /// PATCH of both flags, then read back: the live state is what was written; then back again.
 #[tokio::test]
 async fn patch_password_profile_and_read_back() {
-    let sb = sandbox(args()).await;
+    let sb = contoso().start_here().await;
     let t = tenant(&sb);
     let c = app_client(&sb);
     let keys = [
@@ -326,7 +273,7 @@ async fn patch_password_profile_and_read_back() {
 /// A weak password is refused per user with Graph's code; the others in the batch succeed.
 #[tokio::test]
 async fn weak_password_fails_only_its_user() {
-    let sb = sandbox(args()).await;
+    let sb = contoso().start_here().await;
     let t = tenant(&sb);
     let c = app_client(&sb);
     let users = c.list_users(&t, None).await.unwrap();
@@ -358,10 +305,10 @@ async fn weak_password_fails_only_its_user() {
 /// is refused. The caller's own account is refused.
 #[tokio::test]
 async fn reset_password_delegated_and_polled() {
-    let sb = sandbox(args()).await;
+    let sb = contoso().start_here().await;
     let t = tenant(&sb);
     let app = app_client(&sb);
-    let delegated = client_with(&sb, delegated_credential(&sb), |_| {});
+    let delegated = client_with(&sb, sb.delegated_credential(), |_| {});
     let users = app.list_users(&t, None).await.unwrap();
     let synced = users
         .iter()
@@ -447,12 +394,13 @@ async fn reset_password_delegated_and_polled() {
 /// and, the operation (200 ms) being over by then, it is the only poll.
 #[tokio::test]
 async fn operation_polls_wait_for_retry_after_and_take_no_write_slot() {
-    let mut config = args();
-    config.reset_retry_after = 1;
-    let sb = sandbox(config).await;
+    let sb = contoso()
+        .configure(|c| c.reset_retry_after = 1)
+        .start_here()
+        .await;
     let t = tenant(&sb);
     let app = app_client(&sb);
-    let delegated = client_with(&sb, delegated_credential(&sb), |o| o.concurrency = 1);
+    let delegated = client_with(&sb, sb.delegated_credential(), |o| o.concurrency = 1);
     let me = delegated.me(&t).await.unwrap();
     let users = app.list_users(&t, None).await.unwrap();
     let cloud = users
@@ -500,7 +448,7 @@ async fn operation_polls_wait_for_retry_after_and_take_no_write_slot() {
 /// `deviceCodeAutoApprove` admin approves on the second poll): the token acts as that admin.
 #[tokio::test]
 async fn device_code_sign_in() {
-    let sb = sandbox(args()).await;
+    let sb = contoso().start_here().await;
     let t = tenant(&sb);
     let c = client_with(
         &sb,
@@ -523,11 +471,10 @@ async fn device_code_sign_in() {
 /// and a rejected pre-acquired token is an auth error, not a retry loop.
 #[tokio::test]
 async fn tokens_refresh_and_bad_token_is_refused() {
-    let sb = sandbox(SandboxConfig {
-        token_lifetime: 2,
-        ..args()
-    })
-    .await;
+    let sb = contoso()
+        .configure(|c| c.token_lifetime = 2)
+        .start_here()
+        .await;
     let t = tenant(&sb);
     let c = app_client(&sb);
     any_read(&c, &t).await;
@@ -605,12 +552,8 @@ async fn write_all_and_verify(c: &GraphClient, t: &str) -> usize {
 /// lands, the state is exact, and the client was throttled without giving up.
 #[tokio::test]
 async fn throttling_converges() {
-    let sb = sandbox(SandboxConfig {
-        throttle: "scaled:100".into(),
-        ..generated(150, 1)
-    })
-    .await;
-    let c = client_with(&sb, app_credential(&sb), |o| {
+    let sb = generated(150, 1).throttle("scaled:100").start_here().await;
+    let c = client_with(&sb, sb.app_credential(), |o| {
         o.concurrency = 8;
         o.max_retries = 20;
     });
@@ -633,12 +576,11 @@ async fn throttling_converges() {
 /// is exact.
 #[tokio::test]
 async fn faults_converge_with_exact_final_state() {
-    let sb = sandbox(SandboxConfig {
-        faults: Some("429=0.2,503=0.1,drop=0.05".into()),
-        ..generated(40, 7)
-    })
-    .await;
-    let c = client_with(&sb, app_credential(&sb), |o| {
+    let sb = generated(40, 7)
+        .faults("429=0.2,503=0.1,drop=0.05")
+        .start_here()
+        .await;
+    let c = client_with(&sb, sb.app_credential(), |o| {
         o.max_retries = 15;
         o.concurrency = 4;
     });
@@ -656,14 +598,10 @@ async fn faults_converge_with_exact_final_state() {
 async fn no_secret_in_logs() {
     let sink = crate::common::trace_log();
 
-    let sb = sandbox(SandboxConfig {
-        faults: Some("429=0.2,503=0.1".into()),
-        ..args()
-    })
-    .await;
+    let sb = contoso().faults("429=0.2,503=0.1").start_here().await;
     let t = tenant(&sb);
-    let app = client_with(&sb, app_credential(&sb), |o| o.max_retries = 15);
-    let delegated = client_with(&sb, delegated_credential(&sb), |o| o.max_retries = 15);
+    let app = client_with(&sb, sb.app_credential(), |o| o.max_retries = 15);
+    let delegated = client_with(&sb, sb.delegated_credential(), |o| o.max_retries = 15);
     let users = app.list_users(&t, None).await.unwrap();
     let alice = users
         .iter()
@@ -704,7 +642,7 @@ async fn no_secret_in_logs() {
 /// could not be told from the first.
 #[tokio::test]
 async fn a_password_change_already_seen_does_not_confirm_a_later_write() {
-    let sb = sandbox(args()).await;
+    let sb = contoso().start_here().await;
     let t = tenant(&sb);
     let c = app_client(&sb);
     let alice = c

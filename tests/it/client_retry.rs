@@ -1,129 +1,46 @@
 //! Tests of the Graph client's HTTP retry layer over real loopback HTTP.
 //!
-//! The peer here is a small scripted axum server that answers with chosen statuses (429 with
-//! `Retry-After`, 503, a dropped body, a `$batch` with inner 429s, a 401 for a stale token). It
-//! exists ONLY to pin down the retry, backoff, pacing and token-refresh behaviour of
+//! The peer here is the scripted server (`common::Scripted`), answering with chosen statuses
+//! (429 with `Retry-After`, 503, a dropped body, a `$batch` with inner 429s, a 401 for a stale
+//! token). It exists ONLY to pin down the retry, backoff, pacing and token-refresh behaviour of
 //! `GraphClient` now; it is not a Graph implementation and not a substitute for the end-to-end
 //! tests against the Graph sandbox (`client_graph.rs`), which check Graph semantics.
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
+use axum::http::Response;
 use pwdrift::graph::auth::{Cloud, Credential, Endpoints};
 use pwdrift::graph::client::{ClientOptions, GraphClient, GraphError, UserKey};
 use pwdrift::graph::model::PasswordProfile;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use crate::common::{json_response, status_with, Scripted, Seen};
+
 const TENANT: &str = "tenant-1";
 const CANARY_SECRET: &str = "Canary-Client-Secret-7f3a";
 const CANARY_PASSWORD: &str = "Canary-Password-91xQ!";
 
-/// One request as the scripted server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    authorization: String,
-    client_request_id: String,
-    body: String,
-    at: Instant,
-}
-
-type Responder = dyn Fn(&Seen, usize) -> Response<Body> + Send + Sync;
-
-#[derive(Clone)]
-struct Server {
-    base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-    fn seen_at(&self, path: &str) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.path == path).collect()
-    }
-}
-
-/// Starts the scripted server on 127.0.0.1:0. The token endpoint is built in (it issues
-/// `tok-1`, `tok-2`, ...); every other request goes to `respond(request, nth call of that path)`.
-async fn start(respond: impl Fn(&Seen, usize) -> Response<Body> + Send + Sync + 'static) -> Server {
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let respond: Arc<Responder> = Arc::new(respond);
-    let tokens_issued = Arc::new(Mutex::new(0usize));
-    let seen2 = seen.clone();
-    let app = axum::Router::new().fallback(
-        move |method: Method, uri: Uri, headers: HeaderMap, body: String| {
-            let seen = seen2.clone();
-            let respond = respond.clone();
-            let tokens_issued = tokens_issued.clone();
-            async move {
-                let h = |k: &str| {
-                    headers
-                        .get(k)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned()
-                };
-                let s = Seen {
-                    method: method.to_string(),
-                    path: uri.path().to_owned(),
-                    query: uri.query().unwrap_or("").to_owned(),
-                    authorization: h("authorization"),
-                    client_request_id: h("client-request-id"),
-                    body,
-                    at: Instant::now(),
-                };
-                let nth = {
-                    let mut seen = seen.lock().unwrap();
-                    let nth = seen.iter().filter(|x| x.path == s.path).count();
-                    seen.push(s.clone());
-                    nth
-                };
-                if s.path == format!("/{TENANT}/oauth2/v2.0/token") {
-                    let mut n = tokens_issued.lock().unwrap();
-                    *n += 1;
-                    return json_response(
-                        200,
-                        json!({"token_type": "Bearer", "expires_in": 3599, "access_token": format!("tok-{n}")}),
-                    );
-                }
-                respond(&s, nth)
-            }
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server {
-        base: format!("http://{addr}"),
-        seen,
-    }
-}
-
-fn json_response(status: u16, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
-
-fn status_with(status: u16, headers: &[(&str, &str)], body: Value) -> Response<Body> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(status).unwrap())
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    b.body(Body::from(body.to_string())).unwrap()
+/// The scripted server with the token endpoint built in (it issues `tok-1`, `tok-2`, ...); every
+/// other request goes to `respond(request, nth call of that path)`.
+async fn start(
+    respond: impl Fn(&Seen, usize) -> Response<Body> + Send + Sync + 'static,
+) -> Scripted {
+    Scripted::start(move |s, nth| {
+        if s.path == format!("/{TENANT}/oauth2/v2.0/token") {
+            // the nth call of the token path issues the (nth + 1)th token
+            return json_response(
+                200,
+                json!({"token_type": "Bearer", "expires_in": 3599, "access_token": format!("tok-{}", nth + 1)}),
+            );
+        }
+        respond(s, nth)
+    })
+    .await
 }
 
 /// A response that promises more body than it sends: the client sees an incomplete message.
@@ -140,7 +57,7 @@ fn throttled_body() -> Value {
     json!({"error": {"code": "TooManyRequests", "message": "Please retry again later."}})
 }
 
-fn client(server: &Server, tweak: impl FnOnce(&mut ClientOptions)) -> GraphClient {
+fn client(server: &Scripted, tweak: impl FnOnce(&mut ClientOptions)) -> GraphClient {
     let endpoints = Endpoints::new(Cloud::Global, Some(&server.base), Some(&server.base)).unwrap();
     let mut options = ClientOptions::new(endpoints);
     options.base_delay = Duration::from_millis(1);

@@ -124,12 +124,6 @@ fn embedded_sandbox_plan_apply_plan_converges() {
     assert!(!statuses.contains(&"failed"), "{report}");
 }
 
-const CONTOSO_SEED: &str = "examples/sandbox/contoso.seed.yaml";
-
-fn seed_path() -> String {
-    repo().join(CONTOSO_SEED).to_str().unwrap().to_owned()
-}
-
 fn desired_file(dir: &std::path::Path, users_yaml: &str) -> String {
     let text = format!("version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n{users_yaml}");
     write(dir, "desired.yaml", &text)
@@ -138,25 +132,12 @@ fn desired_file(dir: &std::path::Path, users_yaml: &str) -> String {
         .to_owned()
 }
 
-fn patches_of(sb: &Sandbox, upn: &str) -> u64 {
-    let stats = sb.call("GET", "/_sandbox/stats", None);
-    stats["patchesPerUser"][upn].as_u64().unwrap_or(0)
-}
-
-fn total_patches(sb: &Sandbox) -> u64 {
-    let stats = sb.call("GET", "/_sandbox/stats", None);
-    stats["patchesPerUser"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0)
-}
-
 /// `requirePasswordChange` is one-shot: once the user changed the password at or after `since`
 /// (Graph then clears the flag), the next run leaves the user alone. A literal `true`, by
 /// contrast, forces the user again, which is why `validate` warns about it.
 #[test]
 fn user_who_complied_is_not_forced_again() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
@@ -191,7 +172,7 @@ fn user_who_complied_is_not_forced_again() {
     let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
     assert_eq!(apply.code, 0, "{apply:?}");
     assert_eq!(
-        patches_of(&sb, "alice@contoso.com"),
+        sb.patches_of("alice@contoso.com"),
         1,
         "exactly one PATCH over both runs"
     );
@@ -213,7 +194,7 @@ fn user_who_complied_is_not_forced_again() {
 /// A saved plan whose users changed since it was made is refused, and nothing is written.
 #[test]
 fn stale_saved_plan_is_refused_and_writes_nothing() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
@@ -240,7 +221,7 @@ fn stale_saved_plan_is_refused_and_writes_nothing() {
     assert_eq!(apply.code, 1, "{apply:?}");
     assert!(apply.stderr.contains("stale"), "{apply:?}");
     assert!(apply.stderr.contains("bob@contoso.com"), "{apply:?}");
-    assert_eq!(total_patches(&sb), 0, "a stale plan writes nothing");
+    assert_eq!(sb.total_patches(), 0, "a stale plan writes nothing");
 
     // a fresh plan applies
     let plan = run(sb
@@ -257,7 +238,7 @@ fn stale_saved_plan_is_refused_and_writes_nothing() {
 /// 204 and changes nothing) is caught by read-back verification: exit 1, with what to do.
 #[test]
 fn flags_only_patch_that_changes_nothing_fails_verification() {
-    let sb = Sandbox::start(&["--seed", &seed_path(), "--flag-only-patch-noop"]);
+    let sb = Sandbox::contoso().flag_only_patch_noop().start();
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let desired = desired_file(
@@ -304,7 +285,7 @@ fn permission_error_is_reported_per_user() {
         .unwrap()
         .replace("          - User-PasswordProfile.ReadWrite.All\n", "");
     let seed = write(dir.path(), "seed.yaml", &seed_text);
-    let sb = Sandbox::start(&["--seed", seed.to_str().unwrap()]);
+    let sb = Sandbox::seed(&seed).start();
     let desired = desired_file(
         dir.path(),
         "  - user: bob@contoso.com\n    forceChangePasswordNextSignIn: false\n",
@@ -323,7 +304,7 @@ fn permission_error_is_reported_per_user() {
 /// without a delegated sign-in the user is blocked and nothing is written.
 #[test]
 fn synced_user_reset_needs_a_delegated_sign_in() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
@@ -351,19 +332,14 @@ fn synced_user_reset_needs_a_delegated_sign_in() {
     );
 
     // with a delegated sign-in (ROPC for the seeded admin, Azure SDK variables) it goes through
-    let apply = run(sb
-        .pwdrift()
-        .env("AZURE_USERNAME", sb.get("delegated_username"))
-        .env("AZURE_PASSWORD", sb.get("delegated_password"))
-        .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"))
-        .args([
-            "apply",
-            &desired,
-            "--delegated",
-            "--auto-approve",
-            "--secrets-out",
-            secrets.to_str().unwrap(),
-        ]));
+    let apply = run(sb.pwdrift_delegated().args([
+        "apply",
+        &desired,
+        "--delegated",
+        "--auto-approve",
+        "--secrets-out",
+        secrets.to_str().unwrap(),
+    ]));
     assert_eq!(apply.code, 0, "{apply:?}");
     let (f, _, last) = flags(&sb, "carol@contoso.com");
     assert!(f, "resetPassword makes the user change it at next sign-in");
@@ -378,7 +354,7 @@ fn synced_user_reset_needs_a_delegated_sign_in() {
 /// rule 19; before, the second run still patched the flag).
 #[test]
 fn synced_user_reset_with_a_literal_false_flag_converges_in_one_run() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
@@ -390,13 +366,7 @@ fn synced_user_reset_with_a_literal_false_flag_converges_in_one_run() {
 ",
     );
     let secrets = dir.path().join("s.jsonl");
-    let delegated = || {
-        let mut cmd = sb.pwdrift();
-        cmd.env("AZURE_USERNAME", sb.get("delegated_username"))
-            .env("AZURE_PASSWORD", sb.get("delegated_password"))
-            .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"));
-        cmd
-    };
+    let delegated = || sb.pwdrift_delegated();
     let plan = run(delegated().args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(plan.stdout.contains("carol@contoso.com"), "{plan:?}");
@@ -434,7 +404,7 @@ fn synced_user_reset_with_a_literal_false_flag_converges_in_one_run() {
 #[test]
 fn canary_secret_never_leaks() {
     const CANARY: &str = "Canary-7xQ!pwdrift-Leak";
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
@@ -494,7 +464,7 @@ fn canary_secret_never_leaks() {
 /// Safety rails refuse before anything is written.
 #[test]
 fn safety_rails_refuse_large_change_sets() {
-    let sb = Sandbox::start(&["--generate", "40", "--rng-seed", "3"]);
+    let sb = Sandbox::generate(40).rng_seed(3).start();
     let state = sb.call("GET", "/_sandbox/state", None);
     let users: Vec<String> = state["tenants"][0]["users"]
         .as_array()
@@ -536,7 +506,7 @@ fn safety_rails_refuse_large_change_sets() {
     let r = run(sb.pwdrift().args(["apply", desired, "--auto-approve"]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("--force"), "{r:?}");
-    assert_eq!(total_patches(&sb), 0);
+    assert_eq!(sb.total_patches(), 0);
     let r = run(sb
         .pwdrift()
         .args(["apply", desired, "--auto-approve", "--force"]));
@@ -553,16 +523,11 @@ fn safety_rails_refuse_large_change_sets() {
 /// connections) slow pwdrift down but do not change the outcome: every user converges.
 #[test]
 fn throttling_and_faults_converge() {
-    let sb = Sandbox::start(&[
-        "--generate",
-        "200",
-        "--rng-seed",
-        "11",
-        "--throttle",
-        "scaled:300",
-        "--faults",
-        "429=0.08,503=0.04,drop=0.03",
-    ]);
+    let sb = Sandbox::generate(200)
+        .rng_seed(11)
+        .throttle("scaled:300")
+        .faults("429=0.08,503=0.04,drop=0.03")
+        .start();
     let state = sb.call("GET", "/_sandbox/state", None);
     let tenant = state["tenants"][0]["initialDomain"]
         .as_str()
@@ -611,7 +576,7 @@ fn throttling_and_faults_converge() {
 /// nothing is planned or written.
 #[test]
 fn unknown_user_is_an_error_naming_file_and_line() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
@@ -623,24 +588,22 @@ fn unknown_user_is_an_error_naming_file_and_line() {
     assert!(plan.stderr.contains("desired.yaml:6:11"), "{plan:?}");
     let apply = run(sb.pwdrift().args(["apply", &desired, "--auto-approve"]));
     assert_eq!(apply.code, 1, "{apply:?}");
-    assert_eq!(total_patches(&sb), 0);
+    assert_eq!(sb.total_patches(), 0);
 }
 
 /// A delegated admin cannot reset its own password through resetPassword: blocked in the plan.
 #[test]
 fn callers_own_account_is_blocked() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
         "  - user: admin@contoso.com\n    allowPrivileged: true\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { generate: { length: 20 } }\n",
     );
-    let plan = run(sb
-        .pwdrift()
-        .env("AZURE_USERNAME", sb.get("delegated_username"))
-        .env("AZURE_PASSWORD", sb.get("delegated_password"))
-        .env("PWDRIFT_DELEGATED_CLIENT_ID", sb.get("delegated_client_id"))
-        .args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
+    let plan =
+        run(sb
+            .pwdrift_delegated()
+            .args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(plan.stdout.contains("own account"), "{plan:?}");
 }
@@ -682,7 +645,7 @@ fn plan_formats_of_the_example() {
 /// naming both places (known only once group membership is read).
 #[test]
 fn group_and_direct_entry_conflict_names_both_places() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let text = "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: frank@contoso.com\n    requirePasswordChange: { since: 2026-11-01T00:00:00Z }\ngroups:\n  - group: Finance\n    requirePasswordChange: { since: 2026-11-20T00:00:00Z }\n";
     let desired = write(dir.path(), "desired.yaml", text);
@@ -690,13 +653,13 @@ fn group_and_direct_entry_conflict_names_both_places() {
     assert_eq!(plan.code, 1, "{plan:?}");
     assert!(plan.stderr.contains("desired.yaml:4:11"), "{plan:?}");
     assert!(plan.stderr.contains("desired.yaml:7:12"), "{plan:?}");
-    assert_eq!(total_patches(&sb), 0);
+    assert_eq!(sb.total_patches(), 0);
 }
 
 /// Reading by `$batch` (few users) and by listing the tenant (many users) give the same plan.
 #[test]
 fn both_read_paths_give_the_same_plan() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let desired = repo().join(DESIRED);
     let plan_json = |threshold: &str| {
         let r = run(sb
@@ -730,14 +693,7 @@ fn both_read_paths_give_the_same_plan() {
 /// Every user ends up reset exactly once, and every generated password reaches --secrets-out.
 #[test]
 fn lost_reset_responses_are_not_repeated() {
-    let sb = Sandbox::start(&[
-        "--seed",
-        &seed_path(),
-        "--faults",
-        "drop=0.5",
-        "--rng-seed",
-        "5",
-    ]);
+    let sb = Sandbox::contoso().faults("drop=0.5").rng_seed(5).start();
     let dir = tempfile::tempdir().unwrap();
     let mut users = String::new();
     for u in ["alice", "bob", "dave", "frank", "grace"] {
@@ -760,7 +716,7 @@ fn lost_reset_responses_are_not_repeated() {
     assert!(stats["faults"]["dropped"].as_u64().unwrap() > 0, "{stats}");
     for u in ["alice", "bob", "dave", "frank", "grace"] {
         assert_eq!(
-            patches_of(&sb, &format!("{u}@contoso.com")),
+            sb.patches_of(&format!("{u}@contoso.com")),
             1,
             "{u}: {stats}"
         );
@@ -832,7 +788,7 @@ fn two_tenants_in_one_run() {
 /// The `$batch` envelope itself needs a bearer token, as in Graph.
 #[test]
 fn batch_without_token_is_401() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -854,7 +810,7 @@ fn batch_without_token_is_401() {
 /// users too, with the reason.
 #[test]
 fn delegated_device_code_sign_in_and_verbose_plan() {
-    let sb = Sandbox::start(&["--seed", &seed_path()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
@@ -890,7 +846,7 @@ fn two_tenant_sandbox(dir: &std::path::Path) -> Sandbox {
         // the same app registration, with the same secret, consented in both tenants
         .replace("fabrikam-sandbox-secret", "contoso-sandbox-secret");
     let seed = write(dir, "two.seed.yaml", &format!("{contoso}\n{fabrikam}"));
-    Sandbox::start(&["--seed", seed.to_str().unwrap()])
+    Sandbox::seed(&seed).start()
 }
 
 /// Password sources are resolved for the whole plan before any tenant is written: a missing
@@ -919,7 +875,7 @@ fn bad_password_source_in_one_tenant_writes_nothing_anywhere() {
         apply.stderr.contains("PWDRIFT_TEST_UNSET_PASSWORD"),
         "{apply:?}"
     );
-    assert_eq!(total_patches(&sb), 0, "nothing written in either tenant");
+    assert_eq!(sb.total_patches(), 0, "nothing written in either tenant");
     assert!(flags(&sb, "bob@contoso.com").0);
 }
 

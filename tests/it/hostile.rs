@@ -562,22 +562,6 @@ fn long_values_are_truncated_in_messages() {
 
 use crate::common::Sandbox;
 
-fn contoso_seed() -> String {
-    repo()
-        .join("examples/sandbox/contoso.seed.yaml")
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn patches(sb: &Sandbox) -> u64 {
-    let stats = sb.call("GET", "/_sandbox/stats", None);
-    stats["patchesPerUser"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0)
-}
-
 /// Plans a desired state where Erin (Global Administrator) is blocked and Bob gets a flag change;
 /// returns the saved plan as JSON.
 fn saved_plan(sb: &Sandbox, dir: &Path) -> (std::path::PathBuf, serde_json::Value) {
@@ -643,7 +627,7 @@ fn writes(sb: &Sandbox) -> u64 {
 /// either way.
 #[test]
 fn edited_plan_resetting_a_blocked_global_admin_is_refused() {
-    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let (saved, mut v) = saved_plan(&sb, dir.path());
     let pw = write(dir.path(), "pw.txt", "Known-Passw0rd-2026!\n");
@@ -673,7 +657,7 @@ fn edited_plan_resetting_a_blocked_global_admin_is_refused() {
     user_mut(&mut v, "erin@contoso.com")["allow_privileged"] = true.into();
     let r = apply_saved(&sb, &saved, &v, &[]);
     assert!(r.stderr.contains("modified after it was saved"), "{r:?}");
-    assert_eq!(patches(&sb), 0, "nothing was written");
+    assert_eq!(sb.total_patches(), 0, "nothing was written");
 }
 
 /// A forged plan with a recomputed hash that sets `allow_privileged` on the Global Administrator
@@ -681,7 +665,7 @@ fn edited_plan_resetting_a_blocked_global_admin_is_refused() {
 /// say `allowPrivileged`. Nothing is written.
 #[test]
 fn forged_allow_privileged_on_an_admin_is_refused() {
-    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let (saved, mut v) = saved_plan(&sb, dir.path());
     user_mut(&mut v, "erin@contoso.com")["allow_privileged"] = true.into();
@@ -724,7 +708,7 @@ fn forged_allow_privileged_on_an_admin_is_refused() {
 /// a password reset with a password from a file the forger controls is refused, naming the user.
 #[test]
 fn forged_reset_of_a_user_without_a_reset_directive_is_refused() {
-    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let (saved, mut v) = saved_plan(&sb, dir.path());
     let pw = write(dir.path(), "pw.txt", "Known-Passw0rd-2026!\n");
@@ -758,7 +742,7 @@ fn forged_reset_of_a_user_without_a_reset_directive_is_refused() {
 /// relative to the directory plan ran in, as in a CI checkout.
 #[test]
 fn desired_state_edited_after_the_plan_is_refused() {
-    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
@@ -835,7 +819,7 @@ fn desired_state_edited_after_the_plan_is_refused() {
 /// filters (they are recorded in it) and applied: only the targeted user is written.
 #[test]
 fn honest_saved_plan_with_filters_is_applied() {
-    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let desired = write(
         dir.path(),
@@ -887,7 +871,7 @@ fn honest_saved_plan_with_filters_is_applied() {
 /// is refused before anything is written.
 #[test]
 fn tampered_saved_plans_are_refused_before_any_write() {
-    let sb = Sandbox::start(&["--seed", &contoso_seed()]);
+    let sb = Sandbox::contoso().start();
     let dir = tempfile::tempdir().unwrap();
     let (saved, v) = saved_plan(&sb, dir.path());
 
@@ -929,7 +913,7 @@ fn tampered_saved_plans_are_refused_before_any_write() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("more than --max-changes 0"), "{r:?}");
 
-    assert_eq!(patches(&sb), 0, "nothing was written");
+    assert_eq!(sb.total_patches(), 0, "nothing was written");
     // the untouched plan still applies
     let r = apply_saved(&sb, &saved, &v, &[]);
     assert_eq!(r.code, 1, "erin stays blocked: {r:?}");

@@ -6,50 +6,34 @@
 
 use std::time::Duration;
 
-use graph_sandbox::{RunningSandbox, SandboxConfig, SeedSource};
-use pwdrift::graph::auth::{Cloud, Credential, Endpoints};
 use pwdrift::graph::client::{
     partition_boundaries, partition_filters, ClientOptions, GraphClient, ListingPath,
 };
-use secrecy::SecretString;
 
 use crate::common::{repo, run, Sandbox};
 
-async fn generated(users: usize) -> RunningSandbox {
+/// A generated tenant of `users` users (generator seed 3), throttling off.
+async fn generated(users: usize) -> Sandbox {
     generated_with(users, "off").await
 }
 
-async fn generated_with(users: usize, throttle: &str) -> RunningSandbox {
-    let mut c = SandboxConfig::new(SeedSource::Generate { users, rng_seed: 3 });
-    c.throttle = throttle.into();
-    graph_sandbox::start(c, "127.0.0.1:0".parse().unwrap())
+async fn generated_with(users: usize, throttle: &str) -> Sandbox {
+    Sandbox::generate(users)
+        .generation_seed(3)
+        .throttle(throttle)
+        .start_here()
         .await
-        .expect("sandbox starts")
 }
 
-fn client(sb: &RunningSandbox) -> GraphClient {
+fn client(sb: &Sandbox) -> GraphClient {
     client_with(sb, |_| {})
 }
 
-fn client_with(sb: &RunningSandbox, tweak: impl FnOnce(&mut ClientOptions)) -> GraphClient {
-    let endpoints = Endpoints::new(
-        Cloud::Global,
-        Some(sb.info.graph_url.as_str()),
-        Some(sb.info.authority_host.as_str()),
-    )
-    .unwrap();
-    let mut options = ClientOptions::new(endpoints);
+fn client_with(sb: &Sandbox, tweak: impl FnOnce(&mut ClientOptions)) -> GraphClient {
+    let mut options = ClientOptions::new(sb.endpoints());
     options.base_delay = Duration::from_millis(5);
     tweak(&mut options);
-    GraphClient::new(
-        options,
-        Credential::ClientSecret {
-            tenant: sb.info.tenant_id.clone(),
-            client_id: sb.info.client_id.clone(),
-            secret: SecretString::from(sb.info.client_secret.clone()),
-        },
-    )
-    .unwrap()
+    GraphClient::new(options, sb.app_credential()).unwrap()
 }
 
 fn ids(users: &[pwdrift::graph::model::GraphUser]) -> Vec<String> {
@@ -109,13 +93,7 @@ async fn an_unproven_union_falls_back_to_sequential_paging() {
 /// A plan read by partitions is the plan read by sequential paging; `-v` says which path ran.
 #[test]
 fn both_listing_paths_give_the_same_plan() {
-    let sb = Sandbox::start(&[
-        "--seed",
-        repo()
-            .join("examples/sandbox/contoso.seed.yaml")
-            .to_str()
-            .unwrap(),
-    ]);
+    let sb = Sandbox::contoso().start();
     let desired = repo().join("examples/desired");
     let plan = |min: &str| {
         let r = run(sb
@@ -238,14 +216,7 @@ async fn writes_adapt_to_a_quota_other_apps_are_using() {
 /// tenant, and applied to every tenant, with the tenants worked on side by side.
 #[test]
 fn many_tenants_are_planned_and_applied() {
-    let sb = Sandbox::start(&[
-        "--generate",
-        "25",
-        "--generate-tenants",
-        "3",
-        "--throttle",
-        "off",
-    ]);
+    let sb = Sandbox::generate(25).tenants(3).throttle("off").start();
     let state = sb.call("GET", "/_sandbox/state", None);
     let dir = tempfile::tempdir().unwrap();
     let mut domains = Vec::new();
@@ -341,7 +312,7 @@ fn plan_declaring(sb: &Sandbox, n: usize) -> serde_json::Value {
 #[test]
 fn declared_users_are_listed_when_the_tenant_is_small_enough() {
     // `GET /users/$count` is counted as `/users/{key}`, and so is each request of a `$batch`
-    let small = Sandbox::start(&["--generate", "400", "--throttle", "off"]);
+    let small = Sandbox::generate(400).throttle("off").start();
     let requests = plan_declaring(&small, 300);
     assert_eq!(requests["GET /v1.0/users/{key}"], 1, "{requests}");
     assert_eq!(requests["GET /v1.0/users"], 1, "{requests}");
@@ -352,7 +323,7 @@ fn declared_users_are_listed_when_the_tenant_is_small_enough() {
     assert!(requests.get("GET /v1.0/users").is_none(), "{requests}");
     assert_eq!(requests["POST /v1.0/$batch"], 5, "{requests}");
 
-    let large = Sandbox::start(&["--generate", "6000", "--throttle", "off"]);
+    let large = Sandbox::generate(6000).throttle("off").start();
     let requests = plan_declaring(&large, 300);
     assert_eq!(requests["GET /v1.0/users/{key}"], 301, "{requests}");
     assert!(requests.get("GET /v1.0/users").is_none(), "{requests}");

@@ -23,12 +23,6 @@ fn seed_with(dir: &std::path::Path, from: &str, to: &str) -> String {
         .to_owned()
 }
 
-fn start(seed: &str, extra: &[&str]) -> Sandbox {
-    let mut args = vec!["--seed", seed];
-    args.extend_from_slice(extra);
-    Sandbox::start(&args)
-}
-
 fn plan_json(sb: &Sandbox, extra: &[&str]) -> (Run, serde_json::Value) {
     let run = run(sb
         .pwdrift()
@@ -58,17 +52,9 @@ fn actions(
         .collect()
 }
 
-fn total_patches(sb: &Sandbox) -> u64 {
-    let stats = sb.call("GET", "/_sandbox/stats", None);
-    stats["patchesPerUser"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0)
-}
-
 #[test]
 fn every_kind_of_admin_guest_and_federated_user_is_blocked_and_the_dollar_upn_is_applied() {
-    let sb = start(&repo().join(SEED).to_string_lossy(), &[]);
+    let sb = Sandbox::seed(repo().join(SEED)).start();
     let (run_plan, plan) = plan_json(&sb, &[]);
     assert_eq!(run_plan.code, 0, "{run_plan:?}");
     let a = actions(&plan);
@@ -168,7 +154,7 @@ fn refused_eligibility_read_stops_naming_the_permission_unless_assumed() {
         "- RoleManagement.Read.Directory",
         "- Directory.Read.All",
     );
-    let sb = start(&seed, &[]);
+    let sb = Sandbox::seed(&seed).start();
     let (plan, _) = plan_json(&sb, &[]);
     assert_ne!(plan.code, 0, "{plan:?}");
     assert!(
@@ -192,7 +178,7 @@ fn refused_eligibility_read_stops_naming_the_permission_unless_assumed() {
             .contains("RoleEligibilitySchedule.Read.Directory"),
         "{apply:?}"
     );
-    assert_eq!(total_patches(&sb), 0, "nothing written");
+    assert_eq!(sb.total_patches(), 0, "nothing written");
 
     // knowingly: eligible admins are then ordinary users, and the plan says so
     let (plan, json) = plan_json(&sb, &["--assume-no-eligible-admins"]);
@@ -216,7 +202,9 @@ fn a_tenant_without_a_pim_licence_has_no_eligible_admins_and_the_plan_says_so() 
         .find("    roleEligibilities:")
         .expect("eligibilities last in the seed");
     let seed = write(dir.path(), "seed.yaml", &text[..cut]);
-    let sb = start(seed.to_str().unwrap(), &["--no-pim-license"]);
+    let sb = Sandbox::seed(&seed)
+        .configure(|c| c.realism.no_pim_license = true)
+        .start();
     let (plan, json) = plan_json(&sb, &[]);
     assert_eq!(plan.code, 0, "{plan:?}");
     let notes = json["tenants"][0]["notes"].to_string();
@@ -249,18 +237,21 @@ fn a_tenant_without_a_pim_licence_has_no_eligible_admins_and_the_plan_says_so() 
 fn refused_domains_read_stops_naming_the_permission() {
     let dir = tempfile::tempdir().unwrap();
     let seed = seed_with(dir.path(), "          - Domain.Read.All\n", "");
-    let sb = start(&seed, &[]);
+    let sb = Sandbox::seed(&seed).start();
     let (plan, _) = plan_json(&sb, &[]);
     assert_ne!(plan.code, 0, "{plan:?}");
     assert!(plan.stderr.contains("Domain.Read.All"), "{plan:?}");
-    assert_eq!(total_patches(&sb), 0);
+    assert_eq!(sb.total_patches(), 0);
 }
 
 /// Reads lag writes by 3 s: apply of ~40 changes (flag changes and password resets) still ends
 /// with every change verified, each user written once.
 #[test]
 fn replica_lag_is_tolerated_and_nothing_is_written_twice() {
-    let sb = Sandbox::start(&["--generate", "120", "--rng-seed", "7", "--read-lag", "3000"]);
+    let sb = Sandbox::generate(120)
+        .rng_seed(7)
+        .read_lag(std::time::Duration::from_millis(3000))
+        .start();
     let state = sb.call("GET", "/_sandbox/state", None);
     let t = &state["tenants"][0];
     let tenant = t["initialDomain"].as_str().unwrap().to_owned();

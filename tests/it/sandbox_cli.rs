@@ -1,30 +1,26 @@
 //! `pwdrift sandbox`, the binary: it prints one JSON line of connection info, serves until
 //! killed, saves `--state` on SIGTERM and refuses non-loopback addresses.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::common::SandboxProcess;
+
 fn contoso_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/sandbox/contoso.seed.yaml")
+    crate::common::repo().join(crate::common::CONTOSO_SEED)
 }
 
 /// The real binary: one JSON line first, then it serves until killed.
 #[test]
 fn binary_prints_info_and_serves() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))
-        .args(["sandbox", "--seed"])
-        .arg(contoso_path())
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("pwdrift runs");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut sandbox = SandboxProcess::start([
+        "--seed".as_ref(),
+        contoso_path().as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    let line = sandbox.line.clone();
     let info: Value = serde_json::from_str(&line).expect("first line is JSON");
     for k in [
         "graph_url",
@@ -72,32 +68,27 @@ fn binary_prints_info_and_serves() {
         .status()
     });
     assert_eq!(status, 200);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    sandbox.child.kill().unwrap();
+    sandbox.child.wait().unwrap();
 
     // SIGTERM stops it cleanly and saves --state
     #[cfg(unix)]
     {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state.json");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))
-            .args(["sandbox", "--generate", "50", "--state"])
-            .arg(&state)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with('{'));
+        let mut sandbox = SandboxProcess::start([
+            "--generate".as_ref(),
+            "50".as_ref(),
+            "--state".as_ref(),
+            state.as_os_str(),
+        ]);
+        assert!(sandbox.line.starts_with('{'));
         let killed = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &sandbox.child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
-        let exit = child.wait().unwrap();
+        let exit = sandbox.child.wait().unwrap();
         assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
         let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
         assert_eq!(saved["tenants"][0]["users"].as_array().unwrap().len(), 51);
@@ -120,10 +111,14 @@ fn binary_prints_info_and_serves() {
 fn switches_are_cli_flags() {
     let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples/sandbox/privileged.seed.yaml");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--seed"])
-        .arg(&seed)
-        .args([
+    let mut args = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--seed".into(),
+        seed.clone().into_os_string(),
+    ];
+    args.extend(
+        [
             "--read-lag",
             "250",
             "--expand-cap",
@@ -137,17 +132,10 @@ fn switches_are_cli_flags() {
             "--reset-fail",
             "--faults",
             "lost=0.05,429=0.01",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+        ]
+        .map(std::ffi::OsString::from),
+    );
+    let line = SandboxProcess::start(args).line.clone();
     assert!(line.contains("northwind.onmicrosoft.com"), "{line}");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pwdrift"))

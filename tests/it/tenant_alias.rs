@@ -31,7 +31,7 @@ fn writes(sb: &Sandbox) -> serde_json::Value {
 
 #[test]
 fn one_user_declared_in_two_aliases_of_a_tenant_is_refused_naming_both() {
-    let sb = Sandbox::start(&["--seed", repo().join(SEED).to_str().unwrap()]);
+    let sb = Sandbox::seed(repo().join(SEED)).start();
     let dir = tempfile::tempdir().unwrap();
     let desired = three_files(
         dir.path(),
@@ -87,7 +87,7 @@ fn one_user_declared_in_two_aliases_of_a_tenant_is_refused_naming_both() {
 
 #[test]
 fn a_tenant_split_over_its_aliases_is_one_tenant_and_each_user_is_written_once() {
-    let sb = Sandbox::start(&["--seed", repo().join(SEED).to_str().unwrap()]);
+    let sb = Sandbox::seed(repo().join(SEED)).start();
     let dir = tempfile::tempdir().unwrap();
     // frank is in Finance: his own entry (c.yaml) and the group's (b.yaml) agree, so they merge;
     // written as three tenants, he would be patched once per name
@@ -146,7 +146,7 @@ fn a_tenant_split_over_its_aliases_is_one_tenant_and_each_user_is_written_once()
 /// part of the tenant without seeing the rest.
 #[test]
 fn every_name_of_a_tenant_lands_in_the_same_shard() {
-    let sb = Sandbox::start(&["--seed", repo().join(SEED).to_str().unwrap()]);
+    let sb = Sandbox::seed(repo().join(SEED)).start();
     let dir = tempfile::tempdir().unwrap();
     let desired = three_files(
         dir.path(),

@@ -5,102 +5,40 @@
 //! `--secrets-recipient` encrypts passwords that the recipient's identity opens.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graph_sandbox::{SandboxConfig, SeedSource};
 use pwdrift::secrets::{read_passwords, Journal, OpenMode, SecretsFile};
 use secrecy::ExposeSecret;
 
-use crate::common::{run, write, Sandbox, BIN};
+use crate::common::{run, write, Sandbox, SandboxBuilder};
 
-/// A sandbox in this process (so that killing pwdrift never takes it down), persisting to a
-/// state file that holds each user's password hash.
-struct InProc {
-    rt: tokio::runtime::Runtime,
-    sb: Option<graph_sandbox::RunningSandbox>,
-    state: PathBuf,
+/// A generated tenant in a sandbox in this process (so that killing pwdrift never takes it
+/// down), persisting to a state file in `dir` that holds each user's password hash.
+fn in_proc(dir: &Path, users: usize, latency: &str, faults: Option<&str>) -> SandboxBuilder {
+    let sb = Sandbox::generate(users)
+        .generation_seed(7)
+        .rng_seed(3)
+        .state_file(&dir.join("sandbox.state.json"))
+        .throttle("off")
+        .latency(latency);
+    match faults {
+        Some(spec) => sb.faults(spec),
+        None => sb,
+    }
 }
 
-impl InProc {
-    fn start(dir: &Path, users: usize, latency: &str, faults: Option<&str>) -> InProc {
-        Self::start_with(dir, users, latency, faults, |_| {})
-    }
+/// What these tests read from and write for a generated tenant.
+trait GeneratedTenant {
+    fn plain_users(&self, n: usize) -> Vec<String>;
+    fn users_where(&self, n: usize, synced: bool) -> Vec<String>;
+    fn hashes(&self) -> BTreeMap<String, Option<String>>;
+    fn desired(&self, dir: &Path, users: &[String]) -> String;
+    fn desired_with(&self, dir: &Path, users: &[String], system: &[String]) -> String;
+}
 
-    fn start_with(
-        dir: &Path,
-        users: usize,
-        latency: &str,
-        faults: Option<&str>,
-        tweak: impl FnOnce(&mut SandboxConfig),
-    ) -> InProc {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let state = dir.join("sandbox.state.json");
-        let mut cfg = SandboxConfig::new(SeedSource::Generate { users, rng_seed: 7 });
-        cfg.state_file = Some(state.clone());
-        cfg.throttle = "off".into();
-        cfg.latency = Some(latency.into());
-        cfg.faults = faults.map(str::to_owned);
-        cfg.rng_seed = 3;
-        tweak(&mut cfg);
-        let sb = rt
-            .block_on(graph_sandbox::start(cfg, "127.0.0.1:0".parse().unwrap()))
-            .unwrap();
-        InProc {
-            rt,
-            sb: Some(sb),
-            state,
-        }
-    }
-
-    fn info(&self) -> &graph_sandbox::SandboxInfo {
-        &self.sb.as_ref().unwrap().info
-    }
-
-    fn pwdrift(&self) -> Command {
-        let i = self.info();
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .env("AZURE_CLIENT_ID", &i.client_id)
-            .env("AZURE_CLIENT_SECRET", &i.client_secret)
-            .env("AZURE_TENANT_ID", &i.tenant_id)
-            .env("PWDRIFT_GRAPH_URL", &i.graph_url)
-            .env("AZURE_AUTHORITY_HOST", &i.authority_host);
-        cmd
-    }
-
-    /// `pwdrift` with a delegated sign-in too (ROPC for the generated tenant's admin).
-    fn pwdrift_delegated(&self) -> Command {
-        let i = self.info();
-        let mut cmd = self.pwdrift();
-        cmd.env("AZURE_USERNAME", i.delegated_username.clone().unwrap())
-            .env("AZURE_PASSWORD", i.delegated_password.clone().unwrap())
-            .env(
-                "PWDRIFT_DELEGATED_CLIENT_ID",
-                i.delegated_client_id.clone().unwrap(),
-            );
-        cmd
-    }
-
-    fn get(&self, path: &str) -> serde_json::Value {
-        let url = format!("{}{path}", self.info().graph_url);
-        self.rt.block_on(async {
-            reqwest::get(&url)
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        })
-    }
-
+impl GeneratedTenant for Sandbox {
     /// Cloud members whose password pwdrift manages (not synced, not privileged, no guest,
     /// no federated domain), the first `n`.
     fn plain_users(&self, n: usize) -> Vec<String> {
@@ -108,7 +46,7 @@ impl InProc {
     }
 
     fn users_where(&self, n: usize, synced: bool) -> Vec<String> {
-        let state = self.get("/_sandbox/state");
+        let state = self.state();
         let users: Vec<String> = state["tenants"][0]["users"]
             .as_array()
             .unwrap()
@@ -129,9 +67,8 @@ impl InProc {
 
     /// UPN (lower case) -> password hash, from the state file written now.
     fn hashes(&self) -> BTreeMap<String, Option<String>> {
-        self.sb.as_ref().unwrap().persist().unwrap();
         let doc: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&self.state).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(self.persist()).unwrap()).unwrap();
         doc["tenants"][0]["users"]
             .as_array()
             .unwrap()
@@ -154,10 +91,7 @@ impl InProc {
 
     /// Generated passwords for `users`, system-generated ones for `system`.
     fn desired_with(&self, dir: &Path, users: &[String], system: &[String]) -> String {
-        let mut text = format!(
-            "version: 1\ntenant: {}\nusers:\n",
-            self.info().tenant_domain
-        );
+        let mut text = format!("version: 1\ntenant: {}\nusers:\n", self.info.tenant_domain);
         for u in users {
             text.push_str(&format!(
                 "  - user: {u}\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: {{ generate: {{ length: 16 }} }}\n"
@@ -172,14 +106,6 @@ impl InProc {
             .to_str()
             .unwrap()
             .to_owned()
-    }
-}
-
-impl Drop for InProc {
-    fn drop(&mut self) {
-        if let Some(sb) = self.sb.take() {
-            self.rt.block_on(sb.shutdown());
-        }
     }
 }
 
@@ -231,7 +157,7 @@ fn wait_for_first_intent(secrets: &Path) {
 }
 
 /// The users a saved plan would reset.
-fn planned_resets(sb: &InProc, dir: &Path, desired: &str) -> BTreeSet<String> {
+fn planned_resets(sb: &Sandbox, dir: &Path, desired: &str) -> BTreeSet<String> {
     let out = dir.join("plan.json");
     let _ = std::fs::remove_file(&out);
     let plan = run(sb
@@ -272,7 +198,7 @@ fn contoso_desired(dir: &Path) -> String {
 fn precreated_secrets_file_or_symlink_is_refused_by_apply() {
     use std::os::unix::fs::PermissionsExt;
     let seed = crate::common::repo().join("examples/sandbox/contoso.seed.yaml");
-    let sb = Sandbox::start(&["--seed", seed.to_str().unwrap()]);
+    let sb = Sandbox::seed(&seed).start();
     let dir = tempfile::tempdir().unwrap();
     let desired = contoso_desired(dir.path());
     let apply = |secrets: &Path, append: bool| {
@@ -413,7 +339,7 @@ fn symlink_swapped_in_during_open_never_wins() {
 #[test]
 fn lost_responses_lose_no_password() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start(dir.path(), 60, "0", Some("lost=0.5"));
+    let sb = in_proc(dir.path(), 60, "0", Some("lost=0.5")).start();
     let users = sb.plain_users(12);
     let desired = sb.desired(dir.path(), &users);
     let before = sb.hashes();
@@ -429,7 +355,7 @@ fn lost_responses_lose_no_password() {
         "--report",
         report.to_str().unwrap(),
     ]));
-    let faults = sb.get("/_sandbox/stats")["faults"].clone();
+    let faults = sb.stats()["faults"].clone();
     let lost = faults["lost_504"].as_u64().unwrap() + faults["lost_dropped"].as_u64().unwrap();
     assert!(lost > 0, "responses were lost: {faults}");
     let text = std::fs::read_to_string(&secrets).unwrap();
@@ -452,9 +378,9 @@ fn lost_responses_lose_no_password() {
 #[test]
 fn reset_password_api_lost_answers_and_no_location_lose_no_password() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start_with(dir.path(), 80, "0", Some("lost=0.4"), |cfg| {
-        cfg.realism.reset_no_location = true;
-    });
+    let sb = in_proc(dir.path(), 80, "0", Some("lost=0.4"))
+        .configure(|cfg| cfg.realism.reset_no_location = true)
+        .start();
     let synced = sb.users_where(4, true);
     let cloud = sb.plain_users(4);
     let desired = sb.desired_with(dir.path(), &synced, &cloud);
@@ -469,7 +395,7 @@ fn reset_password_api_lost_answers_and_no_location_lose_no_password() {
         "--secrets-out",
         secrets.to_str().unwrap(),
     ]));
-    let faults = sb.get("/_sandbox/stats")["faults"].clone();
+    let faults = sb.stats()["faults"].clone();
     let text = std::fs::read_to_string(&secrets).unwrap();
     let journal = Journal::parse(&secrets, &text).unwrap();
     // The one password nobody can know: a system-generated reset whose 202 answer was lost on
@@ -530,7 +456,7 @@ fn reset_password_api_lost_answers_and_no_location_lose_no_password() {
 #[test]
 fn sigint_stops_new_writes_and_records_every_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start(dir.path(), 60, "150", None);
+    let sb = in_proc(dir.path(), 60, "150", None).start();
     let users = sb.plain_users(15);
     let desired = sb.desired(dir.path(), &users);
     let before = sb.hashes();
@@ -625,7 +551,7 @@ fn sigint_stops_new_writes_and_records_every_outcome() {
 #[test]
 fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start(dir.path(), 40, "1500", None);
+    let sb = in_proc(dir.path(), 40, "1500", None).start();
     let users = sb.plain_users(4);
     let desired = sb.desired(dir.path(), &users);
     let secrets = dir.path().join("secrets.jsonl");
@@ -677,7 +603,7 @@ fn a_second_signal_exits_at_once() {
 fn sigkill_at_random_moments_loses_no_password() {
     const KILLS: u64 = 20;
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start(dir.path(), 160, "25", Some("lost=0.3"));
+    let sb = in_proc(dir.path(), 160, "25", Some("lost=0.3")).start();
     let users = sb.plain_users(80);
     let desired = sb.desired(dir.path(), &users);
     let before = sb.hashes();
@@ -802,7 +728,7 @@ fn sigkill_at_random_moments_loses_no_password() {
 #[test]
 fn secrets_recipient_encrypts_every_password() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start(dir.path(), 40, "0", None);
+    let sb = in_proc(dir.path(), 40, "0", None).start();
     let users = sb.plain_users(5);
     let desired = sb.desired(dir.path(), &users);
     let before = sb.hashes();
@@ -858,8 +784,8 @@ fn secrets_recipient_encrypts_every_password() {
 
 /// The most requests seen in flight at once on the routes `matching` picks, from the sandbox's
 /// stats.
-fn peak_in_flight(sb: &InProc, matching: impl Fn(&str) -> bool) -> u64 {
-    sb.get("/_sandbox/stats")["peakInFlightByRoute"]
+fn peak_in_flight(sb: &Sandbox, matching: impl Fn(&str) -> bool) -> u64 {
+    sb.stats()["peakInFlightByRoute"]
         .as_object()
         .unwrap()
         .iter()
@@ -877,7 +803,7 @@ fn peak_in_flight(sb: &InProc, matching: impl Fn(&str) -> bool) -> u64 {
 #[test]
 fn resets_run_concurrently_and_every_password_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start(dir.path(), 80, "100", None);
+    let sb = in_proc(dir.path(), 80, "100", None).start();
     let patched = sb.plain_users(12);
     let synced = sb.users_where(4, true);
     let system: Vec<String> = sb.plain_users(16)[12..].to_vec();
@@ -902,7 +828,7 @@ fn resets_run_concurrently_and_every_password_is_recorded() {
     });
     assert!(patches > 1, "PATCH resets overlapped: peak {patches}");
     assert!(resets > 1, "resetPassword calls overlapped: peak {resets}");
-    let stats = sb.get("/_sandbox/stats");
+    let stats = sb.stats();
     for u in &patched {
         assert_eq!(stats["patchesPerUser"][u], 1, "{u} written once: {stats}");
     }
@@ -930,7 +856,7 @@ fn resets_run_concurrently_and_every_password_is_recorded() {
 #[test]
 fn an_expired_grace_still_writes_the_report_and_the_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = InProc::start(dir.path(), 40, "1500", None);
+    let sb = in_proc(dir.path(), 40, "1500", None).start();
     let users = sb.plain_users(6);
     let desired = sb.desired(dir.path(), &users);
     let secrets = dir.path().join("secrets.jsonl");
@@ -1035,18 +961,12 @@ fn an_expired_grace_still_writes_the_report_and_the_summary() {
 /// report lists the users in the plan's order; every password is recorded.
 #[test]
 fn tenants_are_applied_concurrently_in_plan_order() {
-    let sb = crate::common::Sandbox::start(&[
-        "--generate",
-        "25",
-        "--generate-tenants",
-        "3",
-        "--throttle",
-        "off",
-        "--latency",
-        "100",
-        "--rng-seed",
-        "9",
-    ]);
+    let sb = Sandbox::generate(25)
+        .tenants(3)
+        .throttle("off")
+        .latency("100")
+        .rng_seed(9)
+        .start();
     let state = sb.call("GET", "/_sandbox/state", None);
     let dir = tempfile::tempdir().unwrap();
     let desired = dir.path().join("desired");
