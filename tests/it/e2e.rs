@@ -24,7 +24,7 @@ fn flags(sb: &Sandbox, upn: &str) -> (bool, bool, Option<String>) {
 
 /// One user as the sandbox's observation endpoint reports it.
 fn sandbox_user(sb: &Sandbox, upn: &str) -> serde_json::Value {
-    let state = sb.call("GET", "/_sandbox/state", None);
+    let state = sb.state();
     find_user(&state, upn).unwrap_or_else(|| panic!("no {upn} in sandbox state"))
 }
 
@@ -323,7 +323,7 @@ fn synced_user_reset_needs_a_delegated_sign_in() {
         secrets.to_str().unwrap(),
     ]));
     assert_eq!(apply.code, 1, "blocked is not success: {apply:?}");
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     assert!(
         stats["resetsPerUser"]
             .as_object()
@@ -391,7 +391,7 @@ fn synced_user_reset_with_a_literal_false_flag_converges_in_one_run() {
         "the flag PATCH after resetPassword set it back to false"
     );
     assert!(last.unwrap().as_str() > "2026-11-20", "password changed");
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     assert_eq!(stats["resetsPerUser"]["carol@contoso.com"], 1, "{stats}");
 
     let again = run(delegated().args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
@@ -465,7 +465,7 @@ fn canary_secret_never_leaks() {
 #[test]
 fn safety_rails_refuse_large_change_sets() {
     let sb = Sandbox::generate(40).rng_seed(3).start();
-    let state = sb.call("GET", "/_sandbox/state", None);
+    let state = sb.state();
     let users: Vec<String> = state["tenants"][0]["users"]
         .as_array()
         .unwrap()
@@ -528,7 +528,7 @@ fn throttling_and_faults_converge() {
         .throttle("scaled:300")
         .faults("429=0.08,503=0.04,drop=0.03")
         .start();
-    let state = sb.call("GET", "/_sandbox/state", None);
+    let state = sb.state();
     let tenant = state["tenants"][0]["initialDomain"]
         .as_str()
         .unwrap()
@@ -554,7 +554,7 @@ fn throttling_and_faults_converge() {
     assert_eq!(apply.code, 0, "{apply:?}");
     let plan = run(sb.pwdrift().args(["plan", desired, "--detailed-exitcode"]));
     assert_eq!(plan.code, 0, "{plan:?}");
-    let state = sb.call("GET", "/_sandbox/state", None);
+    let state = sb.state();
     for u in &users {
         let found = find_user(&state, u).unwrap();
         let complied = found["lastPasswordChangeDateTime"]
@@ -565,7 +565,7 @@ fn throttling_and_faults_converge() {
             "{u} did not converge: {found}"
         );
     }
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     let injected = stats["faults"]["injected_429"].as_u64().unwrap_or(0)
         + stats["faults"]["injected_503"].as_u64().unwrap_or(0)
         + stats["faults"]["dropped"].as_u64().unwrap_or(0);
@@ -677,7 +677,7 @@ fn both_read_paths_give_the_same_plan() {
     let batched = plan_json("100000");
     let listed = plan_json("0");
     assert_eq!(batched, listed);
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     assert!(
         stats["requests"]["GET /v1.0/users"].is_object(),
         "the list path ran: {stats}"
@@ -712,7 +712,7 @@ fn lost_reset_responses_are_not_repeated() {
         secrets.to_str().unwrap(),
     ]));
     assert_eq!(apply.code, 0, "{apply:?}");
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     assert!(stats["faults"]["dropped"].as_u64().unwrap() > 0, "{stats}");
     for u in ["alice", "bob", "dave", "frank", "grace"] {
         assert_eq!(
@@ -776,7 +776,7 @@ fn two_tenants_in_one_run() {
     let all = run(sb.pwdrift().args(["apply", desired, "--auto-approve"]));
     assert_eq!(all.code, 0, "{all:?}");
     assert!(!flags(&sb, "bob@contoso.com").0);
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     assert!(
         stats["requests"]["POST /{tenant}/oauth2/v2.0/token"]["200"]
             .as_u64()

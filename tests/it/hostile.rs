@@ -613,7 +613,7 @@ fn apply_saved(sb: &Sandbox, saved: &Path, v: &serde_json::Value, extra: &[&str]
 
 /// Every write the sandbox received (PATCHes and resetPassword calls).
 fn writes(sb: &Sandbox) -> u64 {
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     ["patchesPerUser", "resetsPerUser"]
         .iter()
         .filter_map(|k| stats[k].as_object())
@@ -859,7 +859,7 @@ fn honest_saved_plan_with_filters_is_applied() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("1 changed and verified"), "{r:?}");
     assert!(r.stderr.contains("gives against live state now"), "{r:?}");
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     assert_eq!(stats["patchesPerUser"]["bob@contoso.com"], 1, "{stats}");
     assert!(
         stats["patchesPerUser"]["alice@contoso.com"].is_null(),

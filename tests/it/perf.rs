@@ -217,7 +217,7 @@ async fn writes_adapt_to_a_quota_other_apps_are_using() {
 #[test]
 fn many_tenants_are_planned_and_applied() {
     let sb = Sandbox::generate(25).tenants(3).throttle("off").start();
-    let state = sb.call("GET", "/_sandbox/state", None);
+    let state = sb.state();
     let dir = tempfile::tempdir().unwrap();
     let mut domains = Vec::new();
     for (i, t) in state["tenants"].as_array().unwrap().iter().enumerate() {
@@ -270,7 +270,7 @@ fn many_tenants_are_planned_and_applied() {
 /// Declares `n` users of the generated tenant (no role holders), plans, and returns the
 /// sandbox's request counts by route.
 fn plan_declaring(sb: &Sandbox, n: usize) -> serde_json::Value {
-    let state = sb.call("GET", "/_sandbox/state", None);
+    let state = sb.state();
     let tenant = &state["tenants"][0];
     let mut text = format!(
         "version: 1\ntenant: {}\nusers:\n",
@@ -286,10 +286,10 @@ fn plan_declaring(sb: &Sandbox, n: usize) -> serde_json::Value {
     }
     let dir = tempfile::tempdir().unwrap();
     crate::common::write(dir.path(), "desired.yaml", &text);
-    let before = sb.call("GET", "/_sandbox/stats", None);
+    let before = sb.stats();
     let r = run(sb.pwdrift().args(["plan", dir.path().to_str().unwrap()]));
     assert!(r.code == 0 || r.code == 2, "{r:?}");
-    let after = sb.call("GET", "/_sandbox/stats", None);
+    let after = sb.stats();
     // requests by route, then by status
     let count = |v: &serde_json::Value, route: &str| -> u64 {
         v["requests"][route].as_object().map_or(0, |by_status| {

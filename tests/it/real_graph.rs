@@ -1,8 +1,8 @@
 //! End to end against a tenant shaped like real ones (examples/sandbox/privileged.seed.yaml):
 //! custom roles, administrative-unit scopes, roles held through role-assignable groups, PIM
 //! eligibility (and its refusal, and a tenant without the licence), a federated domain, a guest
-//! and a UPN starting with `$`. The real binary runs against a sandbox process; what was written
-//! is checked through `/_sandbox/stats` and `/_sandbox/state`.
+//! and a UPN starting with `$`. The real binary runs against the sandbox (`common::Sandbox`);
+//! what was written is checked through `/_sandbox/stats` and `/_sandbox/state`.
 
 use crate::common::*;
 
@@ -116,7 +116,7 @@ fn every_kind_of_admin_guest_and_federated_user_is_blocked_and_the_dollar_upn_is
             .contains("2 changed and verified, 0 failed, 0 unknown, 0 not started, 8 blocked"),
         "{apply:?}"
     );
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     let mut patched: Vec<String> = stats["patchesPerUser"]
         .as_object()
         .unwrap()
@@ -252,7 +252,7 @@ fn replica_lag_is_tolerated_and_nothing_is_written_twice() {
         .rng_seed(7)
         .read_lag(std::time::Duration::from_millis(3000))
         .start();
-    let state = sb.call("GET", "/_sandbox/state", None);
+    let state = sb.state();
     let t = &state["tenants"][0];
     let tenant = t["initialDomain"].as_str().unwrap().to_owned();
     let users: Vec<String> = t["users"]
@@ -309,7 +309,7 @@ fn replica_lag_is_tolerated_and_nothing_is_written_twice() {
         .map(|u| u["user_principal_name"].as_str().unwrap())
         .collect();
     assert!(changed.len() >= 30, "about 40 changes: {report}");
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     for u in users {
         let upn = u["user_principal_name"].as_str().unwrap();
         let patches = stats["patchesPerUser"][upn].as_u64().unwrap_or(0);

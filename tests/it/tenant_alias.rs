@@ -22,7 +22,7 @@ fn three_files(dir: &std::path::Path, users: [&str; 3]) -> String {
 }
 
 fn writes(sb: &Sandbox) -> serde_json::Value {
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     serde_json::json!({
         "patches": stats["patchesPerUser"],
         "resets": stats["resetsPerUser"],

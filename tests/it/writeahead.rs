@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 
 use crate::common::{run, write, Sandbox, SandboxBuilder};
 
-/// A generated tenant in a sandbox in this process (so that killing pwdrift never takes it
+/// A generated tenant in the in-process sandbox (so that killing pwdrift never takes it
 /// down), persisting to a state file in `dir` that holds each user's password hash.
 fn in_proc(dir: &Path, users: usize, latency: &str, faults: Option<&str>) -> SandboxBuilder {
     let sb = Sandbox::generate(users)
@@ -216,7 +216,7 @@ fn precreated_secrets_file_or_symlink_is_refused_by_apply() {
         run(&mut cmd)
     };
     let patches = || {
-        let stats = sb.call("GET", "/_sandbox/stats", None);
+        let stats = sb.stats();
         stats["patchesPerUser"]
             .as_object()
             .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum::<u64>())
@@ -967,7 +967,7 @@ fn tenants_are_applied_concurrently_in_plan_order() {
         .latency("100")
         .rng_seed(9)
         .start();
-    let state = sb.call("GET", "/_sandbox/state", None);
+    let state = sb.state();
     let dir = tempfile::tempdir().unwrap();
     let desired = dir.path().join("desired");
     std::fs::create_dir(&desired).unwrap();
@@ -1037,7 +1037,7 @@ fn tenants_are_applied_concurrently_in_plan_order() {
         report.to_str().unwrap(),
     ]));
     assert_eq!(r.code, 0, "{r:?}");
-    let stats = sb.call("GET", "/_sandbox/stats", None);
+    let stats = sb.stats();
     let peak = stats["peakInFlightByRoute"]
         .as_object()
         .unwrap()

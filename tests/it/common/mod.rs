@@ -1,6 +1,9 @@
 //! The integration tests' one support module: start the Graph sandbox ([`Sandbox`], in
 //! `sandbox.rs`), start the scripted server ([`Scripted`], in `scripted.rs`), run the real
 //! `pwdrift` binary and read what it printed, write test files, and capture the trace log.
+//!
+//! The one peer not here is `hostile.rs`'s raw HTTP/1.1 server: it answers bytes that no
+//! well-behaved server (axum included) sends, such as a body shorter than its length or none.
 
 mod sandbox;
 mod scripted;

@@ -1,13 +1,14 @@
-//! The one way the integration tests start the Graph sandbox: [`Sandbox::builder`] (or one of
-//! its shorthands, [`Sandbox::contoso`], [`Sandbox::seed`], [`Sandbox::generate`]) with the
-//! options the tests use, then [`SandboxBuilder::start`].
+//! The one way the integration tests start the Graph sandbox: [`Sandbox::contoso`],
+//! [`Sandbox::seed`] or [`Sandbox::generate`], then the options the tests use (throttle, latency,
+//! faults, rng seed, state file, any other `SandboxConfig` field), then [`SandboxBuilder::start`].
 //!
-//! The sandbox runs in this process (`graph_sandbox::start` on 127.0.0.1:0), on a runtime of its
-//! own: a test that kills the `pwdrift` binary never takes the sandbox down, a synchronous test
-//! needs no runtime, and the sandbox's state (password hashes, `--state` file) stays reachable.
-//! The options mean what the `pwdrift sandbox` flags of the same names mean (same defaults).
-//! [`SandboxProcess`] starts the `pwdrift sandbox` process instead, for the tests of that command
-//! itself.
+//! The sandbox runs in this process (`graph_sandbox::start` on 127.0.0.1:0). `start` gives it a
+//! runtime of its own: a test that kills the `pwdrift` binary never takes the sandbox down, a
+//! synchronous test needs no runtime, and the sandbox's state (password hashes, the state file)
+//! stays reachable. `start_here` runs it on the calling test's runtime instead (the client tests,
+//! which drive `GraphClient` in the same runtime). The options mean what the `pwdrift sandbox`
+//! flags of the same names mean, with the same defaults. [`SandboxProcess`] starts the
+//! `pwdrift sandbox` process, for the tests of that command only.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
