@@ -8,8 +8,9 @@
 //! lost response, any 5xx, a failed poll) is resolved by reading the user back (`read_back`)
 //! before any repeat, and a repeat sends the same password.
 
-use chrono::{DateTime, Utc};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use super::cancel::admit;
 use super::flags::profile;
