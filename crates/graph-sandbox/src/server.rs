@@ -499,8 +499,14 @@ pub fn settle_all_at(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
 
 /// Writes the state file (a seed, with password hashes): to a temporary file, then renamed, with
 /// owner-only permissions because it holds the apps' credentials.
+///
+/// Saves are serialized: the background saver and an explicit save (`RunningSandbox::persist`,
+/// shutdown) share one temporary path, and each snapshot is taken under the lock, so the file
+/// renamed last holds the newest state (two saves at once lost one rename: `ENOENT`).
 pub fn save_state(state: &AppState, path: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
+    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _saving = SAVING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let seed = state.read().to_seed();
     let json = serde_json::to_vec_pretty(&seed)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
