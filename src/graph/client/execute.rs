@@ -39,7 +39,7 @@ pub(super) struct Req {
     pub(super) pool: Pool,
 }
 
-/// Pages in flight at most while reading partitions ([`Pool::ListPages`]).
+/// Pages in flight at most while reading partitions (the pool `Pool::ListPages`).
 pub const READ_CONCURRENCY: usize = 16;
 
 /// The in-flight pools of a tenant. Each has its own slots and adapts to 429s on its own, so
