@@ -1,10 +1,11 @@
 //! Passwords Entra ID accepts, and generating them.
 //!
-//! The rules (graph-facts.md, "Passwords Entra accepts"): 8..=256 characters, at least three of the
-//! four classes lowercase, uppercase, digits, symbols; symbols only from [`SYMBOLS`] (and space); no
-//! other Unicode. `DisableStrongPassword` relaxes the class rule. The same check serves the sandbox
-//! (which refuses weak passwords with Graph's exact error) and the generator (which only ever
-//! produces passwords that pass it). Generation uses the OS CSPRNG.
+//! The rules (Microsoft's "Password policies and account restrictions in Microsoft Entra ID"):
+//! 8..=256 characters, at least three of the four classes lowercase, uppercase, digits, symbols;
+//! symbols only from [`SYMBOLS`] (and space); no other Unicode. `DisableStrongPassword` relaxes
+//! the class rule. Apply checks a password with it before sending it (the desired-state checker
+//! uses the length bounds), and the generator only ever produces passwords that pass it; the
+//! sandbox keeps its own copy of the rules. Generation uses the OS CSPRNG.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, TryRngCore};

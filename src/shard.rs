@@ -40,29 +40,42 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// Why `--shard` is not `I/N` with `1 <= I <= N`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("expected I/N (e.g. 1/4), got `{0}`")]
+    NotIOverN(String),
+    #[error("shard index `{0}` is not a positive integer")]
+    BadIndex(String),
+    #[error("shard count `{0}` is not a positive integer")]
+    BadCount(String),
+    #[error("the shard count N must be at least 1")]
+    ZeroCount,
+    #[error("shard index must be between 1 and {count} (shards are numbered from 1), got {index}")]
+    OutOfRange { index: u32, count: u32 },
+}
+
 impl std::str::FromStr for Shard {
-    type Err = String;
+    type Err = ShardError;
 
     /// `I/N` with `1 <= I <= N`.
-    fn from_str(s: &str) -> Result<Shard, String> {
+    fn from_str(s: &str) -> Result<Shard, ShardError> {
         let (i, n) = s
             .split_once('/')
-            .ok_or_else(|| format!("expected I/N (e.g. 1/4), got `{s}`"))?;
+            .ok_or_else(|| ShardError::NotIOverN(s.to_owned()))?;
         let index: u32 = i
             .trim()
             .parse()
-            .map_err(|_| format!("shard index `{i}` is not a positive integer"))?;
+            .map_err(|_| ShardError::BadIndex(i.to_owned()))?;
         let count: u32 = n
             .trim()
             .parse()
-            .map_err(|_| format!("shard count `{n}` is not a positive integer"))?;
+            .map_err(|_| ShardError::BadCount(n.to_owned()))?;
         if count == 0 {
-            return Err("the shard count N must be at least 1".to_owned());
+            return Err(ShardError::ZeroCount);
         }
         if index == 0 || index > count {
-            return Err(format!(
-                "shard index must be between 1 and {count} (shards are numbered from 1), got {index}"
-            ));
+            return Err(ShardError::OutOfRange { index, count });
         }
         Ok(Shard { index, count })
     }

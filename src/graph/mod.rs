@@ -1,5 +1,6 @@
 //! Microsoft Graph: the wire types pwdrift (de)serialises ([`model`]), the credentials it
-//! authenticates with ([`auth`]), the retry and pacing policy (`retry`), the one client
+//! authenticates with ([`auth`]), the retry policy (`retry`), the per-tenant pacing (`pacing`)
+//! and the write quotas it keeps to (`quota`), the one client
 //! through which all Graph I/O goes ([`client`]), and the notices it returns instead of
 //! printing ([`notice`]). Nothing here imports from the layers above (commands, cli).
 
@@ -7,6 +8,8 @@ pub mod auth;
 pub mod client;
 pub mod model;
 pub mod notice;
+pub(crate) mod pacing;
+pub(crate) mod quota;
 pub(crate) mod retry;
 
 /// A reqwest error with its causes (`error sending request: connection reset ...`), without the

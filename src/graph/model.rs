@@ -260,18 +260,6 @@ pub struct GraphGroup {
     pub display_name: Option<String>,
 }
 
-/// A bare directory object reference (`{"id": ...}`, possibly with `@odata.type`).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-pub struct DirectoryObjectRef {
-    pub id: String,
-    #[serde(
-        rename = "@odata.type",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub odata_type: Option<String>,
-}
-
 /// A page of a Graph collection.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Page<T> {

@@ -8,7 +8,8 @@ use url::Url;
 
 use super::AuthError;
 
-/// National clouds: Graph host and login host (graph-facts, "National clouds").
+/// National clouds: Graph host and login host (Microsoft's "National cloud deployments",
+/// <https://learn.microsoft.com/en-us/graph/deployments>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cloud {
     Global,

@@ -309,10 +309,21 @@ impl Credential {
     }
 }
 
+/// Why a credential file could not be read (the path is added by the caller's error).
+#[derive(Debug, thiserror::Error)]
+enum CredentialFileError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file; refusing to read it")]
+    NotRegular,
+    #[error("file too large: at most {max} bytes are read")]
+    TooLarge { max: u64 },
+}
+
 /// Reads a credential file: a regular file only (opened without blocking, so that a FIFO is
 /// refused instead of hanging; then `fstat`), at most `max` bytes. The graph layer imports
 /// nothing above it, so this is its own small copy of `config::read`.
-fn read_credential_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+fn read_credential_file(path: &Path, max: u64) -> Result<Vec<u8>, CredentialFileError> {
     use std::io::Read;
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true);
@@ -321,17 +332,15 @@ fn read_credential_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     }
-    let f = opts.open(path).map_err(|e| e.to_string())?;
-    let meta = f.metadata().map_err(|e| e.to_string())?;
+    let f = opts.open(path)?;
+    let meta = f.metadata()?;
     if !meta.is_file() {
-        return Err("not a regular file; refusing to read it".into());
+        return Err(CredentialFileError::NotRegular);
     }
     let mut bytes = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
+    f.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
-        return Err(format!("file too large: at most {max} bytes are read"));
+        return Err(CredentialFileError::TooLarge { max });
     }
     Ok(bytes)
 }
@@ -344,7 +353,8 @@ pub(super) fn read_federated_token(path: &Path) -> Result<String, AuthError> {
         path: path.to_owned(),
         message,
     };
-    let bytes = read_credential_file(path, MAX_CREDENTIAL_FILE_BYTES).map_err(file_err)?;
+    let bytes = read_credential_file(path, MAX_CREDENTIAL_FILE_BYTES)
+        .map_err(|e| file_err(e.to_string()))?;
     let raw = String::from_utf8(bytes).map_err(|_| file_err("not UTF-8".into()))?;
     let token = raw.trim();
     if token.is_empty() {
@@ -380,7 +390,8 @@ pub(crate) fn certificate_assertion(
         path: pem_path.to_owned(),
         message,
     };
-    let text = read_credential_file(pem_path, MAX_CREDENTIAL_FILE_BYTES).map_err(cert_err)?;
+    let text = read_credential_file(pem_path, MAX_CREDENTIAL_FILE_BYTES)
+        .map_err(|e| cert_err(e.to_string()))?;
     let blocks = pem::parse_many(&text).map_err(|e| cert_err(format!("not PEM: {e}")))?;
     let cert = blocks
         .iter()

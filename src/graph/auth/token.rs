@@ -288,7 +288,7 @@ impl TokenProvider {
                 Err(e) => {
                     let message = error_chain(e);
                     tracing::debug!(url = %url.path(), error = %message, "token endpoint transport error");
-                    (Err(message), None)
+                    (Err(TransportError::Transport(message)), None)
                 }
             };
             retries += 1;
@@ -297,7 +297,7 @@ impl TokenProvider {
                     waited += delay;
                     tokio::time::sleep(delay).await;
                 }
-                None => return last.map_err(AuthError::Transport),
+                None => return last.map_err(|e| AuthError::Transport(e.to_string())),
             }
         }
     }
@@ -332,7 +332,9 @@ impl TokenProvider {
                 "HTTP {status} from ACTIONS_ID_TOKEN_REQUEST_URL (does the job have `permissions: id-token: write`?)"
             )));
         }
-        let body = capped_body(resp).await.map_err(AuthError::GitHubOidc)?;
+        let body = capped_body(resp)
+            .await
+            .map_err(|e| AuthError::GitHubOidc(e.to_string()))?;
         let body: GitHubTokenResponse = serde_json::from_slice(&body)
             .map_err(|e| AuthError::GitHubOidc(format!("no `value` in the response: {e}")))?;
         Ok(body.value.expose_secret().to_owned())
@@ -502,20 +504,33 @@ fn token_error(tenant: &str, status: u16, body: &[u8]) -> AuthError {
 /// Largest token-endpoint answer read: a token response is a few kilobytes.
 const MAX_TOKEN_RESPONSE_BYTES: usize = 1 << 20;
 
+/// Why an answer (or a request) to the token endpoint or GitHub's OIDC endpoint failed below
+/// HTTP: the transport, or an answer too large to read.
+#[derive(Debug, thiserror::Error)]
+enum TransportError {
+    /// the reqwest error with its causes, without the URL ([`error_chain`])
+    #[error("{0}")]
+    Transport(String),
+    #[error("the answer is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes; refused")]
+    TooLarge,
+}
+
 /// The body of a token-endpoint answer, refused past [`MAX_TOKEN_RESPONSE_BYTES`].
-async fn capped_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
-    let too_large =
-        || format!("the answer is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes; refused");
+async fn capped_body(mut resp: reqwest::Response) -> Result<Vec<u8>, TransportError> {
     if resp
         .content_length()
         .is_some_and(|n| n > MAX_TOKEN_RESPONSE_BYTES as u64)
     {
-        return Err(too_large());
+        return Err(TransportError::TooLarge);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(error_chain)? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| TransportError::Transport(error_chain(e)))?
+    {
         if body.len() + chunk.len() > MAX_TOKEN_RESPONSE_BYTES {
-            return Err(too_large());
+            return Err(TransportError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }

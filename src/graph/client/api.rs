@@ -1,9 +1,8 @@
 //! The endpoint catalogue: the Graph calls pwdrift makes (list and look up users, groups and
 //! their transitive members, activated directory roles, `/me`, `passwordProfile` PATCHes singly
 //! or by `$batch`, `resetPassword` and polling its operation), each written on the executor and
-//! the `$batch` queue, with the result types they return ([`UserKey`], [`ResetOutcome`]).
+//! the `$batch` queue, with the result type of a reset ([`ResetOutcome`]).
 
-use std::fmt;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -11,35 +10,16 @@ use secrecy::SecretString;
 
 use super::error::{decode, error_from, error_from_inner};
 use super::execute::{header_str, Pool, Req, WriteSlot};
+use super::key::UserKey;
+use super::parse::batch_user;
 use super::urls::{encode_query_value, encode_segment, user_path};
 use super::{GraphClient, GraphError};
 use crate::graph::model::{
-    BatchRequest, BatchResponse, Domain, GraphGroup, GraphUser, LongRunningOperation, Page,
-    PasswordProfile, PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition,
-    PAGE_SIZE, PASSWORD_METHOD_ID, USER_SELECT,
+    BatchRequest, Domain, GraphGroup, GraphUser, LongRunningOperation, PasswordProfile,
+    PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition, PAGE_SIZE,
+    PASSWORD_METHOD_ID, USER_SELECT,
 };
 use crate::graph::retry::parse_retry_after;
-
-/// How a user is looked up.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum UserKey {
-    /// object id
-    Id(String),
-    /// userPrincipalName
-    Upn(String),
-    /// onPremisesSecurityIdentifier
-    Sid(String),
-}
-
-impl fmt::Display for UserKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UserKey::Id(s) => write!(f, "user id {s}"),
-            UserKey::Upn(s) => write!(f, "user {s}"),
-            UserKey::Sid(s) => write!(f, "user with onPremisesSecurityIdentifier {s}"),
-        }
-    }
-}
 
 /// The answer to a resetPassword (a 202): the generated password if the service made one, and
 /// where to poll. The password is returned even when the `Location` is missing or unusable, so
@@ -81,7 +61,8 @@ impl GraphClient {
             q.push_str("&$filter=");
             q.push_str(&encode_query_value(f));
             if needs_advanced_query(f) {
-                // `ne`, `not` and `endsWith` on users are advanced queries (graph-facts)
+                // `ne`, `not` and `endsWith` on users are advanced queries ("Advanced query
+                // capabilities on Microsoft Entra ID objects")
                 q.push_str("&$count=true");
                 headers.push(("ConsistencyLevel", "eventual"));
             }
@@ -130,7 +111,7 @@ impl GraphClient {
                     message: format!("no response for {key}"),
                 }),
                 Some(Err(e)) => Err(e),
-                Some(Ok(r)) => user_from_batch_response(key, r),
+                Some(Ok(r)) => batch_user(key, r),
             };
             if let Err(GraphError::Auth(e)) = &result {
                 return Err(GraphError::Auth(e.clone()));
@@ -243,7 +224,9 @@ impl GraphClient {
 
     /// PATCHes `passwordProfile` of each user by `$batch` (20 per envelope, `concurrency`
     /// envelopes in flight). Both force flags must be set in every profile: Graph may default an
-    /// omitted one (graph-facts). Results are in input order.
+    /// omitted one ("passwordProfile resource type",
+    /// <https://learn.microsoft.com/en-us/graph/api/resources/passwordprofile>). Results are in
+    /// input order.
     pub async fn patch_password_profiles(
         &self,
         tenant: &str,
@@ -505,42 +488,6 @@ impl GraphClient {
     }
 }
 
-pub(super) fn user_from_batch_response(
-    key: &UserKey,
-    r: BatchResponse,
-) -> Result<GraphUser, GraphError> {
-    if !(200..300).contains(&r.status) {
-        return Err(error_from_inner(&r, &key.to_string()));
-    }
-    let body = r
-        .body
-        .as_deref()
-        .map_or("null", serde_json::value::RawValue::get);
-    let what = key.to_string();
-    match key {
-        UserKey::Sid(_) => {
-            let page: Page<GraphUser> =
-                serde_json::from_str(body).map_err(|e| GraphError::Decode {
-                    what: what.clone(),
-                    message: e.to_string(),
-                })?;
-            let mut users = page.value;
-            match users.len() {
-                0 => Err(GraphError::NotFound {
-                    what,
-                    request_id: None,
-                }),
-                1 => Ok(users.remove(0)),
-                count => Err(GraphError::Ambiguous { what, count }),
-            }
-        }
-        _ => serde_json::from_str(body).map_err(|e| GraphError::Decode {
-            what,
-            message: e.to_string(),
-        }),
-    }
-}
-
 /// The relative `$batch` URL that reads one user with `select` (normally [`USER_SELECT`]).
 fn user_lookup_url_selecting(key: &UserKey, select: &str) -> String {
     match key {
@@ -611,31 +558,6 @@ mod tests {
             "passwordProfile/forceChangePasswordNextSignIn eq true"
         ));
         assert!(!needs_advanced_query("startsWith(displayName,'Anne')"));
-    }
-
-    #[test]
-    fn sid_batch_response_shapes() {
-        let key = UserKey::Sid("S-1".into());
-        let resp = |body: serde_json::Value| BatchResponse {
-            id: "0".into(),
-            status: 200,
-            headers: None,
-            body: Some(serde_json::value::to_raw_value(&body).unwrap()),
-        };
-        assert!(
-            user_from_batch_response(&key, resp(serde_json::json!({"value": []})))
-                .unwrap_err()
-                .is_not_found()
-        );
-        let one =
-            user_from_batch_response(&key, resp(serde_json::json!({"value": [{"id": "u1"}]})))
-                .unwrap();
-        assert_eq!(one.id, "u1");
-        let two = user_from_batch_response(
-            &key,
-            resp(serde_json::json!({"value": [{"id": "a"}, {"id": "b"}]})),
-        );
-        assert!(matches!(two, Err(GraphError::Ambiguous { count: 2, .. })));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::Method;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::error::{error_from, error_from_inner};
+use super::error::{error_from, error_from_inner, inner_header};
 use super::execute::{is_write_quota_scope, parse_percentage, throttle_percentage, Pool, Req};
 use super::stats::bump;
 use super::urls::loggable_relative;
@@ -345,17 +345,4 @@ impl GraphClient {
             )),
         }
     }
-}
-
-/// A header of an inner `$batch` response (names are case-insensitive; values string or number).
-pub(super) fn inner_header(resp: &BatchResponse, name: &str) -> Option<String> {
-    let headers = resp.headers.as_ref()?;
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| match v {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
 }

@@ -1,11 +1,11 @@
 //! [`GraphError`], the client's error type, and the mapping of Graph's error answers (a status
-//! and an `error` body, plain or inside a `$batch`) onto it. No `Display` carries a secret.
+//! and an `error` body, plain or inside a `$batch`) onto it. No `Display` carries a secret, and
+//! the peer's words reach a message only through [`escape_for_message`].
 
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::batch::inner_header;
 use crate::graph::auth::AuthError;
 use crate::graph::model::{BatchResponse, GraphErrorBody};
 
@@ -144,9 +144,9 @@ fn error_from_parts(
     // the peer's words are echoed: escape controls (a terminal escape sequence), cap the length
     GraphError::Http {
         status,
-        code: super::urls::escape_for_message(&code, 200),
-        message: super::urls::escape_for_message(&message, 1000),
-        request_id: request_id.map(|r| super::urls::escape_for_message(&r, 200)),
+        code: escape_for_message(&code, 200),
+        message: escape_for_message(&message, 1000),
+        request_id: request_id.map(|r| escape_for_message(&r, 200)),
     }
 }
 
@@ -158,9 +158,46 @@ pub(super) fn error_from_inner(resp: &BatchResponse, what: &str) -> GraphError {
     error_from_parts(resp.status, parsed, inner_header(resp, "request-id"), what)
 }
 
+/// A header of an inner `$batch` response (names are case-insensitive; values string or number).
+pub(super) fn inner_header(resp: &BatchResponse, name: &str) -> Option<String> {
+    let headers = resp.headers.as_ref()?;
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+}
+
+/// `s` as it may appear in a message: control characters and other invisible characters
+/// escaped (`\u{1b}`), at most `max` characters (then `...`).
+pub fn escape_for_message(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_escape_controls_and_truncate() {
+        assert_eq!(escape_for_message("a\u{1b}[31mb", 100), "a\\u{1b}[31mb");
+        assert_eq!(escape_for_message("abcdef", 3), "abc...");
+    }
 
     #[test]
     fn errors_map_statuses_and_codes() {

@@ -16,7 +16,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use url::Url;
 
 use super::error::{decode, error_from};
-use super::partition::READ_CONCURRENCY;
 use super::stats::bump;
 use super::urls::loggable_url;
 use super::{GraphClient, GraphError};
@@ -39,6 +38,9 @@ pub(super) struct Req {
     /// which of the tenant's in-flight pools admits it
     pub(super) pool: Pool,
 }
+
+/// Pages in flight at most while reading partitions (the pool `Pool::ListPages`).
+pub const READ_CONCURRENCY: usize = 16;
 
 /// The in-flight pools of a tenant. Each has its own slots and adapts to 429s on its own, so
 /// that one kind of request never holds the slots another needs.
@@ -467,7 +469,7 @@ pub(super) fn throttle_percentage(headers: &HeaderMap) -> Option<f64> {
 
 /// Whether an `x-ms-throttle-scope` (`<Scope>/<Limit>/<ApplicationId>/<TenantId>`) names a
 /// write quota (`Tenant_Application/Write`, `Tenant/Write`). The client keeps those quotas
-/// itself ([`crate::graph::retry::WriteBudget`]) and sends a write only when it fits, so a
+/// itself ([`crate::graph::quota::WriteBudget`]) and sends a write only when it fits, so a
 /// percentage about them is no reason to slow down: at the quota's pace the window stays nearly
 /// full, and slowing to one request a second would leave most of the quota unused. A
 /// percentage about resource units (`.../ReadWrite/...`) still slows the client down, and a

@@ -30,16 +30,23 @@
 //!
 //! # Layout
 //!
-//! `options` (what the client is built with), `error` (`GraphError` and the mapping of
-//! Graph's error answers), `execute` (pacing admission, token, retry loop), `batch` (the
-//! `$batch` work queue), `api` (the endpoint catalogue), `urls` (API root, same-origin rule,
-//! percent-encoding, loggable URLs) and `stats` (counters). This file holds [`GraphClient`]
-//! itself: its shared state and accessors.
+//! `options` (what the client is built with), `error` (`GraphError`, the mapping of Graph's
+//! error answers, the escaping of the peer's words in messages), `key` (`UserKey`), `parse`
+//! (pure parsers of Graph's answers), `execute` (pools, pacing admission, token, retry loop),
+//! `partition` (large tenants listed in parallel ranges), `batch` (the `$batch` work queue),
+//! `api` (the endpoint catalogue), `urls` (API root, same-origin rule, percent-encoding,
+//! loggable URLs) and `stats` (counters). This file holds [`GraphClient`] itself: its shared
+//! state and accessors; the other files add to it with `impl GraphClient` blocks.
+//!
+//! The files import one another without a circle (lowest first: `stats`, `options`, `key`,
+//! `error`, `urls`, `parse`, `execute`, `partition`, `batch`, `api`); a test below reads their
+//! imports and fails on a circle.
 
 mod api;
 mod batch;
 mod error;
 mod execute;
+mod key;
 mod options;
 pub mod parse;
 mod partition;
@@ -55,15 +62,14 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use api::{ResetOutcome, UserKey};
-pub use error::GraphError;
-pub use execute::WriteSlot;
+pub use api::ResetOutcome;
+pub use error::{escape_for_message, GraphError};
+pub use execute::{WriteSlot, READ_CONCURRENCY};
+pub use key::UserKey;
 pub use options::ClientOptions;
-pub use partition::{
-    partition_boundaries, partition_filters, ListingPath, PARTITION_MIN_USERS, READ_CONCURRENCY,
-};
+pub use partition::{partition_boundaries, partition_filters, ListingPath, PARTITION_MIN_USERS};
 pub use stats::ClientStats;
-pub use urls::{escape_for_message, resolve_same_origin};
+pub use urls::resolve_same_origin;
 
 use crate::graph::auth::{self, Credential, TokenProvider};
 use crate::graph::notice::Notice;
@@ -148,11 +154,6 @@ impl GraphClient {
     /// The options the client was built with.
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
-    }
-
-    /// The tenant the credential was configured with (`None` for a pre-acquired token).
-    pub fn default_tenant(&self) -> Option<&str> {
-        self.credential().tenant()
     }
 
     /// The credential in use.
@@ -326,5 +327,114 @@ mod tests {
                     .into()
             }]
         );
+    }
+
+    /// The files of the client import one another without a circle. Read from their source:
+    /// every `super::NAME` (or `crate::graph::client::NAME`) path outside comments names a
+    /// sibling file either directly or through a `pub use` of this file; [`GraphClient`], which
+    /// this file defines and the others extend, is the common parent and not an edge.
+    #[test]
+    fn client_files_import_one_another_without_a_circle() {
+        const FILES: &[(&str, &str)] = &[
+            ("api", include_str!("api.rs")),
+            ("batch", include_str!("batch.rs")),
+            ("error", include_str!("error.rs")),
+            ("execute", include_str!("execute.rs")),
+            ("key", include_str!("key.rs")),
+            ("options", include_str!("options.rs")),
+            ("parse", include_str!("parse.rs")),
+            ("partition", include_str!("partition.rs")),
+            ("stats", include_str!("stats.rs")),
+            ("urls", include_str!("urls.rs")),
+        ];
+        fn code(text: &str) -> String {
+            text.lines()
+                .map(|l| l.find("//").map_or(l, |i| &l[..i]))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        fn ident(s: &str) -> String {
+            s.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        }
+        // the names this file re-exports, by the sibling that defines them
+        let own = code(include_str!("mod.rs"));
+        let own = &own[..own.find("\nmod tests {").unwrap()];
+        let mut reexported = HashMap::new();
+        for stmt in own.split("pub use ").skip(1) {
+            let stmt = &stmt[..stmt.find(';').unwrap()];
+            let (module, names) = stmt.split_once("::").unwrap();
+            for name in names.split(|c| "{},".contains(c)).map(|n| ident(n.trim())) {
+                if !name.is_empty() {
+                    reexported.insert(name, module.trim().to_owned());
+                }
+            }
+        }
+        let siblings: Vec<&str> = FILES.iter().map(|(n, _)| *n).collect();
+        let resolve = |name: &str| -> Option<String> {
+            if siblings.contains(&name) {
+                Some(name.to_owned())
+            } else {
+                reexported.get(name).cloned()
+            }
+        };
+        let mut edges: HashMap<&str, Vec<String>> = HashMap::new();
+        for (file, text) in FILES {
+            let text = code(text);
+            let mut names = Vec::new();
+            for prefix in ["super::", "crate::graph::client::"] {
+                let mut rest = text.as_str();
+                while let Some(at) = rest.find(prefix) {
+                    rest = &rest[at + prefix.len()..];
+                    let after = rest.trim_start_matches("super::");
+                    match after.strip_prefix('{') {
+                        Some(group) => {
+                            let group = &group[..group.find('}').unwrap()];
+                            names.extend(group.split(',').map(|n| ident(n.trim())));
+                        }
+                        None => names.push(ident(after)),
+                    }
+                }
+            }
+            let targets = edges.entry(file).or_default();
+            for target in names.iter().filter_map(|n| resolve(n)) {
+                if target != *file && !targets.contains(&target) {
+                    targets.push(target);
+                }
+            }
+        }
+        assert!(
+            edges["api"].contains(&"parse".to_owned())
+                && edges["parse"].contains(&"key".to_owned()),
+            "the scanner sees imports: {edges:?}"
+        );
+        // depth-first search; a file met again while on the path closes a circle
+        fn visit<'a>(
+            file: &'a str,
+            edges: &'a HashMap<&str, Vec<String>>,
+            path: &mut Vec<&'a str>,
+            done: &mut Vec<&'a str>,
+        ) {
+            if done.contains(&file) {
+                return;
+            }
+            if let Some(i) = path.iter().position(|f| *f == file) {
+                panic!(
+                    "import circle in src/graph/client: {} -> {file}",
+                    path[i..].join(" -> ")
+                );
+            }
+            path.push(file);
+            for next in &edges[file] {
+                visit(next, edges, path, done);
+            }
+            path.pop();
+            done.push(file);
+        }
+        let mut done = Vec::new();
+        for (file, _) in FILES {
+            visit(file, &edges, &mut Vec::new(), &mut done);
+        }
     }
 }

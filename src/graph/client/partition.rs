@@ -4,12 +4,15 @@
 //! Sequential paging costs one round trip per 999 users, one after the other: on Graph a full
 //! page takes about half a second, so 100,000 users cannot be read in under ~50 s that way.
 //! Above [`PARTITION_MIN_USERS`] users (counted with `GET /users/$count`), the user list is read
-//! instead as ranges of `userPrincipalName`, each paged on its own, [`READ_CONCURRENCY`] pages in
+//! instead as ranges of `userPrincipalName`, each paged on its own, [`READ_CONCURRENCY`](super::READ_CONCURRENCY) pages in
 //! flight at most (a separate in-flight pool from the writes' one, see `Pool::ListPages`).
 //!
 //! # Why these filters
 //!
-//! graph-facts: `userPrincipalName` supports `eq, ne, not, ge, le, in, startsWith, endsWith`;
+//! Microsoft's "user resource type" (<https://learn.microsoft.com/en-us/graph/api/resources/user>)
+//! and "Advanced query capabilities on Microsoft Entra ID objects"
+//! (<https://learn.microsoft.com/en-us/graph/aad-advanced-queries>): `userPrincipalName` supports
+//! `eq, ne, not, ge, le, in, startsWith, endsWith`;
 //! only `ne`, `not` and `endsWith` need the advanced-query headers, so `ge` and `le` (and their
 //! `and`) are ordinary filters. `lt`/`gt` are not in the list, so every range is closed:
 //! `ge 'a' and le 'am'`. Ranges are disjoint anyway because every boundary is a string that no
@@ -47,9 +50,6 @@ use crate::graph::model::{GraphUser, Page, PAGE_SIZE, USER_SELECT};
 
 /// Below this many users in the tenant, the list is paged sequentially (about 20 pages).
 pub const PARTITION_MIN_USERS: usize = 20_000;
-
-/// Pages in flight at most while reading partitions.
-pub const READ_CONCURRENCY: usize = 16;
 
 /// How the user list was read (for the log and the tests).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,19 +90,28 @@ pub fn partition_filters(boundaries: &[String]) -> Vec<String> {
     out
 }
 
+/// Why the union of the partitions is not the tenant's user list.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnionMismatch {
+    #[error("user {id} was read in two partitions")]
+    Duplicate { id: String },
+    #[error("the partitions hold {held} users, $count says {expected}")]
+    Count { held: usize, expected: usize },
+}
+
 /// Checks the union of the partitions: no object id twice, and `expected` users in all.
-pub fn check_complete(users: &[GraphUser], expected: usize) -> Result<(), String> {
+pub fn check_complete(users: &[GraphUser], expected: usize) -> Result<(), UnionMismatch> {
     let mut seen = HashSet::with_capacity(users.len());
     for u in users {
         if !seen.insert(u.id.to_ascii_lowercase()) {
-            return Err(format!("user {} was read in two partitions", u.id));
+            return Err(UnionMismatch::Duplicate { id: u.id.clone() });
         }
     }
     if users.len() != expected {
-        return Err(format!(
-            "the partitions hold {} users, $count says {expected}",
-            users.len()
-        ));
+        return Err(UnionMismatch::Count {
+            held: users.len(),
+            expected,
+        });
     }
     Ok(())
 }
@@ -276,7 +285,7 @@ enum Incomplete {
     #[error("a partition failed: {0}")]
     Graph(GraphError),
     #[error("{0}")]
-    Union(String),
+    Union(UnionMismatch),
 }
 
 #[cfg(test)]
@@ -330,10 +339,12 @@ mod tests {
         assert_eq!(check_complete(&users, 2), Ok(()));
         assert!(check_complete(&users, 3)
             .unwrap_err()
+            .to_string()
             .contains("$count says 3"));
         let dup = vec![user("a", "a@x"), user("A", "a@x")];
         assert!(check_complete(&dup, 2)
             .unwrap_err()
+            .to_string()
             .contains("two partitions"));
     }
 }

@@ -6,6 +6,7 @@
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
+use super::error::escape_for_message;
 use super::{GraphClient, GraphError};
 use crate::graph::auth;
 
@@ -85,24 +86,6 @@ pub fn resolve_same_origin(base: &Url, raw: &str) -> Result<Url, GraphError> {
     }
 }
 
-/// `s` as it may appear in a message: control characters and other invisible characters
-/// escaped (`\u{1b}`), at most `max` characters (then `...`).
-pub fn escape_for_message(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (n, c) in s.chars().enumerate() {
-        if n == max {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// `graph_url` with `/v1.0/` appended unless its path already ends in a version segment.
 pub(super) fn api_base(graph_url: &Url) -> Url {
     let mut u = graph_url.clone();
@@ -150,7 +133,8 @@ pub(super) fn encode_query_value(s: &str) -> String {
 
 /// The path of one user, relative to the API root: `users/{key}`, or `users('{key}')` (OData
 /// key syntax, `'` doubled) for a key starting with `$`, which Graph would otherwise take for a
-/// system segment such as `$count` (graph-facts: UPNs starting with `$`).
+/// system segment such as `$count` (Microsoft's "Get user",
+/// <https://learn.microsoft.com/en-us/graph/api/user-get>: a UPN that begins with `$`).
 pub(crate) fn user_path(key: &str) -> String {
     if key.starts_with('$') {
         format!("users('{}')", encode_key_literal(&key.replace('\'', "''")))
@@ -338,12 +322,6 @@ mod tests {
         ] {
             assert!(resolve_same_origin(&base, raw).is_err(), "{raw}");
         }
-    }
-
-    #[test]
-    fn messages_escape_controls_and_truncate() {
-        assert_eq!(escape_for_message("a\u{1b}[31mb", 100), "a\\u{1b}[31mb");
-        assert_eq!(escape_for_message("abcdef", 3), "abc...");
     }
 
     #[test]

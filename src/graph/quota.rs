@@ -1,0 +1,347 @@
+//! The write budget: Entra's documented write quotas kept as sliding logs on the client side, so
+//! that a write is sent only when Graph will have room for it (zero 429s by design when no one
+//! else writes). The [`Pacer`](super::pacing::Pacer) holds one per tenant.
+//!
+//! # Write quotas
+//!
+//! Microsoft documents them in "Microsoft Graph service-specific throttling limits" (identity and
+//! access service limits, <https://learn.microsoft.com/en-us/graph/throttling-limits>): per app +
+//! tenant, 3,000 writes per 2 min 30 s; per tenant (all apps), 18,000 writes per 5 min
+//! ([`DOCUMENTED_WRITE_QUOTAS`]). Graph states each as "N per window", and the sandbox enforces
+//! them as exact sliding logs, so the client keeps the same: a write may start when fewer than N
+//! writes were started in the last window. A token bucket (rate N/window, burst B) would either
+//! admit more than N in some window (B > 0 on top of the rate) or make the first N writes wait for
+//! the rate (B = 0: 3,500 writes in 175 s, where the quota allows 150 s). The window is lengthened
+//! by a margin ([`WriteQuota::margin`]) because the client stamps a write when it sends it and
+//! Graph when it arrives: latency jitter must not make write N+1 land inside the window of write 1.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// One "N writes per window" quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteQuota {
+    pub writes: usize,
+    pub window: Duration,
+}
+
+impl WriteQuota {
+    /// Added to the window: a quarter of a percent of it (375 ms of Graph's 150 s), at least
+    /// 100 ms. It covers the time from a write's reservation to its arrival at Graph, where the
+    /// quota counts it: the slot is taken before the reservation, so what is left is building
+    /// the request and the network (a new TLS connection at most).
+    pub fn margin(&self) -> Duration {
+        (self.window / 400).max(Duration::from_millis(100))
+    }
+
+    /// The quota with its window and count divided by `k` (the sandbox's `--throttle scaled:K`;
+    /// count rounded up, at least 1).
+    pub fn scaled(self, k: u32) -> Self {
+        let k = k.max(1);
+        WriteQuota {
+            writes: self.writes.div_ceil(k as usize).max(1),
+            window: self.window / k,
+        }
+    }
+}
+
+/// Microsoft Entra's documented write quotas: per app + tenant, then per tenant (all apps).
+pub const DOCUMENTED_WRITE_QUOTAS: [WriteQuota; 2] = [
+    WriteQuota {
+        writes: 3_000,
+        window: Duration::from_secs(150),
+    },
+    WriteQuota {
+        writes: 18_000,
+        window: Duration::from_secs(300),
+    },
+];
+
+/// Client-side sliding logs of the writes started, one per quota (see "Write quotas" in the module documentation).
+/// Pure: the caller passes the clock, so the tests run on a fake one.
+#[derive(Debug)]
+pub struct WriteBudget {
+    logs: Vec<(WriteQuota, std::collections::VecDeque<Instant>)>,
+}
+
+impl WriteBudget {
+    pub fn new(quotas: &[WriteQuota]) -> Self {
+        WriteBudget {
+            logs: quotas
+                .iter()
+                .filter(|q| q.writes > 0)
+                .map(|q| (*q, std::collections::VecDeque::new()))
+                .collect(),
+        }
+    }
+
+    /// Reserves up to `n` writes at the earliest instant, not before `now`, at which at least
+    /// one fits; as many as fit then (at most `n`) are recorded. Returns the instant and how
+    /// many were granted (at least 1 when `n > 0`). A `$batch` sender takes only as many writes
+    /// as were granted, so that envelopes never wait for room a smaller envelope could use.
+    pub fn reserve_up_to(&mut self, n: usize, now: Instant) -> (Instant, usize) {
+        if n == 0 || self.logs.is_empty() {
+            return (now, n);
+        }
+        let mut at = self.not_before(now);
+        for (q, log) in &self.logs {
+            let excess = (log.len() + 1).saturating_sub(q.writes);
+            if excess > 0 {
+                at = at.max(log[excess - 1] + q.window + q.margin());
+            }
+        }
+        let room = self
+            .logs
+            .iter()
+            .map(|(q, log)| {
+                let horizon = q.window + q.margin();
+                let gone = log.iter().take_while(|t| **t + horizon <= at).count();
+                q.writes - (log.len() - gone)
+            })
+            .min()
+            .unwrap_or(n);
+        let granted = n.min(room).max(1);
+        (self.reserve(granted, at), granted)
+    }
+
+    /// Gives back `n` writes reserved at `at` (by [`WriteBudget::reserve`] or
+    /// [`WriteBudget::reserve_up_to`]) that were not sent.
+    pub fn release(&mut self, n: usize, at: Instant) {
+        for (_, log) in &mut self.logs {
+            // entries are sorted; those of one reservation are equal and contiguous
+            let end = log.partition_point(|t| *t <= at);
+            let start = log.partition_point(|t| *t < at);
+            let k = n.min(end - start);
+            log.drain(end - k..end);
+        }
+    }
+
+    /// Reserves `n` writes (capped at the smallest quota) at the earliest instant, not before
+    /// `now`, at which every log has room for them, records them at that instant and returns it.
+    /// Reservations are made in call order, so concurrent writers queue fairly.
+    pub fn reserve(&mut self, n: usize, now: Instant) -> Instant {
+        let n = self
+            .logs
+            .iter()
+            .map(|(q, _)| q.writes)
+            .min()
+            .map_or(n, |m| n.min(m));
+        if n == 0 {
+            return now;
+        }
+        let mut at = self.not_before(now);
+        for (q, log) in &self.logs {
+            // the n-th oldest entry that must leave: with len entries and room for q.writes,
+            // entries [0, len + n - q.writes) must be out of the window by `at`
+            let excess = (log.len() + n).saturating_sub(q.writes);
+            if excess > 0 {
+                let leaves = log[excess - 1] + q.window + q.margin();
+                at = at.max(leaves);
+            }
+        }
+        for (q, log) in &mut self.logs {
+            let horizon = q.window + q.margin();
+            while log.front().is_some_and(|t| *t + horizon <= at) {
+                log.pop_front();
+            }
+            // reservations are monotonic in time (see `not_before`): the log stays sorted
+            log.extend(std::iter::repeat_n(at, n));
+        }
+        at
+    }
+
+    /// The earliest instant a new reservation may take: `now`, but never before the latest
+    /// reservation already made. Reservations are first come, first served in time, and they
+    /// must be: a reservation drops from the logs whatever has left the window by its instant,
+    /// so writes reserved earlier than an existing reservation (writes given back during a 429
+    /// block and reserved again when it ends, while others wait for an instant after it) would
+    /// be counted against a log that no longer holds what goes out before them.
+    fn not_before(&self, now: Instant) -> Instant {
+        self.logs
+            .iter()
+            .filter_map(|(_, log)| log.back().copied())
+            .fold(now, Instant::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(writes: usize, secs: u64) -> WriteQuota {
+        WriteQuota {
+            writes,
+            window: Duration::from_secs(secs),
+        }
+    }
+
+    /// The first N writes go at once; write N+1 waits until write 1 left the window (plus the
+    /// margin); a batch reserves all its writes at one instant.
+    #[test]
+    fn write_budget_is_a_sliding_log() {
+        let t0 = Instant::now();
+        let quota = q(10, 100);
+        let m = quota.margin();
+        assert_eq!(m, Duration::from_millis(250));
+        let mut b = WriteBudget::new(&[quota]);
+        for i in 0..10 {
+            assert_eq!(
+                b.reserve(1, t0 + Duration::from_secs(i)),
+                t0 + Duration::from_secs(i)
+            );
+        }
+        // the 11th waits for the 1st (at t0) to leave
+        assert_eq!(
+            b.reserve(1, t0 + Duration::from_secs(10)),
+            t0 + Duration::from_secs(100) + m
+        );
+        // 3 more: must wait for entries 2..4 (at t0+1..t0+3) to leave; the 3rd of them is t0+3
+        assert_eq!(
+            b.reserve(3, t0 + Duration::from_secs(10)),
+            t0 + Duration::from_secs(103) + m
+        );
+    }
+
+    /// Writes reserved but not sent (a 429 block began while they waited) are given back: the
+    /// room is there again at once, and a reservation of other writes at the same instant is
+    /// not touched.
+    #[test]
+    fn released_writes_free_their_room() {
+        let t0 = Instant::now();
+        let mut b = WriteBudget::new(&[q(10, 100)]);
+        assert_eq!(b.reserve(4, t0), t0);
+        let (at, granted) = b.reserve_up_to(6, t0 + Duration::from_secs(1));
+        assert_eq!((at, granted), (t0 + Duration::from_secs(1), 6));
+        b.release(6, at);
+        let (again, granted) = b.reserve_up_to(6, t0 + Duration::from_secs(3));
+        assert_eq!((again, granted), (t0 + Duration::from_secs(3), 6));
+        // the 4 of t0 still count: the 11th write waits for them
+        assert_eq!(
+            b.reserve(1, t0 + Duration::from_secs(3)),
+            t0 + Duration::from_secs(100) + q(10, 100).margin()
+        );
+    }
+
+    /// A 429 block (another app filled the tenant's quota) releases the writes that waited for
+    /// an instant inside it; they and the refused writes reserve again when it ends, while writes
+    /// reserved for instants after the block keep theirs. Over any window, no more writes start
+    /// than the quota allows. (The shape of `perf::writes_adapt_to_a_quota_other_apps_are_using`.)
+    #[test]
+    fn writes_reserved_again_after_a_block_stay_within_the_quota() {
+        let quotas = [
+            WriteQuota {
+                writes: 30,
+                window: Duration::from_millis(1500),
+            },
+            WriteQuota {
+                writes: 180,
+                window: Duration::from_millis(3000),
+            },
+        ];
+        let mut b = WriteBudget::new(&quotas);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut sent: Vec<Instant> = Vec::new();
+        // five envelopes reserve at once: 30 go now, the others wait for later instants
+        let mut waiting = Vec::new();
+        for n in [20, 10, 20, 10, 20, 10, 11] {
+            let (at, granted) = b.reserve_up_to(n, t0);
+            assert_eq!(granted, n);
+            if at == t0 {
+                sent.extend(std::iter::repeat_n(at, granted));
+            } else {
+                waiting.push((at, granted));
+            }
+        }
+        // 25 of the first 30 are refused (429, Retry-After 3 s): blocked until 3,004 ms; the
+        // writes waiting for an instant inside the block give their reservation back
+        let block_end = ms(3004);
+        let mut again = vec![25];
+        waiting.retain(|&(at, n)| {
+            if at < block_end {
+                b.release(n, at);
+                again.push(n);
+                false
+            } else {
+                true
+            }
+        });
+        for n in again {
+            let mut left = n;
+            while left > 0 {
+                let (at, granted) = b.reserve_up_to(left, block_end);
+                waiting.push((at, granted));
+                left -= granted;
+            }
+        }
+        for (at, n) in waiting {
+            sent.extend(std::iter::repeat_n(at, n));
+        }
+        // the 5 admitted of the first 30 and everything after the block
+        let refused = 25;
+        sent.sort();
+        sent.drain(5..5 + refused);
+        assert_within_quotas(&sent, &quotas);
+    }
+
+    /// Over any window of each quota (sorted start instants, without margin), no more writes
+    /// start than the quota allows.
+    fn assert_within_quotas(starts: &[Instant], quotas: &[WriteQuota]) {
+        for quota in quotas {
+            for (k, t) in starts.iter().enumerate() {
+                let within = starts[k..]
+                    .iter()
+                    .take_while(|s| **s < *t + quota.window)
+                    .count();
+                assert!(
+                    within <= quota.writes,
+                    "{within} writes within {:?} of the {k}th, over {} allowed",
+                    quota.window,
+                    quota.writes
+                );
+            }
+        }
+    }
+
+    /// Over any window (without margin), no more writes start than the quota allows, for any
+    /// mix of batch sizes (granted partially when only part fits); and the pace is the
+    /// quota's, not slower.
+    #[test]
+    fn write_budget_never_exceeds_any_quota_and_keeps_up() {
+        let quotas = [q(60, 10), q(1080, 60)];
+        let mut b = WriteBudget::new(&quotas);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut starts = Vec::new();
+        let sizes = [20usize, 7, 1, 13, 20, 3];
+        let mut total = 0;
+        let mut i = 0;
+        while total < 1000 {
+            let n = sizes[i % sizes.len()];
+            i += 1;
+            let (at, granted) = b.reserve_up_to(n, now);
+            assert!(at >= now && granted >= 1 && granted <= n);
+            starts.extend(std::iter::repeat_n(at, granted));
+            total += granted;
+            now = at;
+        }
+        assert_within_quotas(&starts, &quotas);
+        // 1000 writes, 60 per 10 s binding (the second quota, like Graph's per-tenant one, is
+        // looser): the quota minimum is 16 windows (the 961st write waits for the 1st to leave)
+        let span = *starts.last().unwrap() - t0;
+        assert!(span >= Duration::from_secs(16 * 10), "{span:?}");
+        assert!(span <= Duration::from_secs(16 * 10) * 102 / 100, "{span:?}");
+    }
+
+    #[test]
+    fn quotas_scale_like_the_sandbox() {
+        let scaled = DOCUMENTED_WRITE_QUOTAS[0].scaled(60);
+        assert_eq!(
+            (scaled.writes, scaled.window),
+            (50, Duration::from_millis(2500))
+        );
+        let scaled = DOCUMENTED_WRITE_QUOTAS[1].scaled(7);
+        assert_eq!(scaled.writes, 2572, "rounded up");
+    }
+}
