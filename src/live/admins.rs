@@ -3,9 +3,9 @@
 //!
 //! Read from Microsoft Graph's role management: the role definitions (for their names), the
 //! active role assignments ("unifiedRoleAssignment resource type",
-//! https://learn.microsoft.com/en-us/graph/api/resources/unifiedroleassignment) and the PIM
+//! <https://learn.microsoft.com/en-us/graph/api/resources/unifiedroleassignment>) and the PIM
 //! eligibilities ("unifiedRoleEligibilityScheduleInstance resource type",
-//! https://learn.microsoft.com/en-us/graph/api/resources/unifiedroleeligibilityscheduleinstance),
+//! <https://learn.microsoft.com/en-us/graph/api/resources/unifiedroleeligibilityscheduleinstance>),
 //! and the transitive user members of every role-assignable group a role is held through. A
 //! tenant without the licence PIM needs, or (under `--assume-no-eligible-admins`) a refused
 //! eligibility read, becomes a note the plan carries.

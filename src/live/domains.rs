@@ -2,8 +2,8 @@
 //! or identity provider owns it), nor a cloud user's of a federated domain (the federation's
 //! identity provider authenticates it). A domain is federated when its `authenticationType` is
 //! `Federated` ("domain resource type",
-//! https://learn.microsoft.com/en-us/graph/api/resources/domain); a user's kind is its `userType`
-//! ("user resource type", https://learn.microsoft.com/en-us/graph/api/resources/user).
+//! <https://learn.microsoft.com/en-us/graph/api/resources/domain>); a user's kind is its `userType`
+//! ("user resource type", <https://learn.microsoft.com/en-us/graph/api/resources/user>).
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,8 @@
 //! The declared groups, as they are read: each found by object id or display name, then its
-//! transitive user members (members of nested groups included: Microsoft Graph, "List group
-//! transitive members", https://learn.microsoft.com/en-us/graph/api/group-list-transitivemembers).
-//! A group that cannot be resolved is recorded as such, for [`super::resolve`] to report.
+//! transitive user members, members of nested groups included (Microsoft Graph, "List group
+//! transitive members",
+//! <https://learn.microsoft.com/en-us/graph/api/group-list-transitivemembers>). A group that
+//! cannot be resolved is recorded as such, for [`super::resolve()`] to report.
 
 use crate::config::{GroupEntry, GroupRef};
 use crate::graph::client::{GraphClient, GraphError};

@@ -2,8 +2,8 @@
 //! resolve desired-state references (UPN, object id, SID, group) to concrete users.
 //!
 //! The output, [`LiveTenant`], is everything [`crate::diff`] needs, so the diff itself does no I/O.
-//! Reading is two halves: [`fetch_tenant`] does the Graph I/O and returns what it read
-//! ([`Fetched`]); [`resolve`], a pure function, turns desired state and that data into the
+//! Reading is two halves: `fetch_tenant` does the Graph I/O and returns what it read
+//! ([`Fetched`]); [`resolve()`], a pure function, turns desired state and that data into the
 //! [`LiveTenant`] (or every resolution problem, as diagnostics).
 //!
 //! This module holds the types both halves share and the orchestration; one concern per file:
@@ -160,7 +160,7 @@ pub struct ReadOptions {
 /// [`Target`]s. `only` limits the run to the named users (as written in desired state: UPN,
 /// object id or SID; compared case-insensitively); empty means all.
 ///
-/// Two halves: [`fetch_tenant`] does the Graph I/O, [`resolve`] (pure) turns what was fetched
+/// Two halves: `fetch_tenant` does the Graph I/O, [`resolve()`] (pure) turns what was fetched
 /// into the live view the diff consumes.
 pub async fn read_tenant(
     client: &GraphClient,
@@ -178,7 +178,7 @@ pub async fn read_tenant(
 /// Everything read from Graph for one tenant's desired state, before resolution.
 #[derive(Clone, Debug, Default)]
 pub struct Fetched {
-    /// the tenant id (GUID) as the access token states it (see [`tenant_id`])
+    /// the tenant id (GUID) as the access token states it (see `tenant_id`)
     pub tenant_id: String,
     /// who holds directory roles, and how
     pub roles: PrivilegedRoles,
@@ -223,7 +223,7 @@ pub enum FetchedGroup {
 
 /// The I/O half of [`read_tenant`]: directory roles, the declared users (listed or looked up by
 /// key in `$batch`), and each declared group's transitive members. Only Graph failures are
-/// errors; a user or group that does not exist is recorded for [`resolve`] to report.
+/// errors; a user or group that does not exist is recorded for [`resolve()`] to report.
 async fn fetch_tenant(
     client: &GraphClient,
     desired: &TenantDesired,

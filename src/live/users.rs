@@ -198,7 +198,7 @@ async fn list_all(client: &GraphClient, tenant: &str) -> Result<Vec<GraphUser>, 
 /// Reads users by object id for verification after a write: their password state only (no
 /// roles, no domains: a read-back compares flags and `lastPasswordChangeDateTime`). Looked up in
 /// `$batch` envelopes, or picked out of the listed tenant when there are more than
-/// [`list_all_threshold`] of them. Users that no longer exist are absent from the map.
+/// `list_all_threshold` of them. Users that no longer exist are absent from the map.
 pub async fn read_back(
     client: &GraphClient,
     tenant: &str,

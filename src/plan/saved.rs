@@ -215,8 +215,8 @@ impl Plan {
 /// the shape (unknown fields refused), the content hash (an edited plan is refused) and the values
 /// (`Plan::check_values`: duplicates, bounds). The content hash catches edits, not forgery (it
 /// can be recomputed): the apply command then derives the plan again from the desired-state
-/// files it records ([`MadeFrom`]) and live state, and applies it only if it is the same
-/// ([`compare`]).
+/// files it records ([`super::MadeFrom`]) and live state, and applies it only if it is the same
+/// ([`super::compare()`]).
 pub fn parse_saved(text: &str) -> Result<Plan, PlanFileError> {
     #[derive(Deserialize)]
     struct Probe {
