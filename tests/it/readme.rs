@@ -16,6 +16,9 @@
 //! - A command that cannot run here is listed in [`CANNOT_RUN`] with the reason; it is only
 //!   parsed. An entry that no page shows any more fails the test, so the list stays short.
 //!
+//! - Every relative link of the pages (`[text](docs/ci.md#shards)`) leads to a file of the
+//!   repository and, with a `#fragment`, to a heading of that page (GitHub's anchors).
+//!
 //! Conventions the pages follow: in a shell block, lines that are not a `pwdrift` command
 //! (`cargo ...`, `bash ...`, `export ...`, `openssl ...`) are not run (they build this
 //! repository, or prepare a real tenant's credentials, which the sandbox's replace); backslash
@@ -403,6 +406,98 @@ fn every_shown_command_runs_against_the_sandbox() {
                 s.command,
                 started.elapsed()
             );
+        }
+    }
+}
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces as `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown page's headings (outside fenced blocks).
+fn anchors(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            out.push(anchor(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// The targets of the inline links `[text](target)` of a page, with their line.
+fn links(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else { break };
+            out.push((i + 1, after[..end].to_owned()));
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn anchors_are_githubs() {
+    assert_eq!(
+        anchor(" Output: quiet, colour and a closed stdout"),
+        "output-quiet-colour-and-a-closed-stdout"
+    );
+    assert_eq!(anchor("Import"), "import");
+    assert_eq!(
+        links("see [a](docs/ci.md#shards) and [b](https://x.test/) [c](#x)"),
+        [
+            (1, "docs/ci.md#shards".to_owned()),
+            (1, "https://x.test/".to_owned()),
+            (1, "#x".to_owned())
+        ]
+    );
+}
+
+/// Content moved between pages leaves no dead link behind.
+#[test]
+fn every_relative_link_of_the_pages_leads_somewhere() {
+    for page in pages() {
+        let text = std::fs::read_to_string(repo().join(&page)).unwrap();
+        let dir = repo().join(&page).parent().unwrap().to_path_buf();
+        for (line, target) in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, fragment) = match target.split_once('#') {
+                Some((file, fragment)) => (file, Some(fragment)),
+                None => (target.as_str(), None),
+            };
+            let path = if file.is_empty() {
+                repo().join(&page)
+            } else {
+                dir.join(file)
+            };
+            assert!(
+                path.exists(),
+                "{page}:{line}: the link `{target}` leads to no file"
+            );
+            if let Some(fragment) = fragment {
+                let linked = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    anchors(&linked).iter().any(|a| a == fragment),
+                    "{page}:{line}: the link `{target}` names no heading of {}",
+                    path.display()
+                );
+            }
         }
     }
 }
