@@ -361,13 +361,7 @@ fn every_shown_command_parses() {
 
 #[test]
 fn every_shown_command_runs_against_the_sandbox() {
-    let tenant = Sandbox::start(&[
-        "--seed",
-        repo()
-            .join("examples/sandbox/contoso.seed.yaml")
-            .to_str()
-            .unwrap(),
-    ]);
+    let tenant = Sandbox::contoso().start();
     // the environment of a real tenant (Azure SDK conventions), pointing at the sandbox
     let connection = [
         ("AZURE_TENANT_ID", tenant.get("tenant_id")),

@@ -506,7 +506,9 @@ pub fn settle_all_at(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
 pub fn save_state(state: &AppState, path: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
     static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _saving = SAVING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _saving = SAVING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let seed = state.read().to_seed();
     let json = serde_json::to_vec_pretty(&seed)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
