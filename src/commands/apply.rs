@@ -168,7 +168,7 @@ async fn apply_plan(
 
     // From here on, the first SIGINT/SIGTERM stops new writes; a second one exits at once.
     let cancel = crate::apply::Cancel::default();
-    let mut signals = Signals::install()?;
+    let mut signals = super::signals::Signals::install()?;
     let signalled: Cell<Option<ExitStatus>> = Cell::new(None);
     let grace = settings.grace;
     let stop = async {
@@ -235,46 +235,6 @@ fn closing_summary(
         None => ExitStatus::Failure,
     };
     Ok((text, status))
-}
-
-/// SIGINT and SIGTERM, once the writes start (before that, the default: the process ends).
-struct Signals {
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> anyhow::Result<Signals> {
-        #[cfg(unix)]
-        {
-            use anyhow::Context;
-            use tokio::signal::unix::{signal, SignalKind};
-            Ok(Signals {
-                int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
-                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(Signals {})
-    }
-
-    /// The next signal, as the exit status it stands for.
-    async fn next(&mut self) -> ExitStatus {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.int.recv() => ExitStatus::Interrupted,
-                _ = self.term.recv() => ExitStatus::Terminated,
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            ExitStatus::Interrupted
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod plan;
 pub mod sandbox;
 pub mod schema;
 pub mod session;
+mod signals;
 pub mod target;
 pub mod validate;
 

@@ -29,7 +29,9 @@ pub fn made_from(target: &TargetSettings, digests: &[(PathBuf, String)]) -> Made
 }
 
 /// Connects, reads live state, diffs (deciding by `now`) and seals the plan (its content hash,
-/// streamed: no copy) with what it was made from, so that it is saved as it is.
+/// streamed: no copy) with what it was made from, so that it is saved as it is. The declared
+/// users are let go without being freed ([`super::leak_at_exit`]): a plan is the last step of
+/// the process that makes it, and freeing 100,000 of them one by one costs more than the exit.
 pub async fn plan(
     settings: &TargetSettings,
     loaded: config::Loaded,
