@@ -7,7 +7,7 @@
 //! filters it records, against live state gives the same plan (tenant ids, fingerprints, and per
 //! user the action, method, password source, flags and `allow_privileged`), so the rails of the
 //! diff (privileged users, the caller's own account) hold on live state; otherwise it is refused,
-//! the users that differ are named, and nothing is written (see [`crate::engine::recheck`]).
+//! the users that differ are named, and nothing is written (see [`crate::engine::recheck()`]).
 //! Safety rails, checked before any write ([`crate::rails`]): `--max-changes N`, and a change set
 //! touching more than `--change-threshold` percent of at least 10 managed users needs `--force`
 //! (as octoDNS does).

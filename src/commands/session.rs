@@ -85,7 +85,7 @@ const REPLAN: &str = "Run `pwdrift plan --out FILE` again, review it, and apply 
 
 /// Prints why a run was rejected before anything was written: the diagnostics (in `style`) and
 /// the line that says so, or each kind of problem of a saved plan with the users it names (at
-/// most [`MAX_REFUSAL_LINES`] each), then what to do.
+/// most 50 each), then what to do.
 pub fn report_rejected(printer: &Printer, rejected: &Rejected, style: DiagnosticStyle) {
     let (diags, sources, line) = match rejected {
         Rejected::Invalid(invalid) => (

@@ -71,7 +71,7 @@ pub fn target_settings(target: &TargetArgs, concurrency: usize) -> TargetSetting
 /// How long the writes in flight may take to finish after the first SIGINT/SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// The settings of `apply`: [`GRACE`], or, for tests only, `PWDRIFT_SIGNAL_GRACE_MS` (so that a
+/// The settings of `apply`: a grace of 10 s, or, for tests only, `PWDRIFT_SIGNAL_GRACE_MS` (so that a
 /// test of an expiring grace stays fast).
 pub fn apply_settings(args: &ApplyArgs) -> ApplySettings {
     ApplySettings {

@@ -89,3 +89,30 @@ impl<T, E: StdError + Send + Sync + 'static> Context<T> for Result<T, E> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages of a chain, as the command layer prints them.
+    fn chain(e: &EngineError) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            out.push(c.to_string());
+            cur = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn wrapped_errors_keep_their_chain() {
+        let foreign = anyhow::anyhow!("root cause").context("cannot start");
+        let e = EngineError::Foreign(Foreign::new(foreign));
+        assert_eq!(chain(&e), ["cannot start", "root cause"]);
+        let io: Result<(), _> = Err(std::io::Error::other("disk full"));
+        let e = io.context_with(|| "cannot write x".to_owned()).unwrap_err();
+        assert_eq!(chain(&e), ["cannot write x", "disk full"]);
+        assert_eq!(chain(&EngineError::refused("no")), ["no"]);
+    }
+}

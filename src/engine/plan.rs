@@ -1,5 +1,5 @@
 //! Plan: desired state against live state, by the clock the caller gives, sealed with what it
-//! was made from (so that `apply FILE` can derive it again; see [`super::recheck`]).
+//! was made from (so that `apply FILE` can derive it again; see [`super::recheck()`]).
 
 use std::path::PathBuf;
 

@@ -179,3 +179,30 @@ pub async fn recheck(
     ready.plan = plan;
     Ok(Ok(ready))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_plan_document_is_a_saved_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = dir.path().join("plan.json");
+        std::fs::write(&doc, " {\"format_version\": \"1\"}").unwrap();
+        let yaml = dir.path().join("plan.yaml");
+        std::fs::write(&yaml, "{\"format_version\": \"1\"}").unwrap();
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, "{\"users\": []}").unwrap();
+        let found = saved_plan(std::slice::from_ref(&doc)).unwrap();
+        assert_eq!(found.map(|(p, _)| p.to_path_buf()), Some(doc.clone()));
+        for paths in [
+            vec![yaml],
+            vec![other],
+            vec![dir.path().to_path_buf()],
+            vec![dir.path().join("missing")],
+            vec![doc.clone(), doc],
+        ] {
+            assert!(saved_plan(&paths).unwrap().is_none(), "{paths:?}");
+        }
+    }
+}

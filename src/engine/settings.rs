@@ -126,3 +126,50 @@ pub struct ImportSettings {
     /// `--force`: overwrite files that exist
     pub force: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect() -> ConnectSettings {
+        ConnectSettings {
+            cloud: Cloud::Global,
+            graph_url: None,
+            authority_host: None,
+            insecure_skip_tls_verify: false,
+            request_timeout: None,
+            write_quota_scale: 1,
+            notices: Notifier::default(),
+        }
+    }
+
+    #[test]
+    fn client_options_take_the_deadline_and_the_quota_scale() {
+        let defaults = connect().client_options().unwrap();
+        let mut c = connect();
+        c.request_timeout = Some(Duration::from_secs(7));
+        c.write_quota_scale = 10;
+        let o = c.client_options().unwrap();
+        assert_eq!(o.request_deadline, Duration::from_secs(7));
+        assert_eq!(
+            defaults.request_deadline,
+            ClientOptions::new(o.endpoints.clone()).request_deadline
+        );
+        assert_eq!(o.write_quotas, c.write_quotas());
+        assert_eq!(
+            defaults.write_quotas,
+            crate::graph::retry::DOCUMENTED_WRITE_QUOTAS.to_vec()
+        );
+        assert_ne!(o.write_quotas, defaults.write_quotas);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        let mut c = connect();
+        c.graph_url = Some("http://graph.example.com".into());
+        assert!(matches!(
+            c.client_options(),
+            Err(AuthError::InsecureUrl { .. })
+        ));
+    }
+}

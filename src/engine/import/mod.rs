@@ -1,6 +1,6 @@
 //! Import: reads a live tenant (or the embedded sandbox) and produces desired state that the
 //! next `plan` finds already met, so that a team can start from the tenant it has. What a file
-//! says is [`render`]'s; this module selects and reads the users, lays them out in files and
+//! says is [`render()`]'s; this module selects and reads the users, lays them out in files and
 //! writes them.
 //!
 //! Files: `DIR/<tenant>.yaml`, or with `--split-by-group` `DIR/<tenant>/<group>.yaml` per
