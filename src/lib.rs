@@ -19,6 +19,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diff;
+pub mod engine;
 pub mod graph;
 pub mod live;
 pub mod password;

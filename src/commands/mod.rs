@@ -9,6 +9,7 @@ pub mod plan;
 pub mod sandbox;
 pub mod schema;
 pub mod session;
+mod signals;
 pub mod target;
 pub mod validate;
 
@@ -67,11 +68,4 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Lets a large value go without freeing it, when the command is about to end and the process
-/// with it: freeing a plan of 1,000,000 users one allocation at a time (several million of them,
-/// with the allocator coalescing as it goes) costs more than the OS reclaiming the pages at
-/// once. Only for values whose `Drop` does nothing but free memory (no secret to zeroize, no
-/// file or connection to close): the desired state and the plan hold neither.
-pub(crate) fn leak_at_exit<T>(value: T) {
-    std::mem::forget(value);
-}
+pub(crate) use crate::engine::leak_at_exit;

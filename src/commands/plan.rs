@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::cli::{ExitStatus, PlanArgs, PlanFormat};
 use crate::commands::session::{self, DiagnosticStyle};
-use crate::plan::{DesiredFile, MadeFrom, Plan};
+use crate::engine;
 use crate::printer::Printer;
 
 /// `verbose` (`-v`) also lists unchanged users, with the reason each one is unchanged.
@@ -23,23 +23,16 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
         return Ok(ExitStatus::Failure);
     };
     tracing::debug!("desired state loaded");
-    let made_from = made_from(&args.target, &loaded.digests);
+    let settings = super::target::target_settings(&args.target, 4);
     let rt = session::runtime()?;
-    let computed = rt.block_on(compute(
-        &args.target,
-        loaded.state,
-        &loaded.sources,
-        4,
-        printer,
-        style,
-    ))?;
-    let plan = match computed {
-        // sealed now (its content hash, streamed: no copy), so `--out` writes it as it is
-        Some(mut plan) => {
-            plan.made_from = made_from;
-            plan.sealed()
+    let shown = session::Shown { printer, style };
+    let planned = rt.block_on(engine::plan(&settings, loaded, chrono::Utc::now(), &shown))?;
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(rejected) => {
+            session::report_rejected(printer, &rejected, style);
+            return Ok(ExitStatus::Failure);
         }
-        None => return Ok(ExitStatus::Failure),
     };
 
     tracing::debug!("plan sealed (content hash computed)");
@@ -94,76 +87,12 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     Ok(status)
 }
 
-/// What a plan is made from: the desired-state files read (as loaded, with their digests) and
-/// the filters, for `apply FILE` to derive the plan again.
+/// What a plan is made from (see [`engine::made_from`]).
 pub fn made_from(
     target: &crate::cli::TargetArgs,
     digests: &[(std::path::PathBuf, String)],
-) -> MadeFrom {
-    MadeFrom {
-        files: digests
-            .iter()
-            .map(|(path, sha256)| DesiredFile {
-                path: path.clone(),
-                sha256: sha256.clone(),
-            })
-            .collect(),
-        tenants: target.tenants.clone(),
-        targets: target.targets.clone(),
-        shard: target.shard.map(|s| s.to_string()),
-    }
+) -> crate::plan::MadeFrom {
+    engine::made_from(&super::target::target_settings(target, 4), digests)
 }
 
-/// Connects, reads live state and diffs. `Ok(None)`: a problem already reported to the user.
-async fn compute(
-    target: &crate::cli::TargetArgs,
-    desired: crate::config::DesiredState,
-    sources: &crate::config::SourceMap,
-    concurrency: usize,
-    printer: &Printer,
-    style: DiagnosticStyle,
-) -> anyhow::Result<Option<Plan>> {
-    let Some(mut session) =
-        session::open_reporting(target, desired, concurrency, printer, sources, style).await?
-    else {
-        return Ok(None);
-    };
-    let plan = session.plan(&target.targets, sources, printer, style).await;
-    for t in &mut session.tenants {
-        super::leak_at_exit(std::mem::take(&mut t.desired.users));
-    }
-    session.close().await;
-    plan
-}
-
-/// Writes a file via a temporary sibling (tempfile: a random name, created exclusively, removed
-/// on failure), flushed to disk, then renamed over `path`: a reader never sees half a file.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomically_with(path, |w| {
-        use std::io::Write;
-        w.write_all(bytes)
-    })
-}
-
-/// [`write_atomically`] with the content streamed by `write` (through a buffer).
-pub fn write_atomically_with(
-    path: &std::path::Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".pwdrift-tmp-")
-        .tempfile_in(dir)?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
-        write(&mut w)?;
-        use std::io::Write;
-        w.flush()?;
-    }
-    tmp.as_file().sync_all()?;
-    // on any error above, dropping `tmp` removes the temporary file
-    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
-}
+pub use crate::engine::files::{write_atomically, write_atomically_with};

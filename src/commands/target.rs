@@ -1,11 +1,17 @@
-//! From the command line's target flags (`--cloud`, `--graph-url`, `--authority-host`,
-//! `--insecure-skip-tls-verify`) to the Graph client's [`ClientOptions`]. The conversion lives
-//! here, in the command layer, so that `graph/` never imports clap types from `cli.rs`. The
+//! From the command line to the engine's settings ([`crate::engine::settings`]), resolved once
+//! here from the flags, the environment and the defaults: the connection flags (`--cloud`,
+//! `--graph-url`, `--authority-host`, `--insecure-skip-tls-verify`, `--request-timeout`), what
+//! `plan`, `apply` and `import` act on, and the two environment knobs
+//! (`PWDRIFT_WRITE_QUOTA_SCALE`, `PWDRIFT_SIGNAL_GRACE_MS`). The conversion lives here, in the
+//! command layer, so that neither the engine nor `graph/` imports clap types from `cli.rs`. The
 //! notices the Graph library returns instead of printing (device-code prompt, insecure-TLS
 //! warning) are printed from here.
 
-use crate::cli::{self, TargetArgs};
-use crate::graph::auth::{AuthError, Cloud, Endpoints};
+use std::time::Duration;
+
+use crate::cli::{self, ApplyArgs, ConnectionArgs, ImportArgs, TargetArgs};
+use crate::engine::settings::{ApplySettings, ConnectSettings, ImportSettings, TargetSettings};
+use crate::graph::auth::{AuthError, Cloud};
 use crate::graph::client::ClientOptions;
 use crate::graph::notice::Notifier;
 
@@ -25,47 +31,96 @@ pub fn stderr_notices() -> Notifier {
     Notifier::new(|notice| crate::printer::notice(notice.message()))
 }
 
-/// Options from `--cloud`, `--graph-url`, `--authority-host` (or `AZURE_AUTHORITY_HOST`) and
-/// `--insecure-skip-tls-verify`; `http://` only to loopback.
+/// How to reach Graph, from the connection flags; `request_timeout`: `--request-timeout`, for
+/// the commands that have it.
+pub fn connect_settings(
+    connection: &ConnectionArgs,
+    request_timeout: Option<Duration>,
+) -> ConnectSettings {
+    ConnectSettings {
+        cloud: cloud(connection.cloud),
+        graph_url: connection.graph_url.clone(),
+        authority_host: connection.authority_host.clone(),
+        insecure_skip_tls_verify: connection.insecure_skip_tls_verify,
+        request_timeout,
+        write_quota_scale: write_quota_scale(),
+        notices: stderr_notices(),
+    }
+}
+
+/// What `plan` and `apply` act on; `concurrency`: requests in flight per tenant.
+pub fn target_settings(target: &TargetArgs, concurrency: usize) -> TargetSettings {
+    TargetSettings {
+        paths: target.paths.clone(),
+        sandbox: target.sandbox.clone(),
+        tenants: target.tenants.clone(),
+        targets: target.targets.clone(),
+        shard: target.shard,
+        connect: connect_settings(
+            &target.connection,
+            Some(Duration::from_secs(target.request_timeout)),
+        ),
+        delegated: target.delegated,
+        reads: crate::live::ReadOptions {
+            assume_no_eligible_admins: target.assume_no_eligible_admins,
+        },
+        concurrency,
+    }
+}
+
+/// How long the writes in flight may take to finish after the first SIGINT/SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// The settings of `apply`: a grace of 10 s, or, for tests only, `PWDRIFT_SIGNAL_GRACE_MS` (so that a
+/// test of an expiring grace stays fast).
+pub fn apply_settings(args: &ApplyArgs) -> ApplySettings {
+    ApplySettings {
+        target: target_settings(&args.target, args.concurrency),
+        rails: crate::rails::Rails {
+            max_changes: args.max_changes,
+            change_threshold: args.change_threshold,
+            force: args.force,
+        },
+        verify_timeout: Duration::from_secs(args.verify_timeout),
+        secrets_out: args.secrets_out.clone(),
+        secrets_append: args.secrets_append,
+        secrets_recipients: args.secrets_recipient.clone(),
+        report: args.report.clone(),
+        grace: std::env::var("PWDRIFT_SIGNAL_GRACE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(GRACE, Duration::from_millis),
+    }
+}
+
+/// The settings of `import` (the client's default request deadline).
+pub fn import_settings(args: &ImportArgs) -> ImportSettings {
+    ImportSettings {
+        tenants: args.tenants.clone(),
+        groups: args.groups.clone(),
+        filter: args.filter.clone(),
+        users_from: args.users_from.clone(),
+        sandbox: args.sandbox.clone(),
+        connect: connect_settings(&args.connection, None),
+        out: args.out.clone(),
+        split_by_group: args.split_by_group,
+        force: args.force,
+    }
+}
+
+/// Options from `--cloud`, `--graph-url`, `--authority-host` (or `AZURE_AUTHORITY_HOST`),
+/// `--insecure-skip-tls-verify` and `--request-timeout`; `http://` only to loopback.
 pub fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
-    let mut options = connection_options(
-        target.connection.cloud,
-        target.connection.graph_url.as_deref(),
-        target.connection.authority_host.as_deref(),
-        target.connection.insecure_skip_tls_verify,
-    )?;
-    options.request_deadline = std::time::Duration::from_secs(target.request_timeout);
-    Ok(options)
+    target_settings(target, 4).connect.client_options()
 }
 
-/// [`client_options`] from the connection flags alone (`import` has them without the rest of
-/// [`TargetArgs`]).
-pub fn connection_options(
-    cloud_flag: cli::Cloud,
-    graph_url: Option<&str>,
-    authority_host: Option<&str>,
-    insecure_skip_tls_verify: bool,
-) -> Result<ClientOptions, AuthError> {
-    let endpoints = Endpoints::new(cloud(cloud_flag), graph_url, authority_host)?;
-    let mut options = ClientOptions::new(endpoints);
-    options.insecure_skip_tls_verify = insecure_skip_tls_verify;
-    options.notices = stderr_notices();
-    options.write_quotas = write_quotas();
-    Ok(options)
-}
-
-/// The write quotas to pace to: Graph's documented ones, divided by K when
-/// `PWDRIFT_WRITE_QUOTA_SCALE=K` is set (a benchmark knob matching the sandbox's
-/// `--throttle scaled:K`; never needed against Graph).
-pub fn write_quotas() -> Vec<crate::graph::retry::WriteQuota> {
-    let k = std::env::var("PWDRIFT_WRITE_QUOTA_SCALE")
+/// `PWDRIFT_WRITE_QUOTA_SCALE=K`: Graph's documented write quotas divided by K (a benchmark knob
+/// matching the sandbox's `--throttle scaled:K`; never needed against Graph). 1 without.
+fn write_quota_scale() -> u32 {
+    std::env::var("PWDRIFT_WRITE_QUOTA_SCALE")
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(1);
-    crate::graph::retry::DOCUMENTED_WRITE_QUOTAS
-        .iter()
-        .map(|q| q.scaled(k))
-        .collect()
+        .unwrap_or(1)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["rails", "verify"],
     &["apply", "render"],
     &["schema", "printer"],
+    &["engine"],
     &["commands"],
 ];
 

@@ -1,0 +1,208 @@
+//! The re-check of a saved plan before anything is written, and what `apply` shares with it:
+//! connect, resolve what an interrupted run left pending, plan against live state.
+//!
+//! The trust root is the reviewed desired state, not the plan document (its content hash can be
+//! recomputed by whoever edits it): the desired-state files the plan records are loaded again
+//! (relative paths from the current directory, as `plan` did), and refused if any is missing or
+//! its SHA-256 differs; the plan is then made again against live state with the filters it
+//! records (`--tenant`, `--target`, `--shard`), and the saved plan is applied only if it is the
+//! same ([`crate::plan::compare`]): same tenant ids, same live state (fingerprints), same action,
+//! reset method, password source, flags and `allow_privileged` for every user. The rails of
+//! [`crate::diff`] (privileged users, the caller's own account) hold because the derived plan
+//! applies them. A `--shard` given to `apply` keeps only that shard's tenants of both plans.
+
+use std::path::{Path, PathBuf};
+
+use crate::config;
+use crate::plan::Plan;
+use crate::secrets::SecretsFile;
+
+use super::error::Context;
+use super::session::{in_shard, Session};
+use super::settings::ApplySettings;
+use super::{EngineError, Observer, Rejected};
+
+/// Largest saved plan read.
+const MAX_PLAN_BYTES: u64 = 256 << 20;
+
+/// A plan ready to apply, with the session to apply it in and, with `--secrets-append`, the
+/// secrets file (what an earlier run left pending in it resolved).
+pub struct Ready {
+    pub plan: Plan,
+    pub session: Session,
+    pub secrets: Option<SecretsFile>,
+}
+
+/// A single path that holds a saved plan document (not YAML desired state), with its text.
+/// A path that is not a regular file, or too large, is an error (not desired state either).
+pub fn saved_plan(paths: &[PathBuf]) -> Result<Option<(&Path, String)>, EngineError> {
+    let [one] = paths else { return Ok(None) };
+    // a directory, or a missing path: desired state (the loader says what is wrong)
+    if one.is_dir() || std::fs::symlink_metadata(one).is_err() {
+        return Ok(None);
+    }
+    if one.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        return Ok(None);
+    }
+    let text = config::read::read_regular_text(one, MAX_PLAN_BYTES)
+        .context_with(|| format!("cannot read {}", one.display()))?;
+    let trimmed = text.trim_start();
+    Ok(
+        (trimmed.starts_with('{') && trimmed.contains("\"format_version\""))
+            .then_some((one.as_path(), text)),
+    )
+}
+
+/// Reads a saved plan document (see [`crate::plan::parse_saved`]).
+pub fn parse_saved(path: &Path, text: &str) -> Result<Plan, EngineError> {
+    crate::plan::parse_saved(text)
+        .context_with(|| format!("{} is not a usable saved plan", path.display()))
+}
+
+/// Connects for the loaded desired state, resolves what an interrupted run left pending (with
+/// `--secrets-append`), and plans against live state by the clock `now`.
+pub async fn prepare(
+    settings: &ApplySettings,
+    loaded: config::Loaded,
+    now: chrono::DateTime<chrono::Utc>,
+    observer: &dyn Observer,
+) -> Result<Result<Ready, Rejected>, EngineError> {
+    let target = &settings.target;
+    let (session, sources) =
+        match super::plan::open(target, loaded.state, loaded.sources, observer).await? {
+            Ok(opened) => opened,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
+    let secrets = match super::apply::resume(settings, &session, observer).await {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            session.close().await;
+            return Err(e);
+        }
+    };
+    match session.plan(&target.targets, now).await {
+        Ok(plan) => Ok(Ok(Ready {
+            plan,
+            session,
+            secrets,
+        })),
+        Err(e) => {
+            session.close().await;
+            super::plan::rejected_or_error(e, sources)
+        }
+    }
+}
+
+/// Derives a saved plan again before anything is written (see the module's comment), and
+/// returns it with the session to apply it in, or why it is refused.
+pub async fn recheck(
+    settings: &ApplySettings,
+    mut plan: Plan,
+    now: chrono::DateTime<chrono::Utc>,
+    observer: &dyn Observer,
+) -> Result<Result<Ready, Rejected>, EngineError> {
+    let made = plan.made_from.clone();
+    let target = &settings.target;
+    if (!target.tenants.is_empty() && target.tenants != made.tenants)
+        || (!target.targets.is_empty() && target.targets != made.targets)
+    {
+        return Err(EngineError::refused(format!(
+            "--tenant and --target choose what a plan covers when it is made (`pwdrift plan \
+             --out FILE`); a saved plan is applied as it was made (it records --tenant {:?}, \
+             --target {:?})",
+            made.tenants, made.targets
+        )));
+    }
+
+    // The desired state must be the one the plan was made from.
+    let check_files = |found: &[(PathBuf, String)]| -> Vec<String> {
+        made.files
+            .iter()
+            .filter_map(|f| match found.iter().find(|(p, _)| *p == f.path) {
+                None => Some(format!("{}: missing", f.path.display())),
+                Some((_, d)) if *d != f.sha256 => Some(format!(
+                    "{}: changed (the plan was made from {}, the file is now {d})",
+                    f.path.display(),
+                    f.sha256
+                )),
+                Some(_) => None,
+            })
+            .collect()
+    };
+    let mut found = Vec::new();
+    for f in &made.files {
+        if let Ok(bytes) = config::read::read_regular(&f.path, config::MAX_FILE_SIZE) {
+            found.push((f.path.clone(), config::file_digest(&bytes)));
+        }
+    }
+    let changed = check_files(&found);
+    if !changed.is_empty() {
+        return Ok(Err(Rejected::Changed(changed)));
+    }
+    let paths: Vec<PathBuf> = made.files.iter().map(|f| f.path.clone()).collect();
+    let loaded = match super::load_desired(&paths) {
+        Ok(loaded) => loaded,
+        Err(invalid) => return Ok(Err(Rejected::Invalid(invalid))),
+    };
+    if !loaded.warnings.is_empty() {
+        observer.warnings(&loaded.warnings, &loaded.sources);
+    }
+    // what was parsed is what was hashed (a file swapped between the two reads is refused)
+    let changed = check_files(&loaded.digests);
+    if !changed.is_empty() {
+        return Ok(Err(Rejected::Changed(changed)));
+    }
+
+    let mut again = settings.clone();
+    again.target.paths = paths;
+    again.target.tenants = made.tenants.clone();
+    again.target.targets = made.targets.clone();
+    again.target.shard = match &made.shard {
+        Some(s) => Some(s.parse().map_err(EngineError::Refused)?),
+        None => None,
+    };
+    let mut ready = match prepare(&again, loaded, now, observer).await? {
+        Ok(ready) => ready,
+        Err(rejected) => return Ok(Err(rejected)),
+    };
+    plan.tenants
+        .retain(|t| in_shard(target.shard, &t.tenant_id));
+    ready
+        .plan
+        .tenants
+        .retain(|t| in_shard(target.shard, &t.tenant_id));
+    let m = crate::plan::compare(&plan, &ready.plan);
+    if !m.is_empty() {
+        ready.session.close().await;
+        return Ok(Err(Rejected::Differs(m)));
+    }
+    ready.plan = plan;
+    Ok(Ok(ready))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_plan_document_is_a_saved_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = dir.path().join("plan.json");
+        std::fs::write(&doc, " {\"format_version\": \"1\"}").unwrap();
+        let yaml = dir.path().join("plan.yaml");
+        std::fs::write(&yaml, "{\"format_version\": \"1\"}").unwrap();
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, "{\"users\": []}").unwrap();
+        let found = saved_plan(std::slice::from_ref(&doc)).unwrap();
+        assert_eq!(found.map(|(p, _)| p.to_path_buf()), Some(doc.clone()));
+        for paths in [
+            vec![yaml],
+            vec![other],
+            vec![dir.path().to_path_buf()],
+            vec![dir.path().join("missing")],
+            vec![doc.clone(), doc],
+        ] {
+            assert!(saved_plan(&paths).unwrap().is_none(), "{paths:?}");
+        }
+    }
+}

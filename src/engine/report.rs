@@ -1,0 +1,112 @@
+//! The closing lines of an apply: what was done, what was not, who needs attention, where the
+//! passwords were recorded; and whether the run is complete.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::apply::{ApplyReport, Status};
+
+/// What stopped a run before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interruption {
+    /// SIGINT (Ctrl-C)
+    Interrupt,
+    /// SIGTERM
+    Terminate,
+}
+
+/// Whether every planned change was applied and verified (nothing failed, blocked, unknown or
+/// not started).
+pub fn complete(report: &ApplyReport) -> bool {
+    [
+        Status::Failed,
+        Status::Blocked,
+        Status::Unknown,
+        Status::NotStarted,
+    ]
+    .iter()
+    .all(|s| report.count(*s) == 0)
+}
+
+/// The closing lines of an apply. `secrets`: passwords recorded by this run, the file, whether
+/// encrypted.
+pub fn closing_summary(
+    report: &ApplyReport,
+    interrupted: Option<Interruption>,
+    secrets: Option<(usize, &Path, bool)>,
+) -> Result<String, std::fmt::Error> {
+    let mut text = String::new();
+    for u in report.users.iter().filter(|u| {
+        matches!(
+            u.status,
+            Status::Failed | Status::Blocked | Status::Unknown | Status::NotStarted
+        )
+    }) {
+        let what = match u.status {
+            Status::Failed => "failed",
+            Status::Unknown => "OUTCOME UNKNOWN",
+            Status::NotStarted => "not started",
+            _ => "blocked",
+        };
+        writeln!(
+            text,
+            "  ! {} ({}): {what}: {}",
+            u.user_principal_name,
+            u.action,
+            u.detail.as_deref().unwrap_or("")
+        )?;
+        if let Some(h) = &u.hint {
+            writeln!(text, "      hint: {h}")?;
+        }
+    }
+    let verified = report.count(Status::Verified);
+    let failed = report.count(Status::Failed);
+    let blocked = report.count(Status::Blocked);
+    let unknown = report.count(Status::Unknown);
+    let not_started = report.count(Status::NotStarted);
+    writeln!(
+        text,
+        "Apply {}: {verified} changed and verified, {failed} failed, {unknown} unknown, {not_started} not started, {blocked} blocked, {} unchanged.",
+        match interrupted {
+            Some(Interruption::Terminate) => "interrupted by SIGTERM",
+            Some(Interruption::Interrupt) => "interrupted by SIGINT",
+            None if complete(report) => "complete",
+            None => "incomplete",
+        },
+        report.count(Status::Unchanged)
+    )?;
+    if let Some((recorded, path, encrypted)) = secrets {
+        if recorded > 0 {
+            writeln!(
+                text,
+                "{recorded} password(s) recorded in {}{}.",
+                path.display(),
+                if encrypted {
+                    " (encrypted to the age recipients)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+    }
+    let attention: Vec<&str> = report
+        .users
+        .iter()
+        .filter(|u| u.status == Status::Unknown)
+        .map(|u| u.user_principal_name.as_str())
+        .collect();
+    if !attention.is_empty() {
+        writeln!(
+            text,
+            "Needs attention (outcome unknown): {}. Run apply again with --secrets-append and the same --secrets-out file to resolve them.",
+            attention.join(", ")
+        )?;
+    }
+    if not_started > 0 {
+        writeln!(
+            text,
+            "{not_started} change(s) were not started; run apply again to carry them out."
+        )?;
+    }
+    Ok(text)
+}
