@@ -23,7 +23,10 @@ pub fn recipients(values: &[String]) -> Result<Vec<age::x25519::Recipient>, Engi
     let mut out = Vec::new();
     for v in values {
         if v.trim_start().starts_with("age1") {
-            out.push(crate::secrets::parse_recipient(v).map_err(EngineError::Refused)?);
+            out.push(
+                crate::secrets::parse_recipient(v)
+                    .map_err(|e| EngineError::Refused(e.to_string()))?,
+            );
             continue;
         }
         let text = std::fs::read_to_string(v).context_with(|| {

@@ -158,7 +158,10 @@ pub async fn recheck(
     again.target.tenants = made.tenants.clone();
     again.target.targets = made.targets.clone();
     again.target.shard = match &made.shard {
-        Some(s) => Some(s.parse().map_err(EngineError::Refused)?),
+        Some(s) => Some(
+            s.parse()
+                .map_err(|e: crate::shard::ShardError| EngineError::Refused(e.to_string()))?,
+        ),
         None => None,
     };
     let mut ready = match prepare(&again, loaded, now, observer).await? {
