@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use super::model::Origin;
 
 mod report;
+#[cfg(test)]
+mod snapshot_tests;
 
 /// How bad a diagnostic is: errors fail the run, warnings do not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
