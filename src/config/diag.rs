@@ -108,7 +108,8 @@ pub struct SourceMap {
 
 #[derive(Clone, Debug, Default)]
 struct SourceFile {
-    /// the text, tabs shown as one space so that carets line up; `None` until the text is added
+    /// the text, tabs shown as one space so that columns hold (the renderer would widen a tab to
+    /// four); `None` until the text is added
     text: Option<SourceText>,
     /// secret values by (line, column)
     secrets: BTreeMap<(usize, usize), SecretExtent>,
