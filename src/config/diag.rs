@@ -1,23 +1,34 @@
 //! Diagnostics: errors and warnings that point into desired-state files, and their rendering.
 //!
 //! A [`Diagnostic`] is a message, labelled positions ([`Origin`]s) and an optional help line.
-//! [`render`] prints them the way rustc and cargo do, with the offending source line and a caret
-//! underline, taken from the [`SourceMap`] the loader built: the text of every file it read, as
-//! it read it. Nothing is read again from disk at render time, and there is no global state.
+//! [`render`] prints them the way rustc and cargo do, through the crate they use
+//! (annotate-snippets, driven by `diag/report.rs`): `--> file:line:column`, the offending source line
+//! and an underline under each label, then the help line. Source lines are taken from the
+//! [`SourceMap`] the loader built: the text of every file it read, as it read it. Nothing is read
+//! again from disk at render time, and there is no global state.
 //!
 //! Secrets: a literal password written in a file must never be echoed, not even in the source line
 //! shown under an error. The loader records where such values sit
-//! ([`SourceMap::mark_secret`]) and [`render`] replaces them with `*` in every line it shows; as a
-//! second line of defence it also masks the value of any `password:`-like key it sees in a shown
-//! line. Messages never quote such values.
+//! ([`SourceMap::mark_secret`]) and every line is masked (`*`) before it is handed to the
+//! renderer; as a second line of defence the value of any `password:`-like key on a shown line is
+//! masked too. Messages never quote such values.
+//!
+//! Terminal safety: messages, labels, help and file names pass through [`clean`] (control
+//! characters escaped as `\u{1b}`, bidirectional overrides too, length capped); in a shown source
+//! line each such character is replaced by one visible character (a control picture such as `␛`,
+//! or `�`), so that the line keeps its columns. At most [`MAX_DIAGNOSTICS`] are rendered per run.
 //!
 //! A label whose line is 0 points at a file as a whole (an empty file, a file too large to read):
-//! only the file name is shown.
+//! only the file name is shown, with the label's text under it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::model::Origin;
+
+mod report;
+#[cfg(test)]
+mod snapshot_tests;
 
 /// How bad a diagnostic is: errors fail the run, warnings do not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +108,8 @@ pub struct SourceMap {
 
 #[derive(Clone, Debug, Default)]
 struct SourceFile {
-    /// the text, tabs shown as one space so that carets line up; `None` until the text is added
+    /// the text, tabs shown as one space so that columns hold (the renderer would widen a tab to
+    /// four); `None` until the text is added
     text: Option<SourceText>,
     /// secret values by (line, column)
     secrets: BTreeMap<(usize, usize), SecretExtent>,
@@ -161,58 +173,29 @@ impl SourceMap {
     }
 }
 
-/// Longest part of a source line shown, in characters.
-const MAX_SHOWN: usize = 120;
-
-struct Styles {
-    error: anstyle::Style,
-    warning: anstyle::Style,
-    note: anstyle::Style,
-    bold: anstyle::Style,
-}
-
-impl Styles {
-    fn new(color: bool) -> Styles {
-        use anstyle::{AnsiColor, Style};
-        if color {
-            Styles {
-                error: AnsiColor::Red.on_default().bold(),
-                warning: AnsiColor::Yellow.on_default().bold(),
-                note: AnsiColor::Blue.on_default().bold(),
-                bold: Style::new().bold(),
-            }
-        } else {
-            Styles {
-                error: Style::new(),
-                warning: Style::new(),
-                note: Style::new(),
-                bold: Style::new(),
-            }
-        }
-    }
-}
-
-/// Renders diagnostics like rustc/cargo, separated by blank lines:
+/// Renders diagnostics like rustc and cargo (through annotate-snippets, see `diag/report.rs`),
+/// separated by blank lines:
 ///
 /// ```text
 /// error: unknown key `forceChangePasswordNextSignon`
-///   --> desired/contoso.yaml:6:5
-///    |
-///  6 |     forceChangePasswordNextSignon: false
-///    |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ unknown key
-///    = help: did you mean `forceChangePasswordNextSignIn`?
+///  --> desired/contoso.yaml:6:5
+///   |
+/// 6 |     forceChangePasswordNextSignon: false
+///   |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ unknown key
+///   |
+///   = help: did you mean `forceChangePasswordNextSignIn`?
 /// ```
 ///
-/// Source lines come from `sources` (a label in a file it does not hold shows no line). ANSI
-/// colours only when `color` is true.
+/// Source lines come from `sources` (a label in a file it does not hold shows its location and
+/// text, no line). ANSI colours only when `color` is true.
 pub fn render(diags: &[Diagnostic], sources: &SourceMap, color: bool) -> String {
-    let styles = Styles::new(color);
+    let renderer = report::renderer(color);
     let mut out = String::new();
     for (i, d) in diags.iter().take(MAX_DIAGNOSTICS).enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        render_one(d, &styles, sources, &mut out);
+        out.push_str(&report::render_one(d, sources, &renderer));
     }
     if let Some(more) = not_shown(diags.len()) {
         out.push('\n');
@@ -243,10 +226,6 @@ pub fn not_shown(total: usize) -> Option<String> {
 /// newline and tab escaped (`\u{1b}`), bidirectional overrides escaped, at most `max`
 /// characters (then `...`).
 pub fn clean(s: &str, max: usize) -> String {
-    let unsafe_char = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
     let mut out = String::new();
     for (n, c) in s.chars().enumerate() {
         if n == max {
@@ -262,100 +241,11 @@ pub fn clean(s: &str, max: usize) -> String {
     out
 }
 
-fn render_one(d: &Diagnostic, s: &Styles, sources: &SourceMap, out: &mut String) {
-    let (level, lstyle) = match d.severity {
-        Severity::Error => ("error", s.error),
-        Severity::Warning => ("warning", s.warning),
-    };
-    let bold = s.bold;
-    let note = s.note;
-    out.push_str(&format!(
-        "{lstyle}{level}{lstyle:#}{bold}: {}{bold:#}\n",
-        clean(&d.message, MAX_MESSAGE_CHARS)
-    ));
-    let width = d
-        .labels
-        .iter()
-        .map(|l| l.origin.line.to_string().len())
-        .max()
-        .unwrap_or(1);
-    let pad = " ".repeat(width);
-    for (i, label) in d.labels.iter().enumerate() {
-        let o = &label.origin;
-        let arrow = if i == 0 { "-->" } else { ":::" };
-        if o.line == 0 {
-            out.push_str(&format!(
-                "{pad}{note}{arrow}{note:#} {}",
-                clean(&o.file.display().to_string(), MAX_MESSAGE_CHARS)
-            ));
-            if !label.text.is_empty() {
-                out.push_str(&format!(": {}", clean(&label.text, MAX_MESSAGE_CHARS)));
-            }
-            out.push('\n');
-            continue;
-        }
-        out.push_str(&format!(
-            "{pad}{note}{arrow}{note:#} {}\n",
-            clean(&o.to_string(), MAX_MESSAGE_CHARS)
-        ));
-        let Some(line) = sources.line(&o.file, o.line) else {
-            if !label.text.is_empty() {
-                out.push_str(&format!(
-                    "{pad} {note}={note:#} {}\n",
-                    clean(&label.text, MAX_MESSAGE_CHARS)
-                ));
-            }
-            continue;
-        };
-        let masked = mask_line(&sources.secrets_on(&o.file, o.line), line);
-        let (shown, caret_col) = window(&masked, o.column);
-        let len = token_len(&masked, o.column).max(1);
-        let len = len.min(shown.chars().count().saturating_sub(caret_col - 1).max(1));
-        out.push_str(&format!("{pad} {note}|{note:#}\n"));
-        out.push_str(&format!(
-            "{note}{:>width$} |{note:#} {}\n",
-            o.line,
-            clean(shown.trim_end(), MAX_SHOWN * 2)
-        ));
-        let caret = "^".repeat(len);
-        let text = if label.text.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", clean(&label.text, MAX_MESSAGE_CHARS))
-        };
-        out.push_str(&format!(
-            "{pad} {note}|{note:#} {}{lstyle}{caret}{text}{lstyle:#}\n",
-            " ".repeat(caret_col - 1)
-        ));
-    }
-    if let Some(help) = &d.help {
-        out.push_str(&format!(
-            "{pad} {note}={note:#} {bold}help{bold:#}: {}\n",
-            clean(help, MAX_MESSAGE_CHARS)
-        ));
-    }
-}
-
-/// Keeps at most [`MAX_SHOWN`] characters of a long line around `col`; returns the shown text and
-/// the caret's column within it.
-fn window(line: &str, col: usize) -> (String, usize) {
-    let chars: Vec<char> = line.chars().collect();
-    if chars.len() <= MAX_SHOWN {
-        return (line.to_owned(), col.max(1));
-    }
-    let start = col.saturating_sub(40).min(chars.len());
-    let end = (start + MAX_SHOWN).min(chars.len());
-    let mut s = String::new();
-    let mut caret = col.max(1) - start;
-    if start > 0 {
-        s.push_str("...");
-        caret += 3;
-    }
-    s.extend(&chars[start..end]);
-    if end < chars.len() {
-        s.push_str("...");
-    }
-    (s, caret.max(1))
+/// Whether `c` must not reach a terminal as it is: a control character other than newline and
+/// tab, or a bidirectional override or isolate.
+fn unsafe_char(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Length in characters of the YAML token starting at `col` (1-based) on `line`: a quoted string
@@ -500,7 +390,7 @@ mod tests {
             .with_help("write a domain");
         let text = render(&[d], &sources, false);
         let expected = format!(
-            "error: malformed tenant\n --> {}:2:9\n  |\n2 | tenant: contoso\n  |         ^^^^^^^ not a domain\n  = help: write a domain\n",
+            "error: malformed tenant\n --> {}:2:9\n  |\n2 | tenant: contoso\n  |         ^^^^^^^ not a domain\n  |\n  = help: write a domain\n",
             f.display()
         );
         assert_eq!(text, expected);
@@ -588,11 +478,14 @@ mod tests {
     }
 
     #[test]
-    fn long_lines_are_windowed() {
-        let line = "[".repeat(1000);
-        let (shown, caret) = window(&line, 500);
-        assert!(shown.chars().count() <= MAX_SHOWN + 6);
-        assert_eq!(shown.chars().nth(caret - 1), Some('['));
-        assert!(shown.starts_with("..."));
+    fn long_lines_are_trimmed_around_the_label() {
+        let f = Path::new("l.yaml");
+        let line = format!("{}x: 1", "[".repeat(1000));
+        let d = Diagnostic::error("e").with_label(o(f, 1, 1001), "here");
+        let text = render(&[d], &map(f, &line), false);
+        assert!(text.len() < 600, "{text}");
+        assert!(text.contains("--> l.yaml:1:1001"), "{text}");
+        assert!(text.contains("1 | ...[[[["), "{text}");
+        assert!(text.contains("[[[[x: 1\n"), "{text}");
     }
 }
