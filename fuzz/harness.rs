@@ -72,7 +72,7 @@ pub fn graph_users_page(data: &[u8]) {
     if let Ok(page) = parse::users_page(data) {
         for u in &page.value {
             let _ = u.is_user();
-            let live = pwdrift::live::LiveUser::from_graph(u, vec![]);
+            let live = pwdrift::engine::steps::live::LiveUser::from_graph(u, vec![]);
             let _ = live.fingerprint();
         }
     }
@@ -95,7 +95,8 @@ pub fn graph_batch(data: &[u8]) {
         for (i, r) in responses.into_iter().enumerate() {
             match parse::batch_user(&keys[i % keys.len()], r) {
                 Ok(u) => {
-                    let _ = pwdrift::live::LiveUser::from_graph(&u, vec![]).fingerprint();
+                    let _ = pwdrift::engine::steps::live::LiveUser::from_graph(&u, vec![])
+                        .fingerprint();
                 }
                 Err(e) => {
                     let _ = e.to_string();

@@ -14,20 +14,20 @@
 //! embedded default for trying pwdrift and the peer of the integration tests. It shares no code
 //! with pwdrift, and only the command layer and the schema export use it.
 
-pub mod apply;
+mod apply;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod diff;
+mod diff;
 pub mod engine;
 pub mod graph;
-pub mod live;
-pub mod password;
+mod live;
+mod password;
 pub mod plan;
-pub mod printer;
-pub mod rails;
+mod printer;
+mod rails;
 pub mod render;
-pub mod schema;
+mod schema;
 pub mod secrets;
-pub mod shard;
-pub mod verify;
+mod shard;
+mod verify;

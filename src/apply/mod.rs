@@ -49,7 +49,7 @@ use crate::plan::{Action, TenantPlan, UserPlan};
 pub use cancel::Cancel;
 pub use journal::{resolve_pending, SharedSecrets};
 pub use ledger::Ledger;
-pub use passwords::{ResolvedPasswords, MAX_PASSWORD_FILE_BYTES};
+pub use passwords::ResolvedPasswords;
 pub use report::{ApplyReport, Status, UserResult, REPORT_FORMAT_VERSION};
 
 use flags::{patch_flags, profile};

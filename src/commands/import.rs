@@ -8,9 +8,6 @@ use crate::printer::Printer;
 
 use super::session::{self, DiagnosticStyle, Shown};
 
-pub use crate::engine::import::render::{render, Part};
-pub use crate::engine::import::{parse_users_file, ImportedUser, OutFile};
-
 pub fn run(args: ImportArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let settings = super::target::import_settings(&args);
     let shown = Shown {

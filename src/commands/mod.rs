@@ -1,16 +1,16 @@
 //! Command implementations: one module per subcommand. anyhow lives at this edge; the library
 //! modules below use typed errors.
 
-pub mod apply;
-pub mod completions;
-pub mod import;
-pub mod plan;
+mod apply;
+mod completions;
+mod import;
+mod plan;
 #[cfg(feature = "sandbox")]
-pub mod sandbox;
-pub mod schema;
-pub mod session;
+mod sandbox;
+mod schema;
+mod session;
 mod signals;
-pub mod target;
+mod target;
 pub mod validate;
 
 use std::process::ExitCode;

@@ -87,12 +87,4 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     Ok(status)
 }
 
-/// What a plan is made from (see [`engine::made_from`]).
-pub fn made_from(
-    target: &crate::cli::TargetArgs,
-    digests: &[(std::path::PathBuf, String)],
-) -> crate::plan::MadeFrom {
-    engine::made_from(&super::target::target_settings(target, 4), digests)
-}
-
-pub use crate::engine::files::{write_atomically, write_atomically_with};
+pub use crate::engine::files::write_atomically_with;

@@ -49,7 +49,7 @@ pub fn run(args: SandboxArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     let seed = match (&args.seed, args.generate) {
         (Some(p), None) => {
-            super::session::check_seed(p)?;
+            crate::engine::sandbox::check_seed(p)?;
             SeedSource::File(p.clone())
         }
         (None, Some(n)) if args.generate_tenants > 1 => SeedSource::GenerateTenants {

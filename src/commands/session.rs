@@ -1,8 +1,7 @@
 //! What `plan` and `apply` share in the command layer: showing what the engine hands back
 //! (diagnostics of the desired state, the reasons a run is rejected, its notes) through the
 //! printer, and the async runtime a command runs the engine on. The work itself (load, connect
-//! or start the embedded sandbox, read live state) is the engine's ([`crate::engine`]); its
-//! names are re-exported here under their old paths.
+//! or start the embedded sandbox, read live state) is the engine's ([`crate::engine`]).
 
 use std::path::PathBuf;
 
@@ -11,13 +10,6 @@ use anyhow::Context;
 use crate::config::{self, SourceMap};
 use crate::engine::{Observer, Rejected};
 use crate::printer::Printer;
-
-pub use crate::engine::sandbox::{
-    check_seed, sandbox_state_path, start_embedded_sandbox, stop_embedded_sandbox, EmbeddedSandbox,
-    MAX_SEED_BYTES,
-};
-pub use crate::engine::session::{check_selected_tenants, in_shard};
-pub use crate::engine::{all_tenants, AliasConflict, Session, TenantSession, TENANT_CONCURRENCY};
 
 /// How diagnostics are reported on stderr: as rustc does, or as GitHub workflow commands
 /// (`plan --format github`).

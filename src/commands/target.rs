@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use crate::cli::{self, ApplyArgs, ConnectionArgs, ImportArgs, TargetArgs};
 use crate::engine::settings::{ApplySettings, ConnectSettings, ImportSettings, TargetSettings};
-use crate::graph::auth::{AuthError, Cloud};
-use crate::graph::client::ClientOptions;
+use crate::graph::auth::Cloud;
 use crate::graph::notice::Notifier;
 
 /// The Graph client's cloud for a `--cloud` value.
@@ -108,12 +107,6 @@ pub fn import_settings(args: &ImportArgs) -> ImportSettings {
     }
 }
 
-/// Options from `--cloud`, `--graph-url`, `--authority-host` (or `AZURE_AUTHORITY_HOST`),
-/// `--insecure-skip-tls-verify` and `--request-timeout`; `http://` only to loopback.
-pub fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
-    target_settings(target, 4).connect.client_options()
-}
-
 /// `PWDRIFT_WRITE_QUOTA_SCALE=K`: Graph's documented write quotas divided by K (a benchmark knob
 /// matching the sandbox's `--throttle scaled:K`; never needed against Graph). 1 without.
 fn write_quota_scale() -> u32 {
@@ -126,7 +119,14 @@ fn write_quota_scale() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::auth::AuthError;
+    use crate::graph::client::ClientOptions;
     use clap::Parser as _;
+
+    /// The client options these flags resolve to, as the engine builds them.
+    fn client_options(target: &TargetArgs) -> Result<ClientOptions, AuthError> {
+        target_settings(target, 4).connect.client_options()
+    }
 
     #[derive(clap::Parser)]
     struct T {

@@ -20,6 +20,7 @@ pub mod report;
 pub mod sandbox;
 pub mod session;
 pub mod settings;
+pub mod steps;
 
 use futures_util::StreamExt;
 

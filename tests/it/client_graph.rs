@@ -662,7 +662,7 @@ async fn a_password_change_already_seen_does_not_confirm_a_later_write() {
         assert!(r[0].1.is_ok(), "{:?}", r[0].1);
     };
     let since = |started, seen| {
-        pwdrift::verify::password_change_since(
+        pwdrift::engine::steps::password_change_since(
             &c,
             &t,
             &alice,

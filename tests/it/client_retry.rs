@@ -651,7 +651,7 @@ async fn a_429_holds_back_the_other_requests_of_the_tenant() {
 /// by reading the user back once Graph answers again.
 #[tokio::test]
 async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() {
-    use pwdrift::apply::{self, Cancel, ResolvedPasswords, Status, TenantClients};
+    use pwdrift::engine::steps::apply::{self, Cancel, ResolvedPasswords, Status, TenantClients};
     use pwdrift::graph::model::ForceFlags;
     use pwdrift::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
     use pwdrift::secrets::{read_passwords, Journal, OpenMode, SecretsFile};
@@ -779,7 +779,7 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
 /// resetPassword defaults get none.
 #[tokio::test]
 async fn flags_follow_reset_password_when_the_plan_wants_other_flags() {
-    use pwdrift::apply::{self, Cancel, ResolvedPasswords, Status, TenantClients};
+    use pwdrift::engine::steps::apply::{self, Cancel, ResolvedPasswords, Status, TenantClients};
     use pwdrift::graph::model::ForceFlags;
     use pwdrift::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
     use pwdrift::secrets::{Journal, OpenMode, Outcome, SecretsFile};

@@ -25,10 +25,10 @@ use pwdrift::config::{
     merge, Directives, GroupEntry, GroupRef, Origin, PasswordSource, RequirePasswordChange,
     ResetPassword, TenantDesired, TenantRef, UserEntry, UserRef,
 };
-use pwdrift::graph::model::{ForceFlags, GraphUser, PasswordProfile};
-use pwdrift::live::{
+use pwdrift::engine::steps::live::{
     self, Caller, Fetched, FetchedGroup, FetchedUsers, PrivilegedRoles, RoleGrant,
 };
+use pwdrift::graph::model::{ForceFlags, GraphUser, PasswordProfile};
 use pwdrift::plan::{Action, Plan, ResetMethod};
 
 fn now() -> DateTime<Utc> {
@@ -271,7 +271,7 @@ fn plan(w: &World, live: &[LiveSpec], parts: Vec<TenantDesired>) -> Option<Plan>
         &[],
     )
     .ok()?;
-    Some(pwdrift::diff::diff(&[lt], now()))
+    Some(pwdrift::engine::steps::diff(&[lt], now()))
 }
 
 fn index_of(user_id: &str) -> usize {

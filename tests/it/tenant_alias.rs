@@ -160,7 +160,7 @@ fn every_name_of_a_tenant_lands_in_the_same_shard() {
     let by_name: std::collections::HashSet<u32> =
         ["contoso.onmicrosoft.com", TENANT_ID, "contoso.com"]
             .iter()
-            .map(|n| pwdrift::shard::Shard::of(n, 5))
+            .map(|n| pwdrift::engine::steps::Shard::of(n, 5))
             .collect();
     assert!(by_name.len() > 1, "the names hash apart: {by_name:?}");
     let mut holders = Vec::new();
@@ -200,7 +200,7 @@ fn every_name_of_a_tenant_lands_in_the_same_shard() {
     }
     assert_eq!(
         holders,
-        [pwdrift::shard::Shard::of(TENANT_ID, 5)],
+        [pwdrift::engine::steps::Shard::of(TENANT_ID, 5)],
         "exactly the tenant id's shard holds the tenant"
     );
 }
