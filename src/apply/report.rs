@@ -56,13 +56,6 @@ impl ApplyReport {
     pub fn count(&self, status: Status) -> usize {
         self.users.iter().filter(|u| u.status == status).count()
     }
-
-    /// True when every planned change was applied and verified.
-    pub fn all_verified(&self) -> bool {
-        self.count(Status::Failed) == 0
-            && self.count(Status::Unknown) == 0
-            && self.count(Status::NotStarted) == 0
-    }
 }
 
 /// The hint of a user whose write's outcome is unknown.

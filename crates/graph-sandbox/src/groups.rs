@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{GraphError, GraphResult};
-use super::odata::{self, Ctx, FilterRule, Property, Query, Val};
+use super::odata::{self, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
 use super::store::{Group, Member, Principal, Role, ROLES};
 use super::users::{collection, page_over};
@@ -38,20 +38,20 @@ macro_rules! gprop {
 }
 
 static GROUP_PROPS: &[Property<Group>] = &[
-    gprop!("id", |g, _| Value::String(g.id.clone())),
-    gprop!("displayName", |g, _| Value::String(g.display_name.clone())),
-    gprop!("description", |g, _| g
+    gprop!("id", |g| Value::String(g.id.clone())),
+    gprop!("displayName", |g| Value::String(g.display_name.clone())),
+    gprop!("description", |g| g
         .description
         .clone()
         .map_or(Value::Null, Value::String)),
-    gprop!("groupTypes", |_, _| json!([])),
-    gprop!("mail", |_, _| Value::Null),
-    gprop!("mailEnabled", |_, _| Value::Bool(false)),
-    gprop!("mailNickname", |g, _| Value::String(
+    gprop!("groupTypes", |_| json!([])),
+    gprop!("mail", |_| Value::Null),
+    gprop!("mailEnabled", |_| Value::Bool(false)),
+    gprop!("mailNickname", |g| Value::String(
         g.display_name.replace(' ', "")
     )),
-    gprop!("securityEnabled", |_, _| Value::Bool(true)),
-    gprop!("onPremisesSyncEnabled", |_, _| Value::Null),
+    gprop!("securityEnabled", |_| Value::Bool(true)),
+    gprop!("onPremisesSyncEnabled", |_| Value::Null),
 ];
 
 const GROUP_DEFAULT: &[&str] = &[
@@ -132,10 +132,6 @@ pub async fn list(
         props,
         start,
     } = odata::collection_query(&uri, &headers, &GROUPS, &state.skip_secret)?;
-    let ctx = Ctx {
-        base_url: &state.base_url,
-        version: version(&uri),
-    };
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     let keep = |i: usize| {
@@ -155,7 +151,7 @@ pub async fn list(
     let value = page
         .items
         .iter()
-        .map(|&i| Value::Object(odata::render(&t.groups[i], &props, &ctx)))
+        .map(|&i| Value::Object(odata::render(&t.groups[i], &props)))
         .collect();
     drop(store);
     let context = format!("groups{}", odata::context_select(&query));
@@ -177,10 +173,6 @@ pub async fn get_one(
     let query = Query::parse(uri.query())?;
     query.refuse_unimplemented(&["$select"])?;
     let props = odata::select(&query, GROUP_PROPS, GROUP_DEFAULT, "microsoft.graph.group")?;
-    let ctx = Ctx {
-        base_url: &state.base_url,
-        version: version(&uri),
-    };
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     let g = t
@@ -196,7 +188,7 @@ pub async fn get_one(
             odata::context_select(&query)
         )),
     );
-    body.extend(odata::render(&t.groups[g], &props, &ctx));
+    body.extend(odata::render(&t.groups[g], &props));
     Ok(axum::Json(Value::Object(body)).into_response())
 }
 
@@ -230,10 +222,6 @@ pub async fn transitive_users(
         start,
         ..
     } = odata::collection_query(&uri, &headers, &members_spec, &state.skip_secret)?;
-    let ctx = Ctx {
-        base_url: &state.base_url,
-        version: version(&uri),
-    };
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     let g = t
@@ -264,13 +252,13 @@ pub async fn transitive_users(
             Member::User(i) => {
                 let mut m = serde_json::Map::new();
                 m.insert("@odata.type".into(), json!("#microsoft.graph.user"));
-                m.extend(odata::render(t.user_view(i, now, lag), &props, &ctx));
+                m.extend(odata::render(t.user_view(i, now, lag), &props));
                 Value::Object(m)
             }
             Member::Group(gi) => {
                 let mut m = serde_json::Map::new();
                 m.insert("@odata.type".into(), json!("#microsoft.graph.group"));
-                m.extend(odata::render(&t.groups[gi], &group_props(), &ctx));
+                m.extend(odata::render(&t.groups[gi], &group_props()));
                 Value::Object(m)
             }
         })

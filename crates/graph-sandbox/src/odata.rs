@@ -147,15 +147,7 @@ pub fn check_count(query: &Query, headers: &axum::http::HeaderMap) -> GraphResul
 /// A property of a resource type, as `$select` names it.
 pub struct Property<T> {
     pub name: &'static str,
-    pub get: fn(&T, &Ctx) -> serde_json::Value,
-}
-
-/// Context for rendering (base URL etc.). No property reads it yet (every property renders from
-/// the object alone); it is where properties that depend on the request, such as URLs, look.
-#[allow(dead_code)]
-pub struct Ctx<'a> {
-    pub base_url: &'a str,
-    pub version: &'a str,
+    pub get: fn(&T) -> serde_json::Value,
 }
 
 /// What a collection endpoint accepts: its `$filter` rules (`None`: no `$filter`) and its
@@ -260,11 +252,10 @@ pub fn select<T>(
 pub fn render<T>(
     item: &T,
     props: &[&'static Property<T>],
-    ctx: &Ctx,
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::with_capacity(props.len());
     for p in props {
-        m.insert(p.name.to_owned(), (p.get)(item, ctx));
+        m.insert(p.name.to_owned(), (p.get)(item));
     }
     m
 }

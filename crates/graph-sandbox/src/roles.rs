@@ -46,7 +46,7 @@ use serde_json::{json, Value};
 
 use super::auth::{Caller, CallerKind};
 use super::error::{GraphError, GraphPath, GraphResult};
-use super::odata::{self, Ctx, FilterRule, Property, Query, Val};
+use super::odata::{self, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
 use super::store::{Assignment, Principal, Role, Tenant};
 
@@ -73,12 +73,12 @@ macro_rules! rprop {
 }
 
 static ASSIGNMENT_PROPS: &[Property<Row>] = &[
-    rprop!("id", |r, _| json!(r.id)),
-    rprop!("principalId", |r, _| json!(r.principal_id)),
-    rprop!("roleDefinitionId", |r, _| json!(r.role_definition_id)),
-    rprop!("directoryScopeId", |r, _| json!(r.directory_scope_id)),
-    rprop!("appScopeId", |_, _| Value::Null),
-    rprop!("resourceScope", |r, _| json!(r.directory_scope_id)),
+    rprop!("id", |r| json!(r.id)),
+    rprop!("principalId", |r| json!(r.principal_id)),
+    rprop!("roleDefinitionId", |r| json!(r.role_definition_id)),
+    rprop!("directoryScopeId", |r| json!(r.directory_scope_id)),
+    rprop!("appScopeId", |_| Value::Null),
+    rprop!("resourceScope", |r| json!(r.directory_scope_id)),
 ];
 const ASSIGNMENT_DEFAULT: &[&str] = &[
     "id",
@@ -89,15 +89,15 @@ const ASSIGNMENT_DEFAULT: &[&str] = &[
 ];
 
 static ELIGIBILITY_PROPS: &[Property<Row>] = &[
-    rprop!("id", |r, _| json!(r.id)),
-    rprop!("principalId", |r, _| json!(r.principal_id)),
-    rprop!("roleDefinitionId", |r, _| json!(r.role_definition_id)),
-    rprop!("directoryScopeId", |r, _| json!(r.directory_scope_id)),
-    rprop!("appScopeId", |_, _| Value::Null),
-    rprop!("startDateTime", |r, _| json!(r.start)),
-    rprop!("endDateTime", |r, _| json!(r.end)),
-    rprop!("memberType", |_, _| json!("Direct")),
-    rprop!("roleEligibilityScheduleId", |r, _| json!(r
+    rprop!("id", |r| json!(r.id)),
+    rprop!("principalId", |r| json!(r.principal_id)),
+    rprop!("roleDefinitionId", |r| json!(r.role_definition_id)),
+    rprop!("directoryScopeId", |r| json!(r.directory_scope_id)),
+    rprop!("appScopeId", |_| Value::Null),
+    rprop!("startDateTime", |r| json!(r.start)),
+    rprop!("endDateTime", |r| json!(r.end)),
+    rprop!("memberType", |_| json!("Direct")),
+    rprop!("roleEligibilityScheduleId", |r| json!(r
         .id
         .trim_end_matches("-1-e"))),
 ];
@@ -349,10 +349,6 @@ fn assignment_like(
     let props = odata::select(&query, props, default, type_name)?;
     let expand = parse_expand(&query, type_name)?;
     let filter = checked_filter(&query, resource)?;
-    let ctx = Ctx {
-        base_url: &state.base_url,
-        version: version(uri),
-    };
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     if !delegated_role_ok(caller, t, !eligible) {
@@ -377,7 +373,7 @@ fn assignment_like(
         .iter()
         .map(|&i| {
             let r = &all[i];
-            let mut m = odata::render(r, &props, &ctx);
+            let mut m = odata::render(r, &props);
             if expand.principal {
                 m.insert("principal".into(), principal_json(t, r.principal));
             }

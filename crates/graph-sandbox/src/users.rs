@@ -47,7 +47,7 @@ use std::cmp::Ordering;
 
 use super::auth::{Caller, CallerKind};
 use super::error::{GraphError, GraphResult};
-use super::odata::{self, Ctx, FilterRule, Property, Query, Val};
+use super::odata::{self, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
 use super::store::{Role, Tenant, User};
 
@@ -82,55 +82,54 @@ macro_rules! prop {
 
 /// The user properties the sandbox knows (unknown ones in `$select` are Graph's 400).
 pub static USER_PROPS: &[Property<User>] = &[
-    prop!("id", |u, _| Value::String(u.id.clone())),
-    prop!("businessPhones", |_, _| json!([])),
-    prop!("displayName", |u, _| Value::String(u.display_name.clone())),
-    prop!("givenName", |u, _| opt(&u.given_name)),
-    prop!("jobTitle", |u, _| opt(&u.job_title)),
-    prop!("mail", |u, _| opt(&u.mail)),
-    prop!("mobilePhone", |_, _| Value::Null),
-    prop!("officeLocation", |_, _| Value::Null),
-    prop!("preferredLanguage", |_, _| Value::Null),
-    prop!("surname", |u, _| opt(&u.surname)),
-    prop!("userPrincipalName", |u, _| Value::String(u.upn.clone())),
-    prop!("accountEnabled", |u, _| Value::Bool(u.account_enabled)),
-    prop!("userType", |u, _| Value::String(
+    prop!("id", |u| Value::String(u.id.clone())),
+    prop!("businessPhones", |_| json!([])),
+    prop!("displayName", |u| Value::String(u.display_name.clone())),
+    prop!("givenName", |u| opt(&u.given_name)),
+    prop!("jobTitle", |u| opt(&u.job_title)),
+    prop!("mail", |u| opt(&u.mail)),
+    prop!("mobilePhone", |_| Value::Null),
+    prop!("officeLocation", |_| Value::Null),
+    prop!("preferredLanguage", |_| Value::Null),
+    prop!("surname", |u| opt(&u.surname)),
+    prop!("userPrincipalName", |u| Value::String(u.upn.clone())),
+    prop!("accountEnabled", |u| Value::Bool(u.account_enabled)),
+    prop!("userType", |u| Value::String(
         u.user_type.clone().unwrap_or_else(|| "Member".into())
     )),
-    prop!("creationType", |u, _| opt(&u.creation_type)),
-    prop!("externalUserState", |u, _| opt(&u.external_user_state)),
-    prop!("createdDateTime", |u, _| dt(&u.created)),
-    prop!("mailNickname", |u, _| Value::String(
+    prop!("creationType", |u| opt(&u.creation_type)),
+    prop!("externalUserState", |u| opt(&u.external_user_state)),
+    prop!("createdDateTime", |u| dt(&u.created)),
+    prop!("mailNickname", |u| Value::String(
         u.upn.split('@').next().unwrap_or_default().to_owned()
     )),
-    prop!("passwordProfile", |u, _| password_profile(u)),
-    prop!("passwordPolicies", |u, _| opt(&u.password_policies)),
-    prop!("lastPasswordChangeDateTime", |u, _| dt(
-        &u.last_password_change
-    )),
-    prop!("onPremisesSyncEnabled", |u, _| u
+    prop!("passwordProfile", |u| password_profile(u)),
+    prop!("passwordPolicies", |u| opt(&u.password_policies)),
+    prop!(
+        "lastPasswordChangeDateTime",
+        |u| dt(&u.last_password_change)
+    ),
+    prop!("onPremisesSyncEnabled", |u| u
         .on_premises_sync_enabled
         .map_or(Value::Null, Value::Bool)),
-    prop!("onPremisesSecurityIdentifier", |u, _| opt(
-        &u.on_premises_sid
-    )),
-    prop!("onPremisesImmutableId", |_, _| Value::Null),
-    prop!("onPremisesSamAccountName", |u, _| if u.is_synced() {
+    prop!("onPremisesSecurityIdentifier", |u| opt(&u.on_premises_sid)),
+    prop!("onPremisesImmutableId", |_| Value::Null),
+    prop!("onPremisesSamAccountName", |u| if u.is_synced() {
         Value::String(u.upn.split('@').next().unwrap_or_default().to_owned())
     } else {
         Value::Null
     }),
-    prop!("onPremisesLastSyncDateTime", |u, _| if u.is_synced() {
+    prop!("onPremisesLastSyncDateTime", |u| if u.is_synced() {
         dt(&u.created)
     } else {
         Value::Null
     }),
-    prop!("department", |_, _| Value::Null),
-    prop!("companyName", |_, _| Value::Null),
-    prop!("employeeId", |_, _| Value::Null),
-    prop!("usageLocation", |_, _| Value::Null),
-    prop!("otherMails", |_, _| json!([])),
-    prop!("proxyAddresses", |_, _| json!([])),
+    prop!("department", |_| Value::Null),
+    prop!("companyName", |_| Value::Null),
+    prop!("employeeId", |_| Value::Null),
+    prop!("usageLocation", |_| Value::Null),
+    prop!("otherMails", |_| json!([])),
+    prop!("proxyAddresses", |_| json!([])),
 ];
 
 /// Graph's default property set for users (no `$select`).
@@ -441,11 +440,6 @@ pub async fn list(
         props,
         start,
     } = odata::collection_query(&uri, &headers, &USERS, &state.skip_secret)?;
-    let ver = version(&uri);
-    let ctx = Ctx {
-        base_url: &state.base_url,
-        version: ver,
-    };
 
     let store = state.read();
     let t = &store.tenants[caller.tenant];
@@ -471,7 +465,7 @@ pub async fn list(
     let value: Vec<Value> = page
         .items
         .iter()
-        .map(|&i| Value::Object(odata::render(t.user_view(i, now, lag), &props, &ctx)))
+        .map(|&i| Value::Object(odata::render(t.user_view(i, now, lag), &props)))
         .collect();
     drop(store);
 
@@ -531,10 +525,6 @@ fn single_user(
     query.refuse_unimplemented(&["$select"])?;
     let props = odata::select(&query, USER_PROPS, USER_DEFAULT, "microsoft.graph.user")?;
     let ver = version(uri);
-    let ctx = Ctx {
-        base_url: &state.base_url,
-        version: ver,
-    };
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     let i = t
@@ -554,7 +544,7 @@ fn single_user(
         )),
     );
     let view = t.user_view(i, std::time::Instant::now(), state.runtime.realism.read_lag);
-    body.extend(odata::render(view, &props, &ctx));
+    body.extend(odata::render(view, &props));
     Ok(axum::Json(Value::Object(body)).into_response())
 }
 
