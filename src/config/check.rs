@@ -403,8 +403,9 @@ impl<'a> Checker<'a> {
         let s = self.string(node, "an RFC 3339 timestamp", false)?;
         match ids::parse_timestamp(s) {
             Ok(t) => Some(t),
-            Err(msg) => {
-                let d = Diagnostic::error(msg).with_label(self.at(node.pos()), "timestamp");
+            Err(e) => {
+                let d =
+                    Diagnostic::error(e.to_string()).with_label(self.at(node.pos()), "timestamp");
                 self.push(d);
                 None
             }
@@ -476,8 +477,8 @@ impl<'a> Checker<'a> {
                 .string(&e.value, "a tenant domain or id", false)
                 .and_then(|s| match ids::parse_tenant(s) {
                     Ok(t) => Some((t, self.at(e.value.pos()))),
-                    Err(msg) => {
-                        let d = Diagnostic::error(msg)
+                    Err(err) => {
+                        let d = Diagnostic::error(err.to_string())
                             .with_label(self.at(e.value.pos()), "malformed tenant");
                         self.push(d);
                         None
@@ -568,7 +569,8 @@ impl<'a> Checker<'a> {
                 .string(&e.value, "a user principal name, object id or SID", false)
                 .and_then(|s| match ids::parse_user_ref(s) {
                     Ok(u) => Some((u, self.at(e.value.pos()))),
-                    Err(msg) => {
+                    Err(err) => {
+                        let msg = err.to_string();
                         let label = if msg.contains("GUID") {
                             "malformed object id"
                         } else if msg.contains("SID") && s.to_ascii_uppercase().starts_with("S-") {
@@ -614,8 +616,8 @@ impl<'a> Checker<'a> {
                 .string(&e.value, "a group display name or object id", false)
                 .and_then(|s| match ids::parse_group_ref(s) {
                     Ok(g) => Some((g, self.at(e.value.pos()))),
-                    Err(msg) => {
-                        let d = Diagnostic::error(msg)
+                    Err(err) => {
+                        let d = Diagnostic::error(err.to_string())
                             .with_label(self.at(e.value.pos()), "malformed group");
                         self.push(d);
                         None
