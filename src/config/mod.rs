@@ -50,6 +50,7 @@
 
 pub mod check;
 pub mod diag;
+pub mod format;
 pub mod ids;
 pub mod merge;
 pub mod model;
