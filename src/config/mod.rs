@@ -55,6 +55,8 @@ pub mod ids;
 pub mod merge;
 pub mod model;
 pub mod read;
+#[cfg(test)]
+mod schema_agreement;
 pub mod schema_doc;
 pub mod yaml;
 
