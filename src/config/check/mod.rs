@@ -10,10 +10,10 @@
 //! below such a key that is not a known password *source* is marked secret in the loader's
 //! [`SourceMap`] so that no rendered snippet shows it. Messages never quote them.
 //!
-//! One concern per file: [`document`] (the top level and the `users`/`groups` lists), [`entries`]
-//! (a user or group entry), [`directives`] (the directives, their contradictions),
-//! [`source`] (password sources), [`keys`] (recognising keys against [`super::format`]) and
-//! [`values`] (scalars, timestamps, wrong types, masking).
+//! One concern per file: `document` (the top level and the `users`/`groups` lists), `entries`
+//! (a user or group entry), `directives` (the directives and their contradictions), `source`
+//! (password sources), `keys` (recognising keys against the tables of [`super::format`]) and
+//! `values` (scalars, timestamps, wrong types, masking).
 
 mod directives;
 mod document;
