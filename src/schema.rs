@@ -1,7 +1,9 @@
 //! The JSON Schemas pwdrift publishes: `pwdrift schema NAME`, `--list`, `--write DIR`.
 //!
-//! Each schema is generated with schemars from the Rust type that reads or writes the document,
-//! never pasted as a string. The committed files under `schemas/` are exactly what
+//! Each schema is generated, never pasted as a string: with schemars from the Rust type that reads
+//! or writes the document, and for desired-state files from the key tables the checker reads them
+//! with ([`crate::config::format`], walked by [`crate::config::schema_doc`]).
+//! The committed files under `schemas/` are exactly what
 //! `pwdrift schema --write schemas/` writes; a test fails when they are stale.
 
 use schemars::{schema_for, Schema};

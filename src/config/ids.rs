@@ -1,7 +1,7 @@
 //! Parsing of the identifiers and timestamps written in desired state.
 //!
-//! Each parser returns the normalised value or a human message (no position: the validator adds
-//! it). Normalisation makes comparison simple: UPNs and domains lower-case (Entra compares them
+//! Each parser returns the normalised value or an [`IdError`], whose message is for people (no
+//! position: the validator adds it). Normalisation makes comparison simple: UPNs and domains lower-case (Entra compares them
 //! case-insensitively), GUIDs lower-case hyphenated, SIDs with an upper-case `S`.
 //!
 //! What a user reference is, is decided by its shape, in this order: something `uuid` parses is an
@@ -12,9 +12,57 @@ use chrono::{DateTime, Utc};
 
 use super::model::{GroupRef, TenantRef, UserRef};
 
+/// Why an identifier or timestamp written in desired state was refused. The message names the
+/// text as written and what was expected; it never carries a position.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error(
+        "`{0}` is not a valid GUID: expected 8-4-4-4-12 hexadecimal digits, \
+         like 6ea91a8d-e32e-41a1-b7bd-d2d185eed0e0"
+    )]
+    Guid(String),
+    #[error(
+        "`{input}` is not a valid SID ({why}): expected S-1-<authority>-<sub-authority>..., \
+         like S-1-5-21-1004336348-1177238915-682003330-1104"
+    )]
+    Sid { input: String, why: &'static str },
+    /// a domain name, with the reason only (the caller names the text)
+    #[error("{0}")]
+    Domain(&'static str),
+    #[error(
+        "`{input}` is not a valid user principal name ({why}); expected name@domain, like alice@contoso.com"
+    )]
+    Upn { input: String, why: String },
+    #[error(
+        "`{0}` is not a user principal name (no `@`), an object id (GUID) or an on-premises SID (S-1-...)"
+    )]
+    UserRef(String),
+    #[error("the group name is empty")]
+    EmptyGroupName,
+    #[error("a group display name has at most 256 characters")]
+    GroupNameTooLong,
+    #[error("a group display name cannot contain control characters")]
+    GroupNameControl,
+    #[error(
+        "`{0}` is a multi-tenant alias of the identity platform, not a tenant: name one \
+         tenant by its domain (e.g. contoso.onmicrosoft.com) or its tenant id (GUID)"
+    )]
+    TenantAlias(String),
+    #[error(
+        "`{input}` is not a valid tenant ({why}); expected a domain like contoso.onmicrosoft.com or a tenant id (GUID)"
+    )]
+    Tenant { input: String, why: &'static str },
+    #[error("`{0}` is a date without a time and time zone; write e.g. {0}T00:00:00Z")]
+    DateWithoutTime(String),
+    #[error("`{0}` has no time zone; add `Z` (UTC) or an offset like +01:00")]
+    NoTimeZone(String),
+    #[error("`{0}` is not an RFC 3339 timestamp; write e.g. 2026-11-20T00:00:00Z")]
+    NotTimestamp(String),
+}
+
 /// Parses a GUID written hyphenated (`6ea91a8d-e32e-41a1-b7bd-d2d185eed0e0`), any case, optionally
 /// in braces. Returns it lower-case hyphenated.
-pub fn parse_guid(s: &str) -> Result<String, String> {
+pub fn parse_guid(s: &str) -> Result<String, IdError> {
     let inner = s
         .strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))
@@ -26,10 +74,7 @@ pub fn parse_guid(s: &str) -> Result<String, String> {
             .zip([8, 4, 4, 4, 12])
             .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
     if !shape_ok {
-        return Err(format!(
-            "`{s}` is not a valid GUID: expected 8-4-4-4-12 hexadecimal digits, \
-             like 6ea91a8d-e32e-41a1-b7bd-d2d185eed0e0"
-        ));
+        return Err(IdError::Guid(s.to_owned()));
     }
     Ok(inner.to_ascii_lowercase())
 }
@@ -44,12 +89,12 @@ fn looks_like_guid(s: &str) -> bool {
 
 /// Parses an on-premises security identifier: `S-1-<authority>-<sub>[-<sub>...]`, with 1 to 15
 /// sub-authorities, each a 32-bit decimal number, and a 48-bit authority.
-pub fn parse_sid(s: &str) -> Result<String, String> {
-    let bad = |why: &str| {
-        Err(format!(
-            "`{s}` is not a valid SID ({why}): expected S-1-<authority>-<sub-authority>..., \
-             like S-1-5-21-1004336348-1177238915-682003330-1104"
-        ))
+pub fn parse_sid(s: &str) -> Result<String, IdError> {
+    let bad = |why: &'static str| {
+        Err(IdError::Sid {
+            input: s.to_owned(),
+            why,
+        })
     };
     let Some(rest) = s.strip_prefix("S-").or_else(|| s.strip_prefix("s-")) else {
         return bad("it must start with S-");
@@ -77,7 +122,12 @@ pub fn parse_sid(s: &str) -> Result<String, String> {
 }
 
 /// Parses a DNS domain name (as used in tenants and after the `@` of a UPN); lower-cases it.
-pub fn parse_domain(s: &str) -> Result<String, String> {
+pub fn parse_domain(s: &str) -> Result<String, IdError> {
+    domain(s).map_err(IdError::Domain)
+}
+
+/// [`parse_domain`], failing with the reason alone, for the parsers that name the whole text.
+fn domain(s: &str) -> Result<String, &'static str> {
     let d = s.to_ascii_lowercase();
     let why = if d.is_empty() {
         Some("it is empty")
@@ -107,7 +157,7 @@ pub fn parse_domain(s: &str) -> Result<String, String> {
         None
     };
     match why {
-        Some(why) => Err(why.to_owned()),
+        Some(why) => Err(why),
         None => Ok(d),
     }
 }
@@ -116,11 +166,12 @@ pub fn parse_domain(s: &str) -> Result<String, String> {
 /// (`A-Z a-z 0-9 ' . - _ ! # ^ ~`, and `$`: Graph documents `/users('$x@...')` for UPNs that start
 /// with it), 1 to 64 of them, not starting or ending with `.` and without
 /// `..`; the domain is a DNS name; 113 characters at most in all. Returned lower-case.
-pub fn parse_upn(s: &str) -> Result<String, String> {
+pub fn parse_upn(s: &str) -> Result<String, IdError> {
     let bad = |why: &str| {
-        Err(format!(
-            "`{s}` is not a valid user principal name ({why}); expected name@domain, like alice@contoso.com"
-        ))
+        Err(IdError::Upn {
+            input: s.to_owned(),
+            why: why.to_owned(),
+        })
     };
     let Some((local, domain)) = s.split_once('@') else {
         return bad("no `@`");
@@ -143,14 +194,14 @@ pub fn parse_upn(s: &str) -> Result<String, String> {
     if s.len() > 113 {
         return bad("longer than 113 characters");
     }
-    match parse_domain(domain) {
+    match self::domain(domain) {
         Ok(domain) => Ok(format!("{}@{domain}", local.to_lowercase())),
         Err(why) => bad(&format!("domain: {why}")),
     }
 }
 
 /// Parses a user reference: object id, SID or UPN (see the module comment).
-pub fn parse_user_ref(s: &str) -> Result<UserRef, String> {
+pub fn parse_user_ref(s: &str) -> Result<UserRef, IdError> {
     if let Ok(id) = parse_guid(s) {
         return Ok(UserRef::ObjectId(id));
     }
@@ -163,14 +214,12 @@ pub fn parse_user_ref(s: &str) -> Result<UserRef, String> {
     if looks_like_guid(s) {
         return parse_guid(s).map(UserRef::ObjectId);
     }
-    Err(format!(
-        "`{s}` is not a user principal name (no `@`), an object id (GUID) or an on-premises SID (S-1-...)"
-    ))
+    Err(IdError::UserRef(s.to_owned()))
 }
 
 /// Parses a group reference: an object id when it is a GUID, else a display name (1 to 256
 /// characters, no control characters, kept exactly as written).
-pub fn parse_group_ref(s: &str) -> Result<GroupRef, String> {
+pub fn parse_group_ref(s: &str) -> Result<GroupRef, IdError> {
     if let Ok(id) = parse_guid(s) {
         return Ok(GroupRef::ObjectId(id));
     }
@@ -178,13 +227,13 @@ pub fn parse_group_ref(s: &str) -> Result<GroupRef, String> {
         return parse_guid(s).map(GroupRef::ObjectId);
     }
     if s.trim().is_empty() {
-        return Err("the group name is empty".to_owned());
+        return Err(IdError::EmptyGroupName);
     }
     if s.chars().count() > 256 {
-        return Err("a group display name has at most 256 characters".to_owned());
+        return Err(IdError::GroupNameTooLong);
     }
     if s.chars().any(char::is_control) {
-        return Err("a group display name cannot contain control characters".to_owned());
+        return Err(IdError::GroupNameControl);
     }
     Ok(GroupRef::DisplayName(s.to_owned()))
 }
@@ -193,15 +242,12 @@ pub fn parse_group_ref(s: &str) -> Result<GroupRef, String> {
 ///
 /// The multi-tenant aliases `common`, `organizations` and `consumers` (any case) are refused: they
 /// name no tenant, and a token from them would be for whichever tenant the credential lands in.
-pub fn parse_tenant(s: &str) -> Result<TenantRef, String> {
+pub fn parse_tenant(s: &str) -> Result<TenantRef, IdError> {
     if ["common", "organizations", "consumers"]
         .iter()
         .any(|alias| s.trim().eq_ignore_ascii_case(alias))
     {
-        return Err(format!(
-            "`{s}` is a multi-tenant alias of the identity platform, not a tenant: name one \
-             tenant by its domain (e.g. contoso.onmicrosoft.com) or its tenant id (GUID)"
-        ));
+        return Err(IdError::TenantAlias(s.to_owned()));
     }
     if let Ok(id) = parse_guid(s) {
         return Ok(TenantRef::Id(id));
@@ -209,25 +255,24 @@ pub fn parse_tenant(s: &str) -> Result<TenantRef, String> {
     if looks_like_guid(s) {
         return parse_guid(s).map(TenantRef::Id);
     }
-    parse_domain(s).map(TenantRef::Domain).map_err(|why| {
-        format!(
-            "`{s}` is not a valid tenant ({why}); expected a domain like contoso.onmicrosoft.com or a tenant id (GUID)"
-        )
-    })
+    domain(s)
+        .map(TenantRef::Domain)
+        .map_err(|why| IdError::Tenant {
+            input: s.to_owned(),
+            why,
+        })
 }
 
 /// Parses an RFC 3339 timestamp that carries a time zone (`Z` or `+01:00`), as a UTC instant.
 ///
 /// A date alone, or a date and time without zone, is refused: "midnight" in which time zone
 /// would decide whether a password change made that night counts.
-pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, IdError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
     if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
-        return Err(format!(
-            "`{s}` is a date without a time and time zone; write e.g. {s}T00:00:00Z"
-        ));
+        return Err(IdError::DateWithoutTime(s.to_owned()));
     }
     let no_zone = [
         "%Y-%m-%dT%H:%M:%S%.f",
@@ -238,13 +283,9 @@ pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
         .iter()
         .any(|f| chrono::NaiveDateTime::parse_from_str(s, f).is_ok())
     {
-        return Err(format!(
-            "`{s}` has no time zone; add `Z` (UTC) or an offset like +01:00"
-        ));
+        return Err(IdError::NoTimeZone(s.to_owned()));
     }
-    Err(format!(
-        "`{s}` is not an RFC 3339 timestamp; write e.g. 2026-11-20T00:00:00Z"
-    ))
+    Err(IdError::NotTimestamp(s.to_owned()))
 }
 
 #[cfg(test)]
@@ -285,25 +326,33 @@ mod tests {
 
     #[test]
     fn malformed_user_refs_say_what_they_resemble() {
-        let e = parse_user_ref("6ea91a8d-e32e-41a1-b7bd-d2d185eed0e").unwrap_err();
+        let e = parse_user_ref("6ea91a8d-e32e-41a1-b7bd-d2d185eed0e")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a valid GUID"), "{e}");
-        let e = parse_user_ref("S-1-5-21-abc").unwrap_err();
+        let e = parse_user_ref("S-1-5-21-abc").unwrap_err().to_string();
         assert!(e.contains("not a valid SID"), "{e}");
-        let e = parse_user_ref("S-2-5-21").unwrap_err();
+        let e = parse_user_ref("S-2-5-21").unwrap_err().to_string();
         assert!(e.contains("revision"), "{e}");
-        let e = parse_user_ref("S-1-5").unwrap_err();
+        let e = parse_user_ref("S-1-5").unwrap_err().to_string();
         assert!(e.contains("sub-authority"), "{e}");
-        let e = parse_user_ref("S-1-5-4294967296").unwrap_err();
+        let e = parse_user_ref("S-1-5-4294967296").unwrap_err().to_string();
         assert!(e.contains("4294967295"), "{e}");
-        let e = parse_user_ref("alice@@contoso.com").unwrap_err();
+        let e = parse_user_ref("alice@@contoso.com")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("more than one"), "{e}");
-        let e = parse_user_ref("alice@contoso").unwrap_err();
+        let e = parse_user_ref("alice@contoso").unwrap_err().to_string();
         assert!(e.contains("two labels"), "{e}");
-        let e = parse_user_ref("al ice@contoso.com").unwrap_err();
+        let e = parse_user_ref("al ice@contoso.com")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("` ` is not allowed"), "{e}");
-        let e = parse_user_ref(".alice@contoso.com").unwrap_err();
+        let e = parse_user_ref(".alice@contoso.com")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot start"), "{e}");
-        let e = parse_user_ref("alice").unwrap_err();
+        let e = parse_user_ref("alice").unwrap_err().to_string();
         assert!(e.contains("not a user principal name"), "{e}");
         assert!(parse_user_ref(&format!("{}@contoso.com", "a".repeat(65))).is_err());
     }
@@ -331,7 +380,7 @@ mod tests {
             assert!(parse_tenant(bad).is_err(), "{bad}");
         }
         for alias in ["common", "Organizations", "CONSUMERS"] {
-            let err = parse_tenant(alias).unwrap_err();
+            let err = parse_tenant(alias).unwrap_err().to_string();
             assert!(err.contains("multi-tenant alias"), "{err}");
         }
     }
@@ -359,13 +408,17 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2026-11-20T00:00:00+00:00");
         assert!(parse_timestamp("2026-11-20T00:00:00Z").is_ok());
         assert!(parse_timestamp("2026-11-20T00:00:00.5Z").is_ok());
-        let e = parse_timestamp("2026-11-20").unwrap_err();
+        let e = parse_timestamp("2026-11-20").unwrap_err().to_string();
         assert!(e.contains("date without a time"), "{e}");
-        let e = parse_timestamp("2026-11-20T00:00:00").unwrap_err();
+        let e = parse_timestamp("2026-11-20T00:00:00")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no time zone"), "{e}");
-        let e = parse_timestamp("2026-11-20 00:00:00").unwrap_err();
+        let e = parse_timestamp("2026-11-20 00:00:00")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no time zone"), "{e}");
-        let e = parse_timestamp("next tuesday").unwrap_err();
+        let e = parse_timestamp("next tuesday").unwrap_err().to_string();
         assert!(e.contains("not an RFC 3339"), "{e}");
         assert!(parse_timestamp("2026-02-30T00:00:00Z").is_err());
     }

@@ -50,10 +50,13 @@
 
 pub mod check;
 pub mod diag;
+pub mod format;
 pub mod ids;
 pub mod merge;
 pub mod model;
 pub mod read;
+#[cfg(test)]
+mod schema_agreement;
 pub mod schema_doc;
 pub mod yaml;
 
