@@ -97,11 +97,11 @@ pub struct OutFile {
 
 /// A line of `--users-from` that names no user.
 #[derive(Debug, thiserror::Error)]
-#[error("{line}: {message}")]
+#[error("{line}: {reason}")]
 pub struct UsersFileError {
     /// 1-based
     pub line: usize,
-    pub message: String,
+    pub reason: ids::IdError,
 }
 
 /// Parses `--users-from`: one UPN, object id or SID per line; blank lines and `#` comments
@@ -113,9 +113,9 @@ pub fn parse_users_file(text: &str) -> Result<Vec<(usize, UserRef)>, UsersFileEr
         if content.is_empty() {
             continue;
         }
-        let r = ids::parse_user_ref(content).map_err(|message| UsersFileError {
+        let r = ids::parse_user_ref(content).map_err(|reason| UsersFileError {
             line: i + 1,
-            message,
+            reason,
         })?;
         out.push((i + 1, r));
     }
