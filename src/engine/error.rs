@@ -11,6 +11,24 @@ use crate::graph::client::GraphError;
 use crate::live::LiveError;
 use crate::secrets::SecretsError;
 
+/// Desired state that names one tenant several ways (its initial domain, a verified domain, its
+/// id) and, across those files, declares a user or group twice. Found once the tenants are
+/// resolved, before anything is read or written; the diagnostics name both places.
+#[derive(Debug)]
+pub struct AliasConflict(pub Vec<crate::config::Diagnostic>);
+
+impl std::fmt::Display for AliasConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "desired state declares {} user(s) or group(s) twice for one tenant written several ways",
+            self.0.len()
+        )
+    }
+}
+
+impl std::error::Error for AliasConflict {}
+
 /// What can stop an engine call. Problems the user fixes in the desired state (diagnostics with
 /// file, line and column) are not errors but outcomes (see [`super::Rejected`]).
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +46,7 @@ pub enum EngineError {
     #[error(transparent)]
     Rails(#[from] crate::rails::Refusal),
     #[error(transparent)]
-    AliasConflict(#[from] super::session::AliasConflict),
+    AliasConflict(#[from] AliasConflict),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     /// an error of a library that reports through `anyhow` (the sandbox crate), kept as it was

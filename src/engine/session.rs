@@ -16,6 +16,7 @@ use crate::graph::client::GraphClient;
 use crate::live::{self, Caller, LiveError, LiveTenant};
 use crate::plan::Plan;
 
+pub use super::error::AliasConflict;
 use super::error::{Context, EngineError};
 use super::sandbox::{self, EmbeddedSandbox};
 use super::settings::TargetSettings;
@@ -36,24 +37,6 @@ pub struct TenantSession {
     pub clients: TenantClients,
     pub caller: Caller,
 }
-
-/// Desired state that names one tenant several ways (its initial domain, a verified domain, its
-/// id) and, across those files, declares a user or group twice. Found once the tenants are
-/// resolved, before anything is read or written; the diagnostics name both places.
-#[derive(Debug)]
-pub struct AliasConflict(pub Vec<config::Diagnostic>);
-
-impl std::fmt::Display for AliasConflict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "desired state declares {} user(s) or group(s) twice for one tenant written several ways",
-            self.0.len()
-        )
-    }
-}
-
-impl std::error::Error for AliasConflict {}
 
 /// Checks that every tenant named by `--tenant` is in desired state.
 pub fn check_selected_tenants(

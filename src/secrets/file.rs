@@ -361,4 +361,31 @@ mod tests {
         let names: Vec<_> = pws.iter().map(|(_, u, _)| u.as_str()).collect();
         assert_eq!(names, ["a@x", "b@x"]);
     }
+
+    #[test]
+    fn encrypted_passwords_open_only_with_the_identity_and_metadata_stays_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.jsonl");
+        let id = age::x25519::Identity::generate();
+        let other = age::x25519::Identity::generate();
+        let recipient = crate::secrets::parse_recipient(&id.to_public().to_string()).unwrap();
+        let (mut f, _) = SecretsFile::open(&path, OpenMode::CreateNew, vec![recipient]).unwrap();
+        f.intent(
+            "t",
+            "1",
+            "a@x",
+            Method::Patch,
+            Some(&pw("Secret-Canary-1!")),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("Secret-Canary-1!"));
+        assert!(text.contains("BEGIN AGE ENCRYPTED FILE"));
+        assert!(text.contains("a@x"), "metadata readable without the key");
+        assert_eq!(Journal::parse(&path, &text).unwrap().pending().count(), 1);
+        let pws = read_passwords(&text, Some(&id)).unwrap();
+        assert_eq!(pws[0].2.expose_secret(), "Secret-Canary-1!");
+        assert!(read_passwords(&text, Some(&other)).is_err());
+        assert!(read_passwords(&text, None).is_err());
+    }
 }

@@ -137,3 +137,457 @@ fn the_import_scanner_sees_paths_and_groups_not_comments() {
     let text = "use crate::graph::client::X;\nuse crate::{config, plan::Plan};\n// crate::commands\nlet x = crate::live::f(); // crate::apply\n";
     assert_eq!(imports(text), ["graph", "config", "plan", "live"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// No import circle between the files of one directory module.
+// ---------------------------------------------------------------------------------------------
+
+/// Source text with comments, string literals and character literals blanked out (kept as
+/// spaces, so that positions and lines stay), so that only code is scanned.
+fn code_only(text: &str) -> String {
+    let b: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < b.len() && b[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i] == '/' && b.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == '*' && b.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            out.push(' ');
+        } else if c == 'r'
+            && (next == Some('"') || next == Some('#'))
+            && (i == 0 || !is_ident(b[i - 1]))
+        {
+            // raw string r"..." or r#"..."#
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while b.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if b.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            j += 1;
+            'raw: while j < b.len() {
+                if b[j] == '"' && (0..hashes).all(|k| b.get(j + 1 + k) == Some(&'#')) {
+                    j += 1 + hashes;
+                    break 'raw;
+                }
+                j += 1;
+            }
+            i = j;
+            out.push_str("\"\"");
+        } else if c == '"' {
+            i += 1;
+            while i < b.len() && b[i] != '"' {
+                if b[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else if c == '\'' {
+            // a character literal ('x', '\n', '\u{1F}'), not a lifetime ('a)
+            if next == Some('\\') {
+                let mut j = i + 2;
+                while j < b.len() && b[j] != '\'' {
+                    j += 1;
+                }
+                i = j + 1;
+                out.push_str("' '");
+            } else if b.get(i + 2) == Some(&'\'') {
+                i += 3;
+                out.push_str("' '");
+            } else {
+                out.push(c);
+                i += 1;
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Parses a path or use tree at `s[i..]` (`a::b::{c, d::e}`); returns every full path and the
+/// position after it. `as` renames and globs end a path.
+fn parse_tree(s: &[char], mut i: usize, prefix: &[String], out: &mut Vec<Vec<String>>) -> usize {
+    let skip_ws = |s: &[char], mut i: usize| {
+        while i < s.len() && s[i].is_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut path = prefix.to_vec();
+    loop {
+        i = skip_ws(s, i);
+        if s.get(i) == Some(&'{') {
+            i += 1;
+            loop {
+                i = skip_ws(s, i);
+                match s.get(i) {
+                    Some('}') => return i + 1,
+                    Some(',') => i += 1,
+                    None => return i,
+                    _ => {
+                        let before = i;
+                        i = parse_tree(s, i, &path, out);
+                        if i == before {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let start = i;
+        while i < s.len() && is_ident(s[i]) {
+            i += 1;
+        }
+        if i == start {
+            if path.len() > prefix.len() {
+                out.push(path);
+            }
+            return i;
+        }
+        path.push(s[start..i].iter().collect());
+        let j = skip_ws(s, i);
+        if s.get(j) == Some(&':') && s.get(j + 1) == Some(&':') {
+            i = j + 2;
+        } else {
+            out.push(path);
+            return i;
+        }
+    }
+}
+
+/// The module path of a file under `src/`: `graph/client/mod.rs` is `graph::client`,
+/// `config/diag.rs` is `config::diag`, `lib.rs` the crate root.
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let last = parts.pop().unwrap();
+    let stem = last.trim_end_matches(".rs");
+    if !["mod", "lib", "main"].contains(&stem) {
+        parts.push(stem.to_owned());
+    }
+    parts
+}
+
+/// Every `crate::`, `super::` and `self::` path of a file, and every path of a `use` (relative to
+/// the module it is written in unless it starts with one of those), resolved to an absolute
+/// module path.
+/// `super` counts from the inline module (`mod tests { ... }`) it is written in.
+fn resolved_paths(text: &str, module: &[String]) -> Vec<Vec<String>> {
+    let s: Vec<char> = code_only(text).chars().collect();
+    let mut found = Vec::new();
+    // inline modules: (name, brace depth inside them)
+    let mut inline: Vec<(String, usize)> = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if c == '{' {
+            depth += 1;
+            i += 1;
+            continue;
+        }
+        if c == '}' {
+            if inline.last().is_some_and(|(_, d)| *d == depth) {
+                inline.pop();
+            }
+            depth = depth.saturating_sub(1);
+            i += 1;
+            continue;
+        }
+        if i > 0 && is_ident(s[i - 1]) || !is_ident(c) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < s.len() && is_ident(s[i]) {
+            i += 1;
+        }
+        let word: String = s[start..i].iter().collect();
+        if word == "mod" {
+            // `mod NAME {` opens an inline module
+            let mut j = i;
+            while j < s.len() && s[j].is_whitespace() {
+                j += 1;
+            }
+            let name_start = j;
+            while j < s.len() && is_ident(s[j]) {
+                j += 1;
+            }
+            let name: String = s[name_start..j].iter().collect();
+            while j < s.len() && s[j].is_whitespace() {
+                j += 1;
+            }
+            if !name.is_empty() && s.get(j) == Some(&'{') {
+                depth += 1;
+                inline.push((name, depth));
+                i = j + 1;
+            }
+            continue;
+        }
+        let mut paths = Vec::new();
+        if word == "use" {
+            // `use child::Name;` names a child of this module (or an external crate)
+            i = parse_tree(&s, i, &[], &mut paths);
+            for p in &mut paths {
+                if !["crate", "super", "self"].contains(&p[0].as_str()) {
+                    p.insert(0, "self".to_owned());
+                }
+            }
+        } else if ["crate", "super", "self"].contains(&word.as_str())
+            && s.get(i) == Some(&':')
+            && s.get(i + 1) == Some(&':')
+        {
+            i = parse_tree(&s, start, &[], &mut paths);
+        } else {
+            continue;
+        }
+        let here: Vec<String> = module
+            .iter()
+            .cloned()
+            .chain(inline.iter().map(|(n, _)| n.clone()))
+            .collect();
+        for path in paths {
+            let mut base = here.clone();
+            let mut rest = path.as_slice();
+            if rest.first().is_some_and(|p| p == "crate") {
+                base.clear();
+                rest = &rest[1..];
+            }
+            while let Some(first) = rest.first() {
+                match first.as_str() {
+                    "super" => {
+                        base.pop();
+                    }
+                    "self" => {}
+                    _ => break,
+                }
+                rest = &rest[1..];
+            }
+            base.extend(rest.iter().cloned());
+            found.push(base);
+        }
+    }
+    found
+}
+
+/// For each directory module of `src/` (`graph/client`, `config/diag`, ...; the crate root is the
+/// layer table's), the import graph between its child modules, and the circles in it.
+fn sibling_circles(src: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files.sort();
+    let files: Vec<(Vec<String>, Vec<Vec<String>>, String)> = files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(src).unwrap();
+            let module = module_of(rel);
+            let text = std::fs::read_to_string(f).unwrap();
+            (
+                module.clone(),
+                resolved_paths(&text, &module),
+                rel.display().to_string(),
+            )
+        })
+        .collect();
+    let mut dirs = Vec::new();
+    fn walk(dir: &Path, src: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.push(p.strip_prefix(src).unwrap().to_path_buf());
+                walk(&p, src, out);
+            }
+        }
+    }
+    walk(src, src, &mut dirs);
+    dirs.sort();
+    let mut circles = Vec::new();
+    for dir in dirs {
+        let prefix: Vec<String> = dir
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let mut children: Vec<String> = std::fs::read_dir(src.join(&dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir() || p.extension().is_some_and(|x| x == "rs"))
+            .map(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_owned()
+            })
+            .filter(|n| n != "mod")
+            .collect();
+        children.sort();
+        children.dedup();
+        // names the directory's own module re-exports (`pub use child::Name;`), by child
+        let mut reexported = BTreeMap::new();
+        for (module, paths, _) in &files {
+            if *module != prefix {
+                continue;
+            }
+            for p in paths {
+                if p.len() > prefix.len() + 1
+                    && p.starts_with(&prefix)
+                    && children.contains(&p[prefix.len()])
+                {
+                    reexported.insert(p.last().unwrap().clone(), p[prefix.len()].clone());
+                }
+            }
+        }
+        let mut edges: BTreeMap<String, std::collections::BTreeSet<String>> = children
+            .iter()
+            .map(|c| (c.clone(), Default::default()))
+            .collect();
+        for (module, paths, _) in &files {
+            if module.len() <= prefix.len() || !module.starts_with(&prefix) {
+                continue;
+            }
+            let from = &module[prefix.len()];
+            for p in paths {
+                if p.len() <= prefix.len() || !p.starts_with(&prefix) {
+                    continue;
+                }
+                let name = &p[prefix.len()];
+                let to = if children.contains(name) {
+                    name.clone()
+                } else if let Some(child) = reexported.get(name) {
+                    child.clone()
+                } else {
+                    continue; // an item of the directory's own module
+                };
+                if to != *from {
+                    edges.get_mut(from).unwrap().insert(to);
+                }
+            }
+        }
+        // depth-first search; a child met again while on the path closes a circle
+        fn visit(
+            at: &str,
+            edges: &BTreeMap<String, std::collections::BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut Vec<String>,
+            circles: &mut Vec<Vec<String>>,
+        ) {
+            if done.iter().any(|d| d == at) {
+                return;
+            }
+            if let Some(i) = path.iter().position(|f| f == at) {
+                let mut circle = path[i..].to_vec();
+                circle.push(at.to_owned());
+                circles.push(circle);
+                return;
+            }
+            path.push(at.to_owned());
+            for next in &edges[at] {
+                visit(next, edges, path, done, circles);
+            }
+            path.pop();
+            done.push(at.to_owned());
+        }
+        let mut done = Vec::new();
+        let mut found = Vec::new();
+        for child in &children {
+            visit(child, &edges, &mut Vec::new(), &mut done, &mut found);
+        }
+        for circle in found {
+            circles.push(format!("src/{}/: {}", dir.display(), circle.join(" -> ")));
+        }
+    }
+    circles
+}
+
+#[test]
+fn no_import_circle_between_the_files_of_a_directory() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let circles = sibling_circles(&src);
+    assert!(
+        circles.is_empty(),
+        "import circles between sibling modules (move the shared item down, into the lower \
+         module or a small new one):\n  {}",
+        circles.join("\n  ")
+    );
+}
+
+#[test]
+fn the_circle_scanner_resolves_paths_and_skips_comments_and_strings() {
+    let module: Vec<String> = vec!["graph".into(), "client".into(), "batch".into()];
+    let text = "use super::{error::GraphError, api::{A, b::C}};\n\
+                use crate::graph::retry::X as Y;\n\
+                // super::comment\n\
+                let s = \"super::string\"; let c = '{';\n\
+                mod tests { use super::*; use super::super::urls::u; }\n\
+                fn f() { self::g(); }\n";
+    let paths: Vec<String> = resolved_paths(text, &module)
+        .into_iter()
+        .map(|p| p.join("::"))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "graph::client::error::GraphError",
+            "graph::client::api::A",
+            "graph::client::api::b::C",
+            "graph::retry::X",
+            "graph::client::batch",
+            "graph::client::urls::u",
+            "graph::client::batch::g",
+        ]
+        .map(String::from)
+    );
+}
+
+#[test]
+fn the_circle_check_names_a_circle_through_a_reexport() {
+    let src = std::env::temp_dir().join(format!("pwdrift-arch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    let write = |p: &str, t: &str| std::fs::write(src.join(p), t).unwrap();
+    write("lib.rs", "mod a;\n");
+    write("a/mod.rs", "mod b;\nmod x;\nmod y;\npub use y::Thing;\n");
+    write("a/x.rs", "use super::Thing;\n");
+    write("a/y.rs", "pub struct Thing;\n");
+    write("a/b/mod.rs", "mod c;\n");
+    write("a/b/c.rs", "use crate::a::x::f; // super::y\n");
+    assert!(sibling_circles(&src).is_empty());
+    write("a/y.rs", "pub struct Thing;\nuse super::b::c::g;\n");
+    let circles = sibling_circles(&src);
+    std::fs::remove_dir_all(&src).unwrap();
+    assert_eq!(circles, ["src/a/: b -> x -> y -> b"]);
+}
