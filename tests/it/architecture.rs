@@ -15,8 +15,10 @@ const LAYERS: &[&[&str]] = &[
     &["diff"],
     &["rails", "verify"],
     &["apply", "render"],
-    &["schema", "printer"],
-    &["engine"],
+    // the engine is the library's face: it runs every step and hands results back; it prints
+    // nothing, so it sits below the printer, and only the command layer calls it
+    &["engine", "schema"],
+    &["printer"],
     &["commands"],
 ];
 
