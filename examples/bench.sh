@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (not part of the tests): every performance scenario of issue 10 against the Graph
+# Benchmark (not part of the tests): every performance scenario of docs/performance.md against the Graph
 # sandbox, in one invocation, one table at the end (see examples/bench.py for the scenarios,
 # the columns and the options).
 #

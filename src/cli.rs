@@ -1,7 +1,7 @@
 //! Command-line interface: the clap definitions. clap lives only here and in the command layer
 //! ([`crate::commands`], which parses, dispatches and turns the flags into the settings of
-//! [`crate::engine`]); nothing below it imports this module. Exit codes are documented in the
-//! README and [`ExitStatus`].
+//! [`crate::engine`]); nothing below it imports this module. Exit codes are documented in
+//! `docs/commands.md` ("Exit codes") and [`ExitStatus`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -27,7 +27,7 @@
 //! | 16 | reset, cloud user, `generate`/`env`/`file` | | method `patch_password_profile` (app or delegated) |
 //! | 17 | reset (either method) | caller is delegated as this very user | `Blocked(CallersOwnAccount)` |
 //! | 18 | reset via the API | caller is an application and no delegated credential is available | `Blocked(NeedsDelegatedCredential)` |
-//! | 19 | reset via the API | | resetPassword always leaves `f` true (seed 003): `after.f` is true unless a literal declares `f: false`, which a flags PATCH after the reset restores (apply sends one whenever `after` is not (`f` true, `fm` false)); the reason says which |
+//! | 19 | reset via the API | | resetPassword always leaves `f` true ("authenticationMethod: resetPassword"): `after.f` is true unless a literal declares `f: false`, which a flags PATCH after the reset restores (apply sends one whenever `after` is not (`f` true, `fm` false)); the reason says which |
 //! | 20 | nothing above wants a change | | `NoChange`, with the reason for every directive |
 //!
 //! Design choices made here:

@@ -12,7 +12,8 @@
 //! `graph-sandbox` crate of this workspace, behind the default-on `sandbox` feature) is a real
 //! HTTP server implementing the documented behaviour of the endpoints that pwdrift uses; it is the
 //! embedded default for trying pwdrift and the peer of the integration tests. It shares no code
-//! with pwdrift, and only the command layer and the schema export use it.
+//! with pwdrift; only the engine (the embedded sandbox of `--sandbox`), `pwdrift sandbox` and
+//! the schema export use it.
 
 mod apply;
 pub mod cli;

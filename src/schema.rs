@@ -75,7 +75,9 @@ pub fn render(spec: &SchemaSpec) -> String {
 mod tests {
     use super::*;
 
-    /// The published schema, as it stands in the reference page (seed 004).
+    /// The published schema, as Microsoft publishes it in the OpenAPI description of Graph v1.0
+    /// (`#/components/schemas/microsoft.graph.passwordProfile`,
+    /// <https://github.com/microsoftgraph/msgraph-metadata>).
     const PUBLISHED: &str = r##"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "#/components/schemas/microsoft.graph.passwordProfile",

@@ -1,8 +1,11 @@
 //! Step 6 of the pipeline: read every changed user back and decide whether the change took effect.
 //!
 //! A write that Graph acknowledged is not trusted on its own: the sources disagree on whether a
-//! flags-only `PATCH` of `passwordProfile` does anything (graph-facts.md: one report has it return
-//! 204 and change nothing). So a change counts as done only when the live state read back equals
+//! flags-only `PATCH` of `passwordProfile` does anything (a report on Microsoft's Graph
+//! documentation, "A new password is always required in a passwordProfile PATCH",
+//! <https://github.com/microsoftgraph/microsoft-graph-docs/issues/4267>, has it return 204 and
+//! change nothing; the "passwordProfile resource type" page,
+//! <https://learn.microsoft.com/en-us/graph/api/resources/passwordprofile>, does not say). So a change counts as done only when the live state read back equals
 //! the planned `after` flags and, for a password reset, `lastPasswordChangeDateTime` moved to (or
 //! past) the moment the apply started.
 
@@ -73,7 +76,7 @@ pub fn check(action: &Action, after_write: Option<&LiveUser>, started: DateTime<
                         .to_owned(),
                 };
             }
-            // resetPassword always prompts the user to change the password (seed 003), so the
+            // resetPassword always prompts the user to change the password ("authenticationMethod: resetPassword"), so the
             // API method is held only to the MFA flag it was asked for; PATCH to both flags.
             let flags_ok = match method {
                 ResetMethod::PatchPasswordProfile => live.flags == *after,

@@ -1,5 +1,5 @@
 //! The settings of a run, resolved once: the command layer builds them from the flags, the
-//! environment and the defaults (one function per command, in `commands/settings.rs`), and the
+//! environment and the defaults (one function per command, in `commands/target.rs`), and the
 //! engine reads nothing else (as ripgrep's `HiArgs` or uv's settings do). Credentials are the
 //! exception: they are read per tenant, when a tenant is signed in to, in the Azure SDK
 //! conventions ([`crate::graph::auth::Credential::from_env`]).

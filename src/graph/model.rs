@@ -279,7 +279,8 @@ pub struct Page<T> {
     pub count: Option<u64>,
 }
 
-/// The id of the password authentication method: always this GUID (seed 003).
+/// The id of the password authentication method: always this GUID ("authenticationMethod: resetPassword",
+/// <https://learn.microsoft.com/en-us/graph/api/authenticationmethod-resetpassword>).
 pub const PASSWORD_METHOD_ID: &str = "28c10230-6103-485e-b985-444c60001490";
 
 /// Body of `POST .../authentication/methods/{passwordMethods-id}/resetPassword`.

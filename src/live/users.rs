@@ -88,7 +88,7 @@ enum UserRead {
 /// What one response costs, in objects returned: a round trip costs about as much as 150 of the
 /// objects it carries. Microsoft documents no latencies; this is the assumption the benchmark's
 /// latency model makes (60 ms per request and 0.4 ms per object: a full page of 999 users in
-/// about half a second, README "Performance"), used here only to compare two ways of reading.
+/// about half a second, `docs/performance.md`), used here only to compare two ways of reading.
 const ROUND_TRIP_IN_OBJECTS: usize = 150;
 
 /// The cost of looking `declared` users up: `$batch` envelopes of 20, `concurrency` in flight,

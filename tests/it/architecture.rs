@@ -593,3 +593,79 @@ fn the_circle_check_names_a_circle_through_a_reexport() {
     std::fs::remove_dir_all(&src).unwrap();
     assert_eq!(circles, ["src/a/: b -> x -> y -> b"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Comments cite Microsoft's pages or the repository's own documents, nothing outside it.
+// ---------------------------------------------------------------------------------------------
+
+/// Source files that must not cite material outside the repository: pwdrift's and the sandbox's
+/// code, the tests, the examples and the fuzz harness.
+#[test]
+fn sources_cite_nothing_outside_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // spelt in pieces so that this file does not match itself
+    let forbidden = [
+        ["graph", "-facts"].concat(),
+        ["seeds", "/"].concat(),
+        ["../", "shared"].concat(),
+    ];
+    let mut files = Vec::new();
+    for dir in [
+        "src",
+        "crates/graph-sandbox/src",
+        "tests",
+        "examples",
+        "fuzz",
+    ] {
+        source_files(&root.join(dir), &mut files);
+    }
+    assert!(
+        files.len() > 100,
+        "the walk finds the sources: {}",
+        files.len()
+    );
+    let mut found = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue; // not text
+        };
+        for (n, line) in text.lines().enumerate() {
+            for word in &forbidden {
+                if line.contains(word.as_str()) {
+                    found.push(format!(
+                        "{}:{}: `{word}`",
+                        file.strip_prefix(root).unwrap().display(),
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "cite Microsoft's documentation (title or URL) or the repository's own docs instead:\n  {}",
+        found.join("\n  ")
+    );
+}
+
+/// Every file under `dir` that holds code or its documentation (`.rs`, `.md`, `.py`, `.sh`,
+/// `.toml`, `.yaml`, `.json`), skipping build output.
+fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy();
+        if p.is_dir() {
+            if !["target", "artifacts", "work", "corpus"].contains(&name.as_ref()) {
+                source_files(&p, out);
+            }
+        } else if ["rs", "md", "py", "sh", "toml", "yaml", "yml", "json"]
+            .iter()
+            .any(|x| p.extension().is_some_and(|e| e == *x))
+        {
+            out.push(p);
+        }
+    }
+}

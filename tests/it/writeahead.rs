@@ -795,7 +795,7 @@ fn peak_in_flight(sb: &Sandbox, matching: impl Fn(&str) -> bool) -> u64 {
         .unwrap_or(0)
 }
 
-/// Password resets run side by side (issue 10, point 5): PATCH resets of cloud users and
+/// Password resets run side by side: PATCH resets of cloud users and
 /// resetPassword operations of synced users (pwdrift's password) and of cloud users
 /// (system-generated), against a sandbox with 100 ms per answer. The sandbox saw more than one of
 /// each in flight at once (counted, not timed); every user was written exactly once, every
@@ -955,7 +955,7 @@ fn an_expired_grace_still_writes_the_report_and_the_summary() {
     );
 }
 
-/// Tenants are applied side by side (issue 10, point 6): three generated tenants, three password
+/// Tenants are applied side by side: three generated tenants, three password
 /// resets each, `--concurrency 1` (one request in flight per tenant) and 100 ms per answer. The
 /// sandbox saw more than one PATCH in flight at once, which only tenants overlapping can do; the
 /// report lists the users in the plan's order; every password is recorded.

@@ -25,8 +25,8 @@
 //! costs the objects it returns, at least 1). The base `--latency` still applies once per HTTP
 //! request. The sandbox has no default for either: the values the benchmark uses, 60 ms per
 //! request and 0.4 ms per object (a full page of 999 users in about 460 ms), are an
-//! *assumption* fitted to the observation in issue 10 that a full 999-user page takes on the
-//! order of half a second on Graph; Microsoft documents no latency figures.
+//! *assumption*: that a full 999-user page takes on the order of half a second on Graph
+//! (`docs/performance.md`); Microsoft documents no latency figures.
 //!
 //! # Determinism
 //!

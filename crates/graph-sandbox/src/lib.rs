@@ -6,8 +6,9 @@
 //! # A test oracle, not a mirror
 //!
 //! This crate imports nothing from pwdrift. It is written from Microsoft's documentation and from
-//! public reports of how Graph behaves (the project's `graph-facts.md`), with its own password
-//! rules ([`password`]) and its own wire types (e.g. the `$batch` envelope in `batch`),
+//! public reports of how Graph behaves (issue threads on Microsoft's Graph documentation, named
+//! where each is used), with its own password rules ([`password`]) and its own wire types (e.g.
+//! the `$batch` envelope in `batch`),
 //! duplicated on purpose: a bug in pwdrift's client is not mirrored here, so the integration
 //! tests can catch it. Where real tenants differ or sources disagree, each case is a switch
 //! ([`SandboxConfig`], seed fields).

@@ -354,8 +354,9 @@ pub async fn change_password(
         chrono::Utc::now(),
         new_password.as_deref().map(super::seed::password_hash),
     );
-    // The force flags are cleared once the user has changed the password (passwordProfile page;
-    // graph-facts.md: "in practice so is forceChangePasswordNextSignIn").
+    // The force flags are cleared once the user has changed the password: "passwordProfile
+    // resource type" says so of forceChangePasswordNextSignInWithMfa, and tenants behave the same
+    // way for forceChangePasswordNextSignIn.
     u.force_change = false;
     u.force_change_mfa = false;
     drop(store);

@@ -1,7 +1,9 @@
 //! `POST /users/{id | upn}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword`
-//! and `GET /users/{id | upn}/authentication/operations/{id}` (seed 003), on v1.0 and beta.
+//! and `GET /users/{id | upn}/authentication/operations/{id}`, on v1.0 and beta.
 //!
-//! Rules, from the reference page and graph-facts.md:
+//! Rules, from the reference page ("authenticationMethod: resetPassword",
+//! <https://learn.microsoft.com/en-us/graph/api/authenticationmethod-resetpassword>) and the
+//! pages it links:
 //! - delegated tokens only: app-only tokens get 403 ("Application: Not supported");
 //! - scope `UserAuthenticationMethod.ReadWrite.All`, and a role of the signed-in user:
 //!   Authentication Administrator or Privileged Authentication Administrator (Global Administrator,

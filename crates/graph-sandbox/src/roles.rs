@@ -7,7 +7,8 @@
 //! delegated also `User.Read`).
 //!
 //! What is modelled, from the v1.0 pages (unifiedRoleDefinition, unifiedRoleAssignment,
-//! unifiedRoleEligibilityScheduleInstance, domain) and graph-facts.md:
+//! unifiedRoleEligibilityScheduleInstance, domain), and public reports where they are silent
+//! (named below):
 //!
 //! - role definitions: the built-in roles the sandbox knows (`isBuiltIn: true`, id = template
 //!   id) and the seed's custom roles (`isBuiltIn: false`); `$filter` `eq`/`in` on `id`,

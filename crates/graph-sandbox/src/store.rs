@@ -566,7 +566,8 @@ impl Tenant {
                     self.before_write(ui, std::time::Instant::now(), lag);
                     let user = &mut self.users[ui];
                     user.password_changed(at, Some(hash));
-                    // seed 003: "The user is prompted to change their password on their next sign in."
+                    // "authenticationMethod: resetPassword": "The user is prompted to change their
+                    // password on their next sign in."
                     user.force_change = true;
                     changed = true;
                 }

@@ -6,7 +6,9 @@
 //! `onPremisesSecurityIdentifier` only when selected (the sandbox applies the same default set on
 //! beta). `passwordProfile` is `null` unless a force flag is set, and never carries the password.
 //!
-//! PATCH rules (graph-facts.md, "Writing passwordProfile"):
+//! PATCH rules ("Update user", <https://learn.microsoft.com/en-us/graph/api/user-update>, and
+//! "passwordProfile resource type",
+//! <https://learn.microsoft.com/en-us/graph/api/resources/passwordprofile>):
 //! - permission `User-PasswordProfile.ReadWrite.All` or `User.ReadWrite.All` (delegated also
 //!   `Directory.AccessAsUser.All`); properties other than `passwordProfile` need
 //!   `User.ReadWrite.All` / `Directory.ReadWrite.All`;
@@ -163,7 +165,9 @@ const READ_ONLY: &[&str] = &[
     "externalUserState",
 ];
 
-/// Filterable user properties and their operators (graph-facts.md, "Reading users").
+/// Filterable user properties and their operators ("user resource type",
+/// <https://learn.microsoft.com/en-us/graph/api/resources/user>, and "Advanced query capabilities
+/// on Microsoft Entra ID objects", <https://learn.microsoft.com/en-us/graph/aad-advanced-queries>).
 /// `GET /users` (and group members, which are users).
 pub const USERS: odata::CollectionSpec<User> = odata::CollectionSpec {
     filters: Some(USER_FILTERS),
