@@ -1,7 +1,9 @@
 //! Step 4 of the pipeline: render a plan as text (terraform-style), JSON, Markdown or GitHub
 //! workflow commands; and diagnostics for machines ([`diagnostics`], [`github`]).
 //!
-//! Every renderer is a pure function from a [`Plan`] to a `String`; the command decides where it
+//! Every renderer is a function of its input alone: it returns a `String`, and the text and JSON
+//! renderers can also write the same bytes to an `io::Write` in chunks ([`write_text`],
+//! [`write_json`]) so that a large plan is not held in memory twice; the command decides where it
 //! goes and whether colour is wanted ([`crate::printer::Printer::color_out`]). A plan holds no
 //! secret by construction, and the renderers only ever print a password as `(sensitive)` next to
 //! where it will come from (a variable *name*, a file *path*, "generated").

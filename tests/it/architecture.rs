@@ -1,6 +1,7 @@
-//! The layering of `src/`: a module imports only from the layers below it, and clap's types
-//! (`crate::cli`) reach only the command layer. Checked on the source text, so a new upward
-//! import fails the suite before it becomes a cycle.
+//! The checks behind ARCHITECTURE.md, read from the source text: the layering of `src/` (a module
+//! imports only from the layers below it, and clap's types, `crate::cli`, reach only the command
+//! layer), no import circle between the files of any directory, a code map that names every file
+//! under `src/`, and comments that cite nothing outside the repository.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -668,4 +669,56 @@ fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(p);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ARCHITECTURE.md's code map names every file under src/, and only files that exist.
+// ---------------------------------------------------------------------------------------------
+
+/// The paths relative to `src/` that the "Code map" section of ARCHITECTURE.md names: every
+/// backticked `….rs` path, except the ones of other directories (`tests/`, `crates/`, ...).
+fn code_map_paths(doc: &str) -> Vec<String> {
+    let start = doc
+        .find("\n## Code map")
+        .expect("ARCHITECTURE.md has a `## Code map` section");
+    let section = &doc[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut found = Vec::new();
+    for (i, piece) in section.split('`').enumerate() {
+        let other_dir = ["tests/", "crates/", "fuzz/", "examples/", "docs/"]
+            .iter()
+            .any(|d| piece.starts_with(d));
+        if i % 2 == 1 && piece.ends_with(".rs") && !piece.contains(' ') && !other_dir {
+            found.push(piece.trim_start_matches("src/").to_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn the_code_map_names_every_file_under_src() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let named = code_map_paths(&doc);
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let files: std::collections::BTreeSet<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    let missing: Vec<&String> = files.iter().filter(|f| !named.contains(f)).collect();
+    let stale: Vec<&String> = named.iter().filter(|n| !files.contains(*n)).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "ARCHITECTURE.md's code map is out of date:\n  not named (add one line each): {missing:?}\n  \
+         named but not under src/: {stale:?}"
+    );
+}
+
+#[test]
+fn the_code_map_reader_takes_src_paths_only() {
+    let doc = "# A\n`lib.rs`\n## Code map\n- `engine/session.rs`: x, `src/main.rs`, \
+               `tests/it/main.rs`, `crates/x/src/lib.rs`, `not a.rs`\n## Invariants\n`cli.rs`\n";
+    assert_eq!(code_map_paths(doc), ["engine/session.rs", "main.rs"]);
 }
