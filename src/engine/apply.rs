@@ -10,6 +10,7 @@
 use std::future::Future;
 
 use crate::apply::{self, ApplyError, ApplyReport, Cancel, UserResult};
+use crate::config::read::read_regular_text;
 use crate::plan::Plan;
 use crate::secrets::{OpenMode, SecretsFile};
 
@@ -18,7 +19,11 @@ use super::session::Session;
 use super::settings::ApplySettings;
 use super::{EngineError, Observer};
 
-/// The age recipients of `--secrets-recipient`: each value a recipient, or a file of them.
+/// The largest recipients file read (a recipient is 62 characters).
+const MAX_RECIPIENTS_FILE_BYTES: u64 = 1 << 20;
+
+/// The age recipients of `--secrets-recipient`: each value a recipient, or a file of them (a
+/// regular file, read through the one reader of user-named files).
 pub fn recipients(values: &[String]) -> Result<Vec<age::x25519::Recipient>, EngineError> {
     let mut out = Vec::new();
     for v in values {
@@ -29,9 +34,10 @@ pub fn recipients(values: &[String]) -> Result<Vec<age::x25519::Recipient>, Engi
             );
             continue;
         }
-        let text = std::fs::read_to_string(v).context_with(|| {
-            format!("--secrets-recipient {v}: not age1... and not a readable file")
-        })?;
+        let text = read_regular_text(std::path::Path::new(v), MAX_RECIPIENTS_FILE_BYTES)
+            .context_with(|| {
+                format!("--secrets-recipient {v}: not age1... and not a readable file")
+            })?;
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -199,4 +205,26 @@ pub async fn run(
         secrets,
         stopped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recipients file is read as any user-named file: a device (which `read_to_string` would
+    /// read forever) is refused, a file of recipients with comments is read.
+    #[cfg(unix)]
+    #[test]
+    fn recipients_files_are_regular_files() {
+        let err = recipients(&["/dev/zero".to_owned()]).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains("not a regular file"), "{chain}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("recipients.txt");
+        let identity = age::x25519::Identity::generate();
+        std::fs::write(&file, format!("# ops\n\n{}\n", identity.to_public())).unwrap();
+        let read = recipients(&[file.to_str().unwrap().to_owned()]).unwrap();
+        assert_eq!(read.len(), 1);
+    }
 }

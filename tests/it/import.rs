@@ -377,3 +377,35 @@ fn unknown_selection_is_an_error_and_writes_nothing() {
     assert!(group.stderr.contains("--group No Such Group"), "{group:?}");
     assert!(!dir.join("x").exists());
 }
+
+/// `--users-from` names a file the user chose: a device or FIFO (`/dev/zero` would be read
+/// forever) is refused at once, through the same reader as desired-state files.
+#[cfg(unix)]
+#[test]
+fn users_from_a_device_is_refused_and_writes_nothing() {
+    let ws = workspace();
+    let dir = ws.path();
+    let out = pwdrift(
+        dir,
+        &[
+            "import",
+            "--sandbox",
+            CONTOSO,
+            "--tenant",
+            "contoso.onmicrosoft.com",
+            "--out",
+            "x",
+            "--users-from",
+            "/dev/zero",
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("--users-from: cannot read /dev/zero")
+            && out
+                .stderr
+                .contains("not a regular file (a character device)"),
+        "{out:?}"
+    );
+    assert!(!dir.join("x").exists());
+}

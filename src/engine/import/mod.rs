@@ -95,6 +95,9 @@ pub struct OutFile {
     pub users: usize,
 }
 
+/// The largest `--users-from` file read (a million UPNs of about 60 bytes).
+const MAX_USERS_FILE_BYTES: u64 = 64 << 20;
+
 /// A line of `--users-from` that names no user.
 #[derive(Debug, thiserror::Error)]
 #[error("{line}: {reason}")]
@@ -148,7 +151,7 @@ pub async fn import(
         );
     }
     if let Some(file) = &settings.users_from {
-        let text = std::fs::read_to_string(file)
+        let text = crate::config::read::read_regular_text(file, MAX_USERS_FILE_BYTES)
             .context_with(|| format!("--users-from: cannot read {}", file.display()))?;
         selection.users = parse_users_file(&text)
             .map_err(|e| EngineError::refused(format!("--users-from {}:{e}", file.display())))?;
