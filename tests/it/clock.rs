@@ -110,6 +110,7 @@ fn graph_a_year_ahead_a_due_reset_is_not_skipped_and_applied_once() {
     let a = apply(&sb, &due);
     assert_eq!(a.code, 0, "{a:?}");
     assert_eq!(sb.patches_of("alice@contoso.com"), 1, "{a:?}");
+    assert_eq!(a.stderr.matches("Graph's clock is").count(), 1, "{a:?}");
 
     // met now: Graph stamped the change with its own clock, after notBefore
     let (r, plan) = plan_json(&sb, &due);
