@@ -453,6 +453,11 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
 
+    /// Shift the sandbox's clock (the `Date` header of its responses, the timestamps it writes,
+    /// its tokens' lifetimes): a sign, a number and d, h, m or s, e.g. `+365d`, `-365d`.
+    #[arg(long, value_name = "OFFSET", allow_hyphen_values = true)]
+    pub clock_offset: Option<String>,
+
     /// Reproduce the disputed behaviour: a PATCH of passwordProfile flags without a password
     /// returns 204 and changes nothing.
     #[arg(long)]

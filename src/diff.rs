@@ -69,9 +69,22 @@ pub fn diff(tenants: &[LiveTenant], now: DateTime<Utc>) -> Plan {
 /// being copied, and the live state is freed as the plan grows (with every user of a large
 /// tenant declared, live state and plan side by side were the peak of a run).
 pub fn diff_owned(tenants: Vec<LiveTenant>, now: DateTime<Utc>) -> Plan {
+    let decided = tenants
+        .into_iter()
+        .map(|t| (t, now, plan::ClockSource::Local))
+        .collect();
+    diff_decided(decided, now)
+}
+
+/// [`diff_owned`], each tenant decided by its own clock (Graph's time as its answers gave it,
+/// recorded in the plan with whose clock it is); `created_at` is the plan's.
+pub fn diff_decided(
+    tenants: Vec<(LiveTenant, DateTime<Utc>, plan::ClockSource)>,
+    created_at: DateTime<Utc>,
+) -> Plan {
     let tenants = tenants
         .into_iter()
-        .map(|t| {
+        .map(|(t, now, clock)| {
             let LiveTenant {
                 tenant,
                 tenant_id,
@@ -103,6 +116,8 @@ pub fn diff_owned(tenants: Vec<LiveTenant>, now: DateTime<Utc>) -> Plan {
             TenantPlan {
                 tenant,
                 tenant_id,
+                decided_at: now,
+                clock,
                 users,
                 notes,
             }
@@ -111,7 +126,7 @@ pub fn diff_owned(tenants: Vec<LiveTenant>, now: DateTime<Utc>) -> Plan {
     Plan {
         format_version: plan::FORMAT_VERSION.to_owned(),
         pwdrift_version: env!("CARGO_PKG_VERSION").to_owned(),
-        created_at: now,
+        created_at,
         // set by the command, which knows the files and filters
         made_from: plan::MadeFrom::default(),
         tenants,

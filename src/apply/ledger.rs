@@ -129,6 +129,8 @@ mod tests {
         let tenant = |name: &str, users: Vec<UserPlan>| TenantPlan {
             tenant: name.into(),
             tenant_id: name.into(),
+            decided_at: Utc::now(),
+            clock: crate::plan::ClockSource::Graph,
             users,
             notes: vec![],
         };

@@ -72,10 +72,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         let files: Vec<String> = (plan.made_from.files.iter())
             .map(|f| f.path.display().to_string())
             .collect();
-        let ready = rejected(
-            printer,
-            engine::recheck(&settings, plan, chrono::Utc::now(), &shown).await?,
-        );
+        let ready = rejected(printer, engine::recheck(&settings, plan, &shown).await?);
         if ready.is_some() {
             printer.info(&format!(
                 "The saved plan is the plan its desired state ({}) gives against live state now.",
@@ -89,10 +86,9 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         else {
             return Ok(ExitStatus::Failure);
         };
-        let now = chrono::Utc::now();
         let ready = rejected(
             printer,
-            engine::recheck::prepare(&settings, loaded, now, &shown).await?,
+            engine::recheck::prepare(&settings, loaded, &shown).await?,
         );
         if let Some(r) = &ready {
             out(printer, &crate::render::text(&r.plan, printer.color_out()))?;

@@ -26,7 +26,7 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     let settings = super::target::target_settings(&args.target, 4);
     let rt = session::runtime()?;
     let shown = session::Shown { printer, style };
-    let planned = rt.block_on(engine::plan(&settings, loaded, chrono::Utc::now(), &shown))?;
+    let planned = rt.block_on(engine::plan(&settings, loaded, &shown))?;
     let plan = match planned {
         Ok(plan) => plan,
         Err(rejected) => {

@@ -75,6 +75,10 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     c.throttle = args.throttle.clone();
     c.latency = args.latency.clone();
     c.latency_per_item = args.latency_per_item;
+    if let Some(offset) = &args.clock_offset {
+        c.clock_offset = graph_sandbox::clock::parse_offset(offset)
+            .map_err(|e| anyhow::anyhow!("--clock-offset: {e}"))?;
+    }
     c.faults = args.faults.clone();
     c.rng_seed = args.rng_seed;
     c.flag_only_patch_noop = args.flag_only_patch_noop;

@@ -68,6 +68,15 @@ impl Observer for Shown<'_> {
     fn warnings(&self, diagnostics: &[config::Diagnostic], sources: &SourceMap) {
         report_diagnostics(self.printer, diagnostics, sources, self.style);
     }
+
+    fn warning(&self, text: &str) {
+        self.printer.diagnostics(&match self.style {
+            DiagnosticStyle::Text => {
+                format!("warning: {}\n", crate::printer::escape_controls(text))
+            }
+            DiagnosticStyle::Github => crate::render::github::warning("pwdrift: warning", text),
+        });
+    }
 }
 
 /// Most lines shown per kind of refusal of a saved plan; the rest are counted.

@@ -11,6 +11,7 @@
 //! [`settings`] types.
 
 pub mod apply;
+pub mod clock;
 pub mod error;
 pub mod files;
 pub mod import;
@@ -38,6 +39,11 @@ pub trait Observer {
     fn info(&self, text: &str);
     /// Warnings of desired state loaded on the way (the lines shown come from `sources`).
     fn warnings(&self, diagnostics: &[Diagnostic], sources: &SourceMap);
+    /// A warning about the run (one line without a `warning:` prefix, e.g. the local clock far
+    /// from Graph's).
+    fn warning(&self, text: &str) {
+        self.info(text);
+    }
 }
 
 /// Why a run stops before writing anything, for a reason the user fixes (the desired state, or

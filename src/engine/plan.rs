@@ -1,4 +1,4 @@
-//! Plan: desired state against live state, by the clock the caller gives, sealed with what it
+//! Plan: desired state against live state, by Graph's clock ([`super::clock`]), sealed with what it
 //! was made from (so that `apply FILE` can derive it again; see [`super::recheck()`]).
 
 use std::path::PathBuf;
@@ -28,14 +28,13 @@ pub fn made_from(target: &TargetSettings, digests: &[(PathBuf, String)]) -> Made
     }
 }
 
-/// Connects, reads live state, diffs (deciding by `now`) and seals the plan (its content hash,
+/// Connects, reads live state, diffs (deciding by Graph's clock, see [`super::clock`]) and seals the plan (its content hash,
 /// streamed: no copy) with what it was made from, so that it is saved as it is. The declared
 /// users are let go without being freed ([`super::leak_at_exit`]): a plan is the last step of
 /// the process that makes it, and freeing 100,000 of them one by one costs more than the exit.
 pub async fn plan(
     settings: &TargetSettings,
     loaded: config::Loaded,
-    now: chrono::DateTime<chrono::Utc>,
     observer: &dyn Observer,
 ) -> Result<Result<Plan, Rejected>, EngineError> {
     let made_from = made_from(settings, &loaded.digests);
@@ -44,7 +43,7 @@ pub async fn plan(
             Ok(opened) => opened,
             Err(rejected) => return Ok(Err(rejected)),
         };
-    let planned = session.plan(&settings.targets, now).await;
+    let planned = session.plan(&settings.targets, observer).await;
     for t in &mut session.tenants {
         super::leak_at_exit(std::mem::take(&mut t.desired.users));
     }

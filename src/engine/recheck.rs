@@ -60,11 +60,10 @@ pub fn parse_saved(path: &Path, text: &str) -> Result<Plan, EngineError> {
 }
 
 /// Connects for the loaded desired state, resolves what an interrupted run left pending (with
-/// `--secrets-append`), and plans against live state by the clock `now`.
+/// `--secrets-append`), and plans against live state by Graph's clock ([`super::clock`]).
 pub async fn prepare(
     settings: &ApplySettings,
     loaded: config::Loaded,
-    now: chrono::DateTime<chrono::Utc>,
     observer: &dyn Observer,
 ) -> Result<Result<Ready, Rejected>, EngineError> {
     let target = &settings.target;
@@ -80,7 +79,7 @@ pub async fn prepare(
             return Err(e);
         }
     };
-    match session.plan(&target.targets, now).await {
+    match session.plan(&target.targets, observer).await {
         Ok(plan) => Ok(Ok(Ready {
             plan,
             session,
@@ -98,7 +97,6 @@ pub async fn prepare(
 pub async fn recheck(
     settings: &ApplySettings,
     mut plan: Plan,
-    now: chrono::DateTime<chrono::Utc>,
     observer: &dyn Observer,
 ) -> Result<Result<Ready, Rejected>, EngineError> {
     let made = plan.made_from.clone();
@@ -164,7 +162,7 @@ pub async fn recheck(
         ),
         None => None,
     };
-    let mut ready = match prepare(&again, loaded, now, observer).await? {
+    let mut ready = match prepare(&again, loaded, observer).await? {
         Ok(ready) => ready,
         Err(rejected) => return Ok(Err(rejected)),
     };

@@ -202,17 +202,37 @@ impl Session {
         })
     }
 
-    /// Reads live state and diffs it against desired state, deciding by the clock `now` (when a
-    /// `requirePasswordChange { since }` is due). [`LiveError::Resolution`]: desired state does
-    /// not match the tenant (a user that does not exist, a conflict through a group, ...).
-    pub async fn plan(
-        &self,
-        only: &[String],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Plan, LiveError> {
+    /// Reads live state and diffs it against desired state, each tenant decided by Graph's
+    /// clock as its answers gave it (when a `requirePasswordChange { since }` is due; see
+    /// [`super::clock`]); the clock warnings go to `observer`. [`LiveError::Resolution`]:
+    /// desired state does not match the tenant (a user that does not exist, a conflict through
+    /// a group, ...).
+    pub async fn plan(&self, only: &[String], observer: &dyn Observer) -> Result<Plan, LiveError> {
         let live = self.read_live(only).await?;
         tracing::debug!("live state read and resolved; diffing");
-        let plan = crate::diff::diff_owned(live, now);
+        let local = chrono::Utc::now();
+        let clocks: Vec<super::clock::Decided> = live
+            .iter()
+            .map(|l| match self.tenant(&l.tenant) {
+                Some(t) => super::clock::tenant_now(t, local),
+                None => super::clock::graph_now(&[], local),
+            })
+            .collect();
+        let named: Vec<(&str, super::clock::Decided)> = live
+            .iter()
+            .map(|l| l.tenant.as_str())
+            .zip(clocks.iter().copied())
+            .collect();
+        for w in super::clock::warnings(&named, local) {
+            observer.warning(&w);
+        }
+        let created_at = clocks.iter().map(|c| c.at).max().unwrap_or(local);
+        let decided = live
+            .into_iter()
+            .zip(clocks)
+            .map(|(l, c)| (l, c.at, c.clock))
+            .collect();
+        let plan = crate::diff::diff_decided(decided, created_at);
         tracing::debug!("diffed");
         Ok(plan)
     }

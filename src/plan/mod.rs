@@ -29,7 +29,7 @@ use crate::config::{Origin, PasswordSource};
 use crate::graph::model::ForceFlags;
 
 /// Version of the plan document format. Bump on incompatible change.
-pub const FORMAT_VERSION: &str = "3";
+pub const FORMAT_VERSION: &str = "4";
 
 /// A pwdrift plan: per tenant and per managed user, what `pwdrift apply` would do and why.
 /// Contains no secret.
@@ -38,14 +38,15 @@ pub const FORMAT_VERSION: &str = "3";
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Version of this document format. pwdrift refuses to apply a plan whose version it does not
-    /// know. Currently "3" (version 2 added `content_hash` and `allow_privileged`; version 3
-    /// added `made_from`).
+    /// know. Currently "4" (version 2 added `content_hash` and `allow_privileged`; version 3
+    /// added `made_from`; version 4 added each tenant's `decided_at` and `clock`).
     #[schemars(extend("const" = FORMAT_VERSION))]
     pub format_version: String,
     /// The pwdrift version that made the plan.
     pub pwdrift_version: String,
-    /// When the plan was computed (UTC). Directives that are not yet due (`since` or `notBefore`
-    /// after this instant) were treated as no change.
+    /// When the plan was computed (UTC), on Graph's clock: the latest `decided_at` of its
+    /// tenants (the local clock only when Graph's answers carried no `Date` header, or the plan
+    /// has no tenant). Each tenant's directives were decided by its own `decided_at`.
     pub created_at: DateTime<Utc>,
     /// What the plan was made from: the desired-state files (with their SHA-256) and the
     /// filters. `pwdrift apply FILE` re-loads these files, refuses if any is missing or changed,
@@ -100,6 +101,14 @@ pub struct TenantPlan {
     pub tenant: String,
     /// The resolved tenant id (GUID).
     pub tenant_id: String,
+    /// The instant every date of this tenant's directives was decided by (UTC): directives not
+    /// yet due (`since` or `notBefore` after it) were treated as no change. Graph's time, taken
+    /// from the `Date` header of its answers while live state was read (see `clock`), never
+    /// the clock of the machine that made the plan.
+    pub decided_at: DateTime<Utc>,
+    /// Whose clock `decided_at` is: `graph` (the `Date` header of Graph's answers) or `local`
+    /// (Graph's answers carried no `Date` header, so the local clock was used, with a warning).
+    pub clock: ClockSource,
     /// Every managed user of the tenant, ordered by userPrincipalName (then object id), including
     /// the users with no change.
     pub users: Vec<UserPlan>,
@@ -107,6 +116,17 @@ pub struct TenantPlan {
     /// Privileged Identity Management, so no one can be an eligible administrator).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// Whose clock a tenant's plan was decided by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockSource {
+    /// Graph's: the `Date` header of its answers while live state was read.
+    Graph,
+    /// The local clock of the machine that made the plan: Graph's answers carried no `Date`
+    /// header.
+    Local,
 }
 
 /// The plan for one managed user.

@@ -113,6 +113,12 @@ pub fn plan(p: &Plan, stop_token: &str) -> String {
     out
 }
 
+/// One `::warning` command with `title` and `message` (both escaped), e.g. the local clock far
+/// from Graph's.
+pub fn warning(title: &str, message: &str) -> String {
+    command("warning", None, title, message)
+}
+
 /// Diagnostics as `::error`/`::warning` commands at their first position; the other positions
 /// and the help are part of the message.
 pub fn diagnostics(diags: &[Diagnostic]) -> String {

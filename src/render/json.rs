@@ -54,7 +54,7 @@ mod tests {
     fn format_version_comes_first_and_round_trips() {
         let plan = fixtures::rich();
         let s = json(&plan);
-        assert!(s.starts_with("{\n  \"format_version\": \"3\",\n"), "{s}");
+        assert!(s.starts_with("{\n  \"format_version\": \"4\",\n"), "{s}");
         let back = parse_saved(&s).unwrap();
         assert_eq!(back.content_hash, Some(crate::plan::content_hash(&plan)));
         assert_eq!(
@@ -72,18 +72,19 @@ mod tests {
     #[test]
     fn unknown_version_is_a_clear_error() {
         let s = json(&fixtures::no_changes())
-            .replace("\"format_version\": \"3\"", "\"format_version\": \"4\"");
+            .replace("\"format_version\": \"4\"", "\"format_version\": \"5\"");
         let err = parse_saved(&s).unwrap_err();
-        assert!(matches!(err, PlanFileError::UnsupportedVersion { ref found } if found == "4"));
+        assert!(matches!(err, PlanFileError::UnsupportedVersion { ref found } if found == "5"));
         let msg = err.to_string();
-        assert!(msg.contains("format_version 4 is not supported"), "{msg}");
-        assert!(msg.contains("reads version 3"), "{msg}");
+        assert!(msg.contains("format_version 5 is not supported"), "{msg}");
+        assert!(msg.contains("reads version 4"), "{msg}");
         assert!(msg.contains("pwdrift plan --out FILE"), "{msg}");
         // version 1 (before content hashes) and 2 (before `made_from`: no desired state to
-        // derive the plan again from) are refused the same way: re-plan
-        for old in ["1", "2"] {
+        // derive the plan again from) and 3 (before `decided_at`: no record of the clock it
+        // was decided by) are refused the same way: re-plan
+        for old in ["1", "2", "3"] {
             let s = json(&fixtures::no_changes()).replace(
-                "\"format_version\": \"3\"",
+                "\"format_version\": \"4\"",
                 &format!("\"format_version\": \"{old}\""),
             );
             assert!(matches!(
@@ -99,11 +100,11 @@ mod tests {
             parse_saved("{\"tenants\": []}"),
             Err(PlanFileError::MissingVersion)
         ));
-        let err = parse_saved("{\"format_version\": \"3\",").unwrap_err();
+        let err = parse_saved("{\"format_version\": \"4\",").unwrap_err();
         assert!(matches!(err, PlanFileError::Syntax(_)));
         assert!(err.to_string().contains("line 1"), "{err}");
         // right version, wrong shape: names the problem
-        let err = parse_saved("{\"format_version\": \"3\", \"tenants\": 3}").unwrap_err();
+        let err = parse_saved("{\"format_version\": \"4\", \"tenants\": 3}").unwrap_err();
         assert!(matches!(err, PlanFileError::Invalid(_)), "{err:?}");
     }
 

@@ -351,6 +351,8 @@ mod tests {
             .map(|t| TenantPlan {
                 tenant: format!("tenant{t}.onmicrosoft.com"),
                 tenant_id: format!("00000000-0000-4000-8000-00000000000{t}"),
+                decided_at: "2026-11-23T12:00:00Z".parse().unwrap(),
+                clock: crate::plan::ClockSource::Graph,
                 notes: vec![],
                 users: (0..n)
                     .filter(|i| i % 3 == t)

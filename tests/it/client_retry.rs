@@ -693,6 +693,8 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
     let tenant = TenantPlan {
         tenant: TENANT.into(),
         tenant_id: TENANT.into(),
+        decided_at: chrono::Utc::now(),
+        clock: pwdrift::plan::ClockSource::Graph,
         users: vec![UserPlan {
             user_id: "u-1".into(),
             user_principal_name: "u-1@contoso.com".into(),
@@ -853,6 +855,8 @@ async fn flags_follow_reset_password_when_the_plan_wants_other_flags() {
     let tenant = TenantPlan {
         tenant: TENANT.into(),
         tenant_id: TENANT.into(),
+        decided_at: chrono::Utc::now(),
+        clock: pwdrift::plan::ClockSource::Graph,
         users: planned
             .iter()
             .map(|(id, after)| UserPlan {

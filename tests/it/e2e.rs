@@ -206,7 +206,7 @@ fn stale_saved_plan_is_refused_and_writes_nothing() {
         .args(["plan", &desired, "--out", saved.to_str().unwrap()]));
     assert_eq!(plan.code, 0, "{plan:?}");
     let text = std::fs::read_to_string(&saved).unwrap();
-    assert!(text.contains("\"format_version\": \"3\""), "{text}");
+    assert!(text.contains("\"format_version\": \"4\""), "{text}");
 
     // bob changes his password meanwhile
     sb.call(
@@ -631,6 +631,7 @@ fn plan_formats_of_the_example() {
             snapshot_suffix => format,
             filters => vec![
                 (r#""created_at": "[^"]+""#, r#""created_at": "[time]""#),
+                (r#""decided_at": "[^"]+""#, r#""decided_at": "[time]""#),
                 (r#""pwdrift_version": "[^"]+""#, r#""pwdrift_version": "[version]""#),
                 (r#""content_hash": "[^"]+""#, r#""content_hash": "[hash of the above]""#),
                 (r#""sha256": "[^"]+""#, r#""sha256": "[sha256 of the file]""#),
@@ -670,6 +671,9 @@ fn both_read_paths_give_the_same_plan() {
         assert_eq!(r.code, 0, "{r:?}");
         let mut v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         v["created_at"] = serde_json::Value::Null;
+        for t in v["tenants"].as_array_mut().unwrap() {
+            t["decided_at"] = serde_json::Value::Null;
+        }
         // the hash covers created_at
         v["content_hash"] = serde_json::Value::Null;
         v

@@ -42,6 +42,7 @@
 
 mod auth;
 mod batch;
+pub mod clock;
 mod error;
 mod faults;
 mod generate;
@@ -175,6 +176,9 @@ pub struct SandboxConfig {
     pub persist_interval: Duration,
     /// Where real tenants differ or the docs and reports disagree (see [`Realism`]).
     pub realism: Realism,
+    /// `--clock-offset`: how far the sandbox's clock is from the real one (the `Date` header,
+    /// the timestamps it writes, its tokens' lifetimes; see [`clock`]). Zero by default.
+    pub clock_offset: chrono::Duration,
 }
 
 /// How `GET /groups/{id}/transitiveMembers/microsoft.graph.user` treats its requirements.
@@ -279,6 +283,7 @@ impl SandboxConfig {
             max_body_bytes: 1024 * 1024,
             persist_interval: Duration::from_secs(2),
             realism: Realism::default(),
+            clock_offset: chrono::Duration::zero(),
         }
     }
 }
@@ -414,7 +419,7 @@ impl RunningSandbox {
             abort.abort();
         }
         self.background.abort();
-        server::settle_all_at(&self.state, chrono::Utc::now() + chrono::Duration::days(1));
+        server::settle_all_at(&self.state, self.state.now() + chrono::Duration::days(1));
         if let Some(path) = &self.state_file {
             if let Err(e) = server::save_state(&self.state, path) {
                 tracing::warn!("cannot save sandbox state: {e:#}");
@@ -478,6 +483,7 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         device_code_interval: config.device_code_interval,
         max_body_bytes: config.max_body_bytes,
         realism: config.realism.clone(),
+        clock_offset: config.clock_offset,
     };
     let mode: throttle::ThrottleMode = config
         .throttle

@@ -227,7 +227,7 @@ pub async fn state(State(state): State<AppState>, uri: Uri) -> Response {
             .find(|(k, _)| k == "user")
             .map(|(_, v)| v.into_owned())
     });
-    let now = chrono::Utc::now();
+    let now = state.now();
     let store = state.read();
     let tenants: Vec<Value> = store
         .tenants
@@ -351,7 +351,7 @@ pub async fn change_password(
     );
     let u = &mut store.tenants[ti].users[ui];
     u.password_changed(
-        chrono::Utc::now(),
+        state.now(),
         new_password.as_deref().map(super::seed::password_hash),
     );
     // The force flags are cleared once the user has changed the password: "passwordProfile

@@ -34,7 +34,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde_json::{json, Value};
 
 use super::auth::{Caller, CallerKind};
@@ -164,7 +164,7 @@ pub async fn reset_password(
         Operation {
             id: op_id.clone(),
             user: target,
-            created: Utc::now(),
+            created: state.now(),
             duration,
             new_password_sha256: password_hash,
             fails: u.reset_fails || state.runtime.realism.reset_fail,
@@ -225,7 +225,7 @@ pub async fn operation(
         return Err(access_denied());
     }
     // `now` is taken before settling, so an operation reported as succeeded is already applied.
-    let now = Utc::now();
+    let now = state.now();
     super::server::settle_all(&state);
     let store = state.read();
     let t = &store.tenants[caller.tenant];

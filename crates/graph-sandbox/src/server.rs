@@ -54,6 +54,8 @@ pub struct Runtime {
     pub device_code_interval: u64,
     pub max_body_bytes: usize,
     pub realism: super::Realism,
+    /// `--clock-offset`: the sandbox's clock minus the real one (see [`crate::clock`]).
+    pub clock_offset: chrono::Duration,
 }
 
 /// State shared by every handler.
@@ -121,6 +123,10 @@ impl Shared {
     }
     pub fn take_dirty(&self) -> bool {
         self.dirty.swap(false, Ordering::AcqRel)
+    }
+    /// The sandbox's "now": the real clock shifted by `--clock-offset` (see [`crate::clock`]).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.runtime.clock_offset
     }
 }
 
@@ -432,7 +438,9 @@ pub fn router(state: AppState) -> Router {
             super::faults::fault_middleware,
         ))
         // requests in flight are counted around the latency too
-        .layer(from_fn_with_state(state, super::observe::in_flight))
+        .layer(from_fn_with_state(state.clone(), super::observe::in_flight))
+        // outermost: every response, injected faults too, carries the sandbox's clock
+        .layer(from_fn_with_state(state, super::clock::date_header))
 }
 
 /// The outer layers: request ids (outermost), then stats.
@@ -471,7 +479,7 @@ pub async fn background(
 
 /// Settles due operations in every tenant; marks the state dirty when a password changed.
 pub fn settle_all(state: &AppState) {
-    settle_all_at(state, chrono::Utc::now());
+    settle_all_at(state, state.now());
 }
 
 /// Settles the operations due at `now` (at shutdown: a far `now`, so that a reset accepted

@@ -838,7 +838,7 @@ pub async fn patch(
     if let Some(p) = profile {
         match p.password {
             Some(pw) => {
-                u.password_changed(chrono::Utc::now(), Some(super::seed::password_hash(&pw)));
+                u.password_changed(state.now(), Some(super::seed::password_hash(&pw)));
                 u.force_change = p.force.unwrap_or(true);
                 u.force_change_mfa = p.force_mfa.unwrap_or(false);
             }

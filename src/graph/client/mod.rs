@@ -184,6 +184,12 @@ impl GraphClient {
             .map(|(server, _)| server)
     }
 
+    /// The latest `Date` Graph sent this client and the local instant it arrived, if any
+    /// response had one: what the engine decides Graph's "now" from.
+    pub fn clock_sample(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        *self.inner.graph_clock.lock().expect("clock lock")
+    }
+
     /// A local instant on Graph's clock, by the offset seen in the latest response's `Date`
     /// (whole seconds, so the result is at most about a second early: safe as a lower bound).
     /// Without any `Date` seen, `local` unchanged. Timestamps Graph writes
