@@ -19,6 +19,7 @@ use crate::plan::Plan;
 use super::error::{Context, EngineError};
 use super::sandbox::{self, EmbeddedSandbox};
 use super::settings::TargetSettings;
+use super::tenant_check;
 use super::Observer;
 
 /// Live connections for every selected tenant, each with its desired state (moved here from the
@@ -33,6 +34,8 @@ pub struct Session {
 
 pub struct TenantSession {
     pub desired: TenantDesired,
+    /// the tenant id every client of the tenant was checked to talk to (`tenant_check`)
+    pub tenant_id: String,
     pub clients: TenantClients,
     pub caller: Caller,
 }
@@ -141,7 +144,7 @@ impl Session {
                     .iter()
                     .any(|n| settings.tenants.iter().any(|w| w.eq_ignore_ascii_case(n)));
             if wanted {
-                opening.push(Self::tenant_session(t, app, delegated));
+                opening.push(Self::tenant_session(t, key, app, delegated));
             }
         }
         if let (Some(shard), 0) = (settings.shard, in_this_shard) {
@@ -196,6 +199,7 @@ impl Session {
 
     async fn tenant_session(
         desired: TenantDesired,
+        tenant_id: String,
         app: GraphClient,
         delegated: Option<GraphClient>,
     ) -> Result<TenantSession, EngineError> {
@@ -210,6 +214,7 @@ impl Session {
         };
         Ok(TenantSession {
             desired,
+            tenant_id,
             clients: TenantClients {
                 app,
                 delegated,
@@ -254,7 +259,13 @@ impl Session {
             .await;
         for result in results {
             match result {
-                Ok(l) => out.push(l),
+                Ok(mut l) => {
+                    // the id the tenant check established (also for a token that is not a JWT)
+                    if let Some(t) = self.tenant(&l.tenant) {
+                        l.tenant_id.clone_from(&t.tenant_id);
+                    }
+                    out.push(l)
+                }
                 Err(LiveError::Resolution(d)) => problems.extend(d),
                 Err(e) => return Err(e),
             }
@@ -288,14 +299,15 @@ impl Session {
 async fn join_aliases(
     connected: Vec<Connected>,
 ) -> Result<Vec<(Connected, Vec<String>, String)>, EngineError> {
-    // every tenant signs in side by side
+    // every tenant signs in side by side, and each of its clients is checked to talk to the
+    // tenant desired state names before anything else is read (see `tenant_check`)
     let keys = futures_util::future::try_join_all(connected.iter().map(|c| async move {
         let name = c.0.tenant.as_str();
-        let id =
-            c.1.tenant_id(name)
-                .await
-                .context_with(|| format!("tenant {name}: cannot sign in to learn its tenant id"))?;
-        Ok::<_, EngineError>(id.unwrap_or_else(|| name.to_owned()))
+        let id = tenant_check::verify(name, &c.1, tenant_check::Role::App, None).await?;
+        if let Some(delegated) = &c.2 {
+            tenant_check::verify(name, delegated, tenant_check::Role::Delegated, Some(&id)).await?;
+        }
+        Ok::<_, EngineError>(id)
     }))
     .await?;
     let mut groups: Vec<(String, Vec<Connected>)> = Vec::new();
