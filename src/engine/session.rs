@@ -3,9 +3,10 @@
 //! re-check of a saved plan share.
 //!
 //! A tenant is its id: every tenant name of the desired state is signed in to (even under
-//! `--shard`: the shard of a tenant is decided by its id, the token's `tid`), the declarations of
-//! one tenant written several ways are joined, and only then are `--shard` and `--tenant`
-//! applied.
+//! `--shard`: the shard of a tenant is decided by its id), each of its clients is checked to talk
+//! to the tenant that name names (`tenant_check`: the organization Graph answers for and the
+//! token's `tid`; the id comes from there), the declarations of one tenant written several ways
+//! are joined, and only then are `--shard` and `--tenant` applied.
 
 use futures_util::StreamExt;
 
@@ -77,8 +78,7 @@ pub fn check_selected_tenants(
     Ok(())
 }
 
-/// Whether the tenant whose id (the token's `tid`; its name when the token carries none) is
-/// `tenant` is acted on under `--shard` (always, without it).
+/// Whether the tenant whose id (as the tenant check found it) is `tenant` is acted on under `--shard` (always, without it).
 pub fn in_shard(shard: Option<crate::shard::Shard>, tenant: &str) -> bool {
     shard.is_none_or(|s| s.contains(tenant))
 }
@@ -291,8 +291,8 @@ impl Session {
     }
 }
 
-/// A tenant is its id: resolves every tenant name to the tenant id (the `tid` of the token issued
-/// for it; a name whose token does not say is its own key) and joins the declarations of one
+/// A tenant is its id: resolves every tenant name to the tenant id (the one its clients were
+/// checked to talk to: [`tenant_check::verify`]; a wrong tenant stops here) and joins the declarations of one
 /// tenant ([`config::merge::union`]), keeping the first one's name and clients. Users or groups
 /// declared twice across the joined files are an [`AliasConflict`]. Each joined tenant comes
 /// with every name it was written as and its key (the tenant id), by which `--shard` selects.
