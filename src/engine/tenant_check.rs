@@ -136,8 +136,8 @@ pub fn judge(
 
 /// What to check, by credential kind.
 fn hint(client: &GraphClient, role: Role, name: &str) -> String {
-    let authority = client.options().endpoints.authority_host.as_str();
-    let authority = authority.trim_end_matches('/');
+    // the origin only: a URL's userinfo or query is never shown
+    let authority = crate::graph::auth::origin(&client.options().endpoints.authority_host);
     match (role, client.credential()) {
         (_, Credential::AccessToken { .. }) => format!(
             "PWDRIFT_ACCESS_TOKEN holds a token for another tenant: acquire one for {name} (e.g. \
@@ -245,16 +245,12 @@ pub async fn verify(
              tenant {token}, but Graph at {} answers for tenant {graph}; nothing was read or \
              written. Check --graph-url / PWDRIFT_GRAPH_URL and --cloud",
             who(client, role),
-            client
-                .options()
-                .endpoints
-                .graph_url
-                .as_str()
-                .trim_end_matches('/')
+            crate::graph::auth::origin(&client.options().endpoints.graph_url)
         ))),
         Verdict::Unknown => Err(EngineError::refused(format!(
-            "cannot tell which tenant {} talks to: Graph refused GET /organization (grant the app \
-             Organization.Read.All) and the token is not a JWT whose tid claim could be read; \
+            "cannot tell which tenant {} talks to: Graph did not answer GET /organization (a \
+             403: grant the app Organization.Read.All) and the token is not a JWT whose tid \
+             claim could be read; \
              desired state names tenant {shown}, and nothing was read or written",
             who(client, role)
         ))),

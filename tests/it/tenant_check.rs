@@ -459,3 +459,79 @@ fn token_errors_name_the_real_cause() {
     }
     assert_nothing_read_or_written(&sb);
 }
+
+/// A Graph that answers for another tenant than the token was issued for (a `--graph-url`
+/// pointing elsewhere), and a Graph that refuses `/organization` to an opaque token: both refused
+/// after that one read, naming what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_for_another_tenant_and_an_unknowable_tenant_are_refused() {
+    use base64::Engine;
+    let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let contoso_token = format!(
+        "{}.{}.c2ln",
+        enc(r#"{"alg":"RS256"}"#),
+        enc(&format!(
+            r#"{{"tid":"{CONTOSO}","aud":"https://graph.microsoft.com"}}"#
+        ))
+    );
+    let graph = Scripted::start(|seen: &Seen, _| {
+        if seen.authorization.contains('.') {
+            (
+                200,
+                json!({"value": [{"id": FABRIKAM, "verifiedDomains": [
+                    {"name": "fabrikam.onmicrosoft.com", "isInitial": true, "isDefault": true}
+                ]}]}),
+            )
+        } else {
+            (
+                403,
+                json!({"error": {"code": "Authorization_RequestDenied",
+                    "message": "Insufficient privileges to complete the operation."}}),
+            )
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let desired = desired(dir.path(), CONTOSO);
+    let pwdrift = |token: &str| {
+        let mut c = std::process::Command::new(BIN);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .env("PWDRIFT_ACCESS_TOKEN", token)
+            .args([
+                "plan",
+                "--graph-url",
+                &graph.base,
+                "--authority-host",
+                &graph.base,
+            ])
+            .arg(&desired);
+        c
+    };
+    let out = run_off_runtime(pwdrift(&contoso_token)).await.unwrap();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "the token of the access-token credential was issued for tenant {CONTOSO}, but Graph at {} answers for tenant {FABRIKAM} (fabrikam.onmicrosoft.com)",
+            graph.base
+        )),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("PWDRIFT_GRAPH_URL"), "{out:?}");
+
+    let out = run_off_runtime(pwdrift("opaque-token")).await.unwrap();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("cannot tell which tenant the access-token credential talks to"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("Organization.Read.All"), "{out:?}");
+    assert!(!out.stderr.contains("opaque-token"), "{out:?}");
+    let paths: Vec<String> = graph.seen().iter().map(|s| s.path.clone()).collect();
+    assert!(
+        paths.iter().all(|p| p == "/v1.0/organization"),
+        "nothing but the organization was read: {paths:?}"
+    );
+}
