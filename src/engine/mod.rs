@@ -22,6 +22,7 @@ pub mod sandbox;
 pub mod session;
 pub mod settings;
 pub mod steps;
+pub mod tenant_check;
 
 use futures_util::StreamExt;
 

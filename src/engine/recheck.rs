@@ -66,12 +66,29 @@ pub async fn prepare(
     loaded: config::Loaded,
     observer: &dyn Observer,
 ) -> Result<Result<Ready, Rejected>, EngineError> {
+    prepare_for(settings, loaded, observer, None).await
+}
+
+/// [`prepare`]; with `saved`, each of its tenants must be the tenant its clients were checked to
+/// talk to (the tenant id the plan records), before anything is resolved or read.
+async fn prepare_for(
+    settings: &ApplySettings,
+    loaded: config::Loaded,
+    observer: &dyn Observer,
+    saved: Option<&Plan>,
+) -> Result<Result<Ready, Rejected>, EngineError> {
     let target = &settings.target;
     let (session, sources) =
         match super::plan::open(target, loaded.state, loaded.sources, observer).await? {
             Ok(opened) => opened,
             Err(rejected) => return Ok(Err(rejected)),
         };
+    if let Some(saved) = saved {
+        if let Err(e) = saved_tenants_match(saved, &session) {
+            session.close().await;
+            return Err(e);
+        }
+    }
     let secrets = match super::apply::resume(settings, &session, observer).await {
         Ok(secrets) => secrets,
         Err(e) => {
@@ -162,7 +179,7 @@ pub async fn recheck(
         ),
         None => None,
     };
-    let mut ready = match prepare(&again, loaded, observer).await? {
+    let mut ready = match prepare_for(&again, loaded, observer, Some(&plan)).await? {
         Ok(ready) => ready,
         Err(rejected) => return Ok(Err(rejected)),
     };
@@ -179,6 +196,25 @@ pub async fn recheck(
     }
     ready.plan = plan;
     Ok(Ok(ready))
+}
+
+/// Every tenant of the saved plan is the tenant the session's clients talk to: the tenant id
+/// the plan records is the one the tenant check found.
+fn saved_tenants_match(saved: &Plan, session: &Session) -> Result<(), EngineError> {
+    for t in &saved.tenants {
+        if let Some(ts) = session.tenant(&t.tenant) {
+            if !ts.tenant_id.eq_ignore_ascii_case(&t.tenant_id) {
+                return Err(EngineError::refused(format!(
+                    "wrong tenant: the saved plan was made for another tenant, {} ({}), \
+                     but the credentials now talk to tenant {}; nothing was read or written",
+                    crate::graph::client::escape_for_message(&t.tenant, 200),
+                    crate::graph::client::escape_for_message(&t.tenant_id, 200),
+                    ts.tenant_id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 //! re-check of a saved plan share.
 //!
 //! A tenant is its id: every tenant name of the desired state is signed in to (even under
-//! `--shard`: the shard of a tenant is decided by its id, the token's `tid`), the declarations of
-//! one tenant written several ways are joined, and only then are `--shard` and `--tenant`
-//! applied.
+//! `--shard`: the shard of a tenant is decided by its id), each of its clients is checked to talk
+//! to the tenant that name names (`tenant_check`: the organization Graph answers for and the
+//! token's `tid`; the id comes from there), the declarations of one tenant written several ways
+//! are joined, and only then are `--shard` and `--tenant` applied.
 
 use futures_util::StreamExt;
 
@@ -20,6 +21,7 @@ pub use super::error::AliasConflict;
 use super::error::{Context, EngineError};
 use super::sandbox::{self, EmbeddedSandbox};
 use super::settings::TargetSettings;
+use super::tenant_check;
 use super::Observer;
 
 /// Live connections for every selected tenant, each with its desired state (moved here from the
@@ -34,6 +36,8 @@ pub struct Session {
 
 pub struct TenantSession {
     pub desired: TenantDesired,
+    /// the tenant id every client of the tenant was checked to talk to (`tenant_check`)
+    pub tenant_id: String,
     pub clients: TenantClients,
     pub caller: Caller,
 }
@@ -57,8 +61,7 @@ pub fn check_selected_tenants(
     Ok(())
 }
 
-/// Whether the tenant whose id (the token's `tid`; its name when the token carries none) is
-/// `tenant` is acted on under `--shard` (always, without it).
+/// Whether the tenant whose id (as the tenant check found it) is `tenant` is acted on under `--shard` (always, without it).
 pub fn in_shard(shard: Option<crate::shard::Shard>, tenant: &str) -> bool {
     shard.is_none_or(|s| s.contains(tenant))
 }
@@ -124,7 +127,7 @@ impl Session {
                     .iter()
                     .any(|n| settings.tenants.iter().any(|w| w.eq_ignore_ascii_case(n)));
             if wanted {
-                opening.push(Self::tenant_session(t, app, delegated));
+                opening.push(Self::tenant_session(t, key, app, delegated));
             }
         }
         if let (Some(shard), 0) = (settings.shard, in_this_shard) {
@@ -179,6 +182,7 @@ impl Session {
 
     async fn tenant_session(
         desired: TenantDesired,
+        tenant_id: String,
         app: GraphClient,
         delegated: Option<GraphClient>,
     ) -> Result<TenantSession, EngineError> {
@@ -193,6 +197,7 @@ impl Session {
         };
         Ok(TenantSession {
             desired,
+            tenant_id,
             clients: TenantClients {
                 app,
                 delegated,
@@ -257,7 +262,13 @@ impl Session {
             .await;
         for result in results {
             match result {
-                Ok(l) => out.push(l),
+                Ok(mut l) => {
+                    // the id the tenant check established (also for a token that is not a JWT)
+                    if let Some(t) = self.tenant(&l.tenant) {
+                        l.tenant_id.clone_from(&t.tenant_id);
+                    }
+                    out.push(l)
+                }
                 Err(LiveError::Resolution(d)) => problems.extend(d),
                 Err(e) => return Err(e),
             }
@@ -283,22 +294,23 @@ impl Session {
     }
 }
 
-/// A tenant is its id: resolves every tenant name to the tenant id (the `tid` of the token issued
-/// for it; a name whose token does not say is its own key) and joins the declarations of one
+/// A tenant is its id: resolves every tenant name to the tenant id (the one its clients were
+/// checked to talk to: [`tenant_check::verify`]; a wrong tenant stops here) and joins the declarations of one
 /// tenant ([`config::merge::union`]), keeping the first one's name and clients. Users or groups
 /// declared twice across the joined files are an [`AliasConflict`]. Each joined tenant comes
 /// with every name it was written as and its key (the tenant id), by which `--shard` selects.
 async fn join_aliases(
     connected: Vec<Connected>,
 ) -> Result<Vec<(Connected, Vec<String>, String)>, EngineError> {
-    // every tenant signs in side by side
+    // every tenant signs in side by side, and each of its clients is checked to talk to the
+    // tenant desired state names before anything else is read (see `tenant_check`)
     let keys = futures_util::future::try_join_all(connected.iter().map(|c| async move {
         let name = c.0.tenant.as_str();
-        let id =
-            c.1.tenant_id(name)
-                .await
-                .context_with(|| format!("tenant {name}: cannot sign in to learn its tenant id"))?;
-        Ok::<_, EngineError>(id.unwrap_or_else(|| name.to_owned()))
+        let id = tenant_check::verify(name, &c.1, tenant_check::Role::App, None).await?;
+        if let Some(delegated) = &c.2 {
+            tenant_check::verify(name, delegated, tenant_check::Role::Delegated, Some(&id)).await?;
+        }
+        Ok::<_, EngineError>(id)
     }))
     .await?;
     let mut groups: Vec<(String, Vec<Connected>)> = Vec::new();

@@ -236,6 +236,30 @@ pub struct Domain {
     pub authentication_type: Option<String>,
 }
 
+/// `microsoft.graph.organization`, as pwdrift reads it (`$select=id,verifiedDomains`): which
+/// tenant Graph answers for ("organization resource type",
+/// <https://learn.microsoft.com/en-us/graph/api/resources/organization>).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    /// the tenant id (GUID)
+    pub id: String,
+    #[serde(default)]
+    pub verified_domains: Vec<VerifiedDomain>,
+}
+
+/// `microsoft.graph.verifiedDomain`: a domain the tenant owns.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedDomain {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub is_initial: Option<bool>,
+    #[serde(default)]
+    pub is_default: Option<bool>,
+}
+
 /// What `pwdrift import` reads users with: [`USER_SELECT`] and `displayName` (for the comment
 /// beside each imported user). `plan` and `apply` keep reading exactly [`USER_SELECT`].
 pub const IMPORT_USER_SELECT: &str = "id,userPrincipalName,passwordProfile,passwordPolicies,lastPasswordChangeDateTime,onPremisesSyncEnabled,onPremisesSecurityIdentifier,displayName";

@@ -255,7 +255,8 @@ async fn fetch_tenant(
 
 /// The tenant id (GUID) as the access token states it ([`GraphClient::tenant_id`]: the `tid`
 /// claim, decoded, not verified: it came from the token endpoint we trust). Falls back to the
-/// name used in desired state when the token is not a JWT.
+/// name used in desired state when the token is not a JWT. A session replaces it with the id the
+/// tenant check established (`engine::tenant_check`), which also knows an opaque token's tenant.
 async fn tenant_id(client: &GraphClient, tenant: &str) -> String {
     match client.tenant_id(tenant).await {
         Ok(Some(id)) => id,

@@ -23,5 +23,6 @@ mod real_graph;
 mod sandbox_cli;
 mod schemas;
 mod tenant_alias;
+mod tenant_check;
 mod validate;
 mod writeahead;

@@ -262,6 +262,8 @@ async fn read_tenant(
     observer: &dyn Observer,
 ) -> Result<ReadTenant, EngineError> {
     let t = tenant.as_str();
+    // the tenant the credentials talk to is the one asked for, before any user is read
+    super::tenant_check::verify(t, client, super::tenant_check::Role::App, None).await?;
     let mut others = Vec::new();
     if selection.everyone() {
         others.extend(

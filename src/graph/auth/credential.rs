@@ -143,10 +143,28 @@ impl Credential {
     ) -> Result<Credential, AuthError> {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         if let Some(token) = get("PWDRIFT_ACCESS_TOKEN") {
+            // a token pasted with its line break is meant without it; one with a space or a
+            // control character inside is no token, and is said so before it reaches a header
+            let token = token.trim();
+            if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
+                return Err(AuthError::NotConfigured(
+                    "PWDRIFT_ACCESS_TOKEN starts with `Bearer `: set it to the token alone".into(),
+                ));
+            }
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(AuthError::NotConfigured(
+                    "PWDRIFT_ACCESS_TOKEN holds white space or a control character inside: it is \
+                     not an access token (a JWT has none); was more than the token copied?"
+                        .into(),
+                ));
+            }
             return Ok(Credential::AccessToken {
-                token: SecretString::from(token),
+                token: SecretString::from(token.to_owned()),
             });
         }
+        // set, but to nothing: the step that should have acquired the token did not (say so,
+        // rather than only listing the AZURE_* variables as missing)
+        let empty_token = var("PWDRIFT_ACCESS_TOKEN").is_some();
         let tenant = tenant_override
             .map(str::to_owned)
             .or_else(|| get("AZURE_TENANT_ID"));
@@ -179,6 +197,14 @@ impl Credential {
                 (Some(_), None) => " (ACTIONS_ID_TOKEN_REQUEST_URL is set but ACTIONS_ID_TOKEN_REQUEST_TOKEN is not: does the job have `permissions: id-token: write`?)",
                 _ => "",
             };
+            if empty_token {
+                return Err(AuthError::NotConfigured(format!(
+                    "PWDRIFT_ACCESS_TOKEN is set but empty (or only white space): the step that \
+                     should acquire the token gave nothing (e.g. `az account get-access-token \
+                     --resource-type ms-graph --query accessToken -o tsv`); or unset it and set {}",
+                    missing.join(", ")
+                )));
+            }
             return Err(AuthError::NotConfigured(format!(
                 "missing {}{partial_gh}; or set PWDRIFT_ACCESS_TOKEN to a pre-acquired Graph token, or use --sandbox SEED",
                 missing.join(", ")
@@ -535,6 +561,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tenant(), Some("contoso.com"));
+    }
+
+    #[test]
+    fn an_empty_or_garbled_access_token_is_named_as_the_cause() {
+        for blank in ["", "  ", "\n"] {
+            let err = Credential::from_lookup(None, env(&[("PWDRIFT_ACCESS_TOKEN", blank)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("PWDRIFT_ACCESS_TOKEN is set but empty"),
+                "{blank:?}: {err}"
+            );
+        }
+        // an empty token beside a complete credential: the credential is used
+        let c = Credential::from_lookup(
+            None,
+            env(&[
+                ("PWDRIFT_ACCESS_TOKEN", ""),
+                ("AZURE_TENANT_ID", "t"),
+                ("AZURE_CLIENT_ID", "c"),
+                ("AZURE_CLIENT_SECRET", "s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kind(), "client-secret");
+        let err = Credential::from_lookup(None, env(&[("PWDRIFT_ACCESS_TOKEN", "Bearer eyJ.a.b")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("starts with `Bearer `"), "{err}");
+        let err = Credential::from_lookup(None, env(&[("PWDRIFT_ACCESS_TOKEN", "eyJ.a b.c")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("white space"), "{err}");
+        assert!(!err.contains("eyJ"), "{err}");
+        // a trailing line break is dropped
+        let c =
+            Credential::from_lookup(None, env(&[("PWDRIFT_ACCESS_TOKEN", "eyJ.a.b\n")])).unwrap();
+        let Credential::AccessToken { token } = c else {
+            panic!()
+        };
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&token), "eyJ.a.b");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub(crate) use cloud::{checked_url, origin};
 pub use cloud::{Cloud, Endpoints};
 pub use credential::Credential;
 pub(crate) use token::TokenProvider;
-pub use token::{tenant_id_from_token, token_response};
+pub use token::{access_token_problem, tenant_id_from_token, token_response};
 
 /// Everything that can go wrong while configuring a credential or acquiring a token. The
 /// `Display` text never contains a secret, a token or a password.
@@ -54,8 +54,10 @@ pub enum AuthError {
     GitHubOidc(String),
     #[error("device code sign-in failed: {0}")]
     DeviceCode(String),
-    #[error("the pre-acquired access token (PWDRIFT_ACCESS_TOKEN) was rejected or expired; pwdrift cannot refresh it: acquire a new one")]
-    AccessTokenRejected,
+    /// Graph answered 401 to the pre-acquired token; `reason` says what is wrong with it, as far
+    /// as its claims tell ([`access_token_problem`]), and what to do.
+    #[error("the pre-acquired access token (PWDRIFT_ACCESS_TOKEN) was rejected by Graph{graph_said}: {reason}")]
+    AccessTokenRejected { graph_said: String, reason: String },
 }
 
 /// A refusal from the token endpoint: the OAuth `error` and `error_description` (Entra's text,

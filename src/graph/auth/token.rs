@@ -440,6 +440,126 @@ pub fn tenant_id_from_token(token: &str) -> Option<String> {
     Some(id.hyphenated().to_string())
 }
 
+/// What is wrong with a pre-acquired access token Graph refused (401), and what to do, from what
+/// the token itself says: empty; not a JWT (three base64url parts separated by dots, the middle
+/// one JSON: "Access tokens", <https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens>);
+/// expired or not yet valid by its `exp` / `nbf` claims; issued for another audience (`aud` is
+/// not Microsoft Graph: its URL in this cloud, or its app id `00000003-0000-0000-c000-000000000000`).
+/// The claims are read, not verified (Graph verifies); the text never quotes the token.
+pub fn access_token_problem(token: &str, endpoints: &Endpoints, now_unix: i64) -> String {
+    use base64::Engine;
+    const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+    let again = "acquire a new one for Microsoft Graph (e.g. `az account get-access-token \
+                 --resource-type ms-graph --query accessToken -o tsv`; pwdrift never refreshes a \
+                 pre-acquired token), or unset PWDRIFT_ACCESS_TOKEN to sign in with the AZURE_* \
+                 variables";
+    let token = token.trim();
+    if token.is_empty() {
+        return format!("it is empty: {again}");
+    }
+    if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
+        return "it starts with `Bearer `: set PWDRIFT_ACCESS_TOKEN to the token alone".to_owned();
+    }
+    #[derive(Deserialize)]
+    struct Claims {
+        #[serde(default)]
+        aud: Option<serde_json::Value>,
+        #[serde(default)]
+        exp: Option<i64>,
+        #[serde(default)]
+        nbf: Option<i64>,
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims = (parts.len() == 3 && parts[1].len() <= 64 * 1024)
+        .then(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[1].trim_end_matches('='))
+                .ok()
+        })
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<Claims>(&b).ok());
+    let Some(claims) = claims else {
+        return format!(
+            "it is not a JWT (a Microsoft Graph access token is three base64url parts separated \
+             by dots, {} characters here{}): was the whole token copied, without quotes? {again}",
+            token.chars().count(),
+            if parts.len() == 3 {
+                ", but its middle part is not JSON claims".to_owned()
+            } else {
+                format!(", in {} part(s)", parts.len())
+            }
+        );
+    };
+    let when = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| t.to_string())
+    };
+    if let Some(exp) = claims.exp {
+        if exp <= now_unix {
+            return format!(
+                "it expired at {} (its exp claim; tokens live about an hour): {again}",
+                when(exp)
+            );
+        }
+    }
+    if let Some(nbf) = claims.nbf {
+        if nbf > now_unix + 300 {
+            return format!(
+                "it is not valid before {} (its nbf claim): is this machine's clock right? {again}",
+                when(nbf)
+            );
+        }
+    }
+    let graph = endpoints
+        .graph_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let audiences: Vec<String> = match &claims.aud {
+        Some(serde_json::Value::String(a)) => vec![a.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let for_graph = audiences.iter().any(|a| {
+        let a = a.trim_end_matches('/');
+        a.eq_ignore_ascii_case(&graph)
+            || a.eq_ignore_ascii_case(GRAPH_APP_ID)
+            || a.eq_ignore_ascii_case("https://graph.microsoft.com")
+    });
+    if !for_graph {
+        let shown = if audiences.is_empty() {
+            "no audience (aud claim)".to_owned()
+        } else {
+            // the token's words are shown, but never a control character
+            let aud: String = audiences
+                .join(", ")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .take(200)
+                .collect();
+            format!("the audience {aud}")
+        };
+        return format!(
+            "it was issued for {shown}, not Microsoft Graph ({graph}): acquire a token for the \
+             resource {graph} (scope {graph}/.default; `az account get-access-token \
+             --resource-type ms-graph`), not for another API"
+        );
+    }
+    format!(
+        "its claims look valid (audience, expiry), so Graph refused it for another reason: {again}"
+    )
+}
+
 fn push_assertion(form: &mut Vec<(&str, String)>, scope: String, assertion: String) {
     form.push(("scope", scope));
     form.push(("grant_type", "client_credentials".into()));
@@ -608,6 +728,48 @@ mod tests {
         assert_eq!(tenant_id_from_token(&jwt(r#"{"oid":"x"}"#)), None);
         assert_eq!(tenant_id_from_token("opaque-token"), None);
         assert_eq!(tenant_id_from_token("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn a_refused_access_token_is_told_what_is_wrong_with_it() {
+        use base64::Engine;
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = |claims: &str| format!("{}.{}.sig", enc(r#"{"alg":"RS256"}"#), enc(claims));
+        let e = Endpoints::for_cloud(super::super::Cloud::Global);
+        let now = 1_800_000_000;
+        let problem = |t: &str| access_token_problem(t, &e, now);
+        assert!(problem("  ").starts_with("it is empty"), "{}", problem(" "));
+        assert!(problem("Bearer abc").contains("`Bearer `"));
+        for opaque in [
+            "opaque-token",
+            "a.b",
+            "a.!!!.c",
+            &format!("x.{}.y", enc("not json")),
+        ] {
+            let p = problem(opaque);
+            assert!(p.starts_with("it is not a JWT"), "{opaque}: {p}");
+            assert!(!p.contains(opaque), "the token is never quoted: {p}");
+        }
+        let p = problem(&jwt(&format!(
+            r#"{{"aud":"https://graph.microsoft.com","exp":{}}}"#,
+            now - 60
+        )));
+        assert!(p.contains("expired at 2027-01-15T07:59:00Z"), "{p}");
+        let p = problem(&jwt(&format!(
+            r#"{{"aud":"https://management.azure.com/","exp":{}}}"#,
+            now + 600
+        )));
+        assert!(
+            p.contains("issued for the audience https://management.azure.com/, not Microsoft Graph (https://graph.microsoft.com)"),
+            "{p}"
+        );
+        for aud in [
+            "https://graph.microsoft.com/",
+            "00000003-0000-0000-c000-000000000000",
+        ] {
+            let p = problem(&jwt(&format!(r#"{{"aud":"{aud}","exp":{}}}"#, now + 600)));
+            assert!(p.starts_with("its claims look valid"), "{aud}: {p}");
+        }
     }
 
     #[test]

@@ -15,9 +15,9 @@ use super::parse::batch_user;
 use super::urls::{encode_query_value, encode_segment, user_path};
 use super::{GraphClient, GraphError};
 use crate::graph::model::{
-    BatchRequest, Domain, GraphGroup, GraphUser, LongRunningOperation, PasswordProfile,
-    PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition, PAGE_SIZE,
-    PASSWORD_METHOD_ID, USER_SELECT,
+    BatchRequest, Domain, GraphGroup, GraphUser, LongRunningOperation, Organization,
+    PasswordProfile, PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition,
+    PAGE_SIZE, PASSWORD_METHOD_ID, USER_SELECT,
 };
 use crate::graph::retry::parse_retry_after;
 
@@ -214,6 +214,17 @@ impl GraphClient {
     pub async fn domains(&self, tenant: &str) -> Result<Vec<Domain>, GraphError> {
         let url = self.url("domains?$select=id,authenticationType")?;
         self.get_paged(tenant, url).await
+    }
+
+    /// The tenant Graph answers for: `GET /organization?$select=id,verifiedDomains`, a
+    /// collection of exactly one organization. Needs `Organization.Read.All` (or
+    /// `Directory.Read.All`; delegated: `User.Read`) ("List organization",
+    /// <https://learn.microsoft.com/en-us/graph/api/organization-list>). `None`: Graph answered
+    /// an empty collection.
+    pub async fn organization(&self, tenant: &str) -> Result<Option<Organization>, GraphError> {
+        let url = self.url("organization?$select=id,verifiedDomains")?;
+        let orgs: Vec<Organization> = self.get_paged(tenant, url).await?;
+        Ok(orgs.into_iter().next())
     }
 
     /// The signed-in user (delegated credentials only).

@@ -261,7 +261,22 @@ impl GraphClient {
                     }
                     if status == 401 && !refreshed {
                         if !inner.tokens.invalidate(tenant, &token).await {
-                            return Err(GraphError::Auth(AuthError::AccessTokenRejected));
+                            // a pre-acquired token: say what is wrong with it
+                            let graph_said =
+                                match error_from(status, &body, None, &loggable_url(&req.url)) {
+                                    GraphError::Http { code, message, .. } if !code.is_empty() => {
+                                        format!(" (401 {code}: {message})")
+                                    }
+                                    _ => " (401)".to_owned(),
+                                };
+                            return Err(GraphError::Auth(AuthError::AccessTokenRejected {
+                                graph_said,
+                                reason: crate::graph::auth::access_token_problem(
+                                    token.expose_secret(),
+                                    &inner.options.endpoints,
+                                    chrono::Utc::now().timestamp(),
+                                ),
+                            }));
                         }
                         refreshed = true;
                         bump(&inner.counters.token_refreshes);
