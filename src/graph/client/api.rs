@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use secrecy::SecretString;
 
-use super::error::{decode, error_from, error_from_inner};
+use super::error::{decode, error_from, error_from_inner, escape_for_message};
 use super::execute::{header_str, Pool, Req, WriteSlot};
 use super::key::UserKey;
 use super::parse::batch_user;
@@ -32,9 +32,39 @@ pub struct ResetOutcome {
     pub location: Result<String, GraphError>,
     pub retry_after: Option<Duration>,
     pub generated_password: Option<SecretString>,
+    /// When the 202 carries no generated password: what it carried instead (an empty body, JSON
+    /// without a string `newPassword`, a body of another content type), in words without the
+    /// body itself. `None` when a password was read.
+    pub no_password: Option<String>,
     /// The `Date` of the 202: Graph's clock when it accepted the reset (compare
     /// `lastPasswordChangeDateTime` with this, not with the local clock).
     pub server_date: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a resetPassword 202 body without a readable `newPassword` holds, in words (never the
+/// body itself, which may hold a secret).
+fn odd_reset_body(status: u16, content_type: &str, body: &[u8]) -> String {
+    let json = content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    let shape = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(m)) if m.contains_key("newPassword") => {
+            "JSON whose newPassword is not a string"
+        }
+        Ok(serde_json::Value::Object(_)) => "JSON without newPassword",
+        Ok(_) => "JSON that is not an object",
+        Err(_) => "a body that is not JSON",
+    };
+    let ct = if content_type.is_empty() {
+        "no content type".to_owned()
+    } else {
+        format!("content type {}", escape_for_message(content_type, 80))
+    };
+    format!(
+        "HTTP {status} with {shape} ({ct}{})",
+        if json { "" } else { ", not application/json" }
+    )
 }
 
 impl GraphClient {
@@ -394,13 +424,21 @@ impl GraphClient {
             return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
         }
         // The generated password first: it exists only in this body.
-        let generated_password = if resp.body.iter().all(u8::is_ascii_whitespace) {
-            None
+        // Read whatever the body is (a JSON body under another content type included): a
+        // password it holds is never left unrecorded. When there is none, say what came instead.
+        let content_type = header_str(&resp.headers, "content-type").unwrap_or_default();
+        let (generated_password, no_password) = if resp.body.iter().all(u8::is_ascii_whitespace) {
+            (
+                None,
+                Some(format!("HTTP {} with an empty body", resp.status)),
+            )
         } else {
             match serde_json::from_slice::<PasswordResetResponse>(&resp.body) {
-                Ok(r) => Some(r.new_password),
-                // a body without newPassword (e.g. `{}`) is not an error
-                Err(_) => None,
+                Ok(r) => (Some(r.new_password), None),
+                Err(_) => (
+                    None,
+                    Some(odd_reset_body(resp.status, &content_type, &resp.body)),
+                ),
             }
         };
         let retry_after = parse_retry_after(header_str(&resp.headers, "retry-after").as_deref());
@@ -420,6 +458,7 @@ impl GraphClient {
             location,
             retry_after,
             generated_password,
+            no_password,
         })
     }
 
@@ -566,6 +605,7 @@ mod tests {
             location: Ok("l".into()),
             retry_after: None,
             generated_password: Some(SecretString::from("Canary-Pw-1")),
+            no_password: None,
             server_date: None,
         };
         assert!(!format!("{o:?}").contains("Canary"));
