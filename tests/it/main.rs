@@ -11,6 +11,7 @@ mod client_graph;
 mod client_retry;
 mod common;
 mod e2e;
+mod echoes;
 mod examples;
 mod fuzz_corpus;
 mod hostile;

@@ -54,6 +54,16 @@
 //! model a misbehaving answer (a proxy, a gateway, a changed service), so that a client's handling
 //! of a password it never received can be tested.
 //!
+//! # Echoed request bodies
+//!
+//! `echo=RATE` answers that share of password writes (a single `PATCH`, a resetPassword `POST`;
+//! never a `$batch` envelope, which also carries reads) on Graph routes with `400 Request_BadRequest` whose message quotes the request body as it was
+//! received (`Invalid value specified in the request payload: {...}`), without applying it. Graph's
+//! error messages do quote values they refuse ("Invalid value specified for property
+//! 'mailNickname' of resource 'User'." names the property; other services quote the value): this
+//! models a peer that quotes everything, a submitted password included, so that a client's
+//! masking of what a peer says can be tested. Drawn separately from the other faults, after them.
+//!
 //! # Dropped connections
 //!
 //! A dropped request is processed normally (its effects happen: a PATCH is applied) and its
@@ -151,6 +161,9 @@ pub struct FaultSpec {
     pub slow: f64,
     pub lost: f64,
     pub slow_delay: Duration,
+    /// `echo=RATE`: writes refused with a message quoting their body (see "Echoed request
+    /// bodies" in the module documentation).
+    pub echo: f64,
     /// `reset_answer=...`: every resetPassword 202 with a generated password misbehaves (see
     /// "Odd resetPassword answers" in the module documentation).
     pub reset_answer: Option<OddResetAnswer>,
@@ -192,19 +205,20 @@ impl Default for FaultSpec {
             lost: 0.0,
             slow_delay: Duration::from_millis(2_000),
             reset_answer: None,
+            echo: 0.0,
         }
     }
 }
 
 /// A `--faults` value that does not parse or validate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow, lost (rates between 0 and 1, summing to at most 1), slow_ms (milliseconds) and reset_answer (empty, no_password or text_plain), e.g. '429=0.05,500=0.01,drop=0.01'")]
+#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow, lost (rates between 0 and 1, summing to at most 1), slow_ms (milliseconds), echo (a rate of writes answered 400 quoting their body) and reset_answer (empty, no_password or text_plain), e.g. '429=0.05,500=0.01,drop=0.01'")]
 pub struct FaultSpecError {
     input: String,
     reason: String,
 }
 
-const FAULT_KEYS: [&str; 8] = [
+const FAULT_KEYS: [&str; 9] = [
     "429",
     "500",
     "503",
@@ -213,6 +227,7 @@ const FAULT_KEYS: [&str; 8] = [
     "lost",
     "slow_ms",
     "reset_answer",
+    "echo",
 ];
 
 impl FromStr for FaultSpec {
@@ -275,6 +290,7 @@ impl FromStr for FaultSpec {
                 "503" => spec.p503 = rate,
                 "drop" => spec.drop = rate,
                 "lost" => spec.lost = rate,
+                "echo" => spec.echo = rate,
                 _ => spec.slow = rate,
             }
         }
@@ -462,6 +478,16 @@ impl FaultInjector {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether this write is answered with its body echoed (`echo`); draws only when the spec
+    /// has an `echo` rate.
+    fn echo(&self) -> bool {
+        let Some(spec) = self.spec.filter(|s| s.echo > 0.0) else {
+            return false;
+        };
+        let roll: f64 = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
+        roll < spec.echo
+    }
+
     fn slow_delay(&self) -> Duration {
         self.spec.map_or(Duration::ZERO, |s| s.slow_delay)
     }
@@ -488,6 +514,16 @@ pub async fn fault_middleware(
         .spec
         .and_then(|s| s.reset_answer)
         .filter(|_| *req.method() == axum::http::Method::POST && is_reset_path(req.uri().path()));
+    let password_write =
+        *req.method() == axum::http::Method::PATCH || is_reset_path(req.uri().path());
+    if decision.fault == Fault::None
+        && write
+        && password_write
+        && is_graph_path(req.uri().path())
+        && inj.echo()
+    {
+        return echo_response(req).await;
+    }
     if let (Fault::None, Some(odd)) = (decision.fault, odd) {
         let resp = next.run(req).await;
         return odd_reset_answer(resp, odd).await;
@@ -547,6 +583,20 @@ pub async fn fault_middleware(
             gateway_timeout(&ids)
         }
     }
+}
+
+/// A write refused with `400 Request_BadRequest` quoting its body (`echo`); nothing applied.
+async fn echo_response(req: Request) -> Response {
+    let ids = RequestIds::new(req.headers());
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let quoted = String::from_utf8_lossy(&body);
+    let body = ids.error_body(
+        "Request_BadRequest",
+        &format!("Invalid value specified in the request payload: {quoted}"),
+    );
+    error_response(StatusCode::BAD_REQUEST, body, &ids, vec![])
 }
 
 /// Whether `path` is a resetPassword action (`.../authentication/methods/{id}/resetPassword`).
@@ -840,11 +890,13 @@ mod tests {
                 lost: 0.0,
                 slow_delay: Duration::from_millis(1500),
                 reset_answer: None,
+                echo: 0.0,
             }
         );
         let s: FaultSpec = "reset_answer=text_plain".parse().unwrap();
         assert_eq!(s.reset_answer, Some(OddResetAnswer::TextPlain));
         assert!("reset_answer=weird".parse::<FaultSpec>().is_err());
+        assert_eq!("echo=1".parse::<FaultSpec>().unwrap().echo, 1.0);
         let s: FaultSpec = " drop = 0.5 ".parse().unwrap();
         assert_eq!((s.drop, s.p429), (0.5, 0.0));
         assert_eq!(s.slow_delay, Duration::from_millis(2000));

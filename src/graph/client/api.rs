@@ -19,6 +19,7 @@ use crate::graph::model::{
     PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition, PAGE_SIZE,
     PASSWORD_METHOD_ID, USER_SELECT,
 };
+use crate::graph::redact;
 use crate::graph::retry::parse_retry_after;
 
 /// The answer to a resetPassword (a 202): the generated password if the service made one, and
@@ -343,6 +344,9 @@ impl GraphClient {
                 "a passwordProfile PATCH must set both force flags".into(),
             ));
         }
+        if let Some(pw) = &profile.password {
+            redact::remember_secret(pw);
+        }
         let url = self.url(&user_path(user_id))?;
         let body = serde_json::to_vec(&serde_json::json!({ "passwordProfile": profile }))
             .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
@@ -397,6 +401,9 @@ impl GraphClient {
             "{}/authentication/methods/{PASSWORD_METHOD_ID}/resetPassword",
             user_path(user_id)
         ))?;
+        if let Some(pw) = &new_password {
+            redact::remember_secret(pw);
+        }
         let body = serde_json::to_vec(&ResetPasswordRequest { new_password })
             .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
         let req = Req {
@@ -434,7 +441,10 @@ impl GraphClient {
             )
         } else {
             match serde_json::from_slice::<PasswordResetResponse>(&resp.body) {
-                Ok(r) => (Some(r.new_password), None),
+                Ok(r) => {
+                    redact::remember_secret(&r.new_password);
+                    (Some(r.new_password), None)
+                }
                 Err(_) => (
                     None,
                     Some(odd_reset_body(resp.status, &content_type, &resp.body)),
