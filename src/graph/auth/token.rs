@@ -376,6 +376,7 @@ impl TokenProvider {
                 what: "device code endpoint".into(),
                 message: redacted(&e.to_string()),
             })?;
+        redact::remember_secret(&dc.device_code);
         self.notices.notify(device_code_notice(&dc));
         // the endpoint's numbers are believed within bounds: a huge `expires_in` would overflow
         // the clock, a huge `interval` would sleep forever
