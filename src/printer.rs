@@ -71,6 +71,7 @@ impl Printer {
 
     /// Writes requested output to stdout, as is, and flushes it.
     pub fn out(&self, text: &str) -> Result<(), OutputError> {
+        let text = &*crate::graph::redact::redact(text);
         let mut stdout = std::io::stdout().lock();
         stdout
             .write_all(text.as_bytes())
@@ -164,6 +165,8 @@ pub fn notice(line: &str) {
 
 /// Writes to stderr, ignoring failures: there is nowhere left to report them.
 fn write_stderr(text: &str) {
+    // every secret of the run masked, whatever a peer's words the text carries
+    let text = &*crate::graph::redact::redact(text);
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(text.as_bytes());
     let _ = stderr.flush();

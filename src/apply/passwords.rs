@@ -34,7 +34,7 @@ fn resolve_password(user: &UserPlan, source: &PasswordSource) -> Result<Resolved
             })
             .map(|_| pw)
     };
-    Ok(match source {
+    let resolved = match source {
         PasswordSource::Generate { length } => ResolvedReset {
             password: Some(crate::password::generate(*length)),
             generated: true,
@@ -71,7 +71,12 @@ fn resolve_password(user: &UserPlan, source: &PasswordSource) -> Result<Resolved
             password: None,
             generated: true,
         },
-    })
+    };
+    // every password of the run, masked in whatever a peer says
+    if let Some(pw) = &resolved.password {
+        crate::graph::redact::remember_secret(pw);
+    }
+    Ok(resolved)
 }
 
 /// Every reset password of a plan, resolved from its source before anything is written (a

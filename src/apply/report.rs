@@ -26,6 +26,10 @@ pub enum Status {
     Unknown,
     /// not written: the run was interrupted (SIGINT/SIGTERM) before this change was started
     NotStarted,
+    /// the password was reset, but the success answer did not carry the system-generated
+    /// password: the user has a password nobody knows (recorded `password_unknown` in the secrets
+    /// file); needs a new reset
+    PasswordUnknown,
 }
 
 /// One line of the `--report` document.
@@ -62,6 +66,11 @@ impl ApplyReport {
 pub(super) const UNKNOWN_HINT: &str =
     "run apply again with --secrets-append and the same --secrets-out \
      file: it resolves this entry (reads the user back) before planning anything else";
+
+/// The hint of a user whose reset left a password nobody knows.
+pub(super) const PASSWORD_UNKNOWN_HINT: &str =
+    "reset the user again with a password pwdrift generates and records before sending \
+     (`password: { generate: { length: 20 } }`, and a later `notBefore`)";
 
 fn action_name(a: &Action) -> &'static str {
     match a {

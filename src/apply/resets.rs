@@ -17,7 +17,7 @@ use super::flags::profile;
 use super::journal::Recorder;
 use super::ledger::Stage;
 use super::passwords::ResolvedReset;
-use super::report::{not_started, result, Status, UNKNOWN_HINT};
+use super::report::{not_started, result, Status, PASSWORD_UNKNOWN_HINT, UNKNOWN_HINT};
 use super::{Settled, Shared, TenantClients};
 use crate::graph::client::{GraphClient, GraphError};
 use crate::graph::model::{ForceFlags, OperationStatus};
@@ -35,6 +35,8 @@ enum WriteOutcome {
     Applied,
     NotApplied(String),
     Unknown(String),
+    /// took effect, but the answer carried no system-generated password: nobody knows it
+    PasswordUnknown(String),
 }
 
 /// One password write, from its start.
@@ -141,6 +143,13 @@ pub(super) async fn reset_one<'a>(
             journal.outcome(seq, Outcome::Unknown, Some(&detail));
             let mut r = result(tenant, u, Status::Unknown, Some(detail));
             r.hint = Some(UNKNOWN_HINT.into());
+            Settled::Done(r)
+        }
+        WriteOutcome::PasswordUnknown(detail) => {
+            journal.outcome(seq, Outcome::PasswordUnknown, Some(&detail));
+            tracing::warn!(user = %u.user_principal_name, "password unknown: {detail}");
+            let mut r = result(tenant, u, Status::PasswordUnknown, Some(detail));
+            r.hint = Some(PASSWORD_UNKNOWN_HINT.into());
             Settled::Done(r)
         }
     };
@@ -369,6 +378,18 @@ async fn api_reset(
             }
             Err(e) => return Write::Sent(seq, WriteOutcome::NotApplied(e.to_string())),
         };
+        // A password was expected (system-generated) and the success answer did not carry it:
+        // the reset still runs its course (the operation is polled: a failed one changed
+        // nothing), but one that took effect leaves a password nobody knows.
+        let no_password = match (&resolved.password, &answer.generated_password) {
+            (None, None) => Some(
+                answer
+                    .no_password
+                    .clone()
+                    .unwrap_or_else(|| "an answer without a password".into()),
+            ),
+            _ => None,
+        };
         // The generated password, durably, before anything else can fail.
         if let Some(pw) = &answer.generated_password {
             if let Err(e) = journal.generated(seq, pw) {
@@ -411,6 +432,16 @@ async fn api_reset(
                     ReadBack::Unknown(detail) => WriteOutcome::Unknown(detail),
                 }
             }
+        };
+        let outcome = match (outcome, no_password) {
+            (WriteOutcome::Applied, Some(why)) => WriteOutcome::PasswordUnknown(format!(
+                "password unknown: the reset took effect, but its answer ({why}) did not carry \
+                 the system-generated password, so nobody knows the user's new password"
+            )),
+            (WriteOutcome::Unknown(detail), Some(why)) => WriteOutcome::Unknown(format!(
+                "{detail}; and its answer ({why}) did not carry the system-generated password"
+            )),
+            (outcome, _) => outcome,
         };
         return Write::Sent(seq, outcome);
     }

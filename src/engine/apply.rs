@@ -189,6 +189,13 @@ pub async fn run(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
 
+    // a detail may quote a peer (an error text): masked once more, for the report and the summary
+    let mut users = users;
+    for u in &mut users {
+        if let Some(d) = &mut u.detail {
+            *d = crate::graph::redact::redacted(d);
+        }
+    }
     let report = ApplyReport {
         format_version: apply::REPORT_FORMAT_VERSION.to_owned(),
         started_at,

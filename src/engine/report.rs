@@ -23,6 +23,7 @@ pub fn complete(report: &ApplyReport) -> bool {
         Status::Blocked,
         Status::Unknown,
         Status::NotStarted,
+        Status::PasswordUnknown,
     ]
     .iter()
     .all(|s| report.count(*s) == 0)
@@ -39,12 +40,17 @@ pub fn closing_summary(
     for u in report.users.iter().filter(|u| {
         matches!(
             u.status,
-            Status::Failed | Status::Blocked | Status::Unknown | Status::NotStarted
+            Status::Failed
+                | Status::Blocked
+                | Status::Unknown
+                | Status::NotStarted
+                | Status::PasswordUnknown
         )
     }) {
         let what = match u.status {
             Status::Failed => "failed",
             Status::Unknown => "OUTCOME UNKNOWN",
+            Status::PasswordUnknown => "PASSWORD UNKNOWN",
             Status::NotStarted => "not started",
             _ => "blocked",
         };
@@ -100,6 +106,19 @@ pub fn closing_summary(
             text,
             "Needs attention (outcome unknown): {}. Run apply again with --secrets-append and the same --secrets-out file to resolve them.",
             attention.join(", ")
+        )?;
+    }
+    let lost: Vec<&str> = report
+        .users
+        .iter()
+        .filter(|u| u.status == Status::PasswordUnknown)
+        .map(|u| u.user_principal_name.as_str())
+        .collect();
+    if !lost.is_empty() {
+        writeln!(
+            text,
+            "Needs attention (password unknown): {}. Their passwords were reset but the answer did not carry the system-generated password; reset them again with a password pwdrift generates (`generate`).",
+            lost.join(", ")
         )?;
     }
     if not_started > 0 {

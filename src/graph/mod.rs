@@ -2,7 +2,7 @@
 //! authenticates with ([`auth`]), the retry policy (`retry`), the per-tenant pacing (`pacing`)
 //! and the write quotas it keeps to (`quota`), the one client
 //! through which all Graph I/O goes ([`client`]), and the notices it returns instead of
-//! printing ([`notice`]). Nothing here imports from the layers above (commands, cli).
+//! printing ([`notice`]), and the redactor every peer's words pass through ([`redact`]). Nothing here imports from the layers above (commands, cli).
 
 pub mod auth;
 pub mod client;
@@ -10,6 +10,7 @@ pub mod model;
 pub mod notice;
 pub(crate) mod pacing;
 pub(crate) mod quota;
+pub mod redact;
 pub(crate) mod retry;
 
 /// A reqwest error with its causes (`error sending request: connection reset ...`), without the
@@ -26,7 +27,7 @@ pub(crate) fn error_chain(e: reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    redact::redacted(&text)
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ pub enum Outcome {
     /// A later entry for the same user replaced this one (a system-generated password whose
     /// 202 was lost, so a new reset was sent and its password recorded).
     Superseded,
+    /// The reset took effect, but its success answer carried no password where one was
+    /// expected (a system-generated password: a 202 with an empty body, without `newPassword`,
+    /// or not JSON): the user has a password nobody knows. Settled (not pending): only a new
+    /// reset gives the user a known password. Journals written before this outcome existed read
+    /// as before.
+    PasswordUnknown,
 }
 
 /// A password as stored: plain, or an armored age message.

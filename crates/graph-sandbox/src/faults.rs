@@ -41,6 +41,29 @@
 //! replaced by a 504 or a dropped connection, deterministically with `--rng-seed`; `$batch`
 //! members draw in the order of the envelope's `requests`, before any of them runs.
 //!
+//! # Odd resetPassword answers
+//!
+//! `reset_answer=empty|no_password|text_plain` (not a rate: every time) makes every
+//! resetPassword 202 that carries a system-generated password misbehave. The reset itself is
+//! applied as usual (the user's password changes to the generated one, which the sandbox keeps);
+//! only the answer loses the password: `empty` answers the 202 with no body, `no_password` with
+//! the `passwordResetResponse` minus `newPassword` (`{"@odata.context": ...}`), `text_plain` with
+//! `Content-Type: text/plain` and the text `Accepted`. The reference page ("authenticationMethod:
+//! resetPassword", <https://learn.microsoft.com/en-us/graph/api/authenticationmethod-resetpassword>)
+//! documents a `passwordResetResponse` with `newPassword` for a reset without `newPassword`: these
+//! model a misbehaving answer (a proxy, a gateway, a changed service), so that a client's handling
+//! of a password it never received can be tested.
+//!
+//! # Echoed request bodies
+//!
+//! `echo=RATE` answers that share of password writes (a single `PATCH`, a resetPassword `POST`;
+//! never a `$batch` envelope, which also carries reads) on Graph routes with `400 Request_BadRequest` whose message quotes the request body as it was
+//! received (`Invalid value specified in the request payload: {...}`), without applying it. Graph's
+//! error messages do quote values they refuse ("Invalid value specified for property
+//! 'mailNickname' of resource 'User'." names the property; other services quote the value): this
+//! models a peer that quotes everything, a submitted password included, so that a client's
+//! masking of what a peer says can be tested. Drawn separately from the other faults, after them.
+//!
 //! # Dropped connections
 //!
 //! A dropped request is processed normally (its effects happen: a PATCH is applied) and its
@@ -138,6 +161,37 @@ pub struct FaultSpec {
     pub slow: f64,
     pub lost: f64,
     pub slow_delay: Duration,
+    /// `echo=RATE`: writes refused with a message quoting their body (see "Echoed request
+    /// bodies" in the module documentation).
+    pub echo: f64,
+    /// `reset_answer=...`: every resetPassword 202 with a generated password misbehaves (see
+    /// "Odd resetPassword answers" in the module documentation).
+    pub reset_answer: Option<OddResetAnswer>,
+}
+
+/// How a resetPassword 202 that should carry the generated password misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OddResetAnswer {
+    /// no body at all
+    Empty,
+    /// the `passwordResetResponse` without `newPassword`
+    NoPassword,
+    /// `Content-Type: text/plain`, body `Accepted`
+    TextPlain,
+}
+
+impl FromStr for OddResetAnswer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "empty" => Ok(Self::Empty),
+            "no_password" => Ok(Self::NoPassword),
+            "text_plain" => Ok(Self::TextPlain),
+            other => Err(format!(
+                "reset_answer '{other}' is not one of empty, no_password, text_plain"
+            )),
+        }
+    }
 }
 
 impl Default for FaultSpec {
@@ -150,19 +204,31 @@ impl Default for FaultSpec {
             slow: 0.0,
             lost: 0.0,
             slow_delay: Duration::from_millis(2_000),
+            reset_answer: None,
+            echo: 0.0,
         }
     }
 }
 
 /// A `--faults` value that does not parse or validate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow, lost (rates between 0 and 1, summing to at most 1) and slow_ms (milliseconds), e.g. '429=0.05,500=0.01,drop=0.01'")]
+#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow, lost (rates between 0 and 1, summing to at most 1), slow_ms (milliseconds), echo (a rate of writes answered 400 quoting their body) and reset_answer (empty, no_password or text_plain), e.g. '429=0.05,500=0.01,drop=0.01'")]
 pub struct FaultSpecError {
     input: String,
     reason: String,
 }
 
-const FAULT_KEYS: [&str; 7] = ["429", "500", "503", "drop", "slow", "lost", "slow_ms"];
+const FAULT_KEYS: [&str; 9] = [
+    "429",
+    "500",
+    "503",
+    "drop",
+    "slow",
+    "lost",
+    "slow_ms",
+    "reset_answer",
+    "echo",
+];
 
 impl FromStr for FaultSpec {
     type Err = FaultSpecError;
@@ -198,6 +264,10 @@ impl FromStr for FaultSpec {
                 return Err(err(format!("key '{key}' is given twice")));
             }
             seen.push(known);
+            if *known == "reset_answer" {
+                spec.reset_answer = Some(value.parse().map_err(err)?);
+                continue;
+            }
             if *known == "slow_ms" {
                 let ms = value
                     .parse::<u64>()
@@ -220,6 +290,7 @@ impl FromStr for FaultSpec {
                 "503" => spec.p503 = rate,
                 "drop" => spec.drop = rate,
                 "lost" => spec.lost = rate,
+                "echo" => spec.echo = rate,
                 _ => spec.slow = rate,
             }
         }
@@ -407,6 +478,16 @@ impl FaultInjector {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether this write is answered with its body echoed (`echo`); draws only when the spec
+    /// has an `echo` rate.
+    fn echo(&self) -> bool {
+        let Some(spec) = self.spec.filter(|s| s.echo > 0.0) else {
+            return false;
+        };
+        let roll: f64 = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
+        roll < spec.echo
+    }
+
     fn slow_delay(&self) -> Duration {
         self.spec.map_or(Duration::ZERO, |s| s.slow_delay)
     }
@@ -429,6 +510,24 @@ pub async fn fault_middleware(
         tokio::time::sleep(decision.delay).await;
     }
     let costed = !inj.per_item.is_zero() && is_graph_path(req.uri().path());
+    let odd = inj
+        .spec
+        .and_then(|s| s.reset_answer)
+        .filter(|_| *req.method() == axum::http::Method::POST && is_reset_path(req.uri().path()));
+    let password_write =
+        *req.method() == axum::http::Method::PATCH || is_reset_path(req.uri().path());
+    if decision.fault == Fault::None
+        && write
+        && password_write
+        && is_graph_path(req.uri().path())
+        && inj.echo()
+    {
+        return echo_response(req).await;
+    }
+    if let (Fault::None, Some(odd)) = (decision.fault, odd) {
+        let resp = next.run(req).await;
+        return odd_reset_answer(resp, odd).await;
+    }
     match decision.fault {
         Fault::None if costed => {
             let resp = next.run(req).await;
@@ -484,6 +583,67 @@ pub async fn fault_middleware(
             gateway_timeout(&ids)
         }
     }
+}
+
+/// A write refused with `400 Request_BadRequest` quoting its body (`echo`); nothing applied.
+async fn echo_response(req: Request) -> Response {
+    let ids = RequestIds::new(req.headers());
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let quoted = String::from_utf8_lossy(&body);
+    let body = ids.error_body(
+        "Request_BadRequest",
+        &format!("Invalid value specified in the request payload: {quoted}"),
+    );
+    error_response(StatusCode::BAD_REQUEST, body, &ids, vec![])
+}
+
+/// Whether `path` is a resetPassword action (`.../authentication/methods/{id}/resetPassword`).
+fn is_reset_path(path: &str) -> bool {
+    is_graph_path(path)
+        && path
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.eq_ignore_ascii_case("resetPassword"))
+}
+
+/// A resetPassword 202 that carries a generated password, answered the `odd` way instead (the
+/// reset itself already happened). Any other answer passes unchanged.
+async fn odd_reset_answer(resp: Response, odd: OddResetAnswer) -> Response {
+    if resp.status() != StatusCode::ACCEPTED {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return dropped_connection();
+    };
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(&bytes) else {
+        // no generated password in it (a reset with `newPassword`): nothing to lose
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if !fields.contains_key("newPassword") {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = match odd {
+        OddResetAnswer::Empty => {
+            parts.headers.remove(header::CONTENT_TYPE);
+            Body::empty()
+        }
+        OddResetAnswer::NoPassword => {
+            fields.remove("newPassword");
+            Body::from(serde_json::Value::Object(fields).to_string())
+        }
+        OddResetAnswer::TextPlain => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Body::from("Accepted")
+        }
+    };
+    Response::from_parts(parts, body)
 }
 
 /// Holds a successful response back by `per_item` per object it returns.
@@ -728,9 +888,15 @@ mod tests {
                 drop: 0.01,
                 slow: 0.02,
                 lost: 0.0,
-                slow_delay: Duration::from_millis(1500)
+                slow_delay: Duration::from_millis(1500),
+                reset_answer: None,
+                echo: 0.0,
             }
         );
+        let s: FaultSpec = "reset_answer=text_plain".parse().unwrap();
+        assert_eq!(s.reset_answer, Some(OddResetAnswer::TextPlain));
+        assert!("reset_answer=weird".parse::<FaultSpec>().is_err());
+        assert_eq!("echo=1".parse::<FaultSpec>().unwrap().echo, 1.0);
         let s: FaultSpec = " drop = 0.5 ".parse().unwrap();
         assert_eq!((s.drop, s.p429), (0.5, 0.0));
         assert_eq!(s.slow_delay, Duration::from_millis(2000));

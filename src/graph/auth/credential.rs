@@ -158,6 +158,7 @@ impl Credential {
                         .into(),
                 ));
             }
+            crate::graph::redact::remember(token);
             return Ok(Credential::AccessToken {
                 token: SecretString::from(token.to_owned()),
             });
@@ -212,6 +213,7 @@ impl Credential {
         }
         let (tenant, client_id) = (tenant.unwrap_or_default(), client_id.unwrap_or_default());
         Ok(if let Some(secret) = secret {
+            crate::graph::redact::remember(&secret);
             Credential::ClientSecret {
                 tenant,
                 client_id,
@@ -265,7 +267,10 @@ impl Credential {
                     tenant,
                     client_id,
                     username,
-                    password: SecretString::from(password),
+                    password: {
+                        crate::graph::redact::remember(&password);
+                        SecretString::from(password)
+                    },
                 }),
                 _ => Ok(Credential::DeviceCode { tenant, client_id }),
             },
@@ -435,6 +440,7 @@ pub(crate) fn certificate_assertion(
             cert_err("no RSA private key block (PRIVATE KEY or RSA PRIVATE KEY)".into())
         })?;
     let key_pem = pem::encode(key);
+    crate::graph::redact::remember(&key_pem);
     let encoding_key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes())
         .map_err(|e| cert_err(format!("the private key is not a usable RSA key: {e}")))?;
     let now = chrono::Utc::now().timestamp();

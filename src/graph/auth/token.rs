@@ -30,6 +30,7 @@ use super::{AuthError, TokenFailure};
 use crate::graph::error_chain;
 use crate::graph::model::{TokenErrorResponse, TokenResponse};
 use crate::graph::notice::{Notice, Notifier};
+use crate::graph::redact::{self, redacted};
 use crate::graph::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
 
 /// The audience of federated tokens exchanged for Entra tokens (workload identity, GitHub OIDC).
@@ -145,6 +146,7 @@ impl TokenProvider {
     /// A valid access token for `tenant`, from the cache or freshly acquired.
     pub async fn token(&self, tenant: &str) -> Result<SecretString, AuthError> {
         if let Credential::AccessToken { token } = &self.credential {
+            redact::remember_secret(token);
             return Ok(token.clone());
         }
         let slot = self.slot(tenant);
@@ -226,6 +228,12 @@ impl TokenProvider {
                         ("refresh_token", refresh_token.expose_secret().to_owned()),
                         ("scope", self.delegated_scope()),
                     ];
+                    // every secret this request carries, masked in whatever the authority answers
+                    for (key, value) in &form {
+                        if SECRET_FORM_FIELDS.contains(key) {
+                            redact::remember(value);
+                        }
+                    }
                     let (status, body) = self.post_token_form(tenant, &form).await?;
                     match parse_token_response(tenant, status, &body) {
                         Ok(token) => return Ok(token),
@@ -235,6 +243,12 @@ impl TokenProvider {
                     }
                 }
                 return self.device_code_flow(tenant).await;
+            }
+        }
+        // every secret this request carries, masked in whatever the authority answers
+        for (key, value) in &form {
+            if SECRET_FORM_FIELDS.contains(key) {
+                redact::remember(value);
             }
         }
         let (status, body) = self.post_token_form(tenant, &form).await?;
@@ -312,6 +326,7 @@ impl TokenProvider {
         request_url: &str,
         request_token: &SecretString,
     ) -> Result<String, AuthError> {
+        redact::remember_secret(request_token);
         let sep = if request_url.contains('?') { '&' } else { '?' };
         let url = checked_url(&format!("{request_url}{sep}audience={FEDERATED_AUDIENCE}"))
             .map_err(|e| AuthError::GitHubOidc(e.to_string()))?;
@@ -337,6 +352,7 @@ impl TokenProvider {
             .map_err(|e| AuthError::GitHubOidc(e.to_string()))?;
         let body: GitHubTokenResponse = serde_json::from_slice(&body)
             .map_err(|e| AuthError::GitHubOidc(format!("no `value` in the response: {e}")))?;
+        redact::remember_secret(&body.value);
         Ok(body.value.expose_secret().to_owned())
     }
 
@@ -358,8 +374,9 @@ impl TokenProvider {
         let dc: DeviceCodeResponse =
             serde_json::from_slice(&body).map_err(|e| AuthError::Decode {
                 what: "device code endpoint".into(),
-                message: e.to_string(),
+                message: redacted(&e.to_string()),
             })?;
+        redact::remember_secret(&dc.device_code);
         self.notices.notify(device_code_notice(&dc));
         // the endpoint's numbers are believed within bounds: a huge `expires_in` would overflow
         // the clock, a huge `interval` would sleep forever
@@ -560,6 +577,14 @@ pub fn access_token_problem(token: &str, endpoints: &Endpoints, now_unix: i64) -
     )
 }
 
+/// The token-request fields that carry a secret.
+const SECRET_FORM_FIELDS: [&str; 4] = [
+    "client_secret",
+    "client_assertion",
+    "password",
+    "refresh_token",
+];
+
 fn push_assertion(form: &mut Vec<(&str, String)>, scope: String, assertion: String) {
     form.push(("scope", scope));
     form.push(("grant_type", "client_credentials".into()));
@@ -582,7 +607,7 @@ fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<Cached
     let resp: TokenResponse = serde_json::from_slice(body).map_err(|e| AuthError::Decode {
         what: "token endpoint".into(),
         // serde_json's message names the position and the expected type, never the input.
-        message: e.to_string(),
+        message: redacted(&e.to_string()),
     })?;
     #[derive(Deserialize)]
     struct RefreshPart {
@@ -592,6 +617,10 @@ fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<Cached
     let refresh_token = serde_json::from_slice::<RefreshPart>(body)
         .ok()
         .and_then(|r| r.refresh_token);
+    redact::remember_secret(&resp.access_token);
+    if let Some(r) = &refresh_token {
+        redact::remember_secret(r);
+    }
     let lifetime = Duration::from_secs(resp.expires_in).min(MAX_TOKEN_LIFETIME);
     Ok(CachedToken {
         token: resp.access_token,
@@ -602,13 +631,15 @@ fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<Cached
 
 fn token_error(tenant: &str, status: u16, body: &[u8]) -> AuthError {
     match serde_json::from_slice::<TokenErrorResponse>(body) {
+        // the authority's words are echoed: a description quoting the client secret (or any
+        // secret of the run) is masked here, where the error is built
         Ok(e) => AuthError::Token(Box::new(TokenFailure {
             tenant: tenant.to_owned(),
             status,
-            error: e.error,
-            description: e.error_description,
-            trace_id: e.trace_id,
-            correlation_id: e.correlation_id,
+            error: redacted(&e.error),
+            description: redacted(&e.error_description),
+            trace_id: e.trace_id.as_deref().map(redacted),
+            correlation_id: e.correlation_id.as_deref().map(redacted),
         })),
         Err(_) => AuthError::Token(Box::new(TokenFailure {
             tenant: tenant.to_owned(),

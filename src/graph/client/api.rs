@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use secrecy::SecretString;
 
-use super::error::{decode, error_from, error_from_inner};
+use super::error::{decode, error_from, error_from_inner, escape_for_message};
 use super::execute::{header_str, Pool, Req, WriteSlot};
 use super::key::UserKey;
 use super::parse::batch_user;
@@ -19,6 +19,7 @@ use crate::graph::model::{
     PasswordProfile, PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition,
     PAGE_SIZE, PASSWORD_METHOD_ID, USER_SELECT,
 };
+use crate::graph::redact;
 use crate::graph::retry::parse_retry_after;
 
 /// The answer to a resetPassword (a 202): the generated password if the service made one, and
@@ -32,9 +33,39 @@ pub struct ResetOutcome {
     pub location: Result<String, GraphError>,
     pub retry_after: Option<Duration>,
     pub generated_password: Option<SecretString>,
+    /// When the 202 carries no generated password: what it carried instead (an empty body, JSON
+    /// without a string `newPassword`, a body of another content type), in words without the
+    /// body itself. `None` when a password was read.
+    pub no_password: Option<String>,
     /// The `Date` of the 202: Graph's clock when it accepted the reset (compare
     /// `lastPasswordChangeDateTime` with this, not with the local clock).
     pub server_date: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a resetPassword 202 body without a readable `newPassword` holds, in words (never the
+/// body itself, which may hold a secret).
+fn odd_reset_body(status: u16, content_type: &str, body: &[u8]) -> String {
+    let json = content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    let shape = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(m)) if m.contains_key("newPassword") => {
+            "JSON whose newPassword is not a string"
+        }
+        Ok(serde_json::Value::Object(_)) => "JSON without newPassword",
+        Ok(_) => "JSON that is not an object",
+        Err(_) => "a body that is not JSON",
+    };
+    let ct = if content_type.is_empty() {
+        "no content type".to_owned()
+    } else {
+        format!("content type {}", escape_for_message(content_type, 80))
+    };
+    format!(
+        "HTTP {status} with {shape} ({ct}{})",
+        if json { "" } else { ", not application/json" }
+    )
 }
 
 impl GraphClient {
@@ -324,6 +355,9 @@ impl GraphClient {
                 "a passwordProfile PATCH must set both force flags".into(),
             ));
         }
+        if let Some(pw) = &profile.password {
+            redact::remember_secret(pw);
+        }
         let url = self.url(&user_path(user_id))?;
         let body = serde_json::to_vec(&serde_json::json!({ "passwordProfile": profile }))
             .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
@@ -378,6 +412,9 @@ impl GraphClient {
             "{}/authentication/methods/{PASSWORD_METHOD_ID}/resetPassword",
             user_path(user_id)
         ))?;
+        if let Some(pw) = &new_password {
+            redact::remember_secret(pw);
+        }
         let body = serde_json::to_vec(&ResetPasswordRequest { new_password })
             .map_err(|e| GraphError::InvalidRequest(e.to_string()))?;
         let req = Req {
@@ -405,13 +442,24 @@ impl GraphClient {
             return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
         }
         // The generated password first: it exists only in this body.
-        let generated_password = if resp.body.iter().all(u8::is_ascii_whitespace) {
-            None
+        // Read whatever the body is (a JSON body under another content type included): a
+        // password it holds is never left unrecorded. When there is none, say what came instead.
+        let content_type = header_str(&resp.headers, "content-type").unwrap_or_default();
+        let (generated_password, no_password) = if resp.body.iter().all(u8::is_ascii_whitespace) {
+            (
+                None,
+                Some(format!("HTTP {} with an empty body", resp.status)),
+            )
         } else {
             match serde_json::from_slice::<PasswordResetResponse>(&resp.body) {
-                Ok(r) => Some(r.new_password),
-                // a body without newPassword (e.g. `{}`) is not an error
-                Err(_) => None,
+                Ok(r) => {
+                    redact::remember_secret(&r.new_password);
+                    (Some(r.new_password), None)
+                }
+                Err(_) => (
+                    None,
+                    Some(odd_reset_body(resp.status, &content_type, &resp.body)),
+                ),
             }
         };
         let retry_after = parse_retry_after(header_str(&resp.headers, "retry-after").as_deref());
@@ -431,6 +479,7 @@ impl GraphClient {
             location,
             retry_after,
             generated_password,
+            no_password,
         })
     }
 
@@ -577,6 +626,7 @@ mod tests {
             location: Ok("l".into()),
             retry_after: None,
             generated_password: Some(SecretString::from("Canary-Pw-1")),
+            no_password: None,
             server_date: None,
         };
         assert!(!format!("{o:?}").contains("Canary"));

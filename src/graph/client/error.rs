@@ -1,6 +1,7 @@
 //! [`GraphError`], the client's error type, and the mapping of Graph's error answers (a status
 //! and an `error` body, plain or inside a `$batch`) onto it. No `Display` carries a secret, and
-//! the peer's words reach a message only through [`escape_for_message`].
+//! the peer's words reach a message only through [`crate::graph::redact`] (every secret of the
+//! run masked, before any cut) and [`escape_for_message`].
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::graph::auth::AuthError;
 use crate::graph::model::{BatchResponse, GraphErrorBody};
+use crate::graph::redact::{redact, redacted};
 
 /// A Graph failure. `Display` never contains a secret, a token or a request body.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -98,7 +100,7 @@ impl GraphError {
 pub(super) fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, GraphError> {
     serde_json::from_slice(body).map_err(|e| GraphError::Decode {
         what: what.to_owned(),
-        message: e.to_string(),
+        message: redacted(&e.to_string()),
     })
 }
 
@@ -141,12 +143,13 @@ fn error_from_parts(
         Some(b) => (b.error.code, b.error.message),
         None => (String::new(), format!("no Graph error body ({what})")),
     };
-    // the peer's words are echoed: escape controls (a terminal escape sequence), cap the length
+    // the peer's words are echoed: mask every secret of the run (a password it quotes), escape
+    // controls (a terminal escape sequence), cap the length
     GraphError::Http {
         status,
-        code: escape_for_message(&code, 200),
-        message: escape_for_message(&message, 1000),
-        request_id: request_id.map(|r| escape_for_message(&r, 200)),
+        code: escape_for_message(&redact(&code), 200),
+        message: escape_for_message(&redact(&message), 1000),
+        request_id: request_id.map(|r| escape_for_message(&redact(&r), 200)),
     }
 }
 
