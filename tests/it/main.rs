@@ -9,6 +9,7 @@ mod ci_recipes;
 mod client_auth;
 mod client_graph;
 mod client_retry;
+mod colour;
 mod common;
 mod e2e;
 mod examples;
