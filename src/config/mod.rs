@@ -70,15 +70,29 @@ pub use model::*;
 pub const MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
 
 /// Most diagnostics kept for one file; the rest are counted in a last note (see
-/// [`check`]'s `push`). Enough to fix a file in one go, bounded for hostile input.
+/// [`check`]'s `push`). Enough to fix a file in one go, bounded for hostile input. The cap limits
+/// what is kept and printed, never the verdict: a file whose diagnostics past the cap are all
+/// warnings is checked to its end and stays valid.
 pub const MAX_DIAGNOSTICS_PER_FILE: usize = 50;
 
-/// The note that ends a file's diagnostics when checking stopped at the limit.
+/// The note that ends a file's diagnostics when checking stopped at the limit (the file has
+/// errors: more checking would change neither the verdict nor what is shown).
 fn too_many(file: &Path) -> Diagnostic {
     Diagnostic::error(format!(
         "too many problems in this file: stopped after {MAX_DIAGNOSTICS_PER_FILE}"
     ))
     .with_label(file_origin(file), "fix these and run again")
+}
+
+/// The note that ends a file's diagnostics when only warnings were past the limit: how many were
+/// not shown. A warning itself, so that it changes no verdict.
+fn warnings_not_shown(file: &Path, n: usize) -> Diagnostic {
+    Diagnostic::warning(format!(
+        "{n} more warning{} in this file not shown (the first {MAX_DIAGNOSTICS_PER_FILE} \
+         diagnostics are above)",
+        if n == 1 { "" } else { "s" }
+    ))
+    .with_label(file_origin(file), "not shown")
 }
 
 /// A successfully loaded desired state and the warnings found on the way.
