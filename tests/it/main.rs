@@ -18,6 +18,7 @@ mod hostile;
 mod import;
 mod perf;
 mod properties;
+mod reach;
 mod readme;
 mod real_graph;
 mod sandbox_cli;

@@ -53,6 +53,8 @@ struct Checker<'a> {
     file: std::sync::Arc<Path>,
     /// where secret values sit, for the diagnostics renderer
     sources: &'a mut SourceMap,
+    /// where password files may lie (`None`: not checked)
+    reach: Option<&'a super::reach::Reach>,
     diags: Vec<Diagnostic>,
     /// errors found, including those not kept
     errors: usize,
@@ -98,9 +100,20 @@ pub fn check_file(
     root: &Node,
     sources: &mut SourceMap,
 ) -> (Option<FileDoc>, Vec<Diagnostic>) {
+    check_file_with(file, root, sources, None)
+}
+
+/// [`check_file`], with password files checked against `reach` ([`super::reach::Reach`]).
+pub fn check_file_with(
+    file: &Path,
+    root: &Node,
+    sources: &mut SourceMap,
+    reach: Option<&super::reach::Reach>,
+) -> (Option<FileDoc>, Vec<Diagnostic>) {
     let mut c = Checker {
         file: file.into(),
         sources,
+        reach,
         diags: Vec::new(),
         errors: 0,
         dropped: 0,
