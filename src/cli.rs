@@ -175,6 +175,11 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     pub format: ValidateFormat,
+
+    /// Also allow password files (`password: { file: PATH }`) under this directory; by default
+    /// they must lie inside the desired-state directory (symlinks followed). Repeatable.
+    #[arg(long = "allow-password-dir", value_name = "DIR")]
+    pub allow_password_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +292,11 @@ pub struct TargetArgs {
     /// (each attempt also times out after 100 s, a connection after 10 s).
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub request_timeout: u64,
+
+    /// Also allow password files (`password: { file: PATH }`) under this directory; by default
+    /// they must lie inside the desired-state directory (symlinks followed). Repeatable.
+    #[arg(long = "allow-password-dir", value_name = "DIR")]
+    pub allow_password_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -81,8 +81,12 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         }
         ready
     } else {
-        let Some(loaded) =
-            session::load_desired(&settings.target.paths, printer, DiagnosticStyle::Text)?
+        let Some(loaded) = session::load_desired(
+            &settings.target.paths,
+            &settings.target.allow_password_dirs,
+            printer,
+            DiagnosticStyle::Text,
+        )?
         else {
             return Ok(ExitStatus::Failure);
         };

@@ -28,6 +28,16 @@ pub fn run(args: ImportArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             if f.users == 1 { "" } else { "s" }
         ))
     })?;
+    let bare: usize = files.iter().map(|f| f.bare).sum();
+    if bare > 0 {
+        let users: usize = files.iter().map(|f| f.users).sum();
+        printer.info(&format!(
+            "note: {bare} of {users} users are listed without a directive (no forced change \
+             pending, nothing decided for them): `pwdrift validate` warns that nothing is checked \
+             for each (warnings only, it still exits 0) until you add directives to the users you \
+             want to manage"
+        ));
+    }
     let sandbox = args
         .sandbox
         .as_ref()

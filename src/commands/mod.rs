@@ -24,8 +24,8 @@ use crate::printer::Printer;
 /// quiet success, see [`ExitStatus`]).
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
     let printer = Printer::new(cli.quiet);
+    init_logging(cli.verbose, printer.color_err());
     match dispatch(cli, &printer) {
         Ok(status) => status.into(),
         Err(err) if crate::printer::is_closed_stdout(&err) => ExitStatus::Success.into(),
@@ -51,7 +51,6 @@ pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// Logs go to stderr through `tracing`; `-v` raises the level, `RUST_LOG` overrides it.
 /// Standard error for the log: each event (one write) with every secret of the run masked
 /// ([`crate::graph::redact`]), whatever a peer's words it carries.
 struct RedactingStderr;
@@ -68,7 +67,10 @@ impl std::io::Write for RedactingStderr {
     }
 }
 
-pub fn init_logging(verbose: u8) {
+/// Logs go to stderr through `tracing`; `-v` raises the level, `RUST_LOG` overrides it. `color`:
+/// whether they may carry ANSI colours, decided by the printer's rule for stderr (`NO_COLOR`,
+/// `CLICOLOR`, `CLICOLOR_FORCE`, a terminal), so that a log piped to a file or a CI log is plain.
+pub fn init_logging(verbose: u8, color: bool) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -81,6 +83,7 @@ pub fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(|| RedactingStderr)
         .with_target(false)
+        .with_ansi(color)
         .try_init();
 }
 

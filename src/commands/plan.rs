@@ -19,7 +19,13 @@ pub fn run(args: PlanArgs, verbose: u8, printer: &Printer) -> anyhow::Result<Exi
     } else {
         DiagnosticStyle::Text
     };
-    let Some(loaded) = session::load_desired(&args.target.paths, printer, style)? else {
+    let Some(loaded) = session::load_desired(
+        &args.target.paths,
+        &args.target.allow_password_dirs,
+        printer,
+        style,
+    )?
+    else {
         return Ok(ExitStatus::Failure);
     };
     tracing::debug!("desired state loaded");

@@ -37,10 +37,11 @@ pub fn report_diagnostics(
 /// invalid input (already reported).
 pub fn load_desired(
     paths: &[PathBuf],
+    allow_password_dirs: &[PathBuf],
     printer: &Printer,
     style: DiagnosticStyle,
 ) -> anyhow::Result<Option<config::Loaded>> {
-    match crate::engine::load_desired(paths) {
+    match crate::engine::load_desired(paths, allow_password_dirs) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
                 report_diagnostics(printer, &loaded.warnings, &loaded.sources, style);

@@ -64,6 +64,7 @@ pub fn target_settings(target: &TargetArgs, concurrency: usize) -> TargetSetting
             assume_no_eligible_admins: target.assume_no_eligible_admins,
         },
         concurrency,
+        allow_password_dirs: target.allow_password_dirs.clone(),
     }
 }
 

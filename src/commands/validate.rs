@@ -55,7 +55,12 @@ pub fn failure_line(diags: &[Diagnostic]) -> String {
 }
 
 pub fn run(args: ValidateArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let loaded = config::load_paths(&args.paths);
+    let loaded = config::load_paths_with(
+        &args.paths,
+        &config::LoadOptions {
+            allow_password_dirs: args.allow_password_dirs.clone(),
+        },
+    );
     let status = if loaded.is_ok() {
         ExitStatus::Success
     } else {

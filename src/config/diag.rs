@@ -113,6 +113,8 @@ struct SourceFile {
     text: Option<SourceText>,
     /// secret values by (line, column)
     secrets: BTreeMap<(usize, usize), SecretExtent>,
+    /// no line of it is shown: it is not (recognisably) desired state
+    hidden: bool,
 }
 
 /// A file's text in one piece with where each line starts (one allocation per file, not one per
@@ -158,9 +160,21 @@ impl SourceMap {
             .insert((origin.line, origin.column), extent);
     }
 
-    /// Line `n` (1-based) of `file`, if its text is known.
+    /// Marks `file` as one whose lines are never shown (diagnostics give its positions and
+    /// messages only): the loader marks a file that is not recognisably pwdrift desired state (not
+    /// UTF-8, not YAML, not a mapping with `version`), which may be anything from a credentials
+    /// file to a `.env`, whose lines must not reach a terminal or a CI log.
+    pub fn hide_lines(&mut self, file: &Path) {
+        self.files.entry(file.to_path_buf()).or_default().hidden = true;
+    }
+
+    /// Line `n` (1-based) of `file`, if its text is known and its lines may be shown.
     fn line(&self, file: &Path, n: usize) -> Option<&str> {
-        self.files.get(file)?.text.as_ref()?.line(n.checked_sub(1)?)
+        let f = self.files.get(file)?;
+        if f.hidden {
+            return None;
+        }
+        f.text.as_ref()?.line(n.checked_sub(1)?)
     }
 
     fn secrets_on(&self, file: &Path, line: usize) -> Vec<(usize, SecretExtent)> {

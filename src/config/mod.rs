@@ -54,6 +54,7 @@ pub mod format;
 pub mod ids;
 pub mod merge;
 pub mod model;
+pub mod reach;
 pub mod read;
 #[cfg(test)]
 mod schema_agreement;
@@ -70,15 +71,29 @@ pub use model::*;
 pub const MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
 
 /// Most diagnostics kept for one file; the rest are counted in a last note (see
-/// [`check`]'s `push`). Enough to fix a file in one go, bounded for hostile input.
+/// [`check`]'s `push`). Enough to fix a file in one go, bounded for hostile input. The cap limits
+/// what is kept and printed, never the verdict: a file whose diagnostics past the cap are all
+/// warnings is checked to its end and stays valid.
 pub const MAX_DIAGNOSTICS_PER_FILE: usize = 50;
 
-/// The note that ends a file's diagnostics when checking stopped at the limit.
+/// The note that ends a file's diagnostics when checking stopped at the limit (the file has
+/// errors: more checking would change neither the verdict nor what is shown).
 fn too_many(file: &Path) -> Diagnostic {
     Diagnostic::error(format!(
         "too many problems in this file: stopped after {MAX_DIAGNOSTICS_PER_FILE}"
     ))
     .with_label(file_origin(file), "fix these and run again")
+}
+
+/// The note that ends a file's diagnostics when only warnings were past the limit: how many were
+/// not shown. A warning itself, so that it changes no verdict.
+fn warnings_not_shown(file: &Path, n: usize) -> Diagnostic {
+    Diagnostic::warning(format!(
+        "{n} more warning{} in this file not shown (the first {MAX_DIAGNOSTICS_PER_FILE} \
+         diagnostics are above)",
+        if n == 1 { "" } else { "s" }
+    ))
+    .with_label(file_origin(file), "not shown")
 }
 
 /// A successfully loaded desired state and the warnings found on the way.
@@ -116,6 +131,19 @@ fn file_origin(file: &Path) -> Origin {
     }
 }
 
+/// What the loader may reach beyond the desired-state files: see [`reach`].
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// `--allow-password-dir`: directories password files may lie in besides the desired-state
+    /// root
+    pub allow_password_dirs: Vec<PathBuf>,
+}
+
+/// [`load_paths_with`] with no `--allow-password-dir`.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
+    load_paths_with(paths, &LoadOptions::default())
+}
+
 /// Loads and validates the desired state in `paths` (files, and directories searched for
 /// `*.yaml`/`*.yml` below them, in sorted order, skipping hidden files and directories such as
 /// `.git` and `.pwdrift-sandbox`). An empty list means the current directory.
@@ -123,7 +151,13 @@ fn file_origin(file: &Path) -> Origin {
 /// `Err` holds every diagnostic (errors and warnings, in file order) when there is at least one
 /// error. Either way the result carries the [`SourceMap`] of what was read, for
 /// [`diag::render`].
-pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
+///
+/// Reach ([`reach`]): a file found by walking a directory that is a symlink to a file outside it
+/// is refused; a password file must lie inside the desired-state root of its declaring file (the
+/// directory argument it was found under, or a file argument's directory) or inside one of
+/// `options.allow_password_dirs`. The lines of a file are shown in diagnostics only once it is
+/// recognised as pwdrift desired state ([`SourceMap::hide_lines`]).
+pub fn load_paths_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, Invalid> {
     let mut diags = Vec::new();
     let mut sources = SourceMap::default();
     let files = discover(paths, &mut diags);
@@ -144,7 +178,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
 
     let mut docs = Vec::new();
     let mut digests = Vec::new();
-    for file in &files {
+    for (file, root) in &files {
         let text = match read_file(file) {
             Ok((text, digest)) => {
                 digests.push((file.clone(), digest));
@@ -152,14 +186,24 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded, Invalid> {
             }
             Err((d, text)) => {
                 if let Some(text) = text {
+                    // not UTF-8: not desired state, whatever it holds; its position only
                     sources.add_file(file, &text);
+                    sources.hide_lines(file);
                 }
                 diags.push(d);
                 continue;
             }
         };
-        docs.extend(check_text(file, &text, &mut sources, &mut diags));
+        let reach = reach::Reach::new(root, &options.allow_password_dirs);
+        docs.extend(check_text(
+            file,
+            &text,
+            &mut sources,
+            &mut diags,
+            Some(&reach),
+        ));
     }
+    let files: Vec<PathBuf> = files.into_iter().map(|(f, _)| f).collect();
     finish(&files, docs, diags, sources).map(|mut loaded| {
         loaded.digests = digests;
         loaded
@@ -174,7 +218,7 @@ pub fn load_str(name: &Path, text: &str) -> Result<Loaded, Invalid> {
     let mut diags = Vec::new();
     let mut sources = SourceMap::default();
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let docs = check_text(name, text, &mut sources, &mut diags);
+    let docs = check_text(name, text, &mut sources, &mut diags, None);
     finish(
         &[name.to_path_buf()],
         docs.into_iter().collect(),
@@ -183,24 +227,66 @@ pub fn load_str(name: &Path, text: &str) -> Result<Loaded, Invalid> {
     )
 }
 
-/// Parses and checks one file's text.
+/// Parses and checks one file's text; `reach`: where its password files may lie (`None`: not
+/// checked, for text that is not on disk). Its lines are shown in diagnostics only when it looks
+/// like pwdrift desired state ([`looks_like_desired_state`]).
 fn check_text(
     file: &Path,
     text: &str,
     sources: &mut SourceMap,
     diags: &mut Vec<Diagnostic>,
+    reach: Option<&reach::Reach>,
 ) -> Option<check::FileDoc> {
     sources.add_file(file, text);
-    let root = match yaml::parse(file, text) {
+    let parsed = yaml::parse(file, text);
+    if !looks_like_desired_state(parsed.as_ref().ok(), text) {
+        sources.hide_lines(file);
+    }
+    let root = match parsed {
         Ok(root) => root,
         Err(errs) => {
             diags.extend(errs);
             return None;
         }
     };
-    let (doc, found) = check::check_file(file, &root, sources);
+    if let yaml::Node::Map { entries, pos } = &root {
+        if !entries.iter().any(|e| e.key == "version") {
+            // another tool's file, maybe a credentials file: its keys and values are not quoted
+            // (not even in messages), one error at its start
+            diags.push(
+                Diagnostic::error("missing required key `version` in the top level")
+                    .with_label(
+                        pos.origin(file),
+                        "not pwdrift desired state; not read further",
+                    )
+                    .with_help(
+                        "a desired-state file starts with `version: 1`; move files of other tools \
+                         out of the desired-state directory (the lines of a file that is not \
+                         desired state are never shown)",
+                    ),
+            );
+            return None;
+        }
+    }
+    let (doc, found) = check::check_file_with(file, &root, sources, reach);
     diags.extend(found);
     doc
+}
+
+/// Whether a file is recognisably meant as pwdrift desired state, so that its lines may be shown
+/// under diagnostics: it has a top-level `version` key (in the parsed mapping, or, when it does
+/// not parse, on a line of its own at column 1). Anything else (an INI or `.env` file, a cloud
+/// credentials file, YAML of another tool) gets positions and messages, never its lines.
+fn looks_like_desired_state(root: Option<&yaml::Node>, text: &str) -> bool {
+    match root {
+        Some(yaml::Node::Map { entries, .. }) => entries.iter().any(|e| e.key == "version"),
+        Some(_) => false,
+        None => text.lines().any(|l| {
+            ["version:", "\"version\":", "'version':"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        }),
+    }
 }
 
 /// Merges the files' declarations and sorts the outcome into [`Loaded`] or [`Invalid`].
@@ -325,9 +411,10 @@ fn read_file(file: &Path) -> Result<(String, String), (Diagnostic, Option<String
     Ok((text, digest))
 }
 
-/// The files to load, in order, without duplicates. Problems (a path that does not exist) are
-/// pushed to `diags`.
-fn discover(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+/// The files to load, in order, without duplicates, each with its desired-state root (the
+/// directory argument it was found under, or a file argument's directory). Problems (a path that
+/// does not exist, a symlink leaving its directory) are pushed to `diags`.
+fn discover(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<(PathBuf, PathBuf)> {
     let default = [PathBuf::from(".")];
     let (roots, implicit) = if paths.is_empty() {
         (&default[..], true)
@@ -345,6 +432,24 @@ fn discover(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
                 let mut found = Vec::new();
                 walk(root, &mut found, diags, 0);
                 found.sort();
+                found.retain(|f| match reach::leaves(f, root) {
+                    None => true,
+                    Some(target) => {
+                        diags.push(
+                            Diagnostic::error(format!(
+                                "{} is a symlink to a file outside {}; refusing to read it",
+                                f.display(),
+                                root.display()
+                            ))
+                            .with_label(file_origin(f), format!("leads to {}", target.display()))
+                            .with_help(
+                                "desired state found in a directory stays in it: copy the file \
+                                 in, or name it as an argument of its own",
+                            ),
+                        );
+                        false
+                    }
+                });
                 if implicit {
                     // `pwdrift validate` with no path: show `a.yaml`, not `./a.yaml`
                     for f in &mut found {
@@ -353,13 +458,16 @@ fn discover(paths: &[PathBuf], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
                         }
                     }
                 }
-                files.extend(found);
+                files.extend(found.into_iter().map(|f| (f, root.clone())));
             }
-            Ok(_) => files.push(root.clone()),
+            Ok(_) => files.push((
+                root.clone(),
+                root.parent().unwrap_or(Path::new("")).to_path_buf(),
+            )),
         }
     }
     let mut seen = std::collections::HashSet::new();
-    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
+    files.retain(|(f, _)| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
     files
 }
 

@@ -71,9 +71,17 @@ pub enum Rejected {
 }
 
 /// Loads desired state: the files' source map (for the diagnostics of later steps) and digests
-/// (for a saved plan) come with it.
-pub fn load_desired(paths: &[std::path::PathBuf]) -> Result<config::Loaded, config::Invalid> {
-    config::load_paths(paths)
+/// (for a saved plan) come with it. `allow_password_dirs`: `--allow-password-dir`.
+pub fn load_desired(
+    paths: &[std::path::PathBuf],
+    allow_password_dirs: &[std::path::PathBuf],
+) -> Result<config::Loaded, config::Invalid> {
+    config::load_paths_with(
+        paths,
+        &config::LoadOptions {
+            allow_password_dirs: allow_password_dirs.to_vec(),
+        },
+    )
 }
 
 /// Tenants worked on at once (opening, reading, applying). Each tenant has its own client

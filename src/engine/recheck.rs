@@ -155,7 +155,7 @@ pub async fn recheck(
         return Ok(Err(Rejected::Changed(changed)));
     }
     let paths: Vec<PathBuf> = made.files.iter().map(|f| f.path.clone()).collect();
-    let loaded = match super::load_desired(&paths) {
+    let loaded = match super::load_desired(&paths, &target.allow_password_dirs) {
         Ok(loaded) => loaded,
         Err(invalid) => return Ok(Err(Rejected::Invalid(invalid))),
     };

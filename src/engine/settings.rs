@@ -82,6 +82,8 @@ pub struct TargetSettings {
     pub reads: ReadOptions,
     /// requests in flight per tenant
     pub concurrency: usize,
+    /// `--allow-password-dir`: where password files may lie besides the desired-state directory
+    pub allow_password_dirs: Vec<PathBuf>,
 }
 
 /// What `apply` adds to [`TargetSettings`].

@@ -408,7 +408,7 @@ fn canary_secret_never_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let desired = desired_file(
         dir.path(),
-        "  - user: alice@contoso.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { env: PWDRIFT_CANARY }\n",
+        "  - user: alice@contoso.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { env: CANARY_PASSWORD }\n",
     );
     let saved = dir.path().join("plan.json");
     let report = dir.path().join("report.json");
@@ -416,7 +416,7 @@ fn canary_secret_never_leaks() {
     for format in ["text", "json", "markdown"] {
         let r = run(sb
             .pwdrift()
-            .env("PWDRIFT_CANARY", CANARY)
+            .env("CANARY_PASSWORD", CANARY)
             .env("RUST_LOG", "trace")
             .args([
                 "plan",
@@ -433,7 +433,7 @@ fn canary_secret_never_leaks() {
     }
     let apply = run(sb
         .pwdrift()
-        .env("PWDRIFT_CANARY", CANARY)
+        .env("CANARY_PASSWORD", CANARY)
         .env("RUST_LOG", "trace")
         .args([
             "apply",
@@ -869,16 +869,13 @@ fn bad_password_source_in_one_tenant_writes_nothing_anywhere() {
     write(
         &desired_dir,
         "b-fabrikam.yaml",
-        "version: 1\ntenant: fabrikam.onmicrosoft.com\nusers:\n  - user: alice@fabrikam.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { env: PWDRIFT_TEST_UNSET_PASSWORD }\n",
+        "version: 1\ntenant: fabrikam.onmicrosoft.com\nusers:\n  - user: alice@fabrikam.com\n    resetPassword:\n      notBefore: 2026-11-20T00:00:00Z\n      password: { env: TEST_UNSET_PASSWORD }\n",
     );
     let apply = run(sb
         .pwdrift()
         .args(["apply", desired_dir.to_str().unwrap(), "--auto-approve"]));
     assert_eq!(apply.code, 1, "{apply:?}");
-    assert!(
-        apply.stderr.contains("PWDRIFT_TEST_UNSET_PASSWORD"),
-        "{apply:?}"
-    );
+    assert!(apply.stderr.contains("TEST_UNSET_PASSWORD"), "{apply:?}");
     assert_eq!(sb.total_patches(), 0, "nothing written in either tenant");
     assert!(flags(&sb, "bob@contoso.com").0);
 }

@@ -409,3 +409,47 @@ fn users_from_a_device_is_refused_and_writes_nothing() {
     );
     assert!(!dir.join("x").exists());
 }
+
+/// Issue 19, point 9: a tenant of 1,000 users imports into files that `validate` accepts (exit
+/// 0): the users listed without a directive draw warnings, which the per-file cap shortens
+/// without failing the file, and the import says why they are there.
+#[test]
+fn a_thousand_users_import_into_files_that_validate() {
+    let sandbox = crate::common::Sandbox::generate(1000).start();
+    let dir = tempfile::tempdir().unwrap();
+    let import = run(sandbox.pwdrift().current_dir(dir.path()).args([
+        "import",
+        "--tenant",
+        &sandbox.get("tenant_id"),
+        "--out",
+        "out",
+    ]));
+    assert_eq!(import.code, 0, "{import:?}");
+    assert!(
+        import
+            .stderr
+            .contains("users are listed without a directive"),
+        "{}",
+        import.stderr
+    );
+    let files = yaml_files(&dir.path().join("out"));
+    let users: usize = files.iter().map(|f| users_of(f).len()).sum();
+    assert!(users >= 1000, "{users} users imported");
+    let validate = pwdrift(dir.path(), &["validate", "out"]);
+    assert_eq!(validate.code, 0, "{validate:?}");
+    assert!(
+        validate
+            .stdout
+            .starts_with(&format!("ok: 1 file, 1 tenant, {users} users")),
+        "{}",
+        validate.stdout
+    );
+    assert!(
+        validate
+            .stderr
+            .contains("more warnings in this file not shown"),
+        "{}",
+        validate.stderr
+    );
+    assert!(!validate.stderr.contains("error"), "{}", validate.stderr);
+}

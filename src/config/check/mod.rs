@@ -53,6 +53,8 @@ struct Checker<'a> {
     file: std::sync::Arc<Path>,
     /// where secret values sit, for the diagnostics renderer
     sources: &'a mut SourceMap,
+    /// where password files may lie (`None`: not checked)
+    reach: Option<&'a super::reach::Reach>,
     diags: Vec<Diagnostic>,
     /// errors found, including those not kept
     errors: usize,
@@ -78,9 +80,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// True once no more diagnostics are kept: checking further is wasted work.
+    /// True once no more diagnostics are kept and the file has an error: checking further would
+    /// change neither the verdict nor what is shown. Past the cap with warnings only, checking
+    /// goes on to the end (a later error must still fail the file, and every valid entry must
+    /// still be loaded): the cap limits what is shown, never the verdict.
     fn full(&self) -> bool {
-        self.dropped > 0
+        self.dropped > 0 && self.errors > 0
     }
 
     fn error_count(&self) -> usize {
@@ -95,16 +100,31 @@ pub fn check_file(
     root: &Node,
     sources: &mut SourceMap,
 ) -> (Option<FileDoc>, Vec<Diagnostic>) {
+    check_file_with(file, root, sources, None)
+}
+
+/// [`check_file`], with password files checked against `reach` ([`super::reach::Reach`]).
+pub fn check_file_with(
+    file: &Path,
+    root: &Node,
+    sources: &mut SourceMap,
+    reach: Option<&super::reach::Reach>,
+) -> (Option<FileDoc>, Vec<Diagnostic>) {
     let mut c = Checker {
         file: file.into(),
         sources,
+        reach,
         diags: Vec::new(),
         errors: 0,
         dropped: 0,
     };
     let doc = c.document(root);
     if c.dropped > 0 {
-        c.diags.push(super::too_many(file));
+        if c.errors > 0 {
+            c.diags.push(super::too_many(file));
+        } else {
+            c.diags.push(super::warnings_not_shown(file, c.dropped));
+        }
     }
     (doc, c.diags)
 }
@@ -139,4 +159,40 @@ mod testing {
     }
 
     pub(super) const HEAD: &str = "version: 1\ntenant: contoso.onmicrosoft.com\n";
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::testing::*;
+
+    fn bare_users(n: usize) -> String {
+        let mut text = format!("{HEAD}users:\n");
+        for i in 0..n {
+            text.push_str(&format!("  - user: u{i}@contoso.com\n"));
+        }
+        text
+    }
+
+    /// The per-file cap limits what is kept, never the verdict: 1,000 warnings keep the file
+    /// valid, every user is loaded, and the last note says how many were not shown.
+    #[test]
+    fn warnings_past_the_cap_do_not_fail_the_file() {
+        let (doc, diags) = check(&bare_users(1000));
+        assert_eq!(doc.expect("valid").users.len(), 1000);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:#?}");
+        assert_eq!(diags.len(), crate::config::MAX_DIAGNOSTICS_PER_FILE + 1);
+        let last = &diags.last().unwrap().message;
+        assert!(
+            last.starts_with("950 more warnings in this file not shown"),
+            "{last}"
+        );
+    }
+
+    /// An error after the cap still fails the file.
+    #[test]
+    fn an_error_past_the_cap_still_fails() {
+        let text = format!("{}  - user: not a user\n", bare_users(60));
+        let errs = errors(&text);
+        assert!(!errs.is_empty(), "the error past the cap was lost");
+    }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::super::diag::Diagnostic;
 use super::super::format;
 use super::super::model::{PasswordSource, UserRef};
+use super::super::reach::Refusal;
 use super::super::yaml::{Entry, Node, Style};
 use super::{Checker, LITERAL_PASSWORD, SOURCE_HELP};
 
@@ -116,6 +117,23 @@ impl Checker<'_> {
                     );
                     return None;
                 }
+                if super::super::reach::is_credential_var(var) {
+                    self.push(
+                        Diagnostic::error(format!(
+                            "`{var}` holds credentials pwdrift or the CI platform reads; a password \
+                             source may not name it"
+                        ))
+                        .with_label(self.at(e.value.pos()), "a credential variable")
+                        .with_help(
+                            "AZURE_*, PWDRIFT_*, AWS_*, ARM_*, IDENTITY_*, MSI_*, CI identity \
+                             tokens (ACTIONS_ID_TOKEN_REQUEST_*, ACTIONS_RUNTIME_TOKEN, \
+                             GITHUB_TOKEN, SYSTEM_ACCESSTOKEN, SYSTEM_OIDCREQUESTURI, CI_JOB_JWT*, \
+                             CI_JOB_TOKEN, *_ID_TOKEN) are refused: put the password in a \
+                             variable of its own",
+                        ),
+                    );
+                    return None;
+                }
                 if is_group {
                     self.group_shared_password(e);
                     return None;
@@ -136,6 +154,37 @@ impl Checker<'_> {
                 } else {
                     self.file.parent().unwrap_or(Path::new("")).join(path)
                 };
+                if let Some(reach) = self.reach {
+                    let refused = match reach.check(&resolved) {
+                        Ok(()) => None,
+                        Err(Refusal::NotRegular(why)) => Some(
+                            Diagnostic::error(format!(
+                                "password file {}: {why}",
+                                resolved.display()
+                            ))
+                            .with_label(self.at(e.value.pos()), "not a regular file")
+                            .with_help("name a regular file holding the password"),
+                        ),
+                        Err(Refusal::Outside(to)) => Some(
+                            Diagnostic::error(format!(
+                                "password file {} is outside the desired-state directory",
+                                resolved.display()
+                            ))
+                            .with_label(
+                                self.at(e.value.pos()),
+                                format!("resolves to {}", to.display()),
+                            )
+                            .with_help(
+                                "keep password files inside the directory of the desired state, \
+                                 or allow their directory with --allow-password-dir DIR",
+                            ),
+                        ),
+                    };
+                    if let Some(d) = refused {
+                        self.push(d);
+                        return None;
+                    }
+                }
                 Some(PasswordSource::File { path: resolved })
             }
             "systemGenerated" => match self.bool(&e.value)? {
@@ -221,5 +270,20 @@ mod tests {
             "{HEAD}groups:\n  - group: Finance\n    resetPassword: {{ notBefore: 2026-11-20T00:00:00Z, password: {{ env: PW }} }}\n"
         ));
         assert!(g[0].contains("same password"), "{g:?}");
+    }
+
+    #[test]
+    fn credential_variables_are_refused() {
+        for var in [
+            "AZURE_CLIENT_SECRET",
+            "PWDRIFT_X",
+            "actions_id_token_request_token",
+        ] {
+            let errs = errors(&format!(
+                "{HEAD}users:\n  - user: a@contoso.com\n    resetPassword: {{ notBefore: 2026-11-20T00:00:00Z, password: {{ env: {var} }} }}\n"
+            ));
+            assert_eq!(errs.len(), 1, "{var}: {errs:?}");
+            assert!(errs[0].contains("holds credentials"), "{errs:?}");
+        }
     }
 }

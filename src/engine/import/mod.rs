@@ -93,6 +93,9 @@ pub struct OutFile {
     pub text: String,
     /// how many users it declares
     pub users: usize,
+    /// how many of them it lists without a directive (nothing pending to record): `validate`
+    /// warns about each ("declares no directive"), which the import's output explains
+    pub bare: usize,
 }
 
 /// The largest `--users-from` file read (a million UPNs of about 60 bytes).
@@ -413,6 +416,7 @@ fn tenant_files(
                 path,
                 text,
                 users: users.len(),
+                bare: bare_count(&users),
             });
         }
         let rest = take(data.others);
@@ -423,6 +427,7 @@ fn tenant_files(
                 path,
                 text,
                 users: rest.len(),
+                bare: bare_count(&rest),
             });
         }
     } else {
@@ -438,10 +443,16 @@ fn tenant_files(
                 path,
                 text,
                 users: users.len(),
+                bare: bare_count(&users),
             });
         }
     }
     files
+}
+
+/// How many of `users` are written without a directive (see [`render::has_directive`]).
+fn bare_count(users: &[ImportedUser]) -> usize {
+    users.iter().filter(|u| !render::has_directive(u)).count()
 }
 
 /// A file name from a tenant or group name: letters, digits, `.`, `_` and `-` kept, anything

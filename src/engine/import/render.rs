@@ -114,7 +114,7 @@ pub fn render(
         }
         s.push('\n');
         let f = u.flags;
-        if f.force_change_password_next_sign_in || f.force_change_password_next_sign_in_with_mfa {
+        if has_directive(u) {
             let since = u
                 .last_password_change
                 .map_or(chrono::DateTime::UNIX_EPOCH, |l| l.trunc_subsecs(0))
@@ -131,6 +131,14 @@ pub fn render(
         }
     }
     s
+}
+
+/// Whether `u` is written with a directive (`requirePasswordChange`, for a forced change
+/// pending); the others are listed bare, which `validate` warns about ("declares no
+/// directive"): the import says so rather than write a directive nobody decided on.
+pub(crate) fn has_directive(u: &ImportedUser) -> bool {
+    u.flags.force_change_password_next_sign_in
+        || u.flags.force_change_password_next_sign_in_with_mfa
 }
 
 /// A string as a YAML scalar: plain when it is safely so, else double-quoted.
