@@ -92,6 +92,7 @@ pub fn diff_owned(tenants: Vec<LiveTenant>, now: DateTime<Utc>) -> Plan {
                 declared_at.dedup();
                 users.push(UserPlan {
                     fingerprint: live.fingerprint(),
+                    last_password_change: live.last_password_change,
                     user_id: live.id,
                     user_principal_name: live.user_principal_name,
                     declared_at,
@@ -539,6 +540,7 @@ mod tests {
                 declared_at: vec![],
                 fingerprint: i.to_string(),
                 allow_privileged: false,
+                last_password_change: None,
                 action: Action::NoChange {
                     reason: String::new(),
                 },

@@ -26,6 +26,10 @@ pub enum Status {
     Unknown,
     /// not written: the run was interrupted (SIGINT/SIGTERM) before this change was started
     NotStarted,
+    /// not written: re-read right before its password write, the user's password had changed
+    /// after the plan read it (another run, or someone else, changed it); not a failure: plan
+    /// again to see whether a change is still wanted
+    Skipped,
 }
 
 /// One line of the `--report` document.

@@ -302,6 +302,30 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_user_is_named_and_is_not_a_failure() {
+        let r = report(vec![
+            user("a@x", Status::Verified),
+            user("b@x", Status::Skipped),
+        ]);
+        let (text, status) = closing_summary(&r, None, None).unwrap();
+        assert_eq!(status, ExitStatus::Success);
+        assert!(
+            text.contains("b@x (reset_password): skipped: why"),
+            "{text}"
+        );
+        assert!(
+            text.contains(", 1 skipped (password changed since planned)."),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Skipped, their password changed since the plan read it (not a failure): b@x."
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn an_interrupted_run_says_what_was_not_started_and_exits_with_the_signal() {
         let r = report(vec![
             user("a@x", Status::Verified),

@@ -39,13 +39,18 @@ pub fn closing_summary(
     for u in report.users.iter().filter(|u| {
         matches!(
             u.status,
-            Status::Failed | Status::Blocked | Status::Unknown | Status::NotStarted
+            Status::Failed
+                | Status::Blocked
+                | Status::Unknown
+                | Status::NotStarted
+                | Status::Skipped
         )
     }) {
         let what = match u.status {
             Status::Failed => "failed",
             Status::Unknown => "OUTCOME UNKNOWN",
             Status::NotStarted => "not started",
+            Status::Skipped => "skipped",
             _ => "blocked",
         };
         writeln!(
@@ -64,9 +69,13 @@ pub fn closing_summary(
     let blocked = report.count(Status::Blocked);
     let unknown = report.count(Status::Unknown);
     let not_started = report.count(Status::NotStarted);
+    let skipped = match report.count(Status::Skipped) {
+        0 => String::new(),
+        n => format!(", {n} skipped (password changed since planned)"),
+    };
     writeln!(
         text,
-        "Apply {}: {verified} changed and verified, {failed} failed, {unknown} unknown, {not_started} not started, {blocked} blocked, {} unchanged.",
+        "Apply {}: {verified} changed and verified, {failed} failed, {unknown} unknown, {not_started} not started, {blocked} blocked, {} unchanged{skipped}.",
         match interrupted {
             Some(Interruption::Terminate) => "interrupted by SIGTERM",
             Some(Interruption::Interrupt) => "interrupted by SIGINT",
@@ -100,6 +109,19 @@ pub fn closing_summary(
             text,
             "Needs attention (outcome unknown): {}. Run apply again with --secrets-append and the same --secrets-out file to resolve them.",
             attention.join(", ")
+        )?;
+    }
+    let skipped: Vec<&str> = report
+        .users
+        .iter()
+        .filter(|u| u.status == Status::Skipped)
+        .map(|u| u.user_principal_name.as_str())
+        .collect();
+    if !skipped.is_empty() {
+        writeln!(
+            text,
+            "Skipped, their password changed since the plan read it (not a failure): {}. Run plan again to see whether they still need a change.",
+            skipped.join(", ")
         )?;
     }
     if not_started > 0 {

@@ -15,6 +15,7 @@ mod examples;
 mod fuzz_corpus;
 mod hostile;
 mod import;
+mod lock;
 mod perf;
 mod properties;
 mod readme;
