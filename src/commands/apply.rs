@@ -103,6 +103,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         plan,
         mut session,
         secrets,
+        locks: _locks,
     }) = ready
     else {
         return Ok(ExitStatus::Failure);

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod error;
 pub mod files;
 pub mod import;
+pub mod lock;
 pub mod plan;
 pub mod recheck;
 pub mod report;
