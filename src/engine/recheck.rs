@@ -235,6 +235,27 @@ pub async fn recheck(
         ready.session.close().await;
         return Ok(Err(Rejected::Differs(m)));
     }
+    // A plan saved before plans recorded `last_password_change` has none: the plan derived now
+    // read the same live state (same fingerprints), so its value is the one the saved plan saw.
+    for st in &mut plan.tenants {
+        let Some(dt) = ready
+            .plan
+            .tenants
+            .iter()
+            .find(|d| d.tenant_id == st.tenant_id)
+        else {
+            continue;
+        };
+        for su in st
+            .users
+            .iter_mut()
+            .filter(|u| u.last_password_change.is_none())
+        {
+            if let Some(du) = dt.users.iter().find(|d| d.user_id == su.user_id) {
+                su.last_password_change = du.last_password_change;
+            }
+        }
+    }
     ready.plan = plan;
     Ok(Ok(ready))
 }

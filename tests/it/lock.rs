@@ -340,3 +340,50 @@ fn two_applies_at_once_with_a_lock_timeout_run_one_after_the_other() {
         users.len()
     );
 }
+
+/// A plan saved before plans recorded `last_password_change` (the field removed, the content
+/// hash recomputed) is applied as before: its users are written, not skipped as changed.
+#[test]
+fn a_saved_plan_without_last_password_change_still_applies() {
+    let root = tempfile::tempdir().unwrap();
+    let sb = tenant(root.path(), "0");
+    let users = plain_users(&sb, 2);
+    let dir = checkout(root.path(), "a", &sb, &users);
+    let plan = crate::common::run(sb.pwdrift().current_dir(&dir).args([
+        "plan",
+        "desired",
+        "--out",
+        "plan.json",
+    ]));
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("plan.json")).unwrap()).unwrap();
+    let mut removed = 0;
+    for t in doc["tenants"].as_array_mut().unwrap() {
+        for u in t["users"].as_array_mut().unwrap() {
+            removed += usize::from(
+                u.as_object_mut()
+                    .unwrap()
+                    .remove("last_password_change")
+                    .is_some(),
+            );
+        }
+    }
+    assert_eq!(removed, users.len());
+    doc.as_object_mut().unwrap().remove("content_hash");
+    let parsed: Plan = serde_json::from_value(doc.clone()).unwrap();
+    doc["content_hash"] = pwdrift::plan::content_hash(&parsed).into();
+    std::fs::write(dir.join("plan.json"), doc.to_string()).unwrap();
+    let r = crate::common::run(sb.pwdrift().current_dir(&dir).args([
+        "apply",
+        "plan.json",
+        "--auto-approve",
+        "--secrets-out",
+        "secrets.jsonl",
+    ]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("skipped"), "{r:?}");
+    for u in &users {
+        assert_eq!(sb.patches_of(u), 1, "{u}");
+    }
+}
