@@ -373,6 +373,39 @@ pub struct ApplyArgs {
     /// `Retry-After`). Writes stay paced to Graph's write quotas.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
+
+    /// Another apply of the same tenant on this machine holds its lock: wait up to this long
+    /// for it (e.g. 30s, 10m, 1h; a bare number is seconds), then fail naming the holder. 0, the
+    /// default, fails at once. The lock is per tenant and machine-wide ($PWDRIFT_LOCK_DIR, else
+    /// $XDG_RUNTIME_DIR/pwdrift/locks, else /tmp/pwdrift-locks-UID).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+/// A duration: a number with an optional unit, `ms`, `s`, `m` or `h` (`30s`, `10m`, `1h`); a bare
+/// number is seconds. At most a day.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{text:?} is not a duration: a number and a unit (ms, s, m, h), e.g. 10m")
+    })?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use ms, s, m or h (e.g. 10m)"
+            ))
+        }
+    };
+    match ms {
+        Some(ms) if ms <= 86_400_000 => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(format!("{text:?} is longer than a day")),
+    }
 }
 
 /// `pwdrift import`: which tenant and users to read, where to write, and how to reach Graph.
@@ -542,6 +575,25 @@ impl Default for SandboxRealismArgs {
             reset_location_query: false,
             reset_fail: false,
             no_pim_license: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod lock_timeout_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn lock_timeouts_parse_with_a_unit_or_as_seconds() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "m", "10x", "-1", "1.5m", "25h"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
     }
 }

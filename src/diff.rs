@@ -105,6 +105,7 @@ pub fn diff_decided(
                 declared_at.dedup();
                 users.push(UserPlan {
                     fingerprint: live.fingerprint(),
+                    last_password_change: live.last_password_change,
                     user_id: live.id,
                     user_principal_name: live.user_principal_name,
                     declared_at,
@@ -554,6 +555,7 @@ mod tests {
                 declared_at: vec![],
                 fingerprint: i.to_string(),
                 allow_privileged: false,
+                last_password_change: None,
                 action: Action::NoChange {
                     reason: String::new(),
                 },

@@ -30,6 +30,10 @@ pub enum Status {
     /// password: the user has a password nobody knows (recorded `password_unknown` in the secrets
     /// file); needs a new reset
     PasswordUnknown,
+    /// not written: re-read right before its password write, the user's password had changed
+    /// after the plan read it (another run, or someone else, changed it); not a failure: plan
+    /// again to see whether a change is still wanted
+    Skipped,
 }
 
 /// One line of the `--report` document.

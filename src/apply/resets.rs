@@ -76,6 +76,20 @@ pub(super) async fn reset_one<'a>(
         .passwords
         .get(tenant, u)
         .expect("every reset of the plan was resolved");
+    if run.cancel.is_cancelled() {
+        return Settled::Done(not_started(tenant, u));
+    }
+    match changed_since_planned(clients, name, u).await {
+        Recheck::Unchanged => {}
+        Recheck::Changed(detail) => {
+            (run.progress)(&u.user_principal_name);
+            return Settled::Done(result(tenant, u, Status::Skipped, Some(detail)));
+        }
+        Recheck::Unreadable(detail) => {
+            (run.progress)(&u.user_principal_name);
+            return Settled::Done(result(tenant, u, Status::Failed, Some(detail)));
+        }
+    }
     let write = match method {
         ResetMethod::PatchPasswordProfile => {
             patch_reset(clients, name, u, *after, resolved, run).await
@@ -155,6 +169,62 @@ pub(super) async fn reset_one<'a>(
     };
     (run.progress)(&u.user_principal_name);
     settled
+}
+
+/// What the user's password state, read again right before its password write, says.
+enum Recheck {
+    /// no change since the plan read it: write
+    Unchanged,
+    /// the password changed after the plan read it: skip (the detail says when)
+    Changed(String),
+    /// the user could not be read (or no longer exists): nothing is sent
+    Unreadable(String),
+}
+
+/// Reads the user again right before its password write and compares its
+/// `lastPasswordChangeDateTime` ("user resource type",
+/// <https://learn.microsoft.com/en-us/graph/api/resources/user>) with the one the plan read
+/// ([`UserPlan::last_password_change`]): a later one means someone changed the password since
+/// (another run, on this machine or another, or an administrator), and writing now would reset
+/// it a second time and leave whoever set it with a password that is no longer the user's.
+///
+/// The read comes before the write's admission by the pacer (a read needs a request slot of its
+/// own), so the window between it and the write is the admission wait. Graph gives whole
+/// seconds: a change in the same second as the one the plan saw does not show. Reads are served
+/// from replicas that can lag writes, so an older value than the plan's (or the same one) is
+/// taken as no change: this check narrows the window, the per-tenant lock of `apply` closes it
+/// on one machine.
+async fn changed_since_planned(clients: &TenantClients, tenant: &str, u: &UserPlan) -> Recheck {
+    let ids = std::slice::from_ref(&u.user_id);
+    let live = match crate::live::read_back(&clients.app, tenant, ids).await {
+        Ok(live) => live,
+        Err(e) => {
+            return Recheck::Unreadable(format!(
+                "not sent: the user could not be read again right before the password write: {e}"
+            ))
+        }
+    };
+    let Some(now) = live.get(&u.user_id).or_else(|| {
+        live.values()
+            .find(|l| l.id.eq_ignore_ascii_case(&u.user_id))
+    }) else {
+        return Recheck::Unreadable(
+            "not sent: the user no longer exists (read again right before the password write)"
+                .to_owned(),
+        );
+    };
+    match (now.last_password_change, u.last_password_change) {
+        (Some(now), Some(then)) if now > then => Recheck::Changed(format!(
+            "password changed since the plan read it (at {}; the plan read {})",
+            now.to_rfc3339(),
+            then.to_rfc3339()
+        )),
+        (Some(now), None) => Recheck::Changed(format!(
+            "password changed since the plan read it (at {}; the plan read none)",
+            now.to_rfc3339()
+        )),
+        _ => Recheck::Unchanged,
+    }
 }
 
 /// Waits until Graph's clock is past the whole second of `change` (a `lastPasswordChangeDateTime`),

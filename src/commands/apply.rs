@@ -103,6 +103,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         plan,
         mut session,
         secrets,
+        locks: _locks,
     }) = ready
     else {
         return Ok(ExitStatus::Failure);
@@ -299,6 +300,30 @@ mod tests {
         let (text, status) = closing_summary(&r, None, None).unwrap();
         assert_eq!(status, ExitStatus::Success);
         assert!(text.starts_with("Apply complete"), "{text}");
+    }
+
+    #[test]
+    fn a_skipped_user_is_named_and_is_not_a_failure() {
+        let r = report(vec![
+            user("a@x", Status::Verified),
+            user("b@x", Status::Skipped),
+        ]);
+        let (text, status) = closing_summary(&r, None, None).unwrap();
+        assert_eq!(status, ExitStatus::Success);
+        assert!(
+            text.contains("b@x (reset_password): skipped: why"),
+            "{text}"
+        );
+        assert!(
+            text.contains(", 1 skipped (password changed since planned)."),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Skipped, their password changed since the plan read it (not a failure): b@x."
+            ),
+            "{text}"
+        );
     }
 
     #[test]

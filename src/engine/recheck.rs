@@ -31,6 +31,8 @@ pub struct Ready {
     pub plan: Plan,
     pub session: Session,
     pub secrets: Option<SecretsFile>,
+    /// the per-tenant locks of this apply (see [`super::lock`]), held until it is dropped
+    pub locks: super::lock::TenantLocks,
 }
 
 /// A single path that holds a saved plan document (not YAML desired state), with its text.
@@ -89,6 +91,14 @@ async fn prepare_for(
             return Err(e);
         }
     }
+    // one apply per tenant at a time: before anything is written or resolved
+    let locks = match lock_tenants(settings, &session, observer).await {
+        Ok(locks) => locks,
+        Err(e) => {
+            session.close().await;
+            return Err(e);
+        }
+    };
     let secrets = match super::apply::resume(settings, &session, observer).await {
         Ok(secrets) => secrets,
         Err(e) => {
@@ -101,12 +111,58 @@ async fn prepare_for(
             plan,
             session,
             secrets,
+            locks,
         })),
         Err(e) => {
             session.close().await;
             super::plan::rejected_or_error(e, sources)
         }
     }
+}
+
+/// Takes the machine-wide lock of every tenant of the session ([`super::lock`]), by tenant id
+/// (the token's `tid`; the name when the token does not say), waiting up to `--lock-timeout`.
+/// None for the embedded sandbox: its tenants are private to this process.
+async fn lock_tenants(
+    settings: &ApplySettings,
+    session: &Session,
+    observer: &dyn Observer,
+) -> Result<super::lock::TenantLocks, EngineError> {
+    if settings.target.sandbox.is_some() {
+        return Ok(super::lock::TenantLocks::none());
+    }
+    let mut ids = Vec::new();
+    for t in &session.tenants {
+        let name = t.desired.tenant.as_str();
+        let id = t.clients.app.tenant_id(name).await.ok().flatten();
+        ids.push(id.unwrap_or_else(|| name.to_owned()));
+    }
+    let me = super::lock::describe_self(chrono::Utc::now());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx = std::sync::Mutex::new(tx);
+    let waiting = move |line: &str| {
+        let _ = tx.lock().map(|tx| tx.send(line.to_owned()));
+    };
+    let acquired = {
+        let waiting = &waiting;
+        let acquire = super::lock::acquire(&ids, settings.lock_timeout, &me, waiting);
+        tokio::pin!(acquire);
+        // the waiting notice is shown as soon as it comes (the observer is not Sync)
+        loop {
+            tokio::select! {
+                r = &mut acquire => break r,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                    for line in rx.try_iter() {
+                        observer.info(&line);
+                    }
+                }
+            }
+        }
+    };
+    for line in rx.try_iter() {
+        observer.info(&line);
+    }
+    Ok(acquired?)
 }
 
 /// Derives a saved plan again before anything is written (see the module's comment), and
@@ -193,6 +249,27 @@ pub async fn recheck(
     if !m.is_empty() {
         ready.session.close().await;
         return Ok(Err(Rejected::Differs(m)));
+    }
+    // A plan saved before plans recorded `last_password_change` has none: the plan derived now
+    // read the same live state (same fingerprints), so its value is the one the saved plan saw.
+    for st in &mut plan.tenants {
+        let Some(dt) = ready
+            .plan
+            .tenants
+            .iter()
+            .find(|d| d.tenant_id == st.tenant_id)
+        else {
+            continue;
+        };
+        for su in st
+            .users
+            .iter_mut()
+            .filter(|u| u.last_password_change.is_none())
+        {
+            if let Some(du) = dt.users.iter().find(|d| d.user_id == su.user_id) {
+                su.last_password_change = du.last_password_change;
+            }
+        }
     }
     ready.plan = plan;
     Ok(Ok(ready))

@@ -45,6 +45,7 @@ pub fn closing_summary(
                 | Status::Unknown
                 | Status::NotStarted
                 | Status::PasswordUnknown
+                | Status::Skipped
         )
     }) {
         let what = match u.status {
@@ -52,6 +53,7 @@ pub fn closing_summary(
             Status::Unknown => "OUTCOME UNKNOWN",
             Status::PasswordUnknown => "PASSWORD UNKNOWN",
             Status::NotStarted => "not started",
+            Status::Skipped => "skipped",
             _ => "blocked",
         };
         writeln!(
@@ -70,9 +72,13 @@ pub fn closing_summary(
     let blocked = report.count(Status::Blocked);
     let unknown = report.count(Status::Unknown);
     let not_started = report.count(Status::NotStarted);
+    let skipped = match report.count(Status::Skipped) {
+        0 => String::new(),
+        n => format!(", {n} skipped (password changed since planned)"),
+    };
     writeln!(
         text,
-        "Apply {}: {verified} changed and verified, {failed} failed, {unknown} unknown, {not_started} not started, {blocked} blocked, {} unchanged.",
+        "Apply {}: {verified} changed and verified, {failed} failed, {unknown} unknown, {not_started} not started, {blocked} blocked, {} unchanged{skipped}.",
         match interrupted {
             Some(Interruption::Terminate) => "interrupted by SIGTERM",
             Some(Interruption::Interrupt) => "interrupted by SIGINT",
@@ -119,6 +125,19 @@ pub fn closing_summary(
             text,
             "Needs attention (password unknown): {}. Their passwords were reset but the answer did not carry the system-generated password; reset them again with a password pwdrift generates (`generate`).",
             lost.join(", ")
+        )?;
+    }
+    let skipped: Vec<&str> = report
+        .users
+        .iter()
+        .filter(|u| u.status == Status::Skipped)
+        .map(|u| u.user_principal_name.as_str())
+        .collect();
+    if !skipped.is_empty() {
+        writeln!(
+            text,
+            "Skipped, their password changed since the plan read it (not a failure): {}. Run plan again to see whether they still need a change.",
+            skipped.join(", ")
         )?;
     }
     if not_started > 0 {

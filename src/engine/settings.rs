@@ -102,6 +102,8 @@ pub struct ApplySettings {
     pub secrets_recipients: Vec<String>,
     /// `--report`
     pub report: Option<PathBuf>,
+    /// `--lock-timeout`: how long to wait for another run's lock of a tenant (zero: fail at once)
+    pub lock_timeout: Duration,
     /// how long the writes in flight may take to finish once cancelled (10 s;
     /// `PWDRIFT_SIGNAL_GRACE_MS` in tests)
     pub grace: Duration,

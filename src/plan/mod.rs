@@ -148,6 +148,12 @@ pub struct UserPlan {
     /// privileged role unless this is true.
     #[serde(default)]
     pub allow_privileged: bool,
+    /// The user's `lastPasswordChangeDateTime` as read from Graph when this entry was computed
+    /// (absent: Graph gave none). Right before a password write, `pwdrift apply` reads the user
+    /// again and skips the write when the password changed after this (another run, or someone
+    /// else, changed it since the plan read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_password_change: Option<DateTime<Utc>>,
     /// What happens to the user.
     pub action: Action,
 }

@@ -367,6 +367,7 @@ mod tests {
                         }],
                         fingerprint: "0".repeat(64),
                         allow_privileged: false,
+                        last_password_change: None,
                         action: Action::SetFlags {
                             before: flags(true),
                             after: flags(false),

@@ -659,8 +659,17 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
 
     let healthy = Arc::new(AtomicBool::new(false));
     let h = healthy.clone();
+    // the user as the plan read it, until the first PATCH (the read right before the write)
+    let patched = Arc::new(AtomicBool::new(false));
     let server = start(move |s, _| {
+        if s.path == "/v1.0/$batch" && !patched.load(Ordering::SeqCst) {
+            return json_response(
+                200,
+                json!({"responses": [{"id": "0", "status": 200, "body": user("u-1")}]}),
+            );
+        }
         if s.method == "PATCH" && s.path == "/v1.0/users/u-1" {
+            patched.store(true, Ordering::SeqCst);
             return status_with(
                 504,
                 &[],
@@ -699,6 +708,7 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
             user_id: "u-1".into(),
             user_principal_name: "u-1@contoso.com".into(),
             allow_privileged: false,
+            last_password_change: None,
             declared_at: vec![],
             fingerprint: String::new(),
             action: Action::ResetPassword {
@@ -798,10 +808,14 @@ async fn flags_follow_reset_password_when_the_plan_wants_other_flags() {
     ];
     let wanted: HashMap<String, ForceFlags> =
         planned.iter().map(|(id, f)| (id.to_string(), *f)).collect();
+    // the users whose password was reset: the others show as the plan read them (the read
+    // right before the write)
+    let reset: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     let server = start(move |s, _| {
         let segments: Vec<&str> = s.path.split('/').collect();
         if s.method == "POST" && s.path.ends_with("/resetPassword") {
             let id = segments[3];
+            reset.lock().unwrap().insert(id.to_owned());
             let location = format!("/v1.0/users/{id}/authentication/operations/op-{id}");
             return status_with(
                 202,
@@ -834,6 +848,9 @@ async fn flags_follow_reset_password_when_the_plan_wants_other_flags() {
                     // what Graph shows after the writes: the planned flags, except u-2's
                     let f = if id == "u-2" { flags(true, false) } else { wanted[id] };
                     let mut u = user(id);
+                    if !reset.lock().unwrap().contains(id) {
+                        return json!({"id": r["id"], "status": 200, "body": u});
+                    }
                     u["lastPasswordChangeDateTime"] = json!(chrono::Utc::now().to_rfc3339());
                     u["passwordProfile"] = json!({
                         "forceChangePasswordNextSignIn": f.force_change_password_next_sign_in,
@@ -863,6 +880,7 @@ async fn flags_follow_reset_password_when_the_plan_wants_other_flags() {
                 user_id: id.to_string(),
                 user_principal_name: format!("{id}@contoso.com"),
                 allow_privileged: false,
+                last_password_change: None,
                 declared_at: vec![],
                 fingerprint: String::new(),
                 action: Action::ResetPassword {

@@ -18,6 +18,7 @@ mod examples;
 mod fuzz_corpus;
 mod hostile;
 mod import;
+mod lock;
 mod odd_answers;
 mod perf;
 mod properties;

@@ -322,8 +322,21 @@ impl Sandbox {
             .env("AZURE_CLIENT_SECRET", self.get("client_secret"))
             .env("AZURE_TENANT_ID", self.get("tenant_id"))
             .env("PWDRIFT_GRAPH_URL", self.graph_url())
-            .env("AZURE_AUTHORITY_HOST", self.get("authority_host"));
+            .env("AZURE_AUTHORITY_HOST", self.get("authority_host"))
+            .env("PWDRIFT_LOCK_DIR", self.lock_dir());
         cmd
+    }
+
+    /// The tenant-lock directory of the runs against this sandbox (`PWDRIFT_LOCK_DIR`): one per
+    /// sandbox, so that tests of one seed (one tenant id) running side by side do not wait for
+    /// each other's locks, while every run against this sandbox shares it.
+    pub fn lock_dir(&self) -> PathBuf {
+        let port: String = self
+            .graph_url()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tenant-locks-{port}"))
     }
 
     /// [`Self::pwdrift`] with a delegated sign-in too (ROPC as the seeded admin).
