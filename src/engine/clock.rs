@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 
 use crate::plan::ClockSource;
 
-use super::session::TenantSession;
+use crate::apply::TenantClients;
 
 /// A difference between the local clock and Graph's above which a run warns.
 pub const MAX_SKEW: Duration = Duration::minutes(5);
@@ -53,10 +53,10 @@ pub fn graph_now(
 
 /// [`graph_now`] for a tenant: what its app client and, with `--delegated`, its delegated
 /// client saw.
-pub fn tenant_now(t: &TenantSession, local: DateTime<Utc>) -> Decided {
+pub fn tenant_now(clients: &TenantClients, local: DateTime<Utc>) -> Decided {
     let samples = [
-        t.clients.app.clock_sample(),
-        t.clients.delegated.as_ref().and_then(|d| d.clock_sample()),
+        clients.app.clock_sample(),
+        clients.delegated.as_ref().and_then(|d| d.clock_sample()),
     ];
     graph_now(&samples, local)
 }

@@ -219,7 +219,7 @@ impl Session {
         let clocks: Vec<super::clock::Decided> = live
             .iter()
             .map(|l| match self.tenant(&l.tenant) {
-                Some(t) => super::clock::tenant_now(t, local),
+                Some(t) => super::clock::tenant_now(&t.clients, local),
                 None => super::clock::graph_now(&[], local),
             })
             .collect();

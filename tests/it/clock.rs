@@ -38,7 +38,7 @@ fn sandbox(dir: &std::path::Path, offset: Duration) -> Sandbox {
 fn desired(dir: &std::path::Path, not_before: DateTime<Utc>) -> String {
     let text = format!(
         "version: 1\ntenant: contoso.onmicrosoft.com\nusers:\n  - user: alice@contoso.com\n    \
-         resetPassword:\n      notBefore: {}\n      password: {{ env: PWDRIFT_CLOCK_PW }}\n",
+         resetPassword:\n      notBefore: {}\n      password: {{ env: CLOCK_TEST_PW }}\n",
         stamp(not_before)
     );
     write(dir, "desired.yaml", &text)
@@ -83,7 +83,7 @@ fn assert_decided_by_graph(plan: &serde_json::Value, expected: DateTime<Utc>) {
 fn apply(sb: &Sandbox, desired: &str) -> Run {
     run(sb
         .pwdrift()
-        .env("PWDRIFT_CLOCK_PW", PASSWORD)
+        .env("CLOCK_TEST_PW", PASSWORD)
         .args(["apply", desired, "--auto-approve"]))
 }
 
