@@ -38,7 +38,7 @@ pub(super) fn renderer(color: bool) -> Renderer {
 
 /// A file name as shown: escaped and capped like every other echoed text.
 fn shown_path(file: &Path) -> String {
-    clean(&file.display().to_string(), MAX_MESSAGE_CHARS)
+    crate::escape::value_capped(&file.display().to_string(), MAX_MESSAGE_CHARS)
 }
 
 /// A label's text, or none when it has no text.
