@@ -14,6 +14,7 @@ mod e2e;
 mod examples;
 mod fuzz_corpus;
 mod hostile;
+mod hostile_names;
 mod import;
 mod perf;
 mod properties;
