@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 mod diff;
 pub mod engine;
+mod escape;
 pub mod graph;
 mod live;
 mod password;

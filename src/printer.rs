@@ -103,10 +103,11 @@ impl Printer {
         self.out(&format!("{line}\n"))
     }
 
-    /// An informational message (one line) on stderr; nothing with `--quiet`.
+    /// An informational message (one line) on stderr; nothing with `--quiet`. Control characters
+    /// in it (a name echoed from Graph or a file) are shown escaped.
     pub fn info(&self, line: &str) {
         if !self.quiet {
-            write_stderr(&format!("{line}\n"));
+            write_stderr(&format!("{}\n", escape_controls(line)));
         }
     }
 
@@ -160,7 +161,7 @@ impl Printer {
 /// [`Printer`]: the notices the Graph library hands back (the device-code prompt, the
 /// insecure-TLS warning), which arrive on the client's tasks.
 pub fn notice(line: &str) {
-    write_stderr(&format!("{line}\n"));
+    write_stderr(&format!("{}\n", escape_controls(line)));
 }
 
 /// Writes to stderr, ignoring failures: there is nowhere left to report them.
@@ -191,26 +192,11 @@ fn error_report(err: &anyhow::Error, color: bool) -> String {
     text
 }
 
-/// `s` with every control character but newline and tab shown escaped (`\u{1b}`), so that
-/// text echoed from input cannot drive the terminal.
+/// `s` with every character of [`crate::escape::must_escape`] but newline shown escaped
+/// (`\u{1b}`), so that text echoed from input cannot drive the terminal: the last line of
+/// defence behind the values escaped where they are formatted ([`crate::escape`]).
 pub fn escape_controls(s: &str) -> String {
-    if !s.chars().any(is_unsafe) {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if is_unsafe(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn is_unsafe(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    crate::escape::lines(s).into_owned()
 }
 
 /// Whether a command's error only says that stdout was closed by its reader.

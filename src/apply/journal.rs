@@ -67,7 +67,10 @@ impl Recorder<'_> {
     pub(super) fn operation(&self, seq: Option<u64>, location: &str) {
         if let (Some(seq), Some(f)) = (seq, self.lock().as_mut()) {
             if let Err(e) = f.operation(seq, location) {
-                tracing::warn!("cannot record the operation in the secrets file: {e}");
+                tracing::warn!(
+                    "cannot record the operation in the secrets file: {}",
+                    crate::escape::Shown(&e.to_string())
+                );
             }
         }
     }
@@ -77,7 +80,10 @@ impl Recorder<'_> {
     pub(super) fn outcome(&self, seq: Option<u64>, outcome: Outcome, detail: Option<&str>) {
         if let (Some(seq), Some(f)) = (seq, self.lock().as_mut()) {
             if let Err(e) = f.outcome(seq, outcome, detail) {
-                tracing::warn!("cannot record an outcome in the secrets file: {e}");
+                tracing::warn!(
+                    "cannot record an outcome in the secrets file: {}",
+                    crate::escape::Shown(&e.to_string())
+                );
             }
         }
     }

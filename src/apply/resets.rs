@@ -134,7 +134,7 @@ pub(super) async fn reset_one<'a>(
                     Ok(()) => Settled::Written(u),
                     // whether it landed is for the read-back to tell
                     Err(e) if ambiguous(&e) => {
-                        tracing::warn!(user = %u.user_principal_name, "flags after resetPassword: {e}");
+                        tracing::warn!(user = %crate::escape::Shown(&u.user_principal_name), "flags after resetPassword: {}", crate::escape::Shown(&e.to_string()));
                         Settled::Written(u)
                     }
                     Err(e) => Settled::Done(result(
@@ -322,7 +322,7 @@ async fn patch_reset(
         match sent {
             Ok(()) => return Write::Sent(seq, WriteOutcome::Applied),
             Err(e) if ambiguous(&e) => {
-                tracing::warn!(user = %user.user_principal_name, attempt, "reset answer lost or 5xx; reading the user back before any repeat: {e}");
+                tracing::warn!(user = %crate::escape::Shown(&user.user_principal_name), attempt, "reset answer lost or 5xx; reading the user back before any repeat: {}", crate::escape::Shown(&e.to_string()));
                 match read_back(clients, tenant, user, since, None, &e.to_string()).await {
                     ReadBack::Landed(_) => return Write::Sent(seq, WriteOutcome::Applied),
                     ReadBack::NotLanded => last = e.to_string(),
@@ -415,7 +415,7 @@ async fn api_reset(
         let answer = match sent {
             Ok(a) => a,
             Err(e) if ambiguous(&e) => {
-                tracing::warn!(user = %user.user_principal_name, attempt, "resetPassword answer lost or 5xx; reading the user back: {e}");
+                tracing::warn!(user = %crate::escape::Shown(&user.user_principal_name), attempt, "resetPassword answer lost or 5xx; reading the user back: {}", crate::escape::Shown(&e.to_string()));
                 let landed =
                     read_back(clients, tenant, user, since, seen_change, &e.to_string()).await;
                 if let ReadBack::Landed(t) = landed {

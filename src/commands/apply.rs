@@ -70,7 +70,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
     let ready = if let Some((path, text)) = engine::saved_plan(&settings.target.paths)? {
         let plan = engine::recheck::parse_saved(path, &text)?;
         let files: Vec<String> = (plan.made_from.files.iter())
-            .map(|f| f.path.display().to_string())
+            .map(|f| crate::escape::value(&f.path.display().to_string()).into_owned())
             .collect();
         let ready = rejected(printer, engine::recheck(&settings, plan, &shown).await?);
         if ready.is_some() {
@@ -164,7 +164,7 @@ async fn apply_plan(
     let bar = printer.progress(changes as u64);
     let tick = |upn: &str| {
         bar.inc(1);
-        bar.set_message(upn.to_owned());
+        bar.set_message(crate::escape::value(upn).into_owned());
     };
 
     // From here on, the first SIGINT/SIGTERM stops new writes; a second one exits at once.

@@ -236,30 +236,16 @@ pub fn not_shown(total: usize) -> Option<String> {
     })
 }
 
-/// Text echoed from input, made safe for a terminal and short: control characters other than
-/// newline and tab escaped (`\u{1b}`), bidirectional overrides escaped, at most `max`
-/// characters (then `...`).
+/// Text echoed from input, made safe for a terminal and short: the one escaping of
+/// [`crate::escape`] (control characters other than newline, bidirectional controls, line
+/// separators shown as `\u{1b}`, `\t`, ...), at most `max` characters (then `...`).
 pub fn clean(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (n, c) in s.chars().enumerate() {
-        if n == max {
-            out.push_str("...");
-            break;
-        }
-        if unsafe_char(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::escape::lines_capped(s, max)
 }
 
-/// Whether `c` must not reach a terminal as it is: a control character other than newline and
-/// tab, or a bidirectional override or isolate.
-fn unsafe_char(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+/// Whether `c` must not reach a terminal as it is ([`crate::escape::must_escape`]).
+pub(crate) fn unsafe_char(c: char) -> bool {
+    crate::escape::must_escape(c)
 }
 
 /// Length in characters of the YAML token starting at `col` (1-based) on `line`: a quoted string

@@ -27,7 +27,10 @@ pub struct Origin {
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+        // a file name is shown escaped (a newline or an escape sequence in it)
+        let file = self.file.display().to_string();
+        let file = crate::escape::Shown(&file);
+        write!(f, "{file}:{}:{}", self.line, self.column)
     }
 }
 

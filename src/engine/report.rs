@@ -1,10 +1,13 @@
 //! The closing lines of an apply: what was done, what was not, who needs attention, where the
-//! passwords were recorded; and whether the run is complete.
+//! passwords were recorded; and whether the run is complete. Every value in them (a UPN, a detail
+//! quoting Graph, a file name) is escaped for display ([`Shown`]): one line each, no control,
+//! bidirectional or separator character.
 
 use std::fmt::Write;
 use std::path::Path;
 
 use crate::apply::{ApplyReport, Status};
+use crate::escape::Shown;
 
 /// What stopped a run before its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,12 +62,12 @@ pub fn closing_summary(
         writeln!(
             text,
             "  ! {} ({}): {what}: {}",
-            u.user_principal_name,
-            u.action,
-            u.detail.as_deref().unwrap_or("")
+            Shown(&u.user_principal_name),
+            Shown(&u.action),
+            Shown(u.detail.as_deref().unwrap_or(""))
         )?;
         if let Some(h) = &u.hint {
-            writeln!(text, "      hint: {h}")?;
+            writeln!(text, "      hint: {}", Shown(h))?;
         }
     }
     let verified = report.count(Status::Verified);
@@ -92,7 +95,7 @@ pub fn closing_summary(
             writeln!(
                 text,
                 "{recorded} password(s) recorded in {}{}.",
-                path.display(),
+                Shown(&path.display().to_string()),
                 if encrypted {
                     " (encrypted to the age recipients)"
                 } else {
@@ -101,11 +104,11 @@ pub fn closing_summary(
             )?;
         }
     }
-    let attention: Vec<&str> = report
+    let attention: Vec<String> = report
         .users
         .iter()
         .filter(|u| u.status == Status::Unknown)
-        .map(|u| u.user_principal_name.as_str())
+        .map(|u| Shown(&u.user_principal_name).to_string())
         .collect();
     if !attention.is_empty() {
         writeln!(

@@ -152,12 +152,12 @@ async fn choose_user_read(
     match client.count_users(tenant).await {
         Ok(users) => {
             let read = read_for_count(declared, users, concurrency, partition_min_users());
-            tracing::debug!(%tenant, declared, users, ?read, "declared users read");
+            tracing::debug!(tenant = %crate::escape::Shown(tenant), declared, users, ?read, "declared users read");
             Ok(read)
         }
         Err(e @ GraphError::Auth(_)) => Err(e),
         Err(e) => {
-            tracing::debug!(%tenant, error = %e, "cannot count users; looking the declared ones up");
+            tracing::debug!(tenant = %crate::escape::Shown(tenant), error = %crate::escape::Shown(&e.to_string()), "cannot count users; looking the declared ones up");
             Ok(UserRead::Lookup)
         }
     }

@@ -7,12 +7,15 @@
 //! in a property value `:` and `,` also become `%3A` and `%2C`. Data that is printed as plain log
 //! text (the full text plan) is wrapped in `::stop-commands::TOKEN` … `::TOKEN::` with a token
 //! chosen by the caller, so that nothing in it (a group name, a UPN) can be taken for a command.
+//! Values (a UPN, a reason, a file name) are escaped for display first ([`shown`]), so that no
+//! control character reaches the log, and the runner's escaping then keeps every value inside
+//! its command: no value can start a line, so no line starts with `::` but pwdrift's own commands.
 //! A plan holds no secret, and diagnostics never quote a secret value (see
 //! [`crate::config::diag`]); nothing here reads source lines.
 
 use std::fmt::Write as _;
 
-use super::{reason_parts, summary_line, tenant_title};
+use super::{reason_parts, shown, summary_line, tenant_title};
 use crate::config::diag::{Diagnostic, Severity};
 use crate::config::Origin;
 use crate::plan::{Action, Plan, Summary};
@@ -35,7 +38,7 @@ fn command(level: &str, at: Option<&Origin>, title: &str, message: &str) -> Stri
     if let Some(o) = at {
         props.push(format!(
             "file={}",
-            escape_property(&o.file.to_string_lossy())
+            escape_property(&shown(&o.file.to_string_lossy()))
         ));
         if o.line > 0 {
             props.push(format!("line={}", o.line));
@@ -81,23 +84,20 @@ pub fn plan(p: &Plan, stop_token: &str) -> String {
     for t in &p.tenants {
         for note in &t.notes {
             let title = format!("pwdrift: note for {}", tenant_title(t));
-            out.push_str(&command("notice", None, &title, note));
+            out.push_str(&command("notice", None, &title, &shown(note)));
         }
     }
     for t in &p.tenants {
         for u in &t.users {
             if let Action::Blocked { blocker, detail } = &u.action {
-                let title = format!(
-                    "pwdrift: {} is blocked ({})",
-                    u.user_principal_name,
-                    blocker.label()
-                );
-                let mut message: Vec<&str> = reason_parts(detail).collect();
-                let todo = format!("To do: {}", blocker.remedy());
-                message.push(&todo);
+                let upn = shown(&u.user_principal_name);
+                let title = format!("pwdrift: {upn} is blocked ({})", blocker.label());
+                let mut message: Vec<String> = reason_parts(detail)
+                    .map(|part| shown(part).into_owned())
+                    .collect();
+                message.push(format!("To do: {}", blocker.remedy()));
                 let message = format!(
-                    "{} in tenant {}: nothing will be written for this user.\n{}",
-                    u.user_principal_name,
+                    "{upn} in tenant {}: nothing will be written for this user.\n{}",
                     tenant_title(t),
                     message.join("\n")
                 );
@@ -127,6 +127,13 @@ pub fn diagnostics(diags: &[Diagnostic]) -> String {
     for d in diags.iter().take(MAX_DIAGNOSTICS) {
         let d = &crate::config::Diagnostic {
             message: clean(&d.message, MAX_MESSAGE_CHARS),
+            labels: (d.labels.iter())
+                .map(|l| crate::config::diag::Label {
+                    text: clean(&l.text, MAX_MESSAGE_CHARS),
+                    ..l.clone()
+                })
+                .collect(),
+            help: d.help.as_deref().map(|h| clean(h, MAX_MESSAGE_CHARS)),
             ..d.clone()
         };
         let level = match d.severity {

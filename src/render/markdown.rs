@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use super::{describe_password_source, reason_parts, summary_line, tenant_title};
+use super::{describe_password_source, reason_parts, shown, summary_line, tenant_title};
 use crate::graph::model::ForceFlags;
 use crate::plan::{Action, Plan};
 
@@ -47,7 +47,7 @@ pub fn markdown_within(plan: &Plan, budget: usize) -> String {
                 out,
                 "> **Note ({}):** {}",
                 escape_cell(&tenant_title(tenant)),
-                escape_cell(note)
+                escape_cell(&shown(note))
             );
             let _ = writeln!(out);
         }
@@ -199,7 +199,7 @@ fn row(user: &crate::plan::UserPlan) -> Option<String> {
     };
     Some(format!(
         "| `{marker}` | {} | {} | {} |\n",
-        code_cell(&user.user_principal_name),
+        code_cell(&shown(&user.user_principal_name)),
         cell_lines(&change),
         cell_lines(reason)
     ))
@@ -230,15 +230,16 @@ fn flag_changes(before: &ForceFlags, after: &ForceFlags) -> String {
     }
 }
 
-/// A cell holding several `"; "`-separated parts, one per line.
+/// A cell holding several `"; "`-separated parts, one per line; each part a value ([`shown`]).
 fn cell_lines(s: &str) -> String {
     reason_parts(s)
-        .map(escape_cell)
+        .map(|part| escape_cell(&shown(part)))
         .collect::<Vec<_>>()
         .join("<br>")
 }
 
-/// Escapes text for a GitHub table cell: no `|`, no newline, no HTML, no formatting.
+/// Escapes text for a GitHub table cell: no `|`, no newline, no HTML, no formatting. Values are
+/// escaped for display first ([`shown`]: a newline in a value is `\n`, not a `<br>`).
 pub fn escape_cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();

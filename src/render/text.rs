@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 use similar::{ChangeTag, TextDiff};
 
-use super::{describe_password_source, reason_parts, summary_line, tenant_title};
+use super::{describe_password_source, reason_parts, shown, summary_line, tenant_title};
 use crate::graph::model::ForceFlags;
 use crate::plan::{Action, Plan, ResetMethod, TenantPlan, UserPlan};
 
@@ -120,7 +120,7 @@ fn tenant_block(
     );
     let _ = writeln!(out);
     for note in &tenant.notes {
-        let _ = writeln!(out, "  {} {note}", p.yellow("note:"));
+        let _ = writeln!(out, "  {} {}", p.yellow("note:"), shown(note));
         let _ = writeln!(out);
     }
     if tenant.users.is_empty() {
@@ -139,7 +139,8 @@ fn tenant_block(
                 let _ = writeln!(
                     out,
                     "    user {} ({}): no changes",
-                    user.user_principal_name, user.user_id
+                    shown(&user.user_principal_name),
+                    shown(&user.user_id)
                 );
                 comment(out, p, "reason", reason_parts(reason));
                 let _ = writeln!(out);
@@ -161,10 +162,11 @@ fn tenant_block(
     Ok(())
 }
 
-/// `      # label: first` then `      #        next` lines.
+/// `      # label: first` then `      #        next` lines; each part escaped ([`shown`]).
 fn comment<'a>(out: &mut String, p: &Paint, label: &str, parts: impl Iterator<Item = &'a str>) {
     let pad = " ".repeat(label.len() + 2);
     for (i, part) in parts.enumerate() {
+        let part = shown(part);
         let line = if i == 0 {
             format!("# {label}: {part}")
         } else {
@@ -175,7 +177,11 @@ fn comment<'a>(out: &mut String, p: &Paint, label: &str, parts: impl Iterator<It
 }
 
 fn user_block(out: &mut String, p: &Paint, user: &UserPlan) {
-    let who = format!("user {} ({})", user.user_principal_name, user.user_id);
+    let who = format!(
+        "user {} ({})",
+        shown(&user.user_principal_name),
+        shown(&user.user_id)
+    );
     let declared = user
         .declared_at
         .iter()

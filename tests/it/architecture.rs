@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules of `src/`, lowest layer first. A module may import from any lower layer,
 /// never from its own layer or above.
 const LAYERS: &[&[&str]] = &[
+    &["escape"],
     &["graph", "password", "shard", "secrets"],
     &["cli", "config"],
     &["plan"],

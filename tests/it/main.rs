@@ -17,6 +17,7 @@ mod echoes;
 mod examples;
 mod fuzz_corpus;
 mod hostile;
+mod hostile_names;
 mod import;
 mod lock;
 mod odd_answers;

@@ -381,8 +381,20 @@ pub enum SeedError {
     },
 }
 
-/// Parses seed text (YAML; JSON is YAML too). `name` is used in error messages.
+/// Parses seed text (YAML, or JSON). `name` is used in error messages.
+///
+/// A JSON document (a saved state file) is read as JSON: JSON is YAML except for the characters
+/// YAML does not allow raw in a stream (the C1 controls), which a display name may hold and
+/// serde_json writes as they are.
 pub fn parse(name: &str, text: &str) -> Result<Seed, SeedError> {
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str::<Seed>(text).map_err(|e| SeedError::Syntax {
+            path: name.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        });
+    }
     serde_yaml::from_str::<Seed>(text).map_err(|e| {
         let (line, column) = e
             .location()

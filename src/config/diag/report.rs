@@ -23,8 +23,7 @@ use std::path::Path;
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
 use super::{
-    clean, mask_line, token_len, unsafe_char, Diagnostic, Label, Severity, SourceMap,
-    MAX_MESSAGE_CHARS,
+    mask_line, token_len, unsafe_char, Diagnostic, Label, Severity, SourceMap, MAX_MESSAGE_CHARS,
 };
 
 /// The crate's plain renderer, or its styled one (ANSI colours) when `color` is on.
@@ -38,12 +37,19 @@ pub(super) fn renderer(color: bool) -> Renderer {
 
 /// A file name as shown: escaped and capped like every other echoed text.
 fn shown_path(file: &Path) -> String {
-    clean(&file.display().to_string(), MAX_MESSAGE_CHARS)
+    crate::escape::value_capped(&file.display().to_string(), MAX_MESSAGE_CHARS)
+}
+
+/// A message, label or help as shown in the text report: it quotes input (a key, a tenant, a
+/// group name), so it is one line, escaped like every value ([`crate::escape::value`]): a
+/// newline in a quoted key cannot start a line that looks like pwdrift's own.
+fn one_line(s: &str) -> String {
+    crate::escape::value_capped(s, MAX_MESSAGE_CHARS)
 }
 
 /// A label's text, or none when it has no text.
 fn label_text(label: &Label) -> Option<String> {
-    (!label.text.is_empty()).then(|| clean(&label.text, MAX_MESSAGE_CHARS))
+    (!label.text.is_empty()).then(|| one_line(&label.text))
 }
 
 /// One character of a source line as shown: itself, or one visible stand-in for a character that
@@ -106,7 +112,7 @@ pub(super) fn render_one(d: &Diagnostic, sources: &SourceMap, renderer: &Rendere
         Severity::Error => Level::ERROR,
         Severity::Warning => Level::WARNING,
     };
-    let mut group = Group::with_title(level.primary_title(clean(&d.message, MAX_MESSAGE_CHARS)));
+    let mut group = Group::with_title(level.primary_title(one_line(&d.message)));
     for (i, label) in d.labels.iter().enumerate() {
         let o = &label.origin;
         if o.line > 0 && sources.line(&o.file, o.line).is_some() {
@@ -124,7 +130,7 @@ pub(super) fn render_one(d: &Diagnostic, sources: &SourceMap, renderer: &Rendere
         }
     }
     if let Some(help) = &d.help {
-        group = group.element(Level::HELP.message(clean(help, MAX_MESSAGE_CHARS)));
+        group = group.element(Level::HELP.message(one_line(help)));
     }
     let mut out = renderer.render(&[group]);
     out.push('\n');

@@ -401,7 +401,7 @@ fn tenant_files(
             if users.is_empty() {
                 observer.info(&format!(
                     "note: group {} adds no user (none, or all in an earlier group); no file for it",
-                    g.display_name
+                    crate::escape::Shown(&g.display_name)
                 ));
                 continue;
             }

@@ -58,7 +58,8 @@ pub fn render(
 ) -> String {
     let mut s = format!("# yaml-language-server: $schema={schema}\n#\n");
     s.push_str(&format!(
-        "# Imported by `pwdrift import` from tenant {tenant}"
+        "# Imported by `pwdrift import` from tenant {}",
+        crate::escape::Shown(&tenant.to_string())
     ));
     let count = format!(
         "{} user{}",
@@ -141,7 +142,10 @@ pub(crate) fn has_directive(u: &ImportedUser) -> bool {
         || u.flags.force_change_password_next_sign_in_with_mfa
 }
 
-/// A string as a YAML scalar: plain when it is safely so, else double-quoted.
+/// A string as a YAML scalar: plain when it is safely so, else double-quoted, with every
+/// character [`crate::escape::must_escape`] names written as a YAML escape (`\u001b`, `\u2028`,
+/// `\u202e`): the file holds no raw control, bidirectional or separator character, and it loads
+/// back to the exact value.
 fn yaml_scalar(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -155,7 +159,7 @@ fn yaml_scalar(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if crate::escape::must_escape(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -163,13 +167,20 @@ fn yaml_scalar(s: &str) -> String {
     out
 }
 
-/// Text safe in a one-line YAML comment: control characters (newlines) become spaces.
+/// Text safe in a one-line YAML comment: line breaks and tabs become spaces, every other
+/// character [`crate::escape::must_escape`] names is shown escaped (`\u{1b}`), never raw.
 fn comment_text(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
+    let spaced: String = s
+        .chars()
+        .map(|c| {
+            if matches!(c, '\n' | '\r' | '\t') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    crate::escape::value(spaced.trim()).into_owned()
 }
 
 #[cfg(test)]
@@ -232,6 +243,77 @@ mod tests {
             text.contains("requirePasswordChange: { since: 2026-03-04T05:06:08Z }"),
             "{text}"
         );
+    }
+
+    /// Names from Graph that would forge lines or drive a terminal.
+    const HOSTILE: [&str; 8] = [
+        "\u{1b}[2J\u{1b}]8;;http://x\u{7}click\u{1b}]8;;\u{7}",
+        "csi\u{9b}31m",
+        "abc\u{202e}fdp.exe",
+        "line\u{2028}sep\u{2029}para",
+        "x\n::add-mask::x",
+        "::set-output name=a::b",
+        "100%0A | `tick` <script>",
+        "tab\tcr\r\u{7f}\u{61c}\u{200e}\u{2066}\u{feff}",
+    ];
+
+    /// A double-quoted scalar holds no raw control, bidirectional or separator character and
+    /// loads back (through yaml-rust2, the reader of desired state) to the exact value.
+    #[test]
+    fn hostile_scalars_are_escaped_and_load_back_exactly() {
+        for name in HOSTILE {
+            let scalar = yaml_scalar(name);
+            assert!(
+                !scalar.chars().any(crate::escape::must_escape),
+                "{scalar:?}"
+            );
+            let docs = yaml_rust2::YamlLoader::load_from_str(&format!("k: {scalar}\n")).unwrap();
+            assert_eq!(docs[0]["k"].as_str(), Some(name), "{scalar}");
+        }
+    }
+
+    /// Hostile display names and UPNs reach the file only escaped, in comments that stay on
+    /// their line, and the file is valid desired state.
+    #[test]
+    fn hostile_names_never_reach_the_file_raw() {
+        let tenant = TenantRef::Domain("contoso.onmicrosoft.com".into());
+        let users: Vec<ImportedUser> = HOSTILE
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let mut u = user(&format!("{h}{i}@contoso.com"), Some(h), i % 2 == 0, false);
+                u.id = format!("0b8f6b1c-3f41-4b8e-9a55-{i:012}");
+                u
+            })
+            .collect();
+        let text = render(&tenant, &users, Some(Part::Group(HOSTILE[4])), SCHEMA_FILE);
+        for line in text.lines() {
+            assert!(!line.chars().any(crate::escape::must_escape), "{line:?}");
+            assert!(
+                line.is_empty()
+                    || line.starts_with('#')
+                    || line.starts_with("  ")
+                    || ["version:", "tenant:", "users:"]
+                        .iter()
+                        .any(|k| line.starts_with(k)),
+                "a value started a line: {line:?}"
+            );
+        }
+        assert!(
+            text.contains("# \\u{1b}[2J\\u{1b}]8;;http://x\\u{7}click"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# abc\\u{202e}fdp.exe <abc\\u{202e}fdp.exe2@contoso.com>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("group x ::add-mask::x, nested groups"),
+            "{text}"
+        );
+        let loaded = crate::config::load_str(Path::new("imported.yaml"), &text)
+            .unwrap_or_else(|e| panic!("{:?}\n{text}", e.diagnostics));
+        assert_eq!(loaded.state.tenants[0].users.len(), HOSTILE.len());
     }
 
     #[test]

@@ -238,7 +238,7 @@ impl TokenProvider {
                     match parse_token_response(tenant, status, &body) {
                         Ok(token) => return Ok(token),
                         Err(e) => {
-                            tracing::debug!(error = %e, "refresh token refused; signing in again");
+                            tracing::debug!(error = %crate::escape::Shown(&e.to_string()), "refresh token refused; signing in again");
                         }
                     }
                 }
@@ -301,7 +301,7 @@ impl TokenProvider {
                 }
                 Err(e) => {
                     let message = error_chain(e);
-                    tracing::debug!(url = %url.path(), error = %message, "token endpoint transport error");
+                    tracing::debug!(url = %url.path(), error = %crate::escape::Shown(&message.to_string()), "token endpoint transport error");
                     (Err(TransportError::Transport(message)), None)
                 }
             };

@@ -177,19 +177,7 @@ pub(super) fn inner_header(resp: &BatchResponse, name: &str) -> Option<String> {
 /// `s` as it may appear in a message: control characters and other invisible characters
 /// escaped (`\u{1b}`), at most `max` characters (then `...`).
 pub fn escape_for_message(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (n, c) in s.chars().enumerate() {
-        if n == max {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' || c == '\u{feff}' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::escape::value_capped(s, max)
 }
 
 #[cfg(test)]

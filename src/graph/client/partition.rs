@@ -159,7 +159,7 @@ impl GraphClient {
             Ok(n) => n,
             Err(e @ GraphError::Auth(_)) => return Err(e),
             Err(e) => {
-                tracing::info!(%tenant, error = %e, "cannot count users; paging sequentially");
+                tracing::info!(tenant = %crate::escape::Shown(tenant), error = %crate::escape::Shown(&e.to_string()), "cannot count users; paging sequentially");
                 return Ok((
                     self.list_users(tenant, None).await?,
                     ListingPath::Sequential,
@@ -199,13 +199,13 @@ impl GraphClient {
         let n = filters.len();
         match self.read_partitions(tenant, filters, count).await {
             Ok(users) => {
-                tracing::info!(%tenant, users = users.len(), partitions = n, "users read in parallel partitions");
+                tracing::info!(tenant = %crate::escape::Shown(tenant), users = users.len(), partitions = n, "users read in parallel partitions");
                 Ok((users, ListingPath::Partitioned(n)))
             }
             Err(Incomplete::Graph(e @ GraphError::Auth(_))) => Err(e),
             Err(reason) => {
                 let reason = reason.to_string();
-                tracing::info!(%tenant, %reason, "partitioned read of users incomplete; falling back to sequential paging");
+                tracing::info!(tenant = %crate::escape::Shown(tenant), reason = %crate::escape::Shown(&reason.to_string()), "partitioned read of users incomplete; falling back to sequential paging");
                 Ok((
                     self.list_users(tenant, None).await?,
                     ListingPath::FellBack(reason),
