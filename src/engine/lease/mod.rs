@@ -399,6 +399,9 @@ async fn holder(
     Ok(Some(holder_line(&header("x-ms-meta-holder"))))
 }
 
+/// The holder of a lease whose metadata says nothing (yet).
+const UNKNOWN: &str = "holder unknown: it has not written who it is yet";
+
 /// A holder metadata value (percent-encoded text) as one line, control characters escaped.
 fn holder_line(encoded: &str) -> String {
     let text = percent_decode_str(encoded).decode_utf8_lossy();
@@ -409,7 +412,7 @@ fn holder_line(encoded: &str) -> String {
         .map(|l| l.chars().flat_map(char::escape_debug).collect())
         .collect();
     if line.is_empty() {
-        "holder unknown: it has not written who it is yet".into()
+        UNKNOWN.into()
     } else {
         line.join(", ")
     }
@@ -523,10 +526,22 @@ pub async fn acquire(
             if try_acquire(&client, c, &blob, &lease_id).await? {
                 break;
             }
-            let Some(holder) = holder(&client, c, &blob).await? else {
+            let Some(mut holder_is) = holder(&client, c, &blob).await? else {
                 // released (or expired) in between: try again at once
                 continue;
             };
+            // a holder that has just taken the lease writes who it is right after
+            for _ in 0..5 {
+                if holder_is != UNKNOWN {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match holder(&client, c, &blob).await? {
+                    Some(h) => holder_is = h,
+                    None => break,
+                }
+            }
+            let holder = holder_is;
             if tokio::time::Instant::now() >= deadline {
                 let e = LeaseError::Held {
                     tenant: id,
