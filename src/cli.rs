@@ -380,6 +380,19 @@ pub struct ApplyArgs {
     /// $XDG_RUNTIME_DIR/pwdrift/locks, else /tmp/pwdrift-locks-UID).
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     pub lock_timeout: std::time::Duration,
+
+    /// Also lease the tenant in this Azure Blob Storage container, for applies on different
+    /// machines (https://ACCOUNT.blob.core.windows.net/CONTAINER; Azurite's
+    /// http://127.0.0.1:10000/devstoreaccount1/CONTAINER): the blob <tenant id>.lock, leased
+    /// after the machine lock and held (renewed) until the apply ends; --lock-timeout applies.
+    /// Signed with the account key in AZURE_STORAGE_KEY, or a SAS token as the URL's query.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "PWDRIFT_LOCK_BLOB",
+        hide_env_values = true
+    )]
+    pub lock_blob: Option<String>,
 }
 
 /// A duration: a number with an optional unit, `ms`, `s`, `m` or `h` (`30s`, `10m`, `1h`); a bare

@@ -104,6 +104,7 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
         mut session,
         secrets,
         locks: _locks,
+        lease,
     }) = ready
     else {
         return Ok(ExitStatus::Failure);
@@ -111,8 +112,9 @@ async fn run_async(args: ApplyArgs, printer: &Printer) -> anyhow::Result<ExitSta
     for t in &mut session.tenants {
         t.clients.verify_timeout = settings.verify_timeout;
     }
-    let result = apply_plan(&args, &settings, &plan, &session, printer, secrets).await;
+    let result = apply_plan(&args, &settings, &plan, &session, printer, secrets, &lease).await;
     session.close().await;
+    lease.release().await;
     result
 }
 
@@ -134,6 +136,7 @@ async fn apply_plan(
     session: &engine::Session,
     printer: &Printer,
     secrets: Option<crate::secrets::SecretsFile>,
+    lease: &engine::lease::Leases,
 ) -> anyhow::Result<ExitStatus> {
     let summary = plan.summary();
     let changes = summary.set_flags + summary.reset_password;
@@ -184,6 +187,9 @@ async fn apply_plan(
         tokio::select! {
             _ = signals.next() => {
                 printer.error("Second signal: exiting now. Writes in flight stay pending in the secrets file; run apply again with --secrets-append to resolve them.");
+                // --lock-blob: released if the storage account answers within 2 s, else the
+                // leases expire on their own
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), lease.release()).await;
                 std::process::exit(sig as i32);
             }
             _ = tokio::time::sleep(grace) => {}
@@ -211,7 +217,8 @@ async fn apply_plan(
     out(printer, &text)?;
     if applied.stopped {
         // writes were abandoned mid-flight: exit now rather than wait for anything they left
-        // behind in the runtime (the report and the summary are out)
+        // behind in the runtime (the report and the summary are out); the leases first
+        lease.release().await;
         std::process::exit(status as i32);
     }
     Ok(status)

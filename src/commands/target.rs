@@ -87,6 +87,7 @@ pub fn apply_settings(args: &ApplyArgs) -> ApplySettings {
         secrets_recipients: args.secrets_recipient.clone(),
         report: args.report.clone(),
         lock_timeout: args.lock_timeout,
+        lock_blob: args.lock_blob.clone(),
         grace: std::env::var("PWDRIFT_SIGNAL_GRACE_MS")
             .ok()
             .and_then(|v| v.parse().ok())

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod error;
 pub mod files;
 pub mod import;
+pub mod lease;
 pub mod lock;
 pub mod plan;
 pub mod recheck;

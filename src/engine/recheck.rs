@@ -33,6 +33,9 @@ pub struct Ready {
     pub secrets: Option<SecretsFile>,
     /// the per-tenant locks of this apply (see [`super::lock`]), held until it is dropped
     pub locks: super::lock::TenantLocks,
+    /// with `--lock-blob`, the per-tenant leases (see [`super::lease`]): release them
+    /// ([`super::lease::Leases::release`]) when the apply ends
+    pub lease: super::lease::Leases,
 }
 
 /// A single path that holds a saved plan document (not YAML desired state), with its text.
@@ -92,7 +95,7 @@ async fn prepare_for(
         }
     }
     // one apply per tenant at a time: before anything is written or resolved
-    let locks = match lock_tenants(settings, &session, observer).await {
+    let (locks, lease) = match lock_tenants(settings, &session, observer).await {
         Ok(locks) => locks,
         Err(e) => {
             session.close().await;
@@ -102,6 +105,7 @@ async fn prepare_for(
     let secrets = match super::apply::resume(settings, &session, observer).await {
         Ok(secrets) => secrets,
         Err(e) => {
+            lease.release().await;
             session.close().await;
             return Err(e);
         }
@@ -112,8 +116,10 @@ async fn prepare_for(
             session,
             secrets,
             locks,
+            lease,
         })),
         Err(e) => {
+            lease.release().await;
             session.close().await;
             super::plan::rejected_or_error(e, sources)
         }
@@ -122,15 +128,24 @@ async fn prepare_for(
 
 /// Takes the machine-wide lock of every tenant of the session ([`super::lock`]), by tenant id
 /// (the token's `tid`; the name when the token does not say), waiting up to `--lock-timeout`.
-/// None for the embedded sandbox: its tenants are private to this process.
+/// None for the embedded sandbox: its tenants are private to this process. With `--lock-blob`,
+/// then the lease of every tenant in that container ([`super::lease`]), in the same order.
 async fn lock_tenants(
     settings: &ApplySettings,
     session: &Session,
     observer: &dyn Observer,
-) -> Result<super::lock::TenantLocks, EngineError> {
+) -> Result<(super::lock::TenantLocks, super::lease::Leases), EngineError> {
     if settings.target.sandbox.is_some() {
-        return Ok(super::lock::TenantLocks::none());
+        return Ok((
+            super::lock::TenantLocks::none(),
+            super::lease::Leases::none(),
+        ));
     }
+    // a bad --lock-blob (or no key for it) is refused before any lock is taken
+    let container = match &settings.lock_blob {
+        Some(raw) => Some(super::lease::container(raw)?),
+        None => None,
+    };
     let mut ids = Vec::new();
     for t in &session.tenants {
         let name = t.desired.tenant.as_str();
@@ -162,7 +177,34 @@ async fn lock_tenants(
     for line in rx.try_iter() {
         observer.info(&line);
     }
-    Ok(acquired?)
+    let locks = acquired?;
+    let Some(container) = container else {
+        return Ok((locks, super::lease::Leases::none()));
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx = std::sync::Mutex::new(tx);
+    let waiting = move |line: &str| {
+        let _ = tx.lock().map(|tx| tx.send(line.to_owned()));
+    };
+    let leased = {
+        let waiting = &waiting;
+        let acquire = super::lease::acquire(container, &ids, settings.lock_timeout, &me, waiting);
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                r = &mut acquire => break r,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                    for line in rx.try_iter() {
+                        observer.info(&line);
+                    }
+                }
+            }
+        }
+    };
+    for line in rx.try_iter() {
+        observer.info(&line);
+    }
+    Ok((locks, leased?))
 }
 
 /// Derives a saved plan again before anything is written (see the module's comment), and

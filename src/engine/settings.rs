@@ -104,6 +104,10 @@ pub struct ApplySettings {
     pub report: Option<PathBuf>,
     /// `--lock-timeout`: how long to wait for another run's lock of a tenant (zero: fail at once)
     pub lock_timeout: Duration,
+    /// `--lock-blob` (or `PWDRIFT_LOCK_BLOB`): the Azure Blob Storage container whose leases
+    /// serialize applies across machines (see [`super::lease`]); a SAS token in its query is a
+    /// secret
+    pub lock_blob: Option<String>,
     /// how long the writes in flight may take to finish once cancelled (10 s;
     /// `PWDRIFT_SIGNAL_GRACE_MS` in tests)
     pub grace: Duration,

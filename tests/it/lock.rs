@@ -137,7 +137,7 @@ async fn a_password_changed_after_the_plan_read_it_is_not_written_again() {
 
 /// A generated tenant whose state file holds each user's password hash, each request slowed by
 /// `latency_ms` so that two applies overlap.
-fn tenant(dir: &Path, latency_ms: &str) -> Sandbox {
+pub(crate) fn tenant(dir: &Path, latency_ms: &str) -> Sandbox {
     Sandbox::generate(40)
         .generation_seed(7)
         .rng_seed(3)
@@ -148,7 +148,7 @@ fn tenant(dir: &Path, latency_ms: &str) -> Sandbox {
 }
 
 /// The first `n` cloud members whose password pwdrift manages.
-fn plain_users(sb: &Sandbox, n: usize) -> Vec<String> {
+pub(crate) fn plain_users(sb: &Sandbox, n: usize) -> Vec<String> {
     let users: Vec<String> = sb.state()["tenants"][0]["users"]
         .as_array()
         .unwrap()
@@ -191,7 +191,7 @@ fn hashes(sb: &Sandbox) -> BTreeMap<String, String> {
 
 /// A checkout: a directory of its own with the desired state (generated passwords for
 /// `users`), as a second clone of the repository would be.
-fn checkout(root: &Path, name: &str, sb: &Sandbox, users: &[String]) -> PathBuf {
+pub(crate) fn checkout(root: &Path, name: &str, sb: &Sandbox, users: &[String]) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("desired")).unwrap();
     let mut text = format!("version: 1\ntenant: {}\nusers:\n", sb.info.tenant_domain);
@@ -223,7 +223,7 @@ fn start_apply(sb: &Sandbox, dir: &Path, extra: &[&str]) -> std::process::Child 
     cmd.spawn().unwrap()
 }
 
-fn finish(child: std::process::Child) -> Run {
+pub(crate) fn finish(child: std::process::Child) -> Run {
     let out = child.wait_with_output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
@@ -234,7 +234,7 @@ fn finish(child: std::process::Child) -> Run {
 
 /// Every journal entry marked applied, in both checkouts, holds the user's password now (one
 /// entry per user at most, across both), and returns how many there are.
-fn applied_entries_are_the_passwords(sb: &Sandbox, dirs: &[&Path]) -> usize {
+pub(crate) fn applied_entries_are_the_passwords(sb: &Sandbox, dirs: &[&Path]) -> usize {
     let now = hashes(sb);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for dir in dirs {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod architecture;
+mod blob_lease;
 mod ci_recipes;
 mod client_auth;
 mod client_graph;

@@ -24,7 +24,7 @@ mod token;
 use std::fmt;
 use std::path::PathBuf;
 
-pub(crate) use cloud::{checked_url, origin};
+pub(crate) use cloud::{checked_url, is_loopback, origin};
 pub use cloud::{Cloud, Endpoints};
 pub use credential::Credential;
 pub(crate) use token::TokenProvider;
