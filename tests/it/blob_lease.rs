@@ -326,3 +326,35 @@ fn a_wrong_storage_key_is_refused_and_nothing_is_written() {
         "{r:?}"
     );
 }
+
+/// A container that does not exist: the storage account answers 404 `ContainerNotFound`, and
+/// the apply says to create it, writes nothing and takes no lease.
+#[test]
+fn a_container_that_does_not_exist_is_named_and_nothing_is_written() {
+    let Some(az) = azurite() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let sb = tenant(root.path(), "0");
+    let users = plain_users(&sb, 2);
+    let a = checkout(root.path(), "a", &sb, &users);
+    let mut cmd = sb.pwdrift();
+    cmd.current_dir(&a)
+        .env("PWDRIFT_LOCK_DIR", a.join("machine-locks"))
+        .env("AZURE_STORAGE_KEY", KEY)
+        .args(["apply", "desired", "--auto-approve", "--force"])
+        .args(["--secrets-out", "secrets.jsonl", "--lock-blob"])
+        .arg(format!(
+            "http://127.0.0.1:{}/{ACCOUNT}/no-such-container",
+            az.port
+        ));
+    let r = crate::common::run(&mut cmd);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("404 ContainerNotFound")
+            && r.stderr.contains("create the container first")
+            && r.stderr.contains("nothing was written"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains(KEY), "{r:?}");
+    assert!(!a.join("secrets.jsonl").exists());
+    assert_eq!(sb.total_patches(), 0);
+}
