@@ -72,6 +72,10 @@ pub fn lines_capped(s: &str, max: usize) -> String {
 }
 
 fn escape(s: &str, keep_newlines: bool) -> Cow<'_, str> {
+    // printable ASCII needs no escape: one pass over the bytes for the common case
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Cow::Borrowed(s);
+    }
     let shown = |c: char| !must_escape(c) || (keep_newlines && c == '\n');
     if s.chars().all(shown) {
         return Cow::Borrowed(s);
