@@ -300,6 +300,21 @@ fn read_holder(file: &mut File) -> String {
     }
 }
 
+/// [`read_holder`], waiting up to a second for a holder that has taken the lock but not yet
+/// written who it is (the file is truncated and written right after the lock is taken): the
+/// message then names it rather than "holder unknown".
+async fn holder_of(file: &mut File) -> String {
+    const UNKNOWN_FOR_AT_MOST: Duration = Duration::from_secs(1);
+    let until = tokio::time::Instant::now() + UNKNOWN_FOR_AT_MOST;
+    loop {
+        let holder = read_holder(file);
+        if !holder.starts_with("holder unknown") || tokio::time::Instant::now() >= until {
+            return holder;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// "10 s", "2 min".
 fn shown(d: Duration) -> String {
     if d.subsec_millis() != 0 {
@@ -349,7 +364,7 @@ pub async fn acquire_in(
             if got {
                 break;
             }
-            let holder = read_holder(&mut file);
+            let holder = holder_of(&mut file).await;
             if tokio::time::Instant::now() >= deadline {
                 return Err(LockError::Held {
                     tenant: id,
