@@ -195,25 +195,20 @@ enum Recheck {
 /// taken as no change: this check narrows the window, the per-tenant lock of `apply` closes it
 /// on one machine.
 async fn changed_since_planned(clients: &TenantClients, tenant: &str, u: &UserPlan) -> Recheck {
-    let ids = std::slice::from_ref(&u.user_id);
-    let live = match crate::live::read_back(&clients.app, tenant, ids).await {
-        Ok(live) => live,
-        Err(e) => {
-            return Recheck::Unreadable(format!(
+    let now =
+        match clients.app.get_user_by_id(tenant, &u.user_id).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return Recheck::Unreadable(
+                "not sent: the user no longer exists (read again right before the password write)"
+                    .to_owned(),
+            ),
+            Err(e) => {
+                return Recheck::Unreadable(format!(
                 "not sent: the user could not be read again right before the password write: {e}"
             ))
-        }
-    };
-    let Some(now) = live.get(&u.user_id).or_else(|| {
-        live.values()
-            .find(|l| l.id.eq_ignore_ascii_case(&u.user_id))
-    }) else {
-        return Recheck::Unreadable(
-            "not sent: the user no longer exists (read again right before the password write)"
-                .to_owned(),
-        );
-    };
-    match (now.last_password_change, u.last_password_change) {
+            }
+        };
+    match (now.last_password_change_date_time, u.last_password_change) {
         (Some(now), Some(then)) if now > then => Recheck::Changed(format!(
             "password changed since the plan read it (at {}; the plan read {})",
             now.to_rfc3339(),

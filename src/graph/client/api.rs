@@ -114,6 +114,25 @@ impl GraphClient {
             .await
     }
 
+    /// One user by object id with [`USER_SELECT`] (`GET /users/{id}`, "Get user",
+    /// <https://learn.microsoft.com/en-us/graph/api/user-get>): one request, where a `$batch` of
+    /// one would be an envelope and its member. `None` when the user does not exist.
+    pub async fn get_user_by_id(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<GraphUser>, GraphError> {
+        let url = self.url(&user_lookup_url_selecting(
+            &UserKey::Id(id.to_owned()),
+            USER_SELECT,
+        ))?;
+        match self.get_json(tenant, url).await {
+            Ok(user) => Ok(Some(user)),
+            Err(GraphError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// [`Self::get_users_by_batch`] with another `$select`.
     pub async fn get_users_by_batch_selecting(
         &self,
