@@ -315,8 +315,8 @@ async fn holder_of(file: &mut File) -> String {
     }
 }
 
-/// "10 s", "2 min".
-fn shown(d: Duration) -> String {
+/// "10 s", "2 min" (the lease's messages say it the same way).
+pub(super) fn shown(d: Duration) -> String {
     if d.subsec_millis() != 0 {
         return format!("{} ms", d.as_millis());
     }

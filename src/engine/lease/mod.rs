@@ -33,6 +33,7 @@ use url::Url;
 use crate::graph::redact;
 use container::Container;
 
+use super::lock::shown;
 use super::EngineError;
 
 /// The Blob service version the requests are made (and signed) for.
@@ -477,17 +478,6 @@ async fn release_all(client: &reqwest::Client, c: &Container, leases: Vec<(Url, 
                 redact::redacted(&e.to_string())
             ),
         }
-    }
-}
-
-/// "10 s", "2 min" (as the flock's messages say it).
-fn shown(d: Duration) -> String {
-    if d.subsec_millis() != 0 {
-        return format!("{} ms", d.as_millis());
-    }
-    match d.as_secs() {
-        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
     }
 }
 
