@@ -17,25 +17,25 @@ use super::model::{GroupRef, TenantRef, UserRef};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error(
-        "`{0}` is not a valid GUID: expected 8-4-4-4-12 hexadecimal digits, \
+        "`{}` is not a valid GUID: expected 8-4-4-4-12 hexadecimal digits, \
          like 6ea91a8d-e32e-41a1-b7bd-d2d185eed0e0"
-    )]
+    , crate::escape::value(.0))]
     Guid(String),
     #[error(
-        "`{input}` is not a valid SID ({why}): expected S-1-<authority>-<sub-authority>..., \
+        "`{}` is not a valid SID ({why}): expected S-1-<authority>-<sub-authority>..., \
          like S-1-5-21-1004336348-1177238915-682003330-1104"
-    )]
+    , crate::escape::value(.input))]
     Sid { input: String, why: &'static str },
     /// a domain name, with the reason only (the caller names the text)
     #[error("{0}")]
     Domain(&'static str),
     #[error(
-        "`{input}` is not a valid user principal name ({why}); expected name@domain, like alice@contoso.com"
-    )]
+        "`{}` is not a valid user principal name ({why}); expected name@domain, like alice@contoso.com"
+    , crate::escape::value(.input))]
     Upn { input: String, why: String },
     #[error(
-        "`{0}` is not a user principal name (no `@`), an object id (GUID) or an on-premises SID (S-1-...)"
-    )]
+        "`{}` is not a user principal name (no `@`), an object id (GUID) or an on-premises SID (S-1-...)"
+    , crate::escape::value(.0))]
     UserRef(String),
     #[error("the group name is empty")]
     EmptyGroupName,
@@ -44,19 +44,19 @@ pub enum IdError {
     #[error("a group display name cannot contain control characters")]
     GroupNameControl,
     #[error(
-        "`{0}` is a multi-tenant alias of the identity platform, not a tenant: name one \
+        "`{}` is a multi-tenant alias of the identity platform, not a tenant: name one \
          tenant by its domain (e.g. contoso.onmicrosoft.com) or its tenant id (GUID)"
-    )]
+    , crate::escape::value(.0))]
     TenantAlias(String),
     #[error(
-        "`{input}` is not a valid tenant ({why}); expected a domain like contoso.onmicrosoft.com or a tenant id (GUID)"
-    )]
+        "`{}` is not a valid tenant ({why}); expected a domain like contoso.onmicrosoft.com or a tenant id (GUID)"
+    , crate::escape::value(.input))]
     Tenant { input: String, why: &'static str },
-    #[error("`{0}` is a date without a time and time zone; write e.g. {0}T00:00:00Z")]
+    #[error("`{}` is a date without a time and time zone; write e.g. {}T00:00:00Z", crate::escape::value(.0), crate::escape::value(.0))]
     DateWithoutTime(String),
-    #[error("`{0}` has no time zone; add `Z` (UTC) or an offset like +01:00")]
+    #[error("`{}` has no time zone; add `Z` (UTC) or an offset like +01:00", crate::escape::value(.0))]
     NoTimeZone(String),
-    #[error("`{0}` is not an RFC 3339 timestamp; write e.g. 2026-11-20T00:00:00Z")]
+    #[error("`{}` is not an RFC 3339 timestamp; write e.g. 2026-11-20T00:00:00Z", crate::escape::value(.0))]
     NotTimestamp(String),
 }
 

@@ -36,7 +36,10 @@ pub fn recipients(values: &[String]) -> Result<Vec<age::x25519::Recipient>, Engi
         }
         let text = read_regular_text(std::path::Path::new(v), MAX_RECIPIENTS_FILE_BYTES)
             .context_with(|| {
-                format!("--secrets-recipient {v}: not age1... and not a readable file")
+                format!(
+                    "--secrets-recipient {}: not age1... and not a readable file",
+                    crate::escape::value(v)
+                )
             })?;
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();

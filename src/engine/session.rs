@@ -54,7 +54,8 @@ pub fn check_selected_tenants(
             .any(|t| t.tenant.as_str().eq_ignore_ascii_case(w))
         {
             return Err(EngineError::refused(format!(
-                "--tenant {w}: no such tenant in desired state"
+                "--tenant {}: no such tenant in desired state",
+                crate::escape::value(w)
             )));
         }
     }

@@ -397,3 +397,50 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Values the user passes in flags and that an error quotes (`--tenant`, `--group`) are shown
+/// escaped: a newline in one cannot start a line of its own, so no error forges a workflow
+/// command.
+#[test]
+fn flag_values_quoted_in_errors_cannot_start_a_line() {
+    let (dir, seed, desired) = workspace();
+    let forged = "x\n::add-mask::y\u{1b}[2J";
+    let runs = [
+        pwdrift(
+            dir.path(),
+            &["plan", &desired, "--sandbox", &seed, "--tenant", forged],
+        ),
+        pwdrift(
+            dir.path(),
+            &[
+                "import",
+                "--sandbox",
+                &seed,
+                "--tenant",
+                forged,
+                "--out",
+                "out",
+            ],
+        ),
+        pwdrift(
+            dir.path(),
+            &[
+                "import",
+                "--sandbox",
+                &seed,
+                "--tenant",
+                "contoso.onmicrosoft.com",
+                "--out",
+                "out",
+                "--group",
+                forged,
+            ],
+        ),
+    ];
+    for r in &runs {
+        assert_eq!(r.code, 1, "{r:?}");
+        assert_clean("error", &r.stderr);
+        assert!(r.stderr.contains("x\\n::add-mask::y"), "{r:?}");
+    }
+    assert!(!dir.path().join("out").exists());
+}

@@ -139,7 +139,10 @@ pub async fn import(
         let tenant =
             ids::parse_tenant(t).map_err(|e| EngineError::refused(format!("--tenant: {e}")))?;
         if tenants.contains(&tenant) {
-            return Err(EngineError::refused(format!("--tenant {t} is given twice")));
+            return Err(EngineError::refused(format!(
+                "--tenant {} is given twice",
+                crate::escape::value(t)
+            )));
         }
         tenants.push(tenant);
     }
@@ -148,10 +151,9 @@ pub async fn import(
         ..Selection::default()
     };
     for g in &settings.groups {
-        selection.groups.push(
-            ids::parse_group_ref(g)
-                .map_err(|e| EngineError::refused(format!("--group {g}: {e}")))?,
-        );
+        selection.groups.push(ids::parse_group_ref(g).map_err(|e| {
+            EngineError::refused(format!("--group {}: {e}", crate::escape::value(g)))
+        })?);
     }
     if let Some(file) = &settings.users_from {
         let text = crate::config::read::read_regular_text(file, MAX_USERS_FILE_BYTES)
@@ -280,7 +282,7 @@ async fn read_tenant(
             client
                 .list_users_selecting(t, Some(f), IMPORT_USER_SELECT)
                 .await
-                .context_with(|| format!("--filter {f}"))?,
+                .context_with(|| format!("--filter {}", crate::escape::value(f)))?,
         );
     }
     if !selection.users.is_empty() {
@@ -328,12 +330,14 @@ async fn read_tenant(
                     [one] => (one.id.clone(), name.clone()),
                     [] => {
                         return Err(EngineError::refused(format!(
-                            "--group {name}: no group has this display name in tenant {t}"
+                            "--group {}: no group has this display name in tenant {t}",
+                            crate::escape::value(name)
                         )))
                     }
                     many => {
                         return Err(EngineError::refused(format!(
-                        "--group {name}: {} groups have this display name in tenant {t}; name one by object id: {}",
+                        "--group {}: {} groups have this display name in tenant {t}; name one by object id: {}",
+                        crate::escape::value(name),
                         many.len(),
                         many.iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
                     )))
@@ -344,7 +348,12 @@ async fn read_tenant(
         let members = client
             .group_user_members_selecting(t, &id, IMPORT_USER_SELECT)
             .await
-            .context_with(|| format!("--group {g}: cannot read its members"))?;
+            .context_with(|| {
+                format!(
+                    "--group {}: cannot read its members",
+                    crate::escape::value(&g.to_string())
+                )
+            })?;
         groups.push(ReadGroup {
             display_name,
             members: members.iter().map(ImportedUser::from_graph).collect(),
