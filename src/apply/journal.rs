@@ -119,18 +119,27 @@ pub async fn resolve_pending<'a>(
             continue;
         };
         let (outcome, detail) = verdict?;
+        // a reset that took effect with no password recorded (a system-generated password lost
+        // with its 202): the user has a password nobody knows, and the journal says so
+        let outcome = if outcome == Outcome::Applied && !e.has_password {
+            Outcome::PasswordUnknown
+        } else {
+            outcome
+        };
         secrets.outcome(e.seq, outcome, Some(&detail))?;
         let mut line = format!(
             "{}: {} ({detail})",
             e.user_principal_name,
             match outcome {
                 Outcome::Applied => "applied",
+                Outcome::PasswordUnknown => "applied, PASSWORD UNKNOWN",
                 _ => "not applied",
             }
         );
-        if outcome == Outcome::Applied && !e.has_password {
+        if outcome == Outcome::PasswordUnknown {
             line.push_str(
-                "; its password was not recorded (lost with the response): reset it again",
+                "; its password was not recorded (lost with the response): reset it again, \
+                 with a password pwdrift generates (`generate`)",
             );
         }
         lines.push(line);

@@ -978,3 +978,64 @@ async fn flags_follow_reset_password_when_the_plan_wants_other_flags() {
         .entries()
         .all(|e| e.has_password && e.outcome == Some(Outcome::Applied)));
 }
+
+/// A pending system-generated reset (its 202, and with it the only copy of the password, was
+/// lost: no password recorded) that the next run finds took effect is recorded
+/// `password_unknown`, not `applied`, and the line names it: the user has a password nobody
+/// knows until it is reset again.
+#[tokio::test]
+async fn a_pending_system_generated_reset_that_landed_is_password_unknown() {
+    use pwdrift::engine::steps::apply::{self, TenantClients};
+    use pwdrift::secrets::{Journal, Method, OpenMode, Outcome, SecretsFile};
+
+    let server = start(|s, _| {
+        if s.path == "/v1.0/$batch" {
+            let mut u = user("u-1");
+            // changed after the intent was recorded (whole seconds, so a clear margin)
+            u["lastPasswordChangeDateTime"] =
+                json!((chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339());
+            return json_response(
+                200,
+                json!({"responses": [{"id": "0", "status": 200, "body": u}]}),
+            );
+        }
+        json_response(404, json!({}))
+    })
+    .await;
+    let clients = TenantClients {
+        app: client(&server, |_| {}),
+        delegated: None,
+        verify_timeout: Duration::from_secs(2),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.jsonl");
+    {
+        let (mut file, _) = SecretsFile::open(&path, OpenMode::CreateNew, vec![]).unwrap();
+        file.intent(
+            TENANT,
+            "u-1",
+            "u-1@contoso.com",
+            Method::ResetPasswordApi,
+            None,
+        )
+        .unwrap();
+    }
+    let (mut file, journal) = SecretsFile::open(&path, OpenMode::Append, vec![]).unwrap();
+    let pending: Vec<_> = journal.pending().cloned().collect();
+    assert_eq!(pending.len(), 1);
+    assert!(!pending[0].has_password);
+    let lines = apply::resolve_pending(|_| Some(&clients), &mut file, &pending)
+        .await
+        .unwrap();
+    assert!(
+        lines[0].contains("PASSWORD UNKNOWN") && lines[0].contains("reset it again"),
+        "{lines:?}"
+    );
+    drop(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let journal = Journal::parse(&path, &text).unwrap();
+    assert_eq!(journal.pending().count(), 0);
+    assert!(journal
+        .entries()
+        .all(|e| e.outcome == Some(Outcome::PasswordUnknown)));
+}
