@@ -282,21 +282,44 @@ fn hostname() -> String {
     std::env::var("COMPUTERNAME").unwrap_or_else(|_| "?".into())
 }
 
-/// The holder's description as one line, control characters escaped.
-fn read_holder(file: &mut File) -> String {
-    let mut text = String::new();
-    let _ = file.rewind();
-    let _ = std::io::Read::take(&*file, MAX_HOLDER_BYTES).read_to_string(&mut text);
+/// What a holder that has taken the lock (or the lease) but not yet written who it is shows as.
+pub(super) const HOLDER_UNKNOWN: &str = "holder unknown: it has not written who it is yet";
+
+/// A holder's description (the lines it wrote: pid, host, start, cwd, command) as one line,
+/// through the one display escaping; [`HOLDER_UNKNOWN`] when it wrote nothing. The lease
+/// ([`super::lease`]) shows its blob's holder metadata the same way.
+pub(super) fn holder_line(text: &str) -> String {
     let line: Vec<String> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .map(|l| l.chars().flat_map(char::escape_debug).collect())
+        .map(|l| crate::escape::value(l).into_owned())
         .collect();
     if line.is_empty() {
-        "holder unknown: it has not written who it is yet".into()
+        HOLDER_UNKNOWN.into()
     } else {
         line.join(", ")
+    }
+}
+
+/// The holder's description in the lock file, as one line ([`holder_line`]).
+fn read_holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.rewind();
+    let _ = std::io::Read::take(&*file, MAX_HOLDER_BYTES).read_to_string(&mut text);
+    holder_line(&text)
+}
+
+/// Why a held lock (or lease) is not waited for any longer: with no `--lock-timeout`, how to
+/// wait; else that it was waited for. `what`: "lock" or "lease".
+pub(super) fn held_advice(timeout: Duration, what: &str) -> String {
+    if timeout.is_zero() {
+        "nothing was written; wait for it to end, or pass --lock-timeout (e.g. 10m) to wait".into()
+    } else {
+        format!(
+            "it still held the {what} after --lock-timeout {}; nothing was written",
+            shown(timeout)
+        )
     }
 }
 
@@ -308,7 +331,7 @@ async fn holder_of(file: &mut File) -> String {
     let until = tokio::time::Instant::now() + UNKNOWN_FOR_AT_MOST;
     loop {
         let holder = read_holder(file);
-        if !holder.starts_with("holder unknown") || tokio::time::Instant::now() >= until {
+        if holder != HOLDER_UNKNOWN || tokio::time::Instant::now() >= until {
             return holder;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -370,14 +393,7 @@ pub async fn acquire_in(
                     tenant: id,
                     holder,
                     path,
-                    advice: if timeout.is_zero() {
-                        "nothing was written; wait for it to end, or pass --lock-timeout (e.g. 10m) to wait".into()
-                    } else {
-                        format!(
-                            "it still held the lock after --lock-timeout {}; nothing was written",
-                            shown(timeout)
-                        )
-                    },
+                    advice: held_advice(timeout, "lock"),
                 });
             }
             if !announced {

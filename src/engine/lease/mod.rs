@@ -33,7 +33,7 @@ use url::Url;
 use crate::graph::redact;
 use container::Container;
 
-use super::lock::shown;
+use super::lock::{held_advice, shown, HOLDER_UNKNOWN};
 use super::EngineError;
 
 /// The Blob service version the requests are made (and signed) for.
@@ -317,6 +317,30 @@ async fn create_if_missing(
     }
 }
 
+/// One Lease Blob request (`PUT ?comp=lease`) with `action` (`acquire`, `renew`, `release`)
+/// and its headers.
+async fn lease_action(
+    client: &reqwest::Client,
+    c: &Container,
+    blob: &Url,
+    action: &str,
+    headers: &[(&str, String)],
+    what: &'static str,
+) -> Result<reqwest::Response, LeaseError> {
+    let mut all = vec![("x-ms-lease-action", action.to_owned())];
+    all.extend_from_slice(headers);
+    send(
+        client,
+        c,
+        Method::PUT,
+        blob,
+        &[("comp", "lease")],
+        &all,
+        what,
+    )
+    .await
+}
+
 /// Tries to acquire the lease once: `Ok(false)` when another holds it.
 async fn try_acquire(
     client: &reqwest::Client,
@@ -325,14 +349,12 @@ async fn try_acquire(
     lease_id: &str,
 ) -> Result<bool, LeaseError> {
     let what = "acquiring the lease";
-    let r = send(
+    let r = lease_action(
         client,
         c,
-        Method::PUT,
         blob,
-        &[("comp", "lease")],
+        "acquire",
         &[
-            ("x-ms-lease-action", "acquire".into()),
             ("x-ms-lease-duration", LEASE_SECONDS.to_string()),
             ("x-ms-proposed-lease-id", lease_id.to_owned()),
         ],
@@ -400,23 +422,10 @@ async fn holder(
     Ok(Some(holder_line(&header("x-ms-meta-holder"))))
 }
 
-/// The holder of a lease whose metadata says nothing (yet).
-const UNKNOWN: &str = "holder unknown: it has not written who it is yet";
-
-/// A holder metadata value (percent-encoded text) as one line, control characters escaped.
+/// A holder metadata value (percent-encoded text) as one line, as the flock shows its holder
+/// ([`super::lock::holder_line`]).
 fn holder_line(encoded: &str) -> String {
-    let text = percent_decode_str(encoded).decode_utf8_lossy();
-    let line: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| l.chars().flat_map(char::escape_debug).collect())
-        .collect();
-    if line.is_empty() {
-        UNKNOWN.into()
-    } else {
-        line.join(", ")
-    }
+    super::lock::holder_line(&percent_decode_str(encoded).decode_utf8_lossy())
 }
 
 async fn renew(
@@ -426,16 +435,12 @@ async fn renew(
     lease_id: &str,
 ) -> Result<(), LeaseError> {
     let what = "renewing the lease";
-    let r = send(
+    let r = lease_action(
         client,
         c,
-        Method::PUT,
         blob,
-        &[("comp", "lease")],
-        &[
-            ("x-ms-lease-action", "renew".into()),
-            ("x-ms-lease-id", lease_id.to_owned()),
-        ],
+        "renew",
+        &[("x-ms-lease-id", lease_id.to_owned())],
         what,
     )
     .await?;
@@ -454,16 +459,12 @@ async fn release_all(client: &reqwest::Client, c: &Container, leases: Vec<(Url, 
             tracing::debug!("{}", redact::redacted(&e.to_string()));
         }
         let what = "releasing the lease";
-        let r = send(
+        let r = lease_action(
             client,
             c,
-            Method::PUT,
             &blob,
-            &[("comp", "lease")],
-            &[
-                ("x-ms-lease-action", "release".into()),
-                ("x-ms-lease-id", id.clone()),
-            ],
+            "release",
+            &[("x-ms-lease-id", id.clone())],
             what,
         )
         .await;
@@ -522,7 +523,7 @@ pub async fn acquire(
             };
             // a holder that has just taken the lease writes who it is right after
             for _ in 0..5 {
-                if holder_is != UNKNOWN {
+                if holder_is != HOLDER_UNKNOWN {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -537,14 +538,7 @@ pub async fn acquire(
                     tenant: id,
                     holder,
                     blob: blob.to_string(),
-                    advice: if timeout.is_zero() {
-                        "nothing was written; wait for it to end, or pass --lock-timeout (e.g. 10m) to wait".into()
-                    } else {
-                        format!(
-                            "it still held the lease after --lock-timeout {}; nothing was written",
-                            shown(timeout)
-                        )
-                    },
+                    advice: held_advice(timeout, "lease"),
                 };
                 leases.release().await;
                 return Err(e);
