@@ -126,8 +126,8 @@ async fn prepare_for(
     }
 }
 
-/// Takes the machine-wide lock of every tenant of the session ([`super::lock`]), by tenant id
-/// (the token's `tid`; the name when the token does not say), waiting up to `--lock-timeout`.
+/// Takes the machine-wide lock of every tenant of the session ([`super::lock`]), by the tenant id
+/// the tenant check established ([`super::tenant_check`]), waiting up to `--lock-timeout`.
 /// None for the embedded sandbox: its tenants are private to this process. With `--lock-blob`,
 /// then the lease of every tenant in that container ([`super::lease`]), in the same order.
 async fn lock_tenants(
@@ -146,12 +146,9 @@ async fn lock_tenants(
         Some(raw) => Some(super::lease::container(raw)?),
         None => None,
     };
-    let mut ids = Vec::new();
-    for t in &session.tenants {
-        let name = t.desired.tenant.as_str();
-        let id = t.clients.app.tenant_id(name).await.ok().flatten();
-        ids.push(id.unwrap_or_else(|| name.to_owned()));
-    }
+    // the id the tenant check established for every client of the tenant (an opaque token's
+    // too), so that two runs naming one tenant differently (a domain, its id) take one lock
+    let ids: Vec<String> = session.tenants.iter().map(|t| t.tenant_id.clone()).collect();
     let me = super::lock::describe_self(chrono::Utc::now());
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let tx = std::sync::Mutex::new(tx);
