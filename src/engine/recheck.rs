@@ -148,7 +148,11 @@ async fn lock_tenants(
     };
     // the id the tenant check established for every client of the tenant (an opaque token's
     // too), so that two runs naming one tenant differently (a domain, its id) take one lock
-    let ids: Vec<String> = session.tenants.iter().map(|t| t.tenant_id.clone()).collect();
+    let ids: Vec<String> = session
+        .tenants
+        .iter()
+        .map(|t| t.tenant_id.clone())
+        .collect();
     let me = super::lock::describe_self(chrono::Utc::now());
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let tx = std::sync::Mutex::new(tx);

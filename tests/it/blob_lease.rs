@@ -16,7 +16,7 @@ use base64::Engine as _;
 use pwdrift::engine::lease::shared_key;
 
 use crate::common::{Run, Sandbox};
-use crate::lock::{applied_entries_are_the_passwords, checkout, finish, plain_users, tenant};
+use crate::lock::{assert_each_user_written_once, checkout, finish, plain_users, tenant};
 
 /// Azurite's well-known development account and key (published in its README).
 const ACCOUNT: &str = "devstoreaccount1";
@@ -230,13 +230,7 @@ fn two_applies_on_two_machines_one_fails_naming_the_holder_and_the_lease_is_rele
         "{lost:?}"
     );
     assert!(won.stdout.contains("Apply complete"), "{won:?}");
-    for u in &users {
-        assert_eq!(sb.patches_of(u), 1, "{u}");
-    }
-    assert_eq!(
-        applied_entries_are_the_passwords(&sb, &[&a, &b]),
-        users.len()
-    );
+    assert_each_user_written_once(&sb, &users, &[&a, &b]);
     for r in &runs {
         assert!(!r.stderr.contains(KEY) && !r.stdout.contains(KEY), "{r:?}");
     }
@@ -279,13 +273,7 @@ fn with_a_lock_timeout_the_second_machine_waits_for_the_lease() {
             && waited[0].stderr.contains("waiting up to 2 min"),
         "{runs:?}"
     );
-    for u in &users {
-        assert_eq!(sb.patches_of(u), 1, "{u}");
-    }
-    assert_eq!(
-        applied_entries_are_the_passwords(&sb, &[&a, &b]),
-        users.len()
-    );
+    assert_each_user_written_once(&sb, &users, &[&a, &b]);
 }
 
 /// (c) A wrong account key is refused with a clear error (exit 1) before anything is written:

@@ -232,9 +232,18 @@ pub(crate) fn finish(child: std::process::Child) -> Run {
     }
 }
 
+/// Each of `users` was written exactly once (one PATCH in the tenant), and every journal entry
+/// marked applied in `dirs` is the user's password now: one entry per user.
+pub(crate) fn assert_each_user_written_once(sb: &Sandbox, users: &[String], dirs: &[&Path]) {
+    for u in users {
+        assert_eq!(sb.patches_of(u), 1, "{u}");
+    }
+    assert_eq!(applied_entries_are_the_passwords(sb, dirs), users.len());
+}
+
 /// Every journal entry marked applied, in both checkouts, holds the user's password now (one
 /// entry per user at most, across both), and returns how many there are.
-pub(crate) fn applied_entries_are_the_passwords(sb: &Sandbox, dirs: &[&Path]) -> usize {
+fn applied_entries_are_the_passwords(sb: &Sandbox, dirs: &[&Path]) -> usize {
     let now = hashes(sb);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for dir in dirs {
@@ -301,13 +310,7 @@ fn two_applies_at_once_one_fails_naming_the_holder() {
         "{lost:?}"
     );
     assert!(won.stdout.contains("Apply complete"), "{won:?}");
-    for u in &users {
-        assert_eq!(sb.patches_of(u), 1, "{u}");
-    }
-    assert_eq!(
-        applied_entries_are_the_passwords(&sb, &[&a, &b]),
-        users.len()
-    );
+    assert_each_user_written_once(&sb, &users, &[&a, &b]);
 }
 
 /// The same with `--lock-timeout 2m`: the second waits for the first, then plans against the
@@ -334,13 +337,7 @@ fn two_applies_at_once_with_a_lock_timeout_run_one_after_the_other() {
             .contains("is being applied by another pwdrift run (pid "),
         "{runs:?}"
     );
-    for u in &users {
-        assert_eq!(sb.patches_of(u), 1, "{u}");
-    }
-    assert_eq!(
-        applied_entries_are_the_passwords(&sb, &[&a, &b]),
-        users.len()
-    );
+    assert_each_user_written_once(&sb, &users, &[&a, &b]);
 }
 
 /// A plan saved before plans recorded `last_password_change` (the field removed, the content
