@@ -6,12 +6,13 @@
 //! - **table**: every value through the one display escaping ([`crate::escape::value`]): a UPN
 //!   holding control characters does not reach the terminal raw. Users whose outcome is unknown
 //!   are listed after the table with how to resolve them.
-//! - **csv** (RFC 4180: comma-separated, CRLF line ends, a header row; a field holding a comma, a
-//!   quote, CR or LF is quoted, its quotes doubled): values exact, except the guard against
-//!   formula injection (OWASP's "CSV Injection"): a field that starts with `=`, `+`, `-`, `@`, a
-//!   tab or CR gets a leading `'`, so that a spreadsheet shows it as text instead of running
-//!   it. That `'` is not part of the value (a generated password may start with `-`, `+`, `=` or
-//!   `@`): JSON gives exact values.
+//! - **csv** (RFC 4180: comma-separated, CRLF line ends, a header row; a field holding a comma or
+//!   a quote is quoted, its quotes doubled): the guard against formula injection (OWASP's "CSV
+//!   Injection"): a field that starts with `=`, `+`, `-`, `@`, a tab or CR gets a leading `'`, so
+//!   that a spreadsheet shows it as text instead of running it; then the display escaping, so
+//!   that a CSV printed to a terminal cannot drive it either (no field holds a raw control
+//!   character or line break). That `'` is not part of the value (a generated password may start
+//!   with `-`, `+`, `=` or `@`): JSON gives exact values.
 //! - **json**: exact values (serde_json), `format_version` first.
 
 use std::fmt::Write as _;
@@ -115,13 +116,15 @@ pub fn table(rows: &[Row], resolve_hint: &str) -> String {
     out
 }
 
-/// One CSV field: the formula guard, then quoted when it must be.
+/// One CSV field: the formula guard, then the display escaping (a control character as
+/// `\u{1b}`, so that a CSV printed to a terminal cannot drive it), then quoted when it must be.
 pub fn csv_field(value: &str) -> String {
     let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_owned()
     };
+    let guarded = crate::escape::value(&guarded).into_owned();
     if guarded.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
@@ -233,7 +236,8 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
+        assert_eq!(csv_field("line\nbreak"), "line\\nbreak");
+        assert_eq!(csv_field("esc\u{1b}[2J"), "esc\\u{1b}[2J");
         for f in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
             assert!(
                 csv_field(f).trim_start_matches('"').starts_with('\''),
@@ -244,6 +248,7 @@ mod tests {
             csv_field("=HYPERLINK(\"x\",\"y\")"),
             "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\""
         );
-        assert_eq!(csv_field("\r=x"), "\"'\r=x\"");
+        assert_eq!(csv_field("\r=x"), "'\\r=x");
+        assert_eq!(csv_field("\tx"), "'\\tx");
     }
 }
