@@ -98,6 +98,19 @@ Examples:
   pwdrift apply desired/ --secrets-out s.jsonl --secrets-recipient age1...  # encrypted passwords
   pwdrift apply plan.json --auto-approve --max-changes 50";
 
+const EXAMPLES_SHOW: &str = "\
+Examples:
+  pwdrift plan desired/ --out plan.json && pwdrift show plan.json
+  pwdrift show plan.json --format markdown > plan.md     # the reviewed plan as a comment
+  pwdrift show plan.json --format json | jq .tenants";
+
+const EXAMPLES_SECRETS: &str = "\
+Examples:
+  pwdrift secrets --secrets secrets.jsonl
+  pwdrift secrets --secrets secrets.jsonl --user alice@contoso.com --since 2026-01-31
+  pwdrift secrets --secrets secrets.jsonl --identity key.txt --format csv > merge.csv
+  pwdrift secrets --secrets secrets.jsonl --resolve     # read back what is unknown";
+
 const EXAMPLES_IMPORT: &str = "\
 Examples:
   pwdrift import --tenant contoso.onmicrosoft.com --out desired/
@@ -140,6 +153,14 @@ pub enum Command {
     /// Apply a saved plan, or plan and apply after confirmation; then verify by reading back.
     #[command(after_help = EXAMPLES_APPLY)]
     Apply(ApplyArgs),
+    /// Render a saved plan (from `plan --out`) as `plan` rendered it, after the integrity check
+    /// `apply` makes. Offline: no credentials, no connection.
+    #[command(after_help = EXAMPLES_SHOW)]
+    Show(ShowArgs),
+    /// The helpdesk's view of a secrets file: per user the last password pwdrift set and its
+    /// outcome (shown because you ask for it by name); --resolve reads unknown outcomes back.
+    #[command(after_help = EXAMPLES_SECRETS)]
+    Secrets(SecretsArgs),
     /// Write desired state from a live tenant: the users' current flags, which the next plan
     /// finds already met. Never a password or a reset.
     #[command(after_help = EXAMPLES_IMPORT)]
@@ -419,6 +440,81 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         Some(ms) if ms <= 86_400_000 => Ok(std::time::Duration::from_millis(ms)),
         _ => Err(format!("{text:?} is longer than a day")),
     }
+}
+
+/// `pwdrift show PLANFILE`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A saved plan (`pwdrift plan --out FILE`).
+    #[arg(value_name = "PLANFILE")]
+    pub plan: PathBuf,
+
+    /// Output format (as for `plan`).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SecretsFormat {
+    /// aligned columns, values escaped for the terminal
+    Table,
+    /// a header row, then one row per user (RFC 4180; a field starting with =, +, -, @, tab or
+    /// CR gets a leading ' against formula injection)
+    Csv,
+    /// one JSON document, exact values
+    Json,
+}
+
+/// `pwdrift secrets`.
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    /// The secrets file (`apply --secrets-out FILE`).
+    #[arg(long = "secrets", value_name = "FILE")]
+    pub secrets: PathBuf,
+
+    /// An age identity file (`AGE-SECRET-KEY-1...` lines) to decrypt passwords encrypted with
+    /// `apply --secrets-recipient`. Repeatable. Without it, encrypted passwords are not shown.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+
+    /// Only this user (UPN, case-insensitive). Repeatable.
+    #[arg(long = "user", value_name = "UPN")]
+    pub users: Vec<String>,
+
+    /// Only users whose last password was set at or after this date (2026-01-31, UTC) or time
+    /// (RFC 3339).
+    #[arg(long, value_name = "DATE|RFC3339")]
+    pub since: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SecretsFormat::Table)]
+    pub format: SecretsFormat,
+
+    /// First resolve the writes whose outcome is unknown: read those users back from Graph
+    /// (the credentials of the environment, as for `plan`) and append the outcome to the file.
+    #[arg(long)]
+    pub resolve: bool,
+
+    /// With --resolve: an embedded Graph sandbox seeded from this file, instead of Graph.
+    #[arg(long, value_name = "SEED", requires = "resolve")]
+    pub sandbox: Option<PathBuf>,
+
+    /// With --resolve: also sign in as an admin (device code), to poll resetPassword operations.
+    #[arg(long, requires = "resolve")]
+    pub delegated: bool,
+
+    /// With --resolve: keep re-reading a user for up to this many seconds before concluding its
+    /// password did not change (reads can lag behind writes).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        requires = "resolve"
+    )]
+    pub verify_timeout: u64,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 /// `pwdrift import`: which tenant and users to read, where to write, and how to reach Graph.

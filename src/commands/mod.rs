@@ -8,7 +8,9 @@ mod plan;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod schema;
+mod secrets;
 mod session;
+mod show;
 mod signals;
 mod target;
 pub mod validate;
@@ -43,6 +45,8 @@ pub fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitStatus> {
         Command::Schema(args) => schema::run(args, printer),
         Command::Plan(args) => plan::run(args, cli.verbose, printer),
         Command::Apply(args) => apply::run(args, printer),
+        Command::Show(args) => show::run(args, cli.verbose, printer),
+        Command::Secrets(args) => secrets::run(args, printer),
         Command::Import(args) => import::run(args, printer),
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args, printer),

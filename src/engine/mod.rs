@@ -21,8 +21,10 @@ pub mod plan;
 pub mod recheck;
 pub mod report;
 pub mod sandbox;
+pub mod secrets_view;
 pub mod session;
 pub mod settings;
+pub mod show;
 pub mod steps;
 pub mod tenant_check;
 

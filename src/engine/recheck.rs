@@ -23,7 +23,7 @@ use super::settings::ApplySettings;
 use super::{EngineError, Observer, Rejected};
 
 /// Largest saved plan read.
-const MAX_PLAN_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_PLAN_BYTES: u64 = 256 << 20;
 
 /// A plan ready to apply, with the session to apply it in and, with `--secrets-append`, the
 /// secrets file (what an earlier run left pending in it resolved).

@@ -22,6 +22,7 @@ pub mod diagnostics;
 pub mod github;
 pub mod json;
 pub mod markdown;
+pub mod secrets;
 pub mod text;
 
 pub use json::{json, write_json};

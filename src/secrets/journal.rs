@@ -26,6 +26,9 @@ pub struct Entry {
     pub operation: Option<String>,
     /// `None` when no outcome was recorded (the run was interrupted).
     pub outcome: Option<Outcome>,
+    /// The last outcome's `detail` (never a secret) and when it was recorded.
+    pub detail: Option<String>,
+    pub outcome_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Entry {
@@ -102,6 +105,8 @@ impl Journal {
                         has_password: password.is_some(),
                         operation: None,
                         outcome: None,
+                        detail: None,
+                        outcome_at: None,
                     },
                 );
             }
@@ -115,9 +120,16 @@ impl Journal {
                     e.operation = Some(location);
                 }
             }
-            Record::Outcome { seq, outcome, .. } => {
+            Record::Outcome {
+                seq,
+                at,
+                outcome,
+                detail,
+            } => {
                 if let Some(e) = self.entries.get_mut(&seq) {
                     e.outcome = Some(outcome);
+                    e.detail = detail;
+                    e.outcome_at = Some(at);
                 }
             }
         }
@@ -206,6 +218,85 @@ pub fn read_passwords(
         }
     }
     Ok(out)
+}
+
+/// A recorded password as the file holds it: plain, or sealed to age recipients. Opened only
+/// when asked for by name (`pwdrift secrets`); `Debug` never shows it.
+#[derive(Clone)]
+pub enum StoredPassword {
+    Plain(SecretString),
+    /// an armored age message
+    Encrypted(String),
+}
+
+impl std::fmt::Debug for StoredPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoredPassword::Plain(_) => "Plain(..)",
+            StoredPassword::Encrypted(_) => "Encrypted(..)",
+        })
+    }
+}
+
+impl StoredPassword {
+    /// The password, decrypted with the first of `identities` that opens it. `Ok(None)`: it is
+    /// encrypted and no identity was given; an identity that opens none of it is an error.
+    pub fn open(
+        &self,
+        identities: &[age::x25519::Identity],
+    ) -> Result<Option<SecretString>, ReadPasswordsError> {
+        match self {
+            StoredPassword::Plain(p) => Ok(Some(p.clone())),
+            StoredPassword::Encrypted(_) if identities.is_empty() => Ok(None),
+            StoredPassword::Encrypted(armored) => {
+                let mut last = None;
+                for id in identities {
+                    match age::decrypt(id, armored.as_bytes()) {
+                        Ok(plain) => {
+                            return Ok(Some(String::from_utf8(plain).map(SecretString::from)?))
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(ReadPasswordsError::Decrypt(
+                    last.unwrap_or(age::DecryptError::NoMatchingKeys),
+                ))
+            }
+        }
+    }
+}
+
+/// The recorded password of every entry of a journal that has one, by sequence number (a
+/// `generated` record's for a system-generated password, else the intent's). Lines that are not
+/// records were already refused by [`Journal::parse`]; here they are skipped.
+pub fn stored_passwords(text: &str) -> BTreeMap<u64, StoredPassword> {
+    let mut out = BTreeMap::new();
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    for line in complete.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(record) = serde_json::from_str::<Record>(line) else {
+            continue;
+        };
+        let (seq, stored) = match record {
+            Record::Intent {
+                seq,
+                password: Some(p),
+                ..
+            } => (seq, p),
+            Record::Generated { seq, password, .. } => (seq, password),
+            _ => continue,
+        };
+        out.insert(
+            seq,
+            match stored {
+                Stored::Plain(p) => StoredPassword::Plain(SecretString::from(p)),
+                Stored::Age { age } => StoredPassword::Encrypted(age),
+            },
+        );
+    }
+    out
 }
 
 #[cfg(all(test, unix))]

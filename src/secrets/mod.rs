@@ -45,7 +45,9 @@
 //! `record` (the JSON-lines records and their types), `encrypt` (age recipients and armored
 //! encryption of a password), `fs` (creating and opening the file safely: `O_EXCL`,
 //! `O_NOFOLLOW`, the checks on the open descriptor, the lock), `file` ([`SecretsFile`], the
-//! writer), `journal` ([`Journal`], reading a file back to resume, and [`read_passwords`]).
+//! writer), `journal` ([`Journal`], reading a file back to resume, and [`read_passwords`]),
+//! `view` (the helpdesk's view of `pwdrift secrets`: per user the last password and its
+//! outcome, [`rows`]).
 
 use std::path::PathBuf;
 
@@ -54,11 +56,15 @@ mod file;
 mod fs;
 mod journal;
 mod record;
+mod view;
 
 pub use encrypt::{encrypt_armored, parse_recipient, EncryptError, RecipientError};
 pub use file::SecretsFile;
-pub use journal::{read_passwords, Entry, Journal, ReadPasswordsError};
+pub use journal::{
+    read_passwords, stored_passwords, Entry, Journal, ReadPasswordsError, StoredPassword,
+};
 pub use record::{Method, Outcome};
+pub use view::{rows, Filter, Password, Row, Standing};
 
 /// The largest secrets file read back (a journal of about a million entries).
 pub const MAX_JOURNAL_BYTES: u64 = 256 * 1024 * 1024;

@@ -29,6 +29,8 @@ mod readme;
 mod real_graph;
 mod sandbox_cli;
 mod schemas;
+mod secrets_cmd;
+mod show;
 mod tenant_alias;
 mod tenant_check;
 mod validate;
