@@ -39,6 +39,7 @@ impl From<ExitStatus> for ExitCode {
 #[command(
     name = "pwdrift",
     version,
+    long_version = LONG_VERSION,
     about = "Reconcile Microsoft Entra ID users' password state from YAML desired state",
     long_about = "pwdrift reads desired password state (YAML), reads live state from Microsoft Graph, \
                   shows the plan (the diff), applies it and verifies the result by reading back.",
@@ -57,6 +58,17 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `pwdrift --version`: the version, the commit and the build date (UTC), from `build.rs`
+/// (`unknown` when the build could not tell). `-V` and the man pages show the version alone.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PWDRIFT_BUILD_COMMIT"),
+    ", built ",
+    env!("PWDRIFT_BUILD_DATE"),
+    ")"
+);
 
 const EXAMPLES_MAIN: &str = "\
 Examples:

@@ -46,7 +46,10 @@ pub fn man(args: ManArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 /// Writes `pwdrift.1` and `pwdrift-COMMAND.1` for every command into `dir` (created if needed).
 pub fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    // the version alone: a page that named the commit would change with every commit
+    let mut cmd = Cli::command()
+        .disable_help_subcommand(true)
+        .long_version(None);
     cmd.build();
     let mut pages = vec![cmd.clone()];
     pages.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());

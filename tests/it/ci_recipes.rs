@@ -214,3 +214,88 @@ fn jobs_that_apply_a_saved_plan_check_out_the_desired_state_first() {
         "GitHub Actions and Azure Pipelines each apply in one job"
     );
 }
+
+/// Whether a GitHub Actions step's script has a line that runs `pwdrift`.
+fn runs_pwdrift(step: &serde_yaml::Value) -> bool {
+    step.get("run")
+        .and_then(|r| r.as_str())
+        .is_some_and(|r| r.lines().any(|l| l.trim_start().starts_with("pwdrift ")))
+}
+
+/// The recipes install the released binary, not a build from source: GitHub Actions through
+/// pwdrift's action pinned by a commit (`uses: OWNER/pwdrift@<40 hex> # vX.Y.Z`, the comment's
+/// version the one the step installs), GitLab CI and Azure Pipelines by downloading the release
+/// archive and checking it with `sha256sum -c` before unpacking it. None runs `cargo install`.
+#[test]
+fn recipes_install_the_released_binary_checked() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci");
+    for recipe in RECIPES {
+        let text = std::fs::read_to_string(dir.join(recipe)).unwrap();
+        assert!(
+            !text.contains("cargo install"),
+            "{recipe} still builds pwdrift from source"
+        );
+    }
+
+    let text = std::fs::read_to_string(dir.join("github-actions.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut lists = Vec::new();
+    step_lists(&doc, &mut lists);
+    let mut installs = 0;
+    for steps in lists {
+        let any_runs = steps.iter().any(runs_pwdrift);
+        let install = steps.iter().position(|s| {
+            s.get("uses")
+                .and_then(|u| u.as_str())
+                .is_some_and(|u| u.starts_with("OWNER/pwdrift@"))
+        });
+        if !any_runs {
+            continue;
+        }
+        let at = install.expect("a job that runs pwdrift installs it through the action first");
+        let first_run = steps.iter().position(runs_pwdrift).unwrap();
+        assert!(at < first_run, "the action comes before pwdrift runs");
+        let uses = steps[at]["uses"].as_str().unwrap();
+        let commit = uses.strip_prefix("OWNER/pwdrift@").unwrap();
+        assert!(
+            commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+            "pinned by a commit, not a tag or branch: {uses}"
+        );
+        let version = steps[at]["with"]["version"]
+            .as_str()
+            .expect("with: version")
+            .to_owned();
+        // the line of the step, with its `# vX.Y.Z` comment
+        let line = text
+            .lines()
+            .find(|l| l.contains(uses))
+            .expect("the uses line");
+        assert!(
+            line.trim_end().ends_with(&format!("# v{version}")),
+            "`{line}`: the comment names the version the step installs ({version})"
+        );
+        installs += 1;
+    }
+    assert_eq!(installs, 3, "validate, plan and apply each install pwdrift");
+
+    for recipe in ["gitlab-ci.yml", "azure-pipelines.yml"] {
+        let text = std::fs::read_to_string(dir.join(recipe)).unwrap();
+        let download = text
+            .find("releases/download")
+            .unwrap_or_else(|| panic!("{recipe}: no release download"));
+        let checked = text[download..]
+            .find("sha256sum -c \"$archive.sha256\"")
+            .unwrap_or_else(|| panic!("{recipe}: the archive's checksum is not checked"));
+        let unpacked = text[download..]
+            .find("tar -xzf")
+            .unwrap_or_else(|| panic!("{recipe}: the archive is not unpacked"));
+        assert!(
+            checked < unpacked,
+            "{recipe}: checked before it is unpacked"
+        );
+        assert!(
+            text.contains("pwdrift-$PWDRIFT_VERSION-x86_64-unknown-linux-gnu.tar.gz"),
+            "{recipe}: the release workflow's archive name"
+        );
+    }
+}

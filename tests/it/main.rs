@@ -27,6 +27,7 @@ mod properties;
 mod reach;
 mod readme;
 mod real_graph;
+mod release;
 mod sandbox_cli;
 mod schemas;
 mod secrets_cmd;
