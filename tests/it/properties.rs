@@ -202,6 +202,8 @@ fn parts(w: &World) -> Vec<TenantDesired> {
             tenant: TenantRef::Domain("contoso.onmicrosoft.com".into()),
             users: vec![],
             groups: vec![],
+            selectors: vec![],
+            exclude: vec![],
             files: vec![PathBuf::from(format!("f{f}.yaml"))],
         })
         .collect();
@@ -224,8 +226,8 @@ fn parts(w: &World) -> Vec<TenantDesired> {
     parts
 }
 
-/// desired x live -> plan (`None`: the desired state does not resolve, e.g. a conflict between a
-/// user's entry and the group's).
+/// desired x live -> plan (`None`: the desired state does not resolve, e.g. a contradiction
+/// within the group's entry).
 fn plan(w: &World, live: &[LiveSpec], parts: Vec<TenantDesired>) -> Option<Plan> {
     let desired = merge::union(parts).ok()?;
     let users: Vec<GraphUser> = live
@@ -262,6 +264,8 @@ fn plan(w: &World, live: &[LiveSpec], parts: Vec<TenantDesired>) -> Option<Plan>
         notes: vec![],
         users: FetchedUsers::Listed(users),
         groups,
+        selectors: vec![],
+        exclude: vec![],
     };
     let lt = live::resolve(
         &desired,
