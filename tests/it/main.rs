@@ -29,6 +29,7 @@ mod readme;
 mod real_graph;
 mod sandbox_cli;
 mod schemas;
+mod selectors;
 mod tenant_alias;
 mod tenant_check;
 mod validate;
