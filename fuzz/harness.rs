@@ -40,7 +40,8 @@ pub fn desired_state(data: &[u8]) {
             for t in &loaded.state.tenants {
                 let _ = pwdrift::config::merge::duplicates(t);
                 for u in &t.users {
-                    let _ = pwdrift::config::merge_directives(&[(&u.directives, &u.origin)]);
+                    let _ =
+                        pwdrift::config::merge_directives(&[(&u.directives, &u.origin)], &[], "u");
                 }
             }
         }

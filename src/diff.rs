@@ -92,6 +92,7 @@ pub fn diff_decided(
                 delegated_reset_available,
                 targets,
                 notes,
+                excluded,
             } = t;
             let mut users: Vec<UserPlan> = Vec::with_capacity(targets.len());
             for target in targets.into_values() {
@@ -121,6 +122,7 @@ pub fn diff_decided(
                 clock,
                 users,
                 notes,
+                excluded,
             }
         })
         .collect();
@@ -1374,6 +1376,7 @@ mod tests {
             delegated_reset_available: false,
             targets,
             notes: vec!["a note".to_owned()],
+            excluded: 0,
         }];
         let plan = diff(&tenants, now());
         assert_eq!(plan.format_version, plan::FORMAT_VERSION);

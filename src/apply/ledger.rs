@@ -134,6 +134,7 @@ mod tests {
             clock: crate::plan::ClockSource::Graph,
             users,
             notes: vec![],
+            excluded: 0,
         };
         let t1 = tenant(
             "t1",

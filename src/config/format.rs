@@ -23,6 +23,9 @@ pub struct Mapping {
     /// exactly one of its keys must be written (a password source), instead of the `required`
     /// ones
     pub exactly_one: bool,
+    /// exactly one of these keys must be written (a selector's `all`, `filter`, `riskyUsers`),
+    /// beside the `required` ones; empty for most mappings
+    pub one_of: &'static [&'static str],
     pub keys: &'static [Key],
 }
 
@@ -59,6 +62,10 @@ pub enum Value {
     EnvVar,
     /// a file path
     Path,
+    /// an OData `$filter` on users: a non-empty string, sent to Graph as written
+    Filter,
+    /// an Identity Protection risk level: `high`, `medium` or `low`
+    RiskLevel,
     /// a list of mappings (an absent or empty value is an empty list)
     List(&'static Mapping),
     /// a mapping
@@ -90,6 +97,7 @@ pub static TOP: Mapping = Mapping {
           one Microsoft Entra ID tenant must be in. Several files may name the same tenant; they \
           are merged. Check a file with `pwdrift validate`.",
     exactly_one: false,
+    one_of: &[],
     keys: &[
         Key {
             name: "version",
@@ -108,13 +116,32 @@ pub static TOP: Mapping = Mapping {
             name: "users",
             value: Value::List(&USER),
             required: false,
-            doc: "Users declared one by one. `users` and `groups` cannot both be absent or empty.",
+            doc: "Users declared one by one. `users`, `groups` and `selectors` cannot all be \
+                  absent or empty. A user's own entry overrides its groups' and selectors' \
+                  entries, directive by directive.",
         },
         Key {
             name: "groups",
             value: Value::List(&GROUP),
             required: false,
             doc: "Groups: their directives apply to every transitive user member of the group.",
+        },
+        Key {
+            name: "selectors",
+            value: Value::List(&SELECTOR),
+            required: false,
+            doc: "Users selected by a rule (every member user, an OData filter, Identity \
+                  Protection's risky users); their directives apply to every user selected, \
+                  like a group's. A group and a selector (or two of either) that set different \
+                  values of one directive for one user are an error at plan time.",
+        },
+        Key {
+            name: "exclude",
+            value: Value::List(&EXCLUDE),
+            required: false,
+            doc: "Users who never get a change from any entry, whatever selects them (e.g. \
+                  break-glass accounts): a user, or every transitive member of a group. They \
+                  are left out of the plan and counted.",
         },
     ],
 };
@@ -170,6 +197,7 @@ pub static USER: Mapping = Mapping {
     doc: "One user and the password state it must be in. A user may be declared only once per \
           tenant.",
     exactly_one: false,
+    one_of: &[],
     keys: &[
         Key {
             name: "user",
@@ -194,6 +222,7 @@ pub static GROUP: Mapping = Mapping {
           members' own entries at plan time (the same directive with different values is an \
           error).",
     exactly_one: false,
+    one_of: &[],
     keys: &[
         Key {
             name: "group",
@@ -210,12 +239,92 @@ pub static GROUP: Mapping = Mapping {
     ],
 };
 
+/// One entry of `selectors`.
+pub static SELECTOR: Mapping = Mapping {
+    name: "SelectorDoc",
+    place: "a selector entry",
+    doc: "A selector: exactly one of `all`, `filter`, `riskyUsers`, and the directives that apply \
+          to every user it selects (merged at plan time as a group's are).",
+    exactly_one: false,
+    one_of: &["all", "filter", "riskyUsers"],
+    keys: &[
+        Key {
+            name: "all",
+            value: Value::True,
+            required: false,
+            doc: "`true`: every member user of the tenant. Guests (`userType` Guest) are never \
+                  selected and do not appear in the plan.",
+        },
+        Key {
+            name: "filter",
+            value: Value::Filter,
+            required: false,
+            doc: "An OData `$filter` on users (e.g. `startsWith(userPrincipalName,'svc-')`), sent \
+                  to Graph exactly as written. Operators Graph only allows as advanced queries \
+                  (`ne`, `not`, `endsWith`) are sent with `ConsistencyLevel: eventual`; the \
+                  users' state is then read without it.",
+        },
+        Key {
+            name: "riskyUsers",
+            value: Value::Map(&RISKY),
+            required: false,
+            doc: "Users Microsoft Entra ID Protection reports at exactly `riskLevel`, with \
+                  `riskState` `atRisk`. Needs IdentityRiskyUser.Read.All and an Entra ID P2 \
+                  licence.",
+        },
+        FORCE,
+        FORCE_MFA,
+        REQUIRE,
+        RESET,
+        ALLOW_PRIVILEGED,
+    ],
+};
+
+/// `riskyUsers` in a selector.
+pub static RISKY: Mapping = Mapping {
+    name: "RiskyUsersDoc",
+    place: "`riskyUsers`",
+    doc: "Which risky users: those at exactly this risk level, currently at risk.",
+    exactly_one: false,
+    one_of: &[],
+    keys: &[Key {
+        name: "riskLevel",
+        value: Value::RiskLevel,
+        required: true,
+        doc: "`high`, `medium` or `low`.",
+    }],
+};
+
+/// One entry of `exclude`.
+pub static EXCLUDE: Mapping = Mapping {
+    name: "ExcludeDoc",
+    place: "an exclude entry",
+    doc: "Exactly one of `user` or `group`: who never gets a change.",
+    exactly_one: true,
+    one_of: &[],
+    keys: &[
+        Key {
+            name: "user",
+            value: Value::User,
+            required: false,
+            doc: "A user: userPrincipalName, object id (a GUID) or on-premises SID.",
+        },
+        Key {
+            name: "group",
+            value: Value::Group,
+            required: false,
+            doc: "A group (display name or object id): every transitive user member is excluded.",
+        },
+    ],
+};
+
 /// `requirePasswordChange`.
 pub static REQUIRE_CHANGE: Mapping = Mapping {
     name: "RequirePasswordChangeDoc",
     place: "`requirePasswordChange`",
     doc: "Require one password change, at or after `since`.",
     exactly_one: false,
+    one_of: &[],
     keys: &[
         Key {
             name: "since",
@@ -241,6 +350,7 @@ pub static RESET_PASSWORD: Mapping = Mapping {
     place: "`resetPassword`",
     doc: "Reset the password once, from a password source (never a literal password).",
     exactly_one: false,
+    one_of: &[],
     keys: &[
         Key {
             name: "notBefore",
@@ -279,6 +389,7 @@ pub static SOURCE: Mapping = Mapping {
     doc: "A password source: exactly one of `generate`, `env`, `file`, `systemGenerated`. Literal \
           passwords are refused.",
     exactly_one: true,
+    one_of: &[],
     keys: &[
         Key {
             name: "generate",
@@ -319,6 +430,7 @@ pub static GENERATE: Mapping = Mapping {
     place: "`generate`",
     doc: "Parameters of a generated password.",
     exactly_one: false,
+    one_of: &[],
     keys: &[Key {
         name: "length",
         value: Value::Length,
@@ -336,6 +448,9 @@ pub static ALL: &[&Mapping] = &[
     &SOURCE,
     &GENERATE,
     &GROUP,
+    &SELECTOR,
+    &RISKY,
+    &EXCLUDE,
 ];
 
 #[cfg(test)]
@@ -362,6 +477,7 @@ mod tests {
         for (i, k) in DIRECTIVES.iter().enumerate() {
             assert_eq!(USER.keys[i + 1].name, k.name);
             assert_eq!(GROUP.keys[i + 1].name, k.name);
+            assert_eq!(SELECTOR.keys[i + 3].name, k.name);
         }
     }
 }

@@ -326,6 +326,8 @@ fn merge_files(
                     tenant: doc.tenant.clone(),
                     users: Vec::new(),
                     groups: Vec::new(),
+                    selectors: Vec::new(),
+                    exclude: Vec::new(),
                     files: Vec::new(),
                 });
                 tenants.len() - 1
@@ -335,6 +337,8 @@ fn merge_files(
         t.files.push(doc.file.clone());
         t.users.extend(doc.users);
         t.groups.extend(doc.groups);
+        t.selectors.extend(doc.selectors);
+        t.exclude.extend(doc.exclude);
     }
     for t in &tenants {
         diags.extend(merge::duplicates(t));

@@ -192,12 +192,74 @@ pub struct GroupEntry {
     pub origin: Origin,
 }
 
+/// An Identity Protection risk level a `riskyUsers` selector names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RiskLevel {
+    High,
+    Medium,
+    Low,
+}
+
+impl RiskLevel {
+    /// As Graph spells it (`riskLevel`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::High => "high",
+            RiskLevel::Medium => "medium",
+            RiskLevel::Low => "low",
+        }
+    }
+}
+
+/// Which users a selector entry selects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "camelCase")]
+pub enum Selection {
+    /// `all: true`: every member user of the tenant (guests never)
+    All,
+    /// `filter`: an OData `$filter` on users, sent to Graph exactly as written
+    Filter(String),
+    /// `riskyUsers`: users Identity Protection reports at exactly this level, `atRisk`
+    RiskyUsers(RiskLevel),
+}
+
+/// A selector: its directives apply to every user it selects (like a group's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectorEntry {
+    pub select: Selection,
+    pub directives: Directives,
+    /// where the `all`, `filter` or `riskyUsers` key's value is
+    pub origin: Origin,
+}
+
+/// Who an `exclude` entry names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "camelCase")]
+pub enum Excluded {
+    User(UserRef),
+    Group(GroupRef),
+}
+
+/// An `exclude` entry: users who never get a change from any entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcludeEntry {
+    pub who: Excluded,
+    pub origin: Origin,
+}
+
 /// Desired state for one tenant, merged across every file that names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantDesired {
     pub tenant: TenantRef,
     pub users: Vec<UserEntry>,
     pub groups: Vec<GroupEntry>,
+    /// `selectors:` entries, in file order
+    #[serde(default)]
+    pub selectors: Vec<SelectorEntry>,
+    /// `exclude:` entries, in file order
+    #[serde(default)]
+    pub exclude: Vec<ExcludeEntry>,
     /// the files that declare this tenant
     pub files: Vec<PathBuf>,
 }

@@ -97,6 +97,8 @@ fn sample(v: &Value) -> Json {
         Value::Length => json!(20),
         Value::EnvVar => json!("PW_ALICE"),
         Value::Path => json!("secrets/alice.txt"),
+        Value::Filter => json!("department eq 'Sales'"),
+        Value::RiskLevel => json!("high"),
         Value::List(m) => json!([minimal(m)]),
         Value::Map(m) => minimal(m),
     }
@@ -151,6 +153,13 @@ fn wrong(v: &Value) -> Vec<Json> {
         ],
         Value::EnvVar => vec![json!("1PW"), json!("PW-ALICE"), json!(""), json!("P W")],
         Value::Path => vec![],
+        Value::Filter => vec![json!(""), json!("  ")],
+        Value::RiskLevel => vec![
+            json!("critical"),
+            json!("High"),
+            json!("none"),
+            json!("hidden"),
+        ],
         Value::List(_) => vec![json!("x"), json!(5), json!({ "a": 1 }), json!([5])],
         Value::Map(_) => vec![json!("x"), json!(5), json!([])],
     };
@@ -173,7 +182,7 @@ fn wrong(v: &Value) -> Vec<Json> {
 fn minimal(m: &Mapping) -> Json {
     let mut out = Map::new();
     for k in m.keys {
-        if k.required || (m.exactly_one && out.is_empty()) {
+        if k.required || (m.exactly_one && out.is_empty()) || m.one_of.first() == Some(&k.name) {
             out.insert(k.name.to_owned(), sample(&k.value));
         }
     }
@@ -222,6 +231,11 @@ fn embed(target: &'static Mapping, inner: Json) -> Json {
             Value::List(_) => json!([value]),
             _ => value,
         };
+        if parent.one_of.contains(&key.name) {
+            for other in parent.one_of {
+                obj.shift_remove(*other);
+            }
+        }
         obj.insert(key.name.to_owned(), v);
         value = Json::Object(obj);
     }
@@ -243,6 +257,11 @@ fn with(m: &'static Mapping, key: &str, v: Json) -> Json {
         Json::Object(o) if !m.exactly_one => o,
         _ => Map::new(),
     };
+    if m.one_of.contains(&key) {
+        for other in m.one_of {
+            obj.shift_remove(*other);
+        }
+    }
     obj.insert(key.to_owned(), v);
     Json::Object(obj)
 }
@@ -319,6 +338,20 @@ fn every_key_of_every_mapping_is_read_alike() {
             doc["users"] = json!([minimal(&USER)]);
         }
         bad.push((format!("{}: unknown key", m.place), yaml(&place(m, doc))));
+        if !m.one_of.is_empty() {
+            let mut none = minimal(m);
+            let mut two = minimal(m);
+            for k in m.one_of {
+                none.as_object_mut().unwrap().shift_remove(*k);
+            }
+            let second = m.key(m.one_of[1]).unwrap();
+            two[second.name] = sample(&second.value);
+            bad.push((
+                format!("{}: none of one_of", m.place),
+                yaml(&embed(m, none)),
+            ));
+            bad.push((format!("{}: two of one_of", m.place), yaml(&embed(m, two))));
+        }
         if m.exactly_one {
             bad.push((format!("{}: empty", m.place), yaml(&embed(m, json!({})))));
             let mut two = Map::new();

@@ -53,6 +53,8 @@ fn value(v: &Value) -> Map<String, Json> {
         }),
         Value::EnvVar => json!({ "type": "string", "pattern": ENV_PATTERN }),
         Value::Path => json!({ "type": "string" }),
+        Value::Filter => json!({ "type": "string", "minLength": 1, "pattern": r"\S" }),
+        Value::RiskLevel => json!({ "type": "string", "enum": ["high", "medium", "low"] }),
         // an absent or empty (null) list declares nothing
         Value::List(m) => json!({
             "type": ["array", "null"],
@@ -102,6 +104,23 @@ fn mapping(m: &Mapping) -> Map<String, Json> {
             out.insert("required".to_owned(), json!(required));
         }
     }
+    if !m.one_of.is_empty() {
+        // exactly one of them: each branch requires one and forbids the others
+        let branches: Vec<Json> = m
+            .one_of
+            .iter()
+            .map(|k| {
+                let others: Vec<Json> = m
+                    .one_of
+                    .iter()
+                    .filter(|o| *o != k)
+                    .map(|o| json!({ "required": [o] }))
+                    .collect();
+                json!({ "required": [k], "not": { "anyOf": others } })
+            })
+            .collect();
+        out.insert("oneOf".to_owned(), json!(branches));
+    }
     out
 }
 
@@ -117,7 +136,7 @@ pub fn schema() -> schemars::Schema {
     out.insert("title".to_owned(), json!("pwdrift desired state"));
     out.insert("description".to_owned(), json!(TOP.doc));
     out.append(&mut mapping(&TOP));
-    // `users` and `groups` cannot both be absent or empty: at least one is a non-empty list.
+    // `users`, `groups` and `selectors` cannot all be absent or empty: one is a non-empty list.
     let non_empty = |name: &str| {
         json!({
             "required": [name],
@@ -126,7 +145,11 @@ pub fn schema() -> schemars::Schema {
     };
     out.insert(
         "anyOf".to_owned(),
-        json!([non_empty("users"), non_empty("groups")]),
+        json!([
+            non_empty("users"),
+            non_empty("groups"),
+            non_empty("selectors")
+        ]),
     );
     let defs: Map<String, Json> = ALL
         .iter()
@@ -182,7 +205,7 @@ mod tests {
         assert_eq!(value["properties"]["version"]["const"], 1);
         fn walk(v: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
             // the `anyOf` branches only narrow keys described above
-            if path.ends_with("/anyOf") {
+            if path.ends_with("/anyOf") || path.ends_with("/oneOf") {
                 return;
             }
             if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {

@@ -284,6 +284,23 @@ pub struct GraphGroup {
     pub display_name: Option<String>,
 }
 
+/// `microsoft.graph.riskyUser` (Identity Protection, "List riskyUsers",
+/// <https://learn.microsoft.com/en-us/graph/api/riskdetection-list-riskyusers>): the user's id
+/// and how Identity Protection judges them.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RiskyUser {
+    pub id: String,
+    #[serde(default)]
+    pub user_principal_name: Option<String>,
+    /// `low`, `medium`, `high`, `hidden`, `none`
+    #[serde(default)]
+    pub risk_level: Option<String>,
+    /// `atRisk`, `confirmedCompromised`, `remediated`, `dismissed`, `confirmedSafe`, `none`
+    #[serde(default)]
+    pub risk_state: Option<String>,
+}
+
 /// A page of a Graph collection.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Page<T> {

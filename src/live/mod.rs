@@ -13,12 +13,15 @@
 //! - `groups`: the declared groups and their transitive user members;
 //! - `admins`: who holds directory roles (active assignments and PIM eligibilities);
 //! - `domains`: the federated domains, and which users' passwords Entra ID does not manage;
+//! - `selectors`: what `selectors:` (all users, a filter, Identity Protection's risky users) and
+//!   `exclude:` read;
 //! - `resolve`: the pure resolution of desired state against what was fetched.
 
 mod admins;
 mod domains;
 mod groups;
 mod resolve;
+mod selectors;
 mod users;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -125,6 +128,9 @@ pub struct LiveTenant {
     /// plan to say
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// how many users an entry reached that `exclude` took out (not among `targets`)
+    #[serde(default)]
+    pub excluded: usize,
 }
 
 /// Why live state could not be read.
@@ -144,8 +150,22 @@ pub enum LiveError {
     /// Domains could not be read: users of federated domains could not be told apart.
     #[error("cannot read the domains of {tenant}: {source}\n  users of federated domains (whose password the identity provider owns) could not be recognised, so nothing was planned or changed; grant the application Domain.Read.All")]
     DomainsDenied { tenant: String, source: GraphError },
+    /// Graph refused a selector's `filter` (400): it is quoted as written (escaped).
+    #[error("Graph refused the filter of the selector at {}: `{}`: {}\n  the filter is sent to Graph as written; check it against the properties and operators \"List users\" supports (\"Advanced query capabilities on Microsoft Entra ID objects\" on learn.microsoft.com), e.g. with `pwdrift import --filter`", .0.origin, crate::escape::Shown(&.0.filter), .0.source)]
+    FilterRefused(Box<RefusedFilter>),
+    /// Identity Protection's risky users could not be read (licence or permission).
+    #[error("cannot read Identity Protection's risky users in {tenant}: {source}\n  a `riskyUsers` selector needs the permission IdentityRiskyUser.Read.All and a licence that includes Microsoft Entra ID Protection (Entra ID P2); nothing was planned or changed")]
+    RiskyUsersDenied { tenant: String, source: GraphError },
     #[error(transparent)]
     Graph(#[from] GraphError),
+}
+
+/// A selector's filter that Graph refused, and where it was written.
+#[derive(Debug)]
+pub struct RefusedFilter {
+    pub filter: String,
+    pub origin: Origin,
+    pub source: GraphError,
 }
 
 /// How live state is read: what the operator accepted not to know.
@@ -190,6 +210,29 @@ pub struct Fetched {
     pub users: FetchedUsers,
     /// one per declared group, in the order of desired state
     pub groups: Vec<FetchedGroup>,
+    /// one per selector, in the order of desired state
+    pub selectors: Vec<FetchedSelector>,
+    /// one per `exclude` entry, in the order of desired state
+    pub exclude: Vec<FetchedExclusion>,
+}
+
+/// A selector, as it was read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FetchedSelector {
+    /// `all: true`: the users are the listing in [`Fetched::users`] (then `Listed`), guests left
+    /// out
+    All,
+    /// the users selected, their state read without `ConsistencyLevel: eventual`
+    Members(Vec<GraphUser>),
+}
+
+/// An `exclude` entry, as it was read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FetchedExclusion {
+    /// the object ids of the users it names (empty: it names no one)
+    Users(Vec<String>),
+    /// a group name that this many groups have
+    Ambiguous(usize),
 }
 
 /// The directly declared users, as they were read.
@@ -235,13 +278,28 @@ async fn fetch_tenant(
     let (roles, federated_domains, users, tenant_id) = tokio::join!(
         PrivilegedRoles::read(client, tenant, options),
         domains::federated_domains(client, tenant),
-        users::read_declared(client, desired),
+        async {
+            if selectors::selects_all(desired) {
+                // `all: true`: the same listing as when many users are declared, read once
+                users::list_tenant(client, tenant)
+                    .await
+                    .map(FetchedUsers::Listed)
+            } else {
+                users::read_declared(client, desired).await
+            }
+        },
         tenant_id(client, tenant)
     );
     let (roles, notes) = roles?;
     let federated_domains = federated_domains?;
     let users = users?;
     let groups = groups::read_groups(client, tenant, &desired.groups).await?;
+    let listing = match &users {
+        FetchedUsers::Listed(all) => Some(all.as_slice()),
+        FetchedUsers::ByKey(_) => None,
+    };
+    let selectors = selectors::read_selectors(client, desired, listing).await?;
+    let exclude = selectors::read_exclusions(client, desired, listing).await?;
 
     Ok(Fetched {
         tenant_id,
@@ -250,6 +308,8 @@ async fn fetch_tenant(
         notes,
         users,
         groups,
+        selectors,
+        exclude,
     })
 }
 

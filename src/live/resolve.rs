@@ -9,11 +9,16 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::diag::Diagnostic;
-use crate::config::{Directives, GroupEntry, Origin, TenantDesired, UserEntry, UserRef};
+use crate::config::{
+    Directives, ExcludeEntry, Excluded, GroupEntry, Origin, TenantDesired, UserEntry, UserRef,
+};
 use crate::graph::client::UserKey;
 use crate::graph::model::GraphUser;
 
-use super::{Caller, Fetched, FetchedGroup, FetchedUsers, LiveTenant, LiveUser, Target};
+use super::{
+    Caller, Fetched, FetchedExclusion, FetchedGroup, FetchedSelector, FetchedUsers, LiveTenant,
+    LiveUser, Target,
+};
 
 /// The pure half of [`super::read_tenant`]: desired state x fetched data -> the live view the diff
 /// consumes. Every user reached (directly or through groups) becomes one [`Target`] with its
@@ -35,9 +40,16 @@ pub fn resolve(
         notes,
         users,
         groups,
+        selectors,
+        exclude,
     } = fetched;
     roles.federated = federated_domains;
+    let mut notes = notes;
     let mut problems = Vec::new();
+    // `all: true`: the listing also feeds the selector, so declared users are copied out of it
+    // instead of moved, and the rest of it is kept for the selector.
+    let selects_all = selectors.iter().any(|s| matches!(s, FetchedSelector::All));
+    let mut listed_rest: Vec<GraphUser> = Vec::new();
 
     // Directly declared users.
     let mut resolved: Vec<(&UserEntry, LiveUser)> = Vec::new();
@@ -91,11 +103,17 @@ pub fn resolve(
                 let live = match all[i].take() {
                     Some(u) => {
                         first_at[i] = resolved.len();
+                        if selects_all {
+                            all[i] = Some(u.clone());
+                        }
                         roles.live(u)
                     }
                     None => resolved[first_at[i]].1.clone(),
                 };
                 resolved.push((entry, live));
+            }
+            if selects_all {
+                listed_rest = all.into_iter().flatten().collect();
             }
         }
         FetchedUsers::ByKey(mut by_key) => {
@@ -153,18 +171,83 @@ pub fn resolve(
     // rest of the resolution (and each live user is moved, never cloned: a second copy of each
     // would be the largest thing in memory).
     /// A user's live state and every (directives, origin) that reaches it.
-    type Contributions<'a> = (LiveUser, Vec<(&'a Directives, &'a Origin)>);
-    let mut reached: Vec<(Option<LiveUser>, &Directives, &Origin)> = resolved
+    /// A user's live state and every (directives, origin, from its own `users:` entry) that
+    /// reaches it.
+    type Contributions<'a> = (LiveUser, Vec<(&'a Directives, &'a Origin, bool)>);
+    let mut reached: Vec<(Option<LiveUser>, &Directives, &Origin, bool)> = resolved
         .into_iter()
-        .map(|(entry, live)| (Some(live), &entry.directives, &entry.origin))
+        .map(|(entry, live)| (Some(live), &entry.directives, &entry.origin, true))
         .collect();
     for (g, members) in group_members {
         reached.extend(
             members
                 .into_iter()
-                .map(|live| (Some(live), &g.directives, &g.origin)),
+                .map(|live| (Some(live), &g.directives, &g.origin, false)),
         );
     }
+    // Selectors: `all: true` takes the listing (guests never), the others their members.
+    let mut rest = Some(listed_rest);
+    let mut all_range: Option<std::ops::Range<usize>> = None;
+    for (s, fetched) in desired.selectors.iter().zip(selectors) {
+        match fetched {
+            FetchedSelector::Members(m) => reached.extend(
+                m.into_iter()
+                    .map(|u| (Some(roles.live(u)), &s.directives, &s.origin, false)),
+            ),
+            FetchedSelector::All => match (rest.take(), &all_range) {
+                (Some(all), _) => {
+                    let start = reached.len();
+                    reached.extend(
+                        all.into_iter()
+                            .filter(|u| !is_guest(u))
+                            .map(|u| (Some(roles.live(u)), &s.directives, &s.origin, false)),
+                    );
+                    all_range = Some(start..reached.len());
+                }
+                // a second `all: true`: the users of the first one
+                (None, Some(range)) => {
+                    let again: Vec<LiveUser> = reached[range.clone()]
+                        .iter()
+                        .filter_map(|r| r.0.clone())
+                        .collect();
+                    reached.extend(
+                        again
+                            .into_iter()
+                            .map(|live| (Some(live), &s.directives, &s.origin, false)),
+                    );
+                }
+                (None, None) => {}
+            },
+        }
+    }
+    drop(rest);
+
+    // Exclusions: object ids no entry changes.
+    let mut excluded_ids: foldhash::HashSet<String> = foldhash::HashSet::default();
+    for (e, fetched) in desired.exclude.iter().zip(exclude) {
+        match fetched {
+            FetchedExclusion::Users(ids) if ids.is_empty() => {
+                let (who, origin) = describe(e);
+                notes.push(format!(
+                    "the exclusion of {who} ({origin}) names no one in the tenant"
+                ));
+            }
+            FetchedExclusion::Users(ids) => {
+                excluded_ids.extend(ids.into_iter().map(|i| i.to_ascii_lowercase()));
+            }
+            FetchedExclusion::Ambiguous(n) => {
+                let (who, origin) = describe(e);
+                problems.push(
+                    Diagnostic::error(format!(
+                        "{n} groups match the exclusion of {who} in {tenant}"
+                    ))
+                    .with_label(origin.clone(), "excluded here".to_owned())
+                    .with_help("name the group by its object id instead".to_owned()),
+                );
+            }
+        }
+    }
+    let mut excluded = 0usize;
     // Object ids are GUIDs: sorted as 128-bit integers, which compare without chasing a pointer
     // to the string; if any id is not a lowercase GUID, all are sorted as text. Either way the
     // sort is by (id, position), so a user's entries stay in the order they reached it.
@@ -185,11 +268,13 @@ pub fn resolve(
     };
     let mut per_user: Vec<(String, Contributions)> = Vec::with_capacity(order.len());
     for i in order {
-        let (live, directives, origin) = &mut reached[i];
+        let (live, directives, origin, own) = &mut reached[i];
         let live = live.take().expect("each reached user is taken once");
         match per_user.last_mut() {
-            Some((last, (_, entries))) if *last == live.id => entries.push((*directives, *origin)),
-            _ => per_user.push((live.id.clone(), (live, vec![(*directives, *origin)]))),
+            Some((last, (_, entries))) if *last == live.id => {
+                entries.push((*directives, *origin, *own))
+            }
+            _ => per_user.push((live.id.clone(), (live, vec![(*directives, *origin, *own)]))),
         }
     }
     drop(reached);
@@ -209,10 +294,23 @@ pub fn resolve(
         {
             continue;
         }
-        match crate::config::merge_directives(&entries) {
+        if !excluded_ids.is_empty() && excluded_ids.contains(&live.id.to_ascii_lowercase()) {
+            excluded += 1;
+            continue;
+        }
+        let mut own: Vec<(&Directives, &Origin)> = Vec::new();
+        let mut shared: Vec<(&Directives, &Origin)> = Vec::with_capacity(entries.len());
+        for &(d, o, is_own) in &entries {
+            if is_own {
+                own.push((d, o));
+            } else {
+                shared.push((d, o));
+            }
+        }
+        match crate::config::merge_directives(&own, &shared, &live.user_principal_name) {
             Ok(directives) => {
                 let mut declared_at: Vec<Origin> =
-                    entries.iter().map(|(_, o)| (*o).clone()).collect();
+                    entries.iter().map(|(_, o, _)| (*o).clone()).collect();
                 declared_at.sort();
                 declared_at.dedup();
                 targets.push((
@@ -238,6 +336,7 @@ pub fn resolve(
         delegated_reset_available,
         targets: BTreeMap::from_iter(targets),
         notes,
+        excluded,
     })
 }
 
@@ -265,6 +364,22 @@ fn guid_key(id: &str) -> Option<u128> {
     }
     Some(key)
 }
+/// Whether a listed user is a guest (`userType` Guest): never selected by `all: true`.
+fn is_guest(u: &GraphUser) -> bool {
+    u.user_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("guest"))
+}
+
+/// How an exclusion is named in the note that says it names no one.
+fn describe(e: &ExcludeEntry) -> (String, &Origin) {
+    let who = match &e.who {
+        Excluded::User(u) => format!("user {u}"),
+        Excluded::Group(g) => format!("group {g}"),
+    };
+    (who, &e.origin)
+}
+
 /// The lookup key of a user as desired state names it.
 pub(super) fn user_key(user: &UserRef) -> UserKey {
     match user {
@@ -318,7 +433,7 @@ fn lowercase(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GroupRef, TenantRef};
+    use crate::config::{ExcludeEntry, Excluded, GroupRef, Selection, SelectorEntry, TenantRef};
     use crate::live::testing::user;
     use crate::live::{PrivilegedRoles, RoleGrant};
     use std::path::PathBuf;
@@ -359,6 +474,8 @@ mod tests {
             tenant: TenantRef::Domain("contoso.com".into()),
             users,
             groups,
+            selectors: vec![],
+            exclude: vec![],
             files: vec![PathBuf::from("d.yaml")],
         }
     }
@@ -379,6 +496,8 @@ mod tests {
             notes: vec![],
             users,
             groups,
+            selectors: vec![],
+            exclude: vec![],
         }
     }
 
@@ -592,28 +711,138 @@ mod tests {
     }
 
     #[test]
-    fn conflicting_directives_through_a_group_are_a_problem() {
+    fn two_groups_that_disagree_are_a_problem_the_users_own_entry_settles() {
         let d = desired(
-            vec![entry(UserRef::Upn("a@contoso.com".into()), 3, flag(false))],
-            vec![group("Finance", 9, flag(true))],
+            vec![],
+            vec![
+                group("Finance", 9, flag(true)),
+                group("Sales", 12, flag(false)),
+            ],
         );
-        let f = fetched(
-            by_key(vec![(
-                UserKey::Upn("a@contoso.com".into()),
-                Some(user("id-a", "a@contoso.com", None)),
-            )]),
+        let members = || FetchedGroup::Members(vec![user("id-a", "a@contoso.com", None)]);
+        let f = fetched(by_key(vec![]), vec![members(), members()]);
+        let problems = resolve(&d, f.clone(), Caller::Application, false, &[]).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].message.contains("for user a@contoso.com"),
+            "{}",
+            problems[0].message
+        );
+        let origins: Vec<&Origin> = problems[0].labels.iter().map(|l| &l.origin).collect();
+        assert_eq!(origins, [&at(9), &at(12)]);
+        // the user's own entry overrides both
+        let mut d = d;
+        d.users
+            .push(entry(UserRef::Upn("a@contoso.com".into()), 3, flag(false)));
+        let mut f = f;
+        f.users = by_key(vec![(
+            UserKey::Upn("a@contoso.com".into()),
+            Some(user("id-a", "a@contoso.com", None)),
+        )]);
+        let live = resolve(&d, f, Caller::Application, false, &[]).unwrap();
+        assert_eq!(live.targets["id-a"].directives, flag(false));
+        assert_eq!(live.targets["id-a"].declared_at, [at(3), at(9), at(12)]);
+    }
+
+    fn selector(select: Selection, line: usize, directives: Directives) -> SelectorEntry {
+        SelectorEntry {
+            select,
+            directives,
+            origin: at(line),
+        }
+    }
+
+    fn guest(id: &str) -> GraphUser {
+        GraphUser {
+            user_type: Some("Guest".into()),
+            ..user(id, &format!("{id}_x.com#EXT#@contoso.com"), None)
+        }
+    }
+
+    /// `all: true` takes every listed member user (never a guest), shares the listing with the
+    /// declared users, and exclusions take users out whatever reaches them, counted.
+    #[test]
+    fn all_users_without_guests_and_exclusions_counted() {
+        let mut d = desired(
+            vec![entry(UserRef::Upn("a@contoso.com".into()), 3, flag(true))],
+            vec![group("Finance", 9, flag(false))],
+        );
+        d.selectors = vec![
+            selector(Selection::All, 20, flag(false)),
+            selector(
+                Selection::Filter("department eq 'x'".into()),
+                22,
+                Directives {
+                    force_change_password_next_sign_in_with_mfa: Some(false),
+                    ..Directives::default()
+                },
+            ),
+        ];
+        d.exclude = vec![
+            ExcludeEntry {
+                who: Excluded::User(UserRef::Upn("bg@contoso.com".into())),
+                origin: at(30),
+            },
+            ExcludeEntry {
+                who: Excluded::Group(GroupRef::DisplayName("Gone".into())),
+                origin: at(31),
+            },
+        ];
+        let mut f = fetched(
+            FetchedUsers::Listed(vec![
+                user("id-a", "a@contoso.com", None),
+                user("id-b", "b@contoso.com", None),
+                user("id-bg", "bg@contoso.com", None),
+                guest("id-g"),
+            ]),
+            // Finance reaches the excluded user too: no conflict is checked for it
             vec![FetchedGroup::Members(vec![user(
-                "id-a",
-                "a@contoso.com",
+                "id-bg",
+                "bg@contoso.com",
                 None,
             )])],
         );
+        f.selectors = vec![
+            FetchedSelector::All,
+            FetchedSelector::Members(vec![user("id-b", "b@contoso.com", None), guest("id-g")]),
+        ];
+        f.exclude = vec![
+            FetchedExclusion::Users(vec!["ID-BG".into()]),
+            FetchedExclusion::Users(vec![]),
+        ];
+        let live = resolve(&d, f, Caller::Application, false, &[]).unwrap();
+        let ids: Vec<&str> = live.targets.keys().map(String::as_str).collect();
+        // the guest is reached by the filter only: there it is a user like any other
+        assert_eq!(ids, ["id-a", "id-b", "id-g"]);
+        assert_eq!(live.excluded, 1);
+        // own entry wins over the selector
+        assert_eq!(live.targets["id-a"].directives, flag(true));
+        let b = &live.targets["id-b"].directives;
+        assert_eq!(b.force_change_password_next_sign_in, Some(false));
+        assert_eq!(b.force_change_password_next_sign_in_with_mfa, Some(false));
+        assert_eq!(
+            live.notes,
+            ["the exclusion of group Gone (d.yaml:31:5) names no one in the tenant"]
+        );
+        assert!(live.targets["id-g"]
+            .directives
+            .force_change_password_next_sign_in
+            .is_none());
+    }
+
+    #[test]
+    fn an_ambiguous_excluded_group_is_a_problem() {
+        let mut d = desired(vec![], vec![group("Finance", 9, flag(false))]);
+        d.exclude = vec![ExcludeEntry {
+            who: Excluded::Group(GroupRef::DisplayName("Twice".into())),
+            origin: at(31),
+        }];
+        let mut f = fetched(by_key(vec![]), vec![FetchedGroup::Members(vec![])]);
+        f.exclude = vec![FetchedExclusion::Ambiguous(2)];
         let problems = resolve(&d, f, Caller::Application, false, &[]).unwrap_err();
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        let origins: Vec<&Origin> = problems[0].labels.iter().map(|l| &l.origin).collect();
-        assert!(
-            origins.contains(&&at(3)) && origins.contains(&&at(9)),
-            "{problems:?}"
+        assert_eq!(
+            messages(&problems),
+            ["2 groups match the exclusion of group Twice in contoso.com"]
         );
     }
 

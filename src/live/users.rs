@@ -187,6 +187,14 @@ fn partition_min_users() -> usize {
         .unwrap_or(crate::graph::client::PARTITION_MIN_USERS)
 }
 
+/// Every user of the tenant, as [`read_declared`] lists it (for `all: true`).
+pub(super) async fn list_tenant(
+    client: &GraphClient,
+    tenant: &str,
+) -> Result<Vec<GraphUser>, LiveError> {
+    Ok(list_all(client, tenant).await?)
+}
+
 /// Every user of the tenant: partitioned in parallel when it is large, else paged.
 async fn list_all(client: &GraphClient, tenant: &str) -> Result<Vec<GraphUser>, GraphError> {
     client

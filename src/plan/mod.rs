@@ -116,6 +116,14 @@ pub struct TenantPlan {
     /// Privileged Identity Management, so no one can be an eligible administrator).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// How many users an entry reached that `exclude` took out of the plan (they get no change
+    /// and are not listed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub excluded: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Whose clock a tenant's plan was decided by.

@@ -355,6 +355,7 @@ mod tests {
                 decided_at: "2026-11-23T12:00:00Z".parse().unwrap(),
                 clock: crate::plan::ClockSource::Graph,
                 notes: vec![],
+                excluded: 0,
                 users: (0..n)
                     .filter(|i| i % 3 == t)
                     .map(|i| UserPlan {

@@ -396,6 +396,7 @@ pub(crate) mod fixtures {
                     delegated_reset_available: false,
                     targets: contoso,
                     notes: vec![],
+                    excluded: 0,
                 },
                 LiveTenant {
                     tenant: "fabrikam.com".to_owned(),
@@ -404,6 +405,7 @@ pub(crate) mod fixtures {
                     delegated_reset_available: true,
                     targets: fabrikam,
                     notes: vec![crate::live::NO_PIM_LICENSE_NOTE.to_owned()],
+                    excluded: 0,
                 },
             ],
             now(),
@@ -468,6 +470,7 @@ pub(crate) mod fixtures {
                 delegated_reset_available: false,
                 targets,
                 notes: vec![],
+                excluded: 0,
             }],
             now(),
         );

@@ -159,6 +159,14 @@ fn tenant_block(
         );
         let _ = writeln!(out);
     }
+    if tenant.excluded > 0 {
+        let _ = writeln!(
+            out,
+            "  {}",
+            p.dim(&format!("{} excluded.", tenant.excluded))
+        );
+        let _ = writeln!(out);
+    }
     Ok(())
 }
 

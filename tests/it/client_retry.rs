@@ -697,6 +697,7 @@ async fn lost_reset_that_cannot_be_read_back_is_unknown_and_resolved_next_run() 
         force_change_password_next_sign_in_with_mfa: false,
     };
     let tenant = TenantPlan {
+        excluded: 0,
         tenant: TENANT.into(),
         tenant_id: TENANT.into(),
         decided_at: chrono::Utc::now(),
@@ -880,6 +881,7 @@ async fn flags_follow_reset_password_when_the_plan_wants_other_flags() {
         verify_timeout: Duration::from_secs(2),
     };
     let tenant = TenantPlan {
+        excluded: 0,
         tenant: TENANT.into(),
         tenant_id: TENANT.into(),
         decided_at: chrono::Utc::now(),

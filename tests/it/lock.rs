@@ -71,6 +71,7 @@ async fn a_password_changed_after_the_plan_read_it_is_not_written_again() {
         verify_timeout: Duration::from_secs(5),
     };
     let tenant = TenantPlan {
+        excluded: 0,
         tenant: sb.info.tenant_id.clone(),
         tenant_id: sb.info.tenant_id.clone(),
         users: vec![

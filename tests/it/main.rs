@@ -32,6 +32,7 @@ mod sandbox_cli;
 mod schemas;
 mod secrets_cmd;
 mod show;
+mod selectors;
 mod tenant_alias;
 mod tenant_check;
 mod validate;

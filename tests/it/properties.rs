@@ -202,6 +202,8 @@ fn parts(w: &World) -> Vec<TenantDesired> {
             tenant: TenantRef::Domain("contoso.onmicrosoft.com".into()),
             users: vec![],
             groups: vec![],
+            selectors: vec![],
+            exclude: vec![],
             files: vec![PathBuf::from(format!("f{f}.yaml"))],
         })
         .collect();
@@ -224,8 +226,8 @@ fn parts(w: &World) -> Vec<TenantDesired> {
     parts
 }
 
-/// desired x live -> plan (`None`: the desired state does not resolve, e.g. a conflict between a
-/// user's entry and the group's).
+/// desired x live -> plan (`None`: the desired state does not resolve, e.g. a contradiction
+/// within the group's entry).
 fn plan(w: &World, live: &[LiveSpec], parts: Vec<TenantDesired>) -> Option<Plan> {
     let desired = merge::union(parts).ok()?;
     let users: Vec<GraphUser> = live
@@ -262,6 +264,8 @@ fn plan(w: &World, live: &[LiveSpec], parts: Vec<TenantDesired>) -> Option<Plan>
         notes: vec![],
         users: FetchedUsers::Listed(users),
         groups,
+        selectors: vec![],
+        exclude: vec![],
     };
     let lt = live::resolve(
         &desired,
@@ -361,9 +365,13 @@ proptest! {
         let Some(p) = plan(&w, &w.live, parts(&w)) else { return Ok(()) };
         for u in &p.tenants[0].users {
             let i = index_of(&u.user_id);
-            let own = w.own[i].as_ref().and_then(|(d, _)| d.require_password_change.as_ref());
-            let by_group = w.group.as_ref().filter(|g| g.2.contains(&i)).and_then(|g| g.0.require_password_change.as_ref());
-            let Some(r) = own.or(by_group) else { continue };
+            // the requirePasswordChange in effect: the user's own entry overrides the group's,
+            // also where its other directives contradict the group's (docs/configuration.md)
+            let o = origin(0, 1);
+            let own: Vec<(&Directives, &Origin)> = w.own[i].as_ref().map(|(d, _)| (d, &o)).into_iter().collect();
+            let group: Vec<(&Directives, &Origin)> = w.group.as_ref().filter(|g| g.2.contains(&i)).map(|g| (&g.0, &o)).into_iter().collect();
+            let Ok(merged) = merge::merge_directives(&own, &group, "u") else { continue };
+            let Some(r) = merged.require_password_change.as_ref() else { continue };
             let Some(last) = w.live[i].last else { continue };
             if last < r.since {
                 continue;

@@ -13,7 +13,7 @@ impl Checker<'_> {
             other => {
                 self.wrong_type(
                     other,
-                    "a mapping with `version`, `tenant`, `users`, `groups`",
+                    "a mapping with `version`, `tenant`, `users`, `groups`, `selectors`, `exclude`",
                     false,
                 );
                 return None;
@@ -74,17 +74,24 @@ impl Checker<'_> {
         let groups = self.list(get("groups"), "group", |c, entries, pos| {
             c.group_entry(entries, pos)
         });
-        if users.1 == 0 && groups.1 == 0 {
+        let selectors = self.list(get("selectors"), "selector", |c, entries, pos| {
+            c.selector_entry(entries, pos)
+        });
+        let exclude = self.list(get("exclude"), "exclude", |c, entries, pos| {
+            c.exclude_entry(entries, pos)
+        });
+        if users.1 == 0 && groups.1 == 0 && selectors.1 == 0 {
             let at = get("users")
                 .or(get("groups"))
+                .or(get("selectors"))
                 .map_or(root.pos(), |e| e.key_pos);
             self.push(
                 Diagnostic::error(
-                    "nothing is declared: `users` and `groups` are both absent or empty",
+                    "nothing is declared: `users`, `groups` and `selectors` are all absent or empty",
                 )
-                .with_label(self.at(at), "no users or groups")
+                .with_label(self.at(at), "no users, groups or selectors")
                 .with_help(
-                    "add `users:` entries (`- user: alice@contoso.com`) or `groups:` entries",
+                    "add `users:` entries (`- user: alice@contoso.com`), `groups:` or `selectors:` entries",
                 ),
             );
         }
@@ -95,6 +102,8 @@ impl Checker<'_> {
             tenant_origin,
             users: users.0,
             groups: groups.0,
+            selectors: selectors.0,
+            exclude: exclude.0,
         })
     }
 

@@ -11,7 +11,7 @@
 //! [`SourceMap`] so that no rendered snippet shows it. Messages never quote them.
 //!
 //! One concern per file: `document` (the top level and the `users`/`groups` lists), `entries`
-//! (a user or group entry), `directives` (the directives and their contradictions), `source`
+//! (a user or group entry), `selectors` (a selector or exclude entry), `directives` (the directives and their contradictions), `source`
 //! (password sources), `keys` (recognising keys against the tables of [`super::format`]) and
 //! `values` (scalars, timestamps, wrong types, masking).
 
@@ -19,13 +19,16 @@ mod directives;
 mod document;
 mod entries;
 mod keys;
+mod selectors;
 mod source;
 mod values;
 
 use std::path::{Path, PathBuf};
 
 use super::diag::{Diagnostic, SourceMap};
-use super::model::{GroupEntry, GroupRef, Origin, TenantRef, UserEntry};
+use super::model::{
+    ExcludeEntry, GroupEntry, GroupRef, Origin, SelectorEntry, TenantRef, UserEntry,
+};
 use super::yaml::{Node, Pos};
 
 pub use directives::{contradictions, Contradiction, Field};
@@ -46,6 +49,8 @@ pub struct FileDoc {
     pub tenant_origin: Origin,
     pub users: Vec<UserEntry>,
     pub groups: Vec<GroupEntry>,
+    pub selectors: Vec<SelectorEntry>,
+    pub exclude: Vec<ExcludeEntry>,
 }
 
 struct Checker<'a> {

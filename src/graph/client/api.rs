@@ -101,6 +101,62 @@ impl GraphClient {
         self.get_paged_with(tenant, self.url(&q)?, headers).await
     }
 
+    /// The object ids of the users matching `filter` (sent as written; `ConsistencyLevel:
+    /// eventual` and `$count=true` added when it is an advanced query), `$select=id` only: the
+    /// index behind an eventual read can lag writes, so it selects who, never the state that
+    /// decides a write (read that from `/users` without the header).
+    pub async fn user_ids_matching(
+        &self,
+        tenant: &str,
+        filter: &str,
+    ) -> Result<Vec<String>, GraphError> {
+        Ok(self
+            .list_users_selecting(tenant, Some(filter), "id")
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .collect())
+    }
+
+    /// The users Identity Protection reports at risk (`GET /identityProtection/riskyUsers`,
+    /// `$filter=riskState eq 'atRisk'`; "List riskyUsers",
+    /// <https://learn.microsoft.com/en-us/graph/api/riskdetection-list-riskyusers>), every page.
+    /// Identity Protection allows 1 request per second per tenant, and its 429s carry no
+    /// `Retry-After` ("Microsoft Graph service-specific throttling limits", identity protection
+    /// and conditional access): pages are asked [`RISKY_USERS_INTERVAL`] apart, and a 429 is
+    /// retried with the jittered backoff. Needs IdentityRiskyUser.Read.All and an Entra ID P2
+    /// licence (a 403 otherwise).
+    pub async fn risky_users_at_risk(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<crate::graph::model::RiskyUser>, GraphError> {
+        let filter = encode_query_value("riskState eq 'atRisk'");
+        let mut next = Some(self.url(&format!(
+            "identityProtection/riskyUsers?$filter={filter}&$select=id,userPrincipalName,riskLevel,riskState"
+        ))?);
+        let mut out = Vec::new();
+        let mut pages = 0usize;
+        while let Some(url) = next.take() {
+            if pages > 0 {
+                tokio::time::sleep(RISKY_USERS_INTERVAL).await;
+            }
+            pages += 1;
+            if pages > self.inner.options.max_pages {
+                return Err(GraphError::Decode {
+                    what: url.path().to_owned(),
+                    message: "too many pages of riskyUsers; stopped".into(),
+                });
+            }
+            let page: crate::graph::model::Page<crate::graph::model::RiskyUser> =
+                self.get_json(tenant, url).await?;
+            out.extend(page.value);
+            if let Some(link) = page.next_link {
+                next = Some(self.same_origin_url(&link)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads the given users by `$batch` (20 per envelope): by id or UPN with `GET /users/{key}`,
     /// by SID with a `$filter` on `onPremisesSecurityIdentifier`. Results are in the order of
     /// `keys`; a missing user is `Err(NotFound)` for its key. The outer error is for failures
@@ -566,6 +622,10 @@ impl GraphClient {
         }
     }
 }
+
+/// How far apart the pages of riskyUsers are asked: Identity Protection's limit is 1 request per
+/// second per tenant, for all applications.
+pub const RISKY_USERS_INTERVAL: Duration = Duration::from_millis(1050);
 
 /// The relative `$batch` URL that reads one user with `select` (normally [`USER_SELECT`]).
 fn user_lookup_url_selecting(key: &UserKey, select: &str) -> String {
