@@ -683,6 +683,11 @@ pub struct SandboxRealismArgs {
     /// `AadPremiumLicenseRequired`.
     #[arg(long, alias = "no-pim-licence")]
     pub no_pim_license: bool,
+
+    /// Accept certificate client assertions in the older documented form (RS256, SHA-1 `x5t`)
+    /// beside the current one (PS256, `x5t#S256`).
+    #[arg(long)]
+    pub legacy_certificate_assertions: bool,
 }
 
 impl Default for SandboxRealismArgs {
@@ -696,6 +701,7 @@ impl Default for SandboxRealismArgs {
             reset_location_query: false,
             reset_fail: false,
             no_pim_license: false,
+            legacy_certificate_assertions: false,
         }
     }
 }

@@ -101,6 +101,7 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         reset_location_query: r.reset_location_query,
         reset_fail: r.reset_fail,
         no_pim_license: r.no_pim_license,
+        legacy_certificate_assertions: r.legacy_certificate_assertions,
     };
     Ok(c)
 }

@@ -114,7 +114,8 @@ async fn github_oidc_exchanges_the_actions_token() {
     assert_eq!(t["grant_type"], "client_credentials");
 }
 
-/// Certificate: the client assertion is a JWT for the token endpoint, with x5t, signed RS256.
+/// Certificate: the client assertion is a JWT for the token endpoint, with `x5t#S256` (and no
+/// SHA-1 `x5t`), signed PS256, as the current certificate-credentials page says.
 #[tokio::test]
 async fn certificate_sends_a_signed_assertion() {
     use rsa::pkcs8::EncodePrivateKey as _;
@@ -141,8 +142,9 @@ async fn certificate_sends_a_signed_assertion() {
     let f = &server.seen_at(&token_path())[0].form;
     let jwt = &f["client_assertion"];
     let header = jsonwebtoken::decode_header(jwt).unwrap();
-    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
-    assert!(header.x5t.is_some());
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::PS256);
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    assert!(header.x5t_s256.is_some() && header.x5t.is_none());
     let claims: Value = jsonwebtoken::dangerous::insecure_decode(jwt)
         .unwrap()
         .claims;
@@ -323,4 +325,65 @@ async fn token_endpoint_retries_transient_failures_then_gives_up() {
         5,
         "the first attempt and 4 retries"
     );
+}
+
+/// `temporarily_unavailable` is transient whatever its status (here a 400, as an OAuth error
+/// answer): retried, then the token comes. A 429 is retried after its `Retry-After`.
+#[tokio::test]
+async fn temporarily_unavailable_and_429_are_retried() {
+    let secret = || Credential::ClientSecret {
+        tenant: TENANT.into(),
+        client_id: "client-1".into(),
+        secret: SecretString::from("s"),
+    };
+    let server = start(|_, n| match n {
+        0 => (
+            400,
+            json!({"error": "temporarily_unavailable", "error_description": "AADSTS50000: busy", "error_codes": [50000]}),
+        ),
+        1 => (429, json!({"error": "temporarily_unavailable"})),
+        _ => token(n, 3599),
+    })
+    .await;
+    let c = client(&server, secret());
+    let started = std::time::Instant::now();
+    assert_eq!(c.token(TENANT).await.unwrap().expose_secret(), "tok-2");
+    assert_eq!(server.seen_at(&token_path()).len(), 3);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A permanent refusal is asked once, even by many callers at once: the refusal is kept for
+/// the run, and it names the AADSTS code with its meaning.
+#[tokio::test]
+async fn a_permanent_refusal_is_asked_once_for_all_callers() {
+    let server = start(|_, _| {
+        (
+            401,
+            json!({"error": "invalid_client", "error_description": "AADSTS7000222: The provided client secret keys for app 'client-1' are expired.", "error_codes": [7000222]}),
+        )
+    })
+    .await;
+    let c = client(
+        &server,
+        Credential::ClientSecret {
+            tenant: TENANT.into(),
+            client_id: "client-1".into(),
+            secret: SecretString::from("Canary-Expired-1"),
+        },
+    );
+    let calls = (0..8).map(|_| c.token(TENANT));
+    for r in futures_util::future::join_all(calls).await {
+        let err = r.unwrap_err();
+        let GraphError::Auth(AuthError::Token(f)) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(!f.transient);
+        let text = err.to_string();
+        assert!(
+            text.contains("AADSTS7000222 means the client secret has expired"),
+            "{text}"
+        );
+        assert!(!text.contains("Canary"), "{text}");
+    }
+    assert_eq!(server.seen_at(&token_path()).len(), 1);
 }

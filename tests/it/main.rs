@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod architecture;
+mod authority;
 mod blob_lease;
 mod ci_recipes;
 mod client_auth;

@@ -4,10 +4,19 @@
 //! Grants:
 //! - `client_credentials` with `client_secret`, or with `client_assertion` (type
 //!   `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`) that is either a certificate-signed
-//!   JWT (RS256/PS256; the `x5t` / `x5t#S256` header names a registered certificate; `aud` is the
-//!   token endpoint or the tenant's v2 issuer; `iss` = `sub` = client id; `exp`/`nbf` checked with
-//!   60 s of clock skew) or a federated token (signed by the registered issuer key; `iss`/`sub`
+//!   JWT or a federated token (signed by the registered issuer key, RS256 or PS256; `iss`/`sub`
 //!   match a federated credential; `aud` one of its audiences, default `api://AzureADTokenExchange`).
+//!   A certificate assertion follows the current "Microsoft identity platform certificate
+//!   credentials" page (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>):
+//!   `alg` PS256 (RSASSA-PSS, SHA-256; the signature verified against the registered
+//!   certificate's public key), the `x5t#S256` header naming a registered certificate by its
+//!   SHA-256 thumbprint; `aud` is the token endpoint or the tenant's v2 issuer; `iss` = `sub` =
+//!   client id; `exp`/`nbf` checked with 60 s of clock skew. An RS256 assertion or one naming its
+//!   certificate only by the SHA-1 `x5t` (the form older versions of that page describe) is
+//!   refused with `invalid_client` AADSTS700027 unless `Realism::legacy_certificate_assertions`
+//!   (`--legacy-certificate-assertions`) accepts it too; what Entra answers to the older form is
+//!   not documented (the refusal is the sandbox's, so that a client's use of the current form
+//!   is tested).
 //!   `scope` must be `{graph_url}/.default` (`https://graph.microsoft.com/.default` and
 //!   `00000003-0000-0000-c000-000000000000/.default` are accepted too).
 //! - `password` (ROPC) for a seeded user with a password, through a seeded public client (a user
@@ -16,6 +25,9 @@
 //!   it is approved either by `POST /_sandbox/devicecode/approve` (`{"user_code","username"}`) or,
 //!   when the tenant names a `deviceCodeAutoApprove` user, automatically: the first poll answers
 //!   `authorization_pending` (so clients exercise that path) and the next one issues the token.
+//!
+//! With `--faults token=ANSWER[*N]` ([`crate::faults`], "Authority answers") the endpoint answers
+//! token requests with a transient failure or a permanent refusal ([`REFUSAL_CODES`]) instead.
 //!
 //! Responses have the identity platform's shapes: `{"token_type":"Bearer","expires_in",
 //! "ext_expires_in","access_token"}`, and errors `{"error","error_description" (AADSTS code and
@@ -271,6 +283,104 @@ fn app_not_found(client_id: &str, tenant: &str) -> TokenError {
     )
 }
 
+/// The AADSTS codes `--faults token=CODE` can answer with (see [`refusal`]).
+pub const REFUSAL_CODES: [u64; 8] = [
+    7000215, 7000222, 700016, 90002, 700027, 50034, 53003, 7000112,
+];
+
+/// The permanent refusal `code` (one of [`REFUSAL_CODES`]), in Entra's words as the
+/// "Microsoft Entra authentication and authorization error codes" page and Entra's answers
+/// phrase them, for the app `client_id` in the tenant `tenant_key`.
+fn refusal(code: u64, client_id: &str, tenant_key: &str) -> TokenError {
+    match code {
+        7000215 => TokenError::new(
+            "invalid_client",
+            7000215,
+            format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+        ),
+        7000222 => TokenError::new(
+            "invalid_client",
+            7000222,
+            format!("The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."),
+        ),
+        700016 => app_not_found(client_id, tenant_key),
+        90002 => tenant_not_found(tenant_key),
+        700027 => TokenError::new(
+            "invalid_client",
+            700027,
+            "Client assertion failed signature validation.",
+        ),
+        50034 => TokenError::new(
+            "invalid_grant",
+            50034,
+            format!("The user account does not exist in the {tenant_key} directory. To sign into this application, the account must be added to the directory."),
+        ),
+        53003 => TokenError::new(
+            "invalid_grant",
+            53003,
+            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+        ),
+        _ => TokenError::new(
+            "unauthorized_client",
+            7000112,
+            format!("Application '{client_id}' is disabled."),
+        ),
+    }
+}
+
+/// The answer of `--faults token=ANSWER` to one token request.
+fn fault_answer(answer: super::faults::TokenAnswer, client_id: &str, tenant_key: &str) -> Response {
+    use super::faults::TokenAnswer;
+    let transient = |status: StatusCode, error: &str, description: &str, retry_after: bool| {
+        let body = serde_json::json!({
+            "error": error,
+            "error_description": description,
+            "error_codes": [],
+            "timestamp": Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
+            "trace_id": uuid::Uuid::new_v4().to_string(),
+            "correlation_id": uuid::Uuid::new_v4().to_string(),
+        });
+        let mut resp = (status, axum::Json(body)).into_response();
+        if retry_after {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
+    };
+    const BUSY: &str =
+        "The server is temporarily too busy to handle the request. Retry the request.";
+    match answer {
+        TokenAnswer::Drop => super::faults::dropped_connection(),
+        TokenAnswer::TemporarilyUnavailable => transient(
+            StatusCode::BAD_REQUEST,
+            "temporarily_unavailable",
+            BUSY,
+            false,
+        ),
+        TokenAnswer::Status(429) => transient(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            BUSY,
+            true,
+        ),
+        TokenAnswer::Status(503) => transient(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            BUSY,
+            true,
+        ),
+        TokenAnswer::Status(s) => transient(
+            StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "server_error",
+            "The server encountered an unexpected error. Retry the request.",
+            false,
+        ),
+        TokenAnswer::Refuse(code) => refusal(code, client_id, tenant_key).into_response(),
+    }
+}
+
 fn parse_form(body: &[u8]) -> std::collections::HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
@@ -306,6 +416,10 @@ pub async fn token(
         .into_response();
     }
     let form = parse_form(&bytes);
+    if let Some(answer) = state.faults.decide_token() {
+        let client_id = form.get("client_id").map(String::as_str).unwrap_or("");
+        return fault_answer(answer, client_id, &tenant_key);
+    }
     match issue(&state, &tenant_key, &form) {
         Ok(body) => (
             [(axum::http::header::CACHE_CONTROL, "no-store, no-cache")],
@@ -557,6 +671,7 @@ fn verify_assertion<'t>(
             .to_owned()
     };
     let algorithms = vec![Algorithm::RS256, Algorithm::PS256];
+    let legacy = state.runtime.realism.legacy_certificate_assertions;
     if !algorithms.contains(&header.alg) {
         return Err(TokenError::new(
             "invalid_client",
@@ -566,7 +681,15 @@ fn verify_assertion<'t>(
     }
 
     if header.x5t.is_some() || header.x5t_s256.is_some() {
-        // Certificate credential: sub = iss = client id.
+        // Certificate credential: sub = iss = client id. The current form is PS256 with
+        // x5t#S256; the older one (RS256, SHA-1 x5t) only with the legacy switch.
+        if !legacy && (header.alg != Algorithm::PS256 || header.x5t_s256.is_none()) {
+            return Err(TokenError::new(
+                "invalid_client",
+                700027,
+                format!("Client assertion contains an invalid signature. [Reason - The certificate assertion must be signed PS256 and name its certificate by 'x5t#S256' (found alg '{:?}'{}); the sandbox accepts the older RS256/x5t form only with --legacy-certificate-assertions.]", header.alg, if header.x5t_s256.is_none() { " and no 'x5t#S256'" } else { "" }),
+            ));
+        }
         let app_id = client_id
             .map(str::to_owned)
             .unwrap_or_else(|| claim("sub").to_lowercase());
@@ -574,7 +697,11 @@ fn verify_assertion<'t>(
             .app(&app_id)
             .ok_or_else(|| app_not_found(&app_id, &tenant.id))?;
         // Thumbprints compared as bytes: clients differ on padding and on base64 vs base64url.
-        let x5t = header.x5t.as_deref().and_then(lenient_b64);
+        let x5t = header
+            .x5t
+            .as_deref()
+            .filter(|_| legacy)
+            .and_then(lenient_b64);
         let x5t_s256 = header.x5t_s256.as_deref().and_then(lenient_b64);
         let cert = app.certificates.iter().find(|c| {
             x5t.as_deref() == Some(c.sha1.as_slice())
@@ -598,8 +725,12 @@ fn verify_assertion<'t>(
                 format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]", app.client_id),
             ));
         };
-        let mut v = Validation::new(Algorithm::RS256);
-        v.algorithms = algorithms;
+        let mut v = Validation::new(Algorithm::PS256);
+        v.algorithms = if legacy {
+            algorithms
+        } else {
+            vec![Algorithm::PS256]
+        };
         v.leeway = 60;
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);

@@ -11,9 +11,24 @@
 //! - Latency applies to every request except the sandbox's own `/_sandbox/...` endpoints, token
 //!   requests included (a real sign-in takes time too).
 //! - Faults apply only to Graph routes, i.e. paths under `/v1.0/` and `/beta/` (a `$batch`
-//!   envelope counts as one request). The token endpoint never gets a fault: the client's retry
-//!   logic under test is the Graph one, and a flaky token endpoint would mostly test the OAuth
-//!   library. `/_sandbox/...` never gets latency or faults, so tests can always observe.
+//!   envelope counts as one request). The token endpoint gets only the faults of the `token=`
+//!   key ("Authority answers" below), never the rates. `/_sandbox/...` never gets latency or
+//!   faults, so tests can always observe.
+//!
+//! # Authority answers
+//!
+//! `token=ANSWER` or `token=ANSWER*N` answers every token request (or the first N, counted
+//! from the sandbox's start) with ANSWER instead of serving it, deterministically: transient
+//! ones, `503` (with `Retry-After: 1` and the OAuth error `temporarily_unavailable`), `500`,
+//! `502`, `504` (OAuth error `server_error`), `429` (with `Retry-After: 1`),
+//! `temporarily_unavailable` (a 400 with that OAuth error, as the "Microsoft Entra
+//! authentication and authorization error codes" page lists it: "The server is temporarily too
+//! busy to handle the request. Retry the request."), `drop` (the connection cut); or a permanent
+//! refusal named by its AADSTS code (`7000215` invalid secret, `7000222` expired secret,
+//! `700016` app not found, `90002` tenant not found, `700027` bad assertion signature, `50034`
+//! user not found, `53003` blocked by Conditional Access, `7000112` app disabled), in the
+//! identity platform's error shape (see the `auth` module). The bodies of the transient answers
+//! are the sandbox's choice: Microsoft documents no body for a 5xx of the token endpoint.
 //!
 //! # Cost per returned object (`--latency-per-item MS`)
 //!
@@ -167,6 +182,66 @@ pub struct FaultSpec {
     /// `reset_answer=...`: every resetPassword 202 with a generated password misbehaves (see
     /// "Odd resetPassword answers" in the module documentation).
     pub reset_answer: Option<OddResetAnswer>,
+    /// `token=ANSWER[*N]`: token requests answered with ANSWER (see "Authority answers").
+    pub token: Option<TokenFault>,
+}
+
+/// What the token endpoint answers instead of serving a token request (`token=ANSWER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenAnswer {
+    /// a transient HTTP status: 429, 500, 502, 503 or 504
+    Status(u16),
+    /// 400 with the OAuth error `temporarily_unavailable`
+    TemporarilyUnavailable,
+    /// the connection cut, no answer
+    Drop,
+    /// a permanent refusal with this AADSTS code (one of the `auth` module's `REFUSAL_CODES`)
+    Refuse(u64),
+}
+
+/// `token=ANSWER[*N]`: the answer, and to how many of the first token requests (all: `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenFault {
+    pub answer: TokenAnswer,
+    pub first: Option<u64>,
+}
+
+impl FromStr for TokenFault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (answer, first) = match s.split_once('*') {
+            Some((a, n)) => {
+                let n = n
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        format!("token count '{}' is not a whole number above 0", n.trim())
+                    })?;
+                (a.trim(), Some(n))
+            }
+            None => (s.trim(), None),
+        };
+        let answer = match answer.to_ascii_lowercase().trim_start_matches("aadsts") {
+            "temporarily_unavailable" => TokenAnswer::TemporarilyUnavailable,
+            "drop" => TokenAnswer::Drop,
+            a @ ("429" | "500" | "502" | "503" | "504") => {
+                TokenAnswer::Status(a.parse().expect("digits"))
+            }
+            a => match a.parse::<u64>() {
+                Ok(code) if crate::auth::REFUSAL_CODES.contains(&code) => TokenAnswer::Refuse(code),
+                _ => {
+                    return Err(format!(
+                        "token answer '{answer}' is not one of 429, 500, 502, 503, 504, \
+                         temporarily_unavailable, drop, or the AADSTS codes {}",
+                        crate::auth::REFUSAL_CODES.map(|c| c.to_string()).join(", ")
+                    ))
+                }
+            },
+        };
+        Ok(TokenFault { answer, first })
+    }
 }
 
 /// How a resetPassword 202 that should carry the generated password misbehaves.
@@ -206,19 +281,20 @@ impl Default for FaultSpec {
             slow_delay: Duration::from_millis(2_000),
             reset_answer: None,
             echo: 0.0,
+            token: None,
         }
     }
 }
 
 /// A `--faults` value that does not parse or validate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow, lost (rates between 0 and 1, summing to at most 1), slow_ms (milliseconds), echo (a rate of writes answered 400 quoting their body) and reset_answer (empty, no_password or text_plain), e.g. '429=0.05,500=0.01,drop=0.01'")]
+#[error("invalid fault spec '{input}': {reason}; expected comma-separated KEY=VALUE with keys 429, 500, 503, drop, slow, lost (rates between 0 and 1, summing to at most 1), slow_ms (milliseconds), echo (a rate of writes answered 400 quoting their body), reset_answer (empty, no_password or text_plain) and token (ANSWER or ANSWER*N: the token endpoint's answer to every or the first N token requests), e.g. '429=0.05,500=0.01,drop=0.01' or 'token=503*2'")]
 pub struct FaultSpecError {
     input: String,
     reason: String,
 }
 
-const FAULT_KEYS: [&str; 9] = [
+const FAULT_KEYS: [&str; 10] = [
     "429",
     "500",
     "503",
@@ -228,6 +304,7 @@ const FAULT_KEYS: [&str; 9] = [
     "slow_ms",
     "reset_answer",
     "echo",
+    "token",
 ];
 
 impl FromStr for FaultSpec {
@@ -264,6 +341,10 @@ impl FromStr for FaultSpec {
                 return Err(err(format!("key '{key}' is given twice")));
             }
             seen.push(known);
+            if *known == "token" {
+                spec.token = Some(value.parse().map_err(err)?);
+                continue;
+            }
             if *known == "reset_answer" {
                 spec.reset_answer = Some(value.parse().map_err(err)?);
                 continue;
@@ -348,6 +429,10 @@ pub struct FaultStats {
     pub lost_batch_members: u64,
     /// Objects charged `--latency-per-item` (see [`returned_objects`]).
     pub costed_objects: u64,
+    /// Requests to the token endpoint.
+    pub token_requests: u64,
+    /// Token requests answered by `token=` instead of served.
+    pub token_faults: u64,
 }
 
 /// The seeded injector shared by the middleware (wrap it in an `Arc`).
@@ -472,6 +557,19 @@ impl FaultInjector {
                 .lost_batch_members += 1;
         }
         lost
+    }
+
+    /// Counts a token request and says whether `token=` answers it (see "Authority answers").
+    pub fn decide_token(&self) -> Option<TokenAnswer> {
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let n = stats.token_requests;
+        stats.token_requests += 1;
+        let fault = self.spec.and_then(|s| s.token)?;
+        if fault.first.is_some_and(|first| n >= first) {
+            return None;
+        }
+        stats.token_faults += 1;
+        Some(fault.answer)
     }
 
     pub fn stats(&self) -> FaultStats {
@@ -729,7 +827,7 @@ fn gateway_timeout(ids: &RequestIds) -> Response {
 
 /// A response hyper cannot complete: a `Content-Length` it never gets and a body whose first
 /// poll fails, so the connection is aborted.
-fn dropped_connection() -> Response {
+pub(crate) fn dropped_connection() -> Response {
     let failing = futures_util::stream::once(async {
         Err::<Bytes, std::io::Error>(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
@@ -891,6 +989,7 @@ mod tests {
                 slow_delay: Duration::from_millis(1500),
                 reset_answer: None,
                 echo: 0.0,
+                token: None,
             }
         );
         let s: FaultSpec = "reset_answer=text_plain".parse().unwrap();
@@ -1028,5 +1127,32 @@ mod tests {
             HeaderValue::from_static("Bearer opaque"),
         );
         assert!(token_scope(&h).is_none());
+    }
+
+    #[test]
+    fn token_answers_parse() {
+        let spec: FaultSpec = "token=503*2".parse().unwrap();
+        assert_eq!(
+            spec.token,
+            Some(TokenFault {
+                answer: TokenAnswer::Status(503),
+                first: Some(2)
+            })
+        );
+        let spec: FaultSpec = "429=0.1,token=AADSTS7000222".parse().unwrap();
+        assert_eq!(
+            spec.token,
+            Some(TokenFault {
+                answer: TokenAnswer::Refuse(7000222),
+                first: None
+            })
+        );
+        for ok in ["token=temporarily_unavailable*1", "token=drop", "token=500"] {
+            assert!(ok.parse::<FaultSpec>().is_ok(), "{ok}");
+        }
+        for bad in ["token=418", "token=503*0", "token=1234", "token=503*x"] {
+            let e = bad.parse::<FaultSpec>().unwrap_err().to_string();
+            assert!(e.contains("token"), "{bad}: {e}");
+        }
     }
 }

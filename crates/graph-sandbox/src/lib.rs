@@ -233,7 +233,10 @@ impl std::str::FromStr for TransitiveMembersMode {
 ///   seed's `resetFails`);
 /// - `no_pim_license` (`--no-pim-license`): every tenant lacks a PIM licence (per tenant: the
 ///   seed's `pimLicense: false`): the eligibility endpoints answer 400
-///   `AadPremiumLicenseRequired`.
+///   `AadPremiumLicenseRequired`;
+/// - `legacy_certificate_assertions` (`--legacy-certificate-assertions`): certificate client
+///   assertions in the older documented form (RS256, SHA-1 `x5t`) are accepted beside the
+///   current one (PS256, `x5t#S256`), which alone is accepted by default (see the `auth` module).
 ///
 /// Writes whose response is lost are a fault kind: `lost=RATE` in `--faults`
 /// ([`faults::FaultSpec`]).
@@ -247,6 +250,7 @@ pub struct Realism {
     pub reset_location_query: bool,
     pub reset_fail: bool,
     pub no_pim_license: bool,
+    pub legacy_certificate_assertions: bool,
 }
 
 impl Default for Realism {
@@ -260,6 +264,7 @@ impl Default for Realism {
             reset_location_query: false,
             reset_fail: false,
             no_pim_license: false,
+            legacy_certificate_assertions: false,
         }
     }
 }

@@ -1,15 +1,26 @@
 //! [`Credential`]: how pwdrift authenticates, picked from the environment in the Azure SDK
 //! conventions (app-only: client secret, certificate, workload identity federation, GitHub
 //! Actions OIDC, a pre-acquired token; delegated: device code, username/password), and the
-//! material some of them send: the certificate's RS256 client assertion, the federated token
+//! material some of them send: the certificate's PS256 client assertion, the federated token
 //! file. `Debug` redacts every secret.
+//!
+//! # The certificate assertion
+//!
+//! As the current "Microsoft identity platform certificate credentials" page
+//! (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>) describes it:
+//! header `alg` `PS256` (RSASSA-PSS with SHA-256, MGF1 with SHA-256, salt as long as the digest,
+//! 32 bytes: jsonwebtoken's `rsa::pss` signer, as MSAL's PSS padding), `typ` `JWT`, `x5t#S256`
+//! the base64url SHA-256 thumbprint of the certificate's DER; claims `aud` (the token endpoint),
+//! `iss` = `sub` (the client id), `jti` (a fresh GUID), `nbf`, `iat` (now) and `exp` (10 minutes
+//! later). Older versions of that page describe `RS256` with a SHA-1 `x5t`; pwdrift sends the
+//! current form only.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use sha1::Digest as _;
+use sha2::Digest as _;
 
 use super::cloud::strip_query;
 use super::AuthError;
@@ -24,7 +35,7 @@ pub enum Credential {
         secret: SecretString,
     },
     /// App-only, certificate (`AZURE_CLIENT_CERTIFICATE_PATH`): a PEM file with the RSA private key
-    /// and the certificate; each token request carries a fresh RS256 client assertion.
+    /// and the certificate; each token request carries a fresh PS256 client assertion.
     Certificate {
         tenant: String,
         client_id: String,
@@ -409,9 +420,9 @@ pub(crate) struct AssertionClaims {
     pub exp: i64,
 }
 
-/// Builds the RS256 client assertion for a certificate credential from a PEM file holding the
-/// RSA private key (PKCS#8 or PKCS#1) and the certificate. Header `x5t` is base64url(SHA-1 of the
-/// certificate DER), `x5t#S256` base64url(SHA-256); the assertion is valid for 10 minutes.
+/// Builds the PS256 client assertion for a certificate credential from a PEM file holding the
+/// RSA private key (PKCS#8 or PKCS#1) and the certificate (see "The certificate assertion" in
+/// the module documentation); the assertion is valid for 10 minutes.
 pub(crate) fn certificate_assertion(
     pem_path: &Path,
     client_id: &str,
@@ -458,13 +469,13 @@ pub(crate) fn certificate_assertion(
         .map_err(|e| cert_err(format!("signing the client assertion failed: {e}")))
 }
 
-/// The JWT header of a certificate assertion for the certificate `der`.
+/// The JWT header of a certificate assertion for the certificate `der`: `alg` PS256, `typ` JWT,
+/// `x5t#S256` (no SHA-1 `x5t`).
 pub(crate) fn assertion_header(der: &[u8]) -> jsonwebtoken::Header {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
     header.typ = Some("JWT".into());
-    header.x5t = Some(b64.encode(sha1::Sha1::digest(der)));
     header.x5t_s256 = Some(b64.encode(sha2::Sha256::digest(der)));
     header
 }
@@ -723,27 +734,33 @@ mod tests {
         assert!(read_federated_token(&p).is_err());
     }
 
-    /// A certificate credential's client assertion is an RS256 JWT that verifies with the
-    /// certificate's public key, with x5t = base64url(SHA-1(DER)) and the documented claims.
+    /// A certificate credential's client assertion follows the current certificate-credentials
+    /// page: header `alg` PS256, `typ` JWT, `x5t#S256` = base64url(SHA-256(DER)) and no SHA-1
+    /// `x5t`; the documented claims; and an RSASSA-PSS (SHA-256, 32-byte salt) signature that
+    /// verifies with the public key inside the certificate (checked here with the `rsa` crate's
+    /// PSS verifier directly, not through jsonwebtoken), and not with another key.
     #[test]
-    fn certificate_assertion_verifies_with_the_certificate_key() {
+    fn certificate_assertion_is_ps256_and_verifies_with_the_certificate_key() {
         use base64::Engine as _;
         use rsa::pkcs1::EncodeRsaPrivateKey as _;
-        use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
+        use rsa::pkcs8::{DecodePublicKey as _, EncodePrivateKey as _};
+        use rsa::signature::Verifier as _;
 
         let mut rng = rsa::rand_core::OsRng;
         let key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
         let pkcs8 = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
-        let public_pem = key
-            .to_public_key()
-            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-            .unwrap();
         let key_pair = rcgen::KeyPair::from_pem(&pkcs8).unwrap();
         let params = rcgen::CertificateParams::new(vec!["pwdrift-test".to_owned()]).unwrap();
         let cert = params.self_signed(&key_pair).unwrap();
         let der = cert.der().to_vec();
+        // the certificate's public key: its SubjectPublicKeyInfo, found verbatim in its DER
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key_pair);
+        assert!(
+            der.windows(spki.len()).any(|w| w == spki.as_slice()),
+            "the certificate holds the key's SubjectPublicKeyInfo"
+        );
+        let cert_key = rsa::RsaPublicKey::from_public_key_der(&spki).unwrap();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let expected_x5t = b64.encode(sha1::Sha1::digest(&der));
 
         let dir = tempfile::tempdir().unwrap();
         let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
@@ -756,38 +773,49 @@ mod tests {
             std::fs::write(&path, format!("{key_pem}{}", cert.pem())).unwrap();
             let aud = "http://127.0.0.1:9/tenant-1/oauth2/v2.0/token";
             let jwt = certificate_assertion(&path, "client-1", aud).unwrap();
+            let parts: Vec<&str> = jwt.split('.').collect();
+            assert_eq!(parts.len(), 3, "{name}");
 
-            let header = jsonwebtoken::decode_header(&jwt).unwrap();
-            assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
-            assert_eq!(header.x5t.as_deref(), Some(expected_x5t.as_str()), "{name}");
+            let header: serde_json::Value =
+                serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+            assert_eq!(header["alg"], "PS256", "{name}: {header}");
+            assert_eq!(header["typ"], "JWT", "{name}: {header}");
             assert_eq!(
-                header.x5t_s256,
-                Some(b64.encode(sha2::Sha256::digest(&der)))
+                header["x5t#S256"],
+                b64.encode(sha2::Sha256::digest(&der)),
+                "{name}: {header}"
             );
+            assert!(header.get("x5t").is_none(), "no SHA-1 thumbprint: {header}");
 
-            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-            validation.set_audience(&[aud]);
-            validation.set_issuer(&["client-1"]);
-            validation.validate_nbf = true;
-            let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap();
-            let data =
-                jsonwebtoken::decode::<AssertionClaims>(&jwt, &decoding, &validation).unwrap();
-            let c = data.claims;
+            // RSASSA-PSS, SHA-256, salt length 32 (the digest's), over `header.payload`
+            let signing_input = format!("{}.{}", parts[0], parts[1]);
+            let signature =
+                rsa::pss::Signature::try_from(b64.decode(parts[2]).unwrap().as_slice()).unwrap();
+            let verifier = rsa::pss::VerifyingKey::<sha2::Sha256>::new(cert_key.clone());
+            verifier
+                .verify(signing_input.as_bytes(), &signature)
+                .unwrap_or_else(|e| panic!("{name}: PSS signature does not verify: {e}"));
+            // the same bytes as a PKCS#1 v1.5 (RS256) signature do not verify
+            let pkcs1v15 = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(cert_key.clone());
+            let as_v15 =
+                rsa::pkcs1v15::Signature::try_from(b64.decode(parts[2]).unwrap().as_slice())
+                    .unwrap();
+            assert!(pkcs1v15.verify(signing_input.as_bytes(), &as_v15).is_err());
+            // another key does not verify it
+            let other = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+            let wrong = rsa::pss::VerifyingKey::<sha2::Sha256>::new(other.to_public_key());
+            assert!(wrong.verify(signing_input.as_bytes(), &signature).is_err());
+
+            let c: AssertionClaims =
+                serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
             assert_eq!(
                 (c.iss.as_str(), c.sub.as_str(), c.aud.as_str()),
                 ("client-1", "client-1", aud)
             );
             assert_eq!(c.exp - c.nbf, 600);
+            assert_eq!(c.iat, c.nbf);
+            assert!((c.nbf - chrono::Utc::now().timestamp()).abs() < 60);
             assert!(uuid::Uuid::parse_str(&c.jti).is_ok());
-
-            // a different key does not verify it
-            let other = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
-            let other_pem = other
-                .to_public_key()
-                .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-                .unwrap();
-            let wrong = jsonwebtoken::DecodingKey::from_rsa_pem(other_pem.as_bytes()).unwrap();
-            assert!(jsonwebtoken::decode::<AssertionClaims>(&jwt, &wrong, &validation).is_err());
         }
     }
 }

@@ -15,8 +15,12 @@
 //! What pwdrift needs is small and documented: a form POST to `{authority}/{tenant}/oauth2/v2.0/token`
 //! (client secret, or a JWT client assertion: certificate-signed, a federated token file, or a
 //! GitHub OIDC token), the device-code endpoint, and ROPC. So it is written here, on reqwest
-//! (rustls), with jsonwebtoken for the RS256 certificate assertion.
+//! (rustls), with jsonwebtoken for the PS256 certificate assertion.
+//!
+//! What the token endpoint's answers mean (transient or permanent, and the well-known `AADSTS`
+//! codes) is `aadsts`.
 
+mod aadsts;
 mod cloud;
 mod credential;
 mod token;
@@ -24,6 +28,7 @@ mod token;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use aadsts::{is_transient, KnownCode, KNOWN_CODES};
 pub(crate) use cloud::{checked_url, is_loopback, origin};
 pub use cloud::{Cloud, Endpoints};
 pub use credential::Credential;
@@ -61,7 +66,8 @@ pub enum AuthError {
 }
 
 /// A refusal from the token endpoint: the OAuth `error` and `error_description` (Entra's text,
-/// e.g. `AADSTS7000215: Invalid client secret provided.`; it never echoes the secret).
+/// e.g. `AADSTS7000215: Invalid client secret provided.`; it never echoes the secret), the
+/// `AADSTS` codes it names, and whether it was transient (then it was retried first).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenFailure {
     pub tenant: String,
@@ -70,29 +76,57 @@ pub struct TokenFailure {
     pub description: String,
     pub trace_id: Option<String>,
     pub correlation_id: Option<String>,
+    /// the `AADSTS` codes of the answer (`error_codes`, else those in the description)
+    pub codes: Vec<u64>,
+    /// a transient answer (5xx, 429, `temporarily_unavailable`), still so after the retries
+    pub transient: bool,
+}
+
+impl TokenFailure {
+    /// The well-known `AADSTS` codes of this refusal, with their meaning and hint.
+    pub fn known_codes(&self) -> Vec<&'static KnownCode> {
+        self.codes
+            .iter()
+            .filter_map(|&c| aadsts::known(c))
+            .collect()
+    }
 }
 
 impl fmt::Display for TokenFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::escape::Shown;
+        // the authority's words (and the tenant as the user gave it) on one line, escaped
         write!(
             f,
             "token request for tenant {} refused ({}): {}: {}{}",
-            self.tenant,
+            Shown(&self.tenant),
             self.status,
-            self.error,
-            self.description,
+            Shown(&self.error),
+            Shown(&self.description),
             trace_suffix(&self.trace_id, &self.correlation_id)
-        )
+        )?;
+        if self.transient {
+            write!(
+                f,
+                "; a transient answer (the authority is busy or unavailable), still so after the \
+                 retries: try again later"
+            )?;
+        }
+        if !self.codes.is_empty() {
+            write!(f, "; {}", aadsts::explain(&self.codes))?;
+        }
+        Ok(())
     }
 }
 
 fn trace_suffix(trace: &Option<String>, corr: &Option<String>) -> String {
+    use crate::escape::Shown;
     match (trace, corr) {
         (None, None) => String::new(),
         (t, c) => format!(
             " (trace_id {}, correlation_id {})",
-            t.as_deref().unwrap_or("-"),
-            c.as_deref().unwrap_or("-")
+            Shown(t.as_deref().unwrap_or("-")),
+            Shown(c.as_deref().unwrap_or("-"))
         ),
     }
 }

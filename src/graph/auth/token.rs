@@ -24,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use super::aadsts;
 use super::cloud::{checked_url, Endpoints};
 use super::credential::{certificate_assertion, read_federated_token, Credential};
 use super::{AuthError, TokenFailure};
@@ -31,7 +32,7 @@ use crate::graph::error_chain;
 use crate::graph::model::{TokenErrorResponse, TokenResponse};
 use crate::graph::notice::{Notice, Notifier};
 use crate::graph::redact::{self, redacted};
-use crate::graph::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
+use crate::graph::retry::{parse_retry_after, RetryPolicy};
 
 /// The audience of federated tokens exchanged for Entra tokens (workload identity, GitHub OIDC).
 pub(crate) const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -58,7 +59,15 @@ pub(crate) fn refresh_margin(lifetime: Duration) -> Duration {
     std::cmp::min(Duration::from_secs(300), lifetime / 10)
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+/// One tenant's cache: the token, or the permanent refusal that ended its acquisition (so that
+/// the callers queued behind it fail at once instead of asking the authority again).
+#[derive(Default)]
+struct SlotState {
+    cached: Option<CachedToken>,
+    refused: Option<AuthError>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 
 /// Acquires and caches tokens, one slot per tenant, single flight per slot.
 pub(crate) struct TokenProvider {
@@ -68,6 +77,8 @@ pub(crate) struct TokenProvider {
     slots: std::sync::Mutex<HashMap<String, Slot>>,
     token_requests: std::sync::atomic::AtomicU64,
     notices: Notifier,
+    /// the token endpoint's retry policy, its time budget within the client's request deadline
+    policy: RetryPolicy,
 }
 
 impl fmt::Debug for TokenProvider {
@@ -123,7 +134,15 @@ impl TokenProvider {
             notices,
             slots: std::sync::Mutex::new(HashMap::new()),
             token_requests: std::sync::atomic::AtomicU64::new(0),
+            policy: RetryPolicy::token_endpoint(),
         }
+    }
+
+    /// Bounds the waits between retries of one token request by `deadline` (the client's
+    /// `request_deadline`, `--request-timeout`), as well as by the token endpoint's own policy.
+    pub fn within(mut self, deadline: Duration) -> Self {
+        self.policy.max_elapsed = self.policy.max_elapsed.min(deadline);
+        self
     }
 
     /// The credential this provider uses.
@@ -151,15 +170,29 @@ impl TokenProvider {
         }
         let slot = self.slot(tenant);
         let mut guard = slot.lock().await;
-        if let Some(cached) = guard.as_ref() {
+        if let Some(refused) = &guard.refused {
+            return Err(refused.clone());
+        }
+        if let Some(cached) = guard.cached.as_ref() {
             if Instant::now() < cached.refresh_at {
                 return Ok(cached.token.clone());
             }
         }
-        let fresh = self.acquire(tenant, guard.take()).await?;
-        let token = fresh.token.clone();
-        *guard = Some(fresh);
-        Ok(token)
+        let previous = guard.cached.take();
+        match self.acquire(tenant, previous).await {
+            Ok(fresh) => {
+                let token = fresh.token.clone();
+                guard.cached = Some(fresh);
+                Ok(token)
+            }
+            Err(e) => {
+                // a permanent refusal stays the answer for this run: asking again gets it again
+                if matches!(&e, AuthError::Token(f) if !f.transient) {
+                    guard.refused = Some(e.clone());
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Expires the cached token of `tenant` if it is still `rejected` (Graph answered 401 to
@@ -171,7 +204,7 @@ impl TokenProvider {
         }
         let slot = self.slot(tenant);
         let mut guard = slot.lock().await;
-        if let Some(cached) = guard.as_mut() {
+        if let Some(cached) = guard.cached.as_mut() {
             if cached.token.expose_secret() == rejected.expose_secret() {
                 // expire it now, but keep a refresh token
                 cached.refresh_at = Instant::now();
@@ -264,17 +297,19 @@ impl TokenProvider {
         self.post_form(url, form).await
     }
 
-    /// POSTs a form with the token endpoint's [`RetryPolicy::token_endpoint`]: transport errors
-    /// and the statuses [`is_retryable_status`] names for an idempotent request (asking for a
-    /// token again is harmless) are retried, after `Retry-After` or a full-jitter backoff. When
-    /// the retries are spent, the last answer (or transport error) is the result. The body is
-    /// never logged.
+    /// POSTs a form with the token endpoint's [`RetryPolicy::token_endpoint`] (its waits bounded
+    /// by the client's request deadline, [`TokenProvider::within`]): transport errors (a refused
+    /// connection, a timeout) and the transient answers of [`aadsts::is_transient`] (408, 429,
+    /// 5xx, `temporarily_unavailable`; asking for a token again is harmless) are retried, after
+    /// `Retry-After` or a full-jitter backoff. A permanent answer (`invalid_client`, ...) is the
+    /// result at once. When the retries are spent, the last answer (or transport error) is the
+    /// result. The body is never logged.
     async fn post_form(
         &self,
         url: Url,
         form: &[(&str, String)],
     ) -> Result<(u16, Vec<u8>), AuthError> {
-        let policy = RetryPolicy::token_endpoint();
+        let policy = &self.policy;
         let mut retries: u32 = 0;
         let mut waited = Duration::ZERO;
         loop {
@@ -292,7 +327,9 @@ impl TokenProvider {
                     );
                     tracing::debug!(method = "POST", url = %url.path(), status, "token endpoint");
                     match capped_body(resp).await {
-                        Ok(body) if !is_retryable_status(status, true) => {
+                        Ok(body)
+                            if !aadsts::is_transient(status, oauth_error(&body).as_deref()) =>
+                        {
                             return Ok((status, body))
                         }
                         Ok(body) => (Ok((status, body)), ra),
@@ -629,6 +666,17 @@ fn parse_token_response(tenant: &str, status: u16, body: &[u8]) -> Result<Cached
     })
 }
 
+/// The OAuth `error` of a token-endpoint answer, if it is an OAuth error body.
+fn oauth_error(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ErrorPart {
+        error: String,
+    }
+    serde_json::from_slice::<ErrorPart>(body)
+        .ok()
+        .map(|e| e.error)
+}
+
 fn token_error(tenant: &str, status: u16, body: &[u8]) -> AuthError {
     match serde_json::from_slice::<TokenErrorResponse>(body) {
         // the authority's words are echoed: a description quoting the client secret (or any
@@ -636,6 +684,8 @@ fn token_error(tenant: &str, status: u16, body: &[u8]) -> AuthError {
         Ok(e) => AuthError::Token(Box::new(TokenFailure {
             tenant: tenant.to_owned(),
             status,
+            codes: aadsts::codes(&e.error_codes, &e.error_description),
+            transient: aadsts::is_transient(status, Some(&e.error)),
             error: redacted(&e.error),
             description: redacted(&e.error_description),
             trace_id: e.trace_id.as_deref().map(redacted),
@@ -648,6 +698,8 @@ fn token_error(tenant: &str, status: u16, body: &[u8]) -> AuthError {
             description: format!("HTTP {status} without an OAuth error body"),
             trace_id: None,
             correlation_id: None,
+            codes: Vec::new(),
+            transient: aadsts::is_transient(status, None),
         })),
     }
 }
@@ -814,5 +866,46 @@ mod tests {
         );
         let e = token_error("contoso", 502, b"<html>");
         assert!(e.to_string().contains("502"));
+    }
+
+    /// A permanent refusal names its AADSTS code with the meaning and what to do; an unknown
+    /// code is shown as sent, with its error page; the authority's words stay on one line.
+    #[test]
+    fn a_refusal_names_its_code_meaning_and_hint_on_one_line() {
+        let body = br#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app 'x' are expired.\n::add-mask::y","error_codes":[7000222]}"#;
+        let AuthError::Token(f) = token_error("contoso", 401, body) else {
+            panic!()
+        };
+        assert!(!f.transient);
+        assert_eq!(f.codes, vec![7000222]);
+        let s = f.to_string();
+        assert!(!s.contains('\n'), "{s}");
+        assert!(s.contains("\\n::add-mask::y"), "{s}");
+        assert!(
+            s.contains(
+                "AADSTS7000222 means the client secret has expired: create a new client secret"
+            ),
+            "{s}"
+        );
+        // the code from the description when error_codes is missing; an unknown one linked
+        let body =
+            br#"{"error":"invalid_grant","error_description":"AADSTS9999991: Something new."}"#;
+        let s = token_error("contoso", 400, body).to_string();
+        assert!(
+            s.contains("AADSTS9999991 is not one pwdrift explains: see https://login.microsoftonline.com/error?code=9999991"),
+            "{s}"
+        );
+        // transient: said so
+        let body =
+            br#"{"error":"temporarily_unavailable","error_description":"AADSTS50000: busy"}"#;
+        let AuthError::Token(f) = token_error("contoso", 400, body) else {
+            panic!()
+        };
+        assert!(f.transient);
+        assert!(f.to_string().contains("a transient answer"), "{f}");
+        let AuthError::Token(f) = token_error("contoso", 503, b"") else {
+            panic!()
+        };
+        assert!(f.transient && f.codes.is_empty());
     }
 }

@@ -131,7 +131,8 @@ impl GraphClient {
             options.endpoints.clone(),
             http.clone(),
             options.notices.clone(),
-        );
+        )
+        .within(options.request_deadline);
         Ok(GraphClient {
             inner: Arc::new(Inner {
                 http,

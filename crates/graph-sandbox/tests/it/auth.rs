@@ -38,13 +38,29 @@ fn sign(key_pem: &str, header: Header, claims: &Value) -> String {
     .unwrap()
 }
 
+/// The current form (the certificate-credentials page): PS256, `typ` JWT, `x5t#S256`.
 fn assertion_header(der: &[u8]) -> Header {
+    let mut h = Header::new(Algorithm::PS256);
+    h.typ = Some("JWT".into());
+    h.x5t_s256 =
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der)));
+    h
+}
+
+/// The older documented form: RS256 with the SHA-1 `x5t`.
+fn legacy_header(der: &[u8]) -> Header {
     let mut h = Header::new(Algorithm::RS256);
     h.x5t = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(der)));
     h
 }
 
 async fn sandbox_with_credentials() -> (Sbx, Vec<u8>) {
+    sandbox_with_credentials_and(|_| {}).await
+}
+
+async fn sandbox_with_credentials_and(
+    adjust: impl FnOnce(&mut graph_sandbox::SandboxConfig),
+) -> (Sbx, Vec<u8>) {
     let (pem, der) = certificate();
     let mut seed = contoso_seed();
     let app = &mut seed.tenants[0].apps[0];
@@ -55,7 +71,7 @@ async fn sandbox_with_credentials() -> (Sbx, Vec<u8>) {
         audiences: Vec::new(),
         issuer_public_key_pem: fixture("issuer-public.pem"),
     });
-    (start_with(seed, |_| {}).await, der)
+    (start_with(seed, adjust).await, der)
 }
 
 async fn assert_with(s: &Sbx, tenant: &str, assertion: &str, client_id: Option<&str>) -> Resp {
@@ -113,16 +129,38 @@ async fn certificate_assertion() {
     );
     assert_eq!(assert_with(&s, "contoso.com", &a, None).await.status, 200);
 
-    // x5t in padded standard base64, and x5t#S256 instead of x5t
-    let mut h = Header::new(Algorithm::RS256);
-    h.x5t = Some(base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(&der)));
+    // x5t#S256 in padded standard base64
+    let mut h = Header::new(Algorithm::PS256);
+    h.x5t_s256 = Some(base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&der)));
     let a = sign(&key, h, &claims(now() + 600, &aud));
     assert_eq!(assert_with(&s, TENANT, &a, Some(APP)).await.status, 200);
-    let mut h = Header::new(Algorithm::RS256);
-    h.x5t_s256 =
-        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der)));
-    let a = sign(&key, h, &claims(now() + 600, &aud));
-    assert_eq!(assert_with(&s, TENANT, &a, Some(APP)).await.status, 200);
+
+    // the older form (RS256 with x5t), RS256 with x5t#S256, PS256 with only x5t: refused by
+    // default
+    let mut rs256_s256 = assertion_header(&der);
+    rs256_s256.alg = Algorithm::RS256;
+    let mut ps256_x5t = legacy_header(&der);
+    ps256_x5t.alg = Algorithm::PS256;
+    for h in [legacy_header(&der), rs256_s256, ps256_x5t] {
+        let a = sign(&key, h.clone(), &claims(now() + 600, &aud));
+        let r = assert_with(&s, TENANT, &a, Some(APP)).await;
+        token_error(&r, 401, "invalid_client", 700027);
+        assert!(
+            r.text.contains("--legacy-certificate-assertions"),
+            "{h:?}: {}",
+            r.text
+        );
+    }
+    // ... and accepted with --legacy-certificate-assertions, beside the current form
+    let (legacy, _) =
+        sandbox_with_credentials_and(|c| c.realism.legacy_certificate_assertions = true).await;
+    let laud = format!("{}/{TENANT}/oauth2/v2.0/token", legacy.info.authority_host);
+    for h in [legacy_header(&der), assertion_header(&der)] {
+        let a = sign(&key, h.clone(), &claims(now() + 600, &laud));
+        let r = assert_with(&legacy, TENANT, &a, Some(APP)).await;
+        assert_eq!(r.status, 200, "{h:?}: {}", r.text);
+    }
+    legacy.sandbox.shutdown().await;
 
     // signed with another key (same x5t): signature refused
     let a = sign(
@@ -513,5 +551,60 @@ async fn ropc_refuses_a_forced_user() {
         .unwrap();
     assert_eq!(r.status(), 204);
     s.user_token("bob@contoso.com", "Bob-Pass-2027").await;
+    s.sandbox.shutdown().await;
+}
+
+/// `--faults token=ANSWER*N`: the first N token requests get ANSWER (a transient failure), the
+/// next are served; `token=CODE`: every request is refused with that AADSTS code, in the
+/// identity platform's error shape. Counted in `/_sandbox/stats`.
+#[tokio::test]
+async fn token_faults_answer_the_first_requests_then_serve() {
+    async fn ask(s: &Sbx) -> Resp {
+        let (id, secret) = (s.info.client_id.clone(), s.info.client_secret.clone());
+        s.token_request(
+            TENANT,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &secret),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
+        )
+        .await
+    }
+    let s = start_with(contoso_seed(), |c| c.faults = Some("token=503*2".into())).await;
+    for _ in 0..2 {
+        let r = ask(&s).await;
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert_eq!(r.json()["error"], "temporarily_unavailable");
+    }
+    assert_eq!(ask(&s).await.status, 200);
+    let stats = s.stats().await;
+    assert_eq!(stats["faults"]["token_requests"], 3, "{stats}");
+    assert_eq!(stats["faults"]["token_faults"], 2, "{stats}");
+    s.sandbox.shutdown().await;
+
+    let s = start_with(contoso_seed(), |c| {
+        c.faults = Some("token=temporarily_unavailable*1".into())
+    })
+    .await;
+    let r = ask(&s).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert_eq!(ask(&s).await.status, 200);
+    s.sandbox.shutdown().await;
+
+    let s = start_with(contoso_seed(), |c| c.faults = Some("token=7000222".into())).await;
+    for _ in 0..2 {
+        let r = ask(&s).await;
+        token_error(&r, 401, "invalid_client", 7000222);
+        assert!(!r.text.contains(&s.info.client_secret));
+    }
+    s.sandbox.shutdown().await;
+    let s = start_with(contoso_seed(), |c| {
+        c.faults = Some("token=AADSTS700016".into())
+    })
+    .await;
+    token_error(&ask(&s).await, 400, "unauthorized_client", 700016);
     s.sandbox.shutdown().await;
 }
