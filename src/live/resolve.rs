@@ -238,6 +238,7 @@ pub fn resolve(
         delegated_reset_available,
         targets: BTreeMap::from_iter(targets),
         notes,
+        synced_flags_writable: false,
     })
 }
 

@@ -153,6 +153,7 @@ pub(crate) mod fixtures {
                 vec![]
             },
             unmanaged_password: None,
+            restricted_units: Vec::new(),
         };
         (
             id,
@@ -395,6 +396,7 @@ pub(crate) mod fixtures {
                     delegated_reset_available: false,
                     targets: contoso,
                     notes: vec![],
+                    synced_flags_writable: false,
                 },
                 LiveTenant {
                     tenant: "fabrikam.com".to_owned(),
@@ -403,6 +405,7 @@ pub(crate) mod fixtures {
                     delegated_reset_available: true,
                     targets: fabrikam,
                     notes: vec![crate::live::NO_PIM_LICENSE_NOTE.to_owned()],
+                    synced_flags_writable: false,
                 },
             ],
             now(),
@@ -467,6 +470,7 @@ pub(crate) mod fixtures {
                 delegated_reset_available: false,
                 targets,
                 notes: vec![],
+                synced_flags_writable: false,
             }],
             now(),
         );

@@ -17,6 +17,7 @@ mod e2e;
 mod echoes;
 mod examples;
 mod fuzz_corpus;
+mod guards;
 mod hostile;
 mod hostile_names;
 mod import;
