@@ -530,10 +530,10 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub flag_only_patch_noop: bool,
 
-    /// Accept flag-only passwordProfile PATCHes of users synced from on-premises (by default
-    /// they are refused as on-premises mastered, 400, as reported).
+    /// Refuse flag-only passwordProfile PATCHes of users synced from on-premises as on-premises
+    /// mastered (400), as reported of real tenants (by default they are accepted).
     #[arg(long)]
-    pub synced_flags_accepted: bool,
+    pub synced_flags_refused: bool,
 
     /// Lifetime of issued access tokens, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3599)]

@@ -1,5 +1,5 @@
 //! Users Graph would refuse to change even with the right role, seen before writing: synced
-//! users' flags (`--synced-flags-writable`, the sandbox's `--synced-flags-accepted`),
+//! users' flags (`--synced-flags-writable`, the sandbox's `--synced-flags-refused`),
 //! restricted management administrative units (`--admin-unit`), and PIM for Groups making a
 //! user privileged. The real binary against the sandbox.
 
@@ -64,7 +64,9 @@ const CAROL_FLAG: &str = "  - user: carol@contoso.com\n    forceChangePasswordNe
 #[test]
 fn synced_users_flags_are_blocked_unless_the_tenant_accepts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = Sandbox::contoso().start();
+    let sb = Sandbox::contoso()
+        .configure(|c| c.synced_flags_refused = true)
+        .start();
     let d = desired(dir.path(), CAROL_FLAG);
     let (p, plan) = plan_json(sb.pwdrift().args(["plan", &d]));
     let a = actions(&plan);
@@ -87,9 +89,7 @@ fn synced_users_flags_are_blocked_unless_the_tenant_accepts_them() {
         .is_none_or(|m| m.is_empty()));
 
     // declared writable, and the tenant accepts: written
-    let sb = Sandbox::contoso()
-        .configure(|c| c.synced_flags_accepted = true)
-        .start();
+    let sb = Sandbox::contoso().start();
     let apply = run(sb
         .pwdrift()
         .args(["apply", &d, "--auto-approve", "--synced-flags-writable"]));
@@ -108,7 +108,9 @@ fn a_refused_synced_flag_change_stops_the_others_and_reports_them_together() {
         "        displayName: Frank Foster\n",
         "        displayName: Frank Foster\n        onPremisesSyncEnabled: true\n",
     );
-    let sb = Sandbox::seed(write(dir.path(), "seed.yaml", &text)).start();
+    let sb = Sandbox::seed(write(dir.path(), "seed.yaml", &text))
+        .configure(|c| c.synced_flags_refused = true)
+        .start();
     let d = desired(
         dir.path(),
         &format!(

@@ -163,10 +163,10 @@ pub struct SandboxConfig {
     pub rng_seed: u64,
     /// `--flag-only-patch-noop`.
     pub flag_only_patch_noop: bool,
-    /// `--synced-flags-accepted`: a flag-only `passwordProfile` PATCH of a user synced from
-    /// on-premises is accepted (204) instead of refused as on-premises mastered (400, the
-    /// default, as reported).
-    pub synced_flags_accepted: bool,
+    /// `--synced-flags-refused`: a flag-only `passwordProfile` PATCH of a user synced from
+    /// on-premises is refused as on-premises mastered (400, as reported of real tenants)
+    /// instead of accepted (204, the default).
+    pub synced_flags_refused: bool,
     /// Access token lifetime, seconds (`expires_in`).
     pub token_lifetime: u64,
     /// Total time of a resetPassword operation (notStarted -> running -> terminal).
@@ -281,7 +281,7 @@ impl SandboxConfig {
             faults: None,
             rng_seed: 1,
             flag_only_patch_noop: false,
-            synced_flags_accepted: false,
+            synced_flags_refused: false,
             token_lifetime: 3599,
             reset_operation_duration: Duration::from_millis(200),
             reset_retry_after: 1,
@@ -484,7 +484,7 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
     let runtime = Runtime {
         token_lifetime: config.token_lifetime,
         flag_only_patch_noop: config.flag_only_patch_noop,
-        synced_flags_accepted: config.synced_flags_accepted,
+        synced_flags_refused: config.synced_flags_refused,
         reset_operation_duration: config.reset_operation_duration,
         reset_retry_after: config.reset_retry_after,
         device_code_interval: config.device_code_interval,

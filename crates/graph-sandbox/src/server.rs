@@ -49,8 +49,8 @@ use super::store::Store;
 pub struct Runtime {
     pub token_lifetime: u64,
     pub flag_only_patch_noop: bool,
-    /// See [`crate::SandboxConfig::synced_flags_accepted`].
-    pub synced_flags_accepted: bool,
+    /// See [`crate::SandboxConfig::synced_flags_refused`].
+    pub synced_flags_refused: bool,
     pub reset_operation_duration: Duration,
     pub reset_retry_after: u64,
     pub device_code_interval: u64,

@@ -815,9 +815,9 @@ pub async fn patch(
     let flag_only = profile
         .as_ref()
         .is_some_and(|p| p.password.is_none() && (p.force.is_some() || p.force_mfa.is_some()));
-    // Flag-only changes of a synced user: refused as on-premises mastered (reported), unless
-    // `--synced-flags-accepted`.
-    if flag_only && u.is_synced() && !state.runtime.synced_flags_accepted {
+    // Flag-only changes of a synced user: refused as on-premises mastered (as reported) under
+    // `--synced-flags-refused`.
+    if flag_only && u.is_synced() && state.runtime.synced_flags_refused {
         return Err(GraphError::request_bad_request(SYNCED_READ_ONLY));
     }
     if flag_only && state.runtime.flag_only_patch_noop {
