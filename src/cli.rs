@@ -321,6 +321,17 @@ pub struct TargetArgs {
     /// says so.
     #[arg(long)]
     pub assume_no_eligible_admins: bool,
+
+    /// The tenant accepts flag-only passwordProfile changes of users synced from on-premises
+    /// (Graph is reported to refuse them; by default they are planned as blocked). After the
+    /// first refusal during apply, the other synced users' flag changes are not attempted.
+    #[arg(long)]
+    pub synced_flags_writable: bool,
+
+    /// A restricted management administrative unit (display name or id) the credential is
+    /// scoped to: its members are planned like any user instead of blocked. Repeatable.
+    #[arg(long = "admin-unit", value_name = "UNIT")]
+    pub admin_units: Vec<String>,
     /// Overall deadline of one Graph request in seconds, retries and their waits included
     /// (each attempt also times out after 100 s, a connection after 10 s).
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
@@ -626,6 +637,11 @@ pub struct SandboxArgs {
     /// returns 204 and changes nothing.
     #[arg(long)]
     pub flag_only_patch_noop: bool,
+
+    /// Refuse flag-only passwordProfile PATCHes of users synced from on-premises as on-premises
+    /// mastered (400), as reported of real tenants (by default they are accepted).
+    #[arg(long)]
+    pub synced_flags_refused: bool,
 
     /// Lifetime of issued access tokens, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3599)]

@@ -1,7 +1,7 @@
 //! Step 3 of the pipeline: the diff. A pure function from (desired, live, now) to a plan: no I/O,
 //! no clock (`now` is a parameter), deterministic order.
 //!
-//! [`diff`] maps every resolved [`LiveTenant`] to a [`TenantPlan`]; [`diff_user`] decides one
+//! [`diff`] maps every resolved [`LiveTenant`] to a [`TenantPlan`]; [`diff_user_in`] decides one
 //! user. The rules, in the order they are applied (`L` is the live `lastPasswordChangeDateTime`,
 //! `null` meaning "never changed"; `f` is `forceChangePasswordNextSignIn`, `fm` is
 //! `forceChangePasswordNextSignInWithMfa`):
@@ -22,12 +22,15 @@
 //! | 12 | `resetPassword {notBefore}` | `L < notBefore` or null, `notBefore <= now` | `ResetPassword`; `after` = (`forceChangeAfter`, `forceChangeAfterWithMfa`), then literals (rule 2 wins over `forceChangeAfter*`), then an open `requirePasswordChange` sets its flag (the reset would otherwise make it look complied) |
 //! | 13a | any change wanted (rules 2, 8, 12) | Entra ID does not manage the password (guest, external, cloud user of a federated domain) | `Blocked(PasswordNotManagedByEntra)` (never when nothing changes) |
 //! | 13 | any change wanted (rules 2, 8, 12) | user holds any directory role (active or eligible, direct or through a group, any scope), no `allowPrivileged` | `Blocked(PrivilegedTarget)` (never when nothing changes) |
+//! | 13b | any change wanted | the user is a member of a restricted management administrative unit the credential is not scoped to (`--admin-unit`) | `Blocked(RestrictedAdministrativeUnit)`, naming the units |
+//! | 13c | flags only (rules 2, 8), no reset | synced user (`onPremisesSyncEnabled`), tenant not declared to accept flag changes of synced users (`--synced-flags-writable`) | `Blocked(SyncedUserFlags)`: set "User must change password at next logon" in Active Directory |
 //! | 14 | reset, synced user, `systemGenerated` | | `Blocked(UnsupportedPasswordSource)`: hybrid tenants must supply the password |
 //! | 15 | reset, synced user, or cloud user with `systemGenerated` | | method `reset_password_api` (delegated only) |
 //! | 16 | reset, cloud user, `generate`/`env`/`file` | | method `patch_password_profile` (app or delegated) |
 //! | 17 | reset (either method) | caller is delegated as this very user | `Blocked(CallersOwnAccount)` |
 //! | 18 | reset via the API | caller is an application and no delegated credential is available | `Blocked(NeedsDelegatedCredential)` |
 //! | 19 | reset via the API | | resetPassword always leaves `f` true ("authenticationMethod: resetPassword"): `after.f` is true unless a literal declares `f: false`, which a flags PATCH after the reset restores (apply sends one whenever `after` is not (`f` true, `fm` false)); the reason says which |
+//! | 19a | reset via the API, synced user, flag changes of synced users not accepted | `after` is not what resetPassword leaves | no flags PATCH follows: `after` = (`f` true, `fm` false), the reason says which declared flags are left to Active Directory |
 //! | 20 | nothing above wants a change | | `NoChange`, with the reason for every directive |
 //!
 //! Design choices made here:
@@ -48,8 +51,13 @@
 //!   and a PATCH would change the password of the session that runs pwdrift. Flag changes on the
 //!   caller's own account are allowed. When the caller is an application and a separate delegated
 //!   credential exists, its user id is not known here; Graph refuses that case at apply time.
-//! - Blockers are checked in this order: conflicting directives, privileged target, unsupported
+//! - Blockers are checked in this order: conflicting directives, password not managed by Entra,
+//!   privileged target, restricted administrative unit, synced user's flags, unsupported
 //!   password source, caller's own account, delegated credential. One blocker is reported.
+//! - **Synced users' flags are refused by Graph unless known otherwise** (rules 13c, 19a): Graph
+//!   refuses updates of properties mastered on-premises, and flag-only `passwordProfile` PATCHes
+//!   of synced users are reported refused too; a reset of a synced user therefore goes ahead
+//!   without the flags PATCH after it.
 //! - Nothing resets a password unless a due, unmet `resetPassword` asks for it (rule 12).
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -93,10 +101,17 @@ pub fn diff_decided(
                 targets,
                 notes,
                 excluded,
+                synced_flags_writable,
             } = t;
             let mut users: Vec<UserPlan> = Vec::with_capacity(targets.len());
             for target in targets.into_values() {
-                let action = diff_user(&target, &caller, delegated_reset_available, now);
+                let action = diff_user_in(
+                    &target,
+                    &caller,
+                    delegated_reset_available,
+                    synced_flags_writable,
+                    now,
+                );
                 let Target {
                     live,
                     directives,
@@ -111,6 +126,7 @@ pub fn diff_decided(
                     user_principal_name: live.user_principal_name,
                     declared_at,
                     allow_privileged: directives.allow_privileged,
+                    synced: live.synced,
                     action,
                 });
             }
@@ -285,11 +301,26 @@ fn describe_flags(before: &ForceFlags, after: &ForceFlags) -> String {
     }
 }
 
-/// Decides what happens to one user. See the module documentation for the rules.
+/// Decides what happens to one user in a tenant that refuses flag changes of synced users (the
+/// tests' shorthand for [`diff_user_in`]).
+#[cfg(test)]
 pub fn diff_user(
     target: &Target,
     caller: &Caller,
     delegated_reset_available: bool,
+    now: DateTime<Utc>,
+) -> Action {
+    diff_user_in(target, caller, delegated_reset_available, false, now)
+}
+
+/// Decides what happens to one user. See the module documentation for the rules;
+/// `synced_flags_writable` says whether the tenant accepts flag changes of synced users (rules
+/// 13c and 19a).
+pub fn diff_user_in(
+    target: &Target,
+    caller: &Caller,
+    delegated_reset_available: bool,
+    synced_flags_writable: bool,
     now: DateTime<Utc>,
 ) -> Action {
     let live = &target.live;
@@ -435,6 +466,43 @@ pub fn diff_user(
         };
     }
 
+    // Rule 13b: members of restricted management administrative units the credential is not
+    // scoped to.
+    if !live.restricted_units.is_empty() {
+        let wanted = match reset_wanted {
+            Some(_) => format!(
+                "reset the password ({})",
+                describe_flags(&live.flags, &after)
+            ),
+            None => describe_flags(&live.flags, &after),
+        };
+        let units: Vec<String> = live
+            .restricted_units
+            .iter()
+            .map(|u| format!("'{u}'"))
+            .collect();
+        return Action::Blocked {
+            blocker: Blocker::RestrictedAdministrativeUnit,
+            detail: format!(
+                "member of restricted management administrative unit(s) {}, which only administrators scoped to the unit may change, and the credential is not declared scoped to it (--admin-unit); wanted: {wanted}; because: {}",
+                units.join(", "),
+                reasons.join("; ")
+            ),
+        };
+    }
+
+    // Rule 13c: flag changes of users mastered on-premises.
+    if reset_wanted.is_none() && live.synced && !synced_flags_writable {
+        return Action::Blocked {
+            blocker: Blocker::SyncedUserFlags,
+            detail: format!(
+                "the user is synced from on-premises Active Directory (onPremisesSyncEnabled) and Graph refuses flag changes of on-premises mastered users; wanted: {}; set \"User must change password at next logon\" in Active Directory instead; because: {}",
+                describe_flags(&live.flags, &after),
+                reasons.join("; ")
+            ),
+        };
+    }
+
     let Some(rp) = reset_wanted else {
         return Action::SetFlags {
             before: live.flags,
@@ -506,6 +574,24 @@ pub fn diff_user(
             after.force_change_password_next_sign_in = true;
         }
     }
+    // Rule 19a: no flags PATCH after resetPassword for a synced user (Graph refuses it unless
+    // the tenant accepts flag changes of synced users): the flags stay as resetPassword leaves
+    // them.
+    let left = ForceFlags {
+        force_change_password_next_sign_in: true,
+        force_change_password_next_sign_in_with_mfa: false,
+    };
+    if method == ResetMethod::ResetPasswordApi
+        && live.synced
+        && !synced_flags_writable
+        && after != left
+    {
+        reasons.push(format!(
+            "the user is synced from on-premises: no flags PATCH follows the reset (Graph refuses flag changes of on-premises mastered users), so the flags stay as resetPassword leaves them ({} wanted); set them in Active Directory",
+            describe_flags(&left, &after)
+        ));
+        after = left;
+    }
     Action::ResetPassword {
         method,
         password: rp.password.clone(),
@@ -557,6 +643,7 @@ mod tests {
                 declared_at: vec![],
                 fingerprint: i.to_string(),
                 allow_privileged: false,
+                synced: false,
                 last_password_change: None,
                 action: Action::NoChange {
                     reason: String::new(),
@@ -612,6 +699,7 @@ mod tests {
             on_premises_security_identifier: None,
             privileged_roles: vec![],
             unmanaged_password: None,
+            restricted_units: Vec::new(),
         }
     }
 
@@ -1284,7 +1372,7 @@ mod tests {
             },
         );
         assert_eq!(
-            diff_user(&tg, &Caller::Application, true, now()),
+            diff_user_in(&tg, &Caller::Application, true, true, now()),
             Action::ResetPassword {
                 method: ResetMethod::ResetPasswordApi,
                 password: env_pw(),
@@ -1310,7 +1398,8 @@ mod tests {
                 ..Default::default()
             },
         );
-        let Action::ResetPassword { after, .. } = diff_user(&tg, &Caller::Application, true, now())
+        let Action::ResetPassword { after, .. } =
+            diff_user_in(&tg, &Caller::Application, true, true, now())
         else {
             panic!("a reset")
         };
@@ -1377,6 +1466,7 @@ mod tests {
             targets,
             notes: vec!["a note".to_owned()],
             excluded: 0,
+            synced_flags_writable: false,
         }];
         let plan = diff(&tenants, now());
         assert_eq!(plan.format_version, plan::FORMAT_VERSION);
@@ -1487,9 +1577,13 @@ mod tests {
                                                     true,
                                                 ),
                                             };
-                                            let action = diff_user(&tg, &caller, dra, now());
+                                            let action =
+                                                diff_user_in(&tg, &caller, dra, true, now());
                                             check(&tg, who, &action);
                                             seen.insert(kind(&action));
+                                            let refused = diff_user(&tg, &caller, dra, now());
+                                            check_synced_refused(&tg, &action, &refused);
+                                            seen.insert(kind(&refused));
                                             count += 1;
                                         }
                                     }
@@ -1502,7 +1596,32 @@ mod tests {
         }
         assert!(count > 100_000, "{count} cases");
         // every outcome kind is reached by the cross product
-        assert_eq!(seen.len(), 9, "{seen:?}");
+        assert_eq!(seen.len(), 10, "{seen:?}");
+    }
+
+    /// Where the tenant refuses synced users' flag changes: a cloud user is decided as where it
+    /// accepts them; a synced user never gets a flags PATCH (none alone, none after a reset).
+    fn check_synced_refused(tg: &Target, accepted: &Action, refused: &Action) {
+        if !tg.live.synced {
+            assert_eq!(accepted, refused);
+            return;
+        }
+        match (accepted, refused) {
+            (Action::SetFlags { .. }, r) => assert!(
+                matches!(
+                    r,
+                    Action::Blocked {
+                        blocker: Blocker::SyncedUserFlags,
+                        ..
+                    }
+                ),
+                "{tg:?} => {r:?}"
+            ),
+            (Action::ResetPassword { .. }, Action::ResetPassword { after, .. }) => {
+                assert_eq!(*after, flags(true, false), "{tg:?}");
+            }
+            (a, r) => assert_eq!(a, r),
+        }
     }
 
     fn kind(a: &Action) -> String {
@@ -1683,5 +1802,150 @@ mod tests {
             }
             Action::NoChange { .. } | Action::Blocked { .. } => {}
         }
+    }
+
+    /// A tenant declared to accept synced users' flag changes (`--synced-flags-writable`).
+    fn accepting(tg: &Target) -> Action {
+        diff_user_in(tg, &Caller::Application, true, true, now())
+    }
+
+    #[test]
+    fn row13c_flag_change_of_a_synced_user_is_blocked_unless_the_tenant_accepts_it() {
+        let mut l = live(flags(false, false), None);
+        l.synced = true;
+        let tg = target(
+            l,
+            Directives {
+                force_change_password_next_sign_in: Some(true),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            app(&tg),
+            Action::Blocked {
+                blocker: Blocker::SyncedUserFlags,
+                detail: "the user is synced from on-premises Active Directory \
+                         (onPremisesSyncEnabled) and Graph refuses flag changes of on-premises \
+                         mastered users; wanted: forceChangePasswordNextSignIn false -> true; set \
+                         \"User must change password at next logon\" in Active Directory instead; \
+                         because: forceChangePasswordNextSignIn declared true, live false"
+                    .to_owned()
+            }
+        );
+        assert!(matches!(accepting(&tg), Action::SetFlags { .. }));
+        // nothing to change: no blocker
+        let mut same = tg.clone();
+        same.live.flags = flags(true, false);
+        assert!(matches!(app(&same), Action::NoChange { .. }));
+        // a requirePasswordChange is a flag change too
+        let mut required = tg.clone();
+        required.directives = Directives {
+            require_password_change: rpc("2026-11-01T00:00:00Z", false),
+            ..Default::default()
+        };
+        assert!(matches!(
+            app(&required),
+            Action::Blocked {
+                blocker: Blocker::SyncedUserFlags,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn row19a_no_flags_patch_after_resetting_a_synced_user() {
+        let mut l = live(flags(true, false), None);
+        l.synced = true;
+        let tg = target(
+            l,
+            Directives {
+                force_change_password_next_sign_in: Some(false),
+                force_change_password_next_sign_in_with_mfa: Some(true),
+                reset_password: reset("2026-11-20T00:00:00Z", env_pw(), flags(false, false)),
+                ..Default::default()
+            },
+        );
+        let Action::ResetPassword { after, reason, .. } =
+            diff_user(&tg, &Caller::Application, true, now())
+        else {
+            panic!("a reset")
+        };
+        // what resetPassword leaves: no follow-up PATCH is needed
+        assert_eq!(after, flags(true, false));
+        assert!(
+            reason.contains(
+                "no flags PATCH follows the reset (Graph refuses flag changes of on-premises \
+                 mastered users), so the flags stay as resetPassword leaves them \
+                 (forceChangePasswordNextSignIn true -> false, \
+                 forceChangePasswordNextSignInWithMfa false -> true wanted)"
+            ),
+            "{reason}"
+        );
+        // a cloud user's reset through the API keeps its follow-up
+        let mut cloud = tg.clone();
+        cloud.live.synced = false;
+        cloud.directives.reset_password = reset(
+            "2026-11-20T00:00:00Z",
+            PasswordSource::SystemGenerated,
+            flags(false, false),
+        );
+        let Action::ResetPassword { after, .. } =
+            diff_user(&cloud, &Caller::Application, true, now())
+        else {
+            panic!("a reset")
+        };
+        assert_eq!(after, flags(false, true));
+    }
+
+    #[test]
+    fn row13b_restricted_administrative_unit_blocks_any_change() {
+        let mut l = live(flags(false, false), None);
+        l.restricted_units = vec!["Executives\u{202e}".to_owned(), "Board".to_owned()];
+        let tg = target(
+            l,
+            Directives {
+                force_change_password_next_sign_in: Some(true),
+                allow_privileged: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            app(&tg),
+            Action::Blocked {
+                blocker: Blocker::RestrictedAdministrativeUnit,
+                detail: "member of restricted management administrative unit(s) \
+                         'Executives\u{202e}', 'Board', which only administrators scoped to the \
+                         unit may change, and the credential is not declared scoped to it \
+                         (--admin-unit); wanted: forceChangePasswordNextSignIn false -> true; \
+                         because: forceChangePasswordNextSignIn declared true, live false"
+                    .to_owned()
+            }
+        );
+        // a reset is blocked the same way
+        let mut reset_tg = tg.clone();
+        reset_tg.directives = Directives {
+            reset_password: reset("2026-11-20T00:00:00Z", env_pw(), flags(true, false)),
+            ..Default::default()
+        };
+        let Action::Blocked { blocker, detail } = app(&reset_tg) else {
+            panic!("blocked")
+        };
+        assert_eq!(blocker, Blocker::RestrictedAdministrativeUnit);
+        assert!(detail.contains("wanted: reset the password"), "{detail}");
+        // nothing wanted: nothing blocked
+        let mut idle = tg.clone();
+        idle.live.flags = flags(true, false);
+        assert!(matches!(app(&idle), Action::NoChange { .. }));
+        // a privileged member is reported as privileged first
+        let mut admin = tg.clone();
+        admin.directives.allow_privileged = false;
+        admin.live.privileged_roles = vec!["Global Administrator (active)".into()];
+        assert!(matches!(
+            app(&admin),
+            Action::Blocked {
+                blocker: Blocker::PrivilegedTarget,
+                ..
+            }
+        ));
     }
 }

@@ -217,6 +217,7 @@ mod tests {
             on_premises_security_identifier: None,
             privileged_roles: vec![],
             unmanaged_password: None,
+            restricted_units: Vec::new(),
         }
     }
     const F: ForceFlags = ForceFlags {

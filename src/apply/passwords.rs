@@ -123,6 +123,7 @@ mod tests {
             declared_at: vec![],
             fingerprint: String::new(),
             allow_privileged: false,
+            synced: false,
             last_password_change: None,
             action: Action::NoChange {
                 reason: String::new(),

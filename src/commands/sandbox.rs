@@ -82,6 +82,7 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     c.faults = args.faults.clone();
     c.rng_seed = args.rng_seed;
     c.flag_only_patch_noop = args.flag_only_patch_noop;
+    c.synced_flags_refused = args.synced_flags_refused;
     c.token_lifetime = args.token_lifetime;
     c.reset_operation_duration = std::time::Duration::from_millis(args.reset_operation_ms);
     c.reset_retry_after = args.reset_retry_after;

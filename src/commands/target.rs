@@ -62,6 +62,8 @@ pub fn target_settings(target: &TargetArgs, concurrency: usize) -> TargetSetting
         delegated: target.delegated,
         reads: crate::live::ReadOptions {
             assume_no_eligible_admins: target.assume_no_eligible_admins,
+            synced_flags_writable: target.synced_flags_writable,
+            admin_units: target.admin_units.clone(),
         },
         concurrency,
         allow_password_dirs: target.allow_password_dirs.clone(),

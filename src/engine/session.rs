@@ -140,7 +140,7 @@ impl Session {
         let sessions = super::all_tenants(opening).await?;
         Ok(Session {
             tenants: sessions,
-            reads: settings.reads,
+            reads: settings.reads.clone(),
             sandbox: running,
         })
     }
@@ -254,7 +254,7 @@ impl Session {
                 t.caller.clone(),
                 t.clients.delegated.is_some(),
                 only,
-                self.reads,
+                self.reads.clone(),
             )
         });
         let results: Vec<_> = futures_util::stream::iter(reads)

@@ -213,6 +213,42 @@ pub struct RolePrincipal {
     pub display_name: Option<String>,
 }
 
+/// `microsoft.graph.administrativeUnit`, the fields pwdrift reads ("administrativeUnit resource
+/// type", <https://learn.microsoft.com/en-us/graph/api/resources/administrativeunit>).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdministrativeUnit {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub is_member_management_restricted: Option<bool>,
+}
+
+/// A member of an administrative unit (a user, group or device): its id and type.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct DirectoryObjectRef {
+    pub id: String,
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
+}
+
+/// A PIM for Groups schedule instance, eligible or active: `privilegedAccessGroupEligibilityScheduleInstance`
+/// / `privilegedAccessGroupAssignmentScheduleInstance` ("privilegedAccessGroupEligibilityScheduleInstance
+/// resource type",
+/// <https://learn.microsoft.com/en-us/graph/api/resources/privilegedaccessgroupeligibilityscheduleinstance>).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupScheduleInstance {
+    #[serde(default)]
+    pub id: String,
+    pub principal_id: String,
+    pub group_id: String,
+    /// `member` or `owner`
+    #[serde(default)]
+    pub access_id: Option<String>,
+}
+
 /// `microsoft.graph.unifiedRoleDefinition` (built-in or custom).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

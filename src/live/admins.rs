@@ -9,11 +9,14 @@
 //! and the transitive user members of every role-assignable group a role is held through. A
 //! tenant without the licence PIM needs, or (under `--assume-no-eligible-admins`) a refused
 //! eligibility read, becomes a note the plan carries.
+//!
+//! A role held through a role-assignable group also reaches whoever PIM for Groups makes an
+//! eligible or active member or owner of that group ([`pim_for_groups`]).
 
 use std::collections::{BTreeSet, HashMap};
 
 use crate::graph::client::{GraphClient, GraphError};
-use crate::graph::model::GraphUser;
+use crate::graph::model::{GraphUser, GroupScheduleInstance};
 
 use super::domains::unmanaged_password;
 use super::{LiveError, LiveUser, ReadOptions};
@@ -26,6 +29,9 @@ pub struct PrivilegedRoles {
     by_user: HashMap<String, Vec<String>>,
     /// federated domains (lowercase), set once they are read (see [`super::domains`])
     pub(super) federated: BTreeSet<String>,
+    /// user id -> the restricted management administrative units it is a member of and the
+    /// credential is not scoped to (see [`super::units`])
+    pub(super) restricted: HashMap<String, Vec<String>>,
 }
 
 /// How one role is held, before it is tied to users.
@@ -78,6 +84,79 @@ pub(crate) const NO_PIM_LICENSE_NOTE: &str = "the tenant has no licence for Priv
 
 /// The note a plan carries under `--assume-no-eligible-admins` when eligibility was refused.
 const ASSUMED_NO_ELIGIBLE_NOTE: &str = "PIM role eligibilities could not be read (permission RoleEligibilitySchedule.Read.Directory missing) and --assume-no-eligible-admins was given: eligible administrators are treated as ordinary users";
+
+/// The note a plan carries when PIM for Groups answered that the tenant has no licence for it.
+pub(crate) const NO_PIM_GROUPS_LICENSE_NOTE: &str = "the tenant has no licence for PIM for Groups (Graph answered that it needs Microsoft Entra ID P2): no one can be eligible for a group, so only current members of role-holding groups were considered";
+
+/// The note a plan carries under `--assume-no-eligible-admins` when PIM for Groups was refused.
+const ASSUMED_NO_GROUP_ELIGIBLE_NOTE: &str = "PIM for Groups eligibilities and assignments of the role-holding groups could not be read (permission PrivilegedEligibilitySchedule.Read.AzureADGroup or PrivilegedAssignmentSchedule.Read.AzureADGroup missing) and --assume-no-eligible-admins was given: users eligible for or owning those groups are treated as ordinary users";
+
+/// Who is eligible for, or assigned through PIM as, a member or owner of a role-assignable group
+/// that holds a directory role ("PIM for Groups": eligible membership is one activation away
+/// from the group's roles; ownership lets the owner add themselves). Read per group:
+/// `GET /identityGovernance/privilegedAccess/group/eligibilityScheduleInstances` and
+/// `.../assignmentScheduleInstances` with `$filter=groupId eq '{id}'` (the API requires a filter
+/// on `groupId` or `principalId`: "List eligibilityScheduleInstances",
+/// <https://learn.microsoft.com/en-us/graph/api/privilegedaccessgroup-list-eligibilityscheduleinstances>).
+/// A licence answer is a note (as for role eligibilities); a refusal (401/403) stops the read
+/// unless `--assume-no-eligible-admins`, which makes it a note.
+async fn pim_for_groups(
+    client: &GraphClient,
+    tenant: &str,
+    groups: &[(String, RoleGrant)],
+    options: ReadOptions,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, RoleGrant)>, LiveError> {
+    let mut out = Vec::new();
+    let mut read: HashMap<&str, (Vec<GroupScheduleInstance>, Vec<GroupScheduleInstance>)> =
+        HashMap::new();
+    for (group_id, grant) in groups {
+        if !read.contains_key(group_id.as_str()) {
+            let (eligible, active) = tokio::join!(
+                client.group_schedule_instances(tenant, group_id, true),
+                client.group_schedule_instances(tenant, group_id, false)
+            );
+            let mut lists = (Vec::new(), Vec::new());
+            for (answer, list) in [(eligible, &mut lists.0), (active, &mut lists.1)] {
+                match answer {
+                    Ok(l) => *list = l,
+                    Err(e) if is_license_error(&e) => {
+                        if !notes.iter().any(|n| n == NO_PIM_GROUPS_LICENSE_NOTE) {
+                            notes.push(NO_PIM_GROUPS_LICENSE_NOTE.to_owned());
+                        }
+                    }
+                    Err(e) if matches!(e.status(), Some(401 | 403)) => {
+                        if !options.assume_no_eligible_admins {
+                            return Err(LiveError::GroupEligibilityDenied {
+                                tenant: tenant.to_owned(),
+                                source: e,
+                            });
+                        }
+                        if !notes.iter().any(|n| n == ASSUMED_NO_GROUP_ELIGIBLE_NOTE) {
+                            notes.push(ASSUMED_NO_GROUP_ELIGIBLE_NOTE.to_owned());
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            read.insert(group_id, lists);
+        }
+        let (eligible, active) = &read[group_id.as_str()];
+        for (list, how) in [(eligible, "eligible"), (active, "active")] {
+            for i in list {
+                if !i.group_id.eq_ignore_ascii_case(group_id) {
+                    continue;
+                }
+                let access = i.access_id.as_deref().unwrap_or("member");
+                let mut g = grant.clone();
+                let group = g.via_group.take().unwrap_or_else(|| group_id.clone());
+                g.via_group = Some(format!("{group}, {how} {access} through PIM for Groups"));
+                out.push((i.principal_id.clone(), g));
+            }
+        }
+    }
+    Ok(out)
+}
 
 impl PrivilegedRoles {
     /// Reads role definitions, active assignments and PIM eligibilities (every page), and the
@@ -189,19 +268,29 @@ impl PrivilegedRoles {
         }
 
         let mut members: HashMap<String, Vec<GraphUser>> = HashMap::new();
+        // the groups a role is held through, confirmed to be groups, with their grants
+        let mut groups: Vec<(String, RoleGrant)> = Vec::new();
+        let mut confirmed: BTreeSet<String> = BTreeSet::new();
         for (group_id, grant, known_group) in through_groups {
             if !members.contains_key(&group_id) {
                 let read = match client.group_user_members(tenant, &group_id).await {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        confirmed.insert(group_id.clone());
+                        m
+                    }
                     Err(GraphError::NotFound { .. }) if !known_group => Vec::new(),
                     Err(e) => return Err(e.into()),
                 };
                 members.insert(group_id.clone(), read);
             }
+            if confirmed.contains(&group_id) {
+                groups.push((group_id.clone(), grant.clone()));
+            }
             for m in &members[&group_id] {
                 users.push((m.id.clone(), grant.clone()));
             }
         }
+        users.extend(pim_for_groups(client, tenant, &groups, options, &mut notes).await?);
         Ok((Self::from_grants(users), notes))
     }
 
@@ -218,6 +307,7 @@ impl PrivilegedRoles {
         PrivilegedRoles {
             by_user,
             federated: BTreeSet::new(),
+            restricted: HashMap::new(),
         }
     }
 
@@ -226,8 +316,10 @@ impl PrivilegedRoles {
     pub(super) fn live(&self, user: GraphUser) -> LiveUser {
         let unmanaged = unmanaged_password(&user, &self.federated);
         let roles = self.by_user.get(&user.id).cloned().unwrap_or_default();
+        let units = self.restricted.get(&user.id).cloned().unwrap_or_default();
         let mut live = LiveUser::from_graph_owned(user, roles);
         live.unmanaged_password = unmanaged;
+        live.restricted_units = units;
         live
     }
 }

@@ -15,6 +15,7 @@
 //! - `domains`: the federated domains, and which users' passwords Entra ID does not manage;
 //! - `selectors`: what `selectors:` (all users, a filter, Identity Protection's risky users) and
 //!   `exclude:` read;
+//! - `units`: the restricted management administrative units and their members;
 //! - `resolve`: the pure resolution of desired state against what was fetched.
 
 mod admins;
@@ -22,6 +23,7 @@ mod domains;
 mod groups;
 mod resolve;
 mod selectors;
+mod units;
 mod users;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -60,6 +62,10 @@ pub struct LiveUser {
     /// why Entra ID does not manage this user's password (a guest, a federated domain), if so
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unmanaged_password: Option<String>,
+    /// the restricted management administrative units (display names) the user is a member of
+    /// and the credential is not scoped to (empty: none)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restricted_units: Vec<String>,
 }
 
 impl LiveUser {
@@ -80,6 +86,7 @@ impl LiveUser {
             on_premises_security_identifier: user.on_premises_security_identifier,
             privileged_roles,
             unmanaged_password: None,
+            restricted_units: Vec::new(),
         }
     }
 
@@ -131,6 +138,9 @@ pub struct LiveTenant {
     /// how many users an entry reached that `exclude` took out (not among `targets`)
     #[serde(default)]
     pub excluded: usize,
+    /// the tenant accepts flag changes of users synced from on-premises (`--synced-flags-writable`)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synced_flags_writable: bool,
 }
 
 /// Why live state could not be read.
@@ -156,6 +166,13 @@ pub enum LiveError {
     /// Identity Protection's risky users could not be read (licence or permission).
     #[error("cannot read Identity Protection's risky users in {tenant}: {source}\n  a `riskyUsers` selector needs the permission IdentityRiskyUser.Read.All and a licence that includes Microsoft Entra ID Protection (Entra ID P2); nothing was planned or changed")]
     RiskyUsersDenied { tenant: String, source: GraphError },
+    /// Restricted management administrative units could not be read.
+    #[error("cannot read the administrative units of {tenant}: {source}\n  members of restricted management administrative units (which only administrators scoped to the unit may change) could not be recognised, so nothing was planned or changed; grant the application AdministrativeUnit.Read.All")]
+    UnitsDenied { tenant: String, source: GraphError },
+    /// PIM for Groups could not be read for lack of permission: users eligible for a
+    /// role-holding group would go unrecognised.
+    #[error("cannot read PIM for Groups eligibilities and assignments in {tenant}: {source}\n  users eligible for (or owners of) groups that hold directory roles would not be recognised, so nothing was planned or changed; grant the application PrivilegedEligibilitySchedule.Read.AzureADGroup and PrivilegedAssignmentSchedule.Read.AzureADGroup, or pass --assume-no-eligible-admins to proceed knowing that they are treated as ordinary users")]
+    GroupEligibilityDenied { tenant: String, source: GraphError },
     #[error(transparent)]
     Graph(#[from] GraphError),
 }
@@ -168,12 +185,18 @@ pub struct RefusedFilter {
     pub source: GraphError,
 }
 
-/// How live state is read: what the operator accepted not to know.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How live state is read: what the operator accepted not to know, and what the tenant and the
+/// credential are declared to allow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// `--assume-no-eligible-admins`: when PIM eligibilities may not be read (403), proceed as if
     /// no one were eligible (the plan says so) instead of stopping.
     pub assume_no_eligible_admins: bool,
+    /// `--synced-flags-writable`: the tenant accepts flag-only changes of synced users.
+    pub synced_flags_writable: bool,
+    /// `--admin-unit`: the restricted management administrative units (display name or id) the
+    /// credential is scoped to; their members are not blocked.
+    pub admin_units: Vec<String>,
 }
 
 /// Reads the live state of everything `desired` declares in one tenant and resolves it into
@@ -190,9 +213,12 @@ pub async fn read_tenant(
     only: &[String],
     options: ReadOptions,
 ) -> Result<LiveTenant, LiveError> {
+    let synced_flags_writable = options.synced_flags_writable;
     let fetched = fetch_tenant(client, desired, options).await?;
-    resolve(desired, fetched, caller, delegated_reset_available, only)
-        .map_err(LiveError::Resolution)
+    let mut live = resolve(desired, fetched, caller, delegated_reset_available, only)
+        .map_err(LiveError::Resolution)?;
+    live.synced_flags_writable = synced_flags_writable;
+    Ok(live)
 }
 
 /// Everything read from Graph for one tenant's desired state, before resolution.
@@ -275,8 +301,8 @@ async fn fetch_tenant(
     let tenant = desired.tenant.as_str();
     // Roles, domains, the declared users and the tenant id are independent reads: they go side
     // by side (each bounded by the client's pacing), and their errors are judged in this order.
-    let (roles, federated_domains, users, tenant_id) = tokio::join!(
-        PrivilegedRoles::read(client, tenant, options),
+    let (roles, federated_domains, users, tenant_id, restricted) = tokio::join!(
+        PrivilegedRoles::read(client, tenant, options.clone()),
         domains::federated_domains(client, tenant),
         async {
             if selectors::selects_all(desired) {
@@ -288,9 +314,11 @@ async fn fetch_tenant(
                 users::read_declared(client, desired).await
             }
         },
-        tenant_id(client, tenant)
+        tenant_id(client, tenant),
+        units::restricted_members(client, tenant, &options.admin_units)
     );
-    let (roles, notes) = roles?;
+    let (mut roles, notes) = roles?;
+    roles.restricted = restricted?;
     let federated_domains = federated_domains?;
     let users = users?;
     let groups = groups::read_groups(client, tenant, &desired.groups).await?;

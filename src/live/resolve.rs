@@ -337,6 +337,7 @@ pub fn resolve(
         targets: BTreeMap::from_iter(targets),
         notes,
         excluded,
+        synced_flags_writable: false,
     })
 }
 

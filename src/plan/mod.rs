@@ -156,6 +156,11 @@ pub struct UserPlan {
     /// privileged role unless this is true.
     #[serde(default)]
     pub allow_privileged: bool,
+    /// The user is synced from on-premises Active Directory (`onPremisesSyncEnabled`): where
+    /// the tenant is declared to accept its flag changes, `pwdrift apply` stops sending them
+    /// after the first refusal. Absent: a cloud user.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synced: bool,
     /// The user's `lastPasswordChangeDateTime` as read from Graph when this entry was computed
     /// (absent: Graph gave none). Right before a password write, `pwdrift apply` reads the user
     /// again and skips the write when the password changed after this (another run, or someone
@@ -218,6 +223,12 @@ pub enum Blocker {
     /// Entra ID does not manage the user's password: a guest or other external identity (its
     /// home tenant or identity provider owns it), or a user of a federated domain.
     PasswordNotManagedByEntra,
+    /// The user is synced from on-premises Active Directory and Graph refuses flag changes of
+    /// on-premises mastered users (unless the tenant is declared to accept them).
+    SyncedUserFlags,
+    /// The user is a member of a restricted management administrative unit that the credential
+    /// is not scoped to: only administrators scoped to that unit may change it.
+    RestrictedAdministrativeUnit,
 }
 
 impl Blocker {
@@ -230,6 +241,8 @@ impl Blocker {
             Blocker::UnsupportedPasswordSource => "unsupported password source",
             Blocker::ConflictingDirectives => "conflicting directives",
             Blocker::PasswordNotManagedByEntra => "password not managed by Entra ID",
+            Blocker::SyncedUserFlags => "flags mastered on-premises",
+            Blocker::RestrictedAdministrativeUnit => "restricted administrative unit",
         }
     }
 
@@ -254,6 +267,15 @@ impl Blocker {
             Blocker::PasswordNotManagedByEntra => {
                 "change the password where it is managed (the home tenant or identity provider), \
                  and remove the user from desired state"
+            }
+            Blocker::SyncedUserFlags => {
+                "set \"User must change password at next logon\" in Active Directory (Entra \
+                 Connect syncs it), or pass --synced-flags-writable if this tenant accepts flag \
+                 changes for synced users"
+            }
+            Blocker::RestrictedAdministrativeUnit => {
+                "change the user with a credential scoped to that administrative unit, and name \
+                 the unit with --admin-unit"
             }
         }
     }

@@ -369,6 +369,7 @@ mod tests {
                         }],
                         fingerprint: "0".repeat(64),
                         allow_privileged: false,
+                        synced: false,
                         last_password_change: None,
                         action: Action::SetFlags {
                             before: flags(true),

@@ -154,6 +154,7 @@ pub(crate) mod fixtures {
                 vec![]
             },
             unmanaged_password: None,
+            restricted_units: Vec::new(),
         };
         (
             id,
@@ -397,6 +398,7 @@ pub(crate) mod fixtures {
                     targets: contoso,
                     notes: vec![],
                     excluded: 0,
+                    synced_flags_writable: false,
                 },
                 LiveTenant {
                     tenant: "fabrikam.com".to_owned(),
@@ -406,6 +408,7 @@ pub(crate) mod fixtures {
                     targets: fabrikam,
                     notes: vec![crate::live::NO_PIM_LICENSE_NOTE.to_owned()],
                     excluded: 0,
+                    synced_flags_writable: false,
                 },
             ],
             now(),
@@ -471,6 +474,7 @@ pub(crate) mod fixtures {
                 targets,
                 notes: vec![],
                 excluded: 0,
+                synced_flags_writable: false,
             }],
             now(),
         );

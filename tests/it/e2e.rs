@@ -367,7 +367,13 @@ fn synced_user_reset_with_a_literal_false_flag_converges_in_one_run() {
     );
     let secrets = dir.path().join("s.jsonl");
     let delegated = || sb.pwdrift_delegated();
-    let plan = run(delegated().args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
+    let plan = run(delegated().args([
+        "plan",
+        "--synced-flags-writable",
+        &desired,
+        "--delegated",
+        "--detailed-exitcode",
+    ]));
     assert_eq!(plan.code, 2, "{plan:?}");
     assert!(plan.stdout.contains("carol@contoso.com"), "{plan:?}");
     assert!(
@@ -380,6 +386,7 @@ fn synced_user_reset_with_a_literal_false_flag_converges_in_one_run() {
         &desired,
         "--delegated",
         "--auto-approve",
+        "--synced-flags-writable",
         "--secrets-out",
         secrets.to_str().unwrap(),
     ]));
@@ -394,7 +401,13 @@ fn synced_user_reset_with_a_literal_false_flag_converges_in_one_run() {
     let stats = sb.stats();
     assert_eq!(stats["resetsPerUser"]["carol@contoso.com"], 1, "{stats}");
 
-    let again = run(delegated().args(["plan", &desired, "--delegated", "--detailed-exitcode"]));
+    let again = run(delegated().args([
+        "plan",
+        "--synced-flags-writable",
+        &desired,
+        "--delegated",
+        "--detailed-exitcode",
+    ]));
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("No changes"), "{again:?}");
 }
@@ -498,18 +511,32 @@ fn safety_rails_refuse_large_change_sets() {
     }
     let desired = write(dir.path(), "d.yaml", &text);
     let desired = desired.to_str().unwrap();
-    let r = run(sb
-        .pwdrift()
-        .args(["apply", desired, "--auto-approve", "--max-changes", "3"]));
+    let r = run(sb.pwdrift().args([
+        "apply",
+        desired,
+        "--auto-approve",
+        "--synced-flags-writable",
+        "--max-changes",
+        "3",
+    ]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("--max-changes"), "{r:?}");
-    let r = run(sb.pwdrift().args(["apply", desired, "--auto-approve"]));
+    let r = run(sb.pwdrift().args([
+        "apply",
+        desired,
+        "--auto-approve",
+        "--synced-flags-writable",
+    ]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("--force"), "{r:?}");
     assert_eq!(sb.total_patches(), 0);
-    let r = run(sb
-        .pwdrift()
-        .args(["apply", desired, "--auto-approve", "--force"]));
+    let r = run(sb.pwdrift().args([
+        "apply",
+        desired,
+        "--auto-approve",
+        "--synced-flags-writable",
+        "--force",
+    ]));
     assert_eq!(r.code, 0, "{r:?}");
     // no confirmation on a non-terminal stdin without --auto-approve
     let r = run(sb
@@ -548,11 +575,20 @@ fn throttling_and_faults_converge() {
     }
     let desired = write(dir.path(), "d.yaml", &text);
     let desired = desired.to_str().unwrap();
-    let apply = run(sb
-        .pwdrift()
-        .args(["apply", desired, "--auto-approve", "--force"]));
+    let apply = run(sb.pwdrift().args([
+        "apply",
+        desired,
+        "--auto-approve",
+        "--synced-flags-writable",
+        "--force",
+    ]));
     assert_eq!(apply.code, 0, "{apply:?}");
-    let plan = run(sb.pwdrift().args(["plan", desired, "--detailed-exitcode"]));
+    let plan = run(sb.pwdrift().args([
+        "plan",
+        "--synced-flags-writable",
+        desired,
+        "--detailed-exitcode",
+    ]));
     assert_eq!(plan.code, 0, "{plan:?}");
     let state = sb.state();
     for u in &users {

@@ -28,6 +28,7 @@ fn reset(id: &str, upn: &str, read: Option<&str>) -> UserPlan {
         declared_at: vec![],
         fingerprint: String::new(),
         allow_privileged: false,
+        synced: false,
         last_password_change: read.map(|t| t.parse().unwrap()),
         action: Action::ResetPassword {
             method: ResetMethod::PatchPasswordProfile,

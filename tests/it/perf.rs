@@ -241,6 +241,7 @@ fn many_tenants_are_planned_and_applied() {
     let plan_file = dir.path().join("plan.json");
     let r = run(sb.pwdrift().args([
         "plan",
+        "--synced-flags-writable",
         dir.path().to_str().unwrap(),
         "--out",
         plan_file.to_str().unwrap(),
@@ -261,6 +262,7 @@ fn many_tenants_are_planned_and_applied() {
         "apply",
         plan_file.to_str().unwrap(),
         "--auto-approve",
+        "--synced-flags-writable",
         "--force",
     ]));
     assert_eq!(r.code, 0, "{r:?}");
@@ -287,7 +289,11 @@ fn plan_declaring(sb: &Sandbox, n: usize) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     crate::common::write(dir.path(), "desired.yaml", &text);
     let before = sb.stats();
-    let r = run(sb.pwdrift().args(["plan", dir.path().to_str().unwrap()]));
+    let r = run(sb.pwdrift().args([
+        "plan",
+        "--synced-flags-writable",
+        dir.path().to_str().unwrap(),
+    ]));
     assert!(r.code == 0 || r.code == 2, "{r:?}");
     let after = sb.stats();
     // requests by route, then by status

@@ -126,6 +126,8 @@ struct World {
     own: Vec<Option<(Directives, usize)>>,
     group: Option<(Directives, usize, BTreeSet<usize>)>,
     delegated_reset_available: bool,
+    /// `--synced-flags-writable`: the tenant accepts synced users' flag changes
+    synced_flags_writable: bool,
 }
 
 const FILES: usize = 3;
@@ -160,6 +162,7 @@ fn world() -> impl Strategy<Value = World> {
             own,
             group,
             delegated_reset_available,
+            synced_flags_writable: false,
         }
     })
 }
@@ -267,7 +270,7 @@ fn plan(w: &World, live: &[LiveSpec], parts: Vec<TenantDesired>) -> Option<Plan>
         selectors: vec![],
         exclude: vec![],
     };
-    let lt = live::resolve(
+    let mut lt = live::resolve(
         &desired,
         fetched,
         Caller::Application,
@@ -275,6 +278,7 @@ fn plan(w: &World, live: &[LiveSpec], parts: Vec<TenantDesired>) -> Option<Plan>
         &[],
     )
     .ok()?;
+    lt.synced_flags_writable = w.synced_flags_writable;
     Some(pwdrift::engine::steps::diff(&[lt], now()))
 }
 
@@ -435,6 +439,7 @@ fn reset_via_the_api_with_a_literal_false_flag_converges_in_one_run() {
         own: vec![Some((d, 0))],
         group: None,
         delegated_reset_available: true,
+        synced_flags_writable: true,
     };
     let first = plan(&w, &w.live, parts(&w)).unwrap();
     let Action::ResetPassword { method, after, .. } = &first.tenants[0].users[0].action else {

@@ -32,16 +32,16 @@ fn tenant_yaml(id: &str, name: &str, app_prefix: &str) -> String {
       - clientId: {app_prefix}1
         displayName: pwdrift
         clientSecrets: ["{name}-secret"]
-        applicationPermissions: [User-PasswordProfile.ReadWrite.All, User.Read.All, GroupMember.Read.All, RoleManagement.Read.Directory, Domain.Read.All, Organization.Read.All]
+        applicationPermissions: [User-PasswordProfile.ReadWrite.All, User.Read.All, GroupMember.Read.All, RoleManagement.Read.Directory, AdministrativeUnit.Read.All, PrivilegedEligibilitySchedule.Read.AzureADGroup, PrivilegedAssignmentSchedule.Read.AzureADGroup, Domain.Read.All, Organization.Read.All]
         directoryRoles: [User Administrator]
       - clientId: {app_prefix}3
         displayName: pwdrift without Organization.Read.All
         clientSecrets: ["{name}-secret-no-org"]
-        applicationPermissions: [User-PasswordProfile.ReadWrite.All, User.Read.All, GroupMember.Read.All, RoleManagement.Read.Directory, Domain.Read.All]
+        applicationPermissions: [User-PasswordProfile.ReadWrite.All, User.Read.All, GroupMember.Read.All, RoleManagement.Read.Directory, AdministrativeUnit.Read.All, PrivilegedEligibilitySchedule.Read.AzureADGroup, PrivilegedAssignmentSchedule.Read.AzureADGroup, Domain.Read.All]
         directoryRoles: [User Administrator]
     publicClients:
       - clientId: {app_prefix}2
-        scopes: [User.Read, UserAuthenticationMethod.ReadWrite.All, User.ReadWrite.All, User.Read.All, GroupMember.Read.All, RoleManagement.Read.Directory]
+        scopes: [User.Read, UserAuthenticationMethod.ReadWrite.All, User.ReadWrite.All, User.Read.All, GroupMember.Read.All, RoleManagement.Read.Directory, AdministrativeUnit.Read.All, PrivilegedEligibilitySchedule.Read.AzureADGroup, PrivilegedAssignmentSchedule.Read.AzureADGroup]
     users:
       - id: {id_users}01
         userPrincipalName: alice@{name}.com

@@ -57,6 +57,7 @@ mod server;
 mod store;
 pub mod testing;
 mod throttle;
+mod units;
 mod users;
 
 use std::net::SocketAddr;
@@ -162,6 +163,10 @@ pub struct SandboxConfig {
     pub rng_seed: u64,
     /// `--flag-only-patch-noop`.
     pub flag_only_patch_noop: bool,
+    /// `--synced-flags-refused`: a flag-only `passwordProfile` PATCH of a user synced from
+    /// on-premises is refused as on-premises mastered (400, as reported of real tenants)
+    /// instead of accepted (204, the default).
+    pub synced_flags_refused: bool,
     /// Access token lifetime, seconds (`expires_in`).
     pub token_lifetime: u64,
     /// Total time of a resetPassword operation (notStarted -> running -> terminal).
@@ -281,6 +286,7 @@ impl SandboxConfig {
             faults: None,
             rng_seed: 1,
             flag_only_patch_noop: false,
+            synced_flags_refused: false,
             token_lifetime: 3599,
             reset_operation_duration: Duration::from_millis(200),
             reset_retry_after: 1,
@@ -483,6 +489,7 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
     let runtime = Runtime {
         token_lifetime: config.token_lifetime,
         flag_only_patch_noop: config.flag_only_patch_noop,
+        synced_flags_refused: config.synced_flags_refused,
         reset_operation_duration: config.reset_operation_duration,
         reset_retry_after: config.reset_retry_after,
         device_code_interval: config.device_code_interval,

@@ -132,6 +132,9 @@ pub async fn reset_password(
     if !may_reset(&roles, privileged) {
         return Err(access_denied());
     }
+    if let Some(e) = super::units::restricted_refusal(t, &caller, target) {
+        return Err(e);
+    }
     let generated = match &new_password {
         Some(pw) => {
             if !crate::password::acceptable(pw, u.strong_password_required()) {

@@ -31,7 +31,9 @@
 //! Roles, eligibility, federated domains and guests (see `examples/sandbox/privileged.seed.yaml`):
 //! `federatedDomains`, `defaultDomain`, `pimLicense` on a tenant; `roleDefinitions` (custom
 //! roles), `administrativeUnits`, `roleAssignments` and `roleEligibilities` (`role`, `principal`,
-//! `scope`); `isAssignableToRole` on a group; `userType`, `creationType`, `externalUserState` on
+//! `scope`); `isMemberManagementRestricted` and `members` on an administrative unit;
+//! `groupEligibilities` and `groupAssignments` (PIM for Groups: `group`, `principal`,
+//! `accessId`); `isAssignableToRole` on a group; `userType`, `creationType`, `externalUserState` on
 //! a user.
 
 use chrono::{DateTime, Utc};
@@ -117,6 +119,13 @@ pub struct SeedTenant {
     /// active ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub role_eligibilities: Vec<SeedRoleAssignment>,
+    /// PIM for Groups eligibilities
+    /// (`/identityGovernance/privilegedAccess/group/eligibilityScheduleInstances`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_eligibilities: Vec<SeedGroupSchedule>,
+    /// PIM for Groups active assignments (`.../assignmentScheduleInstances`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_assignments: Vec<SeedGroupSchedule>,
 }
 
 /// A custom directory role definition.
@@ -147,6 +156,28 @@ pub struct SeedAdministrativeUnit {
     pub id: Option<String>,
     /// Display name (unique in the tenant).
     pub display_name: String,
+    /// `isMemberManagementRestricted`: a restricted management administrative unit, whose
+    /// members only administrators scoped to the unit may change (tenant-wide roles and apps
+    /// get 403).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_member_management_restricted: bool,
+    /// The unit's user members (userPrincipalName or id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// A PIM for Groups schedule instance: `principal` (a user) is eligible for, or assigned
+/// through PIM to, membership or ownership of `group` (a group's display name or id).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedGroupSchedule {
+    /// The group (display name or id).
+    pub group: String,
+    /// The user (userPrincipalName or id).
+    pub principal: String,
+    /// `member` (the default) or `owner`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_id: Option<String>,
 }
 
 /// A role assignment (active) or eligibility (PIM).

@@ -49,6 +49,8 @@ use super::store::Store;
 pub struct Runtime {
     pub token_lifetime: u64,
     pub flag_only_patch_noop: bool,
+    /// See [`crate::SandboxConfig::synced_flags_refused`].
+    pub synced_flags_refused: bool,
     pub reset_operation_duration: Duration,
     pub reset_retry_after: u64,
     pub device_code_interval: u64,
@@ -349,7 +351,7 @@ async fn method_not_allowed() -> GraphError {
 
 /// The Graph routes of both versions, with the Graph pipeline.
 fn graph_routes(state: &AppState) -> Router<AppState> {
-    use super::{groups, reset, roles, users};
+    use super::{groups, reset, roles, units, users};
     let mut r = Router::new();
     for v in ["v1.0", "beta"] {
         r = r
@@ -388,6 +390,26 @@ fn graph_routes(state: &AppState) -> Router<AppState> {
             .route(
                 &format!("/{v}/roleManagement/directory/roleEligibilityScheduleInstances"),
                 get(roles::eligibility_instances),
+            )
+            .route(
+                &format!("/{v}/directory/administrativeUnits"),
+                get(units::list_units),
+            )
+            .route(
+                &format!("/{v}/directory/administrativeUnits/{{id}}/members"),
+                get(units::list_unit_members),
+            )
+            .route(
+                &format!(
+                    "/{v}/identityGovernance/privilegedAccess/group/eligibilityScheduleInstances"
+                ),
+                get(units::group_eligibilities),
+            )
+            .route(
+                &format!(
+                    "/{v}/identityGovernance/privilegedAccess/group/assignmentScheduleInstances"
+                ),
+                get(units::group_assignments),
             )
             .route(&format!("/{v}/domains"), get(roles::list_domains))
             .route(&format!("/{v}/organization"), get(roles::list_organization))

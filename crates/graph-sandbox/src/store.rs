@@ -23,8 +23,8 @@ use sha1::Digest as _;
 
 use super::seed::{
     derived_guid, password_hash, Seed, SeedAdministrativeUnit, SeedApp, SeedError,
-    SeedFederatedCredential, SeedGroup, SeedPasswordProfile, SeedPublicClient, SeedRoleAssignment,
-    SeedRoleDefinition, SeedTenant, SeedUser,
+    SeedFederatedCredential, SeedGroup, SeedGroupSchedule, SeedPasswordProfile, SeedPublicClient,
+    SeedRoleAssignment, SeedRoleDefinition, SeedTenant, SeedUser,
 };
 
 /// Directory roles the sandbox knows: display name and the role template id (the same in every
@@ -264,6 +264,23 @@ pub struct Assignment {
 pub struct AdminUnit {
     pub id: String,
     pub display_name: String,
+    /// `isMemberManagementRestricted`.
+    pub restricted: bool,
+    /// User members (indexes into `users`).
+    pub members: Vec<usize>,
+}
+
+/// A PIM for Groups schedule instance (eligible or active membership or ownership).
+#[derive(Clone, Debug)]
+pub struct GroupSchedule {
+    pub id: String,
+    /// Index into `groups`.
+    pub group: usize,
+    /// Index into `users`.
+    pub user: usize,
+    /// `member` or `owner`.
+    pub access: String,
+    pub eligible: bool,
 }
 
 /// State of a resetPassword long-running operation.
@@ -361,6 +378,8 @@ pub struct Tenant {
     pub assignments: Vec<Assignment>,
     /// PIM eligibilities.
     pub eligibilities: Vec<Assignment>,
+    /// PIM for Groups eligibilities and active assignments.
+    pub group_schedules: Vec<GroupSchedule>,
     /// The previous version of users written recently (`--read-lag`), with the time of the last
     /// write: see [`Tenant::user_view`].
     pub shadows: HashMap<usize, (User, std::time::Instant)>,
@@ -482,10 +501,20 @@ impl Tenant {
             Principal::Group(g) => self.groups[g].members.contains(&Member::User(user)),
             Principal::App(_) => false,
         };
+        let holds_role = |g: usize| {
+            self.assignments
+                .iter()
+                .chain(&self.eligibilities)
+                .any(|a| a.principal == Principal::Group(g))
+        };
         self.assignments
             .iter()
             .chain(&self.eligibilities)
             .any(|a| holds(&a.principal))
+            || self
+                .group_schedules
+                .iter()
+                .any(|s| s.user == user && holds_role(s.group))
             || self
                 .groups
                 .iter()
@@ -831,6 +860,7 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
         admin_units,
         assignments: Vec::new(),
         eligibilities: Vec::new(),
+        group_schedules: Vec::new(),
         shadows: HashMap::new(),
         display_name: st.display_name.clone(),
         apps,
@@ -920,6 +950,8 @@ fn build_roles(
         units.push(AdminUnit {
             id,
             display_name: u.display_name.clone(),
+            restricted: u.is_member_management_restricted,
+            members: Vec::new(),
         });
     }
     Ok((defs, units))
@@ -980,6 +1012,64 @@ fn build_assignments(
             } else {
                 t.assignments.push(a);
             }
+        }
+    }
+    for (ui, su) in st.administrative_units.iter().enumerate() {
+        for (mi, m) in su.members.iter().enumerate() {
+            let Some(u) = t.user_index(m) else {
+                return Err(err(
+                    format!("{at}.administrativeUnits[{ui}].members[{mi}]"),
+                    format!("'{m}' is not a user of this tenant"),
+                ));
+            };
+            t.admin_units[ui].members.push(u);
+        }
+    }
+    for (list, eligible, name) in [
+        (&st.group_eligibilities, true, "groupEligibilities"),
+        (&st.group_assignments, false, "groupAssignments"),
+    ] {
+        for (i, gs) in list.iter().enumerate() {
+            let at = format!("{at}.{name}[{i}]");
+            let group = t
+                .group_index(&gs.group)
+                .or_else(|| {
+                    t.groups
+                        .iter()
+                        .position(|g| g.display_name.eq_ignore_ascii_case(&gs.group))
+                })
+                .ok_or_else(|| {
+                    err(
+                        format!("{at}.group"),
+                        format!("'{}' is not a group of this tenant", gs.group),
+                    )
+                })?;
+            let user = t.user_index(&gs.principal).ok_or_else(|| {
+                err(
+                    format!("{at}.principal"),
+                    format!("'{}' is not a user of this tenant", gs.principal),
+                )
+            })?;
+            let access = gs.access_id.clone().unwrap_or_else(|| "member".into());
+            if access != "member" && access != "owner" {
+                return Err(err(
+                    format!("{at}.accessId"),
+                    format!("'{access}' is neither member nor owner"),
+                ));
+            }
+            t.group_schedules.push(GroupSchedule {
+                id: assignment_id(
+                    &t.id,
+                    if eligible { "eligible" } else { "active" },
+                    &access,
+                    &t.users[user].id,
+                    &t.groups[group].id,
+                ),
+                group,
+                user,
+                access,
+                eligible,
+            });
         }
     }
     if !t.pim_license && !t.eligibilities.is_empty() {
@@ -1365,11 +1455,27 @@ fn tenant_to_seed(t: &Tenant) -> SeedTenant {
             .map(|u| SeedAdministrativeUnit {
                 id: Some(u.id.clone()),
                 display_name: u.display_name.clone(),
+                is_member_management_restricted: u.restricted,
+                members: u.members.iter().map(|&m| t.users[m].id.clone()).collect(),
             })
             .collect(),
         role_assignments: assignments_to_seed(t, &t.assignments),
         role_eligibilities: assignments_to_seed(t, &t.eligibilities),
+        group_eligibilities: group_schedules_to_seed(t, true),
+        group_assignments: group_schedules_to_seed(t, false),
     }
+}
+
+fn group_schedules_to_seed(t: &Tenant, eligible: bool) -> Vec<SeedGroupSchedule> {
+    t.group_schedules
+        .iter()
+        .filter(|g| g.eligible == eligible)
+        .map(|g| SeedGroupSchedule {
+            group: t.groups[g.group].id.clone(),
+            principal: t.users[g.user].id.clone(),
+            access_id: Some(g.access.clone()),
+        })
+        .collect()
 }
 
 fn assignments_to_seed(t: &Tenant, list: &[Assignment]) -> Vec<SeedRoleAssignment> {

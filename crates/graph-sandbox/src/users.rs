@@ -775,6 +775,11 @@ pub async fn patch(
     if profile.is_some() && !may_manage_password(&caller_roles, privileged) {
         return Err(GraphError::insufficient_privileges());
     }
+    if profile.is_some() {
+        if let Some(e) = super::units::restricted_refusal(t, &caller, i) {
+            return Err(e);
+        }
+    }
     if profile.as_ref().is_some_and(|p| p.password.is_some()) {
         // Undocumented responses (the docs say only that passwordProfile "cannot be used for
         // federated users"): the sandbox's guesses, see the module documentation.
@@ -810,6 +815,11 @@ pub async fn patch(
     let flag_only = profile
         .as_ref()
         .is_some_and(|p| p.password.is_none() && (p.force.is_some() || p.force_mfa.is_some()));
+    // Flag-only changes of a synced user: refused as on-premises mastered (as reported) under
+    // `--synced-flags-refused`.
+    if flag_only && u.is_synced() && state.runtime.synced_flags_refused {
+        return Err(GraphError::request_bad_request(SYNCED_READ_ONLY));
+    }
     if flag_only && state.runtime.flag_only_patch_noop {
         // The disputed behaviour (microsoft-graph-docs #4267): 204 and nothing changes.
         let upn = t.users[i].upn.clone();

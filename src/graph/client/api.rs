@@ -15,9 +15,10 @@ use super::parse::batch_user;
 use super::urls::{encode_query_value, encode_segment, user_path};
 use super::{GraphClient, GraphError};
 use crate::graph::model::{
-    BatchRequest, Domain, GraphGroup, GraphUser, LongRunningOperation, Organization,
-    PasswordProfile, PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition,
-    PAGE_SIZE, PASSWORD_METHOD_ID, USER_SELECT,
+    AdministrativeUnit, BatchRequest, DirectoryObjectRef, Domain, GraphGroup, GraphUser,
+    GroupScheduleInstance, LongRunningOperation, Organization, PasswordProfile,
+    PasswordResetResponse, ResetPasswordRequest, RoleAssignment, RoleDefinition, PAGE_SIZE,
+    PASSWORD_METHOD_ID, USER_SELECT,
 };
 use crate::graph::redact;
 use crate::graph::retry::parse_retry_after;
@@ -305,6 +306,61 @@ impl GraphClient {
             "roleManagement/directory/roleEligibilityScheduleInstances?$select=id,principalId,roleDefinitionId,directoryScopeId&$expand=principal",
         )?;
         self.get_paged(tenant, url).await
+    }
+
+    /// The administrative units with restricted management
+    /// (`$filter=isMemberManagementRestricted eq true`), every page. Needs
+    /// `AdministrativeUnit.Read.All` ("List administrativeUnits",
+    /// <https://learn.microsoft.com/en-us/graph/api/directory-list-administrativeunits>).
+    pub async fn restricted_admin_units(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<AdministrativeUnit>, GraphError> {
+        let q = format!(
+            "directory/administrativeUnits?$filter={}&$select=id,displayName,isMemberManagementRestricted",
+            encode_query_value("isMemberManagementRestricted eq true")
+        );
+        self.get_paged(tenant, self.url(&q)?).await
+    }
+
+    /// The members of an administrative unit (users, groups, devices), every page ("List
+    /// members", <https://learn.microsoft.com/en-us/graph/api/administrativeunit-list-members>).
+    pub async fn admin_unit_members(
+        &self,
+        tenant: &str,
+        unit_id: &str,
+    ) -> Result<Vec<DirectoryObjectRef>, GraphError> {
+        let q = format!(
+            "directory/administrativeUnits/{}/members?$select=id",
+            encode_segment(unit_id)
+        );
+        self.get_paged(tenant, self.url(&q)?).await
+    }
+
+    /// PIM for Groups schedule instances of one group, eligible (`eligible`) or active, every
+    /// page: `GET /identityGovernance/privilegedAccess/group/eligibilityScheduleInstances` (or
+    /// `assignmentScheduleInstances`) `?$filter=groupId eq '{id}'` (a filter on `groupId` or
+    /// `principalId` is required). Needs `PrivilegedEligibilitySchedule.Read.AzureADGroup` (or
+    /// `PrivilegedAssignmentSchedule.Read.AzureADGroup`) ("List
+    /// eligibilityScheduleInstances",
+    /// <https://learn.microsoft.com/en-us/graph/api/privilegedaccessgroup-list-eligibilityscheduleinstances>).
+    pub async fn group_schedule_instances(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        eligible: bool,
+    ) -> Result<Vec<GroupScheduleInstance>, GraphError> {
+        let collection = if eligible {
+            "eligibilityScheduleInstances"
+        } else {
+            "assignmentScheduleInstances"
+        };
+        let filter = format!("groupId eq '{}'", odata_quote(group_id));
+        let q = format!(
+            "identityGovernance/privilegedAccess/group/{collection}?$filter={}&$select=id,principalId,groupId,accessId",
+            encode_query_value(&filter)
+        );
+        self.get_paged(tenant, self.url(&q)?).await
     }
 
     /// Every directory role definition (built-in and custom), for their names.
