@@ -51,7 +51,6 @@ const CANNOT_RUN: &[(&str, &str, &str)] = &[
 /// Pages that show no `pwdrift` command; every other page must show at least one.
 const WITHOUT_COMMANDS: &[&str] = &[
     "docs/bad-inputs.md",
-    "docs/graph-behaviour.md",
     "docs/performance.md",
 ];
 
