@@ -575,6 +575,21 @@ pub struct SandboxRealismArgs {
     /// `AadPremiumLicenseRequired`.
     #[arg(long, alias = "no-pim-licence")]
     pub no_pim_license: bool,
+
+    /// `userPrincipalName ge/le` in a user filter: honoured (documented), rejected (400), or
+    /// ignored (accepted, every user returned, as a public docs issue reports).
+    #[arg(long, value_name = "MODE", default_value = "honoured")]
+    pub upn_range_filter: String,
+
+    /// Advanced queries (`ConsistencyLevel: eventual`) are served from an index that lags
+    /// writes: a user written within MS shows its state from before the write.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub eventual_lag: u64,
+
+    /// The tenants are Azure AD B2C tenants: requests with `ConsistencyLevel: eventual` answer
+    /// 400 `Request_BadRequest`.
+    #[arg(long)]
+    pub b2c: bool,
 }
 
 impl Default for SandboxRealismArgs {
@@ -588,6 +603,9 @@ impl Default for SandboxRealismArgs {
             reset_location_query: false,
             reset_fail: false,
             no_pim_license: false,
+            upn_range_filter: "honoured".into(),
+            eventual_lag: 0,
+            b2c: false,
         }
     }
 }

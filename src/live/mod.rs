@@ -241,7 +241,9 @@ async fn fetch_tenant(
     let (roles, notes) = roles?;
     let federated_domains = federated_domains?;
     let users = users?;
-    let groups = groups::read_groups(client, tenant, &desired.groups).await?;
+    let mut groups = groups::read_groups(client, tenant, &desired.groups).await?;
+    // the members came from an advanced query: their state comes from ordinary reads
+    users::fresh_members(client, tenant, &users, &mut groups).await?;
 
     Ok(Fetched {
         tenant_id,
