@@ -704,6 +704,20 @@ pub struct SandboxRealismArgs {
     /// beside the current one (PS256, `x5t#S256`).
     #[arg(long)]
     pub legacy_certificate_assertions: bool,
+    /// `userPrincipalName ge/le` in a user filter: honoured (documented), rejected (400), or
+    /// ignored (accepted, every user returned, as a public docs issue reports).
+    #[arg(long, value_name = "MODE", default_value = "honoured")]
+    pub upn_range_filter: String,
+
+    /// Advanced queries (`ConsistencyLevel: eventual`) are served from an index that lags
+    /// writes: a user written within MS shows its state from before the write.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub eventual_lag: u64,
+
+    /// The tenants are Azure AD B2C tenants: requests with `ConsistencyLevel: eventual` answer
+    /// 400 `Request_BadRequest`.
+    #[arg(long)]
+    pub b2c: bool,
 }
 
 impl Default for SandboxRealismArgs {
@@ -718,6 +732,9 @@ impl Default for SandboxRealismArgs {
             reset_fail: false,
             no_pim_license: false,
             legacy_certificate_assertions: false,
+            upn_range_filter: "honoured".into(),
+            eventual_lag: 0,
+            b2c: false,
         }
     }
 }

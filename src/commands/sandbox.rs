@@ -103,6 +103,12 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         reset_fail: r.reset_fail,
         no_pim_license: r.no_pim_license,
         legacy_certificate_assertions: r.legacy_certificate_assertions,
+        upn_range_filter: r
+            .upn_range_filter
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--upn-range-filter: {e}"))?,
+        eventual_lag: std::time::Duration::from_millis(r.eventual_lag),
+        b2c: r.b2c,
     };
     Ok(c)
 }

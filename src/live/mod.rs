@@ -321,7 +321,9 @@ async fn fetch_tenant(
     roles.restricted = restricted?;
     let federated_domains = federated_domains?;
     let users = users?;
-    let groups = groups::read_groups(client, tenant, &desired.groups).await?;
+    let mut groups = groups::read_groups(client, tenant, &desired.groups).await?;
+    // the members came from an advanced query: their state comes from ordinary reads
+    users::fresh_members(client, tenant, &users, &mut groups).await?;
     let listing = match &users {
         FetchedUsers::Listed(all) => Some(all.as_slice()),
         FetchedUsers::ByKey(_) => None,

@@ -5,12 +5,23 @@
 //! it is large). Which one is cheaper depends on how many users are declared and how large the
 //! tenant is: [`choose_user_read`] decides by a cost model, reading the tenant's `$count` only
 //! when the lookups would be long enough for the answer to matter.
+//!
+//! # No decision from an advanced query
+//!
+//! A group's transitive members are read with `ConsistencyLevel: eventual` (the type cast is an
+//! advanced query), and advanced queries are served from an index that can lag writes
+//! ("Advanced query capabilities on Microsoft Entra ID objects",
+//! <https://learn.microsoft.com/en-us/graph/aad-advanced-queries>): right after a reset, the
+//! member list can still show the old `lastPasswordChangeDateTime`, and a reset would look due
+//! again. So such reads only select users: [`fresh_members`] replaces every member by the user
+//! as an ordinary read returns it (from the declared users just read, else read again by id,
+//! in `$batch` or, for many, by listing the tenant), before anything is diffed.
 
 use std::collections::HashMap;
 
 use crate::config::TenantDesired;
 use crate::graph::client::{GraphClient, GraphError, UserKey};
-use crate::graph::model::GraphUser;
+use crate::graph::model::{GraphUser, USER_SELECT};
 use crate::graph::retry::MAX_BATCH_SIZE;
 
 use super::resolve::user_key;
@@ -201,6 +212,74 @@ async fn list_all(client: &GraphClient, tenant: &str) -> Result<Vec<GraphUser>, 
         .list_all_users_with(tenant, partition_min_users())
         .await
         .map(|(users, _)| users)
+}
+
+/// The members of the declared groups (read through an advanced query) replaced by their state
+/// from ordinary reads (see "No decision from an advanced query"): taken from `declared` when it
+/// holds them, else read again by id. A member gone since is dropped.
+pub(super) async fn fresh_members(
+    client: &GraphClient,
+    tenant: &str,
+    declared: &FetchedUsers,
+    groups: &mut [super::FetchedGroup],
+) -> Result<(), GraphError> {
+    use std::collections::HashSet;
+    let mut fresh: HashMap<String, GraphUser> = HashMap::new();
+    // index the declared users once (a listing can hold the whole tenant)
+    let declared_by_id: HashMap<String, &GraphUser> = match declared {
+        FetchedUsers::Listed(users) => users
+            .iter()
+            .map(|u| (u.id.to_ascii_lowercase(), u))
+            .collect(),
+        FetchedUsers::ByKey(map) => map
+            .values()
+            .flatten()
+            .map(|u| (u.id.to_ascii_lowercase(), u))
+            .collect(),
+    };
+    let mut wanted: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    for g in groups.iter() {
+        if let super::FetchedGroup::Members(members) = g {
+            for m in members {
+                let id = m.id.to_ascii_lowercase();
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                match declared_by_id.get(&id) {
+                    Some(u) => {
+                        fresh.insert(id, (*u).clone());
+                    }
+                    None => wanted.push(m.id.clone()),
+                }
+            }
+        }
+    }
+    if !wanted.is_empty() {
+        let read = if wanted.len() > list_all_threshold() {
+            let want: HashSet<String> = wanted.iter().map(|i| i.to_ascii_lowercase()).collect();
+            list_all(client, tenant)
+                .await?
+                .into_iter()
+                .filter(|u| want.contains(&u.id.to_ascii_lowercase()))
+                .collect()
+        } else {
+            client.reread_users(tenant, &wanted, USER_SELECT).await?
+        };
+        tracing::debug!(tenant = %crate::escape::Shown(tenant), members = wanted.len(), read = read.len(), "group members read again without ConsistencyLevel: eventual");
+        for u in read {
+            fresh.insert(u.id.to_ascii_lowercase(), u);
+        }
+    }
+    for g in groups.iter_mut() {
+        if let super::FetchedGroup::Members(members) = g {
+            *members = std::mem::take(members)
+                .into_iter()
+                .filter_map(|m| fresh.get(&m.id.to_ascii_lowercase()).cloned())
+                .collect();
+        }
+    }
+    Ok(())
 }
 
 /// Reads users by object id for verification after a write: their password state only (no

@@ -244,7 +244,10 @@ pub async fn transitive_users(
         want_count,
         false,
     );
-    let (now, lag) = (std::time::Instant::now(), state.runtime.realism.read_lag);
+    let (now, lag) = (
+        std::time::Instant::now(),
+        state.runtime.realism.view_lag(&headers),
+    );
     let value = page
         .items
         .iter()

@@ -214,6 +214,34 @@ impl std::str::FromStr for TransitiveMembersMode {
     }
 }
 
+/// How `GET /users` treats a `$filter` comparing `userPrincipalName` with `ge`/`le` (`gt`/`lt`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpnRangeFilterMode {
+    /// As documented ("user resource type" lists `ge`/`le` for `userPrincipalName`): applied.
+    #[default]
+    Honoured,
+    /// Refused: 400 `Request_UnsupportedQuery`.
+    Rejected,
+    /// As a public docs issue reports (microsoft-graph-docs-contrib #6581): accepted, and the
+    /// range comparisons ignored (the rest of the filter still applies).
+    Ignored,
+}
+
+impl std::str::FromStr for UpnRangeFilterMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "honoured" | "honored" => Ok(Self::Honoured),
+            "rejected" => Ok(Self::Rejected),
+            "ignored" => Ok(Self::Ignored),
+            other => Err(format!(
+                "'{other}' is not one of honoured, rejected, ignored"
+            )),
+        }
+    }
+}
+
 /// Behaviours where real tenants differ, or where the documentation and public reports
 /// disagree, each with the sandbox's default (the documented behaviour where there is one):
 ///
@@ -242,6 +270,16 @@ impl std::str::FromStr for TransitiveMembersMode {
 /// - `legacy_certificate_assertions` (`--legacy-certificate-assertions`): certificate client
 ///   assertions in the older documented form (RS256, SHA-1 `x5t`) are accepted beside the
 ///   current one (PS256, `x5t#S256`), which alone is accepted by default (see the `auth` module).
+/// - `upn_range_filter` (`--upn-range-filter honoured|rejected|ignored`, default honoured):
+///   `userPrincipalName ge/le` in a `GET /users` filter is applied (documented), refused with
+///   400, or accepted and ignored (reported: microsoft-graph-docs-contrib #6581);
+/// - `eventual_lag` (`--eventual-lag MS`, default 0): reads with `ConsistencyLevel: eventual`
+///   (advanced queries, `transitiveMembers` casts) are served from an index that lags writes: a
+///   user written within MS shows its state from before that write (or burst of writes);
+///   ordinary reads are current (unless `read_lag`);
+/// - `b2c` (`--b2c`): the tenants are Azure AD B2C tenants, which do not support advanced
+///   queries: a request with `ConsistencyLevel: eventual` is refused with 400
+///   `Request_UnsupportedQuery`.
 ///
 /// Writes whose response is lost are a fault kind: `lost=RATE` in `--faults`
 /// ([`faults::FaultSpec`]).
@@ -256,6 +294,9 @@ pub struct Realism {
     pub reset_fail: bool,
     pub no_pim_license: bool,
     pub legacy_certificate_assertions: bool,
+    pub upn_range_filter: UpnRangeFilterMode,
+    pub eventual_lag: Duration,
+    pub b2c: bool,
 }
 
 impl Default for Realism {
@@ -270,7 +311,27 @@ impl Default for Realism {
             reset_fail: false,
             no_pim_license: false,
             legacy_certificate_assertions: false,
+            upn_range_filter: UpnRangeFilterMode::Honoured,
+            eventual_lag: Duration::ZERO,
+            b2c: false,
         }
+    }
+}
+
+impl Realism {
+    /// How far behind writes a read with these headers is served: `eventual_lag` for an advanced
+    /// query (`ConsistencyLevel: eventual`) when it is the longer, else `read_lag`.
+    pub fn view_lag(&self, headers: &axum::http::HeaderMap) -> Duration {
+        if odata::eventual(headers) {
+            self.read_lag.max(self.eventual_lag)
+        } else {
+            self.read_lag
+        }
+    }
+
+    /// How long the version of a user before a write is kept for lagging reads.
+    pub fn retain_lag(&self) -> Duration {
+        self.read_lag.max(self.eventual_lag)
     }
 }
 

@@ -243,6 +243,12 @@ async fn graph_pipeline(State(state): State<AppState>, mut req: Request, next: N
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    if state.runtime.realism.b2c && super::odata::eventual(req.headers()) {
+        // Azure AD B2C supports no advanced queries ("Advanced query capabilities on Microsoft
+        // Entra ID objects"); reported answers (microsoft-graph-docs #9477, #9856): this.
+        return GraphError::request_bad_request("This request is not supported by the service")
+            .into_response();
+    }
     use super::throttle::{cost, too_many_requests_body, Admission, ThrottleKey};
     let users = state.read().tenants[caller.tenant].users.len();
     let key = ThrottleKey {
@@ -517,7 +523,7 @@ pub fn settle_all_at(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
     }
     let mut store = state.write();
     let mut changed = false;
-    let lag = state.runtime.realism.read_lag;
+    let lag = state.runtime.realism.retain_lag();
     for t in &mut store.tenants {
         changed |= t.settle_operations(now, lag);
     }

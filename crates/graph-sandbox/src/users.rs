@@ -302,6 +302,38 @@ fn upn_range(f: &odata::Filter) -> Option<UpnRange> {
     }
 }
 
+/// Whether a filter compares `userPrincipalName` with `ge`/`gt`/`le`/`lt` anywhere.
+fn has_upn_range(f: &odata::Filter) -> bool {
+    use odata::{Filter, Op};
+    match f {
+        Filter::Cmp { prop, op, .. } => {
+            prop.eq_ignore_ascii_case("userPrincipalName")
+                && matches!(op, Op::Ge | Op::Gt | Op::Le | Op::Lt)
+        }
+        Filter::And(a, b) | Filter::Or(a, b) => has_upn_range(a) || has_upn_range(b),
+        Filter::Not(x) => has_upn_range(x),
+        _ => false,
+    }
+}
+
+/// The filter as a service that accepts `userPrincipalName` range clauses and ignores them
+/// (`--upn-range-filter ignored`): each such clause counts as true; `None` when nothing is left.
+fn without_upn_range(f: odata::Filter) -> Option<odata::Filter> {
+    use odata::Filter;
+    match f {
+        Filter::Cmp { .. } if has_upn_range(&f) => None,
+        Filter::And(a, b) => match (without_upn_range(*a), without_upn_range(*b)) {
+            (Some(a), Some(b)) => Some(Filter::And(Box::new(a), Box::new(b))),
+            (one, None) | (None, one) => one,
+        },
+        Filter::Or(a, b) => match (without_upn_range(*a), without_upn_range(*b)) {
+            (Some(a), Some(b)) => Some(Filter::Or(Box::new(a), Box::new(b))),
+            _ => None,
+        },
+        other => Some(other),
+    }
+}
+
 /// The tighter of two lower bounds (`wins`: `Greater`) or of two upper bounds (`Less`): the
 /// one whose value is further in that direction; with equal values, the exclusive one.
 fn tighter(
@@ -445,9 +477,24 @@ pub async fn list(
         start,
     } = odata::collection_query(&uri, &headers, &USERS, &state.skip_secret)?;
 
+    let filter = match (filter, state.runtime.realism.upn_range_filter) {
+        (Some(f), mode) if has_upn_range(&f) => match mode {
+            super::UpnRangeFilterMode::Honoured => Some(f),
+            super::UpnRangeFilterMode::Rejected => {
+                return Err(GraphError::unsupported_query(
+                    "Unsupported or invalid query filter clause specified for property 'userPrincipalName' of resource 'User'.",
+                ))
+            }
+            super::UpnRangeFilterMode::Ignored => without_upn_range(f),
+        },
+        (f, _) => f,
+    };
     let store = state.read();
     let t = &store.tenants[caller.tenant];
-    let (now, lag) = (std::time::Instant::now(), state.runtime.realism.read_lag);
+    let (now, lag) = (
+        std::time::Instant::now(),
+        state.runtime.realism.view_lag(&headers),
+    );
     let cands = filter.as_ref().and_then(|f| candidates(f, t));
     let keep = |i: usize| {
         filter
@@ -828,7 +875,11 @@ pub async fn patch(
         return Ok(StatusCode::NO_CONTENT);
     }
 
-    t.before_write(i, std::time::Instant::now(), state.runtime.realism.read_lag);
+    t.before_write(
+        i,
+        std::time::Instant::now(),
+        state.runtime.realism.retain_lag(),
+    );
     let u = &mut t.users[i];
     if let Some(p) = policies {
         u.password_policies = p;

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use crate::config::ids;
 use crate::config::{GroupRef, TenantRef, UserRef};
 use crate::graph::auth::Credential;
-use crate::graph::client::{GraphClient, GraphError, UserKey};
+use crate::graph::client::{
+    is_advanced_query_refusal, needs_advanced_query, GraphClient, GraphError, UserKey,
+};
 use crate::graph::model::{ForceFlags, GraphUser, IMPORT_USER_SELECT};
 
 use super::error::Context;
@@ -278,12 +280,27 @@ async fn read_tenant(
         );
     }
     if let Some(f) = &selection.filter {
-        others.extend(
-            client
-                .list_users_selecting(t, Some(f), IMPORT_USER_SELECT)
-                .await
-                .context_with(|| format!("--filter {}", crate::escape::value(f)))?,
-        );
+        let advanced = needs_advanced_query(f);
+        let selected = match client
+            .list_users_selecting(t, Some(f), IMPORT_USER_SELECT)
+            .await
+        {
+            Err(e) if advanced && is_advanced_query_refusal(&e) => {
+                return Err(EngineError::refused(format!(
+                    "--filter {}: this filter needs advanced queries (ConsistencyLevel: eventual), which Azure AD B2C tenants do not support; tenant {} refused it ({})",
+                    crate::escape::value(f),
+                    crate::escape::Shown(t),
+                    crate::escape::Shown(&e.to_string())
+                )))
+            }
+            r => r.context_with(|| format!("--filter {}", crate::escape::value(f)))?,
+        };
+        // an advanced query only selects: the state comes from ordinary reads
+        others.extend(if advanced {
+            fresh(client, t, &selected).await?
+        } else {
+            selected
+        });
     }
     if !selection.users.is_empty() {
         let keys: Vec<UserKey> = selection.users.iter().map(|(_, r)| key_of(r)).collect();
@@ -354,6 +371,8 @@ async fn read_tenant(
                     crate::escape::value(&g.to_string())
                 )
             })?;
+        // read through an advanced query (the type cast): it only selects
+        let members = fresh(client, t, &members).await?;
         groups.push(ReadGroup {
             display_name,
             members: members.iter().map(ImportedUser::from_graph).collect(),
@@ -365,6 +384,19 @@ async fn read_tenant(
         groups,
         others: others.iter().map(ImportedUser::from_graph).collect(),
     })
+}
+
+/// `selected` as ordinary reads return them (`/users/{id}` in `$batch`, no `ConsistencyLevel:
+/// eventual`): advanced queries are served from an index that can lag writes ("Advanced query
+/// capabilities on Microsoft Entra ID objects"), and an imported flag or timestamp decides the
+/// next plan's writes.
+async fn fresh(
+    client: &GraphClient,
+    t: &str,
+    selected: &[GraphUser],
+) -> Result<Vec<GraphUser>, EngineError> {
+    let ids: Vec<String> = selected.iter().map(|u| u.id.clone()).collect();
+    Ok(client.reread_users(t, &ids, IMPORT_USER_SELECT).await?)
 }
 
 fn key_of(r: &UserRef) -> UserKey {

@@ -190,6 +190,31 @@ impl GraphClient {
         }
     }
 
+    /// The users with these object ids read again from `/users/{id}` in `$batch` envelopes,
+    /// without `ConsistencyLevel: eventual`, with `select`: the state that decides a write, for
+    /// users an advanced query selected (its index can lag writes: "Advanced query capabilities
+    /// on Microsoft Entra ID objects"). Users gone since are left out; input order kept.
+    pub async fn reread_users(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        select: &str,
+    ) -> Result<Vec<GraphUser>, GraphError> {
+        let keys: Vec<UserKey> = ids.iter().cloned().map(UserKey::Id).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for (_, r) in self
+            .get_users_by_batch_selecting(tenant, &keys, select)
+            .await?
+        {
+            match r {
+                Ok(u) => out.push(u),
+                Err(GraphError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// [`Self::get_users_by_batch`] with another `$select`.
     pub async fn get_users_by_batch_selecting(
         &self,
@@ -699,10 +724,38 @@ fn user_lookup_url_selecting(key: &UserKey, select: &str) -> String {
     }
 }
 
-/// Whether a `$filter` on users uses an operator that needs `ConsistencyLevel: eventual`.
-fn needs_advanced_query(filter: &str) -> bool {
+/// Whether a `$filter` on users needs the advanced query parameters (`ConsistencyLevel:
+/// eventual` and `$count=true`), per "Advanced query capabilities on Microsoft Entra ID objects"
+/// (<https://learn.microsoft.com/en-us/graph/aad-advanced-queries>): the `ne`, `not` and
+/// `endsWith` operators, `eq`/`ne` on `null`, `$count` on a collection
+/// (`assignedLicenses/$count ne 0`), and properties only the advanced index can filter
+/// (`showInAddressList`, `onPremisesExtensionAttributes/...`, `employeeOrgData/...`). Saying yes
+/// too often costs only the header: what such a read selects is read again without it
+/// ([`GraphClient::reread_users`]). Azure AD B2C tenants refuse all of them.
+pub fn needs_advanced_query(filter: &str) -> bool {
     let f = filter.to_ascii_lowercase();
-    f.contains(" ne ") || f.contains("not(") || f.contains("not ") || f.contains("endswith(")
+    let f = f.split_whitespace().collect::<Vec<_>>().join(" ");
+    [
+        " ne ",
+        "not(",
+        "not ",
+        "endswith(",
+        "eq null",
+        "/$count",
+        "showinaddresslist",
+        "onpremisesextensionattributes/",
+        "employeeorgdata/",
+    ]
+    .iter()
+    .any(|needle| f.contains(needle) || f.starts_with(needle.trim_start()))
+}
+
+/// Whether Graph's answer to an advanced query is the refusal Azure AD B2C tenants give: 400
+/// `Request_BadRequest` ("This request is not supported by the service", reported in
+/// microsoft-graph-docs issues #9477 and #9856; the B2C pages say advanced queries are not
+/// supported). A filter Graph cannot parse is `Request_UnsupportedQuery` instead.
+pub fn is_advanced_query_refusal(e: &GraphError) -> bool {
+    e.status() == Some(400) && e.code() == Some("Request_BadRequest")
 }
 
 /// OData string literal escaping: `'` doubles.
@@ -753,6 +806,16 @@ mod tests {
             "passwordProfile/forceChangePasswordNextSignIn eq true"
         ));
         assert!(!needs_advanced_query("startsWith(displayName,'Anne')"));
+        assert!(needs_advanced_query("NOT startsWith(displayName,'A')"));
+        assert!(needs_advanced_query("assignedLicenses/$count ne 0"));
+        assert!(needs_advanced_query("mail eq null"));
+        assert!(needs_advanced_query("showInAddressList eq true"));
+        assert!(needs_advanced_query(
+            "onPremisesExtensionAttributes/extensionAttribute1 eq 'x'"
+        ));
+        assert!(needs_advanced_query("userPrincipalName  ne  'a'"));
+        assert!(!needs_advanced_query("accountEnabled eq false"));
+        assert!(!needs_advanced_query("userPrincipalName in ('a@x','b@x')"));
     }
 
     #[test]

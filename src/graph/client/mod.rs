@@ -62,7 +62,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use api::ResetOutcome;
+pub use api::{is_advanced_query_refusal, needs_advanced_query, ResetOutcome};
 pub use error::{escape_for_message, GraphError};
 pub use execute::{WriteSlot, READ_CONCURRENCY};
 pub use key::UserKey;
@@ -100,6 +100,9 @@ struct Inner {
     /// Graph's clock as last seen: the `Date` of the latest response and the local instant it
     /// arrived (see [`GraphClient::to_graph_clock`])
     graph_clock: Mutex<Option<(DateTime<Utc>, DateTime<Utc>)>>,
+    /// tenants whose partitioned user read failed (a range filter ignored or refused): listed
+    /// sequentially from then on (`partition.rs`)
+    unpartitioned: Mutex<std::collections::HashSet<String>>,
 }
 
 impl fmt::Debug for GraphClient {
@@ -143,6 +146,7 @@ impl GraphClient {
                 pacers: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 graph_clock: Mutex::new(None),
+                unpartitioned: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }

@@ -22,13 +22,31 @@
 //! (digits, letters) and each letter once more at `m`, so a common first letter does not make
 //! one partition the long pole.
 //!
+//! # A filter Graph may ignore
+//!
+//! The "user resource type" page lists `ge`/`le` for `userPrincipalName`, but a public docs
+//! issue (microsoft-graph-docs-contrib #6581, "filter on userPrincipalName with ge/le does not
+//! work") reports range filters that do not work. A clause Graph accepted and ignored would make
+//! every partition read the whole tenant, 63 times over. So every page of a partition is checked
+//! as it arrives: every user's UPN must lie in the partition's range, compared the way the range
+//! was built (lowercased, then by code point: the boundaries are lowercase ASCII, and Graph
+//! compares UPNs case-insensitively). At the first user outside its range the other partitions'
+//! reads are cancelled (dropped, requests in flight included), the tenant is read sequentially,
+//! a warning says so once, `-v` says which user came back for which range, and the client never
+//! partitions that tenant again. A range filter Graph refuses (400) ends the same way, without
+//! the warning. The worst case costs the pages in flight when the first one is checked (at most
+//! [`READ_CONCURRENCY`](super::READ_CONCURRENCY), one round trip side by side) on top of the
+//! sequential read: `examples/bench.py --upn-range-filter` measures it.
+//!
 //! # Completeness
 //!
 //! Graph does not document its collation for `ge`/`le`, and users can be created or deleted
 //! while we read. So the union is checked: no object id twice, and exactly as many users as
 //! `$count` said (`GET /users/$count` needs `ConsistencyLevel: eventual`, which is fine for the
-//! count alone). On any mismatch, or any error of a partition other than authentication, the
-//! tenant is read again by sequential paging and the reason is logged at `info` (`-v`).
+//! count alone: the count never decides a write, and the users' state comes from the pages,
+//! which are ordinary reads). On any mismatch, or any error of a partition other than
+//! authentication, the tenant is read again by sequential paging and the reason is logged at
+//! `info` (`-v`).
 //!
 //! # Budget
 //!
@@ -38,7 +56,7 @@
 
 use std::collections::HashSet;
 
-use futures_util::future::join_all;
+use futures_util::future::try_join_all;
 use reqwest::Method;
 use url::Url;
 
@@ -60,6 +78,47 @@ pub enum ListingPath {
     Partitioned(usize),
     /// partitions were read but the union did not check out (the reason); then paged sequentially
     FellBack(String),
+    /// paged sequentially because an earlier listing found the tenant's range filters ignored or
+    /// refused
+    SequentialAfterFallBack,
+}
+
+/// The range of (lowercased) UPNs one partition's filter admits: `None` is unbounded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpnRange {
+    pub ge: Option<String>,
+    pub le: Option<String>,
+}
+
+impl UpnRange {
+    /// The range a filter of [`partition_filters`] states: its `userPrincipalName ge '..'` and
+    /// `le '..'` clauses (lowercased); other clauses are not ranges and bound nothing.
+    pub fn of_filter(filter: &str) -> UpnRange {
+        let mut r = UpnRange::default();
+        for clause in filter.split(" and ") {
+            let clause = clause.trim();
+            let lit = |rest: &str| {
+                rest.trim()
+                    .strip_prefix('\'')
+                    .and_then(|x| x.strip_suffix('\''))
+                    .map(|x| x.replace("''", "'").to_lowercase())
+            };
+            if let Some(rest) = clause.strip_prefix("userPrincipalName ge ") {
+                r.ge = lit(rest);
+            } else if let Some(rest) = clause.strip_prefix("userPrincipalName le ") {
+                r.le = lit(rest);
+            }
+        }
+        r
+    }
+
+    /// Whether `upn` lies in the range, compared as the range was built: lowercased, by code
+    /// point.
+    pub fn contains(&self, upn: &str) -> bool {
+        let u = upn.to_lowercase();
+        self.ge.as_deref().is_none_or(|lo| u.as_str() >= lo)
+            && self.le.as_deref().is_none_or(|hi| u.as_str() <= hi)
+    }
 }
 
 /// The range boundaries: digits, then each letter and the letter followed by `m`. None contains
@@ -117,6 +176,24 @@ pub fn check_complete(users: &[GraphUser], expected: usize) -> Result<(), UnionM
 }
 
 impl GraphClient {
+    /// Whether a partitioned read of `tenant` failed earlier in this client's life.
+    fn partitions_failed_before(&self, tenant: &str) -> bool {
+        self.inner
+            .unpartitioned
+            .lock()
+            .expect("unpartitioned lock")
+            .contains(&tenant.to_ascii_lowercase())
+    }
+
+    /// Records that `tenant` is to be listed sequentially from now on; `true` the first time.
+    fn remember_partitions_failed(&self, tenant: &str) -> bool {
+        self.inner
+            .unpartitioned
+            .lock()
+            .expect("unpartitioned lock")
+            .insert(tenant.to_ascii_lowercase())
+    }
+
     /// `GET /users/$count` (with `ConsistencyLevel: eventual`, which `$count` requires).
     pub async fn count_users(&self, tenant: &str) -> Result<usize, GraphError> {
         self.get_json_with(
@@ -196,6 +273,12 @@ impl GraphClient {
                 ListingPath::Sequential,
             ));
         }
+        if self.partitions_failed_before(tenant) {
+            return Ok((
+                self.list_users(tenant, None).await?,
+                ListingPath::SequentialAfterFallBack,
+            ));
+        }
         let n = filters.len();
         match self.read_partitions(tenant, filters, count).await {
             Ok(users) => {
@@ -204,6 +287,15 @@ impl GraphClient {
             }
             Err(Incomplete::Graph(e @ GraphError::Auth(_))) => Err(e),
             Err(reason) => {
+                let first_time = match &reason {
+                    Incomplete::Union(_) => false,
+                    Incomplete::Graph(_) | Incomplete::OutOfRange { .. } => {
+                        self.remember_partitions_failed(tenant)
+                    }
+                };
+                if first_time && matches!(reason, Incomplete::OutOfRange { .. }) {
+                    tracing::warn!(tenant = %crate::escape::Shown(tenant), "Graph ignored the userPrincipalName range filter of the partitioned user read; reading this tenant's users sequentially (-v: why)");
+                }
                 let reason = reason.to_string();
                 tracing::info!(tenant = %crate::escape::Shown(tenant), reason = %crate::escape::Shown(&reason.to_string()), "partitioned read of users incomplete; falling back to sequential paging");
                 Ok((
@@ -220,8 +312,10 @@ impl GraphClient {
         &self,
         tenant: &str,
         first: Url,
+        filter: &str,
         out: &std::sync::Mutex<Vec<GraphUser>>,
-    ) -> Result<(), GraphError> {
+    ) -> Result<(), Incomplete> {
+        let range = UpnRange::of_filter(filter);
         let mut next = Some(first);
         while let Some(url) = next.take() {
             let what = url.path().to_owned();
@@ -234,17 +328,37 @@ impl GraphClient {
                 paced_by_caller: false,
                 pool: Pool::ListPages,
             };
-            let resp = self.execute(tenant, &req).await?;
+            let resp = self
+                .execute(tenant, &req)
+                .await
+                .map_err(Incomplete::Graph)?;
             if !(200..300).contains(&resp.status) {
-                return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
+                return Err(Incomplete::Graph(error_from(
+                    resp.status,
+                    &resp.body,
+                    resp.request_id,
+                    &what,
+                )));
             }
-            let page: Page<GraphUser> = decode(&resp.body, &what)?;
+            let page: Page<GraphUser> = decode(&resp.body, &what).map_err(Incomplete::Graph)?;
             drop(resp);
+            // Checked before anything is kept: the first user outside the range ends every
+            // partition's read (see "A filter Graph may ignore").
+            if let Some(stray) = page.value.iter().find_map(|u| {
+                u.user_principal_name
+                    .as_deref()
+                    .filter(|upn| !range.contains(upn))
+            }) {
+                return Err(Incomplete::OutOfRange {
+                    upn: stray.to_owned(),
+                    filter: filter.to_owned(),
+                });
+            }
             out.lock()
                 .expect("partition results poisoned")
                 .extend(page.value);
             if let Some(link) = page.next_link {
-                next = Some(self.same_origin_url(&link)?);
+                next = Some(self.same_origin_url(&link).map_err(Incomplete::Graph)?);
             }
         }
         Ok(())
@@ -267,12 +381,13 @@ impl GraphClient {
                     "users?$select={USER_SELECT}&$top={PAGE_SIZE}&$filter={}",
                     encode_query_value(f)
                 );
-                self.get_paged_bulk(tenant, self.url(&q)?, users).await
+                let url = self.url(&q).map_err(Incomplete::Graph)?;
+                self.get_paged_bulk(tenant, url, f, users).await
             }
         });
-        for part in join_all(reads).await {
-            part.map_err(Incomplete::Graph)?;
-        }
+        // The first failure (an error, or a user outside its range) drops the other reads,
+        // requests in flight included.
+        try_join_all(reads).await?;
         let users = users.into_inner().expect("partition results poisoned");
         check_complete(&users, expected).map_err(Incomplete::Union)?;
         Ok(users)
@@ -286,6 +401,8 @@ enum Incomplete {
     Graph(GraphError),
     #[error("{0}")]
     Union(UnionMismatch),
+    #[error("user {upn} came back for the partition `{filter}`, outside its range: Graph did not apply the range filter")]
+    OutOfRange { upn: String, filter: String },
 }
 
 #[cfg(test)]
@@ -331,6 +448,45 @@ mod tests {
         assert!(filters
             .iter()
             .all(|f| !f.contains(" lt ") && !f.contains(" gt ")));
+    }
+
+    /// The check of a page uses the ranges the filters state, with the ordering that built them:
+    /// each UPN is in the range of exactly the partition that covers it, whatever its case.
+    #[test]
+    fn every_upn_lies_in_the_range_of_its_own_partition_only() {
+        let filters = partition_filters(&partition_boundaries());
+        assert_eq!(
+            UpnRange::of_filter("userPrincipalName ge 'a' and userPrincipalName le 'am'"),
+            UpnRange {
+                ge: Some("a".into()),
+                le: Some("am".into())
+            }
+        );
+        assert_eq!(
+            UpnRange::of_filter("userPrincipalName le '0'"),
+            UpnRange {
+                ge: None,
+                le: Some("0".into())
+            }
+        );
+        for upn in [
+            "0@x", "9z@x", "a@x", "AM@x", "Al.Z@x", "mz@x", "M@x", "ZZ@x", "zM@x", "zl@x",
+            "_under@x", "'quote@x", ".dot@x", "éva@x", "Ünal@x", "ZOE.X1@x", "{brace@x",
+        ] {
+            let holders: Vec<&String> = filters
+                .iter()
+                .filter(|f| UpnRange::of_filter(f).contains(upn))
+                .collect();
+            assert_eq!(holders.len(), 1, "{upn}: {holders:?}");
+            assert!(
+                matches(holders[0], upn),
+                "{upn} checked against another range"
+            );
+        }
+        // a user of another range is caught
+        let b = UpnRange::of_filter("userPrincipalName ge 'b' and userPrincipalName le 'bm'");
+        assert!(b.contains("Bea@x") && b.contains("bl@x"));
+        assert!(!b.contains("anne@x") && !b.contains("Bob@x") && !b.contains("C@x"));
     }
 
     #[test]
