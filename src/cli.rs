@@ -683,6 +683,18 @@ pub struct SandboxRealismArgs {
     /// `AadPremiumLicenseRequired`.
     #[arg(long, alias = "no-pim-licence")]
     pub no_pim_license: bool,
+
+    /// Page size of `identityProtection/riskyUsers` when no `$top` is given.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub risky_page_size: usize,
+
+    /// No tenant has Entra ID P2: `identityProtection/riskyUsers` answers 403.
+    #[arg(long, alias = "no-identity-protection-licence")]
+    pub no_identity_protection_license: bool,
+
+    /// `identityProtection/riskyUsers` is not held to 1 request per second per tenant.
+    #[arg(long)]
+    pub no_identity_protection_limit: bool,
 }
 
 impl Default for SandboxRealismArgs {
@@ -696,6 +708,9 @@ impl Default for SandboxRealismArgs {
             reset_location_query: false,
             reset_fail: false,
             no_pim_license: false,
+            risky_page_size: 20,
+            no_identity_protection_license: false,
+            no_identity_protection_limit: false,
         }
     }
 }

@@ -101,6 +101,9 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
         reset_location_query: r.reset_location_query,
         reset_fail: r.reset_fail,
         no_pim_license: r.no_pim_license,
+        risky_page_size: r.risky_page_size.max(1),
+        no_identity_protection_license: r.no_identity_protection_license,
+        no_identity_protection_limit: r.no_identity_protection_limit,
     };
     Ok(c)
 }

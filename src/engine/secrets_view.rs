@@ -153,6 +153,8 @@ pub async fn resolve(
                 tenant,
                 users: Vec::new(),
                 groups: Vec::new(),
+                selectors: Vec::new(),
+                exclude: Vec::new(),
                 files: Vec::new(),
             });
         }

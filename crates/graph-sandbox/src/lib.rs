@@ -29,7 +29,8 @@
 //! - `auth`: token endpoint (client secret, certificate and federated assertions, ROPC, device
 //!   code) and bearer validation;
 //! - `odata`: `$select`/`$top`/`$filter`/`$count`/skip tokens; `users`, `groups`, `reset`,
-//!   `roles` (role management, domains and the organization): the Graph endpoints; `observe`: `/_sandbox/...`;
+//!   `roles` (role management, domains and the organization), `risky` (Identity Protection's
+//!   risky users): the Graph endpoints; `observe`: `/_sandbox/...`;
 //! - `throttle`, `faults`, `batch`: the documented limits, fault injection and `$batch`.
 //!
 //! Where real tenants differ, or the docs and public reports disagree, the behaviour is a switch
@@ -51,6 +52,7 @@ mod observe;
 mod odata;
 mod password;
 mod reset;
+mod risky;
 mod roles;
 pub mod seed;
 mod server;
@@ -233,7 +235,14 @@ impl std::str::FromStr for TransitiveMembersMode {
 ///   seed's `resetFails`);
 /// - `no_pim_license` (`--no-pim-license`): every tenant lacks a PIM licence (per tenant: the
 ///   seed's `pimLicense: false`): the eligibility endpoints answer 400
-///   `AadPremiumLicenseRequired`.
+///   `AadPremiumLicenseRequired`;
+/// - `risky_page_size` (`--risky-page-size N`, default 20): the page size of
+///   `identityProtection/riskyUsers` without `$top` (the real default is undocumented);
+/// - `no_identity_protection_license` (`--no-identity-protection-license`): every tenant lacks
+///   Entra ID P2 (per tenant: the seed's `identityProtectionLicense: false`): riskyUsers answers
+///   403;
+/// - `no_identity_protection_limit` (`--no-identity-protection-limit`): riskyUsers is not held
+///   to Identity Protection's documented 1 request per second per tenant.
 ///
 /// Writes whose response is lost are a fault kind: `lost=RATE` in `--faults`
 /// ([`faults::FaultSpec`]).
@@ -247,6 +256,9 @@ pub struct Realism {
     pub reset_location_query: bool,
     pub reset_fail: bool,
     pub no_pim_license: bool,
+    pub risky_page_size: usize,
+    pub no_identity_protection_license: bool,
+    pub no_identity_protection_limit: bool,
 }
 
 impl Default for Realism {
@@ -260,6 +272,9 @@ impl Default for Realism {
             reset_location_query: false,
             reset_fail: false,
             no_pim_license: false,
+            risky_page_size: 20,
+            no_identity_protection_license: false,
+            no_identity_protection_limit: false,
         }
     }
 }

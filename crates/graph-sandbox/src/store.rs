@@ -376,6 +376,8 @@ pub struct Tenant {
     pub pending_operations: Vec<String>,
     /// device_code -> state
     pub device_codes: HashMap<String, DeviceCode>,
+    /// Identity Protection's risky users, licence and rate limit (see `risky`).
+    pub risky: super::risky::RiskyUsers,
 }
 
 impl Tenant {
@@ -850,8 +852,10 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
         operations: HashMap::new(),
         pending_operations: Vec::new(),
         device_codes: HashMap::new(),
+        risky: Default::default(),
     };
     build_assignments(&mut t, st, at, err)?;
+    t.risky = super::risky::RiskyUsers::from_seed(&t, st, at, err)?;
     Ok(t)
 }
 
@@ -1369,6 +1373,8 @@ fn tenant_to_seed(t: &Tenant) -> SeedTenant {
             .collect(),
         role_assignments: assignments_to_seed(t, &t.assignments),
         role_eligibilities: assignments_to_seed(t, &t.eligibilities),
+        risky_users: t.risky.to_seed(),
+        identity_protection_license: (!t.risky.licensed).then_some(false),
     }
 }
 
