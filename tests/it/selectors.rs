@@ -288,3 +288,36 @@ fn risky_users_throttled_waits_and_succeeds() {
         "{by_status:?}"
     );
 }
+
+/// A guest selected by a filter or by `riskyUsers` is left out, as `all: true` leaves guests
+/// out (its home tenant owns its password), and a note counts it.
+#[test]
+fn guests_selected_by_filter_or_risky_users_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(repo().join(CONTOSO_SEED))
+        .unwrap()
+        .replacen(
+            "\n    groups:",
+            "\n      - id: 0b8f6b1c-3f41-4b8e-9a55-1c2d3e4f5a99\n        userPrincipalName: \"gina_fabrikam.com#EXT#@contoso.onmicrosoft.com\"\n        displayName: Gina Guest\n        userType: Guest\n        lastPasswordChangeDateTime: 2026-01-05T09:00:00Z\n\n    groups:",
+            1,
+        )
+        + "      - user: \"gina_fabrikam.com#EXT#@contoso.onmicrosoft.com\"\n        riskLevel: high\n        riskState: atRisk\n";
+    let seed = write(dir.path(), "guest.seed.yaml", &seed);
+    let sb = Sandbox::seed(&seed).start();
+    let d = desired(
+        dir.path(),
+        "selectors:\n  - riskyUsers: { riskLevel: high }\n    forceChangePasswordNextSignIn: true\n  - filter: \"startsWith(userPrincipalName,'gina')\"\n    forceChangePasswordNextSignIn: true\n",
+    );
+    let plan = json_plan(&sb, &d);
+    assert_eq!(upns(&plan), vec!["frank@contoso.com".to_owned()], "{plan}");
+    let text = run(sb.pwdrift().args(["plan", &d]));
+    assert_eq!(text.code, 0, "{text:?}");
+    let notes: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| l.contains("guest selected by the selector"))
+        .collect();
+    assert_eq!(notes.len(), 2, "{text:?}");
+    assert!(notes[0].contains("d.yaml:4:"), "{notes:?}");
+    assert!(notes[1].contains("d.yaml:6:"), "{notes:?}");
+}
