@@ -301,7 +301,11 @@ fn guests_selected_by_filter_or_risky_users_are_left_out() {
             "\n      - id: 0b8f6b1c-3f41-4b8e-9a55-1c2d3e4f5a99\n        userPrincipalName: \"gina_fabrikam.com#EXT#@contoso.onmicrosoft.com\"\n        displayName: Gina Guest\n        userType: Guest\n        lastPasswordChangeDateTime: 2026-01-05T09:00:00Z\n\n    groups:",
             1,
         )
-        + "      - user: \"gina_fabrikam.com#EXT#@contoso.onmicrosoft.com\"\n        riskLevel: high\n        riskState: atRisk\n";
+        .replacen(
+            "\n    riskyUsers:\n",
+            "\n    riskyUsers:\n      - user: \"gina_fabrikam.com#EXT#@contoso.onmicrosoft.com\"\n        riskLevel: high\n        riskState: atRisk\n",
+            1,
+        );
     let seed = write(dir.path(), "guest.seed.yaml", &seed);
     let sb = Sandbox::seed(&seed).start();
     let d = desired(
