@@ -718,6 +718,17 @@ pub struct SandboxRealismArgs {
     /// 400 `Request_BadRequest`.
     #[arg(long)]
     pub b2c: bool,
+    /// Page size of `identityProtection/riskyUsers` when no `$top` is given.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub risky_page_size: usize,
+
+    /// No tenant has Entra ID P2: `identityProtection/riskyUsers` answers 403.
+    #[arg(long, alias = "no-identity-protection-licence")]
+    pub no_identity_protection_license: bool,
+
+    /// `identityProtection/riskyUsers` is not held to 1 request per second per tenant.
+    #[arg(long)]
+    pub no_identity_protection_limit: bool,
 }
 
 impl Default for SandboxRealismArgs {
@@ -735,6 +746,9 @@ impl Default for SandboxRealismArgs {
             upn_range_filter: "honoured".into(),
             eventual_lag: 0,
             b2c: false,
+            risky_page_size: 20,
+            no_identity_protection_license: false,
+            no_identity_protection_limit: false,
         }
     }
 }

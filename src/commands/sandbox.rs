@@ -109,6 +109,9 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
             .map_err(|e| anyhow::anyhow!("--upn-range-filter: {e}"))?,
         eventual_lag: std::time::Duration::from_millis(r.eventual_lag),
         b2c: r.b2c,
+        risky_page_size: r.risky_page_size.max(1),
+        no_identity_protection_license: r.no_identity_protection_license,
+        no_identity_protection_limit: r.no_identity_protection_limit,
     };
     Ok(c)
 }

@@ -185,15 +185,29 @@ pub fn resolve(
                 .map(|live| (Some(live), &g.directives, &g.origin, false)),
         );
     }
-    // Selectors: `all: true` takes the listing (guests never), the others their members.
+    // Selectors: `all: true` takes the listing, the others their members (guests never).
     let mut rest = Some(listed_rest);
     let mut all_range: Option<std::ops::Range<usize>> = None;
     for (s, fetched) in desired.selectors.iter().zip(selectors) {
         match fetched {
-            FetchedSelector::Members(m) => reached.extend(
-                m.into_iter()
-                    .map(|u| (Some(roles.live(u)), &s.directives, &s.origin, false)),
-            ),
+            // guests are left out as `all: true` leaves them: their home tenant owns their password
+            FetchedSelector::Members(m) => {
+                let (guests, members): (Vec<GraphUser>, Vec<GraphUser>) =
+                    m.into_iter().partition(is_guest);
+                if !guests.is_empty() {
+                    notes.push(format!(
+                        "{} guest{} selected by the selector at {} left out: a guest's password lives in its home tenant",
+                        guests.len(),
+                        if guests.len() == 1 { "" } else { "s" },
+                        s.origin
+                    ));
+                }
+                reached.extend(
+                    members
+                        .into_iter()
+                        .map(|u| (Some(roles.live(u)), &s.directives, &s.origin, false)),
+                )
+            }
             FetchedSelector::All => match (rest.take(), &all_range) {
                 (Some(all), _) => {
                     let start = reached.len();
@@ -365,7 +379,7 @@ fn guid_key(id: &str) -> Option<u128> {
     }
     Some(key)
 }
-/// Whether a listed user is a guest (`userType` Guest): never selected by `all: true`.
+/// Whether a listed user is a guest (`userType` Guest): never selected by a selector.
 fn is_guest(u: &GraphUser) -> bool {
     u.user_type
         .as_deref()

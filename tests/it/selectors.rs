@@ -188,3 +188,140 @@ fn precedence_users_entry_wins_and_disagreeing_selectors_fail() {
         .cloned();
     assert!(bob.is_some());
 }
+
+/// Requests to `identityProtection/riskyUsers` by status, summed over the API versions.
+fn risky_requests(sb: &Sandbox) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let stats = sb.stats();
+    for (route, by_status) in stats["requests"].as_object().unwrap() {
+        if !route.contains("riskyUsers") {
+            continue;
+        }
+        for (status, n) in by_status.as_object().unwrap() {
+            *out.entry(status.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
+        }
+    }
+    out
+}
+
+const RISKY_HIGH: &str =
+    "selectors:\n  - riskyUsers: { riskLevel: high }\n    forceChangePasswordNextSignIn: true\n";
+
+/// `riskyUsers: { riskLevel: high }` selects exactly the users at high risk still at risk (frank
+/// in the contoso seed; not dave, dismissed, nor carol, remediated, nor grace, medium), read
+/// across pages (page size 1) without one 429: the client keeps to 1 request per second.
+#[test]
+fn risky_users_high_selects_exactly_high_and_at_risk_across_pages() {
+    let sb = Sandbox::contoso()
+        .configure(|c| c.realism.risky_page_size = 1)
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = desired(dir.path(), RISKY_HIGH);
+    let plan = json_plan(&sb, &d);
+    assert_eq!(upns(&plan), vec!["frank@contoso.com".to_owned()], "{plan}");
+    let by_status = risky_requests(&sb);
+    // three users at risk (frank, grace, bob), one per page
+    assert_eq!(by_status.get("200"), Some(&3), "{by_status:?}");
+    assert_eq!(by_status.get("429"), None, "{by_status:?}");
+}
+
+/// A tenant without Entra ID P2: the plan stops with exit 1 and says what is needed.
+#[test]
+fn risky_users_without_a_p2_licence_is_explained() {
+    let sb = Sandbox::contoso()
+        .configure(|c| c.realism.no_identity_protection_license = true)
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = desired(dir.path(), RISKY_HIGH);
+    let out = run(sb.pwdrift().args(["plan", &d]));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("Entra ID P2"), "{out:?}");
+    assert!(out.stderr.contains("IdentityRiskyUser.Read.All"), "{out:?}");
+    assert!(out.stderr.contains("nothing was planned"), "{out:?}");
+    assert_eq!(sb.total_patches(), 0);
+}
+
+/// An app without IdentityRiskyUser.Read.All: exit 1, the permission named.
+#[test]
+fn risky_users_without_the_permission_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(repo().join(CONTOSO_SEED))
+        .unwrap()
+        .replace("          - IdentityRiskyUser.Read.All\n", "");
+    let seed = write(dir.path(), "no-risky-permission.seed.yaml", &seed);
+    let sb = Sandbox::seed(&seed).start();
+    let d = desired(dir.path(), RISKY_HIGH);
+    let out = run(sb.pwdrift().args(["plan", &d]));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("IdentityRiskyUser.Read.All"), "{out:?}");
+    assert!(
+        out.stderr.contains("Authorization_RequestDenied"),
+        "{out:?}"
+    );
+    assert_eq!(risky_requests(&sb).get("403"), Some(&1));
+}
+
+/// Two plans at once share Identity Protection's 1 request per second: at least one request is
+/// answered 429 (without `Retry-After`), and both plans wait it out and succeed with the same
+/// selection.
+#[test]
+fn risky_users_throttled_waits_and_succeeds() {
+    let sb = Sandbox::contoso()
+        .configure(|c| c.realism.risky_page_size = 1)
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = desired(dir.path(), RISKY_HIGH);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(sb.pwdrift().args(["plan", &d, "--format", "json"])));
+        let b = s.spawn(|| run(sb.pwdrift().args(["plan", &d, "--format", "json"])));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for out in [&a, &b] {
+        assert_eq!(out.code, 0, "{out:?}");
+        let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(upns(&plan), vec!["frank@contoso.com".to_owned()], "{plan}");
+    }
+    let by_status = risky_requests(&sb);
+    assert_eq!(by_status.get("200"), Some(&6), "{by_status:?}");
+    assert!(
+        by_status.get("429").is_some_and(|n| *n >= 1),
+        "{by_status:?}"
+    );
+}
+
+/// A guest selected by a filter or by `riskyUsers` is left out, as `all: true` leaves guests
+/// out (its home tenant owns its password), and a note counts it.
+#[test]
+fn guests_selected_by_filter_or_risky_users_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(repo().join(CONTOSO_SEED))
+        .unwrap()
+        .replacen(
+            "\n    groups:",
+            "\n      - id: 0b8f6b1c-3f41-4b8e-9a55-1c2d3e4f5a99\n        userPrincipalName: \"gina_fabrikam.com#EXT#@contoso.onmicrosoft.com\"\n        displayName: Gina Guest\n        userType: Guest\n        lastPasswordChangeDateTime: 2026-01-05T09:00:00Z\n\n    groups:",
+            1,
+        )
+        .replacen(
+            "\n    riskyUsers:\n",
+            "\n    riskyUsers:\n      - user: \"gina_fabrikam.com#EXT#@contoso.onmicrosoft.com\"\n        riskLevel: high\n        riskState: atRisk\n",
+            1,
+        );
+    let seed = write(dir.path(), "guest.seed.yaml", &seed);
+    let sb = Sandbox::seed(&seed).start();
+    let d = desired(
+        dir.path(),
+        "selectors:\n  - riskyUsers: { riskLevel: high }\n    forceChangePasswordNextSignIn: true\n  - filter: \"startsWith(userPrincipalName,'gina')\"\n    forceChangePasswordNextSignIn: true\n",
+    );
+    let plan = json_plan(&sb, &d);
+    assert_eq!(upns(&plan), vec!["frank@contoso.com".to_owned()], "{plan}");
+    let text = run(sb.pwdrift().args(["plan", &d]));
+    assert_eq!(text.code, 0, "{text:?}");
+    let notes: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| l.contains("guest selected by the selector"))
+        .collect();
+    assert_eq!(notes.len(), 2, "{text:?}");
+    assert!(notes[0].contains("d.yaml:4:"), "{notes:?}");
+    assert!(notes[1].contains("d.yaml:6:"), "{notes:?}");
+}

@@ -8,7 +8,8 @@
 //! N/50 groups (departments with nested teams, so transitive membership has depth); a few admins
 //! (Global Administrator, User Administrator, Helpdesk Administrator, Authentication
 //! Administrator) and one delegated admin `admin@DOMAIN` (Privileged Authentication
-//! Administrator) whose password is printed in the start line. One app with the permissions and
+//! Administrator) whose password is printed in the start line. Every 25th user (from the 8th) is
+//! a risky user of Identity Protection, at levels and states in turn. One app with the permissions and
 //! roles pwdrift needs, and a public client for delegated sign-in.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -16,7 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::seed::{
-    Seed, SeedApp, SeedGroup, SeedPasswordProfile, SeedPublicClient, SeedTenant, SeedUser,
+    Seed, SeedApp, SeedGroup, SeedPasswordProfile, SeedPublicClient, SeedRiskyUser, SeedTenant,
+    SeedUser,
 };
 
 const FIRST: &[&str] = &[
@@ -205,6 +207,30 @@ pub fn generate(users: usize, rng_seed: u64) -> Seed {
         }
     }
 
+    // Every 25th user is reported by Identity Protection, at levels and states in turn (no draw
+    // from the rng, so the rest of the tenant is what it was before risky users existed).
+    const RISK: &[(&str, &str)] = &[
+        ("high", "atRisk"),
+        ("medium", "atRisk"),
+        ("high", "remediated"),
+        ("low", "atRisk"),
+        ("high", "dismissed"),
+        ("high", "confirmedCompromised"),
+    ];
+    let risky_users: Vec<SeedRiskyUser> = seed_users
+        .iter()
+        .take(users)
+        .skip(7)
+        .step_by(25)
+        .zip(RISK.iter().cycle())
+        .map(|(u, (level, state))| SeedRiskyUser {
+            user: u.user_principal_name.clone(),
+            risk_level: (*level).to_owned(),
+            risk_state: (*state).to_owned(),
+            ..SeedRiskyUser::default()
+        })
+        .collect();
+
     Seed {
         tenants: vec![SeedTenant {
             id: tenant_id,
@@ -227,6 +253,7 @@ pub fn generate(users: usize, rng_seed: u64) -> Seed {
                     "PrivilegedEligibilitySchedule.Read.AzureADGroup".to_owned(),
                     "PrivilegedAssignmentSchedule.Read.AzureADGroup".to_owned(),
                     "Domain.Read.All".to_owned(),
+                    "IdentityRiskyUser.Read.All".to_owned(),
                 ],
                 directory_roles: vec![
                     "User Administrator".to_owned(),
@@ -249,6 +276,7 @@ pub fn generate(users: usize, rng_seed: u64) -> Seed {
             device_code_auto_approve: Some(admin_upn),
             users: seed_users,
             groups,
+            risky_users,
             ..SeedTenant::default()
         }],
     }

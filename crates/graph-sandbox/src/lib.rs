@@ -29,7 +29,8 @@
 //! - `auth`: token endpoint (client secret, certificate and federated assertions, ROPC, device
 //!   code) and bearer validation;
 //! - `odata`: `$select`/`$top`/`$filter`/`$count`/skip tokens; `users`, `groups`, `reset`,
-//!   `roles` (role management, domains and the organization): the Graph endpoints; `observe`: `/_sandbox/...`;
+//!   `roles` (role management, domains and the organization), `risky` (Identity Protection's
+//!   risky users): the Graph endpoints; `observe`: `/_sandbox/...`;
 //! - `throttle`, `faults`, `batch`: the documented limits, fault injection and `$batch`.
 //!
 //! Where real tenants differ, or the docs and public reports disagree, the behaviour is a switch
@@ -51,6 +52,7 @@ mod observe;
 mod odata;
 mod password;
 mod reset;
+mod risky;
 mod roles;
 pub mod seed;
 mod server;
@@ -280,6 +282,13 @@ impl std::str::FromStr for UpnRangeFilterMode {
 /// - `b2c` (`--b2c`): the tenants are Azure AD B2C tenants, which do not support advanced
 ///   queries: a request with `ConsistencyLevel: eventual` is refused with 400
 ///   `Request_UnsupportedQuery`.
+/// - `risky_page_size` (`--risky-page-size N`, default 20): the page size of
+///   `identityProtection/riskyUsers` without `$top` (the real default is undocumented);
+/// - `no_identity_protection_license` (`--no-identity-protection-license`): every tenant lacks
+///   Entra ID P2 (per tenant: the seed's `identityProtectionLicense: false`): riskyUsers answers
+///   403;
+/// - `no_identity_protection_limit` (`--no-identity-protection-limit`): riskyUsers is not held
+///   to Identity Protection's documented 1 request per second per tenant.
 ///
 /// Writes whose response is lost are a fault kind: `lost=RATE` in `--faults`
 /// ([`faults::FaultSpec`]).
@@ -297,6 +306,9 @@ pub struct Realism {
     pub upn_range_filter: UpnRangeFilterMode,
     pub eventual_lag: Duration,
     pub b2c: bool,
+    pub risky_page_size: usize,
+    pub no_identity_protection_license: bool,
+    pub no_identity_protection_limit: bool,
 }
 
 impl Default for Realism {
@@ -314,6 +326,9 @@ impl Default for Realism {
             upn_range_filter: UpnRangeFilterMode::Honoured,
             eventual_lag: Duration::ZERO,
             b2c: false,
+            risky_page_size: 20,
+            no_identity_protection_license: false,
+            no_identity_protection_limit: false,
         }
     }
 }

@@ -126,6 +126,36 @@ pub struct SeedTenant {
     /// PIM for Groups active assignments (`.../assignmentScheduleInstances`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_assignments: Vec<SeedGroupSchedule>,
+    /// Identity Protection's risky users (`GET /identityProtection/riskyUsers`), each naming a
+    /// user of this tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risky_users: Vec<SeedRiskyUser>,
+    /// Whether the tenant has a licence that includes Microsoft Entra ID Protection (Entra ID
+    /// P2). Default true. Without it, `GET /identityProtection/riskyUsers` answers 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_protection_license: Option<bool>,
+}
+
+/// A user Identity Protection reports (a `riskyUser`; its id is the user's object id).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedRiskyUser {
+    /// The user: UPN or object id.
+    pub user: String,
+    /// `low`, `medium`, `high`, `hidden` or `none`.
+    pub risk_level: String,
+    /// `none`, `confirmedSafe`, `remediated`, `dismissed`, `atRisk` or `confirmedCompromised`.
+    pub risk_state: String,
+    /// `riskDetail`, e.g. `none`, `adminDismissedAllRiskForUser`,
+    /// `userPerformedSecuredPasswordReset`. Default `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_detail: Option<String>,
+    /// `riskLastUpdatedDateTime`. Default: 2026-01-01T00:00:00Z.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_last_updated_date_time: Option<DateTime<Utc>>,
+    /// `isProcessing`. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_processing: Option<bool>,
 }
 
 /// A custom directory role definition.

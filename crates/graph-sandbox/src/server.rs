@@ -310,6 +310,7 @@ const GRAPH_SHAPES: &[&[&str]] = &[
     ],
     &["domains", "*"],
     &["organization"],
+    &["identityProtection", "riskyUsers"],
     &["$batch"],
 ];
 
@@ -419,7 +420,11 @@ fn graph_routes(state: &AppState) -> Router<AppState> {
             )
             .route(&format!("/{v}/domains"), get(roles::list_domains))
             .route(&format!("/{v}/organization"), get(roles::list_organization))
-            .route(&format!("/{v}/domains/{{id}}"), get(roles::get_domain));
+            .route(&format!("/{v}/domains/{{id}}"), get(roles::get_domain))
+            .route(
+                &format!("/{v}/identityProtection/riskyUsers"),
+                get(super::risky::list),
+            );
     }
     r.route_layer(from_fn_with_state(state.clone(), graph_pipeline))
 }

@@ -395,6 +395,8 @@ pub struct Tenant {
     pub pending_operations: Vec<String>,
     /// device_code -> state
     pub device_codes: HashMap<String, DeviceCode>,
+    /// Identity Protection's risky users, licence and rate limit (see `risky`).
+    pub risky: super::risky::RiskyUsers,
 }
 
 impl Tenant {
@@ -880,8 +882,10 @@ fn build_tenant(st: &SeedTenant, at: &str, err: &ErrFn) -> Result<Tenant, SeedEr
         operations: HashMap::new(),
         pending_operations: Vec::new(),
         device_codes: HashMap::new(),
+        risky: Default::default(),
     };
     build_assignments(&mut t, st, at, err)?;
+    t.risky = super::risky::RiskyUsers::from_seed(&t, st, at, err)?;
     Ok(t)
 }
 
@@ -1463,6 +1467,8 @@ fn tenant_to_seed(t: &Tenant) -> SeedTenant {
         role_eligibilities: assignments_to_seed(t, &t.eligibilities),
         group_eligibilities: group_schedules_to_seed(t, true),
         group_assignments: group_schedules_to_seed(t, false),
+        risky_users: t.risky.to_seed(),
+        identity_protection_license: (!t.risky.licensed).then_some(false),
     }
 }
 
