@@ -233,6 +233,8 @@ impl GraphClient {
                 idempotent: true,
                 paced_by_caller: false,
                 pool: Pool::ListPages,
+                weight: 1,
+                auth_method: false,
             };
             let resp = self.execute(tenant, &req).await?;
             if !(200..300).contains(&resp.status) {
