@@ -22,6 +22,7 @@ mod hostile_names;
 mod import;
 mod lock;
 mod odd_answers;
+mod pacing;
 mod perf;
 mod properties;
 mod reach;
