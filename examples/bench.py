@@ -6,6 +6,8 @@ binary first):
     bash examples/bench.sh                   # quick: quota scenarios under --throttle scaled:10
     bash examples/bench.sh --quota real      # the quota scenarios under the real quotas (~11 min)
     bash examples/bench.sh --scales 10000,100000,300000,1000000
+    python3 examples/bench.py --only resets --reset-methods api --quota real   # resetPassword pace
+    python3 examples/bench.py --only apps                                      # 20 tenants, app quota
 
 Columns: scenario, users in the tenant(s), declared users, changes (planned or applied), HTTP
 requests the sandbox saw (token requests excluded; a $batch counts as its envelope plus one per
@@ -346,6 +348,9 @@ RESET_CONCURRENCY = 32  # --concurrency of that apply: requests in flight per te
 # 80 writes/s at 200 ms: the 500 writes past the first window alone take 6 s, about 1.07x)
 
 
+AUTH_METHOD_QUOTA = (5, 10.0)  # resetPassword + operation polls per app and tenant (graph/quota.rs)
+
+
 def scenario_resets(work, n, quota, method):
     """N password resets under the write quota at 200 ms per answer (docs/performance.md):
     `patch`: passwords pwdrift generates, set by PATCH (cloud users); `api`: system-generated
@@ -355,7 +360,10 @@ def scenario_resets(work, n, quota, method):
     quota wait for the window), plus one answer for the last write, plus the verification
     read-back ($batch of 20 reads, 32 in flight, one answer each); for `api` also the last
     operation's confirmation: the `Retry-After` of its 202 (the sandbox's default, 1 s), which
-    must pass before it is polled, and one poll answer."""
+    must pass before it is polled, and one poll answer. `api` is bound by the authentication-method
+    limit instead (5 requests per 10 s per app and tenant, scaled like the quotas): a reset and
+    its poll are two requests, so the floor is when the last of 2N requests may start, plus its
+    answer and the verification."""
     k = 1 if quota == "real" else int(quota.split(":")[1])
     d = os.path.join(work, "resets-%s-%d" % (method, n))
     os.makedirs(d)
@@ -405,6 +413,8 @@ def scenario_resets(work, n, quota, method):
         floor = ((ch - 1) // quota_writes) * window + RESET_MS / 1000 + verify
         if method == "api":
             floor += RESET_RETRY_AFTER_S + RESET_MS / 1000
+            per, secs = math.ceil(AUTH_METHOD_QUOTA[0] / k), AUTH_METHOD_QUOTA[1] / k
+            floor = max(floor, ((2 * ch - 1) // per) * secs + RESET_MS / 1000 + verify)
         m = re.search(r"(\d+) changed and verified", out)
         row("resets (%s) under the write quota (%s)" % (method, throttle), users + 1, len(plain), ch,
             req, thr, wall, floor, rss,
@@ -455,6 +465,51 @@ def scenario_tenants(work, tenants, users):
         finally:
             sb.stop()
             shutil.rmtree(d, ignore_errors=True)
+
+
+APP_WRITES = (70000, 300.0)  # the application's writes across tenants (graph/quota.rs)
+TENANT_WRITES = (3000, 150.0)  # writes per app and tenant
+
+
+def scenario_apps(work, tenants, writes_per_tenant, scale):
+    """`tenants` tenants applied at once from one process, `writes_per_tenant` flag changes each,
+    under the sandbox's `--throttle scaled:K` (every window and quota / K, the rates unchanged):
+    together they exceed the application's write quota across tenants (70,000 per 5 min, K=20:
+    3,500 per 15 s) while each tenant stays within its own (3,000 per 150 s, K=20: 150 per
+    7.5 s). Floor: when the last write may start under the application's quota (or the tenant's,
+    if that is later)."""
+    k = scale
+    d = os.path.join(work, "apps-%d" % tenants)
+    os.makedirs(d)
+    users = writes_per_tenant * 3 // 2 + 100
+    sb = Sandbox(["--generate", str(users), "--generate-tenants", str(tenants), "--rng-seed", "17",
+                  "--throttle", "scaled:%d" % k, "--latency", "20"], d)
+    try:
+        state = sb.state()
+        desired = os.path.join(d, "desired")
+        env = sb.env()
+        env["PWDRIFT_WRITE_QUOTA_SCALE"] = str(k)
+        declared = write_desired(state, desired, writes_per_tenant)
+        plan = os.path.join(d, "plan.json")
+        timed([BIN, "plan", desired, "--out", plan], env)
+        with open(plan) as f:
+            per_tenant = [sum(1 for u in t["users"] if u["action"]["type"] == "set_flags")
+                          for t in json.load(f)["tenants"]]
+        ch = sum(per_tenant)
+        sb.reset_stats()
+        wall, rss, out, _ = timed([BIN, "apply", plan, "--auto-approve", "--force", "--concurrency", "8"],
+                                  env)
+        req, thr = sb.stats()
+        app_n, app_w = math.ceil(APP_WRITES[0] / k), APP_WRITES[1] / k
+        t_n, t_w = math.ceil(TENANT_WRITES[0] / k), TENANT_WRITES[1] / k
+        floor = max(((ch - 1) // app_n) * app_w, ((max(per_tenant) - 1) // t_n) * t_w)
+        row("%d tenants at once, app write quota (scaled:%d)" % (tenants, k),
+            sum(len(t["users"]) for t in state["tenants"]), declared, ch, req, thr, wall, floor, rss,
+            "app quota %d writes / %.0f s; per tenant %d / %.1f s; 429s: %.2f%% of writes"
+            % (app_n, app_w, t_n, t_w, 100.0 * thr / max(ch, 1)))
+    finally:
+        sb.stop()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def print_table():
@@ -533,7 +588,12 @@ def main():
                     help="patch (generated passwords by PATCH), api (system-generated by resetPassword)")
     ap.add_argument("--range-users", type=int, default=100000,
                     help="size of the ranges scenario (--upn-range-filter honoured/rejected/ignored)")
-    ap.add_argument("--only", default="plan,scaling,quota,tenants,resets,ranges")
+    ap.add_argument("--api-resets", default="36",
+                    help="sizes of the resetPassword resets (paced to 5 per 10 s per tenant)")
+    ap.add_argument("--app-tenants", type=int, default=20, help="apps scenario: tenants at once")
+    ap.add_argument("--app-writes", type=int, default=300, help="apps scenario: writes per tenant")
+    ap.add_argument("--app-scale", type=int, default=20, help="apps scenario: the sandbox's scaled:K")
+    ap.add_argument("--only", default="plan,scaling,quota,tenants,resets,ranges,apps")
     a = ap.parse_args()
     only = set(a.only.split(","))
     work = tempfile.mkdtemp(prefix="pwdrift-bench-")
@@ -550,9 +610,15 @@ def main():
             for n in [int(x) for x in a.quota_changes.split(",") if x]:
                 scenario_quota(work, n, a.quota)
         if "resets" in only:
-            for n in [int(x) for x in a.resets.split(",") if x]:
-                for method in [m for m in a.reset_methods.split(",") if m]:
-                    scenario_resets(work, n, a.quota, method)
+            methods = [m for m in a.reset_methods.split(",") if m]
+            if "patch" in methods:
+                for n in [int(x) for x in a.resets.split(",") if x]:
+                    scenario_resets(work, n, a.quota, "patch")
+            if "api" in methods:
+                for n in [int(x) for x in a.api_resets.split(",") if x]:
+                    scenario_resets(work, n, a.quota, "api")
+        if "apps" in only:
+            scenario_apps(work, a.app_tenants, a.app_writes, a.app_scale)
     finally:
         print_table()
         shutil.rmtree(work, ignore_errors=True)

@@ -282,6 +282,29 @@ pub struct ConnectionArgs {
     pub insecure_skip_tls_verify: bool,
 }
 
+/// `N/SECONDS`: at most N requests in any SECONDS (`--reset-rate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub requests: u32,
+    pub seconds: u32,
+}
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    let bad = || {
+        format!(
+            "expected N/SECONDS with whole numbers of at least 1, e.g. 5/10; got '{}'",
+            crate::escape::Shown(s)
+        )
+    };
+    let (n, secs) = s.trim().split_once('/').ok_or_else(bad)?;
+    let requests: u32 = n.trim().parse().map_err(|_| bad())?;
+    let seconds: u32 = secs.trim().parse().map_err(|_| bad())?;
+    if requests == 0 || seconds == 0 || seconds > 86_400 {
+        return Err(bad());
+    }
+    Ok(Rate { requests, seconds })
+}
+
 /// Where and how to reach Graph, and which part of the desired state to act on.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
@@ -306,6 +329,19 @@ pub struct TargetArgs {
     /// name of one tenant lands in the same shard), and adding tenants moves no other.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<crate::shard::Shard>,
+
+    /// resetPassword requests and operation polls per tenant: N per SECONDS (Graph's identity
+    /// and access reports limit, which names authenticationMethod, is 5 per 10 s).
+    #[arg(long, value_name = "N/SECONDS", default_value = "5/10", env = "PWDRIFT_RESET_RATE",
+          value_parser = parse_rate)]
+    pub reset_rate: Rate,
+
+    /// The application's quotas across tenants (150,000 resource units per 20 s, 70,000 writes
+    /// per 5 min, 130,000 requests per 10 s) are divided by this: the number of processes
+    /// applying with the same application at once. Default: N of --shard I/N, else 1.
+    #[arg(long, value_name = "N", env = "PWDRIFT_APP_QUOTA_SHARES",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub app_quota_shares: Option<u32>,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -614,6 +650,12 @@ pub struct SandboxArgs {
     /// Throttling model: real (documented Entra limits), off, or scaled:K (windows and quotas / K).
     #[arg(long, value_name = "MODE", default_value = "real")]
     pub throttle: String,
+
+    /// Hold resetPassword and its operation polls to 5 requests per 10 s per app and tenant
+    /// (Graph's identity and access reports limit, which names authenticationMethod): on or off.
+    #[arg(long, value_name = "on|off", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub auth_method_limit: bool,
 
     /// Added latency per request: MS or MS+-JITTER.
     #[arg(long, value_name = "MS[+-JITTER]")]

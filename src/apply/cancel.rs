@@ -58,3 +58,20 @@ pub(super) async fn admit(
         slot = client.admit_write(tenant) => Some(slot),
     }
 }
+
+/// [`admit`] of a resetPassword: its turn within the tenant's authentication-method limit (5
+/// per 10 s by default) first, then the write's admission; a cancel cuts either wait short.
+pub(super) async fn admit_reset(
+    client: &GraphClient,
+    tenant: &str,
+    cancel: &Cancel,
+) -> Option<WriteSlot> {
+    if cancel.is_cancelled() {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => None,
+        slot = client.admit_reset_password(tenant) => Some(slot),
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::cancel::admit;
+use super::cancel::{admit, admit_reset};
 use super::flags::profile;
 use super::journal::Recorder;
 use super::ledger::Stage;
@@ -352,6 +352,14 @@ async fn api_reset(
     run: &Shared<'_>,
 ) -> Write {
     let journal = Recorder(run.secrets);
+    // At most as many resets in progress as the authentication-method limit allows per window
+    // (5 per 10 s by default): each one's polls get their turns before further resets take them.
+    let gate = client.reset_gate(tenant);
+    let _in_progress = tokio::select! {
+        biased;
+        _ = run.cancel.cancelled() => return Write::NotStarted,
+        permit = gate.acquire_owned() => permit.expect("the reset gate is never closed"),
+    };
     let mut superseded: Option<u64> = None;
     // The last password change a read-back put down to an attempt of this user: a later attempt
     // is confirmed only by a later change (Graph's whole seconds cannot tell two changes in one
@@ -364,13 +372,15 @@ async fn api_reset(
             wait_for_graph_second_after(client, t).await;
         }
         // a repeat belongs to a write already in flight: it is not given up on cancel
+        // resetPassword's turn within the authentication-method limit is part of its admission:
+        // nothing is recorded while it waits
         let slot = if attempt == 1 {
-            match admit(client, tenant, run.cancel).await {
+            match admit_reset(client, tenant, run.cancel).await {
                 Some(slot) => slot,
                 None => return Write::NotStarted,
             }
         } else {
-            client.admit_write(tenant).await
+            client.admit_reset_password(tenant).await
         };
         let since = Utc::now();
         let seq = match journal.intent(

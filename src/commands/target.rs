@@ -43,22 +43,33 @@ pub fn connect_settings(
         insecure_skip_tls_verify: connection.insecure_skip_tls_verify,
         request_timeout,
         write_quota_scale: write_quota_scale(),
+        reset_rate: crate::graph::retry::AUTH_METHOD_QUOTA,
+        app_quota_shares: 1,
         notices: stderr_notices(),
     }
 }
 
 /// What `plan` and `apply` act on; `concurrency`: requests in flight per tenant.
 pub fn target_settings(target: &TargetArgs, concurrency: usize) -> TargetSettings {
+    let mut connect = connect_settings(
+        &target.connection,
+        Some(Duration::from_secs(target.request_timeout)),
+    );
+    connect.reset_rate = crate::graph::retry::WriteQuota {
+        writes: target.reset_rate.requests as usize,
+        window: Duration::from_secs(u64::from(target.reset_rate.seconds)),
+    };
+    connect.app_quota_shares = target
+        .app_quota_shares
+        .or(target.shard.map(|s| s.count))
+        .unwrap_or(1);
     TargetSettings {
         paths: target.paths.clone(),
         sandbox: target.sandbox.clone(),
         tenants: target.tenants.clone(),
         targets: target.targets.clone(),
         shard: target.shard,
-        connect: connect_settings(
-            &target.connection,
-            Some(Duration::from_secs(target.request_timeout)),
-        ),
+        connect,
         delegated: target.delegated,
         reads: crate::live::ReadOptions {
             assume_no_eligible_admins: target.assume_no_eligible_admins,
@@ -137,6 +148,35 @@ mod tests {
     struct T {
         #[command(flatten)]
         target: TargetArgs,
+    }
+
+    /// `--reset-rate` and `--app-quota-shares` reach the client; `--shard I/N` divides the
+    /// application's quotas by N unless `--app-quota-shares` says otherwise; a bad rate is
+    /// refused by name.
+    #[test]
+    fn reset_rate_and_app_quota_shares_reach_the_client() {
+        let o = client_options(&T::parse_from(["x"]).target).unwrap();
+        assert_eq!(o.auth_method_quota.writes, 5);
+        assert_eq!(o.auth_method_quota.window, Duration::from_secs(10));
+        assert_eq!(o.app_quotas.writes.writes, 70_000);
+        let t = T::parse_from(["x", "--reset-rate", "3/60", "--shard", "2/4"]);
+        let o = client_options(&t.target).unwrap();
+        assert_eq!(o.auth_method_quota.writes, 3);
+        assert_eq!(o.auth_method_quota.window, Duration::from_secs(60));
+        assert_eq!(o.app_quotas.writes.writes, 17_500);
+        let t = T::parse_from(["x", "--shard", "2/4", "--app-quota-shares", "10"]);
+        assert_eq!(
+            client_options(&t.target).unwrap().app_quotas.writes.writes,
+            7_000
+        );
+        for bad in ["0/10", "5", "5/0", "x/10", "5/\u{1b}[2J"] {
+            let e = T::try_parse_from(["x", "--reset-rate", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("expected N/SECONDS"), "{bad}: {e}");
+            assert!(!e.contains('\u{1b}'), "escaped: {e}");
+        }
     }
 
     #[test]

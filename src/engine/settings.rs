@@ -30,6 +30,12 @@ pub struct ConnectSettings {
     /// Graph's documented write quotas are divided by this (`PWDRIFT_WRITE_QUOTA_SCALE`, a
     /// benchmark knob matching the sandbox's `--throttle scaled:K`; 1 against Graph)
     pub write_quota_scale: u32,
+    /// resetPassword and its operation polls per tenant (`--reset-rate`, default 5 per 10 s),
+    /// before [`write_quota_scale`](Self::write_quota_scale)
+    pub reset_rate: WriteQuota,
+    /// the application's quotas across tenants are divided by this (`--app-quota-shares`,
+    /// default N of `--shard I/N`, else 1)
+    pub app_quota_shares: u32,
     /// where the Graph library's notices (device-code prompt, insecure-TLS warning) go
     pub notices: Notifier,
 }
@@ -46,6 +52,10 @@ impl ConnectSettings {
         options.insecure_skip_tls_verify = self.insecure_skip_tls_verify;
         options.notices = self.notices.clone();
         options.write_quotas = self.write_quotas();
+        options.auth_method_quota = self.reset_rate.scaled(self.write_quota_scale);
+        options.app_quotas = crate::graph::retry::DOCUMENTED_APP_QUOTAS
+            .scaled(self.write_quota_scale)
+            .shared_by(self.app_quota_shares);
         if let Some(t) = self.request_timeout {
             options.request_deadline = t;
         }
@@ -147,6 +157,8 @@ mod tests {
             insecure_skip_tls_verify: false,
             request_timeout: None,
             write_quota_scale: 1,
+            reset_rate: crate::graph::retry::AUTH_METHOD_QUOTA,
+            app_quota_shares: 1,
             notices: Notifier::default(),
         }
     }
@@ -169,6 +181,11 @@ mod tests {
             crate::graph::retry::DOCUMENTED_WRITE_QUOTAS.to_vec()
         );
         assert_ne!(o.write_quotas, defaults.write_quotas);
+        assert_eq!(defaults.auth_method_quota.writes, 5);
+        assert_eq!(defaults.app_quotas.writes.writes, 70_000);
+        c.write_quota_scale = 1;
+        c.app_quota_shares = 4;
+        assert_eq!(c.client_options().unwrap().app_quotas.writes.writes, 17_500);
     }
 
     #[test]

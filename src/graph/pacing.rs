@@ -19,14 +19,116 @@
 //!   sliding logs on the client side, so that a write is sent only when Graph will have room for
 //!   it (zero 429s by design when no one else writes); the 429 handling still covers writes
 //!   by other applications sharing the per-tenant quota.
+//!
+//! Two more limits sit beside the tenant's pools:
+//! - resetPassword and its operation polls are admitted by a pacer of their own per tenant, whose
+//!   budget is [`AUTH_METHOD_QUOTA`](super::quota::AUTH_METHOD_QUOTA) (5 per 10 s), used through
+//!   [`Pacer::admit_writes_up_to`]; a 429 of theirs blocks that pacer, not the tenant's writes;
+//! - [`AppPacer`]: the application's quotas across all tenants, one per application and process
+//!   ([`app_pacer`]), checked when a request is sent; a 429 naming the `Application` scope blocks
+//!   every tenant of the process.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::quota::{WriteBudget, WriteQuota, DOCUMENTED_WRITE_QUOTAS};
+use super::quota::{AppLog, AppQuotas, WriteBudget, WriteQuota, DOCUMENTED_WRITE_QUOTAS};
+
+/// The application's own quotas across all tenants, shared by every client of the process that
+/// signs in as the same application ([`app_pacer`]).
+#[derive(Debug)]
+pub struct AppPacer {
+    state: Mutex<AppState>,
+}
+
+#[derive(Debug)]
+struct AppState {
+    requests: AppLog,
+    units: AppLog,
+    writes: AppLog,
+    blocked_until: Option<Instant>,
+}
+
+impl AppPacer {
+    pub fn new(quotas: AppQuotas) -> Self {
+        AppPacer {
+            state: Mutex::new(AppState {
+                requests: AppLog::new(quotas.requests),
+                units: AppLog::new(quotas.units),
+                writes: AppLog::new(quotas.writes),
+                blocked_until: None,
+            }),
+        }
+    }
+
+    /// Waits until `requests` requests costing `units` resource units and carrying `writes`
+    /// writes fit the application's quotas now, and takes them.
+    pub async fn admit(&self, requests: usize, units: usize, writes: usize) {
+        loop {
+            let wait = {
+                let mut st = self.state.lock().expect("app pacer poisoned");
+                let now = Instant::now();
+                match st.blocked_until.filter(|b| *b > now) {
+                    Some(b) => Some(b),
+                    None => {
+                        let at = [
+                            st.requests.wait_for(requests, now),
+                            st.units.wait_for(units, now),
+                            st.writes.wait_for(writes, now),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .max();
+                        if at.is_none() {
+                            st.requests.take(requests, now);
+                            st.units.take(units, now);
+                            st.writes.take(writes, now);
+                        }
+                        at
+                    }
+                }
+            };
+            match wait {
+                None => return,
+                Some(at) => {
+                    tracing::debug!(
+                        wait_ms = (at - Instant::now()).as_millis() as u64,
+                        "pacing to the application's quotas"
+                    );
+                    tokio::time::sleep_until(at).await;
+                }
+            }
+        }
+    }
+
+    /// After a 429 naming the `Application` scope: every tenant waits `retry_after`.
+    pub fn block_for(&self, retry_after: Duration) {
+        let until = Instant::now() + retry_after;
+        let mut st = self.state.lock().expect("app pacer poisoned");
+        if st.blocked_until.is_none_or(|b| b < until) {
+            st.blocked_until = Some(until);
+        }
+    }
+}
+
+/// The process's pacer of the application `app` (its client id at `origin`, the Graph host)
+/// with `quotas`: every client of the process that signs in as that application shares it.
+pub fn app_pacer(origin: &str, app: &str, quotas: AppQuotas) -> Arc<AppPacer> {
+    type Key = (String, String, String);
+    static PACERS: std::sync::OnceLock<Mutex<HashMap<Key, Arc<AppPacer>>>> =
+        std::sync::OnceLock::new();
+    let key = (origin.to_owned(), app.to_owned(), format!("{quotas:?}"));
+    PACERS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("app pacers poisoned")
+        .entry(key)
+        .or_insert_with(|| Arc::new(AppPacer::new(quotas)))
+        .clone()
+}
 
 /// Graph's limit of requests in one `$batch`.
 pub const MAX_BATCH_SIZE: usize = 20;
@@ -371,6 +473,40 @@ mod tests {
     async fn ready_now<F: std::future::Future>(fut: F) -> bool {
         let mut fut = Box::pin(fut);
         std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx).is_ready())).await
+    }
+
+    /// The application's pacer lets a window's allowance go at once and holds the next back; a
+    /// 429 of the `Application` scope holds every request back; one pacer per application.
+    #[tokio::test]
+    async fn app_pacer_spends_the_window_then_holds_back() {
+        let q = |n| WriteQuota {
+            writes: n,
+            window: Duration::from_secs(3600),
+        };
+        let app = AppPacer::new(AppQuotas {
+            requests: q(100),
+            units: q(100),
+            writes: q(3),
+        });
+        for _ in 0..3 {
+            assert!(ready_now(app.admit(1, 1, 1)).await);
+        }
+        assert!(
+            !ready_now(app.admit(1, 1, 1)).await,
+            "the fourth write waits"
+        );
+        assert!(ready_now(app.admit(1, 1, 0)).await, "a read still goes");
+        app.block_for(Duration::from_secs(3600));
+        assert!(!ready_now(app.admit(1, 1, 0)).await, "blocked by a 429");
+        let quotas = super::super::quota::DOCUMENTED_APP_QUOTAS;
+        assert!(Arc::ptr_eq(
+            &app_pacer("https://g", "a", quotas),
+            &app_pacer("https://g", "a", quotas)
+        ));
+        assert!(!Arc::ptr_eq(
+            &app_pacer("https://g", "a", quotas),
+            &app_pacer("https://g", "b", quotas)
+        ));
     }
 
     #[tokio::test]

@@ -14,6 +14,20 @@
 //! the rate (B = 0: 3,500 writes in 175 s, where the quota allows 150 s). The window is lengthened
 //! by a margin ([`WriteQuota::margin`]) because the client stamps a write when it sends it and
 //! Graph when it arrives: latency jitter must not make write N+1 land inside the window of write 1.
+//!
+//! # The same logs for the other limits
+//!
+//! The same page lists limits beyond the users' quotas, kept with the same sliding logs:
+//! - resetPassword and its operation polls: the "identity and access reports" limit, 5 requests
+//!   per 10 s per app and tenant, names the `authenticationMethod` resource
+//!   ([`AUTH_METHOD_QUOTA`]; `PWDRIFT_RESET_RATE=N/SECONDS` changes it). Whether it covers
+//!   resetPassword is not stated plainly: pwdrift paces to it and still honours any 429.
+//! - the application's own quotas across all tenants ([`AppQuotas`]): 150,000 resource units per
+//!   20 s and 70,000 writes per 5 min (identity and access, per application), 130,000 requests
+//!   per 10 s (global, per application). A process applying to twenty tenants at once meets them
+//!   while each tenant is within its own. They are kept by one [`AppLog`] per quota, shared by
+//!   every client of the process ([`super::pacing::AppPacer`]); `--shard I/N` gives each shard
+//!   1/N of them ([`AppQuotas::shared_by`]).
 
 use std::time::Duration;
 
@@ -43,6 +57,137 @@ impl WriteQuota {
             writes: self.writes.div_ceil(k as usize).max(1),
             window: self.window / k,
         }
+    }
+}
+
+impl WriteQuota {
+    /// The quota with its count divided by `n` (one of `n` processes sharing it: `--shard I/N`;
+    /// rounded down, at least 1), its window unchanged.
+    pub fn shared_by(self, n: u32) -> Self {
+        WriteQuota {
+            writes: (self.writes / n.max(1) as usize).max(1),
+            window: self.window,
+        }
+    }
+}
+
+/// resetPassword and its operation polls: 5 requests per 10 s per app and tenant (the identity
+/// and access reports limit of <https://learn.microsoft.com/en-us/graph/throttling-limits>,
+/// which lists `authenticationMethod`). `writes` counts requests here.
+pub const AUTH_METHOD_QUOTA: WriteQuota = WriteQuota {
+    writes: 5,
+    window: Duration::from_secs(10),
+};
+
+/// The application's own quotas, across all tenants (`writes` of each counts what it limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppQuotas {
+    /// 130,000 requests per 10 s (the global limit per app)
+    pub requests: WriteQuota,
+    /// 150,000 resource units per 20 s (identity and access, per app)
+    pub units: WriteQuota,
+    /// 70,000 writes per 5 min (identity and access, per app)
+    pub writes: WriteQuota,
+}
+
+/// The documented per-application quotas (Microsoft Graph throttling limits, identity and
+/// access service limits and the global limit).
+pub const DOCUMENTED_APP_QUOTAS: AppQuotas = AppQuotas {
+    requests: WriteQuota {
+        writes: 130_000,
+        window: Duration::from_secs(10),
+    },
+    units: WriteQuota {
+        writes: 150_000,
+        window: Duration::from_secs(20),
+    },
+    writes: WriteQuota {
+        writes: 70_000,
+        window: Duration::from_secs(300),
+    },
+};
+
+impl AppQuotas {
+    /// Each quota scaled like the sandbox's `--throttle scaled:K`.
+    pub fn scaled(self, k: u32) -> Self {
+        AppQuotas {
+            requests: self.requests.scaled(k),
+            units: self.units.scaled(k),
+            writes: self.writes.scaled(k),
+        }
+    }
+
+    /// Each quota's count divided by `n` (`--shard I/N`: N processes share the application).
+    pub fn shared_by(self, n: u32) -> Self {
+        AppQuotas {
+            requests: self.requests.shared_by(n),
+            units: self.units.shared_by(n),
+            writes: self.writes.shared_by(n),
+        }
+    }
+}
+
+/// A sliding log checked at the moment of sending: an amount is taken only when it fits the
+/// last window (plus the margin) *now*. Unlike [`WriteBudget`], it reserves nothing ahead: it is
+/// shared by every tenant of the process, and a reservation ahead by one tenant waiting for its
+/// own quota would hold every other tenant back behind it.
+#[derive(Debug)]
+pub struct AppLog {
+    quota: WriteQuota,
+    entries: std::collections::VecDeque<(Instant, usize)>,
+    used: usize,
+}
+
+impl AppLog {
+    pub fn new(quota: WriteQuota) -> Self {
+        AppLog {
+            quota,
+            entries: std::collections::VecDeque::new(),
+            used: 0,
+        }
+    }
+
+    fn horizon(&self) -> Duration {
+        self.quota.window + self.quota.margin()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let horizon = self.horizon();
+        while let Some(&(t, n)) = self.entries.front() {
+            if t + horizon > now {
+                break;
+            }
+            self.entries.pop_front();
+            self.used -= n;
+        }
+    }
+
+    /// `None` when `n` (capped at the quota) fits now; else the instant it will.
+    pub fn wait_for(&mut self, n: usize, now: Instant) -> Option<Instant> {
+        self.expire(now);
+        let n = n.min(self.quota.writes);
+        if self.used + n <= self.quota.writes {
+            return None;
+        }
+        let mut remaining = self.used;
+        for &(t, k) in &self.entries {
+            remaining -= k;
+            if remaining + n <= self.quota.writes {
+                return Some(t + self.horizon());
+            }
+        }
+        Some(now + self.horizon())
+    }
+
+    /// Records `n` (capped at the quota) at `now`; call after [`AppLog::wait_for`] said it fits.
+    pub fn take(&mut self, n: usize, now: Instant) {
+        let n = n.min(self.quota.writes);
+        if n == 0 {
+            return;
+        }
+        let at = self.entries.partition_point(|&(t, _)| t <= now);
+        self.entries.insert(at, (now, n));
+        self.used += n;
     }
 }
 
@@ -332,6 +477,25 @@ mod tests {
         let span = *starts.last().unwrap() - t0;
         assert!(span >= Duration::from_secs(16 * 10), "{span:?}");
         assert!(span <= Duration::from_secs(16 * 10) * 102 / 100, "{span:?}");
+    }
+
+    /// The application's log lets a window's allowance go at once, then one more per entry that
+    /// leaves; shards divide the counts.
+    #[test]
+    fn app_log_spends_the_window_then_waits_for_it() {
+        let t0 = Instant::now();
+        let quota = q(10, 100);
+        let mut log = AppLog::new(quota);
+        assert_eq!(log.wait_for(10, t0), None);
+        log.take(10, t0);
+        let at = log.wait_for(1, t0 + Duration::from_secs(5)).unwrap();
+        assert_eq!(at, t0 + Duration::from_secs(100) + quota.margin());
+        assert_eq!(log.wait_for(1, at), None);
+        let shared = DOCUMENTED_APP_QUOTAS.shared_by(4);
+        assert_eq!(shared.writes.writes, 17_500);
+        assert_eq!(shared.writes.window, Duration::from_secs(300));
+        assert_eq!(DOCUMENTED_APP_QUOTAS.scaled(10).units.writes, 15_000);
+        assert_eq!(AUTH_METHOD_QUOTA.shared_by(0), AUTH_METHOD_QUOTA);
     }
 
     #[test]

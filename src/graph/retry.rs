@@ -20,8 +20,11 @@ use std::time::Duration;
 
 use rand::Rng as _;
 
+pub use super::pacing::{app_pacer, AppPacer};
 pub use super::pacing::{Pacer, MAX_BATCH_SIZE};
-pub use super::quota::{WriteQuota, DOCUMENTED_WRITE_QUOTAS};
+pub use super::quota::{
+    AppQuotas, WriteQuota, AUTH_METHOD_QUOTA, DOCUMENTED_APP_QUOTAS, DOCUMENTED_WRITE_QUOTAS,
+};
 
 /// Statuses worth another attempt. 429 and 503 say the request was not processed: always
 /// retried. 500, 502 and 504 leave it open whether it ran: retried only for idempotent requests

@@ -40,6 +40,9 @@ pub fn markdown_within(plan: &Plan, budget: usize) -> String {
     let _ = writeln!(out, "## pwdrift plan");
     let _ = writeln!(out);
     let _ = writeln!(out, "**{}**", escape_cell(&summary_line(plan)));
+    if let Some(pace) = super::reset_pace_line(plan) {
+        let _ = writeln!(out, "\n{}", escape_cell(&pace));
+    }
     let _ = writeln!(out);
     for tenant in &plan.tenants {
         for note in &tenant.notes {

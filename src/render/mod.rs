@@ -32,7 +32,7 @@ pub use text::{text, text_verbose, write_text};
 use std::borrow::Cow;
 
 use crate::config::PasswordSource;
-use crate::plan::{Plan, Summary};
+use crate::plan::{Action, Plan, ResetMethod, Summary};
 
 /// A value as the text renderers show it: one line, escaped ([`crate::escape::value`]).
 pub(crate) fn shown(s: &str) -> Cow<'_, str> {
@@ -82,6 +82,57 @@ pub fn summary_line(plan: &Plan) -> String {
             s.set_flags, s.reset_password, s.blocked, s.unchanged
         )
     }
+}
+
+/// Graph's limit resetPassword and its operation polls are paced to: 5 requests per 10 s per
+/// app and tenant (the identity and access reports limit of Microsoft Graph throttling limits,
+/// which names `authenticationMethod`).
+const RESET_LIMIT: (usize, u64) = (5, 10);
+
+/// `12 resets through resetPassword: about 1 minute at Graph's limit (...)`, when the plan
+/// resets passwords through resetPassword: each reset is a request and at least one poll of its
+/// operation, and the k-th of a tenant's requests can start only after `k / 5` windows of 10 s.
+/// Tenants are applied side by side, so the slowest tenant decides.
+pub fn reset_pace_line(plan: &Plan) -> Option<String> {
+    let per_tenant: Vec<usize> = plan
+        .tenants
+        .iter()
+        .map(|t| {
+            t.users
+                .iter()
+                .filter(|u| {
+                    matches!(
+                        u.action,
+                        Action::ResetPassword {
+                            method: ResetMethod::ResetPasswordApi,
+                            ..
+                        }
+                    )
+                })
+                .count()
+        })
+        .collect();
+    let total: usize = per_tenant.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let (requests, window) = RESET_LIMIT;
+    let slowest = per_tenant.iter().copied().max().unwrap_or(0);
+    let seconds = ((2 * slowest - 1) / requests) as u64 * window;
+    let time = if seconds < 60 {
+        "under a minute".to_owned()
+    } else {
+        let minutes = seconds.div_ceil(60);
+        format!(
+            "about {minutes} minute{}",
+            if minutes == 1 { "" } else { "s" }
+        )
+    };
+    Some(format!(
+        "{total} reset{} through resetPassword: {time} at Graph's limit \
+         ({requests} requests per {window} s per tenant; a reset and its poll each).",
+        if total == 1 { "" } else { "s" }
+    ))
 }
 
 /// `contoso.com (tenant id)`, or just the id when the tenant is named by its id; escaped.
@@ -487,6 +538,42 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_pace_lines() {
+        assert_eq!(reset_pace_line(&fixtures::no_changes()), None);
+        let mut plan = fixtures::rich();
+        let api = |n: usize| {
+            let mut users = Vec::new();
+            for i in 0..n {
+                let mut u = plan.tenants[0].users[0].clone();
+                u.user_id = format!("u{i}");
+                u.action = Action::ResetPassword {
+                    method: ResetMethod::ResetPasswordApi,
+                    password: crate::config::PasswordSource::SystemGenerated,
+                    before: Default::default(),
+                    after: Default::default(),
+                    reason: String::new(),
+                };
+                users.push(u);
+            }
+            users
+        };
+        let two = api(2);
+        let forty = api(40);
+        plan.tenants.truncate(1);
+        plan.tenants[0].users = two;
+        assert_eq!(
+            reset_pace_line(&plan).unwrap(),
+            "2 resets through resetPassword: under a minute at Graph's limit (5 requests per 10 s \
+             per tenant; a reset and its poll each)."
+        );
+        // 80 requests: the 80th starts after 15 windows of 10 s
+        plan.tenants[0].users = forty;
+        assert!(reset_pace_line(&plan)
+            .unwrap()
+            .starts_with("40 resets through resetPassword: about 3 minutes at"));
+    }
 
     #[test]
     fn summary_lines() {

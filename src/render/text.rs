@@ -103,6 +103,9 @@ fn render(plan: &Plan, color: bool, verbose: bool, sink: &mut Sink) -> std::io::
     }
     let summary = summary_line(plan);
     let _ = writeln!(out, "{}", p.bold(&summary));
+    if let Some(pace) = super::reset_pace_line(plan) {
+        let _ = writeln!(out, "{pace}");
+    }
     sink(&out)
 }
 

@@ -24,6 +24,7 @@ mod hostile_names;
 mod import;
 mod lock;
 mod odd_answers;
+mod pacing;
 mod partitions;
 mod perf;
 mod properties;

@@ -154,6 +154,9 @@ pub struct SandboxConfig {
     pub state_file: Option<PathBuf>,
     /// `--throttle real|off|scaled:K` (interpreted by the throttling module when wired).
     pub throttle: String,
+    /// `--auth-method-limit on|off`: resetPassword and its operation polls held to 5 requests
+    /// per 10 s per app and tenant (scaled like the other limits). On by default.
+    pub auth_method_limit: bool,
     /// `--latency MS[+-JITTER]` (interpreted by the fault module when wired).
     pub latency: Option<String>,
     /// `--latency-per-item MS` (fractional): added per object a response returns; see the
@@ -357,6 +360,7 @@ impl SandboxConfig {
             seed,
             state_file: None,
             throttle: "real".to_owned(),
+            auth_method_limit: true,
             latency: None,
             latency_per_item: 0.0,
             faults: None,
@@ -601,7 +605,7 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         store,
         base,
         runtime,
-        throttle::Throttler::new(mode),
+        throttle::Throttler::new(mode).with_auth_method_limit(config.auth_method_limit),
         injector,
     ));
     // `users('{key}')` is rewritten before routing (a `Router::layer` would run after it).

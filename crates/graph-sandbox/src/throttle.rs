@@ -13,6 +13,19 @@
 //! | writes per app + tenant (`Tenant_Application/Write`) | 3,000 writes | 2 min 30 s |
 //! | writes per tenant, all apps (`Tenant/Write`) | 18,000 writes | 5 min |
 //! | requests per app, all tenants (`Application/ReadWrite`) | 130,000 requests | 10 s |
+//! | RU per app, all tenants (`Application/ReadWrite`) | 150,000 RU | 20 s |
+//! | writes per app, all tenants (`Application/Write`) | 70,000 writes | 5 min |
+//! | resetPassword and its operation polls per app + tenant (`Tenant_Application/AuthenticationMethod`) | 5 requests | 10 s |
+//!
+//! The application-wide rows are the "per application across all tenants" limits of
+//! <https://learn.microsoft.com/en-us/graph/throttling-limits> (identity and access service
+//! limits, and the global limit): one application applying to many tenants at once meets them
+//! while every tenant is within its own quotas. The last row is the "identity and access reports"
+//! limit of the same page (5 requests per 10 s per app and tenant), whose list of resources names
+//! `authenticationMethod`; the page does not say plainly that resetPassword and its operations
+//! count, so it is a switch ([`Throttler::with_auth_method_limit`], `pwdrift sandbox
+//! --auth-method-limit on|off`, on by default). Its `<Limit>` segment, `AuthenticationMethod`,
+//! is the sandbox's own label: Microsoft documents the header's format, not this value.
 //!
 //! # Sliding logs, not token buckets
 //!
@@ -122,6 +135,9 @@ pub struct RequestCost {
     pub resource_units: u32,
     /// Whether the request also counts against the write quotas (one write).
     pub is_write: bool,
+    /// Whether the request is on a user's `authentication` methods or operations (resetPassword
+    /// and its operation polls): the 5 requests per 10 s limit.
+    pub auth_method: bool,
 }
 
 /// Base costs of Microsoft's table that differ from the defaults (GET 1 RU; POST, PATCH, PUT,
@@ -217,9 +233,12 @@ pub fn cost(method: &Method, path: &str, query: Option<&str>) -> RequestCost {
         }
     }
     let units = base - i64::from(select) + i64::from(expand) - i64::from(small_top);
+    // `users/{id}/authentication/...` became `me/authentication/...` above
+    let auth_method = segments.len() > 1 && segments[0] == "me" && segments[1] == "authentication";
     RequestCost {
         resource_units: units.max(1) as u32,
         is_write,
+        auth_method,
     }
 }
 
@@ -270,13 +289,16 @@ pub struct ThrottleStats {
     pub writes_admitted: u64,
 }
 
-/// The four limits, in the order they are checked.
+/// The limits, in the order they are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Limit {
     AppTenantUnits,
     AppTenantWrites,
     TenantWrites,
     AppRequests,
+    AppUnits,
+    AppWrites,
+    AuthMethod,
 }
 
 impl Limit {
@@ -286,15 +308,17 @@ impl Limit {
             Limit::AppTenantUnits => "Tenant_Application/ReadWrite",
             Limit::AppTenantWrites => "Tenant_Application/Write",
             Limit::TenantWrites => "Tenant/Write",
-            Limit::AppRequests => "Application/ReadWrite",
+            Limit::AppRequests | Limit::AppUnits => "Application/ReadWrite",
+            Limit::AppWrites => "Application/Write",
+            Limit::AuthMethod => "Tenant_Application/AuthenticationMethod",
         }
     }
 
     fn information(self) -> &'static str {
         match self {
-            Limit::AppTenantUnits => "ResourceUnitLimitExceeded",
-            Limit::AppTenantWrites | Limit::TenantWrites => "WriteLimitExceeded",
-            Limit::AppRequests => "RequestLimitExceeded",
+            Limit::AppTenantUnits | Limit::AppUnits => "ResourceUnitLimitExceeded",
+            Limit::AppTenantWrites | Limit::TenantWrites | Limit::AppWrites => "WriteLimitExceeded",
+            Limit::AppRequests | Limit::AuthMethod => "RequestLimitExceeded",
         }
     }
 
@@ -312,6 +336,9 @@ impl Limit {
             Limit::AppTenantWrites => (3_000, Duration::from_secs(150)),
             Limit::TenantWrites => (18_000, Duration::from_secs(300)),
             Limit::AppRequests => (130_000, Duration::from_secs(10)),
+            Limit::AppUnits => (150_000, Duration::from_secs(20)),
+            Limit::AppWrites => (70_000, Duration::from_secs(300)),
+            Limit::AuthMethod => (5, Duration::from_secs(10)),
         }
     }
 }
@@ -367,6 +394,9 @@ struct State {
     app_tenant_writes: HashMap<(String, String), SlidingLog>,
     tenant_writes: HashMap<String, SlidingLog>,
     app_requests: HashMap<String, SlidingLog>,
+    app_units: HashMap<String, SlidingLog>,
+    app_writes: HashMap<String, SlidingLog>,
+    auth_method: HashMap<(String, String), SlidingLog>,
     stats: ThrottleStats,
     admissions_since_sweep: u64,
 }
@@ -379,6 +409,8 @@ const SWEEP_EVERY: u64 = 1024;
 #[derive(Debug)]
 pub struct Throttler {
     mode: ThrottleMode,
+    /// whether resetPassword and its operation polls are held to 5 requests per 10 s
+    auth_method_limit: bool,
     state: Mutex<State>,
 }
 
@@ -386,6 +418,7 @@ impl Throttler {
     pub fn new(mode: ThrottleMode) -> Self {
         Throttler {
             mode,
+            auth_method_limit: true,
             state: Mutex::new(State {
                 stats: ThrottleStats {
                     mode: mode.to_string(),
@@ -394,6 +427,14 @@ impl Throttler {
                 ..State::default()
             }),
         }
+    }
+
+    /// With `on` false, resetPassword and its operation polls are held to the users' limits
+    /// only, not to the 5 requests per 10 s of the identity and access reports limit (`pwdrift
+    /// sandbox --auth-method-limit off`).
+    pub fn with_auth_method_limit(mut self, on: bool) -> Self {
+        self.auth_method_limit = on;
+        self
     }
 
     pub fn mode(&self) -> ThrottleMode {
@@ -431,10 +472,15 @@ impl Throttler {
         let mut checks: Vec<(Limit, u64)> = vec![
             (Limit::AppTenantUnits, u64::from(cost.resource_units)),
             (Limit::AppRequests, 1),
+            (Limit::AppUnits, u64::from(cost.resource_units)),
         ];
         if cost.is_write {
             checks.push((Limit::AppTenantWrites, 1));
             checks.push((Limit::TenantWrites, 1));
+            checks.push((Limit::AppWrites, 1));
+        }
+        if cost.auth_method && self.auth_method_limit {
+            checks.push((Limit::AuthMethod, 1));
         }
 
         // First pass: expire and find the longest wait among the limits that are full.
@@ -545,6 +591,9 @@ impl Throttler {
             + s.app_tenant_writes.len()
             + s.tenant_writes.len()
             + s.app_requests.len()
+            + s.app_units.len()
+            + s.app_writes.len()
+            + s.auth_method.len()
     }
 
     /// Expires every log and drops the empty ones (also done every 1,024 admissions).
@@ -564,6 +613,9 @@ impl State {
                 .or_default(),
             Limit::TenantWrites => self.tenant_writes.entry(app_tenant.1.clone()).or_default(),
             Limit::AppRequests => self.app_requests.entry(app_tenant.0.clone()).or_default(),
+            Limit::AppUnits => self.app_units.entry(app_tenant.0.clone()).or_default(),
+            Limit::AppWrites => self.app_writes.entry(app_tenant.0.clone()).or_default(),
+            Limit::AuthMethod => self.auth_method.entry(app_tenant.clone()).or_default(),
         }
     }
 
@@ -588,6 +640,9 @@ impl State {
         );
         sweep_map(&mut self.tenant_writes, now, window(Limit::TenantWrites, 0));
         sweep_map(&mut self.app_requests, now, window(Limit::AppRequests, 0));
+        sweep_map(&mut self.app_units, now, window(Limit::AppUnits, 0));
+        sweep_map(&mut self.app_writes, now, window(Limit::AppWrites, 0));
+        sweep_map(&mut self.auth_method, now, window(Limit::AuthMethod, 0));
         self.admissions_since_sweep = 0;
     }
 }
@@ -643,10 +698,12 @@ mod tests {
     const READ1: RequestCost = RequestCost {
         resource_units: 1,
         is_write: false,
+        auth_method: false,
     };
     const WRITE: RequestCost = RequestCost {
         resource_units: 1,
         is_write: true,
+        auth_method: false,
     };
 
     fn header<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> Option<&'a str> {
@@ -829,6 +886,7 @@ mod tests {
         let two = RequestCost {
             resource_units: 2,
             is_write: false,
+            auth_method: false,
         };
         // 1,000 RU at t0, 2,499 at t0+3s: 3,499 used, one left.
         for _ in 0..500 {
@@ -984,6 +1042,144 @@ mod tests {
         assert_eq!(t.stats().throttled_by_scope["Application/ReadWrite"], 1);
     }
 
+    /// One application writing to many tenants, each within its own quotas, meets the
+    /// application's write quota (70,000 per 5 min across tenants): 429 naming the
+    /// `Application` scope, with the `Retry-After` until the oldest write leaves.
+    #[test]
+    fn writes_per_app_across_tenants() {
+        let t = Throttler::new(ThrottleMode::Real);
+        let t0 = Instant::now();
+        // 24 tenants x 2,900 writes = 69,600, then 400 more in a 25th: 70,000, every tenant
+        // under its 3,000 per 150 s
+        let names: Vec<String> = (0..26).map(|i| format!("tenant-{i}")).collect();
+        fn k(tenant: &str) -> ThrottleKey<'_> {
+            ThrottleKey {
+                app_id: APP,
+                tenant_id: tenant,
+                tenant_user_count: 1_000,
+            }
+        }
+        // spread over 20 s so that the RU limits (8,000 per 10 s per tenant; 150,000 per 20 s
+        // per app) do not bind first
+        for (i, tenant) in names[..24].iter().enumerate() {
+            for step in 0..10u64 {
+                fill(
+                    &t,
+                    &k(tenant),
+                    &WRITE,
+                    290,
+                    t0 + Duration::from_millis(2_000 * step + i as u64),
+                );
+            }
+        }
+        fill(
+            &t,
+            &k(&names[24]),
+            &WRITE,
+            400,
+            t0 + Duration::from_secs(21),
+        );
+        let (wait, headers) =
+            throttled(t.admit(&k(&names[25]), &WRITE, t0 + Duration::from_secs(22)));
+        assert_eq!(
+            header(&headers, "x-ms-throttle-scope"),
+            Some(format!("Application/Write/{APP}/{}", names[25]).as_str())
+        );
+        assert_eq!(
+            header(&headers, "x-ms-throttle-information"),
+            Some("WriteLimitExceeded")
+        );
+        // the first write (t0) leaves at t0 + 300 s
+        assert_eq!(wait, Duration::from_secs(278));
+        // a read is still admitted: only the write quota is full
+        allowed(t.admit(&k(&names[25]), &READ1, t0 + Duration::from_secs(22)));
+        assert_eq!(t.stats().throttled_by_scope["Application/Write"], 1);
+    }
+
+    /// Resource units per application across tenants: 150,000 per 20 s.
+    #[test]
+    fn resource_units_per_app_across_tenants() {
+        let t = Throttler::new(ThrottleMode::Real);
+        let t0 = Instant::now();
+        let names: Vec<String> = (0..20).map(|i| format!("tenant-{i}")).collect();
+        // 19 tenants x 7,900 RU within 10 s each (under their 8,000), twice: 300,200 > 150,000
+        let five = RequestCost {
+            resource_units: 5,
+            is_write: false,
+            auth_method: false,
+        };
+        for tenant in &names[..19] {
+            let k = ThrottleKey {
+                app_id: APP,
+                tenant_id: tenant,
+                tenant_user_count: 1_000,
+            };
+            fill(&t, &k, &five, 1_578, t0);
+        }
+        let k = ThrottleKey {
+            app_id: APP,
+            tenant_id: &names[19],
+            tenant_user_count: 1_000,
+        };
+        // 19 x 7,890 = 149,910 RU: 90 left
+        fill(&t, &k, &five, 18, t0 + Duration::from_secs(1));
+        let (wait, headers) = throttled(t.admit(&k, &five, t0 + Duration::from_secs(2)));
+        assert_eq!(wait, Duration::from_secs(18));
+        assert_eq!(
+            header(&headers, "x-ms-throttle-scope"),
+            Some(format!("Application/ReadWrite/{APP}/{}", names[19]).as_str())
+        );
+        assert_eq!(
+            header(&headers, "x-ms-throttle-information"),
+            Some("ResourceUnitLimitExceeded")
+        );
+    }
+
+    /// resetPassword and its operation polls share 5 requests per 10 s per app and tenant (on by
+    /// default); other tenants and the users' endpoints are not affected; off with the switch.
+    #[test]
+    fn auth_method_requests_are_five_per_ten_seconds() {
+        let reset = cost(
+            &Method::POST,
+            "/v1.0/users/u1/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword",
+            None,
+        );
+        let poll = cost(
+            &Method::GET,
+            "/v1.0/users/u1/authentication/operations/op1",
+            None,
+        );
+        assert!(reset.auth_method && reset.is_write && poll.auth_method && !poll.is_write);
+        assert!(!cost(&Method::PATCH, "/v1.0/users/u1", None).auth_method);
+        let t = Throttler::new(ThrottleMode::Real);
+        let k = key(10);
+        let t0 = Instant::now();
+        for i in 0..5u64 {
+            let c = if i % 2 == 0 { &reset } else { &poll };
+            allowed(t.admit(&k, c, t0 + Duration::from_secs(i)));
+        }
+        let (wait, headers) = throttled(t.admit(&k, &poll, t0 + Duration::from_secs(5)));
+        assert_eq!(wait, Duration::from_secs(5));
+        assert_eq!(header(&headers, "retry-after"), Some("5"));
+        assert_eq!(
+            header(&headers, "x-ms-throttle-scope"),
+            Some(format!("Tenant_Application/AuthenticationMethod/{APP}/{TENANT}").as_str())
+        );
+        // a PATCH of the same app and tenant goes through; another tenant's reset too
+        allowed(t.admit(&k, &WRITE, t0 + Duration::from_secs(5)));
+        let other = ThrottleKey {
+            tenant_id: "another",
+            ..k
+        };
+        allowed(t.admit(&other, &reset, t0 + Duration::from_secs(5)));
+        allowed(t.admit(&k, &reset, t0 + Duration::from_secs(10)));
+        // switched off: only the users' limits
+        let t = Throttler::new(ThrottleMode::Real).with_auth_method_limit(false);
+        for i in 0..50u64 {
+            allowed(t.admit(&k, &poll, t0 + Duration::from_millis(i)));
+        }
+    }
+
     #[test]
     fn percentage_header_from_eighty_percent() {
         let t = Throttler::new(ThrottleMode::Real);
@@ -1098,12 +1294,14 @@ mod tests {
         let two = RequestCost {
             resource_units: 2,
             is_write: false,
+            auth_method: false,
         };
         let h = allowed(t.admit(&k, &two, t0));
         assert_eq!(header(&h, "x-ms-resource-unit"), Some("2"));
+        // the application's 150,000 RU per 20 s rounds up to 2 per 200 us: full too, and longer
         let (wait, _) = throttled(t.admit(&k, &READ1, t0));
-        assert_eq!(wait, Duration::from_micros(100));
-        allowed(t.admit(&k, &READ1, t0 + Duration::from_micros(100)));
+        assert_eq!(wait, Duration::from_micros(200));
+        allowed(t.admit(&k, &READ1, t0 + Duration::from_micros(200)));
     }
 
     #[test]
@@ -1114,6 +1312,7 @@ mod tests {
         let five = RequestCost {
             resource_units: 5,
             is_write: true,
+            auth_method: false,
         };
         for _ in 0..20_000 {
             let h = allowed(t.admit(&k, &five, now));
@@ -1139,14 +1338,15 @@ mod tests {
             };
             allowed(t.admit(&k, &WRITE, t0));
         }
-        // RU + app-tenant writes + tenant writes per tenant, one app log.
-        assert_eq!(t.tracked_keys(), 3 * 100 + 1);
+        // RU + app-tenant writes + tenant writes per tenant; the app's requests, RU and writes.
+        assert_eq!(t.tracked_keys(), 3 * 100 + 3);
         // The periodic sweep runs by itself: after the longest window (5 min), 1,024 more
-        // admissions leave only the logs of the key still in use (its RU and app logs).
+        // admissions leave only the logs of the key still in use (its RU log, the app's
+        // requests and RU).
         fill(&t, &key(10), &READ1, 1_024, t0 + Duration::from_secs(300));
-        assert_eq!(t.tracked_keys(), 2);
-        // An explicit prune after the RU window drops those too.
-        t.prune(t0 + Duration::from_secs(310));
+        assert_eq!(t.tracked_keys(), 3);
+        // An explicit prune after the app's RU window (20 s) drops those too.
+        t.prune(t0 + Duration::from_secs(320));
         assert_eq!(t.tracked_keys(), 0);
     }
 

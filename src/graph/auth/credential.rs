@@ -338,7 +338,8 @@ impl Credential {
         }
     }
 
-    pub(super) fn client_id(&self) -> &str {
+    /// The application's client id (empty for a pre-acquired token).
+    pub(crate) fn client_id(&self) -> &str {
         match self {
             Credential::ClientSecret { client_id, .. }
             | Credential::Certificate { client_id, .. }

@@ -525,6 +525,8 @@ impl GraphClient {
             idempotent: false,
             paced_by_caller: false,
             pool: Pool::Requests,
+            weight: 1,
+            auth_method: false,
         };
         let resp = self.execute_write(tenant, &req, slot).await?;
         match resp.status {
@@ -581,6 +583,8 @@ impl GraphClient {
             idempotent: false,
             paced_by_caller: false,
             pool: Pool::Requests,
+            weight: 1,
+            auth_method: true,
         };
         let what = format!("resetPassword of user {user_id}");
         let resp = self.execute_write(tenant, &req, slot).await?;
@@ -679,8 +683,12 @@ impl GraphClient {
                 idempotent: true,
                 paced_by_caller: false,
                 pool: Pool::Polls,
+                weight: 1,
+                auth_method: true,
             };
-            let resp = self.execute(tenant, &req).await?;
+            // its turn within the authentication-method limit, outside the request's deadline
+            self.admit_method_request(tenant).await;
+            let resp = self.execute_rated(tenant, &req).await?;
             if !(200..300).contains(&resp.status) {
                 return Err(error_from(resp.status, &resp.body, resp.request_id, &what));
             }

@@ -12,7 +12,7 @@ use reqwest::Method;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::{error_from, error_from_inner, inner_header};
-use super::execute::{is_write_quota_scope, parse_percentage, throttle_percentage, Pool, Req};
+use super::execute::{is_budgeted_scope, parse_percentage, throttle_percentage, Pool, Req};
 use super::stats::bump;
 use super::urls::loggable_relative;
 use super::{GraphClient, GraphError};
@@ -146,6 +146,9 @@ impl GraphClient {
         let is_write = |p: &PendingRequest| !p.req.method.eq_ignore_ascii_case("GET");
         let writes = batch.iter().filter(|p| is_write(p)).count();
         let granted = pacer.admit_writes_up_to(writes).await;
+        if writes > 0 {
+            self.inner.app.admit(0, 0, granted).await;
+        }
         if granted < writes {
             let mut seen = 0;
             let cut = batch
@@ -193,6 +196,7 @@ impl GraphClient {
         let mut retry: Vec<(PendingRequest, Option<BatchResponse>)> = Vec::new();
         let mut longest: Option<Duration> = None;
         let mut any_429 = false;
+        let mut app_429 = false;
         let mut pct: Option<f64> = envelope_pct;
         for p in batch {
             let resp = by_id.remove(&p.req.id.to_ascii_lowercase());
@@ -212,6 +216,10 @@ impl GraphClient {
                     if resp.status == 429 {
                         bump(&inner.counters.throttled);
                         any_429 = true;
+                        app_429 |= inner_header(&resp, "x-ms-throttle-scope").is_some_and(|s| {
+                            super::execute::blame(Some(&s), false)
+                                == super::execute::Blame::Application
+                        });
                     } else {
                         bump(&inner.counters.server_errors);
                     }
@@ -226,7 +234,7 @@ impl GraphClient {
                     if let Some(v) = inner_header(&resp, "x-ms-throttle-limit-percentage")
                         .and_then(|v| parse_percentage(&v))
                         .filter(|_| {
-                            !is_write_quota_scope(
+                            !is_budgeted_scope(
                                 inner_header(&resp, "x-ms-throttle-scope").as_deref(),
                             )
                         })
@@ -282,7 +290,10 @@ impl GraphClient {
             .counters
             .retries
             .fetch_add(requeue.len() as u64, Ordering::Relaxed);
-        if any_429 {
+        if app_429 {
+            // every tenant of the process waits it out (the application's quota)
+            inner.app.block_for(delay);
+        } else if any_429 {
             // every request of this tenant waits it out (in `execute`), not only these
             pacer.block_for(delay);
         } else {
@@ -322,6 +333,8 @@ impl GraphClient {
             idempotent: true,
             paced_by_caller: true,
             pool: Pool::Requests,
+            weight: requests.len(),
+            auth_method: false,
         };
         let resp = self.execute_admitted(tenant, &req, Some(permit)).await?;
         let pct = throttle_percentage(&resp.headers);

@@ -37,6 +37,11 @@ pub(super) struct Req {
     pub(super) paced_by_caller: bool,
     /// which of the tenant's in-flight pools admits it
     pub(super) pool: Pool,
+    /// the Graph requests it stands for (a `$batch`: its inner requests), counted against the
+    /// application's request and resource-unit quotas
+    pub(super) weight: usize,
+    /// resetPassword or an operation poll: held to the tenant's authentication-method limit
+    pub(super) auth_method: bool,
 }
 
 /// Pages in flight at most while reading partitions (the pool `Pool::ListPages`).
@@ -60,6 +65,8 @@ pub(super) enum Pool {
 /// slot is held until the write is sent (or the slot is dropped, unused).
 pub struct WriteSlot {
     permit: OwnedSemaphorePermit,
+    /// admitted by the authentication-method limit too ([`GraphClient::admit_reset_password`])
+    rated: bool,
 }
 
 /// A complete HTTP response.
@@ -101,6 +108,51 @@ impl GraphClient {
             .clone()
     }
 
+    /// The tenant's pacer of resetPassword and operation polls: no in-flight limit of its own,
+    /// its budget the authentication-method quota (5 per 10 s by default).
+    pub(super) fn method_pacer(&self, tenant: &str) -> Arc<Pacer> {
+        let options = &self.inner.options;
+        let mut pacers = self.inner.pacers.lock().expect("pacer map poisoned");
+        pacers
+            .entry(format!("{tenant}\u{0}authentication"))
+            .or_insert_with(|| {
+                Arc::new(Pacer::with_write_quotas(
+                    usize::MAX >> 4,
+                    &[options.auth_method_quota],
+                ))
+            })
+            .clone()
+    }
+
+    /// How many resetPassword operations of `tenant` may be in progress at once (sent and not yet
+    /// polled to their end): as many as the authentication-method quota allows per window, so
+    /// that a reset's polls get their turns before further resets take them all and every
+    /// wait for a turn stays within a window or two (a request's deadline covers its waits).
+    pub fn reset_gate(&self, tenant: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut gates = self.inner.reset_gates.lock().expect("reset gates poisoned");
+        gates
+            .entry(tenant.to_owned())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    self.inner.options.auth_method_quota.writes.max(1),
+                ))
+            })
+            .clone()
+    }
+
+    /// Waits for the turn of one operation poll within the tenant's authentication-method limit
+    /// (before the poll's deadline starts: see [`Self::execute_rated`]).
+    pub(super) async fn admit_method_request(&self, tenant: &str) {
+        self.method_pacer(tenant).admit_writes_up_to(1).await;
+    }
+
+    /// [`Self::execute`] of a request whose first turn within the authentication-method limit was
+    /// taken by [`Self::admit_method_request`].
+    pub(super) async fn execute_rated(&self, tenant: &str, req: &Req) -> Result<Resp, GraphError> {
+        self.within_deadline(req, self.attempts_rated(tenant, req, None, false, true))
+            .await
+    }
+
     /// Sends one request through pacing, auth and the retry policy, and returns the final
     /// response whatever its status (after retries). Errors are transport/auth failures and
     /// exhausted retries.
@@ -134,7 +186,8 @@ impl GraphClient {
         slot: Option<WriteSlot>,
     ) -> Result<Resp, GraphError> {
         let reserved = slot.is_some();
-        let attempts = self.attempts(tenant, req, slot.map(|s| s.permit), reserved);
+        let rated = slot.as_ref().is_some_and(|s| s.rated);
+        let attempts = self.attempts_rated(tenant, req, slot.map(|s| s.permit), reserved, rated);
         self.within_deadline(req, attempts).await
     }
 
@@ -172,32 +225,69 @@ impl GraphClient {
         let pacer = self.pacer(tenant);
         let permit = pacer.admit().await;
         pacer.admit_writes_up_to(1).await;
-        WriteSlot { permit }
+        self.inner.app.admit(0, 0, 1).await;
+        WriteSlot {
+            permit,
+            rated: false,
+        }
+    }
+
+    /// [`Self::admit_write`] of a resetPassword: first its turn within the tenant's
+    /// authentication-method limit (holding no in-flight slot while it waits), then the write's
+    /// admission. Sent with [`GraphClient::reset_password_in`].
+    pub async fn admit_reset_password(&self, tenant: &str) -> WriteSlot {
+        self.method_pacer(tenant).admit_writes_up_to(1).await;
+        let mut slot = self.admit_write(tenant).await;
+        slot.rated = true;
+        slot
     }
 
     async fn attempts(
         &self,
         tenant: &str,
         req: &Req,
+        admitted: Option<OwnedSemaphorePermit>,
+        write_reserved: bool,
+    ) -> Result<Resp, GraphError> {
+        self.attempts_rated(tenant, req, admitted, write_reserved, false)
+            .await
+    }
+
+    async fn attempts_rated(
+        &self,
+        tenant: &str,
+        req: &Req,
         mut admitted: Option<OwnedSemaphorePermit>,
         mut write_reserved: bool,
+        mut rated: bool,
     ) -> Result<Resp, GraphError> {
         let inner = &self.inner;
         let pacer = self.pool_pacer(tenant, req.pool);
+        let methods = req.auth_method.then(|| self.method_pacer(tenant));
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
         loop {
+            if let Some(methods) = &methods {
+                if !rated {
+                    // its turn within the authentication-method limit, before a slot is held
+                    methods.admit_writes_up_to(1).await;
+                }
+            }
+            rated = false;
             let permit = match admitted.take() {
                 Some(p) => p,
                 None => pacer.admit().await,
             };
+            let mut app_writes = 0;
             if req.method != Method::GET && !req.paced_by_caller && !write_reserved {
                 // a single write (a `$batch` sender reserves its writes itself, and a write
                 // admitted by `admit_write` was counted there)
                 pacer.admit_writes_up_to(1).await;
+                app_writes = 1;
             }
             write_reserved = false;
+            inner.app.admit(req.weight, req.weight, app_writes).await;
             let token = inner.tokens.token(tenant).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut rb = inner
@@ -254,8 +344,13 @@ impl GraphClient {
                         "graph"
                     );
                     let throttled = status == 429;
+                    let scope = header_str(&headers, "x-ms-throttle-scope");
+                    let blame = blame(scope.as_deref(), req.auth_method);
                     if (throttled || !req.paced_by_caller)
-                        && pacer.observe(throttle_percentage(&headers), throttled)
+                        && pacer.observe(
+                            throttle_percentage(&headers),
+                            throttled && blame == Blame::Tenant,
+                        )
                     {
                         bump(&inner.counters.slowdowns);
                     }
@@ -316,8 +411,12 @@ impl GraphClient {
                     );
                     waited += delay;
                     if status == 429 {
-                        // every request of this tenant waits it out, not only this one
-                        pacer.block_for(delay);
+                        // every request held to the same limit waits it out, not only this one
+                        match (blame, &methods) {
+                            (Blame::Application, _) => inner.app.block_for(delay),
+                            (Blame::AuthMethod, Some(methods)) => methods.block_for(delay),
+                            _ => pacer.block_for(delay),
+                        }
                     } else {
                         tokio::time::sleep(delay).await;
                     }
@@ -373,6 +472,8 @@ impl GraphClient {
             idempotent: true,
             paced_by_caller: false,
             pool: Pool::Requests,
+            weight: 1,
+            auth_method: false,
         };
         let resp = self.execute(tenant, &req).await?;
         if !(200..300).contains(&resp.status) {
@@ -479,20 +580,50 @@ pub(super) fn parse_percentage(v: &str) -> Option<f64> {
 pub(super) fn throttle_percentage(headers: &HeaderMap) -> Option<f64> {
     let pct =
         header_str(headers, "x-ms-throttle-limit-percentage").and_then(|v| parse_percentage(&v))?;
-    (!is_write_quota_scope(header_str(headers, "x-ms-throttle-scope").as_deref())).then_some(pct)
+    (!is_budgeted_scope(header_str(headers, "x-ms-throttle-scope").as_deref())).then_some(pct)
 }
 
 /// Whether an `x-ms-throttle-scope` (`<Scope>/<Limit>/<ApplicationId>/<TenantId>`) names a
-/// write quota (`Tenant_Application/Write`, `Tenant/Write`). The client keeps those quotas
-/// itself ([`crate::graph::quota::WriteBudget`]) and sends a write only when it fits, so a
-/// percentage about them is no reason to slow down: at the quota's pace the window stays nearly
-/// full, and slowing to one request a second would leave most of the quota unused. A
-/// percentage about resource units (`.../ReadWrite/...`) still slows the client down, and a
-/// 429 of any scope is still honoured.
-pub(super) fn is_write_quota_scope(scope: Option<&str>) -> bool {
-    scope
-        .and_then(|s| s.split('/').nth(1))
-        .is_some_and(|limit| limit.trim().eq_ignore_ascii_case("Write"))
+/// limit the client keeps itself and sends within: a write quota (`Tenant_Application/Write`,
+/// `Tenant/Write`, [`crate::graph::quota::WriteBudget`]), one of the application's quotas
+/// across tenants (`Application/...`, [`crate::graph::retry::AppPacer`]) or the
+/// authentication-method limit (`.../AuthenticationMethod/...`). A percentage about them is no
+/// reason to slow down: at the quota's pace the window stays nearly full, and slowing to one
+/// request a second would leave most of the quota unused. A percentage about the tenant's
+/// resource units (`Tenant_Application/ReadWrite`) still slows the client down, and a 429 of
+/// any scope is still honoured.
+pub(super) fn is_budgeted_scope(scope: Option<&str>) -> bool {
+    let mut parts = scope.unwrap_or("").split('/').map(str::trim);
+    let (scope, limit) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    limit.eq_ignore_ascii_case("Write")
+        || limit.eq_ignore_ascii_case("AuthenticationMethod")
+        || scope.eq_ignore_ascii_case("Application")
+}
+
+/// Which requests a 429 holds back, by its `x-ms-throttle-scope`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Blame {
+    /// the application across tenants (`Application/...`): every tenant of the process
+    Application,
+    /// resetPassword and operation polls of the tenant: a 429 of theirs that names no users'
+    /// quota (`Tenant_Application/...`, `Tenant/...`), the scope absent included
+    AuthMethod,
+    /// the tenant's pool the request went through
+    Tenant,
+}
+
+pub(super) fn blame(scope: Option<&str>, auth_method: bool) -> Blame {
+    let first = scope.unwrap_or("").split('/').next().unwrap_or("").trim();
+    let limit = scope.unwrap_or("").split('/').nth(1).unwrap_or("").trim();
+    if first.eq_ignore_ascii_case("Application") {
+        Blame::Application
+    } else if auth_method
+        && !(limit.eq_ignore_ascii_case("Write") || limit.eq_ignore_ascii_case("ReadWrite"))
+    {
+        Blame::AuthMethod
+    } else {
+        Blame::Tenant
+    }
 }
 
 #[cfg(test)]
@@ -520,6 +651,35 @@ mod tests {
             h.insert("x-ms-throttle-scope", scope.parse().unwrap());
             assert_eq!(throttle_percentage(&h), None, "{scope}");
         }
+    }
+
+    #[test]
+    fn a_429_blames_the_limit_its_scope_names() {
+        assert_eq!(
+            blame(Some("Application/Write/a/t"), false),
+            Blame::Application
+        );
+        assert_eq!(
+            blame(Some("Application/ReadWrite/a/t"), true),
+            Blame::Application
+        );
+        assert_eq!(
+            blame(Some("Tenant_Application/AuthenticationMethod/a/t"), true),
+            Blame::AuthMethod
+        );
+        assert_eq!(blame(None, true), Blame::AuthMethod);
+        assert_eq!(
+            blame(Some("Tenant_Application/Write/a/t"), true),
+            Blame::Tenant
+        );
+        assert_eq!(blame(None, false), Blame::Tenant);
+        for scope in [
+            "Application/ReadWrite/a/t",
+            "Tenant_Application/AuthenticationMethod/a/t",
+        ] {
+            assert!(is_budgeted_scope(Some(scope)), "{scope}");
+        }
+        assert!(!is_budgeted_scope(Some("Tenant_Application/ReadWrite/a/t")));
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub use urls::resolve_same_origin;
 
 use crate::graph::auth::{self, Credential, TokenProvider};
 use crate::graph::notice::Notice;
-use crate::graph::retry::{Pacer, RetryPolicy};
+use crate::graph::retry::{app_pacer, AppPacer, Pacer, RetryPolicy};
 use stats::Counters;
 use urls::api_base;
 
@@ -96,6 +96,10 @@ struct Inner {
     /// `graph_url` with a version segment, ending in `/`
     api_base: Url,
     pacers: Mutex<HashMap<String, Arc<Pacer>>>,
+    /// the application's quotas across tenants, shared with the process's other clients of it
+    app: Arc<AppPacer>,
+    /// per tenant, the resetPassword operations that may be in progress ([`GraphClient::reset_gate`])
+    reset_gates: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     counters: Counters,
     /// Graph's clock as last seen: the `Date` of the latest response and the local instant it
     /// arrived (see [`GraphClient::to_graph_clock`])
@@ -129,6 +133,16 @@ impl GraphClient {
         auth::checked_url(options.endpoints.graph_url.as_str())?;
         auth::checked_url(options.endpoints.authority_host.as_str())?;
         let api_base = api_base(&options.endpoints.graph_url);
+        let app = app_pacer(
+            options
+                .endpoints
+                .graph_url
+                .origin()
+                .ascii_serialization()
+                .as_str(),
+            credential.client_id(),
+            options.app_quotas,
+        );
         let tokens = TokenProvider::new(
             credential,
             options.endpoints.clone(),
@@ -144,6 +158,8 @@ impl GraphClient {
                 tokens,
                 api_base,
                 pacers: Mutex::new(HashMap::new()),
+                app,
+                reset_gates: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 graph_clock: Mutex::new(None),
                 unpartitioned: Mutex::new(std::collections::HashSet::new()),

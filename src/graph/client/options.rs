@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use crate::graph::auth::Endpoints;
 use crate::graph::notice::Notifier;
-use crate::graph::retry::{RetryPolicy, WriteQuota, DOCUMENTED_WRITE_QUOTAS};
+use crate::graph::retry::{
+    AppQuotas, RetryPolicy, WriteQuota, AUTH_METHOD_QUOTA, DOCUMENTED_APP_QUOTAS,
+    DOCUMENTED_WRITE_QUOTAS,
+};
 
 /// How the client connects and how hard it retries.
 #[derive(Clone, Debug)]
@@ -43,6 +46,12 @@ pub struct ClientOptions {
     /// The write quotas writes are paced to, per tenant (default: Graph's documented ones; a
     /// sandbox run with `--throttle scaled:K` wants them `scaled(K)`).
     pub write_quotas: Vec<WriteQuota>,
+    /// resetPassword and its operation polls per tenant (default: 5 per 10 s, the identity and
+    /// access reports limit; `PWDRIFT_RESET_RATE`).
+    pub auth_method_quota: WriteQuota,
+    /// The application's quotas across tenants, shared by every client of the process signed in
+    /// as the same application (default: the documented ones; `--shard I/N` divides them).
+    pub app_quotas: AppQuotas,
 }
 
 impl ClientOptions {
@@ -68,6 +77,8 @@ impl ClientOptions {
             max_pages: 10_000,
             notices: Notifier::default(),
             write_quotas: DOCUMENTED_WRITE_QUOTAS.to_vec(),
+            auth_method_quota: AUTH_METHOD_QUOTA,
+            app_quotas: DOCUMENTED_APP_QUOTAS,
         }
     }
 

@@ -327,6 +327,8 @@ impl GraphClient {
                 idempotent: true,
                 paced_by_caller: false,
                 pool: Pool::ListPages,
+                weight: 1,
+                auth_method: false,
             };
             let resp = self
                 .execute(tenant, &req)

@@ -210,6 +210,8 @@ async fn reset_password_switches() {
     let s = start_with(contoso_seed(), |c| {
         c.realism.reset_location_query = true;
         c.realism.reset_fail = true;
+        // polled as fast as it answers: not held to the 5 requests per 10 s of resetPassword
+        c.auth_method_limit = false;
     })
     .await;
     let t = s.admin_token().await;

@@ -7,6 +7,13 @@
 use crate::util::*;
 use serde_json::Value;
 
+/// Contoso with the authentication-method limit (5 requests per 10 s) off: these tests poll an
+/// operation every 10 ms to see each of its states; the limit has tests of its own
+/// (`throttle::tests::auth_method_requests_are_five_per_ten_seconds`).
+async fn unpaced() -> Sbx {
+    start_with(contoso_seed(), |c| c.auth_method_limit = false).await
+}
+
 fn reset_path(version: &str, user: &str) -> String {
     format!("/{version}/users/{user}/authentication/methods/{PASSWORD_METHOD}/resetPassword")
 }
@@ -38,7 +45,7 @@ async fn poll_until_terminal(s: &Sbx, location: &str, token: &str) -> (Vec<Strin
 
 #[tokio::test]
 async fn example_1_user_submitted_password() {
-    let s = contoso().await;
+    let s = unpaced().await;
     let t = s.admin_token().await;
     let before = s.state_of(DAVE_ID).await;
     assert_eq!(before["forceChangePasswordNextSignIn"], false);
@@ -97,7 +104,7 @@ async fn example_1_user_submitted_password() {
 
 #[tokio::test]
 async fn example_2_system_generated_password() {
-    let s = contoso().await;
+    let s = unpaced().await;
     let t = s.admin_token().await;
     let r = s.post(&reset_path("beta", DAVE_ID), &t, "{\n}").await;
     assert_eq!(r.status, 202, "{}", r.text);
@@ -144,7 +151,7 @@ async fn failed_operation_changes_nothing() {
         .find(|u| u.user_principal_name == "grace@contoso.com")
         .unwrap();
     grace.reset_fails = true;
-    let s = start_with(seed, |_| {}).await;
+    let s = start_with(seed, |c| c.auth_method_limit = false).await;
     let t = s.admin_token().await;
     let r = s
         .post(
@@ -174,7 +181,7 @@ async fn who_may_reset() {
         ),
         delegated_user("nobody@contoso.com", "No-Role-2026x", &[]),
     ]);
-    let s = start_with(seed, |_| {}).await;
+    let s = start_with(seed, |c| c.auth_method_limit = false).await;
     let body = r#"{"newPassword":"Cuyo5459"}"#;
 
     // app-only: not supported
@@ -217,7 +224,7 @@ async fn who_may_reset() {
 
 #[tokio::test]
 async fn hybrid_and_weak_passwords_and_scopes() {
-    let s = contoso().await;
+    let s = unpaced().await;
     let t = s.admin_token().await;
     // carol is synced: a password must be given
     let r = s
