@@ -827,22 +827,25 @@ mod tests {
         ];
         let live = resolve(&d, f, Caller::Application, false, &[]).unwrap();
         let ids: Vec<&str> = live.targets.keys().map(String::as_str).collect();
-        // the guest is reached by the filter only: there it is a user like any other
-        assert_eq!(ids, ["id-a", "id-b", "id-g"]);
+        // the guest is reached by the filter only: left out there too (its home tenant owns its
+        // password), and counted in a note
+        assert_eq!(ids, ["id-a", "id-b"]);
         assert_eq!(live.excluded, 1);
         // own entry wins over the selector
         assert_eq!(live.targets["id-a"].directives, flag(true));
         let b = &live.targets["id-b"].directives;
         assert_eq!(b.force_change_password_next_sign_in, Some(false));
         assert_eq!(b.force_change_password_next_sign_in_with_mfa, Some(false));
-        assert_eq!(
-            live.notes,
-            ["the exclusion of group Gone (d.yaml:31:5) names no one in the tenant"]
+        assert_eq!(live.notes.len(), 2, "{:?}", live.notes);
+        assert!(
+            live.notes[0].starts_with("1 guest selected by the selector at d.yaml:22:"),
+            "{:?}",
+            live.notes
         );
-        assert!(live.targets["id-g"]
-            .directives
-            .force_change_password_next_sign_in
-            .is_none());
+        assert_eq!(
+            live.notes[1],
+            "the exclusion of group Gone (d.yaml:31:5) names no one in the tenant"
+        );
     }
 
     #[test]

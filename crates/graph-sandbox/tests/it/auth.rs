@@ -479,6 +479,7 @@ async fn multi_tenant_app() {
     fabrikam.domains = vec!["fabrikam.com".into()];
     fabrikam.device_code_auto_approve = None;
     fabrikam.groups.clear();
+    fabrikam.risky_users.clear();
     fabrikam.users = vec![graph_sandbox::seed::SeedUser {
         user_principal_name: "zoe@fabrikam.com".into(),
         ..Default::default()
