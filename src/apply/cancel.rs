@@ -49,14 +49,7 @@ pub(super) async fn admit(
     tenant: &str,
     cancel: &Cancel,
 ) -> Option<WriteSlot> {
-    if cancel.is_cancelled() {
-        return None;
-    }
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => None,
-        slot = client.admit_write(tenant) => Some(slot),
-    }
+    unless_cancelled(cancel, client.admit_write(tenant)).await
 }
 
 /// [`admit`] of a resetPassword: its turn within the tenant's authentication-method limit (5
@@ -66,12 +59,20 @@ pub(super) async fn admit_reset(
     tenant: &str,
     cancel: &Cancel,
 ) -> Option<WriteSlot> {
+    unless_cancelled(cancel, client.admit_reset_password(tenant)).await
+}
+
+/// `admission`'s slot, or `None` when the run is (or gets) cancelled before it is admitted.
+async fn unless_cancelled(
+    cancel: &Cancel,
+    admission: impl std::future::Future<Output = WriteSlot>,
+) -> Option<WriteSlot> {
     if cancel.is_cancelled() {
         return None;
     }
     tokio::select! {
         biased;
         _ = cancel.cancelled() => None,
-        slot = client.admit_reset_password(tenant) => Some(slot),
+        slot = admission => Some(slot),
     }
 }
