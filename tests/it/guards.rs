@@ -256,3 +256,23 @@ fn pim_for_groups_eligibility_and_ownership_make_a_user_privileged() {
     assert_eq!(actions(&plan)["frank@contoso.com"].0, "set_flags", "{p:?}");
     assert!(p.stdout.contains("PIM for Groups"), "the note: {p:?}");
 }
+
+/// The text plan's lines for the three kinds of user Graph would refuse (synced flags, a
+/// restricted unit's member, a user privileged through PIM for Groups), as an operator reads
+/// them; the temporary directory's path is replaced.
+#[test]
+fn blocked_lines_of_the_text_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::seed(seed(dir.path())).start();
+    let d = desired(
+        dir.path(),
+        &format!("{CAROL_FLAG}  - user: dave@contoso.com\n    forceChangePasswordNextSignIn: true\n  - user: frank@contoso.com\n    forceChangePasswordNextSignIn: true\n"),
+    );
+    let p = run(sb.pwdrift().env("NO_COLOR", "1").args(["plan", &d]));
+    assert_eq!(p.code, 0, "nothing to write, only blocked users: {p:?}");
+    let shown = p
+        .stdout
+        .replace(dir.path().to_str().unwrap(), "[dir]")
+        .replace('\\', "/");
+    insta::assert_snapshot!(shown);
+}
