@@ -549,6 +549,23 @@ fn advanced_needed(op: &str) -> GraphError {
     ))
 }
 
+/// The request's `$filter`, parsed and checked against `rules` (the supported (property,
+/// operator) pairs of `resource`); `None` when there is none (or it is blank).
+pub fn checked_filter(
+    query: &Query,
+    rules: &[FilterRule],
+    resource: &str,
+) -> GraphResult<Option<Filter>> {
+    match query.get("$filter") {
+        Some(f) if !f.trim().is_empty() => {
+            let f = parse_filter(f)?;
+            check_filter(&f, rules, resource, false)?;
+            Ok(Some(f))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Checks a filter against the supported (property, operator) table of a resource.
 pub fn check_filter(
     f: &Filter,

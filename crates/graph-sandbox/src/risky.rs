@@ -301,19 +301,12 @@ pub async fn list(
     let query = Query::parse(uri.query())?;
     query.refuse_unimplemented(&["$select", "$top", "$filter", "$skiptoken"])?;
     let props = odata::select(&query, PROPS, DEFAULT, "riskyUser")?;
-    let filter = match query.get("$filter") {
-        Some(f) if !f.trim().is_empty() => {
-            let f = odata::parse_filter(f)?;
-            odata::check_filter(&f, FILTERS, "riskyUser", false)?;
-            if !eq_and_only(&f) {
-                return Err(GraphError::unsupported_query(
-                    "Invalid filter clause: only 'eq' comparisons joined by 'and' are supported on riskyUsers.",
-                ));
-            }
-            Some(f)
-        }
-        _ => None,
-    };
+    let filter = odata::checked_filter(&query, FILTERS, "riskyUser")?;
+    if filter.as_ref().is_some_and(|f| !eq_and_only(f)) {
+        return Err(GraphError::unsupported_query(
+            "Invalid filter clause: only 'eq' comparisons joined by 'and' are supported on riskyUsers.",
+        ));
+    }
     let realism = &state.runtime.realism;
     let mut store = state.write();
     let t = &mut store.tenants[caller.tenant];

@@ -291,8 +291,8 @@ fn definition_json(t: &Tenant, i: usize) -> serde_json::Map<String, Value> {
     m
 }
 
-/// Shared paging for the role collections.
-fn page(
+/// Shared paging for the role collections (and the administrative units', `super::units`).
+pub(crate) fn page(
     state: &AppState,
     uri: &Uri,
     query: &Query,
@@ -303,17 +303,6 @@ fn page(
     let start = odata::page_start(uri.path(), query, &state.skip_secret)?;
     let p = super::users::page_over(total, &|i| i, keep, start, top, false, true);
     Ok((p.items, p.next))
-}
-
-fn checked_filter(query: &Query, resource: &str) -> GraphResult<Option<odata::Filter>> {
-    match query.get("$filter") {
-        Some(f) if !f.trim().is_empty() => {
-            let f = odata::parse_filter(f)?;
-            odata::check_filter(&f, ROW_FILTERS, resource, false)?;
-            Ok(Some(f))
-        }
-        _ => Ok(None),
-    }
 }
 
 fn assignment_like(
@@ -349,7 +338,7 @@ fn assignment_like(
     };
     let props = odata::select(&query, props, default, type_name)?;
     let expand = parse_expand(&query, type_name)?;
-    let filter = checked_filter(&query, resource)?;
+    let filter = odata::checked_filter(&query, ROW_FILTERS, resource)?;
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     if !delegated_role_ok(caller, t, !eligible) {
@@ -442,14 +431,7 @@ pub async fn role_definitions(
     }
     let query = Query::parse(uri.query())?;
     query.refuse_unimplemented(&["$select", "$top", "$filter", "$skiptoken"])?;
-    let filter = match query.get("$filter") {
-        Some(f) if !f.trim().is_empty() => {
-            let f = odata::parse_filter(f)?;
-            odata::check_filter(&f, DEFINITION_FILTERS, "UnifiedRoleDefinition", false)?;
-            Some(f)
-        }
-        _ => None,
-    };
+    let filter = odata::checked_filter(&query, DEFINITION_FILTERS, "UnifiedRoleDefinition")?;
     let select = Selected::parse(&query);
     let store = state.read();
     let t = &store.tenants[caller.tenant];

@@ -65,34 +65,6 @@ const SCHEDULE_FILTERS: &[FilterRule] = &[
     eq_rule("accessId"),
 ];
 
-fn filter(
-    query: &Query,
-    rules: &[FilterRule],
-    resource: &str,
-) -> GraphResult<Option<odata::Filter>> {
-    match query.get("$filter") {
-        Some(f) if !f.trim().is_empty() => {
-            let f = odata::parse_filter(f)?;
-            odata::check_filter(&f, rules, resource, false)?;
-            Ok(Some(f))
-        }
-        _ => Ok(None),
-    }
-}
-
-fn page(
-    state: &AppState,
-    uri: &Uri,
-    query: &Query,
-    total: usize,
-    keep: &dyn Fn(usize) -> bool,
-) -> GraphResult<(Vec<usize>, Option<usize>)> {
-    let top = query.top(state.runtime.realism.role_page_size)?;
-    let start = odata::page_start(uri.path(), query, &state.skip_secret)?;
-    let p = super::users::page_over(total, &|i| i, keep, start, top, false, true);
-    Ok((p.items, p.next))
-}
-
 /// `GET /directory/administrativeUnits`.
 pub async fn list_units(
     State(state): State<AppState>,
@@ -104,7 +76,7 @@ pub async fn list_units(
     }
     let query = Query::parse(uri.query())?;
     query.refuse_unimplemented(&["$select", "$top", "$filter", "$skiptoken"])?;
-    let f = filter(&query, UNIT_FILTERS, "AdministrativeUnit")?;
+    let f = odata::checked_filter(&query, UNIT_FILTERS, "AdministrativeUnit")?;
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     let keep = |i: usize| {
@@ -118,7 +90,7 @@ pub async fn list_units(
             })
         })
     };
-    let (items, next) = page(&state, &uri, &query, t.admin_units.len(), &keep)?;
+    let (items, next) = super::roles::page(&state, &uri, &query, t.admin_units.len(), &keep)?;
     let value: Vec<Value> = items
         .iter()
         .map(|&i| {
@@ -163,7 +135,7 @@ pub async fn list_unit_members(
         .iter()
         .find(|u| u.id.eq_ignore_ascii_case(&id))
         .ok_or_else(|| GraphError::resource_not_found(&id))?;
-    let (items, next) = page(&state, &uri, &query, unit.members.len(), &|_| true)?;
+    let (items, next) = super::roles::page(&state, &uri, &query, unit.members.len(), &|_| true)?;
     let value: Vec<Value> = items
         .iter()
         .map(|&i| {
@@ -269,7 +241,7 @@ fn group_schedules(
             "The filter on groupId or principalId is required.",
         ));
     }
-    let f = filter(&query, SCHEDULE_FILTERS, resource)?;
+    let f = odata::checked_filter(&query, SCHEDULE_FILTERS, resource)?;
     let store = state.read();
     let t = &store.tenants[caller.tenant];
     if !t.pim_license {
@@ -290,7 +262,7 @@ fn group_schedules(
             })
         })
     };
-    let (items, next) = page(state, uri, &query, rows.len(), &keep)?;
+    let (items, next) = super::roles::page(state, uri, &query, rows.len(), &keep)?;
     let value: Vec<Value> = items
         .iter()
         .map(|&i| {
