@@ -657,6 +657,11 @@ pub struct SandboxArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub auth_method_limit: bool,
 
+    /// Send x-ms-throttle-scope beside x-ms-throttle-limit-percentage on successful answers too
+    /// (Microsoft documents it on throttled answers only, the default).
+    #[arg(long)]
+    pub throttle_scope_on_success: bool,
+
     /// Added latency per request: MS or MS+-JITTER.
     #[arg(long, value_name = "MS[+-JITTER]")]
     pub latency: Option<String>,

@@ -74,6 +74,7 @@ pub fn config_from_args(args: &SandboxArgs) -> anyhow::Result<SandboxConfig> {
     c.state_file = args.state.clone();
     c.throttle = args.throttle.clone();
     c.auth_method_limit = args.auth_method_limit;
+    c.throttle_scope_on_success = args.throttle_scope_on_success;
     c.latency = args.latency.clone();
     c.latency_per_item = args.latency_per_item;
     if let Some(offset) = &args.clock_offset {

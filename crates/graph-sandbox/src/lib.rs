@@ -157,6 +157,10 @@ pub struct SandboxConfig {
     /// `--auth-method-limit on|off`: resetPassword and its operation polls held to 5 requests
     /// per 10 s per app and tenant (scaled like the other limits). On by default.
     pub auth_method_limit: bool,
+    /// `--throttle-scope-on-success`: a successful answer's `x-ms-throttle-limit-percentage`
+    /// comes with the `x-ms-throttle-scope` of the fullest limit. Off by default: Microsoft
+    /// documents the scope on throttled answers only.
+    pub throttle_scope_on_success: bool,
     /// `--latency MS[+-JITTER]` (interpreted by the fault module when wired).
     pub latency: Option<String>,
     /// `--latency-per-item MS` (fractional): added per object a response returns; see the
@@ -361,6 +365,7 @@ impl SandboxConfig {
             state_file: None,
             throttle: "real".to_owned(),
             auth_method_limit: true,
+            throttle_scope_on_success: false,
             latency: None,
             latency_per_item: 0.0,
             faults: None,
@@ -605,7 +610,9 @@ pub async fn start(config: SandboxConfig, listen: SocketAddr) -> anyhow::Result<
         store,
         base,
         runtime,
-        throttle::Throttler::new(mode).with_auth_method_limit(config.auth_method_limit),
+        throttle::Throttler::new(mode)
+            .with_auth_method_limit(config.auth_method_limit)
+            .with_scope_on_success(config.throttle_scope_on_success),
         injector,
     ));
     // `users('{key}')` is rewritten before routing (a `Router::layer` would run after it).

@@ -53,6 +53,14 @@ pub struct Stats {
     pub peak_in_flight: u64,
     /// The same, by "METHOD /path/{}/shape" ([`path_shape`]; a `$batch` counts as its envelope).
     pub peak_in_flight_by_route: BTreeMap<String, u64>,
+    /// Milliseconds from the last `reset-stats` (or the start) to the first and to the last
+    /// Graph write answered 2xx (`$batch` members included, envelopes and the token endpoint
+    /// not): the span a benchmark
+    /// compares with the write quotas' floor.
+    pub first_write_ms: Option<u64>,
+    pub last_write_ms: Option<u64>,
+    #[serde(skip)]
+    since: Option<std::time::Instant>,
     /// Requests in flight now (kept across `reset-stats`).
     #[serde(skip)]
     in_flight: u64,
@@ -105,9 +113,20 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "(unmatched)".to_owned());
     let key = format!("{} {route}", req.method());
+    let is_write = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    ) && (route.starts_with("/v1.0/") || route.starts_with("/beta/"))
+        && !route.ends_with("$batch");
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let mut stats = state.stats();
+    if is_write && resp.status().is_success() {
+        let since = *stats.since.get_or_insert_with(std::time::Instant::now);
+        let ms = since.elapsed().as_millis() as u64;
+        stats.first_write_ms.get_or_insert(ms);
+        stats.last_write_ms = Some(ms);
+    }
     stats.total += 1;
     *stats
         .requests
@@ -214,6 +233,7 @@ pub async fn reset_stats(State(state): State<AppState>) -> StatusCode {
         peak_in_flight_by_route: by_route.clone(),
         in_flight,
         in_flight_by_route: by_route,
+        since: Some(std::time::Instant::now()),
         ..Stats::default()
     };
     StatusCode::NO_CONTENT

@@ -257,7 +257,8 @@ pub struct ThrottleKey<'a> {
 #[derive(Clone, Debug)]
 pub enum Admission {
     /// Go ahead; add `headers` to the response (`x-ms-resource-unit`; from 80 % of a limit also
-    /// `x-ms-throttle-limit-percentage` and the `x-ms-throttle-scope` of the fullest limit).
+    /// `x-ms-throttle-limit-percentage` of the fullest limit, with its `x-ms-throttle-scope`
+    /// only [`with_scope_on_success`](Throttler::with_scope_on_success)).
     Allowed {
         headers: Vec<(HeaderName, HeaderValue)>,
     },
@@ -411,6 +412,8 @@ pub struct Throttler {
     mode: ThrottleMode,
     /// whether resetPassword and its operation polls are held to 5 requests per 10 s
     auth_method_limit: bool,
+    /// whether a successful answer's percentage comes with the scope of its limit
+    scope_on_success: bool,
     state: Mutex<State>,
 }
 
@@ -419,6 +422,7 @@ impl Throttler {
         Throttler {
             mode,
             auth_method_limit: true,
+            scope_on_success: false,
             state: Mutex::new(State {
                 stats: ThrottleStats {
                     mode: mode.to_string(),
@@ -434,6 +438,16 @@ impl Throttler {
     /// sandbox --auth-method-limit off`).
     pub fn with_auth_method_limit(mut self, on: bool) -> Self {
         self.auth_method_limit = on;
+        self
+    }
+
+    /// With `on`, a successful answer's `x-ms-throttle-limit-percentage` comes with the
+    /// `x-ms-throttle-scope` of the fullest limit (`pwdrift sandbox
+    /// --throttle-scope-on-success`). Off by default: the throttling page lists the scope among
+    /// the headers of throttled answers only ("Throttled responses requests"), so a client must
+    /// not count on knowing which limit a percentage is about.
+    pub fn with_scope_on_success(mut self, on: bool) -> Self {
+        self.scope_on_success = on;
         self
     }
 
@@ -549,7 +563,9 @@ impl Throttler {
                     HeaderValue::try_from(format!("{}.{:02}", hundredths / 100, hundredths % 100))
                         .expect("a formatted number is a valid header value"),
                 ));
-                headers.push((SCOPE_HEADER, scope_value(limit, key)));
+                if self.scope_on_success {
+                    headers.push((SCOPE_HEADER, scope_value(limit, key)));
+                }
             }
         }
         Admission::Allowed { headers }
@@ -1191,13 +1207,10 @@ mod tests {
         assert_eq!(header(&h, "x-ms-resource-unit"), Some("1"));
         assert_eq!(header(&h, "x-ms-throttle-limit-percentage"), None);
         assert_eq!(header(&h, "x-ms-throttle-scope"), None);
-        // The 2,800th: exactly 0.80.
+        // The 2,800th: exactly 0.80, without a scope (documented on 429s only).
         let h = allowed(t.admit(&k, &READ1, now));
         assert_eq!(header(&h, "x-ms-throttle-limit-percentage"), Some("0.80"));
-        assert_eq!(
-            header(&h, "x-ms-throttle-scope"),
-            Some(format!("Tenant_Application/ReadWrite/{APP}/{TENANT}").as_str())
-        );
+        assert_eq!(header(&h, "x-ms-throttle-scope"), None);
         // 2,974 is 0.8497: still "0.84"; 2,975 is 0.85.
         fill(&t, &k, &READ1, 173, now);
         let h = allowed(t.admit(&k, &READ1, now));
@@ -1212,7 +1225,7 @@ mod tests {
 
     #[test]
     fn percentage_header_names_the_write_limit_when_it_is_fullest() {
-        let t = Throttler::new(ThrottleMode::Real);
+        let t = Throttler::new(ThrottleMode::Real).with_scope_on_success(true);
         let k = key(1_000);
         let t0 = Instant::now();
         for s in 0..120u64 {
