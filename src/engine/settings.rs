@@ -56,6 +56,8 @@ impl ConnectSettings {
         options.app_quotas = crate::graph::retry::DOCUMENTED_APP_QUOTAS
             .scaled(self.write_quota_scale)
             .shared_by(self.app_quota_shares);
+        options.tenant_unit_quotas = crate::graph::retry::DOCUMENTED_TENANT_UNIT_QUOTAS
+            .map(|q| q.scaled(self.write_quota_scale));
         if let Some(t) = self.request_timeout {
             options.request_deadline = t;
         }

@@ -26,7 +26,9 @@
 //!   [`Pacer::admit_writes_up_to`]; a 429 of theirs blocks that pacer, not the tenant's writes;
 //! - [`AppPacer`]: the application's quotas across all tenants, one per application and process
 //!   ([`app_pacer`]), checked when a request is sent; a 429 naming the `Application` scope blocks
-//!   every tenant of the process.
+//!   every tenant of the process. The same type keeps each tenant's resource units per app +
+//!   tenant ([`AppPacer::of_units`]). Both stamp what they admitted again when the answer
+//!   arrives ([`AppPacer::answered`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,7 +37,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::quota::{AppLog, AppQuotas, WriteBudget, WriteQuota, DOCUMENTED_WRITE_QUOTAS};
+use super::quota::{AppLog, AppQuotas, LogEntry, WriteBudget, WriteQuota, DOCUMENTED_WRITE_QUOTAS};
 
 /// The application's own quotas across all tenants, shared by every client of the process that
 /// signs in as the same application ([`app_pacer`]).
@@ -52,6 +54,14 @@ struct AppState {
     blocked_until: Option<Instant>,
 }
 
+/// What an [`AppPacer`] took for one request: its entries, stamped again when the answer arrives
+/// ([`AppPacer::answered`]).
+#[derive(Debug, Default)]
+#[must_use = "stamp it again when the answer arrives (AppPacer::answered)"]
+pub struct AppTicket {
+    entries: [Option<LogEntry>; 3],
+}
+
 impl AppPacer {
     pub fn new(quotas: AppQuotas) -> Self {
         AppPacer {
@@ -64,36 +74,67 @@ impl AppPacer {
         }
     }
 
+    /// A pacer of resource units only (`units` per window): the per app + tenant quota.
+    pub fn of_units(units: WriteQuota) -> Self {
+        let unlimited = WriteQuota {
+            writes: usize::MAX >> 8,
+            window: units.window,
+        };
+        AppPacer::new(AppQuotas {
+            requests: unlimited,
+            units,
+            writes: unlimited,
+        })
+    }
+
+    /// Keeps `units` as the resource-unit quota from now on (a tenant's size became known).
+    pub fn set_units_quota(&self, units: WriteQuota) {
+        let mut st = self.state.lock().expect("app pacer poisoned");
+        if st.units.quota() != units {
+            st.units.set_quota(units);
+        }
+    }
+
+    /// Takes `requests` requests costing `units` resource units and carrying `writes` writes if
+    /// they fit the quotas now; else says when to ask again.
+    pub fn try_admit(
+        &self,
+        requests: usize,
+        units: usize,
+        writes: usize,
+    ) -> Result<AppTicket, Instant> {
+        let mut st = self.state.lock().expect("app pacer poisoned");
+        let now = Instant::now();
+        if let Some(b) = st.blocked_until.filter(|b| *b > now) {
+            return Err(b);
+        }
+        let at = [
+            st.requests.wait_for(requests, now),
+            st.units.wait_for(units, now),
+            st.writes.wait_for(writes, now),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        match at {
+            Some(at) => Err(at),
+            None => Ok(AppTicket {
+                entries: [
+                    st.requests.take(requests, now),
+                    st.units.take(units, now),
+                    st.writes.take(writes, now),
+                ],
+            }),
+        }
+    }
+
     /// Waits until `requests` requests costing `units` resource units and carrying `writes`
-    /// writes fit the application's quotas now, and takes them.
-    pub async fn admit(&self, requests: usize, units: usize, writes: usize) {
+    /// writes fit the quotas now, and takes them.
+    pub async fn admit(&self, requests: usize, units: usize, writes: usize) -> AppTicket {
         loop {
-            let wait = {
-                let mut st = self.state.lock().expect("app pacer poisoned");
-                let now = Instant::now();
-                match st.blocked_until.filter(|b| *b > now) {
-                    Some(b) => Some(b),
-                    None => {
-                        let at = [
-                            st.requests.wait_for(requests, now),
-                            st.units.wait_for(units, now),
-                            st.writes.wait_for(writes, now),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        .max();
-                        if at.is_none() {
-                            st.requests.take(requests, now);
-                            st.units.take(units, now);
-                            st.writes.take(writes, now);
-                        }
-                        at
-                    }
-                }
-            };
-            match wait {
-                None => return,
-                Some(at) => {
+            match self.try_admit(requests, units, writes) {
+                Ok(ticket) => return ticket,
+                Err(at) => {
                     tracing::debug!(
                         wait_ms = (at - Instant::now()).as_millis() as u64,
                         "pacing to the application's quotas"
@@ -102,6 +143,53 @@ impl AppPacer {
                 }
             }
         }
+    }
+
+    /// Waits until `writes` writes would fit the quotas now, without taking them (a `$batch`
+    /// sender asks before it reserves the tenant's write budget, so that the two are taken
+    /// together rather than one long before the other).
+    pub async fn until_writes_fit(&self, writes: usize) {
+        loop {
+            let wait = {
+                let mut st = self.state.lock().expect("app pacer poisoned");
+                let now = Instant::now();
+                match st.blocked_until.filter(|b| *b > now) {
+                    Some(b) => Some(b),
+                    None => st.writes.wait_for(writes, now),
+                }
+            };
+            match wait {
+                None => return,
+                Some(at) => tokio::time::sleep_until(at).await,
+            }
+        }
+    }
+
+    /// The answer to the request of `ticket` arrived: its entries count from now.
+    pub fn answered(&self, ticket: AppTicket) {
+        let now = Instant::now();
+        let mut st = self.state.lock().expect("app pacer poisoned");
+        let [requests, units, writes] = ticket.entries;
+        if let Some(e) = requests {
+            st.requests.restamp(e, now);
+        }
+        if let Some(e) = units {
+            st.units.restamp(e, now);
+        }
+        if let Some(e) = writes {
+            st.writes.restamp(e, now);
+        }
+    }
+
+    /// The fullest of the quotas, as a fraction of it (as Graph's
+    /// `x-ms-throttle-limit-percentage` would say).
+    pub fn usage(&self) -> f64 {
+        let now = Instant::now();
+        let mut st = self.state.lock().expect("app pacer poisoned");
+        st.requests
+            .usage(now)
+            .max(st.units.usage(now))
+            .max(st.writes.usage(now))
     }
 
     /// After a 429 naming the `Application` scope: every tenant waits `retry_after`.
@@ -231,8 +319,22 @@ impl Pacer {
     /// most `n`, at least 1 when `n > 0`); they are counted as started then. The caller sends
     /// only that many writes now (a `$batch` puts the rest back in its queue).
     pub async fn admit_writes_up_to(&self, n: usize) -> usize {
+        self.admit_writes_at(n).await.0
+    }
+
+    /// Gives back `n` writes admitted at `at` by [`Pacer::admit_writes_at`] and not sent.
+    pub fn give_back_writes(&self, n: usize, at: Instant) {
+        self.writes
+            .lock()
+            .expect("write budget poisoned")
+            .release(n, at);
+    }
+
+    /// [`Pacer::admit_writes_up_to`], also saying the instant they were counted at (to give
+    /// them back with [`Pacer::give_back_writes`]).
+    pub async fn admit_writes_at(&self, n: usize) -> (usize, Instant) {
         if n == 0 {
-            return 0;
+            return (0, Instant::now());
         }
         loop {
             // A 429 block first: budget reserved during it would go to writes that cannot be
@@ -258,13 +360,21 @@ impl Pacer {
             // into a quota Graph just said is full; their reservation is given back and made
             // again after the block, so that the log keeps the instants writes are really sent.
             if self.blocked_until().is_none() {
-                return granted;
+                return (granted, at);
             }
             self.writes
                 .lock()
                 .expect("write budget poisoned")
                 .release(granted, at);
         }
+    }
+
+    /// How full the tenant's write quotas are now (see [`WriteBudget::usage`]).
+    pub fn write_usage(&self) -> f64 {
+        self.writes
+            .lock()
+            .expect("write budget poisoned")
+            .usage(Instant::now())
     }
 
     /// The end of the current 429 block, if one is in force.

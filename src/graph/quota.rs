@@ -28,6 +28,13 @@
 //!   while each tenant is within its own. They are kept by one [`AppLog`] per quota, shared by
 //!   every client of the process ([`super::pacing::AppPacer`]); `--shard I/N` gives each shard
 //!   1/N of them ([`AppQuotas::shared_by`]).
+//! - resource units per app + tenant, 3,500 / 5,000 / 8,000 per 10 s by the tenant's size
+//!   ([`DOCUMENTED_TENANT_UNIT_QUOTAS`], [`tenant_unit_quota`]), kept by an [`AppLog`] per
+//!   tenant; what a request costs is priced by the same page's table ([`resource_units`]).
+//!
+//! The [`AppLog`]s stamp an entry twice: when the request is admitted and when its answer
+//! arrives ([`AppLog::restamp`]). Graph counts a request somewhere in between, so the answer's
+//! instant bounds it from above, whatever the network and Graph's processing of a `$batch` did.
 
 use std::time::Duration;
 
@@ -131,20 +138,46 @@ impl AppQuotas {
 /// last window (plus the margin) *now*. Unlike [`WriteBudget`], it reserves nothing ahead: it is
 /// shared by every tenant of the process, and a reservation ahead by one tenant waiting for its
 /// own quota would hold every other tenant back behind it.
+///
+/// An entry is stamped when its request is admitted, and stamped again when the answer arrives
+/// ([`AppLog::restamp`]): Graph counts a request when it reaches it, which is somewhere between
+/// the two (for the inner requests of a `$batch`, whenever Graph gets to each of them), so the
+/// answer's instant is the latest Graph can have counted it at, and the entry leaves the log
+/// only when Graph's has surely left Graph's window too.
 #[derive(Debug)]
 pub struct AppLog {
     quota: WriteQuota,
-    entries: std::collections::VecDeque<(Instant, usize)>,
+    entries: std::collections::BTreeMap<(Instant, u64), usize>,
     used: usize,
+    next: u64,
+}
+
+/// One entry of an [`AppLog`], to stamp again when its answer arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    at: Instant,
+    seq: u64,
+    n: usize,
 }
 
 impl AppLog {
     pub fn new(quota: WriteQuota) -> Self {
         AppLog {
             quota,
-            entries: std::collections::VecDeque::new(),
+            entries: std::collections::BTreeMap::new(),
             used: 0,
+            next: 0,
         }
+    }
+
+    /// The quota kept.
+    pub fn quota(&self) -> WriteQuota {
+        self.quota
+    }
+
+    /// Keeps `quota` from now on (what is logged stays).
+    pub fn set_quota(&mut self, quota: WriteQuota) {
+        self.quota = quota;
     }
 
     fn horizon(&self) -> Duration {
@@ -153,13 +186,19 @@ impl AppLog {
 
     fn expire(&mut self, now: Instant) {
         let horizon = self.horizon();
-        while let Some(&(t, n)) = self.entries.front() {
-            if t + horizon > now {
+        while let Some(entry) = self.entries.first_entry() {
+            if entry.key().0 + horizon > now {
                 break;
             }
-            self.entries.pop_front();
-            self.used -= n;
+            self.used -= entry.remove();
         }
+    }
+
+    /// How much of the quota the last window holds, as a fraction (what Graph's
+    /// `x-ms-throttle-limit-percentage` would say of the same log).
+    pub fn usage(&mut self, now: Instant) -> f64 {
+        self.expire(now);
+        self.used as f64 / self.quota.writes.max(1) as f64
     }
 
     /// `None` when `n` (capped at the quota) fits now; else the instant it will.
@@ -170,7 +209,7 @@ impl AppLog {
             return None;
         }
         let mut remaining = self.used;
-        for &(t, k) in &self.entries {
+        for (&(t, _), &k) in &self.entries {
             remaining -= k;
             if remaining + n <= self.quota.writes {
                 return Some(t + self.horizon());
@@ -180,15 +219,111 @@ impl AppLog {
     }
 
     /// Records `n` (capped at the quota) at `now`; call after [`AppLog::wait_for`] said it fits.
-    pub fn take(&mut self, n: usize, now: Instant) {
+    /// Returns the entry, to [`restamp`](AppLog::restamp) when the answer arrives.
+    pub fn take(&mut self, n: usize, now: Instant) -> Option<LogEntry> {
         let n = n.min(self.quota.writes);
         if n == 0 {
+            return None;
+        }
+        let entry = LogEntry {
+            at: now,
+            seq: self.next,
+            n,
+        };
+        self.next += 1;
+        self.entries.insert((now, entry.seq), n);
+        self.used += n;
+        Some(entry)
+    }
+
+    /// Moves `entry` to `now` (its answer arrived): it counts for a whole window from then. An
+    /// entry that already left the log is logged again, which errs on the side of Graph.
+    pub fn restamp(&mut self, entry: LogEntry, now: Instant) {
+        if now <= entry.at {
             return;
         }
-        let at = self.entries.partition_point(|&(t, _)| t <= now);
-        self.entries.insert(at, (now, n));
-        self.used += n;
+        match self.entries.remove(&(entry.at, entry.seq)) {
+            Some(n) => {
+                self.entries.insert((now, entry.seq), n);
+            }
+            None => {
+                self.entries.insert((now, entry.seq), entry.n);
+                self.used += entry.n;
+            }
+        }
     }
+}
+
+/// Resource units per app + tenant, by the tenant's size: 3,500, 5,000 and 8,000 per 10 s for
+/// tenants of fewer than 50, 50 to 500, and more than 500 users (identity and access service
+/// limits of <https://learn.microsoft.com/en-us/graph/throttling-limits>).
+pub const DOCUMENTED_TENANT_UNIT_QUOTAS: [WriteQuota; 3] = [
+    WriteQuota {
+        writes: 3_500,
+        window: Duration::from_secs(10),
+    },
+    WriteQuota {
+        writes: 5_000,
+        window: Duration::from_secs(10),
+    },
+    WriteQuota {
+        writes: 8_000,
+        window: Duration::from_secs(10),
+    },
+];
+
+/// Which of the [`DOCUMENTED_TENANT_UNIT_QUOTAS`] a tenant of `users` users has (`None`: not
+/// known yet, the smallest).
+pub fn tenant_unit_quota(quotas: &[WriteQuota; 3], users: Option<usize>) -> WriteQuota {
+    match users {
+        Some(0..50) | None => quotas[0],
+        Some(50..=500) => quotas[1],
+        Some(_) => quotas[2],
+    }
+}
+
+/// What a request costs in resource units, by the identity and access table of
+/// <https://learn.microsoft.com/en-us/graph/throttling-limits>: a GET of the `users` collection
+/// 2, of a group's `members` 3 and `transitiveMembers` 5, of `memberOf`/`transitiveMemberOf` 2,
+/// any other GET 1; `$select` takes 1 off, `$expand` adds 1, a `$top` below 20 takes 1 off,
+/// never below 1; a POST, PATCH, PUT or DELETE costs 1 (and a write). `path` is the URL's path,
+/// with or without the version segment; `query` its query string (percent-encoded or not).
+pub fn resource_units(method: &str, path: &str, query: Option<&str>) -> usize {
+    if !method.eq_ignore_ascii_case("GET") {
+        return 1;
+    }
+    let mut segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if segments.first().is_some_and(|v| v == "v1.0" || v == "beta") {
+        segments.remove(0);
+    }
+    if segments.len() > 1
+        && segments
+            .last()
+            .is_some_and(|s| s.starts_with("microsoft.graph."))
+    {
+        segments.pop();
+    }
+    let base: i64 = match segments.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["users"] => 2,
+        ["groups", _, "members"] => 3,
+        ["groups", _, "transitivemembers"] => 5,
+        ["me" | "users", .., "memberof" | "transitivememberof"] => 2,
+        _ => 1,
+    };
+    let (mut select, mut expand, mut small_top) = (false, false, false);
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.trim_start_matches('$').to_ascii_lowercase().as_str() {
+            "select" => select = true,
+            "expand" => expand = true,
+            "top" => small_top |= value.trim().parse::<u64>().is_ok_and(|t| t < 20),
+            _ => {}
+        }
+    }
+    (base - i64::from(select) + i64::from(expand) - i64::from(small_top)).max(1) as usize
 }
 
 /// Microsoft Entra's documented write quotas: per app + tenant, then per tenant (all apps).
@@ -247,11 +382,24 @@ impl WriteBudget {
             .min()
             .unwrap_or(n);
         let granted = n.min(room).max(1);
-        (self.reserve(granted, at), granted)
+        (self.reserve_from(granted, at, now), granted)
     }
 
-    /// Gives back `n` writes reserved at `at` (by [`WriteBudget::reserve`] or
-    /// [`WriteBudget::reserve_up_to`]) that were not sent.
+    /// How full the fullest quota is at `now`: writes started in its last window (reservations
+    /// for later instants not counted), as a fraction of it.
+    pub fn usage(&self, now: Instant) -> f64 {
+        self.logs
+            .iter()
+            .map(|(q, log)| {
+                let started = log.partition_point(|t| *t <= now);
+                let gone = log.partition_point(|t| *t + q.window <= now).min(started);
+                (started - gone) as f64 / q.writes.max(1) as f64
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// Gives back `n` writes reserved at `at` (by [`WriteBudget::reserve_up_to`]) that were not
+    /// sent.
     pub fn release(&mut self, n: usize, at: Instant) {
         for (_, log) in &mut self.logs {
             // entries are sorted; those of one reservation are equal and contiguous
@@ -262,10 +410,19 @@ impl WriteBudget {
         }
     }
 
-    /// Reserves `n` writes (capped at the smallest quota) at the earliest instant, not before
-    /// `now`, at which every log has room for them, records them at that instant and returns it.
-    /// Reservations are made in call order, so concurrent writers queue fairly.
+    /// Reserves `n` writes at the earliest instant, not before `now`, at which every log has room
+    /// for them (the tests' way in; pwdrift reserves through [`WriteBudget::reserve_up_to`]).
+    #[cfg(test)]
     pub fn reserve(&mut self, n: usize, now: Instant) -> Instant {
+        self.reserve_from(n, now, now)
+    }
+
+    /// Reserves `n` writes (capped at the smallest quota) at the earliest instant, not before
+    /// `from` (nor `now`, the present), at which every log has room for them, records them at
+    /// that instant and returns it. Reservations are made in call order, so concurrent writers
+    /// queue fairly. Only what left the windows by `now` is dropped: until a reservation's
+    /// instant comes, [`WriteBudget::usage`] still sees the writes of the window running now.
+    fn reserve_from(&mut self, n: usize, from: Instant, now: Instant) -> Instant {
         let n = self
             .logs
             .iter()
@@ -273,9 +430,9 @@ impl WriteBudget {
             .min()
             .map_or(n, |m| n.min(m));
         if n == 0 {
-            return now;
+            return from.max(now);
         }
-        let mut at = self.not_before(now);
+        let mut at = self.not_before(from.max(now));
         for (q, log) in &self.logs {
             // the n-th oldest entry that must leave: with len entries and room for q.writes,
             // entries [0, len + n - q.writes) must be out of the window by `at`
@@ -286,8 +443,10 @@ impl WriteBudget {
             }
         }
         for (q, log) in &mut self.logs {
+            // what left the window by now goes (not by `at`: until `at`, [`Self::usage`] must
+            // still see the writes of the window now running)
             let horizon = q.window + q.margin();
-            while log.front().is_some_and(|t| *t + horizon <= at) {
+            while log.front().is_some_and(|t| *t + horizon <= now) {
                 log.pop_front();
             }
             // reservations are monotonic in time (see `not_before`): the log stays sorted
@@ -346,6 +505,29 @@ mod tests {
             b.reserve(3, t0 + Duration::from_secs(10)),
             t0 + Duration::from_secs(103) + m
         );
+    }
+
+    /// The usage Graph's percentage is compared with: the writes started in the window running
+    /// now, whatever has been reserved for later instants (a reservation for the next window
+    /// must not drop this window's writes from the count).
+    #[test]
+    fn usage_counts_the_window_running_now() {
+        let t0 = Instant::now();
+        let quota = q(10, 100);
+        let mut b = WriteBudget::new(&[quota, q(60, 300)]);
+        let (at, granted) = b.reserve_up_to(8, t0);
+        assert_eq!((at, granted), (t0, 8));
+        assert!((b.usage(t0) - 0.8).abs() < 1e-9);
+        let (at, granted) = b.reserve_up_to(5, t0 + Duration::from_secs(1));
+        assert_eq!(granted, 2, "only 2 more fit this window");
+        assert_eq!(at, t0 + Duration::from_secs(1));
+        // the next envelope waits for the next window, reserved now
+        let (later, granted) = b.reserve_up_to(3, t0 + Duration::from_secs(2));
+        assert_eq!(later, t0 + Duration::from_secs(100) + quota.margin());
+        assert_eq!(granted, 3);
+        assert!((b.usage(t0 + Duration::from_secs(2)) - 1.0).abs() < 1e-9);
+        // when they go: the 2 of t0 + 1 s are still in Graph's window, with the 3, of 10
+        assert!((b.usage(later) - 0.5).abs() < 1e-9);
     }
 
     /// Writes reserved but not sent (a 429 block began while they waited) are given back: the
@@ -487,15 +669,70 @@ mod tests {
         let quota = q(10, 100);
         let mut log = AppLog::new(quota);
         assert_eq!(log.wait_for(10, t0), None);
-        log.take(10, t0);
+        let entry = log.take(10, t0).unwrap();
         let at = log.wait_for(1, t0 + Duration::from_secs(5)).unwrap();
         assert_eq!(at, t0 + Duration::from_secs(100) + quota.margin());
         assert_eq!(log.wait_for(1, at), None);
+        // answered 2 s after it was sent: the entry counts from its answer
+        log.restamp(entry, t0 + Duration::from_secs(2));
+        assert_eq!(
+            log.wait_for(1, at),
+            Some(t0 + Duration::from_secs(102) + quota.margin())
+        );
+        assert!((log.usage(at) - 1.0).abs() < 1e-9);
+        assert_eq!(log.wait_for(1, t0 + Duration::from_secs(103)), None);
+        assert_eq!(log.usage(t0 + Duration::from_secs(103)), 0.0);
         let shared = DOCUMENTED_APP_QUOTAS.shared_by(4);
         assert_eq!(shared.writes.writes, 17_500);
         assert_eq!(shared.writes.window, Duration::from_secs(300));
         assert_eq!(DOCUMENTED_APP_QUOTAS.scaled(10).units.writes, 15_000);
         assert_eq!(AUTH_METHOD_QUOTA.shared_by(0), AUTH_METHOD_QUOTA);
+    }
+
+    /// Prices of the requests pwdrift makes, by Microsoft's table.
+    #[test]
+    fn resource_units_follow_the_documented_table() {
+        let cases = [
+            (
+                "GET",
+                "/v1.0/users",
+                Some("$select=id,userPrincipalName&$top=999"),
+                1,
+            ),
+            ("GET", "/v1.0/users", None, 2),
+            ("GET", "/v1.0/users/$count", None, 1),
+            ("GET", "/users/abc", Some("%24select=id"), 1),
+            ("GET", "/v1.0/users/abc", Some("$expand=manager"), 2),
+            (
+                "GET",
+                "/v1.0/groups/g/transitiveMembers/microsoft.graph.user",
+                Some("$select=id&$count=true"),
+                4,
+            ),
+            ("GET", "/beta/groups/g/members", None, 3),
+            ("GET", "/v1.0/users/u/memberOf", Some("$top=5"), 1),
+            ("GET", "/v1.0/users", Some("$top=5&$select=id"), 1),
+            ("PATCH", "/v1.0/users/abc", None, 1),
+            (
+                "POST",
+                "/v1.0/users/u/authentication/methods/m/resetPassword",
+                None,
+                1,
+            ),
+        ];
+        for (method, path, query, units) in cases {
+            assert_eq!(
+                resource_units(method, path, query),
+                units,
+                "{method} {path} {query:?}"
+            );
+        }
+        let q = DOCUMENTED_TENANT_UNIT_QUOTAS;
+        assert_eq!(tenant_unit_quota(&q, None).writes, 3_500);
+        assert_eq!(tenant_unit_quota(&q, Some(49)).writes, 3_500);
+        assert_eq!(tenant_unit_quota(&q, Some(50)).writes, 5_000);
+        assert_eq!(tenant_unit_quota(&q, Some(500)).writes, 5_000);
+        assert_eq!(tenant_unit_quota(&q, Some(501)).writes, 8_000);
     }
 
     #[test]

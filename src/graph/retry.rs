@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use rand::Rng as _;
 
-pub use super::pacing::{app_pacer, AppPacer};
+pub use super::pacing::{app_pacer, AppPacer, AppTicket};
 pub use super::pacing::{Pacer, MAX_BATCH_SIZE};
 pub use super::quota::{
-    AppQuotas, WriteQuota, AUTH_METHOD_QUOTA, DOCUMENTED_APP_QUOTAS, DOCUMENTED_WRITE_QUOTAS,
+    AppQuotas, WriteQuota, AUTH_METHOD_QUOTA, DOCUMENTED_APP_QUOTAS, DOCUMENTED_TENANT_UNIT_QUOTAS,
+    DOCUMENTED_WRITE_QUOTAS,
 };
 
 /// Statuses worth another attempt. 429 and 503 say the request was not processed: always

@@ -145,6 +145,10 @@ async fn get_json(url: &str) -> serde_json::Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
+async fn get_json_owned(url: String) -> serde_json::Value {
+    get_json(&url).await
+}
+
 /// 61 writes against a write quota of 30 per 1.5 s (`scaled:100`), paced to that quota: they
 /// take two windows and meet no 429 (one is tolerated: the client stamps a write when it sends
 /// it and the sandbox when it arrives, and this machine is shared).
@@ -163,6 +167,115 @@ async fn writes_paced_to_the_quota_are_not_throttled() {
     assert!(results.iter().all(|(_, r)| r.is_ok()));
     let s = c.stats();
     assert!(s.throttled <= 1, "paced writes were throttled: {s:?}");
+}
+
+/// Graph documents `x-ms-throttle-scope` on throttled answers only, so the percentage a
+/// successful answer carries from 80 % of a limit on (the sandbox's default) does not say which
+/// limit it is about. 91 writes against 30 per 1.5 s (`scaled:100`): once the window is 80 %
+/// full every answer says so, and the client, whose own write budget is as full, puts the
+/// percentage down to it and spends the window to the end instead of slowing to one write a
+/// second; the last write starts three windows after the first, not later.
+#[tokio::test]
+async fn an_unscoped_percentage_explained_by_the_write_budget_does_not_slow_writes() {
+    let sb = generated_with(90, "scaled:100").await;
+    let c = client_with(&sb, |o| {
+        o.concurrency = 8;
+        o.write_quotas = o.write_quotas.iter().map(|q| q.scaled(100)).collect();
+        o.tenant_unit_quotas = o.tenant_unit_quotas.map(|q| q.scaled(100));
+    });
+    let t = sb.info.tenant_id.clone();
+    let users = c.list_users(&t, None).await.unwrap();
+    assert_eq!(users.len(), 91);
+    let admin = sb.info.graph_url.trim_end_matches('/').to_owned();
+    let stats = || get_json_owned(format!("{admin}/_sandbox/stats"));
+    let results = c
+        .patch_password_profiles(&t, force_change_patches(&users))
+        .await;
+    assert!(results.iter().all(|(_, r)| r.is_ok()));
+    let after = stats().await;
+    let s = c.stats();
+    assert_eq!(
+        s.slowdowns, 0,
+        "slowed down by its own writes' percentage: {s:?}"
+    );
+    assert!(s.throttled <= 1, "paced writes were throttled: {s:?}");
+    // the percentage was there to be misread: answers from 80 % of the window on carry it
+    // unscoped, and writes 25 to 30 of each window are among them
+    let ms = |v: &serde_json::Value, k: &str| v[k].as_u64();
+    let span = ms(&after, "lastWriteMs").unwrap() - ms(&after, "firstWriteMs").unwrap();
+    // writes 31, 61 and 91 each wait a window (plus the client's 100 ms margin): 4.8 s
+    assert!(
+        span < 6_000,
+        "91 writes at 30 per 1.5 s start within 4.8 s; {span} ms: slowed down"
+    );
+}
+
+/// Sixteen tenants written to at once by one application: each tenant stays within its own write
+/// quota (15 per 0.75 s under `scaled:200`), together they exceed the application's (350 per 1.5
+/// s across tenants). The client paces to both: no 429 of the `Application` scope, and the
+/// writes take at least the application quota's floor (960 writes: two more windows after the
+/// first, 3 s), so that the application's limit, not the tenants', was the one that bound.
+#[tokio::test]
+async fn writes_to_many_tenants_are_paced_to_the_application_quota() {
+    let sb = Sandbox::generate(59)
+        .tenants(16)
+        .generation_seed(3)
+        .throttle("scaled:200")
+        .latency("20")
+        .start_here()
+        .await;
+    let c = client_with(&sb, |o| {
+        o.concurrency = 8;
+        o.write_quotas = o.write_quotas.iter().map(|q| q.scaled(200)).collect();
+        o.tenant_unit_quotas = o.tenant_unit_quotas.map(|q| q.scaled(200));
+        o.app_quotas = o.app_quotas.scaled(200);
+    });
+    let admin = sb.info.graph_url.trim_end_matches('/').to_owned();
+    let stats = || get_json_owned(format!("{admin}/_sandbox/stats"));
+    let state = get_json_owned(format!("{admin}/_sandbox/state")).await;
+    let tenants: Vec<String> = state["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tenants.len(), 16);
+    let mut listed = Vec::new();
+    for t in &tenants {
+        let users = c.list_users(t, None).await.unwrap();
+        assert_eq!(users.len(), 60, "{t}");
+        listed.push((t.clone(), users));
+    }
+    let before = stats().await;
+    let writes = listed.iter().map(|(_, u)| u.len()).sum::<usize>();
+    let results = futures_util::future::join_all(
+        listed
+            .iter()
+            .map(|(t, users)| c.patch_password_profiles(t, force_change_patches(users))),
+    )
+    .await;
+    assert!(results.iter().flatten().all(|(_, r)| r.is_ok()));
+    let after = stats().await;
+    let model = |v: &serde_json::Value, k: &str| v["throttleModel"][k].as_u64().unwrap_or(0);
+    assert_eq!(
+        model(&after, "writes_admitted") - model(&before, "writes_admitted"),
+        writes as u64,
+        "every write landed exactly once"
+    );
+    let by_scope = &after["throttleModel"]["throttled_by_scope"];
+    for scope in ["Application/Write", "Application/ReadWrite"] {
+        assert_eq!(
+            by_scope[scope].as_u64().unwrap_or(0),
+            0,
+            "429s of {scope}: {by_scope}"
+        );
+    }
+    let ms = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    let span = ms(&after, "lastWriteMs") - ms(&after, "firstWriteMs");
+    assert!(
+        span >= 2_900,
+        "960 writes within {span} ms: more than the application's 350 per 1.5 s"
+    );
 }
 
 /// Other applications of the tenant have used up most of its per-tenant write quota (all apps):

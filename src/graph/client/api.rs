@@ -99,7 +99,12 @@ impl GraphClient {
                 headers.push(("ConsistencyLevel", "eventual"));
             }
         }
-        self.get_paged_with(tenant, self.url(&q)?, headers).await
+        let users: Vec<GraphUser> = self.get_paged_with(tenant, self.url(&q)?, headers).await?;
+        if filter.is_none() {
+            // every user: the tenant's size, which its resource-unit quota depends on
+            self.note_tenant_users(tenant, users.len());
+        }
+        Ok(users)
     }
 
     /// The object ids of the users matching `filter` (sent as written; `ConsistencyLevel:
@@ -526,6 +531,7 @@ impl GraphClient {
             paced_by_caller: false,
             pool: Pool::Requests,
             weight: 1,
+            units: None,
             auth_method: false,
         };
         let resp = self.execute_write(tenant, &req, slot).await?;
@@ -584,6 +590,7 @@ impl GraphClient {
             paced_by_caller: false,
             pool: Pool::Requests,
             weight: 1,
+            units: None,
             auth_method: true,
         };
         let what = format!("resetPassword of user {user_id}");
@@ -684,6 +691,7 @@ impl GraphClient {
                 paced_by_caller: false,
                 pool: Pool::Polls,
                 weight: 1,
+                units: None,
                 auth_method: true,
             };
             // its turn within the authentication-method limit, outside the request's deadline

@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Method;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::{error_from, error_from_inner, inner_header};
-use super::execute::{is_budgeted_scope, parse_percentage, throttle_percentage, Pool, Req};
+use super::execute::{header_str, parse_percentage, Admitted, Pool, Req};
 use super::stats::bump;
 use super::urls::loggable_relative;
 use super::{GraphClient, GraphError};
 use crate::graph::model::{BatchRequest, BatchRequestEnvelope, BatchResponse};
-use crate::graph::retry::{is_retryable_status, parse_retry_after, Pacer};
+use crate::graph::quota::resource_units;
+use crate::graph::retry::{is_retryable_status, parse_retry_after, AppTicket, Pacer};
 
 /// One inner request waiting in a [`GraphClient::run_batches`] queue.
 struct PendingRequest {
@@ -129,8 +129,20 @@ impl GraphClient {
             if batch.is_empty() {
                 continue;
             }
-            let batch = self.within_write_quota(&pacer, work, batch).await;
-            self.batch_round(tenant, &pacer, work, batch, permit).await;
+            // resource units and requests first (stamped again at the answer), then the write
+            // budget, right before the envelope goes out
+            let requests: Vec<&BatchRequest> = batch.iter().map(|p| &p.req).collect();
+            let units = self
+                .admit_units(tenant, requests.len(), batch_units(&requests))
+                .await;
+            let (batch, writes) = self.within_write_quota(&pacer, work, batch).await;
+            let admitted = Admitted {
+                permit,
+                units: Some(units),
+                writes: Some(writes),
+            };
+            self.batch_round(tenant, &pacer, work, batch, admitted)
+                .await;
         }
     }
 
@@ -142,13 +154,10 @@ impl GraphClient {
         pacer: &Pacer,
         work: &BatchWork,
         mut batch: Vec<PendingRequest>,
-    ) -> Vec<PendingRequest> {
+    ) -> (Vec<PendingRequest>, AppTicket) {
         let is_write = |p: &PendingRequest| !p.req.method.eq_ignore_ascii_case("GET");
         let writes = batch.iter().filter(|p| is_write(p)).count();
-        let granted = pacer.admit_writes_up_to(writes).await;
-        if writes > 0 {
-            self.inner.app.admit(0, 0, granted).await;
-        }
+        let (granted, ticket) = self.admit_writes_with_app(pacer, writes).await;
         if granted < writes {
             let mut seen = 0;
             let cut = batch
@@ -166,7 +175,7 @@ impl GraphClient {
             drop(queue);
             work.changed.notify_waiters();
         }
-        batch
+        (batch, ticket)
     }
 
     /// Sends one envelope and sorts its inner responses into final results and retries.
@@ -176,11 +185,12 @@ impl GraphClient {
         pacer: &Pacer,
         work: &BatchWork,
         batch: Vec<PendingRequest>,
-        permit: OwnedSemaphorePermit,
+        admitted: Admitted,
     ) {
         let inner = &self.inner;
         let requests: Vec<BatchRequest> = batch.iter().map(|p| p.req.clone()).collect();
-        let (responses, envelope_pct) = match self.send_envelope(tenant, &requests, permit).await {
+        let (responses, envelope_pct) = match self.send_envelope(tenant, &requests, admitted).await
+        {
             Ok(r) => r,
             Err(e) => {
                 for p in batch {
@@ -231,14 +241,12 @@ impl GraphClient {
                     retry.push((p, Some(resp)));
                 }
                 Some(resp) => {
-                    if let Some(v) = inner_header(&resp, "x-ms-throttle-limit-percentage")
-                        .and_then(|v| parse_percentage(&v))
-                        .filter(|_| {
-                            !is_budgeted_scope(
-                                inner_header(&resp, "x-ms-throttle-scope").as_deref(),
-                            )
-                        })
-                    {
+                    if let Some(v) = self.percentage_to_heed(
+                        tenant,
+                        inner_header(&resp, "x-ms-throttle-limit-percentage")
+                            .and_then(|v| parse_percentage(&v)),
+                        inner_header(&resp, "x-ms-throttle-scope").as_deref(),
+                    ) {
                         pct = Some(pct.map_or(v, |q: f64| q.max(v)));
                     }
                     work.finish(p.req.id.clone(), Ok(resp));
@@ -313,7 +321,7 @@ impl GraphClient {
         &self,
         tenant: &str,
         requests: &[BatchRequest],
-        permit: OwnedSemaphorePermit,
+        admitted: Admitted,
     ) -> Result<(Vec<BatchResponse>, Option<f64>), GraphError> {
         let envelope = BatchRequestEnvelope {
             requests: requests.to_vec(),
@@ -334,10 +342,16 @@ impl GraphClient {
             paced_by_caller: true,
             pool: Pool::Requests,
             weight: requests.len(),
+            units: Some(batch_units(&requests.iter().collect::<Vec<_>>())),
             auth_method: false,
         };
-        let resp = self.execute_admitted(tenant, &req, Some(permit)).await?;
-        let pct = throttle_percentage(&resp.headers);
+        let resp = self.execute_admitted(tenant, &req, Some(admitted)).await?;
+        let pct = self.percentage_to_heed(
+            tenant,
+            header_str(&resp.headers, "x-ms-throttle-limit-percentage")
+                .and_then(|v| parse_percentage(&v)),
+            header_str(&resp.headers, "x-ms-throttle-scope").as_deref(),
+        );
         match super::parse::batch_envelope(resp.status, &resp.body) {
             super::parse::BatchEnvelope::Responses(r) => Ok((r, pct)),
             super::parse::BatchEnvelope::Undecodable(message) => Err(GraphError::Decode {
@@ -358,4 +372,18 @@ impl GraphClient {
             )),
         }
     }
+}
+
+/// What the inner requests of an envelope cost in resource units ([`resource_units`]).
+fn batch_units(requests: &[&BatchRequest]) -> usize {
+    requests
+        .iter()
+        .map(|r| {
+            let (path, query) = match r.url.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (r.url.as_str(), None),
+            };
+            resource_units(&r.method, path, query)
+        })
+        .sum()
 }

@@ -22,7 +22,8 @@ use super::{GraphClient, GraphError};
 use crate::graph::auth::AuthError;
 use crate::graph::error_chain;
 use crate::graph::model::Page;
-use crate::graph::retry::{is_retryable_status, parse_retry_after, Pacer};
+use crate::graph::quota::{resource_units, tenant_unit_quota};
+use crate::graph::retry::{is_retryable_status, parse_retry_after, AppPacer, AppTicket, Pacer};
 
 /// One HTTP request as the retry loop sees it.
 pub(super) struct Req {
@@ -38,11 +39,18 @@ pub(super) struct Req {
     /// which of the tenant's in-flight pools admits it
     pub(super) pool: Pool,
     /// the Graph requests it stands for (a `$batch`: its inner requests), counted against the
-    /// application's request and resource-unit quotas
+    /// application's request quota
     pub(super) weight: usize,
+    /// what it costs in resource units (a `$batch`: the sum of its inner requests'); `None`:
+    /// priced from its method and URL ([`resource_units`])
+    pub(super) units: Option<usize>,
     /// resetPassword or an operation poll: held to the tenant's authentication-method limit
     pub(super) auth_method: bool,
 }
+
+/// How far below Graph's percentage the client's own log may be and still explain it (Graph
+/// truncates to hundredths and counts a request when it reaches it, the client when it is sent).
+const EXPLAINED_BY_OWN_LOG: f64 = 0.05;
 
 /// Pages in flight at most while reading partitions (the pool `Pool::ListPages`).
 pub const READ_CONCURRENCY: usize = 16;
@@ -61,10 +69,21 @@ pub(super) enum Pool {
     Polls,
 }
 
+/// What a request's first attempt was admitted with beforehand: an in-flight slot, its resource
+/// units and requests (the tenant's and the application's logs), and the application's ticket of
+/// its writes when the caller reserved them (a `$batch` envelope, [`GraphClient::admit_write`]).
+/// The quotas that are stamped again at the answer are taken first, the tenant's write budget
+/// (stamped once) last, right before the request goes out.
+pub(super) struct Admitted {
+    pub(super) permit: OwnedSemaphorePermit,
+    pub(super) units: Option<(AppTicket, AppTicket)>,
+    pub(super) writes: Option<AppTicket>,
+}
+
 /// A single write admitted by its tenant's pacer ([`GraphClient::admit_write`]): the in-flight
 /// slot is held until the write is sent (or the slot is dropped, unused).
 pub struct WriteSlot {
-    permit: OwnedSemaphorePermit,
+    admitted: Admitted,
     /// admitted by the authentication-method limit too ([`GraphClient::admit_reset_password`])
     rated: bool,
 }
@@ -108,6 +127,64 @@ impl GraphClient {
             .clone()
     }
 
+    /// The tenant's resource units per app + tenant: a log of what its requests cost
+    /// ([`resource_units`]), kept to the quota of the tenant's size once known
+    /// ([`Self::note_tenant_users`]), the smallest until then.
+    pub(super) fn unit_pacer(&self, tenant: &str) -> Arc<AppPacer> {
+        let quotas = &self.inner.options.tenant_unit_quotas;
+        let mut pacers = self
+            .inner
+            .tenant_units
+            .lock()
+            .expect("unit pacers poisoned");
+        pacers
+            .entry(tenant.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(AppPacer::of_units(tenant_unit_quota(quotas, None))))
+            .clone()
+    }
+
+    /// The tenant has `users` users: its resource-unit quota is the one of its size.
+    pub(super) fn note_tenant_users(&self, tenant: &str, users: usize) {
+        let quota = tenant_unit_quota(&self.inner.options.tenant_unit_quotas, Some(users));
+        self.unit_pacer(tenant).set_units_quota(quota);
+    }
+
+    /// The `x-ms-throttle-limit-percentage` of an answer (`pct`, with its `x-ms-throttle-scope`
+    /// when Graph sent one) if it is a reason to slow down: not when it is about a limit the
+    /// client keeps itself ([`is_budgeted_scope`]), and not when the client's own logs of the
+    /// limits it may be about are as full as it says. Graph documents the scope on throttled
+    /// answers only, so the percentage of a successful answer usually comes alone: it is then
+    /// put down to the fullest of the tenant's write quotas, its resource units and the
+    /// application's quotas. A window pwdrift fills itself is spent to the end; a percentage
+    /// above what pwdrift has sent (another process of the same application, a cost priced
+    /// higher than the table says) slows it down.
+    pub(super) fn percentage_to_heed(
+        &self,
+        tenant: &str,
+        pct: Option<f64>,
+        scope: Option<&str>,
+    ) -> Option<f64> {
+        let pct = pct?;
+        if is_budgeted_scope(scope) {
+            return None;
+        }
+        let own = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+            None => self
+                .pacer(tenant)
+                .write_usage()
+                .max(self.unit_pacer(tenant).usage())
+                .max(self.inner.app.usage()),
+            Some(s)
+                if s.to_ascii_lowercase()
+                    .starts_with("tenant_application/read") =>
+            {
+                self.unit_pacer(tenant).usage()
+            }
+            Some(_) => 0.0,
+        };
+        (own + EXPLAINED_BY_OWN_LOG < pct).then_some(pct)
+    }
+
     /// The tenant's pacer of resetPassword and operation polls: no in-flight limit of its own,
     /// its budget the authentication-method quota (5 per 10 s by default).
     pub(super) fn method_pacer(&self, tenant: &str) -> Arc<Pacer> {
@@ -149,7 +226,7 @@ impl GraphClient {
     /// [`Self::execute`] of a request whose first turn within the authentication-method limit was
     /// taken by [`Self::admit_method_request`].
     pub(super) async fn execute_rated(&self, tenant: &str, req: &Req) -> Result<Resp, GraphError> {
-        self.within_deadline(req, self.attempts_rated(tenant, req, None, false, true))
+        self.within_deadline(req, self.attempts_rated(tenant, req, None, true))
             .await
     }
 
@@ -170,9 +247,9 @@ impl GraphClient {
         &self,
         tenant: &str,
         req: &Req,
-        admitted: Option<OwnedSemaphorePermit>,
+        admitted: Option<Admitted>,
     ) -> Result<Resp, GraphError> {
-        self.within_deadline(req, self.attempts(tenant, req, admitted, false))
+        self.within_deadline(req, self.attempts_rated(tenant, req, admitted, false))
             .await
     }
 
@@ -185,9 +262,8 @@ impl GraphClient {
         req: &Req,
         slot: Option<WriteSlot>,
     ) -> Result<Resp, GraphError> {
-        let reserved = slot.is_some();
         let rated = slot.as_ref().is_some_and(|s| s.rated);
-        let attempts = self.attempts_rated(tenant, req, slot.map(|s| s.permit), reserved, rated);
+        let attempts = self.attempts_rated(tenant, req, slot.map(|s| s.admitted), rated);
         self.within_deadline(req, attempts).await
     }
 
@@ -224,10 +300,15 @@ impl GraphClient {
     pub async fn admit_write(&self, tenant: &str) -> WriteSlot {
         let pacer = self.pacer(tenant);
         let permit = pacer.admit().await;
-        pacer.admit_writes_up_to(1).await;
-        self.inner.app.admit(0, 0, 1).await;
+        // a single write costs 1 resource unit
+        let units = self.admit_units(tenant, 1, 1).await;
+        let writes = self.admit_writes_with_app(&pacer, 1).await.1;
         WriteSlot {
-            permit,
+            admitted: Admitted {
+                permit,
+                units: Some(units),
+                writes: Some(writes),
+            },
             rated: false,
         }
     }
@@ -242,27 +323,70 @@ impl GraphClient {
         slot
     }
 
-    async fn attempts(
+    /// `requests` requests costing `units` resource units admitted by the tenant's log of
+    /// resource units and the application's quotas: their tickets, to stamp again at the answer.
+    pub(super) async fn admit_units(
         &self,
         tenant: &str,
-        req: &Req,
-        admitted: Option<OwnedSemaphorePermit>,
-        write_reserved: bool,
-    ) -> Result<Resp, GraphError> {
-        self.attempts_rated(tenant, req, admitted, write_reserved, false)
-            .await
+        requests: usize,
+        units: usize,
+    ) -> (AppTicket, AppTicket) {
+        let of_tenant = self.unit_pacer(tenant).admit(0, units, 0).await;
+        let of_app = self.inner.app.admit(requests, units, 0).await;
+        (of_tenant, of_app)
+    }
+
+    /// The answer to a request admitted with these tickets arrived: Graph counted it by now.
+    fn answered(
+        &self,
+        tenant: &str,
+        units: Option<(AppTicket, AppTicket)>,
+        writes: Vec<AppTicket>,
+    ) {
+        if let Some((of_tenant, of_app)) = units {
+            self.unit_pacer(tenant).answered(of_tenant);
+            self.inner.app.answered(of_app);
+        }
+        for t in writes {
+            self.inner.app.answered(t);
+        }
+    }
+
+    /// Up to `n` writes admitted by the tenant's write budget and the application's write
+    /// quota together: the application's quota is waited for first (without taking it), then
+    /// the tenant's budget, then the application's is taken; when it filled up meanwhile, the
+    /// tenant's reservation is given back and both are asked again. Neither log is stamped long
+    /// before the writes go out. Returns how many were granted and the application's ticket.
+    pub(super) async fn admit_writes_with_app(
+        &self,
+        pacer: &Pacer,
+        n: usize,
+    ) -> (usize, AppTicket) {
+        if n == 0 {
+            return (0, AppTicket::default());
+        }
+        loop {
+            self.inner.app.until_writes_fit(n).await;
+            let (granted, at) = pacer.admit_writes_at(n).await;
+            match self.inner.app.try_admit(0, 0, granted) {
+                Ok(ticket) => return (granted, ticket),
+                Err(_) => pacer.give_back_writes(granted, at),
+            }
+        }
     }
 
     async fn attempts_rated(
         &self,
         tenant: &str,
         req: &Req,
-        mut admitted: Option<OwnedSemaphorePermit>,
-        mut write_reserved: bool,
+        mut admitted: Option<Admitted>,
         mut rated: bool,
     ) -> Result<Resp, GraphError> {
         let inner = &self.inner;
         let pacer = self.pool_pacer(tenant, req.pool);
+        let units = req.units.unwrap_or_else(|| {
+            resource_units(req.method.as_str(), req.url.path(), req.url.query())
+        });
         let methods = req.auth_method.then(|| self.method_pacer(tenant));
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
@@ -275,19 +399,29 @@ impl GraphClient {
                 }
             }
             rated = false;
-            let permit = match admitted.take() {
+            let (permit, pre_units, pre_writes) = match admitted.take() {
+                Some(a) => (Some(a.permit), a.units, a.writes),
+                None => (None, None, None),
+            };
+            let permit = match permit {
                 Some(p) => p,
                 None => pacer.admit().await,
             };
-            let mut app_writes = 0;
-            if req.method != Method::GET && !req.paced_by_caller && !write_reserved {
-                // a single write (a `$batch` sender reserves its writes itself, and a write
-                // admitted by `admit_write` was counted there)
-                pacer.admit_writes_up_to(1).await;
-                app_writes = 1;
+            // resource units and requests first (stamped again at the answer), the write
+            // budget last (stamped once), right before sending
+            let unit_tickets = match pre_units {
+                Some(t) => t,
+                None => self.admit_units(tenant, req.weight, units).await,
+            };
+            let mut write_tickets = Vec::with_capacity(1);
+            match pre_writes {
+                Some(t) => write_tickets.push(t),
+                // a single write (a `$batch` sender reserves its writes itself)
+                None if req.method != Method::GET && !req.paced_by_caller => {
+                    write_tickets.push(self.admit_writes_with_app(&pacer, 1).await.1);
+                }
+                None => {}
             }
-            write_reserved = false;
-            inner.app.admit(req.weight, req.weight, app_writes).await;
             let token = inner.tokens.token(tenant).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut rb = inner
@@ -329,6 +463,8 @@ impl GraphClient {
                 }
             };
             drop(permit);
+            // the latest instant Graph can have counted the request at
+            self.answered(tenant, Some(unit_tickets), write_tickets);
             attempt += 1;
             match outcome {
                 Ok((status, headers, body)) => {
@@ -346,11 +482,14 @@ impl GraphClient {
                     let throttled = status == 429;
                     let scope = header_str(&headers, "x-ms-throttle-scope");
                     let blame = blame(scope.as_deref(), req.auth_method);
+                    let pct = self.percentage_to_heed(
+                        tenant,
+                        header_str(&headers, "x-ms-throttle-limit-percentage")
+                            .and_then(|v| parse_percentage(&v)),
+                        scope.as_deref(),
+                    );
                     if (throttled || !req.paced_by_caller)
-                        && pacer.observe(
-                            throttle_percentage(&headers),
-                            throttled && blame == Blame::Tenant,
-                        )
+                        && pacer.observe(pct, throttled && blame == Blame::Tenant)
                     {
                         bump(&inner.counters.slowdowns);
                     }
@@ -473,6 +612,7 @@ impl GraphClient {
             paced_by_caller: false,
             pool: Pool::Requests,
             weight: 1,
+            units: None,
             auth_method: false,
         };
         let resp = self.execute(tenant, &req).await?;
@@ -577,6 +717,7 @@ pub(super) fn parse_percentage(v: &str) -> Option<f64> {
     Some(if p > 2.0 { p / 100.0 } else { p })
 }
 
+#[cfg(test)]
 pub(super) fn throttle_percentage(headers: &HeaderMap) -> Option<f64> {
     let pct =
         header_str(headers, "x-ms-throttle-limit-percentage").and_then(|v| parse_percentage(&v))?;
@@ -590,8 +731,9 @@ pub(super) fn throttle_percentage(headers: &HeaderMap) -> Option<f64> {
 /// authentication-method limit (`.../AuthenticationMethod/...`). A percentage about them is no
 /// reason to slow down: at the quota's pace the window stays nearly full, and slowing to one
 /// request a second would leave most of the quota unused. A percentage about the tenant's
-/// resource units (`Tenant_Application/ReadWrite`) still slows the client down, and a 429 of
-/// any scope is still honoured.
+/// resource units (`Tenant_Application/ReadWrite`) slows the client down when its own log of
+/// them does not explain it ([`GraphClient::percentage_to_heed`]), and a 429 of any scope is
+/// still honoured.
 pub(super) fn is_budgeted_scope(scope: Option<&str>) -> bool {
     let mut parts = scope.unwrap_or("").split('/').map(str::trim);
     let (scope, limit) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));

@@ -98,6 +98,8 @@ struct Inner {
     pacers: Mutex<HashMap<String, Arc<Pacer>>>,
     /// the application's quotas across tenants, shared with the process's other clients of it
     app: Arc<AppPacer>,
+    /// per tenant, its resource units per app + tenant ([`GraphClient::unit_pacer`])
+    tenant_units: Mutex<HashMap<String, Arc<AppPacer>>>,
     /// per tenant, the resetPassword operations that may be in progress ([`GraphClient::reset_gate`])
     reset_gates: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     counters: Counters,
@@ -159,6 +161,7 @@ impl GraphClient {
                 api_base,
                 pacers: Mutex::new(HashMap::new()),
                 app,
+                tenant_units: Mutex::new(HashMap::new()),
                 reset_gates: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 graph_clock: Mutex::new(None),

@@ -7,7 +7,7 @@ use crate::graph::auth::Endpoints;
 use crate::graph::notice::Notifier;
 use crate::graph::retry::{
     AppQuotas, RetryPolicy, WriteQuota, AUTH_METHOD_QUOTA, DOCUMENTED_APP_QUOTAS,
-    DOCUMENTED_WRITE_QUOTAS,
+    DOCUMENTED_TENANT_UNIT_QUOTAS, DOCUMENTED_WRITE_QUOTAS,
 };
 
 /// How the client connects and how hard it retries.
@@ -52,6 +52,9 @@ pub struct ClientOptions {
     /// The application's quotas across tenants, shared by every client of the process signed in
     /// as the same application (default: the documented ones; `--shard I/N` divides them).
     pub app_quotas: AppQuotas,
+    /// Resource units per app + tenant for tenants of < 50, 50-500 and > 500 users (default:
+    /// the documented ones; a tenant is in one shard only, so `--shard` leaves them whole).
+    pub tenant_unit_quotas: [WriteQuota; 3],
 }
 
 impl ClientOptions {
@@ -79,6 +82,7 @@ impl ClientOptions {
             write_quotas: DOCUMENTED_WRITE_QUOTAS.to_vec(),
             auth_method_quota: AUTH_METHOD_QUOTA,
             app_quotas: DOCUMENTED_APP_QUOTAS,
+            tenant_unit_quotas: DOCUMENTED_TENANT_UNIT_QUOTAS,
         }
     }
 

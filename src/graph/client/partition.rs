@@ -195,13 +195,17 @@ impl GraphClient {
     }
 
     /// `GET /users/$count` (with `ConsistencyLevel: eventual`, which `$count` requires).
+    /// The count also sets the tenant's resource-unit quota (it depends on the tenant's size).
     pub async fn count_users(&self, tenant: &str) -> Result<usize, GraphError> {
-        self.get_json_with(
-            tenant,
-            self.url("users/$count")?,
-            vec![("ConsistencyLevel", "eventual")],
-        )
-        .await
+        let count = self
+            .get_json_with(
+                tenant,
+                self.url("users/$count")?,
+                vec![("ConsistencyLevel", "eventual")],
+            )
+            .await?;
+        self.note_tenant_users(tenant, count);
+        Ok(count)
     }
 
     /// Every user of the tenant with exactly [`USER_SELECT`]: sequential paging for a tenant
@@ -328,6 +332,7 @@ impl GraphClient {
                 paced_by_caller: false,
                 pool: Pool::ListPages,
                 weight: 1,
+                units: None,
                 auth_method: false,
             };
             let resp = self
