@@ -34,6 +34,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # PWDRIFT_BENCH_BIN: another build to measure (a copy of an earlier one for before/after, or
 # target/debug/pwdrift for a quick check of a scenario)
 BIN = os.environ.get("PWDRIFT_BENCH_BIN") or os.path.join(ROOT, "target", "release", "pwdrift")
+# PWDRIFT_BENCH_SANDBOX_BIN: the build whose sandbox serves (default: BIN), so that an earlier
+# client can be measured against today's sandbox
+SANDBOX_BIN = os.environ.get("PWDRIFT_BENCH_SANDBOX_BIN") or BIN
 TIME = "/usr/bin/time"
 
 BASE_MS = 60.0  # per request (assumption, see crates/graph-sandbox/src/faults.rs)
@@ -48,7 +51,7 @@ class Sandbox:
         self.work = work
         log = open(os.path.join(work, "sandbox.log"), "w")
         self.proc = subprocess.Popen(
-            [BIN, "sandbox", "--listen", "127.0.0.1:0"] + args,
+            [SANDBOX_BIN, "sandbox", "--listen", "127.0.0.1:0"] + args,
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -344,10 +347,11 @@ def scenario_quota(work, changes_wanted, quota):
         sb.reset_stats()
         wall, rss, out, _ = timed([BIN, "apply", plan, "--auto-approve", "--force", "--concurrency", "8"] + SYNCED, env)
         req, thr = sb.stats()
+        span = write_span(sb)
         quota_writes, window = math.ceil(3000 / k), 150.0 / k
         floor = ((ch - 1) // quota_writes) * window
         row("apply under the write quota (%s)" % throttle, users + 1, declared, ch, req, thr, wall,
-            floor, rss, "429s: %.2f%% of writes" % (100.0 * thr / max(ch, 1)))
+            floor, rss, "429s: %.2f%% of writes; %s" % (100.0 * thr / max(ch, 1), span_note(span, floor)))
     finally:
         sb.stop()
         shutil.rmtree(d, ignore_errors=True)
@@ -419,24 +423,44 @@ def scenario_resets(work, n, quota, method):
             [BIN, "apply", plan, "--auto-approve", "--force", "--concurrency", str(RESET_CONCURRENCY)] + SYNCED + [
              "--secrets-out", os.path.join(d, "secrets.jsonl")] + extra, env)
         req, thr = sb.stats()
+        span = write_span(sb)
         s = sb.call("GET", "/_sandbox/stats")
         peak = max([v for r, v in s.get("peakInFlightByRoute", {}).items()
                     if r.startswith("PATCH ") or "resetPassword" in r] or [0])
         quota_writes, window = math.ceil(3000 / k), 150.0 / k
         verify = math.ceil(math.ceil(ch / 20) / RESET_CONCURRENCY) * RESET_MS / 1000
         floor = ((ch - 1) // quota_writes) * window + RESET_MS / 1000 + verify
+        writes_floor = ((ch - 1) // quota_writes) * window
         if method == "api":
             floor += RESET_RETRY_AFTER_S + RESET_MS / 1000
             per, secs = math.ceil(AUTH_METHOD_QUOTA[0] / k), AUTH_METHOD_QUOTA[1] / k
             floor = max(floor, ((2 * ch - 1) // per) * secs + RESET_MS / 1000 + verify)
+            writes_floor = max(writes_floor, ((2 * ch - 2) // per) * secs)
         m = re.search(r"(\d+) changed and verified", out)
         row("resets (%s) under the write quota (%s)" % (method, throttle), users + 1, len(plain), ch,
             req, thr, wall, floor, rss,
-            "%s verified; peak %d resets in flight; 429s: %.2f%% of writes"
-            % (m.group(1) if m else "?", peak, 100.0 * thr / max(ch, 1)))
+            "%s verified; peak %d resets in flight; 429s: %.2f%% of writes; %s"
+            % (m.group(1) if m else "?", peak, 100.0 * thr / max(ch, 1),
+               span_note(span, writes_floor)))
     finally:
         sb.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def write_span(sb):
+    """Seconds from the first to the last write the sandbox answered 2xx since its stats were
+    reset (None when it saw no write)."""
+    s = sb.call("GET", "/_sandbox/stats")
+    first, last = s.get("firstWriteMs"), s.get("lastWriteMs")
+    return None if first is None or last is None else (last - first) / 1000.0
+
+
+def span_note(span, floor):
+    """The writes' own span against the quota floor (the apply's reads before the first write
+    and its verification after the last are outside it)."""
+    if span is None:
+        return "no write answered"
+    return "writes from first to last: %.1f s (%.2fx the floor)" % (span, span / floor if floor else 0)
 
 
 def keep_changes(plan_file, directory, keep):
@@ -514,13 +538,14 @@ def scenario_apps(work, tenants, writes_per_tenant, scale):
         wall, rss, out, _ = timed([BIN, "apply", plan, "--auto-approve", "--force", "--concurrency", "8"] + SYNCED,
                                   env)
         req, thr = sb.stats()
+        span = write_span(sb)
         app_n, app_w = math.ceil(APP_WRITES[0] / k), APP_WRITES[1] / k
         t_n, t_w = math.ceil(TENANT_WRITES[0] / k), TENANT_WRITES[1] / k
         floor = max(((ch - 1) // app_n) * app_w, ((max(per_tenant) - 1) // t_n) * t_w)
         row("%d tenants at once, app write quota (scaled:%d)" % (tenants, k),
             sum(len(t["users"]) for t in state["tenants"]), declared, ch, req, thr, wall, floor, rss,
-            "app quota %d writes / %.0f s; per tenant %d / %.1f s; 429s: %.2f%% of writes"
-            % (app_n, app_w, t_n, t_w, 100.0 * thr / max(ch, 1)))
+            "app quota %d writes / %.0f s; per tenant %d / %.1f s; 429s: %.2f%% of writes; %s"
+            % (app_n, app_w, t_n, t_w, 100.0 * thr / max(ch, 1), span_note(span, floor)))
     finally:
         sb.stop()
         shutil.rmtree(d, ignore_errors=True)
