@@ -23,35 +23,27 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{GraphError, GraphResult};
+use super::odata::property;
 use super::odata::{self, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
 use super::store::{Group, Member, Principal, Role, ROLES};
 use super::users::{collection, page_over};
 
-macro_rules! gprop {
-    ($name:literal, $f:expr) => {
-        Property::<Group> {
-            name: $name,
-            get: $f,
-        }
-    };
-}
-
 static GROUP_PROPS: &[Property<Group>] = &[
-    gprop!("id", |g| Value::String(g.id.clone())),
-    gprop!("displayName", |g| Value::String(g.display_name.clone())),
-    gprop!("description", |g| g
+    property!("id", |g| Value::String(g.id.clone())),
+    property!("displayName", |g| Value::String(g.display_name.clone())),
+    property!("description", |g| g
         .description
         .clone()
         .map_or(Value::Null, Value::String)),
-    gprop!("groupTypes", |_| json!([])),
-    gprop!("mail", |_| Value::Null),
-    gprop!("mailEnabled", |_| Value::Bool(false)),
-    gprop!("mailNickname", |g| Value::String(
+    property!("groupTypes", |_| json!([])),
+    property!("mail", |_| Value::Null),
+    property!("mailEnabled", |_| Value::Bool(false)),
+    property!("mailNickname", |g| Value::String(
         g.display_name.replace(' ', "")
     )),
-    gprop!("securityEnabled", |_| Value::Bool(true)),
-    gprop!("onPremisesSyncEnabled", |_| Value::Null),
+    property!("securityEnabled", |_| Value::Bool(true)),
+    property!("onPremisesSyncEnabled", |_| Value::Null),
 ];
 
 const GROUP_DEFAULT: &[&str] = &[

@@ -150,6 +150,18 @@ pub struct Property<T> {
     pub get: fn(&T) -> serde_json::Value,
 }
 
+/// One row of a [`Property`] table: `property!("id", |u| json!(u.id))` (the row type comes from
+/// the table the row is written into).
+macro_rules! property {
+    ($name:literal, $f:expr) => {
+        $crate::odata::Property {
+            name: $name,
+            get: $f,
+        }
+    };
+}
+pub(crate) use property;
+
 /// What a collection endpoint accepts: its `$filter` rules (`None`: no `$filter`) and its
 /// `$select` property table.
 pub struct CollectionSpec<T: 'static> {

@@ -40,6 +40,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::{GraphError, GraphResult};
+use super::odata::property;
 use super::odata::{self, Filter, FilterRule, Op, Property, Query, Val};
 use super::seed::{SeedRiskyUser, SeedTenant};
 use super::server::AppState;
@@ -197,28 +198,19 @@ struct Row {
     deleted: bool,
 }
 
-macro_rules! prop {
-    ($name:literal, $f:expr) => {
-        Property::<Row> {
-            name: $name,
-            get: $f,
-        }
-    };
-}
-
 static PROPS: &[Property<Row>] = &[
-    prop!("id", |x| json!(x.r.user_id)),
-    prop!("isDeleted", |x| json!(x.deleted)),
-    prop!("isProcessing", |x| json!(x.r.processing)),
-    prop!("riskLastUpdatedDateTime", |x| json!(x
+    property!("id", |x| json!(x.r.user_id)),
+    property!("isDeleted", |x| json!(x.deleted)),
+    property!("isProcessing", |x| json!(x.r.processing)),
+    property!("riskLastUpdatedDateTime", |x| json!(x
         .r
         .updated
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))),
-    prop!("riskLevel", |x| json!(x.r.level)),
-    prop!("riskState", |x| json!(x.r.state)),
-    prop!("riskDetail", |x| json!(x.r.detail)),
-    prop!("userDisplayName", |x| json!(x.r.display_name)),
-    prop!("userPrincipalName", |x| json!(x.r.upn)),
+    property!("riskLevel", |x| json!(x.r.level)),
+    property!("riskState", |x| json!(x.r.state)),
+    property!("riskDetail", |x| json!(x.r.detail)),
+    property!("userDisplayName", |x| json!(x.r.display_name)),
+    property!("userPrincipalName", |x| json!(x.r.upn)),
 ];
 const DEFAULT: &[&str] = &[
     "id",

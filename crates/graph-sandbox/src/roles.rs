@@ -47,6 +47,7 @@ use serde_json::{json, Value};
 
 use super::auth::{Caller, CallerKind};
 use super::error::{GraphError, GraphPath, GraphResult};
+use super::odata::property;
 use super::odata::{self, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
 use super::store::{Assignment, Principal, Role, Tenant};
@@ -64,22 +65,13 @@ pub struct Row {
     role: usize,
 }
 
-macro_rules! rprop {
-    ($name:literal, $f:expr) => {
-        Property::<Row> {
-            name: $name,
-            get: $f,
-        }
-    };
-}
-
 static ASSIGNMENT_PROPS: &[Property<Row>] = &[
-    rprop!("id", |r| json!(r.id)),
-    rprop!("principalId", |r| json!(r.principal_id)),
-    rprop!("roleDefinitionId", |r| json!(r.role_definition_id)),
-    rprop!("directoryScopeId", |r| json!(r.directory_scope_id)),
-    rprop!("appScopeId", |_| Value::Null),
-    rprop!("resourceScope", |r| json!(r.directory_scope_id)),
+    property!("id", |r| json!(r.id)),
+    property!("principalId", |r| json!(r.principal_id)),
+    property!("roleDefinitionId", |r| json!(r.role_definition_id)),
+    property!("directoryScopeId", |r| json!(r.directory_scope_id)),
+    property!("appScopeId", |_| Value::Null),
+    property!("resourceScope", |r| json!(r.directory_scope_id)),
 ];
 const ASSIGNMENT_DEFAULT: &[&str] = &[
     "id",
@@ -90,15 +82,15 @@ const ASSIGNMENT_DEFAULT: &[&str] = &[
 ];
 
 static ELIGIBILITY_PROPS: &[Property<Row>] = &[
-    rprop!("id", |r| json!(r.id)),
-    rprop!("principalId", |r| json!(r.principal_id)),
-    rprop!("roleDefinitionId", |r| json!(r.role_definition_id)),
-    rprop!("directoryScopeId", |r| json!(r.directory_scope_id)),
-    rprop!("appScopeId", |_| Value::Null),
-    rprop!("startDateTime", |r| json!(r.start)),
-    rprop!("endDateTime", |r| json!(r.end)),
-    rprop!("memberType", |_| json!("Direct")),
-    rprop!("roleEligibilityScheduleId", |r| json!(r
+    property!("id", |r| json!(r.id)),
+    property!("principalId", |r| json!(r.principal_id)),
+    property!("roleDefinitionId", |r| json!(r.role_definition_id)),
+    property!("directoryScopeId", |r| json!(r.directory_scope_id)),
+    property!("appScopeId", |_| Value::Null),
+    property!("startDateTime", |r| json!(r.start)),
+    property!("endDateTime", |r| json!(r.end)),
+    property!("memberType", |_| json!("Direct")),
+    property!("roleEligibilityScheduleId", |r| json!(r
         .id
         .trim_end_matches("-1-e"))),
 ];

@@ -49,6 +49,7 @@ use std::cmp::Ordering;
 
 use super::auth::{Caller, CallerKind};
 use super::error::{GraphError, GraphResult};
+use super::odata::property;
 use super::odata::{self, FilterRule, Property, Query, Val};
 use super::server::{version, AppState};
 use super::store::{Role, Tenant, User};
@@ -73,65 +74,56 @@ pub fn password_profile(u: &User) -> Value {
     }
 }
 
-macro_rules! prop {
-    ($name:literal, $f:expr) => {
-        Property::<User> {
-            name: $name,
-            get: $f,
-        }
-    };
-}
-
 /// The user properties the sandbox knows (unknown ones in `$select` are Graph's 400).
 pub static USER_PROPS: &[Property<User>] = &[
-    prop!("id", |u| Value::String(u.id.clone())),
-    prop!("businessPhones", |_| json!([])),
-    prop!("displayName", |u| Value::String(u.display_name.clone())),
-    prop!("givenName", |u| opt(&u.given_name)),
-    prop!("jobTitle", |u| opt(&u.job_title)),
-    prop!("mail", |u| opt(&u.mail)),
-    prop!("mobilePhone", |_| Value::Null),
-    prop!("officeLocation", |_| Value::Null),
-    prop!("preferredLanguage", |_| Value::Null),
-    prop!("surname", |u| opt(&u.surname)),
-    prop!("userPrincipalName", |u| Value::String(u.upn.clone())),
-    prop!("accountEnabled", |u| Value::Bool(u.account_enabled)),
-    prop!("userType", |u| Value::String(
+    property!("id", |u| Value::String(u.id.clone())),
+    property!("businessPhones", |_| json!([])),
+    property!("displayName", |u| Value::String(u.display_name.clone())),
+    property!("givenName", |u| opt(&u.given_name)),
+    property!("jobTitle", |u| opt(&u.job_title)),
+    property!("mail", |u| opt(&u.mail)),
+    property!("mobilePhone", |_| Value::Null),
+    property!("officeLocation", |_| Value::Null),
+    property!("preferredLanguage", |_| Value::Null),
+    property!("surname", |u| opt(&u.surname)),
+    property!("userPrincipalName", |u| Value::String(u.upn.clone())),
+    property!("accountEnabled", |u| Value::Bool(u.account_enabled)),
+    property!("userType", |u| Value::String(
         u.user_type.clone().unwrap_or_else(|| "Member".into())
     )),
-    prop!("creationType", |u| opt(&u.creation_type)),
-    prop!("externalUserState", |u| opt(&u.external_user_state)),
-    prop!("createdDateTime", |u| dt(&u.created)),
-    prop!("mailNickname", |u| Value::String(
+    property!("creationType", |u| opt(&u.creation_type)),
+    property!("externalUserState", |u| opt(&u.external_user_state)),
+    property!("createdDateTime", |u| dt(&u.created)),
+    property!("mailNickname", |u| Value::String(
         u.upn.split('@').next().unwrap_or_default().to_owned()
     )),
-    prop!("passwordProfile", |u| password_profile(u)),
-    prop!("passwordPolicies", |u| opt(&u.password_policies)),
-    prop!(
+    property!("passwordProfile", |u| password_profile(u)),
+    property!("passwordPolicies", |u| opt(&u.password_policies)),
+    property!(
         "lastPasswordChangeDateTime",
         |u| dt(&u.last_password_change)
     ),
-    prop!("onPremisesSyncEnabled", |u| u
+    property!("onPremisesSyncEnabled", |u| u
         .on_premises_sync_enabled
         .map_or(Value::Null, Value::Bool)),
-    prop!("onPremisesSecurityIdentifier", |u| opt(&u.on_premises_sid)),
-    prop!("onPremisesImmutableId", |_| Value::Null),
-    prop!("onPremisesSamAccountName", |u| if u.is_synced() {
+    property!("onPremisesSecurityIdentifier", |u| opt(&u.on_premises_sid)),
+    property!("onPremisesImmutableId", |_| Value::Null),
+    property!("onPremisesSamAccountName", |u| if u.is_synced() {
         Value::String(u.upn.split('@').next().unwrap_or_default().to_owned())
     } else {
         Value::Null
     }),
-    prop!("onPremisesLastSyncDateTime", |u| if u.is_synced() {
+    property!("onPremisesLastSyncDateTime", |u| if u.is_synced() {
         dt(&u.created)
     } else {
         Value::Null
     }),
-    prop!("department", |_| Value::Null),
-    prop!("companyName", |_| Value::Null),
-    prop!("employeeId", |_| Value::Null),
-    prop!("usageLocation", |_| Value::Null),
-    prop!("otherMails", |_| json!([])),
-    prop!("proxyAddresses", |_| json!([])),
+    property!("department", |_| Value::Null),
+    property!("companyName", |_| Value::Null),
+    property!("employeeId", |_| Value::Null),
+    property!("usageLocation", |_| Value::Null),
+    property!("otherMails", |_| json!([])),
+    property!("proxyAddresses", |_| json!([])),
 ];
 
 /// Graph's default property set for users (no `$select`).
