@@ -89,10 +89,11 @@ impl AppPacer {
 
     /// Keeps `units` as the resource-unit quota from now on (a tenant's size became known).
     pub fn set_units_quota(&self, units: WriteQuota) {
-        let mut st = self.state.lock().expect("app pacer poisoned");
-        if st.units.quota() != units {
-            st.units.set_quota(units);
-        }
+        self.state
+            .lock()
+            .expect("app pacer poisoned")
+            .units
+            .set_quota(units);
     }
 
     /// Takes `requests` requests costing `units` resource units and carrying `writes` writes if

@@ -170,11 +170,6 @@ impl AppLog {
         }
     }
 
-    /// The quota kept.
-    pub fn quota(&self) -> WriteQuota {
-        self.quota
-    }
-
     /// Keeps `quota` from now on (what is logged stays).
     pub fn set_quota(&mut self, quota: WriteQuota) {
         self.quota = quota;

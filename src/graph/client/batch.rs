@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::Method;
 
 use super::error::{error_from, error_from_inner, inner_header};
-use super::execute::{header_str, parse_percentage, Admitted, Pool, Req};
+use super::execute::{header_str, Admitted, Pool, Req};
 use super::stats::bump;
 use super::urls::loggable_relative;
 use super::{GraphClient, GraphError};
@@ -138,8 +138,8 @@ impl GraphClient {
             let (batch, writes) = self.within_write_quota(&pacer, work, batch).await;
             let admitted = Admitted {
                 permit,
-                units: Some(units),
-                writes: Some(writes),
+                units,
+                writes,
             };
             self.batch_round(tenant, &pacer, work, batch, admitted)
                 .await;
@@ -243,8 +243,7 @@ impl GraphClient {
                 Some(resp) => {
                     if let Some(v) = self.percentage_to_heed(
                         tenant,
-                        inner_header(&resp, "x-ms-throttle-limit-percentage")
-                            .and_then(|v| parse_percentage(&v)),
+                        inner_header(&resp, "x-ms-throttle-limit-percentage").as_deref(),
                         inner_header(&resp, "x-ms-throttle-scope").as_deref(),
                     ) {
                         pct = Some(pct.map_or(v, |q: f64| q.max(v)));
@@ -348,8 +347,7 @@ impl GraphClient {
         let resp = self.execute_admitted(tenant, &req, Some(admitted)).await?;
         let pct = self.percentage_to_heed(
             tenant,
-            header_str(&resp.headers, "x-ms-throttle-limit-percentage")
-                .and_then(|v| parse_percentage(&v)),
+            header_str(&resp.headers, "x-ms-throttle-limit-percentage").as_deref(),
             header_str(&resp.headers, "x-ms-throttle-scope").as_deref(),
         );
         match super::parse::batch_envelope(resp.status, &resp.body) {

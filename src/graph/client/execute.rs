@@ -76,8 +76,10 @@ pub(super) enum Pool {
 /// (stamped once) last, right before the request goes out.
 pub(super) struct Admitted {
     pub(super) permit: OwnedSemaphorePermit,
-    pub(super) units: Option<(AppTicket, AppTicket)>,
-    pub(super) writes: Option<AppTicket>,
+    /// the tenant's and the application's tickets ([`GraphClient::admit_units`])
+    pub(super) units: (AppTicket, AppTicket),
+    /// the application's ticket of the writes reserved (empty when there are none)
+    pub(super) writes: AppTicket,
 }
 
 /// A single write admitted by its tenant's pacer ([`GraphClient::admit_write`]): the in-flight
@@ -161,26 +163,23 @@ impl GraphClient {
     pub(super) fn percentage_to_heed(
         &self,
         tenant: &str,
-        pct: Option<f64>,
+        pct: Option<&str>,
         scope: Option<&str>,
     ) -> Option<f64> {
-        let pct = pct?;
-        if is_budgeted_scope(scope) {
-            return None;
-        }
-        let own = match scope.map(str::trim).filter(|s| !s.is_empty()) {
-            None => self
+        let pct = throttle_percentage(pct, scope)?;
+        let own = match scope_and_limit(scope) {
+            ("", _) => self
                 .pacer(tenant)
                 .write_usage()
                 .max(self.unit_pacer(tenant).usage())
                 .max(self.inner.app.usage()),
-            Some(s)
-                if s.to_ascii_lowercase()
-                    .starts_with("tenant_application/read") =>
+            (scope, limit)
+                if scope.eq_ignore_ascii_case("Tenant_Application")
+                    && limit.to_ascii_lowercase().starts_with("read") =>
             {
                 self.unit_pacer(tenant).usage()
             }
-            Some(_) => 0.0,
+            _ => 0.0,
         };
         (own + EXPLAINED_BY_OWN_LOG < pct).then_some(pct)
     }
@@ -306,8 +305,8 @@ impl GraphClient {
         WriteSlot {
             admitted: Admitted {
                 permit,
-                units: Some(units),
-                writes: Some(writes),
+                units,
+                writes,
             },
             rated: false,
         }
@@ -340,16 +339,12 @@ impl GraphClient {
     fn answered(
         &self,
         tenant: &str,
-        units: Option<(AppTicket, AppTicket)>,
-        writes: Vec<AppTicket>,
+        (of_tenant, of_app): (AppTicket, AppTicket),
+        writes: AppTicket,
     ) {
-        if let Some((of_tenant, of_app)) = units {
-            self.unit_pacer(tenant).answered(of_tenant);
-            self.inner.app.answered(of_app);
-        }
-        for t in writes {
-            self.inner.app.answered(t);
-        }
+        self.unit_pacer(tenant).answered(of_tenant);
+        self.inner.app.answered(of_app);
+        self.inner.app.answered(writes);
     }
 
     /// Up to `n` writes admitted by the tenant's write budget and the application's write
@@ -399,29 +394,30 @@ impl GraphClient {
                 }
             }
             rated = false;
-            let (permit, pre_units, pre_writes) = match admitted.take() {
-                Some(a) => (Some(a.permit), a.units, a.writes),
-                None => (None, None, None),
-            };
-            let permit = match permit {
-                Some(p) => p,
-                None => pacer.admit().await,
-            };
-            // resource units and requests first (stamped again at the answer), the write
-            // budget last (stamped once), right before sending
-            let unit_tickets = match pre_units {
-                Some(t) => t,
-                None => self.admit_units(tenant, req.weight, units).await,
-            };
-            let mut write_tickets = Vec::with_capacity(1);
-            match pre_writes {
-                Some(t) => write_tickets.push(t),
-                // a single write (a `$batch` sender reserves its writes itself)
-                None if req.method != Method::GET && !req.paced_by_caller => {
-                    write_tickets.push(self.admit_writes_with_app(&pacer, 1).await.1);
+            let Admitted {
+                permit,
+                units: unit_tickets,
+                writes: write_ticket,
+            } = match admitted.take() {
+                Some(a) => a,
+                None => {
+                    let permit = pacer.admit().await;
+                    // resource units and requests first (stamped again at the answer), the
+                    // write budget last (stamped once), right before sending
+                    let units = self.admit_units(tenant, req.weight, units).await;
+                    // a single write (a `$batch` sender reserves its writes itself)
+                    let writes = if req.method != Method::GET && !req.paced_by_caller {
+                        self.admit_writes_with_app(&pacer, 1).await.1
+                    } else {
+                        AppTicket::default()
+                    };
+                    Admitted {
+                        permit,
+                        units,
+                        writes,
+                    }
                 }
-                None => {}
-            }
+            };
             let token = inner.tokens.token(tenant).await?;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut rb = inner
@@ -464,7 +460,7 @@ impl GraphClient {
             };
             drop(permit);
             // the latest instant Graph can have counted the request at
-            self.answered(tenant, Some(unit_tickets), write_tickets);
+            self.answered(tenant, unit_tickets, write_ticket);
             attempt += 1;
             match outcome {
                 Ok((status, headers, body)) => {
@@ -484,8 +480,7 @@ impl GraphClient {
                     let blame = blame(scope.as_deref(), req.auth_method);
                     let pct = self.percentage_to_heed(
                         tenant,
-                        header_str(&headers, "x-ms-throttle-limit-percentage")
-                            .and_then(|v| parse_percentage(&v)),
+                        header_str(&headers, "x-ms-throttle-limit-percentage").as_deref(),
                         scope.as_deref(),
                     );
                     if (throttled || !req.paced_by_caller)
@@ -717,11 +712,18 @@ pub(super) fn parse_percentage(v: &str) -> Option<f64> {
     Some(if p > 2.0 { p / 100.0 } else { p })
 }
 
-#[cfg(test)]
-pub(super) fn throttle_percentage(headers: &HeaderMap) -> Option<f64> {
-    let pct =
-        header_str(headers, "x-ms-throttle-limit-percentage").and_then(|v| parse_percentage(&v))?;
-    (!is_budgeted_scope(header_str(headers, "x-ms-throttle-scope").as_deref())).then_some(pct)
+/// An `x-ms-throttle-limit-percentage` (`pct`) unless its `x-ms-throttle-scope` names a limit
+/// the client keeps itself ([`is_budgeted_scope`]).
+fn throttle_percentage(pct: Option<&str>, scope: Option<&str>) -> Option<f64> {
+    let pct = parse_percentage(pct?)?;
+    (!is_budgeted_scope(scope)).then_some(pct)
+}
+
+/// The `<Scope>` and `<Limit>` of an `x-ms-throttle-scope`
+/// (`<Scope>/<Limit>/<ApplicationId>/<TenantId>`), trimmed; empty when absent.
+fn scope_and_limit(scope: Option<&str>) -> (&str, &str) {
+    let mut parts = scope.unwrap_or("").split('/').map(str::trim);
+    (parts.next().unwrap_or(""), parts.next().unwrap_or(""))
 }
 
 /// Whether an `x-ms-throttle-scope` (`<Scope>/<Limit>/<ApplicationId>/<TenantId>`) names a
@@ -735,8 +737,7 @@ pub(super) fn throttle_percentage(headers: &HeaderMap) -> Option<f64> {
 /// them does not explain it ([`GraphClient::percentage_to_heed`]), and a 429 of any scope is
 /// still honoured.
 pub(super) fn is_budgeted_scope(scope: Option<&str>) -> bool {
-    let mut parts = scope.unwrap_or("").split('/').map(str::trim);
-    let (scope, limit) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (scope, limit) = scope_and_limit(scope);
     limit.eq_ignore_ascii_case("Write")
         || limit.eq_ignore_ascii_case("AuthenticationMethod")
         || scope.eq_ignore_ascii_case("Application")
@@ -755,8 +756,7 @@ pub(super) enum Blame {
 }
 
 pub(super) fn blame(scope: Option<&str>, auth_method: bool) -> Blame {
-    let first = scope.unwrap_or("").split('/').next().unwrap_or("").trim();
-    let limit = scope.unwrap_or("").split('/').nth(1).unwrap_or("").trim();
+    let (first, limit) = scope_and_limit(scope);
     if first.eq_ignore_ascii_case("Application") {
         Blame::Application
     } else if auth_method
@@ -771,6 +771,13 @@ pub(super) fn blame(scope: Option<&str>, auth_method: bool) -> Blame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn throttle_percentage(h: &HeaderMap) -> Option<f64> {
+        super::throttle_percentage(
+            header_str(h, "x-ms-throttle-limit-percentage").as_deref(),
+            header_str(h, "x-ms-throttle-scope").as_deref(),
+        )
+    }
 
     #[test]
     fn write_quota_percentages_are_left_to_the_write_budget() {
