@@ -1043,3 +1043,47 @@ async fn a_pending_system_generated_reset_that_landed_is_password_unknown() {
         .entries()
         .all(|e| e.outcome == Some(Outcome::PasswordUnknown)));
 }
+
+/// A peer whose `x-ms-throttle-limit-percentage` is absurd (1e308, NaN, negative, not a number,
+/// percent instead of a fraction) beside a scope that follows no format: the listing still
+/// completes, every page read once; a percentage pwdrift's own logs cannot explain slows it down
+/// (clamped, so at most a second between requests), and values that are not percentages are
+/// ignored.
+#[tokio::test]
+async fn absurd_throttle_percentages_are_bounded() {
+    const PCTS: [&str; 5] = ["1e308", "NaN", "-3", "not-a-number", "180"];
+    let server = start(|s, _| {
+        let page: usize = s
+            .query
+            .split("$skiptoken=p")
+            .nth(1)
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(0);
+        let mut body = json!({"value": [user(&format!("u{page}"))]});
+        if page + 1 < PCTS.len() {
+            body["@odata.nextLink"] = json!(format!("/v1.0/users?$skiptoken=p{}", page + 1));
+        }
+        let mut resp = json_response(200, body);
+        let h = resp.headers_mut();
+        h.insert(
+            "x-ms-throttle-limit-percentage",
+            PCTS[page].parse().unwrap(),
+        );
+        h.insert(
+            "x-ms-throttle-scope",
+            "not/a//scope/at/all".parse().unwrap(),
+        );
+        resp
+    })
+    .await;
+    let c = client(&server, |_| {});
+    let users = c.list_users(TENANT, None).await.unwrap();
+    assert_eq!(users.len(), PCTS.len());
+    assert_eq!(server.seen_at("/v1.0/users").len(), PCTS.len());
+    let stats = c.stats();
+    assert!(
+        stats.slowdowns >= 1,
+        "1e308 and 180 (1.8) are heeded: {stats:?}"
+    );
+    assert_eq!((stats.throttled, stats.retries), (0, 0), "{stats:?}");
+}
